@@ -1,0 +1,247 @@
+//! The `radassist` command line: each stage of the flow runs alone, so a problem can be cornered
+//! without the server. This file only parses arguments and prints; the work is in the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use radassist::dicom::{self, DecodeLimits};
+use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
+use radassist::imaging::output::{write_npy, write_png, PngDepth};
+use radassist::imaging::resize::{fit_longest_side, resize};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "radassist", version, about = "Chest X-ray assistant beside a PACS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the canonical metadata of a DICOM file (no pixel decoding).
+    Inspect {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode modality values (after the Modality LUT, before VOI) to float32 .npy.
+    ///
+    /// With a folder, decodes every file in it (recursively) into OUT as a folder, goes on past
+    /// bad files, and lists them with their reasons at the end.
+    Decode {
+        /// A DICOM file, or a folder of them.
+        input: PathBuf,
+        /// The .npy file (or, for a folder, the output folder).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Worker threads for a folder (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// Render what a radiologist would see (VOI applied, MONOCHROME1 inverted) as a grey PNG.
+    Render {
+        file: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Fit the longer side to this many pixels (area averaging when shrinking).
+        #[arg(long)]
+        size: Option<usize>,
+        /// Bits per PNG sample.
+        #[arg(long, value_enum, default_value = "8")]
+        bits: Bits,
+        /// Use the header's window number N (1-based) instead of the first.
+        #[arg(long, conflicts_with_all = ["voi_lut", "window"])]
+        window_index: Option<usize>,
+        /// Use the header's VOI LUT number N (1-based).
+        #[arg(long, conflicts_with = "window")]
+        voi_lut: Option<usize>,
+        /// Use this window, as CENTER,WIDTH in modality values.
+        #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
+        window: Option<(f64, f64)>,
+    },
+    /// Check that the ONNX Runtime library loads, and say where it came from.
+    Runtime,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Bits {
+    #[value(name = "8")]
+    Eight,
+    #[value(name = "16")]
+    Sixteen,
+}
+
+fn parse_window(text: &str) -> Result<(f64, f64), String> {
+    let (c, w) = text.split_once(',').ok_or("expected CENTER,WIDTH, for example 550,1024")?;
+    let parse = |s: &str| s.trim().parse::<f64>().map_err(|e| format!("{s:?}: {e}"));
+    Ok((parse(c)?, parse(w)?))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RADASSIST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Inspect { file, json } => inspect(&file, json),
+        Command::Decode { input, output, jobs } => decode(&input, &output, jobs),
+        Command::Render { file, output, size, bits, window_index, voi_lut, window } => {
+            let choice = match (window_index, voi_lut, window) {
+                (Some(0), _, _) | (_, Some(0), _) => Err("window and VOI LUT numbers start at 1".to_string()),
+                (Some(n), _, _) => Ok(VoiChoice::Window(n - 1)),
+                (_, Some(n), _) => Ok(VoiChoice::VoiLut(n - 1)),
+                (_, _, Some((center, width))) => Ok(VoiChoice::Explicit { center, width }),
+                _ => Ok(VoiChoice::Default),
+            };
+            choice.and_then(|choice| render(&file, &output, size, bits, &choice))
+        }
+        Command::Runtime => runtime(),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("radassist: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn inspect(file: &Path, json: bool) -> Result<(), String> {
+    let header = dicom::read_header(file, &DecodeLimits::default()).map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&header).expect("headers serialise"));
+        return Ok(());
+    }
+    let p = &header.pixels;
+    let a = &header.acquisition;
+    let g = &header.geometry;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("transfer syntax      {} ({})", p.transfer_syntax, p.transfer_syntax_uid);
+    println!("photometric          {:?}", p.photometric_interpretation);
+    println!("rows x columns       {} x {}", p.rows, p.columns);
+    println!("bits                 allocated {}, stored {}, high bit {}, {}", p.bits_allocated,
+        p.bits_stored, p.high_bit, if p.signed { "signed" } else { "unsigned" });
+    match g.patient_spacing {
+        Some(s) => println!("spacing (patient)    {:.4} x {:.4} mm, from {:?}", s.row_mm, s.column_mm, g.spacing_source),
+        None => println!("spacing (patient)    none: measurements are uncalibrated"),
+    }
+    if let Some(s) = g.detector_spacing {
+        println!("spacing (detector)   {:.4} x {:.4} mm", s.row_mm, s.column_mm);
+    }
+    println!("modality             {}{}", or_dash(&a.modality), if a.secondary_capture { " (secondary capture)" } else { "" });
+    println!("view                 {:?}{}", a.view, a.view_source.map(|s| format!(" from {s}")).unwrap_or_default());
+    println!("laterality           {}", or_dash(&a.laterality));
+    println!("body part            {}", or_dash(&a.body_part));
+    match &a.patient_age {
+        Some(age) => println!("age                  {:.1} years, from {}", age.years, age.source),
+        None => println!("age                  -"),
+    }
+    println!("modality LUT         {}", serde_json::to_string(&header.modality_lut).expect("serialises"));
+    println!("windows              {}", serde_json::to_string(&header.display.windows).expect("serialises"));
+    let i = &header.identity;
+    println!("study                {} {} {}", or_dash(&i.study_instance_uid), or_dash(&i.study_date), or_dash(&i.study_time));
+    println!("series               {}", or_dash(&i.series_instance_uid));
+    println!("instance             {}", or_dash(&i.sop_instance_uid));
+    for warning in &header.warnings {
+        println!("warning              {warning}");
+    }
+    Ok(())
+}
+
+fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String> {
+    let limits = DecodeLimits::default();
+    if !input.is_dir() {
+        let radiograph = dicom::read_file(input, &limits).map_err(|e| format!("{}: {e}", input.display()))?;
+        return write_npy(output, radiograph.values.view()).map_err(|e| format!("{}: {e}", output.display()));
+    }
+    let files = list_files(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.unwrap_or(0))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let progress = ProgressBar::new(files.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} {msg}").expect("valid template"),
+    );
+    let failures: Vec<(PathBuf, String)> = pool.install(|| {
+        files
+            .par_iter()
+            .filter_map(|file| {
+                let relative = file.strip_prefix(input).unwrap_or(file);
+                let target = output.join(relative).with_extension("npy");
+                let outcome = dicom::read_file(file, &limits).map_err(|e| e.to_string()).and_then(|r| {
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                    }
+                    write_npy(&target, r.values.view()).map_err(|e| format!("writing {}: {e}", target.display()))
+                });
+                progress.inc(1);
+                outcome.err().map(|reason| (file.clone(), reason))
+            })
+            .collect()
+    });
+    progress.finish();
+    let decoded = files.len() - failures.len();
+    eprintln!("decoded {decoded} of {} files into {}", files.len(), output.display());
+    if failures.is_empty() {
+        return Ok(());
+    }
+    for (file, reason) in &failures {
+        eprintln!("  failed {}: {reason}", file.display());
+    }
+    Err(format!("{} of {} files could not be decoded", failures.len(), files.len()))
+}
+
+/// Every regular file under `dir`, sorted, skipping hidden entries.
+fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn render(file: &Path, output: &Path, size: Option<usize>, bits: Bits, choice: &VoiChoice) -> Result<(), String> {
+    let radiograph = dicom::read_file(file, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", file.display()))?;
+    let voi = choose_voi(&radiograph, choice).map_err(|e| e.to_string())?;
+    let mut display = display_values(&radiograph, &voi);
+    if let Some(longest) = size {
+        if longest == 0 {
+            return Err("--size must be at least 1".into());
+        }
+        let (rows, columns) = fit_longest_side(radiograph.rows(), radiograph.columns(), longest);
+        display = resize(display.view(), rows, columns);
+    }
+    let depth = match bits {
+        Bits::Eight => PngDepth::Eight,
+        Bits::Sixteen => PngDepth::Sixteen,
+    };
+    write_png(output, display.view(), depth).map_err(|e| format!("{}: {e}", output.display()))
+}
+
+fn runtime() -> Result<(), String> {
+    let runtime = radassist::runtime::load().map_err(|e| e.to_string())?;
+    println!("ONNX Runtime loaded from {}", runtime.library.display());
+    println!("{}", runtime.build_info);
+    Ok(())
+}
