@@ -487,16 +487,20 @@ fn read_view(attrs: Attributes) -> (ProjectionView, Option<&'static str>) {
 /// Patient Age (nnnD/W/M/Y), else the difference of Patient Birth Date and Study Date.
 fn read_age(attrs: Attributes) -> Option<Age> {
     if let Some(text) = attrs.text(tags::PATIENT_AGE) {
-        let (number, unit) = text.split_at(text.len().saturating_sub(1));
+        // A bare number (no unit, which the AS VR requires) is read as years, as exporters mean it.
+        let (number, unit) = match text.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+            _ => (text.as_str(), 'Y'),
+        };
         if let Ok(n) = number.trim().parse::<f64>() {
-            let years = match unit {
-                "Y" => Some(n),
-                "M" => Some(n / 12.0),
-                "W" => Some(n * 7.0 / 365.25),
-                "D" => Some(n / 365.25),
+            let years = match unit.to_ascii_uppercase() {
+                'Y' => Some(n),
+                'M' => Some(n / 12.0),
+                'W' => Some(n * 7.0 / 365.25),
+                'D' => Some(n / 365.25),
                 _ => None,
             };
-            if let Some(years) = years {
+            if let Some(years) = years.filter(|y| (0.0..150.0).contains(y)) {
                 return Some(Age { years, source: "PatientAge" });
             }
         }
