@@ -5,6 +5,7 @@
 //! (older CR exports). All three are accepted here; the transfer syntax of a bare data set is
 //! read off its first element (explicit or implicit VR, little endian).
 
+use super::structure::{self, Encoding, EXPLICIT_LE};
 use super::DecodeError;
 use dicom_dictionary_std::uids;
 use dicom_encoding::TransferSyntaxIndex;
@@ -14,6 +15,12 @@ use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use std::io::Read;
 use std::path::Path;
+
+/// Explicit VR Big Endian: retired from the standard, still sent by older modalities.
+const EXPLICIT_VR_BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
+
+/// Largest data set a deflated instance may inflate to.
+const MAX_INFLATED_BYTES: u64 = 1 << 30;
 
 /// A parsed DICOM instance with its file meta information.
 pub type DicomInstance = DefaultDicomObject;
@@ -32,19 +39,23 @@ pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DecodeErr
 }
 
 /// Parses a DICOM instance: Part 10 with or without preamble, or a bare data set.
+///
+/// The encoded structure is checked first (see [`structure`]), so that no length in a header
+/// can make the parser allocate more than the data holds.
 pub fn parse_dicom(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::NotDicom { reason: "the input is empty".into() });
     }
-    let preamble = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        Some(ReadPreamble::Always)
+    let (preamble, meta_start) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        (Some(ReadPreamble::Always), 132)
     } else if bytes.starts_with(b"DICM") {
-        Some(ReadPreamble::Never)
+        (Some(ReadPreamble::Never), 4)
     } else {
-        None
+        (None, 0)
     };
     match preamble {
         Some(preamble) => {
+            check_part10_structure(bytes, meta_start)?;
             let object = OpenFileOptions::new()
                 .read_preamble(preamble)
                 .read_all()
@@ -55,6 +66,33 @@ pub fn parse_dicom(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
         }
         None => parse_bare_data_set(bytes),
     }
+}
+
+/// Checks the meta group and the data set of a Part-10 file before dicom-rs parses them.
+fn check_part10_structure(bytes: &[u8], meta_start: usize) -> Result<(), DecodeError> {
+    let (data_set_start, uid) =
+        structure::check_meta_group(bytes, meta_start).map_err(DecodeError::malformed)?;
+    let uid = uid.ok_or_else(|| DecodeError::NotDicom {
+        reason: "the file meta group has no Transfer Syntax UID (0002,0010)".into(),
+    })?;
+    check_transfer_syntax_known(&uid)?;
+    let checked = match uid.as_str() {
+        uids::IMPLICIT_VR_LITTLE_ENDIAN => structure::check_data_set(
+            bytes,
+            data_set_start,
+            Encoding { explicit_vr: false, big_endian: false },
+        ),
+        EXPLICIT_VR_BIG_ENDIAN => structure::check_data_set(
+            bytes,
+            data_set_start,
+            Encoding { explicit_vr: true, big_endian: true },
+        ),
+        uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN => {
+            structure::check_deflated_data_set(bytes, data_set_start, MAX_INFLATED_BYTES)
+        }
+        _ => structure::check_data_set(bytes, data_set_start, EXPLICIT_LE),
+    };
+    checked.map_err(DecodeError::malformed)
 }
 
 fn check_transfer_syntax_known(uid: &str) -> Result<(), DecodeError> {
@@ -88,6 +126,8 @@ fn parse_bare_data_set(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
     let explicit_vr = bytes[4].is_ascii_uppercase() && bytes[5].is_ascii_uppercase();
     let ts_uid =
         if explicit_vr { uids::EXPLICIT_VR_LITTLE_ENDIAN } else { uids::IMPLICIT_VR_LITTLE_ENDIAN };
+    let encoding = Encoding { explicit_vr, big_endian: false };
+    structure::check_data_set(bytes, 0, encoding).map_err(DecodeError::malformed)?;
     let ts = TransferSyntaxRegistry.get(ts_uid).expect("little endian syntaxes are built in");
     let data_set =
         InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(DecodeError::malformed)?;

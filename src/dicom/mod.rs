@@ -14,6 +14,7 @@ mod file;
 mod header;
 mod jpeg;
 mod pixels;
+mod structure;
 
 pub use error::DecodeError;
 pub use file::{parse_dicom, DicomInstance};
