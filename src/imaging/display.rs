@@ -27,10 +27,11 @@ pub enum VoiChoice {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DisplayError {
-    #[error("window {index} was asked for, but the header has {available} valid windows")]
-    NoSuchWindow { index: usize, available: usize },
-    #[error("VOI LUT {index} was asked for, but the header has {available}")]
-    NoSuchVoiLut { index: usize, available: usize },
+    /// `number` counts from 1, as users and the header's explanations do.
+    #[error("window {number} was asked for, but the header has {available} valid windows")]
+    NoSuchWindow { number: usize, available: usize },
+    #[error("VOI LUT {number} was asked for, but the header has {available}")]
+    NoSuchVoiLut { number: usize, available: usize },
     #[error("a window width must be at least 1 (got {0})")]
     BadWidth(f64),
 }
@@ -50,12 +51,12 @@ pub fn choose_voi(radiograph: &Radiograph, choice: &VoiChoice) -> Result<VoiTran
             .windows
             .get(*index)
             .map(|w| VoiTransform::Window(w.clone()))
-            .ok_or(DisplayError::NoSuchWindow { index: *index, available: display.windows.len() }),
+            .ok_or(DisplayError::NoSuchWindow { number: index + 1, available: display.windows.len() }),
         VoiChoice::VoiLut(index) => display
             .voi_luts
             .get(*index)
             .map(|t| VoiTransform::Table(t.clone()))
-            .ok_or(DisplayError::NoSuchVoiLut { index: *index, available: display.voi_luts.len() }),
+            .ok_or(DisplayError::NoSuchVoiLut { number: index + 1, available: display.voi_luts.len() }),
         VoiChoice::Explicit { center, width } => {
             let window = Window { center: *center, width: *width, function: VoiFunction::Linear, explanation: None };
             if !window.is_valid() {

@@ -1,9 +1,10 @@
 //! ONNX Runtime: finding and loading the shared library that model inference runs on.
 //!
 //! radassist links ONNX Runtime dynamically (`ort` with `load-dynamic`), so the binary starts
-//! without it and only inference needs it. The library is looked for at `ORT_DYLIB_PATH`, else
-//! at the copy that `scripts/setup` puts in the project (`.radassist/onnxruntime/`), else next to
-//! the executable. When it is missing, the error says how to get it, and nothing panics.
+//! without it and only inference needs it. The library is the one `ORT_DYLIB_PATH` names when
+//! that is set (and only that one); otherwise the copy that `scripts/setup` puts in the project
+//! (`.radassist/onnxruntime/`), else one next to the executable. When it is missing, the error
+//! says how to get it, and nothing panics.
 
 use std::path::{Path, PathBuf};
 
@@ -25,10 +26,10 @@ pub enum RuntimeError {
 
 /// Where the library is looked for, in order.
 pub fn candidate_paths() -> Vec<PathBuf> {
-    let mut paths = Vec::new();
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        paths.push(PathBuf::from(path));
+        return vec![PathBuf::from(path)];
     }
+    let mut paths = Vec::new();
     let project_copy = Path::new(".radassist/onnxruntime").join(LIBRARY_NAME);
     paths.push(project_copy.clone());
     if let Some(root) = option_env!("CARGO_MANIFEST_DIR") {
