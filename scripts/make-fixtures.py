@@ -30,7 +30,8 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import ImplicitVRLittleEndian
+
+from pydicom_io import read_dicom
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample-dicom"
@@ -41,17 +42,6 @@ LOSSY_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 
 def fixture_name(path):
     return str(path.relative_to(SAMPLES)).replace("/", "__").removesuffix(".dcm")
-
-
-def read(path):
-    data = path.read_bytes()
-    if data.startswith(b"DICM"):  # Part 10 without its preamble: pydicom wants one
-        data = bytes(128) + data
-    ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
-        ds.file_meta = pydicom.dataset.FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    return ds
 
 
 def stored_values(path, ds):
@@ -121,7 +111,7 @@ def main():
     manifest = {}
     for path in sorted(SAMPLES.rglob("*.dcm")):
         name = fixture_name(path)
-        ds = read(path)
+        ds = read_dicom(path.read_bytes())
         entry = {"file": str(path.relative_to(ROOT))}
         if "PixelData" not in ds or int(ds.get("NumberOfFrames", 1)) > 1:
             entry["decodes"] = False

@@ -175,7 +175,7 @@ fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String
             .par_iter()
             .filter_map(|file| {
                 let relative = file.strip_prefix(input).unwrap_or(file);
-                let target = output.join(relative).with_extension("npy");
+                let target = npy_path_for(&output.join(relative));
                 let outcome = dicom::read_file(file, &limits).map_err(|e| e.to_string()).and_then(|r| {
                     if let Some(parent) = target.parent() {
                         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
@@ -197,6 +197,21 @@ fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String
         eprintln!("  failed {}: {reason}", file.display());
     }
     Err(format!("{} of {} files could not be decoded", failures.len(), files.len()))
+}
+
+/// OUT/a.dcm -> OUT/a.npy, but OUT/1.2.840.99 (files named by UID) -> OUT/1.2.840.99.npy, so
+/// that names differing only after their last dot do not collide.
+fn npy_path_for(target: &Path) -> PathBuf {
+    let is_dicom_extension = target
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"));
+    if is_dicom_extension {
+        target.with_extension("npy")
+    } else {
+        let mut name = target.as_os_str().to_owned();
+        name.push(".npy");
+        PathBuf::from(name)
+    }
 }
 
 /// Every regular file under `dir`, sorted, skipping hidden entries.

@@ -57,11 +57,15 @@ fn decode_of_a_folder_goes_on_past_bad_files_and_lists_them() {
     }
     std::fs::write(input.path().join("broken.dcm"), b"not a dicom file at all").unwrap();
     std::fs::copy(sample("derived/basic_text_sr.dcm"), input.path().join("report.dcm")).unwrap();
+    // Files named by UID keep their whole name.
+    std::fs::copy(sample("CR-MONO1-10-chest.dcm"), input.path().join("1.2.392.7")).unwrap();
+    std::fs::copy(sample("CR-MONO1-10-chest.dcm"), input.path().join("1.2.392.8")).unwrap();
     let output = tempfile::tempdir().unwrap();
     let out = radassist(&["decode", path(input.path()), "-o", path(output.path()), "--jobs", "2"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("decoded 2 of 4 files"), "{stderr}");
+    assert!(stderr.contains("decoded 4 of 6 files"), "{stderr}");
+    assert!(output.path().join("1.2.392.7.npy").is_file() && output.path().join("1.2.392.8.npy").is_file());
     assert!(stderr.contains("broken.dcm: not a DICOM instance"), "{stderr}");
     assert!(stderr.contains("report.dcm: this instance holds no image"), "{stderr}");
     assert!(output.path().join("series/CR-MONO1-10-chest_RLE.npy").is_file());

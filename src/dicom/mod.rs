@@ -18,6 +18,7 @@ mod structure;
 
 pub use error::DecodeError;
 pub use file::{parse_dicom, DicomInstance};
+pub use pixels::decode_frame_bytes;
 pub use header::{
     Acquisition, Age, Geometry, ImageHeader, Identity, PixelEncoding, ProjectionView, Spacing,
     SpacingSource,

@@ -41,6 +41,18 @@ pub(crate) fn decode_stored_values(
     header: &ImageHeader,
     limits: &DecodeLimits,
 ) -> Result<Vec<i32>, DecodeError> {
+    let raw = decode_frame_bytes(instance, header, limits)?;
+    Ok(unpack_stored_values(&raw, &header.pixels))
+}
+
+/// The codec step alone: the frame's samples as little-endian bytes of Bits Allocated, exactly
+/// one frame long (native data is borrowed, not copied). The benchmark times this against the
+/// whole decode to measure what radassist adds around the codec.
+pub fn decode_frame_bytes<'a>(
+    instance: &'a DicomInstance,
+    header: &ImageHeader,
+    limits: &DecodeLimits,
+) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
     let encoding = &header.pixels;
     if encoding.number_of_frames > 1 {
         return Err(DecodeError::MultiFrame { frames: encoding.number_of_frames });
@@ -68,7 +80,13 @@ pub(crate) fn decode_stored_values(
                     actual: bytes.len() as u64,
                 });
             }
-            bytes
+            match bytes {
+                std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(&b[..frame_bytes as usize]),
+                std::borrow::Cow::Owned(mut b) => {
+                    b.truncate(frame_bytes as usize);
+                    std::borrow::Cow::Owned(b)
+                }
+            }
         }
         Value::PixelSequence(sequence) => {
             let fragments = sequence.fragments();
@@ -79,13 +97,13 @@ pub(crate) fn decode_stored_values(
                     format!("the codec returned {} bytes for a frame of {frame_bytes}", decoded.len()),
                 ));
             }
-            decoded.into()
+            let mut decoded = decoded;
+            decoded.truncate(frame_bytes as usize);
+            std::borrow::Cow::Owned(decoded)
         }
-        Value::Sequence(_) => {
-            return Err(DecodeError::malformed("Pixel Data is encoded as a sequence of items"))
-        }
+        Value::Sequence(_) => Err(DecodeError::malformed("Pixel Data is encoded as a sequence of items"))?,
     };
-    Ok(unpack_stored_values(&raw[..frame_bytes as usize], encoding))
+    Ok(raw)
 }
 
 fn decode_encapsulated(
