@@ -118,8 +118,10 @@ fn decode(codestream: &[u8], encoding: &PixelEncoding) -> Result<Vec<u8>, String
         d.check(status)?;
         out
     };
-    Ok(match encoding.bits_allocated {
-        16 => samples.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        _ => samples.iter().flat_map(|&v| u32::from(v).to_le_bytes()).collect(),
-    })
+    let width = encoding.bits_allocated as usize / 8;
+    let mut bytes = vec![0u8; samples.len() * width];
+    for (out, &v) in bytes.chunks_exact_mut(width).zip(&samples) {
+        out[..2].copy_from_slice(&v.to_le_bytes());
+    }
+    Ok(bytes)
 }

@@ -24,6 +24,7 @@ pub use header::{
     SpacingSource,
 };
 
+use crate::imaging::lut::ModalityLut;
 use crate::imaging::Radiograph;
 use std::path::Path;
 
@@ -69,6 +70,19 @@ pub fn decode_instance(
     limits: &DecodeLimits,
 ) -> Result<Radiograph, DecodeError> {
     let header = ImageHeader::from_instance(instance)?;
-    let stored = pixels::decode_stored_values(instance, &header, limits)?;
-    Ok(Radiograph::from_stored_values(header, &stored))
+    let raw = pixels::decode_frame_bytes(instance, &header, limits)?;
+    let encoding = &header.pixels;
+    let values = match &header.modality_lut {
+        lut if lut.is_identity() => pixels::map_stored_values(&raw, encoding, |v| v as f32),
+        ModalityLut::Rescale { slope, intercept } => {
+            pixels::map_stored_values(&raw, encoding, |v| (v as f64 * slope + intercept) as f32)
+        }
+        ModalityLut::Table(table) => {
+            pixels::map_stored_values(&raw, encoding, |v| table.lookup(v as f64) as f32)
+        }
+    };
+    let padding = header
+        .padding
+        .map(|range| pixels::map_stored_values(&raw, encoding, |v| (range.low..=range.high).contains(&v)));
+    Ok(Radiograph::new(header, values, padding))
 }

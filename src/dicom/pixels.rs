@@ -1,4 +1,4 @@
-//! Pixel data to stored values: the one frame of a radiograph as signed integers.
+//! Pixel data to stored values: the one frame of a radiograph as integers.
 //!
 //! Native (uncompressed) pixel data is read in place; encapsulated pixel data goes to its codec:
 //! the JPEG family (baseline, extended 12-bit, lossless) to libjpeg-turbo (see [`super::jpeg`]),
@@ -34,16 +34,6 @@ const MARKER_TERMINATED_SYNTAXES: [&str; 6] = [
     uids::HTJ2K_LOSSLESS,
     uids::HTJ2K,
 ];
-
-/// Decodes the single frame of `instance` to stored values, row by row.
-pub(crate) fn decode_stored_values(
-    instance: &DicomInstance,
-    header: &ImageHeader,
-    limits: &DecodeLimits,
-) -> Result<Vec<i32>, DecodeError> {
-    let raw = decode_frame_bytes(instance, header, limits)?;
-    Ok(unpack_stored_values(&raw, &header.pixels))
-}
 
 /// The codec step alone: the frame's samples as little-endian bytes of Bits Allocated, exactly
 /// one frame long (native data is borrowed, not copied). The benchmark times this against the
@@ -155,15 +145,16 @@ fn ends_with_end_marker(fragments: &[Vec<u8>]) -> bool {
     trimmed.ends_with(&[0xFF, 0xD9])
 }
 
-/// Reads little-endian samples of Bits Allocated and keeps bits
-/// `high_bit - bits_stored + 1 ..= high_bit`, sign-extending two's complement values.
-pub(crate) fn unpack_stored_values(raw: &[u8], encoding: &PixelEncoding) -> Vec<i32> {
+/// Reads little-endian samples of Bits Allocated, keeps bits
+/// `high_bit - bits_stored + 1 ..= high_bit`, sign-extends two's complement values, and
+/// collects `f` of each stored value, in one pass over the frame.
+pub(crate) fn map_stored_values<T>(raw: &[u8], encoding: &PixelEncoding, f: impl Fn(i32) -> T) -> Vec<T> {
     let shift = (encoding.high_bit + 1 - encoding.bits_stored) as u32;
     let bits = encoding.bits_stored as u32;
     let mask: u32 = if bits == 32 { u32::MAX } else { (1u32 << bits) - 1 };
     let sign_bit: u32 = 1u32 << (bits - 1);
     let signed = encoding.signed;
-    let to_value = move |sample: u32| -> i32 {
+    let stored = move |sample: u32| -> i32 {
         let v = (sample >> shift) & mask;
         if signed && v & sign_bit != 0 {
             (v as i64 - (1i64 << bits)) as i32
@@ -172,14 +163,14 @@ pub(crate) fn unpack_stored_values(raw: &[u8], encoding: &PixelEncoding) -> Vec<
         }
     };
     match encoding.bits_allocated {
-        8 => raw.iter().map(|&b| to_value(b as u32)).collect(),
+        8 => raw.iter().map(|&b| f(stored(b as u32))).collect(),
         16 => raw
             .chunks_exact(2)
-            .map(|c| to_value(u16::from_le_bytes([c[0], c[1]]) as u32))
+            .map(|c| f(stored(u16::from_le_bytes([c[0], c[1]]) as u32)))
             .collect(),
         _ => raw
             .chunks_exact(4)
-            .map(|c| to_value(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .map(|c| f(stored(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))))
             .collect(),
     }
 }
@@ -188,6 +179,10 @@ pub(crate) fn unpack_stored_values(raw: &[u8], encoding: &PixelEncoding) -> Vec<
 mod tests {
     use super::*;
     use crate::dicom::header::Photometric;
+
+    fn unpack_stored_values(raw: &[u8], encoding: &PixelEncoding) -> Vec<i32> {
+        map_stored_values(raw, encoding, |v| v)
+    }
 
     fn encoding(bits_allocated: u16, bits_stored: u16, high_bit: u16, signed: bool) -> PixelEncoding {
         PixelEncoding {

@@ -5,7 +5,7 @@
 //! the inversion that MONOCHROME1 or an INVERSE Presentation LUT Shape asks for. Padding pixels
 //! display black. Nothing here changes the radiograph: analyses keep the modality values.
 
-use super::lut::{VoiFunction, VoiTransform, Window};
+use super::lut::{ModalityLut, VoiFunction, VoiTransform, Window};
 use super::Radiograph;
 use ndarray::{Array2, Zip};
 
@@ -71,13 +71,17 @@ pub fn choose_voi(radiograph: &Radiograph, choice: &VoiChoice) -> Result<VoiTran
 /// A LINEAR_EXACT window from the smallest to the largest non-padding value, so that the
 /// smallest displays at 0 and the largest at 1.
 fn image_range_window(radiograph: &Radiograph) -> VoiTransform {
-    let (mut low, mut high) = (f32::INFINITY, f32::NEG_INFINITY);
-    for ((row, column), &v) in radiograph.values.indexed_iter() {
-        if radiograph.is_image(row, column) {
-            low = low.min(v);
-            high = high.max(v);
-        }
-    }
+    let fold = |(low, high): (f32, f32), &v: &f32| (low.min(v), high.max(v));
+    let (mut low, mut high) = match &radiograph.padding {
+        None => radiograph.values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), fold),
+        Some(mask) => radiograph
+            .values
+            .iter()
+            .zip(mask)
+            .filter(|(_, &padding)| !padding)
+            .map(|(v, _)| v)
+            .fold((f32::INFINITY, f32::NEG_INFINITY), fold),
+    };
     if !low.is_finite() {
         (low, high) = (0.0, 1.0);
     }
@@ -91,16 +95,53 @@ fn image_range_window(radiograph: &Radiograph) -> VoiTransform {
 }
 
 /// Display values in [0, 1] (0 black, 1 white), rows x columns.
+///
+/// When the modality values are whole numbers in a range of at most 2^16 (as the header
+/// guarantees for integer Rescale Slope and Intercept, or a Modality LUT), each possible value
+/// is shaded once into a table and pixels are looked up: the same numbers, computed once per
+/// value instead of once per pixel.
 pub fn display_values(radiograph: &Radiograph, voi: &VoiTransform) -> Array2<f32> {
     let inverted = radiograph.header.display.inverted;
-    let shade = |v: f32| {
-        let y = voi.apply(f64::from(v)) as f32;
+    let shade = |v: f64| {
+        let y = voi.apply(v) as f32;
         if inverted { 1.0 - y } else { y }
     };
+    let shaded = match integer_value_range(radiograph) {
+        Some((low, high)) => {
+            let table: Vec<f32> = (low..=high).map(|v| shade(v as f64)).collect();
+            // A value outside the table (a Modality LUT entry beyond its stated bits) is shaded
+            // directly.
+            radiograph.values.mapv(|v| {
+                let index = (v as i64 - low) as usize;
+                table.get(index).copied().unwrap_or_else(|| shade(f64::from(v)))
+            })
+        }
+        None => radiograph.values.mapv(|v| shade(f64::from(v))),
+    };
     match &radiograph.padding {
-        None => radiograph.values.mapv(shade),
-        Some(mask) => Zip::from(&radiograph.values)
-            .and(mask)
-            .map_collect(|&v, &padding| if padding { 0.0 } else { shade(v) }),
+        None => shaded,
+        Some(mask) => Zip::from(&shaded).and(mask).map_collect(|&y, &padding| if padding { 0.0 } else { y }),
+    }
+}
+
+/// The range of modality values when the header makes them whole numbers within 2^16 values
+/// (and small enough for f32 to hold them exactly).
+fn integer_value_range(radiograph: &Radiograph) -> Option<(i64, i64)> {
+    let pixels = &radiograph.header.pixels;
+    if pixels.bits_stored > 16 {
+        return None;
+    }
+    let (low, high) = match pixels.signed {
+        true => (-(1i64 << (pixels.bits_stored - 1)), (1i64 << (pixels.bits_stored - 1)) - 1),
+        false => (0, (1i64 << pixels.bits_stored) - 1),
+    };
+    match &radiograph.header.modality_lut {
+        ModalityLut::Rescale { slope, intercept }
+            if *slope == 1.0 && intercept.fract() == 0.0 && intercept.abs() <= f64::from(1 << 20) =>
+        {
+            Some((low + *intercept as i64, high + *intercept as i64))
+        }
+        ModalityLut::Table(table) => Some((0, (1i64 << table.bits) - 1)),
+        _ => None,
     }
 }

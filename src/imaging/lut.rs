@@ -56,19 +56,6 @@ impl ModalityLut {
     pub fn is_identity(&self) -> bool {
         matches!(self, ModalityLut::Rescale { slope, intercept } if *slope == 1.0 && *intercept == 0.0)
     }
-
-    /// Applies the transform to stored values.
-    pub fn apply(&self, stored: &[i32]) -> Vec<f32> {
-        match self {
-            _ if self.is_identity() => stored.iter().map(|&v| v as f32).collect(),
-            ModalityLut::Rescale { slope, intercept } => {
-                stored.iter().map(|&v| (v as f64 * slope + intercept) as f32).collect()
-            }
-            ModalityLut::Table(table) => {
-                stored.iter().map(|&v| table.lookup(v as f64) as f32).collect()
-            }
-        }
-    }
 }
 
 /// VOI LUT Function (0028,1056), PS3.3 C.11.2.1.2.

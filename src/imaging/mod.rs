@@ -25,15 +25,11 @@ pub struct Radiograph {
 }
 
 impl Radiograph {
-    /// Builds the radiograph from stored values (row-major, rows x columns).
-    pub fn from_stored_values(header: ImageHeader, stored: &[i32]) -> Self {
+    /// Builds the radiograph from modality values and padding flags (row-major, one per pixel).
+    pub fn new(header: ImageHeader, values: Vec<f32>, padding: Option<Vec<bool>>) -> Self {
         let shape = (header.pixels.rows as usize, header.pixels.columns as usize);
-        let values = header.modality_lut.apply(stored);
         let values = Array2::from_shape_vec(shape, values).expect("one value per pixel");
-        let padding = header.padding.map(|range| {
-            let mask = stored.iter().map(|v| (range.low..=range.high).contains(v)).collect();
-            Array2::from_shape_vec(shape, mask).expect("one flag per pixel")
-        });
+        let padding = padding.map(|mask| Array2::from_shape_vec(shape, mask).expect("one flag per pixel"));
         Radiograph { header, values, padding }
     }
 
