@@ -126,14 +126,19 @@ fn inconsistent_pixel_descriptions_are_refused() {
 }
 
 #[test]
-fn a_jpeg_whose_size_disagrees_with_the_header_is_refused() {
+fn a_codestream_whose_size_disagrees_with_the_header_is_refused() {
     let limits = DecodeLimits::default();
-    let mut object = radassist::dicom::parse_dicom(&bytes_of("derived/CR-MONO1-10-chest_JPLL.dcm")).unwrap();
-    object.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(220u16)));
-    let mut bytes = Vec::new();
-    object.write_all(&mut bytes).unwrap();
-    let err = read_bytes(&bytes, &limits).expect_err("geometry in doubt");
-    assert!(err.to_string().contains("440 x 440"), "{err}");
+    for file in ["derived/CR-MONO1-10-chest_JPLL.dcm", "derived/CR-MONO1-10-chest_JLSL.dcm", "derived/CR-MONO1-10-chest_J2KR.dcm"] {
+        for (rows, columns) in [(220u16, 440u16), (440, 220), (880, 220)] {
+            let mut object = radassist::dicom::parse_dicom(&bytes_of(file)).unwrap();
+            object.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(rows)));
+            object.put(DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(columns)));
+            let mut bytes = Vec::new();
+            object.write_all(&mut bytes).unwrap();
+            let err = read_bytes(&bytes, &limits).expect_err("geometry in doubt").to_string();
+            assert!(err.contains("440 x 440"), "{file} as {rows} x {columns}: {err}");
+        }
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::structure::{self, Encoding, EXPLICIT_LE};
 use super::DecodeError;
 use dicom_dictionary_std::uids;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::meta::{FileMetaTable, FileMetaTableBuilder};
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -55,27 +55,43 @@ pub fn parse_dicom(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
     };
     match preamble {
         Some(preamble) => {
-            check_part10_structure(bytes, meta_start)?;
+            if let Some(inflated) = check_part10_structure(bytes, meta_start)? {
+                // Deflated: parse the data set already inflated for the check, not a second time.
+                let meta = FileMetaTable::from_reader(&bytes[meta_start - 4..])
+                    .map_err(DecodeError::malformed)?;
+                let ts = TransferSyntaxRegistry
+                    .get(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                    .expect("explicit VR little endian is built in");
+                let data_set = InMemDicomObject::read_dataset_with_ts(inflated.as_slice(), ts)
+                    .map_err(DecodeError::malformed)?;
+                return Ok(data_set.with_exact_meta(meta));
+            }
             let object = OpenFileOptions::new()
                 .read_preamble(preamble)
                 .read_all()
                 .from_reader(bytes)
                 .map_err(DecodeError::malformed)?;
-            check_transfer_syntax_known(&object.meta().transfer_syntax)?;
             Ok(object)
         }
         None => parse_bare_data_set(bytes),
     }
 }
 
-/// Checks the meta group and the data set of a Part-10 file before dicom-rs parses them.
-fn check_part10_structure(bytes: &[u8], meta_start: usize) -> Result<(), DecodeError> {
+/// Checks the meta group and the data set of a Part-10 file before dicom-rs parses them;
+/// returns the inflated data set of a deflated file.
+fn check_part10_structure(bytes: &[u8], meta_start: usize) -> Result<Option<Vec<u8>>, DecodeError> {
     let (data_set_start, uid) =
         structure::check_meta_group(bytes, meta_start).map_err(DecodeError::malformed)?;
     let uid = uid.ok_or_else(|| DecodeError::NotDicom {
         reason: "the file meta group has no Transfer Syntax UID (0002,0010)".into(),
     })?;
     check_transfer_syntax_known(&uid)?;
+    if uid == uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN {
+        let inflated = structure::inflate(&bytes[data_set_start..], MAX_INFLATED_BYTES)
+            .map_err(DecodeError::malformed)?;
+        structure::check_data_set(&inflated, 0, EXPLICIT_LE).map_err(DecodeError::malformed)?;
+        return Ok(Some(inflated));
+    }
     let checked = match uid.as_str() {
         uids::IMPLICIT_VR_LITTLE_ENDIAN => structure::check_data_set(
             bytes,
@@ -87,12 +103,10 @@ fn check_part10_structure(bytes: &[u8], meta_start: usize) -> Result<(), DecodeE
             data_set_start,
             Encoding { explicit_vr: true, big_endian: true },
         ),
-        uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN => {
-            structure::check_deflated_data_set(bytes, data_set_start, MAX_INFLATED_BYTES)
-        }
         _ => structure::check_data_set(bytes, data_set_start, EXPLICIT_LE),
     };
-    checked.map_err(DecodeError::malformed)
+    checked.map_err(DecodeError::malformed)?;
+    Ok(None)
 }
 
 fn check_transfer_syntax_known(uid: &str) -> Result<(), DecodeError> {

@@ -9,7 +9,7 @@
 //! (progressive codecs would otherwise return a blurred image of a truncated file).
 
 use super::header::{ImageHeader, PixelEncoding};
-use super::{jpeg, DecodeError, DecodeLimits, DicomInstance};
+use super::{codestream, jpeg, DecodeError, DecodeLimits, DicomInstance};
 use dicom_core::value::Value;
 use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::transfer_syntax::Codec;
@@ -110,11 +110,14 @@ fn decode_encapsulated(
         let codestream = fragments.concat();
         return jpeg::decode_frame(&codestream, encoding);
     }
-    if MARKER_TERMINATED_SYNTAXES.contains(&uid) && !ends_with_end_marker(fragments) {
-        return Err(DecodeError::codec(
-            syntax,
-            "the codestream does not end with its end marker: the pixel data is truncated",
-        ));
+    if MARKER_TERMINATED_SYNTAXES.contains(&uid) {
+        if !ends_with_end_marker(fragments) {
+            return Err(DecodeError::codec(
+                syntax,
+                "the codestream does not end with its end marker: the pixel data is truncated",
+            ));
+        }
+        check_codestream_size(uid, syntax, &fragments[0], encoding)?;
     }
     let unsupported = |reason: &str| DecodeError::UnsupportedTransferSyntax {
         uid: uid.to_string(),
@@ -132,6 +135,30 @@ fn decode_encapsulated(
         Ok(Err(err)) => Err(DecodeError::codec(syntax, err)),
         Err(_) => Err(DecodeError::codec(syntax, "the codec failed on corrupt data")),
     }
+}
+
+/// Compares the image size in the codestream's own header with Rows and Columns.
+fn check_codestream_size(uid: &str, syntax: &str, first: &[u8], encoding: &PixelEncoding) -> Result<(), DecodeError> {
+    let size = if uid.starts_with("1.2.840.10008.1.2.4.8") {
+        codestream::jpeg_ls(first)
+    } else {
+        codestream::jpeg2000(first)
+    };
+    let Some(size) = size else {
+        return Err(DecodeError::codec(syntax, "the codestream has no readable frame header"));
+    };
+    if size.components != 1 {
+        return Err(DecodeError::codec(syntax, format!("the codestream has {} components, not 1", size.components)));
+    }
+    if (size.rows, size.columns) != (encoding.rows, encoding.columns) {
+        return Err(DecodeError::FrameSizeMismatch {
+            rows: encoding.rows,
+            columns: encoding.columns,
+            actual_rows: size.rows,
+            actual_columns: size.columns,
+        });
+    }
+    Ok(())
 }
 
 /// Whether the last fragment ends with 0xFFD9 (JPEG EOI and JPEG 2000 EOC share the code),
@@ -162,7 +189,15 @@ pub(crate) fn map_stored_values<T>(raw: &[u8], encoding: &PixelEncoding, f: impl
             v as i32
         }
     };
+    let every_bit_stored = !signed && shift == 0 && bits == u32::from(encoding.bits_allocated);
     match encoding.bits_allocated {
+        // The common case (8 or 16 of 8 or 16 bits, unsigned) needs no masking: a loop the
+        // compiler can vectorise.
+        8 if every_bit_stored => raw.iter().map(|&b| f(i32::from(b))).collect(),
+        16 if every_bit_stored => raw
+            .chunks_exact(2)
+            .map(|c| f(i32::from(u16::from_le_bytes([c[0], c[1]]))))
+            .collect(),
         8 => raw.iter().map(|&b| f(stored(b as u32))).collect(),
         16 => raw
             .chunks_exact(2)

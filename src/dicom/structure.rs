@@ -217,17 +217,17 @@ pub(crate) fn check_data_set(data: &[u8], at: usize, encoding: Encoding) -> Resu
     }
 }
 
-/// Checks a deflated data set: inflates at most `limit` bytes, then checks those.
-pub(crate) fn check_deflated_data_set(data: &[u8], at: usize, limit: u64) -> Result<(), String> {
+/// Inflates a deflated data set, refusing one that inflates to more than `limit` bytes.
+pub(crate) fn inflate(deflated: &[u8], limit: u64) -> Result<Vec<u8>, String> {
     let mut inflated = Vec::new();
-    flate2::read::DeflateDecoder::new(&data[at..])
+    flate2::read::DeflateDecoder::new(deflated)
         .take(limit + 1)
         .read_to_end(&mut inflated)
         .map_err(|e| format!("the deflated data set cannot be inflated: {e}"))?;
     if inflated.len() as u64 > limit {
         return Err(format!("the deflated data set inflates to more than {limit} bytes"));
     }
-    check_data_set(&inflated, 0, EXPLICIT_LE)
+    Ok(inflated)
 }
 
 #[cfg(test)]

@@ -13,14 +13,20 @@ pub enum PngDepth {
     Sixteen,
 }
 
-/// Quantises display values in [0, 1] to `depth`, rounding to the nearest level.
+/// Quantises display values in [0, 1] to `depth`, rounding half up to the nearest level
+/// (adding 0.5 and truncating, which vectorises where `f32::round` is a library call).
 pub fn quantise(display: ArrayView2<f32>, depth: PngDepth) -> Vec<u8> {
+    let standard = display.as_standard_layout();
+    let values = standard.as_slice().expect("standard layout is contiguous");
     match depth {
-        PngDepth::Eight => display.iter().map(|&y| (y.clamp(0.0, 1.0) * 255.0).round() as u8).collect(),
-        PngDepth::Sixteen => display
-            .iter()
-            .flat_map(|&y| (((y.clamp(0.0, 1.0) * 65535.0).round()) as u16).to_be_bytes())
-            .collect(),
+        PngDepth::Eight => values.iter().map(|&y| (y.clamp(0.0, 1.0) * 255.0 + 0.5) as u8).collect(),
+        PngDepth::Sixteen => {
+            let mut out = vec![0u8; values.len() * 2];
+            for (pair, &y) in out.chunks_exact_mut(2).zip(values) {
+                pair.copy_from_slice(&((y.clamp(0.0, 1.0) * 65535.0 + 0.5) as u16).to_be_bytes());
+            }
+            out
+        }
     }
 }
 
