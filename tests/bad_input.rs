@@ -158,6 +158,26 @@ fn an_element_length_beyond_the_data_is_an_error() {
     assert!(err.contains("(0054,0220)"), "{err}");
 }
 
+/// Found by fuzzing: an RLE segment that decodes short made dicom-rs's RLE adapter panic.
+#[test]
+fn a_short_rle_segment_is_an_error() {
+    let whole = bytes_of("derived/CR-MONO1-10-chest_RLE.dcm");
+    let object = radassist::dicom::parse_dicom(&whole).unwrap();
+    let fragment = object.element(tags::PIXEL_DATA).unwrap().value().fragments().unwrap()[0].clone();
+    let at = whole.windows(64).position(|w| w == &fragment[..64]).expect("RLE header in the file");
+    // Move the second segment's start back by 1000 bytes: the first decodes short.
+    let mut bytes = whole.clone();
+    let second = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+    bytes[at + 8..at + 12].copy_from_slice(&(second - 1000).to_le_bytes());
+    let err = read_bytes(&bytes, &DecodeLimits::default()).expect_err("refused").to_string();
+    assert!(err.contains("RLE segment 1"), "{err}");
+    // A segment count that does not fit 16-bit samples.
+    let mut bytes = whole;
+    bytes[at..at + 4].copy_from_slice(&3u32.to_le_bytes());
+    let err = read_bytes(&bytes, &DecodeLimits::default()).expect_err("refused").to_string();
+    assert!(err.contains("3 segments"), "{err}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 

@@ -15,6 +15,7 @@ mod file;
 mod header;
 mod jpeg;
 mod pixels;
+mod rle;
 mod structure;
 
 pub use error::DecodeError;

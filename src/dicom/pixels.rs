@@ -2,14 +2,15 @@
 //!
 //! Native (uncompressed) pixel data is read in place; encapsulated pixel data goes to its codec:
 //! the JPEG family (baseline, extended 12-bit, lossless) to libjpeg-turbo (see [`super::jpeg`]),
-//! RLE, JPEG-LS and JPEG 2000 to dicom-rs's registered decoders. Either way the result is then
+//! RLE to radassist's own strict decoder ([`super::rle`]), JPEG-LS and JPEG 2000 to dicom-rs's
+//! registered decoders (CharLS and OpenJPEG). Either way the result is then
 //! reduced to the bits that Bits Stored and High Bit call meaningful, sign-extended when Pixel
 //! Representation says two's complement. Sizes are checked before anything is allocated, a
 //! codec's panic is caught and reported, and a codestream without its end marker is refused
 //! (progressive codecs would otherwise return a blurred image of a truncated file).
 
 use super::header::{ImageHeader, PixelEncoding};
-use super::{codestream, jpeg, DecodeError, DecodeLimits, DicomInstance};
+use super::{codestream, jpeg, rle, DecodeError, DecodeLimits, DicomInstance};
 use dicom_core::value::Value;
 use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::transfer_syntax::Codec;
@@ -109,6 +110,15 @@ fn decode_encapsulated(
     if JPEG_SYNTAXES.contains(&uid) {
         let codestream = fragments.concat();
         return jpeg::decode_frame(&codestream, encoding);
+    }
+    if uid == uids::RLE_LOSSLESS {
+        // One frame is one fragment (PS3.5 A.4.2).
+        let [frame] = fragments else {
+            return Err(DecodeError::codec(syntax, format!("{} fragments for one RLE frame", fragments.len())));
+        };
+        let pixels = encoding.rows as usize * encoding.columns as usize;
+        return rle::decode_frame(frame, pixels, encoding.bits_allocated as usize / 8)
+            .map_err(|reason| DecodeError::codec(syntax, reason));
     }
     if MARKER_TERMINATED_SYNTAXES.contains(&uid) {
         if !ends_with_end_marker(fragments) {
