@@ -13,4 +13,5 @@
 
 pub mod dicom;
 pub mod imaging;
+pub mod inference;
 pub mod runtime;

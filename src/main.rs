@@ -7,6 +7,9 @@ use radassist::dicom::{self, DecodeLimits};
 use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
 use radassist::imaging::output::{write_npy, write_png, PngDepth};
 use radassist::imaging::resize::{fit_longest_side, resize};
+use radassist::inference::manifest::Manifest;
+use radassist::inference::session::{Provider, SessionSettings};
+use radassist::inference::{pack_folders, ModelPack};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +67,35 @@ enum Command {
     },
     /// Check that the ONNX Runtime library loads, and say where it came from.
     Runtime,
+    /// Model packs: list them, or load and warm up each one.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+        /// The folder of model packs.
+        #[arg(long, global = true, default_value = "models")]
+        models: PathBuf,
+        /// Execution provider.
+        #[arg(long, global = true, value_enum, default_value = "auto")]
+        provider: Provider,
+    },
+    /// Sentence embeddings from a text-embedding pack, as JSON lines.
+    EmbedText {
+        sentences: Vec<String>,
+        /// The text-embedding pack.
+        #[arg(long, default_value = "models/minilm")]
+        pack: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        provider: Provider,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// The packs and what their manifests say (no graph is loaded).
+    List,
+    /// Load every pack, check its manifest against its graph, run a warm-up, and print the
+    /// execution provider each session really got. Exit 1 if any pack fails.
+    Check,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,6 +135,9 @@ fn main() -> ExitCode {
             choice.and_then(|choice| render(&file, &output, size, bits, &choice))
         }
         Command::Runtime => runtime(),
+        Command::Models { action: ModelsAction::List, models, .. } => models_list(&models),
+        Command::Models { action: ModelsAction::Check, models, provider } => models_check(&models, provider),
+        Command::EmbedText { sentences, pack, provider } => embed_text(&pack, provider, &sentences),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -258,5 +293,77 @@ fn runtime() -> Result<(), String> {
     let runtime = radassist::runtime::load().map_err(|e| e.to_string())?;
     println!("ONNX Runtime loaded from {}", runtime.library.display());
     println!("{}", runtime.build_info);
+    Ok(())
+}
+
+const TEST_MODEL_WARNING: &str = "test model, not for clinical use";
+
+fn models_list(models: &Path) -> Result<(), String> {
+    let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
+    if folders.is_empty() {
+        return Err(format!("no model packs (folders with a model.toml) in {}", models.display()));
+    }
+    for folder in folders {
+        match Manifest::read(&folder.join("model.toml")) {
+            Ok(m) => println!(
+                "{:<16} {:<15} {:<40} {}{}",
+                m.name,
+                serde_json::to_value(m.task).expect("serialises").as_str().unwrap_or("?"),
+                m.version,
+                m.licence,
+                if m.test_model { format!(" ({TEST_MODEL_WARNING})") } else { String::new() }
+            ),
+            Err(e) => println!("{:<16} invalid: {e}", folder.display()),
+        }
+    }
+    Ok(())
+}
+
+fn models_check(models: &Path, provider: Provider) -> Result<(), String> {
+    let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
+    if folders.is_empty() {
+        return Err(format!("no model packs (folders with a model.toml) in {}", models.display()));
+    }
+    let settings = SessionSettings { provider, ..SessionSettings::default() };
+    let mut failed = 0;
+    for folder in &folders {
+        let outcome = ModelPack::load(folder, &settings).and_then(|mut pack| {
+            let warm_up = pack.warm_up()?;
+            Ok((pack, warm_up))
+        });
+        match outcome {
+            Ok((pack, warm_up)) => println!(
+                "ok      {:<16} provider {:?}, warm-up {:.1} ms{}",
+                pack.manifest.name,
+                pack.provider,
+                warm_up.as_secs_f64() * 1e3,
+                if pack.manifest.test_model { format!(" ({TEST_MODEL_WARNING})") } else { String::new() }
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("FAILED  {}: {e}", folder.display());
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} of {} model packs failed the check", folders.len())),
+    }
+}
+
+fn embed_text(pack: &Path, provider: Provider, sentences: &[String]) -> Result<(), String> {
+    let settings = SessionSettings { provider, ..SessionSettings::default() };
+    let pack = ModelPack::load(pack, &settings).map_err(|e| e.to_string())?;
+    let mut embedder = radassist::inference::text::TextEmbedder::new(pack).map_err(|e| e.to_string())?;
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let embeddings = embedder.embed(&refs).map_err(|e| e.to_string())?;
+    let test_model = embedder.pack().manifest.test_model;
+    for (sentence, row) in sentences.iter().zip(embeddings.rows()) {
+        let mut line = serde_json::json!({ "text": sentence, "embedding": row.to_vec() });
+        if test_model {
+            line["warning"] = TEST_MODEL_WARNING.into();
+        }
+        println!("{line}");
+    }
     Ok(())
 }

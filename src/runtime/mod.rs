@@ -47,7 +47,14 @@ pub struct Runtime {
     pub library: PathBuf,
     /// ONNX Runtime's own build description (version, commit).
     pub build_info: String,
-    _environment: ort::environment::Environment,
+    environment: ort::environment::Environment,
+}
+
+impl Runtime {
+    /// The process-wide environment that sessions are created in.
+    pub fn environment(&self) -> &ort::environment::Environment {
+        &self.environment
+    }
 }
 
 /// Loads ONNX Runtime once per process.
@@ -71,6 +78,6 @@ fn load_from_candidates() -> Result<Runtime, RuntimeError> {
     Ok(Runtime {
         library: path.clone(),
         build_info: ort::info().to_string(),
-        _environment: environment,
+        environment,
     })
 }

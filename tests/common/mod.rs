@@ -108,3 +108,18 @@ pub fn compare<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> (f64, usize) {
         (max.max(d), count + usize::from(d > 0.0))
     })
 }
+
+/// Whether ONNX Runtime is set up here. scripts/test sets RADASSIST_REQUIRE_ORT, so there a
+/// missing library fails the test instead of skipping it.
+pub fn onnx_runtime_available() -> bool {
+    let present = root().join(".radassist/onnxruntime/libonnxruntime.so").exists()
+        || std::env::var_os("ORT_DYLIB_PATH").is_some();
+    if !present {
+        assert!(
+            std::env::var_os("RADASSIST_REQUIRE_ORT").is_none(),
+            "ONNX Runtime is required here: run scripts/setup"
+        );
+        eprintln!("ONNX Runtime is not set up (run scripts/setup): skipping");
+    }
+    present
+}

@@ -1,0 +1,108 @@
+//! Inference: model packs and the ONNX Runtime sessions that run them.
+//!
+//! A model pack is a folder under `models/` with a manifest ([`manifest::Manifest`], the
+//! `model.toml`) and its ONNX graph. [`ModelPack::load`] reads the manifest, opens the graph on
+//! the configured execution provider ([`session`]), and refuses a graph whose inputs or outputs
+//! disagree with the manifest. Task-specific runners sit on top: [`text::TextEmbedder`] for the
+//! `text-embedding` task (MiniLM sentence embeddings for report matching).
+
+pub mod manifest;
+pub mod session;
+pub mod text;
+
+use manifest::Manifest;
+use session::{ProviderUsed, SessionSettings};
+use std::path::{Path, PathBuf};
+
+/// Why a model pack could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("model pack {pack}: {reason}")]
+    Pack { pack: String, reason: String },
+    #[error("model pack {pack}: the manifest disagrees with the ONNX graph at {field}: {detail}")]
+    ManifestMismatch { pack: String, field: String, detail: String },
+    #[error("provider = cuda, but CUDA cannot be used: {reason}. CUDA needs radassist built with \
+             `--features cuda`, ORT_DYLIB_PATH pointing at the onnxruntime-gpu library, and the CUDA \
+             13 and cuDNN 9 libraries on an NVIDIA GPU machine; otherwise use provider auto or cpu")]
+    CudaUnavailable { reason: String },
+    #[error("ONNX Runtime could not open {file}: {reason}")]
+    Session { file: PathBuf, reason: String },
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// A loaded model pack: its manifest, folder, session and the provider it really got.
+pub struct ModelPack {
+    pub manifest: Manifest,
+    pub folder: PathBuf,
+    pub session: ort::session::Session,
+    pub provider: ProviderUsed,
+}
+
+impl ModelPack {
+    /// Loads the pack in `folder` and checks its graph against its manifest.
+    pub fn load(folder: &Path, settings: &SessionSettings) -> Result<ModelPack, InferenceError> {
+        let pack_error = |reason: String| InferenceError::Pack { pack: folder.display().to_string(), reason };
+        let manifest = Manifest::read(&folder.join("model.toml")).map_err(pack_error)?;
+        let graph = folder.join(&manifest.graph.file);
+        if !graph.is_file() {
+            return Err(InferenceError::Pack {
+                pack: manifest.name.clone(),
+                reason: format!("graph.file {} does not exist", graph.display()),
+            });
+        }
+        let (session, provider) = session::open_session(&graph, settings)?;
+        session::check_graph(&manifest, &session)?;
+        Ok(ModelPack { manifest, folder: folder.to_path_buf(), session, provider })
+    }
+}
+
+impl ModelPack {
+    /// Runs the graph once on zeros shaped as the manifest says (named dimensions as 1), so that
+    /// the first real request does not pay for ONNX Runtime's lazy initialisation; returns the
+    /// time it took.
+    pub fn warm_up(&mut self) -> Result<std::time::Duration, InferenceError> {
+        use ort::value::{DynValue, Tensor};
+        let run = |e: ort::Error| InferenceError::Run(e.to_string());
+        let mut inputs: Vec<(String, DynValue)> = Vec::new();
+        for spec in &self.manifest.graph.inputs {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .map(|d| match d {
+                    manifest::Dimension::Fixed(n) => (*n).max(1) as usize,
+                    manifest::Dimension::Named(_) => 1,
+                })
+                .collect();
+            let shape = ndarray::IxDyn(&shape);
+            let value: DynValue = match manifest::canonical_dtype(&spec.dtype) {
+                Some("f32") => Tensor::from_array(ndarray::ArrayD::<f32>::zeros(shape)).map_err(run)?.into_dyn(),
+                Some("i64") => Tensor::from_array(ndarray::ArrayD::<i64>::zeros(shape)).map_err(run)?.into_dyn(),
+                Some("i32") => Tensor::from_array(ndarray::ArrayD::<i32>::zeros(shape)).map_err(run)?.into_dyn(),
+                Some("u8") => Tensor::from_array(ndarray::ArrayD::<u8>::zeros(shape)).map_err(run)?.into_dyn(),
+                other => {
+                    return Err(InferenceError::Run(format!(
+                        "warm-up cannot make {} input {:?}", other.unwrap_or("?"), spec.name
+                    )))
+                }
+            };
+            inputs.push((spec.name.clone(), value));
+        }
+        let started = std::time::Instant::now();
+        self.session.run(inputs).map_err(run)?;
+        Ok(started.elapsed())
+    }
+}
+
+/// The pack folders under `models_dir` (those with a model.toml), sorted.
+pub fn pack_folders(models_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(models_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.toml").is_file())
+        .collect();
+    folders.sort();
+    Ok(folders)
+}
