@@ -22,78 +22,22 @@ import gzip
 import hashlib
 import io
 import json
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from pydicom_io import read_dicom
+from pydicom_io import display, modality_values, read_dicom, stored_values
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample-dicom"
 OUT = ROOT / "tests" / "fixtures" / "reference"
 MAX_STORED_PIXELS = 1024 * 1024
-LOSSY_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 
 
 def fixture_name(path):
     return str(path.relative_to(SAMPLES)).replace("/", "__").removesuffix(".dcm")
-
-
-def stored_values(path, ds):
-    """Stored values with unused high bits cleared and signs extended (PS3.5 8.1.1)."""
-    if ds.file_meta.TransferSyntaxUID in LOSSY_JPEG:
-        with tempfile.TemporaryDirectory() as tmp:
-            plain = Path(tmp) / "plain.dcm"
-            run = subprocess.run(["dcmdjpeg", str(path), str(plain)], capture_output=True, text=True)
-            if run.returncode != 0 or run.stderr.strip():  # warnings mean made-up pixels
-                raise RuntimeError(f"dcmdjpeg: {run.stderr.strip()}")
-            arr = pydicom.dcmread(plain).pixel_array
-        decoder = "dcmtk dcmdjpeg"
-    else:
-        arr = ds.pixel_array
-        decoder = "pydicom " + pydicom.__version__
-    bits = ds.BitsStored
-    raw = arr.astype(np.int64) & ((1 << bits) - 1)
-    if ds.get("PixelRepresentation", 0) == 1:
-        raw = np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
-    return raw, decoder
-
-
-def display(ds, stored, values):
-    """Display values in [0, 1], as PS3.3 C.11 and C.8.11.6.1.2 describe."""
-    has_window = "WindowCenter" in ds and "WindowWidth" in ds
-    if has_window or "VOILUTSequence" in ds:
-        integral = np.all(values == np.round(values))
-        y = apply_voi_lut(values.astype(np.int64 if integral else np.float64), ds, index=0)
-        y = y.astype(np.float64)
-        if has_window:
-            # pydicom maps windows onto the stored value range (rescaled when rescaling exists).
-            lo, hi = 0, 2**ds.BitsStored - 1
-            if "ModalityLUTSequence" in ds:
-                hi = 2 ** ds.ModalityLUTSequence[0].LUTDescriptor[2] - 1
-            elif ds.get("PixelRepresentation", 0) == 1:
-                lo, hi = -(2 ** (ds.BitsStored - 1)), 2 ** (ds.BitsStored - 1) - 1
-            if "RescaleSlope" in ds and "RescaleIntercept" in ds and "ModalityLUTSequence" not in ds:
-                lo = lo * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-                hi = hi * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-            y = (y - lo) / (hi - lo)
-        else:
-            y = y / (2 ** ds.VOILUTSequence[0].LUTDescriptor[2] - 1)
-    else:
-        image = values if "PixelPaddingValue" not in ds else values[stored != ds.PixelPaddingValue]
-        lo, hi = float(image.min()), float(image.max())
-        y = (values - lo) / max(hi - lo, 1.0)
-    y = np.clip(y, 0.0, 1.0)
-    if ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE":
-        y = 1.0 - y
-    if "PixelPaddingValue" in ds:
-        y = np.where(stored == ds.PixelPaddingValue, 0.0, y)
-    return y
 
 
 def compact(values):
@@ -123,8 +67,7 @@ def main():
             entry.update(decodes=False, reference_error=str(err)[:200])
             manifest[name] = entry
             continue
-        values = apply_modality_lut(stored, ds) if "ModalityLUTSequence" in ds else (
-            stored * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0)))
+        values = modality_values(ds, stored)
         # Large images are checked through the hash alone, to keep the repository small.
         entry["values_array"] = values.size <= MAX_STORED_PIXELS
         if entry["values_array"]:

@@ -78,6 +78,15 @@ enum Command {
         #[arg(long, global = true, value_enum, default_value = "auto")]
         provider: Provider,
     },
+    /// Run an image pack (findings, embedding or landmarks) on radiographs, as JSON lines.
+    Predict {
+        files: Vec<PathBuf>,
+        /// The pack folder.
+        #[arg(long)]
+        pack: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        provider: Provider,
+    },
     /// Sentence embeddings from a text-embedding pack, as JSON lines.
     EmbedText {
         sentences: Vec<String>,
@@ -138,6 +147,7 @@ fn main() -> ExitCode {
         Command::Models { action: ModelsAction::List, models, .. } => models_list(&models),
         Command::Models { action: ModelsAction::Check, models, provider } => models_check(&models, provider),
         Command::EmbedText { sentences, pack, provider } => embed_text(&pack, provider, &sentences),
+        Command::Predict { files, pack, provider } => predict(&pack, provider, &files),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -364,6 +374,37 @@ fn embed_text(pack: &Path, provider: Provider, sentences: &[String]) -> Result<(
             line["warning"] = TEST_MODEL_WARNING.into();
         }
         println!("{line}");
+    }
+    Ok(())
+}
+
+fn predict(pack: &Path, provider: Provider, files: &[PathBuf]) -> Result<(), String> {
+    use radassist::inference::manifest::Task;
+    use radassist::inference::vision::ImageModel;
+    let settings = SessionSettings { provider, ..SessionSettings::default() };
+    let pack = ModelPack::load(pack, &settings).map_err(|e| e.to_string())?;
+    let (task, test_model) = (pack.manifest.task, pack.manifest.test_model);
+    let mut model = ImageModel::new(pack).map_err(|e| e.to_string())?;
+    let limits = DecodeLimits::default();
+    let radiographs = files
+        .iter()
+        .map(|f| dicom::read_file(f, &limits).map_err(|e| format!("{}: {e}", f.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch: Vec<_> = radiographs.iter().collect();
+    let results: Vec<serde_json::Value> = match task {
+        Task::Findings => model.findings(&batch).map(|r| r.iter().map(|f| serde_json::json!({ "findings": f })).collect()),
+        Task::Landmarks => model.landmarks(&batch).map(|r| r.iter().map(|l| serde_json::json!({ "landmarks": l })).collect()),
+        _ => model
+            .embeddings(&batch)
+            .map(|e| e.rows().into_iter().map(|row| serde_json::json!({ "embedding": row.to_vec() })).collect()),
+    }
+    .map_err(|e| e.to_string())?;
+    for (file, mut result) in files.iter().zip(results) {
+        result["file"] = file.display().to_string().into();
+        if test_model {
+            result["warning"] = TEST_MODEL_WARNING.into();
+        }
+        println!("{result}");
     }
     Ok(())
 }

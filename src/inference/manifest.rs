@@ -4,6 +4,7 @@
 //! A site drops its own exported model into `models/NAME/` with a manifest; radassist checks
 //! the manifest against the graph when it loads the pack and refuses a mismatch, naming the field.
 
+pub use super::preprocess::ImageSpec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -82,6 +83,43 @@ pub struct Manifest {
     pub test_model: bool,
     pub graph: GraphSpec,
     pub text: Option<TextSpec>,
+    pub image: Option<ImageSpec>,
+    pub findings: Option<FindingsSpec>,
+    pub landmarks: Option<LandmarksSpec>,
+    pub embedding: Option<EmbeddingSpec>,
+}
+
+/// `findings` packs: probabilities [N, K] for K named observations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsSpec {
+    pub output: String,
+    pub labels: Vec<String>,
+    /// "none" when the graph gives probabilities, "sigmoid" when it gives logits.
+    #[serde(default = "no_activation")]
+    pub activation: String,
+}
+
+/// `landmarks` packs: heatmaps [N, L, h, w] for L named landmarks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandmarksSpec {
+    pub output: String,
+    pub names: Vec<String>,
+    /// "none" when heatmap values are confidences in [0, 1], "sigmoid" for logits.
+    #[serde(default = "no_activation")]
+    pub activation: String,
+}
+
+/// `embedding` packs: one vector [N, D] per image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSpec {
+    pub output: String,
+}
+
+fn no_activation() -> String {
+    "none".into()
 }
 
 /// Element type names as ONNX Runtime prints them.
@@ -119,13 +157,55 @@ impl Manifest {
                 }
             }
         }
-        match (self.task, &self.text) {
-            (Task::TextEmbedding, None) => Err("a text-embedding pack needs a [text] section".into()),
-            (Task::TextEmbedding, Some(text)) if text.pooling != "mean" => {
-                Err(format!("text.pooling {:?} is not supported (use \"mean\")", text.pooling))
+        let output_exists = |section: &str, name: &str| {
+            if self.graph.outputs.iter().any(|o| o.name == name) {
+                Ok(())
+            } else {
+                Err(format!("{section}.output {name:?} is not among graph.outputs"))
             }
-            (Task::TextEmbedding, Some(text)) if text.max_tokens == 0 => Err("text.max_tokens must be positive".into()),
-            _ => Ok(()),
+        };
+        let activation = |section: &str, a: &str| match a {
+            "none" | "sigmoid" => Ok(()),
+            other => Err(format!("{section}.activation {other:?} must be \"none\" or \"sigmoid\"")),
+        };
+        if let Some(image) = &self.image {
+            image.check()?;
+            if !self.graph.inputs.iter().any(|i| i.name == image.input) {
+                return Err(format!("image.input {:?} is not among graph.inputs", image.input));
+            }
+        }
+        let needs_image = || self.image.as_ref().map(|_| ()).ok_or_else(|| format!("a {:?} pack needs an [image] section", self.task));
+        match self.task {
+            Task::TextEmbedding => match &self.text {
+                None => Err("a text-embedding pack needs a [text] section".into()),
+                Some(text) if text.pooling != "mean" => Err(format!("text.pooling {:?} is not supported (use \"mean\")", text.pooling)),
+                Some(text) if text.max_tokens == 0 => Err("text.max_tokens must be positive".into()),
+                Some(_) => Ok(()),
+            },
+            Task::Findings => {
+                needs_image()?;
+                let f = self.findings.as_ref().ok_or("a findings pack needs a [findings] section")?;
+                if f.labels.is_empty() {
+                    return Err("findings.labels is empty".into());
+                }
+                activation("findings", &f.activation)?;
+                output_exists("findings", &f.output)
+            }
+            Task::Landmarks => {
+                needs_image()?;
+                let l = self.landmarks.as_ref().ok_or("a landmarks pack needs a [landmarks] section")?;
+                if l.names.is_empty() {
+                    return Err("landmarks.names is empty".into());
+                }
+                activation("landmarks", &l.activation)?;
+                output_exists("landmarks", &l.output)
+            }
+            Task::Embedding => {
+                needs_image()?;
+                let e = self.embedding.as_ref().ok_or("an embedding pack needs an [embedding] section")?;
+                output_exists("embedding", &e.output)
+            }
+            Task::Report => Err("report packs (vision-language generation) are not supported yet".into()),
         }
     }
 }

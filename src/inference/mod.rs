@@ -7,8 +7,10 @@
 //! `text-embedding` task (MiniLM sentence embeddings for report matching).
 
 pub mod manifest;
+pub mod preprocess;
 pub mod session;
 pub mod text;
+pub mod vision;
 
 use manifest::Manifest;
 use session::{ProviderUsed, SessionSettings};

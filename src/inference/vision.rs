@@ -1,0 +1,194 @@
+//! The image tasks: `findings` (probabilities per observation), `embedding` (one vector per
+//! image) and `landmarks` (heatmaps to sub-pixel points with confidence, in image pixels).
+//!
+//! Radiographs are prepared as the pack's `[image]` section says ([`super::preprocess`]),
+//! stacked into one batch [N, C, H, W], and run in one call.
+
+use super::manifest::{Dimension, Task};
+use super::preprocess::{prepare, ImageSpec, Placement};
+use super::{InferenceError, ModelPack};
+use crate::imaging::Radiograph;
+use ndarray::{Array2, Array4, ArrayD, ArrayView2, Axis, Ix2, Ix4};
+use ort::value::TensorRef;
+use serde::Serialize;
+
+/// A pack for one of the image tasks.
+pub struct ImageModel {
+    pack: ModelPack,
+    spec: ImageSpec,
+}
+
+/// One observation's probability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub label: String,
+    pub probability: f32,
+}
+
+/// A landmark found on the image: pixel coordinates (column x, row y, sub-pixel) and the
+/// heatmap's confidence at its peak.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Landmark {
+    pub name: String,
+    pub x: f64,
+    pub y: f64,
+    pub confidence: f32,
+}
+
+fn run_error(e: impl std::fmt::Display) -> InferenceError {
+    InferenceError::Run(e.to_string())
+}
+
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+impl ImageModel {
+    pub fn new(pack: ModelPack) -> Result<ImageModel, InferenceError> {
+        let manifest = &pack.manifest;
+        let pack_error = |reason: String| InferenceError::Pack { pack: manifest.name.clone(), reason };
+        if !matches!(manifest.task, Task::Findings | Task::Embedding | Task::Landmarks) {
+            return Err(pack_error(format!("task {:?} is not an image task", manifest.task)));
+        }
+        let spec = manifest.image.clone().expect("checked when the manifest was read");
+        // The named outputs must carry as many entries as the manifest names.
+        let count_check = |output: &str, count: usize, section: &str| -> Result<(), InferenceError> {
+            let declared = manifest.graph.outputs.iter().find(|o| o.name == output).expect("checked");
+            match declared.shape.get(1) {
+                Some(Dimension::Fixed(n)) if *n as usize != count => Err(pack_error(format!(
+                    "{section} lists {count} names, but output {output:?} has {n} along dimension 1"
+                ))),
+                _ => Ok(()),
+            }
+        };
+        if let Some(f) = &manifest.findings {
+            count_check(&f.output, f.labels.len(), "findings.labels")?;
+        }
+        if let Some(l) = &manifest.landmarks {
+            count_check(&l.output, l.names.len(), "landmarks.names")?;
+        }
+        Ok(ImageModel { pack, spec })
+    }
+
+    pub fn pack(&self) -> &ModelPack {
+        &self.pack
+    }
+
+    /// Prepares and runs a batch; returns each image's placement and the named output.
+    fn run(&mut self, radiographs: &[&Radiograph], output: &str) -> Result<(Vec<Placement>, ArrayD<f32>), InferenceError> {
+        let prepared: Vec<_> = radiographs.iter().map(|r| prepare(r, &self.spec)).collect();
+        let (c, h, w) = (self.spec.channels, self.spec.rows, self.spec.columns);
+        let mut batch = Array4::<f32>::zeros((prepared.len(), c, h, w));
+        for (mut slot, p) in batch.outer_iter_mut().zip(&prepared) {
+            slot.assign(&p.tensor);
+        }
+        let input = TensorRef::from_array_view(batch.view()).map_err(run_error)?;
+        let outputs = self.pack.session.run(ort::inputs![self.spec.input.as_str() => input]).map_err(run_error)?;
+        let values = outputs[output].try_extract_array::<f32>().map_err(run_error)?.to_owned();
+        Ok((prepared.into_iter().map(|p| p.placement).collect(), values))
+    }
+
+    /// Probabilities per observation, per image.
+    pub fn findings(&mut self, radiographs: &[&Radiograph]) -> Result<Vec<Vec<Finding>>, InferenceError> {
+        let spec = self.pack.manifest.findings.clone().ok_or_else(|| run_error("not a findings pack"))?;
+        let (_, values) = self.run(radiographs, &spec.output)?;
+        let values = values.into_dimensionality::<Ix2>().map_err(run_error)?;
+        Ok(values
+            .outer_iter()
+            .map(|row| {
+                spec.labels
+                    .iter()
+                    .zip(row.iter())
+                    .map(|(label, &v)| Finding {
+                        label: label.clone(),
+                        probability: if spec.activation == "sigmoid" { sigmoid(v) } else { v },
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// One embedding per image (rows).
+    pub fn embeddings(&mut self, radiographs: &[&Radiograph]) -> Result<Array2<f32>, InferenceError> {
+        let spec = self.pack.manifest.embedding.clone().ok_or_else(|| run_error("not an embedding pack"))?;
+        let (_, values) = self.run(radiographs, &spec.output)?;
+        values.into_dimensionality::<Ix2>().map_err(run_error)
+    }
+
+    /// The landmarks on each image, in image pixel coordinates.
+    pub fn landmarks(&mut self, radiographs: &[&Radiograph]) -> Result<Vec<Vec<Landmark>>, InferenceError> {
+        let spec = self.pack.manifest.landmarks.clone().ok_or_else(|| run_error("not a landmarks pack"))?;
+        let (placements, values) = self.run(radiographs, &spec.output)?;
+        let heatmaps = values.into_dimensionality::<Ix4>().map_err(run_error)?;
+        let (input_h, input_w) = (self.spec.rows as f64, self.spec.columns as f64);
+        Ok(heatmaps
+            .outer_iter()
+            .zip(&placements)
+            .map(|(maps, placement)| {
+                spec.names
+                    .iter()
+                    .zip(maps.axis_iter(Axis(0)))
+                    .map(|(name, map)| {
+                        let (hx, hy, peak) = subpixel_peak(map);
+                        // Heatmap pixels to model-input pixels (centres aligned), then to the image.
+                        let (h, w) = map.dim();
+                        let x = (hx + 0.5) * input_w / w as f64 - 0.5;
+                        let y = (hy + 0.5) * input_h / h as f64 - 0.5;
+                        let (x, y) = placement.to_image(x, y);
+                        let confidence = if spec.activation == "sigmoid" { sigmoid(peak) } else { peak };
+                        Landmark { name: name.clone(), x, y, confidence }
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// The heatmap's maximum, refined to sub-pixel precision by a parabola through the peak and its
+/// neighbours along each axis (offset clamped to half a pixel): (column, row, peak value).
+pub fn subpixel_peak(map: ArrayView2<f32>) -> (f64, f64, f32) {
+    let (h, w) = map.dim();
+    let (mut best, mut at) = (f32::NEG_INFINITY, (0, 0));
+    for ((r, c), &v) in map.indexed_iter() {
+        if v > best {
+            best = v;
+            at = (r, c);
+        }
+    }
+    let (r, c) = at;
+    let refine = |before: Option<f32>, peak: f32, after: Option<f32>| -> f64 {
+        match (before, after) {
+            (Some(a), Some(b)) => {
+                let curvature = f64::from(a) - 2.0 * f64::from(peak) + f64::from(b);
+                if curvature < 0.0 {
+                    (0.5 * (f64::from(a) - f64::from(b)) / curvature).clamp(-0.5, 0.5)
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        }
+    };
+    let dx = refine((c > 0).then(|| map[(r, c - 1)]), best, (c + 1 < w).then(|| map[(r, c + 1)]));
+    let dy = refine((r > 0).then(|| map[(r - 1, c)]), best, (r + 1 < h).then(|| map[(r + 1, c)]));
+    (c as f64 + dx, r as f64 + dy, best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parabolic_peak_is_found_between_pixels() {
+        // Samples of -(x - 3.3)^2 - (y - 1.8)^2: the vertex is at (3.3, 1.8).
+        let map = Array2::from_shape_fn((5, 8), |(r, c)| -((c as f32 - 3.3).powi(2)) - (r as f32 - 1.8).powi(2));
+        let (x, y, _) = subpixel_peak(map.view());
+        assert!((x - 3.3).abs() < 1e-5 && (y - 1.8).abs() < 1e-5, "{x} {y}");
+    }
+
+    #[test]
+    fn a_peak_on_the_border_is_not_refined() {
+        let map = Array2::from_shape_fn((3, 3), |(r, c)| (r + c) as f32);
+        assert_eq!(subpixel_peak(map.view()), (2.0, 2.0, 4.0));
+    }
+}
