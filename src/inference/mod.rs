@@ -6,6 +6,7 @@
 //! disagree with the manifest. Task-specific runners sit on top: [`text::TextEmbedder`] for the
 //! `text-embedding` task (MiniLM sentence embeddings for report matching).
 
+pub mod batcher;
 pub mod manifest;
 pub mod preprocess;
 pub mod session;
@@ -33,6 +34,8 @@ pub enum InferenceError {
     Session { file: PathBuf, reason: String },
     #[error("inference failed: {0}")]
     Run(String),
+    #[error("the model's queue is full: retry shortly")]
+    Busy,
 }
 
 /// A loaded model pack: its manifest, folder, session and the provider it really got.

@@ -77,6 +77,7 @@ impl Placement {
 }
 
 /// One image ready for the model: [channels, rows, columns], and its placement.
+#[derive(Debug, Clone)]
 pub struct Prepared {
     pub tensor: Array3<f32>,
     pub placement: Placement,

@@ -5,7 +5,7 @@
 //! stacked into one batch [N, C, H, W], and run in one call.
 
 use super::manifest::{Dimension, Task};
-use super::preprocess::{prepare, ImageSpec, Placement};
+use super::preprocess::{prepare, ImageSpec, Placement, Prepared};
 use super::{InferenceError, ModelPack};
 use crate::imaging::Radiograph;
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, Axis, Ix2, Ix4};
@@ -74,24 +74,42 @@ impl ImageModel {
         &self.pack
     }
 
-    /// Prepares and runs a batch; returns each image's placement and the named output.
-    fn run(&mut self, radiographs: &[&Radiograph], output: &str) -> Result<(Vec<Placement>, ArrayD<f32>), InferenceError> {
-        let prepared: Vec<_> = radiographs.iter().map(|r| prepare(r, &self.spec)).collect();
+    /// How images must be prepared for this pack.
+    pub fn spec(&self) -> &ImageSpec {
+        &self.spec
+    }
+
+    /// Prepares radiographs for this pack (the caller's thread can do this, off the model's).
+    pub fn prepare(&self, radiographs: &[&Radiograph]) -> Vec<Prepared> {
+        radiographs.iter().map(|r| prepare(r, &self.spec)).collect()
+    }
+
+    /// Runs prepared images as one batch; returns the named output.
+    fn run(&mut self, prepared: &[Prepared], output: &str) -> Result<ArrayD<f32>, InferenceError> {
         let (c, h, w) = (self.spec.channels, self.spec.rows, self.spec.columns);
         let mut batch = Array4::<f32>::zeros((prepared.len(), c, h, w));
-        for (mut slot, p) in batch.outer_iter_mut().zip(&prepared) {
+        for (mut slot, p) in batch.outer_iter_mut().zip(prepared) {
+            if p.tensor.dim() != (c, h, w) {
+                return Err(run_error(format!("a prepared image is {:?}, the pack needs {:?}", p.tensor.dim(), (c, h, w))));
+            }
             slot.assign(&p.tensor);
         }
         let input = TensorRef::from_array_view(batch.view()).map_err(run_error)?;
         let outputs = self.pack.session.run(ort::inputs![self.spec.input.as_str() => input]).map_err(run_error)?;
         let values = outputs[output].try_extract_array::<f32>().map_err(run_error)?.to_owned();
-        Ok((prepared.into_iter().map(|p| p.placement).collect(), values))
+        Ok(values)
     }
 
     /// Probabilities per observation, per image.
     pub fn findings(&mut self, radiographs: &[&Radiograph]) -> Result<Vec<Vec<Finding>>, InferenceError> {
+        let prepared = self.prepare(radiographs);
+        self.findings_of(&prepared)
+    }
+
+    /// Probabilities per observation, per prepared image.
+    pub fn findings_of(&mut self, prepared: &[Prepared]) -> Result<Vec<Vec<Finding>>, InferenceError> {
         let spec = self.pack.manifest.findings.clone().ok_or_else(|| run_error("not a findings pack"))?;
-        let (_, values) = self.run(radiographs, &spec.output)?;
+        let values = self.run(prepared, &spec.output)?;
         let values = values.into_dimensionality::<Ix2>().map_err(run_error)?;
         Ok(values
             .outer_iter()
@@ -110,15 +128,28 @@ impl ImageModel {
 
     /// One embedding per image (rows).
     pub fn embeddings(&mut self, radiographs: &[&Radiograph]) -> Result<Array2<f32>, InferenceError> {
+        let prepared = self.prepare(radiographs);
+        self.embeddings_of(&prepared)
+    }
+
+    /// One embedding per prepared image (rows).
+    pub fn embeddings_of(&mut self, prepared: &[Prepared]) -> Result<Array2<f32>, InferenceError> {
         let spec = self.pack.manifest.embedding.clone().ok_or_else(|| run_error("not an embedding pack"))?;
-        let (_, values) = self.run(radiographs, &spec.output)?;
+        let values = self.run(prepared, &spec.output)?;
         values.into_dimensionality::<Ix2>().map_err(run_error)
     }
 
     /// The landmarks on each image, in image pixel coordinates.
     pub fn landmarks(&mut self, radiographs: &[&Radiograph]) -> Result<Vec<Vec<Landmark>>, InferenceError> {
+        let prepared = self.prepare(radiographs);
+        self.landmarks_of(&prepared)
+    }
+
+    /// The landmarks on each prepared image, in image pixel coordinates.
+    pub fn landmarks_of(&mut self, prepared: &[Prepared]) -> Result<Vec<Vec<Landmark>>, InferenceError> {
         let spec = self.pack.manifest.landmarks.clone().ok_or_else(|| run_error("not a landmarks pack"))?;
-        let (placements, values) = self.run(radiographs, &spec.output)?;
+        let values = self.run(prepared, &spec.output)?;
+        let placements: Vec<Placement> = prepared.iter().map(|p| p.placement).collect();
         let heatmaps = values.into_dimensionality::<Ix4>().map_err(run_error)?;
         let (input_h, input_w) = (self.spec.rows as f64, self.spec.columns as f64);
         Ok(heatmaps
