@@ -76,6 +76,31 @@ fn a_manifest_that_disagrees_with_its_graph_is_refused_naming_the_field() {
 }
 
 #[test]
+fn image_pack_manifests_are_checked_too() {
+    if !onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("pack");
+    std::fs::create_dir_all(&pack).unwrap();
+    std::fs::copy(root().join("models/test-findings/model.onnx"), pack.join("model.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(root().join("models/test-findings/model.toml")).unwrap();
+    let cases = [
+        (r#""Support Devices"]"#, "]", "findings.names lists 13 names"),
+        (r#"input = "pixel_values""#, r#"input = "image""#, "image.input"),
+        (r#"std = [0.25]"#, r#"std = [0.0]"#, "image.std"),
+        (r#"output = "probabilities""#, r#"output = "logits""#, "findings.output"),
+        (r#"fit = "letterbox""#, r#"fit = "squash""#, "unknown variant"),
+    ];
+    for (from, to, expected) in cases {
+        assert!(manifest.contains(from), "{from}");
+        std::fs::write(pack.join("model.toml"), manifest.replacen(from, to, 1)).unwrap();
+        let err = ModelPack::load(&pack, &cpu()).err().unwrap_or_else(|| panic!("{expected}: loaded")).to_string();
+        assert!(err.contains(expected), "expected {expected} in: {err}");
+    }
+}
+
+#[test]
 fn cuda_without_cuda_fails_loudly_and_auto_falls_back() {
     if !onnx_runtime_available() {
         return;

@@ -84,29 +84,22 @@ pub struct Manifest {
     pub graph: GraphSpec,
     pub text: Option<TextSpec>,
     pub image: Option<ImageSpec>,
-    pub findings: Option<FindingsSpec>,
-    pub landmarks: Option<LandmarksSpec>,
+    pub findings: Option<NamedOutputSpec>,
+    pub landmarks: Option<NamedOutputSpec>,
     pub embedding: Option<EmbeddingSpec>,
 }
 
-/// `findings` packs: probabilities [N, K] for K named observations.
+/// `findings` packs (probabilities [N, K] for K named observations) and `landmarks` packs
+/// (heatmaps [N, L, h, w] for L named landmarks): an output with one entry per name along
+/// dimension 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FindingsSpec {
+pub struct NamedOutputSpec {
     pub output: String,
-    pub labels: Vec<String>,
-    /// "none" when the graph gives probabilities, "sigmoid" when it gives logits.
-    #[serde(default = "no_activation")]
-    pub activation: String,
-}
-
-/// `landmarks` packs: heatmaps [N, L, h, w] for L named landmarks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LandmarksSpec {
-    pub output: String,
+    /// The observations (`labels` in a `[findings]` section) or landmarks, in output order.
+    #[serde(alias = "labels")]
     pub names: Vec<String>,
-    /// "none" when heatmap values are confidences in [0, 1], "sigmoid" for logits.
+    /// "none" when the graph gives probabilities or confidences, "sigmoid" when it gives logits.
     #[serde(default = "no_activation")]
     pub activation: String,
 }
@@ -182,23 +175,28 @@ impl Manifest {
                 Some(text) if text.max_tokens == 0 => Err("text.max_tokens must be positive".into()),
                 Some(_) => Ok(()),
             },
-            Task::Findings => {
+            Task::Findings | Task::Landmarks => {
                 needs_image()?;
-                let f = self.findings.as_ref().ok_or("a findings pack needs a [findings] section")?;
-                if f.labels.is_empty() {
-                    return Err("findings.labels is empty".into());
+                let (section, spec) = match self.task {
+                    Task::Findings => ("findings", &self.findings),
+                    _ => ("landmarks", &self.landmarks),
+                };
+                let spec = spec.as_ref().ok_or_else(|| format!("a {section} pack needs a [{section}] section"))?;
+                if spec.names.is_empty() {
+                    return Err(format!("{section}.names is empty"));
                 }
-                activation("findings", &f.activation)?;
-                output_exists("findings", &f.output)
-            }
-            Task::Landmarks => {
-                needs_image()?;
-                let l = self.landmarks.as_ref().ok_or("a landmarks pack needs a [landmarks] section")?;
-                if l.names.is_empty() {
-                    return Err("landmarks.names is empty".into());
+                activation(section, &spec.activation)?;
+                output_exists(section, &spec.output)?;
+                // One name per entry along dimension 1 of the output.
+                let declared = self.graph.outputs.iter().find(|o| o.name == spec.output).expect("exists");
+                match declared.shape.get(1) {
+                    Some(Dimension::Fixed(n)) if *n as usize != spec.names.len() => Err(format!(
+                        "{section}.names lists {} names, but output {:?} has {n} along dimension 1",
+                        spec.names.len(),
+                        spec.output
+                    )),
+                    _ => Ok(()),
                 }
-                activation("landmarks", &l.activation)?;
-                output_exists("landmarks", &l.output)
             }
             Task::Embedding => {
                 needs_image()?;

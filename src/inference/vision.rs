@@ -4,7 +4,7 @@
 //! Radiographs are prepared as the pack's `[image]` section says ([`super::preprocess`]),
 //! stacked into one batch [N, C, H, W], and run in one call.
 
-use super::manifest::{Dimension, Task};
+use super::manifest::Task;
 use super::preprocess::{prepare, ImageSpec, Placement, Prepared};
 use super::{InferenceError, ModelPack};
 use crate::imaging::Radiograph;
@@ -51,22 +51,6 @@ impl ImageModel {
             return Err(pack_error(format!("task {:?} is not an image task", manifest.task)));
         }
         let spec = manifest.image.clone().expect("checked when the manifest was read");
-        // The named outputs must carry as many entries as the manifest names.
-        let count_check = |output: &str, count: usize, section: &str| -> Result<(), InferenceError> {
-            let declared = manifest.graph.outputs.iter().find(|o| o.name == output).expect("checked");
-            match declared.shape.get(1) {
-                Some(Dimension::Fixed(n)) if *n as usize != count => Err(pack_error(format!(
-                    "{section} lists {count} names, but output {output:?} has {n} along dimension 1"
-                ))),
-                _ => Ok(()),
-            }
-        };
-        if let Some(f) = &manifest.findings {
-            count_check(&f.output, f.labels.len(), "findings.labels")?;
-        }
-        if let Some(l) = &manifest.landmarks {
-            count_check(&l.output, l.names.len(), "landmarks.names")?;
-        }
         Ok(ImageModel { pack, spec })
     }
 
@@ -114,7 +98,7 @@ impl ImageModel {
         Ok(values
             .outer_iter()
             .map(|row| {
-                spec.labels
+                spec.names
                     .iter()
                     .zip(row.iter())
                     .map(|(label, &v)| Finding {
