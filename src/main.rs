@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use radassist::config::Config;
 use radassist::dicom::{self, DecodeLimits};
 use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
 use radassist::imaging::output::{write_npy, write_png, PngDepth};
@@ -19,6 +20,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The configuration file (TOML; see src/config.rs for every key). Environment overrides:
+    /// RADASSIST_PROVIDER, RADASSIST_MODELS.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -71,12 +76,12 @@ enum Command {
     Models {
         #[command(subcommand)]
         action: ModelsAction,
-        /// The folder of model packs.
-        #[arg(long, global = true, default_value = "models")]
-        models: PathBuf,
-        /// Execution provider.
-        #[arg(long, global = true, value_enum, default_value = "auto")]
-        provider: Provider,
+        /// The folder of model packs (default: the configuration's, "models").
+        #[arg(long, global = true)]
+        models: Option<PathBuf>,
+        /// Execution provider (default: the configuration's, auto).
+        #[arg(long, global = true, value_enum)]
+        provider: Option<Provider>,
     },
     /// Run an image pack (findings, embedding or landmarks) on radiographs, as JSON lines.
     Predict {
@@ -84,8 +89,8 @@ enum Command {
         /// The pack folder.
         #[arg(long)]
         pack: PathBuf,
-        #[arg(long, value_enum, default_value = "auto")]
-        provider: Provider,
+        #[arg(long, value_enum)]
+        provider: Option<Provider>,
     },
     /// Sentence embeddings from a text-embedding pack, as JSON lines.
     EmbedText {
@@ -93,8 +98,8 @@ enum Command {
         /// The text-embedding pack.
         #[arg(long, default_value = "models/minilm")]
         pack: PathBuf,
-        #[arg(long, value_enum, default_value = "auto")]
-        provider: Provider,
+        #[arg(long, value_enum)]
+        provider: Option<Provider>,
     },
 }
 
@@ -130,6 +135,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("radassist: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Session settings from the configuration, with a --provider flag on top.
+    let settings = |provider: Option<Provider>| SessionSettings {
+        provider: provider.unwrap_or(config.inference.provider),
+        ..config.inference.session_settings()
+    };
     let outcome = match cli.command {
         Command::Inspect { file, json } => inspect(&file, json),
         Command::Decode { input, output, jobs } => decode(&input, &output, jobs),
@@ -144,10 +161,15 @@ fn main() -> ExitCode {
             choice.and_then(|choice| render(&file, &output, size, bits, &choice))
         }
         Command::Runtime => runtime(),
-        Command::Models { action: ModelsAction::List, models, .. } => models_list(&models),
-        Command::Models { action: ModelsAction::Check, models, provider } => models_check(&models, provider),
-        Command::EmbedText { sentences, pack, provider } => embed_text(&pack, provider, &sentences),
-        Command::Predict { files, pack, provider } => predict(&pack, provider, &files),
+        Command::Models { action, models, provider } => {
+            let models = models.unwrap_or_else(|| config.inference.models.clone());
+            match action {
+                ModelsAction::List => models_list(&models),
+                ModelsAction::Check => models_check(&models, &settings(provider)),
+            }
+        }
+        Command::EmbedText { sentences, pack, provider } => embed_text(&pack, &settings(provider), &sentences),
+        Command::Predict { files, pack, provider } => predict(&pack, &settings(provider), &files),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -329,15 +351,14 @@ fn models_list(models: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn models_check(models: &Path, provider: Provider) -> Result<(), String> {
+fn models_check(models: &Path, settings: &SessionSettings) -> Result<(), String> {
     let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
     if folders.is_empty() {
         return Err(format!("no model packs (folders with a model.toml) in {}", models.display()));
     }
-    let settings = SessionSettings { provider, ..SessionSettings::default() };
     let mut failed = 0;
     for folder in &folders {
-        let outcome = ModelPack::load(folder, &settings).and_then(|mut pack| {
+        let outcome = ModelPack::load(folder, settings).and_then(|mut pack| {
             let warm_up = pack.warm_up()?;
             Ok((pack, warm_up))
         });
@@ -361,9 +382,8 @@ fn models_check(models: &Path, provider: Provider) -> Result<(), String> {
     }
 }
 
-fn embed_text(pack: &Path, provider: Provider, sentences: &[String]) -> Result<(), String> {
-    let settings = SessionSettings { provider, ..SessionSettings::default() };
-    let pack = ModelPack::load(pack, &settings).map_err(|e| e.to_string())?;
+fn embed_text(pack: &Path, settings: &SessionSettings, sentences: &[String]) -> Result<(), String> {
+    let pack = ModelPack::load(pack, settings).map_err(|e| e.to_string())?;
     let mut embedder = radassist::inference::text::TextEmbedder::new(pack).map_err(|e| e.to_string())?;
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let embeddings = embedder.embed(&refs).map_err(|e| e.to_string())?;
@@ -378,11 +398,10 @@ fn embed_text(pack: &Path, provider: Provider, sentences: &[String]) -> Result<(
     Ok(())
 }
 
-fn predict(pack: &Path, provider: Provider, files: &[PathBuf]) -> Result<(), String> {
+fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Result<(), String> {
     use radassist::inference::manifest::Task;
     use radassist::inference::vision::ImageModel;
-    let settings = SessionSettings { provider, ..SessionSettings::default() };
-    let pack = ModelPack::load(pack, &settings).map_err(|e| e.to_string())?;
+    let pack = ModelPack::load(pack, settings).map_err(|e| e.to_string())?;
     let (task, test_model) = (pack.manifest.task, pack.manifest.test_model);
     let mut model = ImageModel::new(pack).map_err(|e| e.to_string())?;
     let limits = DecodeLimits::default();

@@ -1,0 +1,159 @@
+//! radassist's configuration file (TOML), with environment overrides.
+//!
+//! Every key has a default, so a missing file or section means "the defaults". The environment
+//! overrides the file: `RADASSIST_PROVIDER` (auto, cuda or cpu) and `RADASSIST_MODELS` (the
+//! folder of model packs). Command-line flags override both.
+//!
+//! ```toml
+//! [inference]
+//! models = "models"          # folder of model packs
+//! provider = "auto"          # auto | cuda | cpu
+//! intra_threads = 0          # threads inside one operator; 0: one per core
+//! optimization_level = 3     # ONNX Runtime graph optimisation, 0 (none) to 3 (all)
+//! cpu_arena = true           # CPU memory arena: faster, holds memory
+//!
+//! [inference.batching]
+//! max_batch = 16             # requests run together at most
+//! max_delay_ms = 5           # how long the oldest request waits for others
+//! queue_capacity = 256       # waiting requests beyond this are refused (retry later)
+//! ```
+
+use crate::inference::batcher::BatchingConfig;
+use crate::inference::session::{Provider, SessionSettings};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub inference: InferenceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    pub models: PathBuf,
+    pub provider: Provider,
+    pub intra_threads: usize,
+    pub optimization_level: u8,
+    pub cpu_arena: bool,
+    pub batching: BatchingSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingSection {
+    pub max_batch: usize,
+    pub max_delay_ms: u64,
+    pub queue_capacity: usize,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        let session = SessionSettings::default();
+        InferenceConfig {
+            models: "models".into(),
+            provider: session.provider,
+            intra_threads: session.intra_threads,
+            optimization_level: session.optimization_level,
+            cpu_arena: session.cpu_arena,
+            batching: BatchingSection::default(),
+        }
+    }
+}
+
+impl Default for BatchingSection {
+    fn default() -> Self {
+        let b = BatchingConfig::default();
+        BatchingSection { max_batch: b.max_batch, max_delay_ms: b.max_delay.as_millis() as u64, queue_capacity: b.queue_capacity }
+    }
+}
+
+impl InferenceConfig {
+    pub fn session_settings(&self) -> SessionSettings {
+        SessionSettings {
+            provider: self.provider,
+            intra_threads: self.intra_threads,
+            optimization_level: self.optimization_level,
+            cpu_arena: self.cpu_arena,
+        }
+    }
+
+    pub fn batching(&self) -> BatchingConfig {
+        BatchingConfig {
+            max_batch: self.batching.max_batch,
+            max_delay: Duration::from_millis(self.batching.max_delay_ms),
+            queue_capacity: self.batching.queue_capacity,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (when given), then applies the environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_environment(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    fn apply_environment(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(value) = var("RADASSIST_PROVIDER") {
+            self.inference.provider = match value.to_ascii_lowercase().as_str() {
+                "auto" => Provider::Auto,
+                "cuda" => Provider::Cuda,
+                "cpu" => Provider::Cpu,
+                other => return Err(format!("RADASSIST_PROVIDER={other:?}: use auto, cuda or cpu")),
+            };
+        }
+        if let Some(value) = var("RADASSIST_MODELS") {
+            self.inference.models = value.into();
+        }
+        if self.inference.batching.max_batch == 0 || self.inference.batching.queue_capacity == 0 {
+            return Err("inference.batching.max_batch and queue_capacity must be at least 1".into());
+        }
+        if self.inference.optimization_level > 3 {
+            return Err(format!("inference.optimization_level {} must be 0 to 3", self.inference.optimization_level));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_values_and_environment_overrides() {
+        let mut config: Config = toml::from_str("[inference]\nprovider = \"cpu\"\n[inference.batching]\nmax_batch = 4\n").unwrap();
+        assert_eq!(config.inference.provider, Provider::Cpu);
+        assert_eq!(config.inference.batching.max_batch, 4);
+        assert_eq!(config.inference.batching.max_delay_ms, 5);
+        assert_eq!(config.inference.models, PathBuf::from("models"));
+        config
+            .apply_environment(|name| match name {
+                "RADASSIST_PROVIDER" => Some("CUDA".into()),
+                "RADASSIST_MODELS" => Some("/srv/packs".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.inference.provider, Provider::Cuda);
+        assert_eq!(config.inference.models, PathBuf::from("/srv/packs"));
+        let err = config.apply_environment(|n| (n == "RADASSIST_PROVIDER").then(|| "tpu".into())).unwrap_err();
+        assert!(err.contains("tpu"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("[inference]\nproviders = \"cpu\"\n").is_err());
+        assert!(toml::from_str::<Config>("[inference]\nprovider = \"tpu\"\n").is_err());
+        let mut zero: Config = toml::from_str("[inference.batching]\nmax_batch = 0\n").unwrap();
+        assert!(zero.apply_environment(|_| None).is_err());
+    }
+}
