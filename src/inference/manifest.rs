@@ -81,14 +81,42 @@ pub struct Manifest {
     /// A test model (random or hand-built): every output it touches says so.
     #[serde(default)]
     pub test_model: bool,
-    pub graph: GraphSpec,
+    /// The ONNX graph of single-graph tasks (all but `report`, which names three in `[report]`).
+    pub graph: Option<GraphSpec>,
     pub text: Option<TextSpec>,
     pub image: Option<ImageSpec>,
     pub findings: Option<NamedOutputSpec>,
     pub landmarks: Option<NamedOutputSpec>,
     pub embedding: Option<EmbeddingSpec>,
+    pub report: Option<ReportSpec>,
 }
 
+/// `report` packs: the three-graph layout of LLaVA-style exports (DESIGN.md section 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// pixel_values [N, C, H, W] -> image_features [N, image_tokens, hidden].
+    pub vision_encoder: String,
+    /// input_ids [N, S] -> inputs_embeds [N, S, hidden].
+    pub embed_tokens: String,
+    /// inputs_embeds, attention_mask, position_ids, past_key_values.{i}.key/value ->
+    /// logits, present.{i}.key/value.
+    pub decoder: String,
+    pub tokenizer: String,
+    /// The prompt: `<s>` is the BOS id, `<image>` the image's tokens, `{indication}` the
+    /// clinical indication.
+    pub template: String,
+    pub image_token_id: i64,
+    /// How many ids one `<image>` expands to (one per image feature).
+    pub image_tokens: usize,
+    pub bos_id: i64,
+    pub eos_ids: Vec<i64>,
+    pub pad_id: i64,
+    pub layers: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub max_new_tokens: usize,
+}
 /// `findings` packs (probabilities [N, K] for K named observations) and `landmarks` packs
 /// (heatmaps [N, L, h, w] for L named landmarks): an output with one entry per name along
 /// dimension 1.
@@ -132,6 +160,11 @@ pub(crate) fn canonical_dtype(dtype: &str) -> Option<&'static str> {
 
 impl Manifest {
     /// Reads and checks `model.toml` on its own (the graph is checked when it is loaded).
+    /// The graph of a single-graph pack.
+    pub fn graph(&self) -> &GraphSpec {
+        self.graph.as_ref().expect("checked when the manifest was read")
+    }
+
     pub fn read(path: &Path) -> Result<Manifest, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let manifest: Manifest = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -140,7 +173,19 @@ impl Manifest {
     }
 
     fn check(&self) -> Result<(), String> {
-        for (kind, specs) in [("inputs", &self.graph.inputs), ("outputs", &self.graph.outputs)] {
+        if self.task == Task::Report {
+            let report = self.report.as_ref().ok_or("a report pack needs a [report] section")?;
+            self.image.as_ref().ok_or("a report pack needs an [image] section")?.check()?;
+            if report.template.matches("<image>").count() != 1 {
+                return Err("report.template must hold <image> exactly once".into());
+            }
+            if report.eos_ids.is_empty() || report.layers == 0 || report.image_tokens == 0 || report.max_new_tokens == 0 {
+                return Err("report.eos_ids, layers, image_tokens and max_new_tokens must not be empty or 0".into());
+            }
+            return Ok(());
+        }
+        let graph = self.graph.as_ref().ok_or("the [graph] section is missing")?;
+        for (kind, specs) in [("inputs", &graph.inputs), ("outputs", &graph.outputs)] {
             if specs.is_empty() {
                 return Err(format!("graph.{kind} is empty"));
             }
@@ -151,7 +196,7 @@ impl Manifest {
             }
         }
         let output_exists = |section: &str, name: &str| {
-            if self.graph.outputs.iter().any(|o| o.name == name) {
+            if graph.outputs.iter().any(|o| o.name == name) {
                 Ok(())
             } else {
                 Err(format!("{section}.output {name:?} is not among graph.outputs"))
@@ -163,7 +208,7 @@ impl Manifest {
         };
         if let Some(image) = &self.image {
             image.check()?;
-            if !self.graph.inputs.iter().any(|i| i.name == image.input) {
+            if !graph.inputs.iter().any(|i| i.name == image.input) {
                 return Err(format!("image.input {:?} is not among graph.inputs", image.input));
             }
         }
@@ -188,7 +233,7 @@ impl Manifest {
                 activation(section, &spec.activation)?;
                 output_exists(section, &spec.output)?;
                 // One name per entry along dimension 1 of the output.
-                let declared = self.graph.outputs.iter().find(|o| o.name == spec.output).expect("exists");
+                let declared = graph.outputs.iter().find(|o| o.name == spec.output).expect("exists");
                 match declared.shape.get(1) {
                     Some(Dimension::Fixed(n)) if *n as usize != spec.names.len() => Err(format!(
                         "{section}.names lists {} names, but output {:?} has {n} along dimension 1",
@@ -203,7 +248,7 @@ impl Manifest {
                 let e = self.embedding.as_ref().ok_or("an embedding pack needs an [embedding] section")?;
                 output_exists("embedding", &e.output)
             }
-            Task::Report => Err("report packs (vision-language generation) are not supported yet".into()),
+            Task::Report => unreachable!("handled above"),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod batcher;
 pub mod manifest;
 pub mod preprocess;
+pub mod report;
 pub mod session;
 pub mod text;
 pub mod vision;
@@ -51,7 +52,10 @@ impl ModelPack {
     pub fn load(folder: &Path, settings: &SessionSettings) -> Result<ModelPack, InferenceError> {
         let pack_error = |reason: String| InferenceError::Pack { pack: folder.display().to_string(), reason };
         let manifest = Manifest::read(&folder.join("model.toml")).map_err(pack_error)?;
-        let graph = folder.join(&manifest.graph.file);
+        if manifest.task == manifest::Task::Report {
+            return Err(pack_error("a report pack has three graphs: load it with report::ReportModel".into()));
+        }
+        let graph = folder.join(&manifest.graph().file);
         if !graph.is_file() {
             return Err(InferenceError::Pack {
                 pack: manifest.name.clone(),
@@ -72,7 +76,7 @@ impl ModelPack {
         use ort::value::{DynValue, Tensor};
         let run = |e: ort::Error| InferenceError::Run(e.to_string());
         let mut inputs: Vec<(String, DynValue)> = Vec::new();
-        for spec in &self.manifest.graph.inputs {
+        for spec in &self.manifest.graph().inputs {
             let shape: Vec<usize> = spec
                 .shape
                 .iter()

@@ -106,8 +106,8 @@ fn cuda_provider() -> Result<Vec<ExecutionProviderDispatch>, String> {
 pub fn check_graph(manifest: &Manifest, session: &Session) -> Result<(), InferenceError> {
     let mismatch = |field: String, detail: String| InferenceError::ManifestMismatch { pack: manifest.name.clone(), field, detail };
     for (kind, specs, outlets) in [
-        ("inputs", &manifest.graph.inputs, session.inputs()),
-        ("outputs", &manifest.graph.outputs, session.outputs()),
+        ("inputs", &manifest.graph().inputs, session.inputs()),
+        ("outputs", &manifest.graph().outputs, session.outputs()),
     ] {
         let graph_names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
         for (i, spec) in specs.iter().enumerate() {

@@ -60,7 +60,7 @@ impl TextEmbedder {
             "attention_mask" => TensorRef::from_array_view(mask.view()).map_err(run)?,
             "token_type_ids" => TensorRef::from_array_view(types.view()).map_err(run)?,
         ];
-        let output_name = self.pack.manifest.graph.outputs[0].name.clone();
+        let output_name = self.pack.manifest.graph().outputs[0].name.clone();
         let outputs = self.pack.session.run(inputs).map_err(run)?;
         let hidden = outputs[output_name.as_str()].try_extract_array::<f32>().map_err(run)?;
         let hidden = hidden.into_dimensionality::<ndarray::Ix3>().map_err(|e| InferenceError::Run(e.to_string()))?;

@@ -1,0 +1,80 @@
+//! The vision-language test pack against transformers' own generate() on the same tiny LLaVA
+//! (models/make-test-report-pack.py): prompt ids, greedy token ids one prompt at a time and
+//! batched with left padding, and the KV-cache path against recomputing without the cache.
+
+mod common;
+
+use common::*;
+use radassist::dicom::{read_file, DecodeLimits};
+use radassist::inference::report::{ReportModel, ReportRequest};
+use radassist::inference::session::{Provider, SessionSettings};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    sample: String,
+    indication: String,
+    prompt_ids: Vec<i64>,
+    greedy: Vec<i64>,
+    beam3: Vec<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    cases: Vec<Case>,
+    batched_greedy: Vec<Vec<i64>>,
+}
+
+const EOS: i64 = 2;
+
+/// Reference ids up to (not including) EOS, and whether EOS ended them.
+fn until_eos(ids: &[i64]) -> (Vec<i64>, bool) {
+    match ids.iter().position(|&t| t == EOS) {
+        Some(end) => (ids[..end].to_vec(), true),
+        None => (ids.to_vec(), false),
+    }
+}
+
+fn setup() -> Option<(ReportModel, Reference, Vec<radassist::imaging::Radiograph>)> {
+    if !onnx_runtime_available() {
+        return None;
+    }
+    let text = std::fs::read_to_string(root().join("tests/fixtures/report_reference.json")).unwrap();
+    let reference: Reference = serde_json::from_str(&text).unwrap();
+    let images = reference.cases.iter().map(|c| read_file(&sample(&c.sample), &DecodeLimits::default()).unwrap()).collect();
+    let settings = SessionSettings { provider: Provider::Cpu, ..SessionSettings::default() };
+    let model = ReportModel::load(&root().join("models/test-report"), &settings).unwrap();
+    Some((model, reference, images))
+}
+
+#[test]
+fn prompts_are_tokenised_as_the_reference() {
+    let Some((model, reference, _)) = setup() else { return };
+    for case in &reference.cases {
+        assert_eq!(model.prompt_ids(&case.indication).unwrap(), case.prompt_ids, "{}", case.indication);
+    }
+}
+
+#[test]
+fn greedy_ids_equal_transformers_with_and_without_the_cache() {
+    let Some((mut model, reference, images)) = setup() else { return };
+    for (case, image) in reference.cases.iter().zip(&images) {
+        let request = [ReportRequest { image, indication: &case.indication }];
+        let (expected, stopped) = until_eos(&case.greedy);
+        for use_cache in [true, false] {
+            let out = model.generate_greedy(&request, use_cache).unwrap().remove(0);
+            assert_eq!(out.token_ids, expected, "{} (cache {use_cache})", case.sample);
+            assert_eq!(out.stopped_at_eos, stopped, "{}", case.sample);
+        }
+    }
+}
+
+#[test]
+fn batched_greedy_with_left_padding_equals_transformers() {
+    let Some((mut model, reference, images)) = setup() else { return };
+    let requests: Vec<_> = reference.cases.iter().zip(&images).map(|(c, image)| ReportRequest { image, indication: &c.indication }).collect();
+    let out = model.generate_greedy(&requests, true).unwrap();
+    for (row, expected) in out.iter().zip(&reference.batched_greedy) {
+        assert_eq!(row.token_ids, until_eos(expected).0);
+    }
+    let _ = &reference.cases[0].beam3;
+}
