@@ -76,5 +76,21 @@ fn batched_greedy_with_left_padding_equals_transformers() {
     for (row, expected) in out.iter().zip(&reference.batched_greedy) {
         assert_eq!(row.token_ids, until_eos(expected).0);
     }
-    let _ = &reference.cases[0].beam3;
+}
+
+#[test]
+fn beam_search_ids_equal_transformers() {
+    let Some((mut model, reference, images)) = setup() else { return };
+    for (case, image) in reference.cases.iter().zip(&images) {
+        let out = model.generate_beam(&[ReportRequest { image, indication: &case.indication }], 3).unwrap().remove(0);
+        let (expected, stopped) = until_eos(&case.beam3);
+        assert_eq!(out.token_ids, expected, "{}", case.sample);
+        assert_eq!(out.stopped_at_eos, stopped, "{}", case.sample);
+    }
+    // Several prompts at once give each its own result.
+    let requests: Vec<_> = reference.cases.iter().zip(&images).map(|(c, image)| ReportRequest { image, indication: &c.indication }).collect();
+    let batched = model.generate_beam(&requests, 3).unwrap();
+    for (out, case) in batched.iter().zip(&reference.cases) {
+        assert_eq!(out.token_ids, until_eos(&case.beam3).0, "{} in a batch", case.sample);
+    }
 }

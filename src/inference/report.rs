@@ -251,6 +251,151 @@ impl ReportModel {
         Ok(generated.into_iter().map(|ids| self.finish(ids)).collect())
     }
 
+    /// Beam search with `beams` beams per prompt, as transformers' generate() does it by default
+    /// (length penalty 1, early_stopping False and its stopping heuristic, top 2 x beams
+    /// candidates per step, finished hypotheses normalised by their generated length). Every
+    /// prompt of the batch runs as `beams` rows of the decoder; the KV cache is reordered as
+    /// beams are chosen.
+    pub fn generate_beam(&mut self, requests: &[ReportRequest], beams: usize) -> Result<Vec<GeneratedText>, InferenceError> {
+        const NEG: f32 = -1.0e9;
+        let length_penalty = 1.0f32;
+        if requests.is_empty() || beams == 0 {
+            return Ok(Vec::new());
+        }
+        let (prompt_embeds, prompt_mask) = self.prompt_embeddings(requests)?;
+        let (items, prompt_len, hidden) = prompt_embeds.dim();
+        let rows = items * beams;
+        // Each prompt repeated `beams` times, as rows b * beams + k.
+        let repeat = |i: usize| i / beams;
+        let mut embeds = Array3::<f32>::zeros((rows, prompt_len, hidden));
+        let mut mask = Array2::<i64>::zeros((rows, prompt_len));
+        for r in 0..rows {
+            embeds.slice_mut(s![r, .., ..]).assign(&prompt_embeds.slice(s![repeat(r), .., ..]));
+            mask.row_mut(r).assign(&prompt_mask.row(repeat(r)));
+        }
+        let (kv_heads, head_dim) = (self.spec.kv_heads, self.spec.head_dim);
+        let mut past: Vec<ArrayD<f32>> =
+            (0..2 * self.spec.layers).map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[rows, kv_heads, 0, head_dim]))).collect();
+        let max_new = self.spec.max_new_tokens;
+        // Candidates kept per step: enough that `beams` of them can go on even if every EOS is among them.
+        let keep = 2.max(1 + self.spec.eos_ids.len()) * beams;
+        struct Item {
+            running: Vec<Vec<i64>>,
+            running_scores: Vec<f32>,
+            finished: Vec<Vec<i64>>,
+            finished_scores: Vec<f32>,
+            finished_flags: Vec<bool>,
+            improvable: bool,
+        }
+        let mut state: Vec<Item> = (0..items)
+            .map(|_| Item {
+                running: vec![Vec::new(); beams],
+                running_scores: (0..beams).map(|k| if k == 0 { 0.0 } else { NEG }).collect(),
+                finished: vec![Vec::new(); beams],
+                finished_scores: vec![NEG; beams],
+                finished_flags: vec![false; beams],
+                improvable: true,
+            })
+            .collect();
+        // Indices of the top `k` values, highest first (earlier index first on ties).
+        let top = |values: &[f32], k: usize| -> Vec<usize> {
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+            order.truncate(k);
+            order
+        };
+        for step in 0..max_new {
+            let (logits, present) = self.decode(&embeds, &mask, &past)?;
+            let vocab = logits.ncols();
+            let generated_len = (step + 1) as f32; // tokens generated once this step's is appended
+            let at_max_length = step + 1 >= max_new;
+            let mut next_tokens = Array2::<i64>::zeros((rows, 1));
+            let mut source_rows = vec![0usize; rows];
+            let mut all_candidates_stop = true;
+            for (b, item) in state.iter_mut().enumerate() {
+                // Accumulated log-probabilities of every (beam, token) continuation.
+                let mut accumulated = Vec::with_capacity(beams * vocab);
+                for k in 0..beams {
+                    let row = logits.row(b * beams + k);
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let log_sum = row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+                    accumulated.extend(row.iter().map(|&v| item.running_scores[k] + (v - max - log_sum)));
+                }
+                let candidates = top(&accumulated, keep);
+                let stops: Vec<bool> = candidates
+                    .iter()
+                    .map(|&c| at_max_length || self.spec.eos_ids.contains(&((c % vocab) as i64)))
+                    .collect();
+                all_candidates_stop &= stops.iter().all(|&s| s);
+                let sequence = |c: usize| -> Vec<i64> {
+                    let mut seq = item.running[c / vocab].clone();
+                    seq.push((c % vocab) as i64);
+                    seq
+                };
+                // Finished hypotheses: the top `beams` candidates that stop, normalised by length.
+                let mut merged_scores = item.finished_scores.clone();
+                let mut merged_seqs = item.finished.clone();
+                let mut merged_flags = item.finished_flags.clone();
+                for (i, (&c, &stop)) in candidates.iter().zip(&stops).enumerate() {
+                    let just_finished = stop && i < beams;
+                    let mut score = accumulated[c] / generated_len.powf(length_penalty);
+                    if !item.improvable {
+                        score += NEG;
+                    }
+                    if !just_finished {
+                        score += NEG;
+                    }
+                    merged_scores.push(score);
+                    merged_seqs.push(sequence(c));
+                    merged_flags.push(just_finished);
+                }
+                let chosen = top(&merged_scores, beams);
+                item.finished = chosen.iter().map(|&i| merged_seqs[i].clone()).collect();
+                item.finished_scores = chosen.iter().map(|&i| merged_scores[i]).collect();
+                item.finished_flags = chosen.iter().map(|&i| merged_flags[i]).collect();
+                // Running beams: the best candidates that do not stop.
+                let running_scores: Vec<f32> =
+                    candidates.iter().zip(&stops).map(|(&c, &stop)| accumulated[c] + if stop { NEG } else { 0.0 }).collect();
+                let next = top(&running_scores, beams);
+                item.running = next.iter().map(|&i| sequence(candidates[i])).collect();
+                item.running_scores = next.iter().map(|&i| running_scores[i]).collect();
+                for (k, &i) in next.iter().enumerate() {
+                    source_rows[b * beams + k] = b * beams + candidates[i] / vocab;
+                    next_tokens[(b * beams + k, 0)] = (candidates[i] % vocab) as i64;
+                }
+                // transformers' heuristic (early_stopping False): stop improving once the best
+                // running beam, at its current length, cannot beat the worst finished one.
+                let best_running = item.running_scores[0] / generated_len.powf(length_penalty);
+                let worst_finished = item.finished_scores.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+                item.improvable &= item
+                    .finished_flags
+                    .iter()
+                    .any(|&finished| best_running > if finished { worst_finished } else { NEG });
+            }
+            if all_candidates_stop || !state.iter().any(|item| item.improvable) {
+                break;
+            }
+            // Reorder the cache to the chosen beams, then feed their new tokens.
+            past = present
+                .into_iter()
+                .map(|tensor| tensor.select(Axis(0), &source_rows))
+                .collect();
+            mask = mask.select(Axis(0), &source_rows);
+            mask = concatenate(Axis(1), &[mask.view(), Array2::<i64>::ones((rows, 1)).view()]).map_err(run_error)?;
+            embeds = self.embed_ids(&next_tokens)?;
+        }
+        Ok(state
+            .into_iter()
+            .map(|item| {
+                let mut best = item.finished.into_iter().next().unwrap_or_default();
+                if let Some(end) = best.iter().position(|t| self.spec.eos_ids.contains(t)) {
+                    best.truncate(end + 1);
+                }
+                self.finish(best)
+            })
+            .collect())
+    }
+
     fn finish(&self, mut ids: Vec<i64>) -> GeneratedText {
         let stopped_at_eos = ids.last().is_some_and(|t| self.spec.eos_ids.contains(t));
         if stopped_at_eos {
