@@ -8,7 +8,8 @@ use radassist::dicom::{self, DecodeLimits};
 use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
 use radassist::imaging::output::{write_npy, write_png, PngDepth};
 use radassist::imaging::resize::{fit_longest_side, resize};
-use radassist::inference::manifest::Manifest;
+use radassist::inference::manifest::{Manifest, Task};
+use radassist::inference::report::{ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::inference::{pack_folders, ModelPack};
 use rayon::prelude::*;
@@ -92,6 +93,20 @@ enum Command {
         #[arg(long, value_enum)]
         provider: Option<Provider>,
     },
+    /// Write a draft with a vision-language (report) pack, as JSON.
+    Report {
+        file: PathBuf,
+        /// The clinical indication that fills the prompt.
+        #[arg(long, default_value = "")]
+        indication: String,
+        /// Beam search with this many beams (1: greedy).
+        #[arg(long, default_value_t = 1)]
+        beams: usize,
+        #[arg(long, default_value = "models/test-report")]
+        pack: PathBuf,
+        #[arg(long, value_enum)]
+        provider: Option<Provider>,
+    },
     /// Sentence embeddings from a text-embedding pack, as JSON lines.
     EmbedText {
         sentences: Vec<String>,
@@ -170,6 +185,9 @@ fn main() -> ExitCode {
         }
         Command::EmbedText { sentences, pack, provider } => embed_text(&pack, &settings(provider), &sentences),
         Command::Predict { files, pack, provider } => predict(&pack, &settings(provider), &files),
+        Command::Report { file, indication, beams, pack, provider } => {
+            report(&pack, &settings(provider), &file, &indication, beams)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -358,17 +376,25 @@ fn models_check(models: &Path, settings: &SessionSettings) -> Result<(), String>
     }
     let mut failed = 0;
     for folder in &folders {
-        let outcome = ModelPack::load(folder, settings).and_then(|mut pack| {
-            let warm_up = pack.warm_up()?;
-            Ok((pack, warm_up))
-        });
+        let is_report = Manifest::read(&folder.join("model.toml")).is_ok_and(|m| m.task == Task::Report);
+        let outcome = if is_report {
+            ReportModel::load(folder, settings).and_then(|mut model| {
+                let warm_up = model.warm_up()?;
+                Ok((model.manifest.clone(), model.provider, warm_up))
+            })
+        } else {
+            ModelPack::load(folder, settings).and_then(|mut pack| {
+                let warm_up = pack.warm_up()?;
+                Ok((pack.manifest.clone(), pack.provider, warm_up))
+            })
+        };
         match outcome {
-            Ok((pack, warm_up)) => println!(
+            Ok((manifest, provider, warm_up)) => println!(
                 "ok      {:<16} provider {:?}, warm-up {:.1} ms{}",
-                pack.manifest.name,
-                pack.provider,
+                manifest.name,
+                provider,
                 warm_up.as_secs_f64() * 1e3,
-                if pack.manifest.test_model { format!(" ({TEST_MODEL_WARNING})") } else { String::new() }
+                if manifest.test_model { format!(" ({TEST_MODEL_WARNING})") } else { String::new() }
             ),
             Err(e) => {
                 failed += 1;
@@ -399,7 +425,6 @@ fn embed_text(pack: &Path, settings: &SessionSettings, sentences: &[String]) -> 
 }
 
 fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Result<(), String> {
-    use radassist::inference::manifest::Task;
     use radassist::inference::vision::ImageModel;
     let pack = ModelPack::load(pack, settings).map_err(|e| e.to_string())?;
     let (task, test_model) = (pack.manifest.task, pack.manifest.test_model);
@@ -425,5 +450,24 @@ fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Result
         }
         println!("{result}");
     }
+    Ok(())
+}
+
+fn report(pack: &Path, settings: &SessionSettings, file: &Path, indication: &str, beams: usize) -> Result<(), String> {
+    let mut model = ReportModel::load(pack, settings).map_err(|e| e.to_string())?;
+    let image = dicom::read_file(file, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", file.display()))?;
+    let request = [ReportRequest { image: &image, indication }];
+    let draft = match beams {
+        0 => return Err("--beams must be at least 1".into()),
+        1 => model.generate_greedy(&request, true),
+        n => model.generate_beam(&request, n),
+    }
+    .map_err(|e| e.to_string())?
+    .remove(0);
+    let mut out = serde_json::json!({ "file": file.display().to_string(), "draft": draft, "preliminary": true });
+    if model.manifest.test_model {
+        out["warning"] = TEST_MODEL_WARNING.into();
+    }
+    println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
     Ok(())
 }

@@ -104,6 +104,20 @@ impl ReportModel {
         Ok(ReportModel { manifest, folder: folder.to_path_buf(), provider, spec, image, tokenizer, vision, embed, decoder })
     }
 
+    /// Runs the three graphs once (a blank image, one new token), so the first real request does
+    /// not pay for ONNX Runtime's lazy initialisation; returns the time it took.
+    pub fn warm_up(&mut self) -> Result<std::time::Duration, InferenceError> {
+        let started = std::time::Instant::now();
+        let prompt = self.prompt_ids("")?;
+        let pixels = Array4::<f32>::zeros((1, self.image.channels, self.image.rows, self.image.columns));
+        let (embeds, mask) = self.prompt_embeddings_from(&[prompt], &pixels)?;
+        let past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
+            .map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, self.spec.kv_heads, 0, self.spec.head_dim])))
+            .collect();
+        self.decode(&embeds, &mask, &past)?;
+        Ok(started.elapsed())
+    }
+
     /// The prompt's token ids: BOS, the image's ids, then the text after `<image>`.
     pub fn prompt_ids(&self, indication: &str) -> Result<Vec<i64>, InferenceError> {
         let (before, after) = self.spec.template.split_once("<image>").expect("checked");
@@ -132,6 +146,16 @@ impl ReportModel {
     /// The prompts' embeddings [N, L, hidden] with image features in place, and the mask.
     fn prompt_embeddings(&mut self, requests: &[ReportRequest]) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
         let prompts = requests.iter().map(|r| self.prompt_ids(r.indication)).collect::<Result<Vec<_>, _>>()?;
+        let (c, h, w) = (self.image.channels, self.image.rows, self.image.columns);
+        let mut pixels = Array4::<f32>::zeros((requests.len(), c, h, w));
+        for (mut slot, request) in pixels.outer_iter_mut().zip(requests) {
+            slot.assign(&prepare(request.image, &self.image).tensor);
+        }
+        self.prompt_embeddings_from(&prompts, &pixels)
+    }
+
+    /// Left-pads the prompts, embeds them, and puts each image's features in its image slots.
+    fn prompt_embeddings_from(&mut self, prompts: &[Vec<i64>], pixels: &Array4<f32>) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let n = prompts.len();
         let mut ids = Array2::from_elem((n, longest), self.spec.pad_id);
@@ -142,11 +166,6 @@ impl ReportModel {
                 ids[(row, start + j)] = id;
                 mask[(row, start + j)] = 1;
             }
-        }
-        let (c, h, w) = (self.image.channels, self.image.rows, self.image.columns);
-        let mut pixels = Array4::<f32>::zeros((n, c, h, w));
-        for (mut slot, request) in pixels.outer_iter_mut().zip(requests) {
-            slot.assign(&prepare(request.image, &self.image).tensor);
         }
         let features = {
             let input = TensorRef::from_array_view(pixels.view()).map_err(run_error)?;
