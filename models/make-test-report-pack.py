@@ -36,7 +36,11 @@ PAD, BOS, EOS, IMAGE = 0, 1, 2, 3
 IMAGE_SIZE, PATCH = 32, 8
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
 LAYERS, KV_HEADS, HEAD_DIM = 2, 2, 16
-TEMPLATE = "<s><image> indication: {indication} findings:"
+TEMPLATE = "<s><image> indication: {indication}{prior} findings:"
+PRIOR_TEMPLATE = " prior: <prior_image> report: {prior_report}"
+# A current study with a prior: (current, prior, prior's report, indication).
+WITH_PRIOR = ("CR-MONO1-10-chest.dcm", "siim_chest_pa_jpeg_baseline.dcm",
+              "heart size normal. no effusion or pneumothorax.", "follow up")
 SAMPLES = [("siim_chest_pa_jpeg_baseline.dcm", "shortness of breath"),
            ("CR-MONO1-10-chest.dcm", "fever and cough"),
            ("orthanc_Issue44_Monochrome1-Jpeg.dcm", "line placement")]
@@ -67,6 +71,7 @@ embed_tokens = "embed_tokens.onnx"
 decoder = "decoder_model_merged.onnx"
 tokenizer = "tokenizer.json"
 template = "{template}"
+prior_template = "{prior_template}"
 image_token_id = {image}
 image_tokens = {tokens}
 bos_id = {bos}
@@ -187,11 +192,19 @@ def pixel_values(sample):
     return np.repeat(((small - 0.5) / 0.5)[None], 3, axis=0)
 
 
-def prompt_ids(tokenizer, indication):
-    before, after = TEMPLATE.split("<image>")
-    ids = [BOS] if before == "<s>" else tokenizer.encode(before, add_special_tokens=False).ids
-    ids += [IMAGE] * IMAGE_TOKENS
-    ids += tokenizer.encode(after.format(indication=indication), add_special_tokens=False).ids
+def prompt_ids(tokenizer, indication, prior_report=None):
+    """The template filled in; <s> is BOS, each image slot is IMAGE_TOKENS image ids, and the
+    text between slots is tokenised piece by piece (as radassist does)."""
+    prior = PRIOR_TEMPLATE.replace("{prior_report}", prior_report) if prior_report is not None else ""
+    text = TEMPLATE.replace("{prior}", prior).replace("{indication}", indication)
+    ids = []
+    if text.startswith("<s>"):
+        ids, text = [BOS], text[3:]
+    for i, piece in enumerate(text.replace("<prior_image>", "<image>").split("<image>")):
+        if i:
+            ids += [IMAGE] * IMAGE_TOKENS
+        if piece:
+            ids += tokenizer.encode(piece, add_special_tokens=False).ids
     return ids
 
 
@@ -200,7 +213,7 @@ def main():
     model = build_model(tokenizer.get_vocab_size())
     export(model)
     tokenizer.save(str(PACK / "tokenizer.json"))
-    (PACK / "model.toml").write_text(MANIFEST.format(template=TEMPLATE, image=IMAGE, tokens=IMAGE_TOKENS, bos=BOS,
+    (PACK / "model.toml").write_text(MANIFEST.format(template=TEMPLATE, prior_template=PRIOR_TEMPLATE, image=IMAGE, tokens=IMAGE_TOKENS, bos=BOS,
                                                      eos=EOS, pad=PAD, layers=LAYERS, kv=KV_HEADS, hd=HEAD_DIM,
                                                      max_new=MAX_NEW, size=IMAGE_SIZE))
     reference = {"template": TEMPLATE, "max_new_tokens": MAX_NEW, "cases": []}
@@ -221,8 +234,19 @@ def main():
     out = model.generate(input_ids=batch_ids, attention_mask=batch_mask, pixel_values=images,
                          max_new_tokens=MAX_NEW, do_sample=False, eos_token_id=EOS, pad_token_id=PAD)
     reference["batched_greedy"] = out[:, longest:].tolist()
+    # A prompt with a prior study: two image slots, filled by the current image then the prior.
+    current, prior, prior_report, indication = WITH_PRIOR
+    ids = prompt_ids(tokenizer, indication, prior_report)
+    pair = torch.tensor(np.stack([pixel_values(current), pixel_values(prior)]))
+    case = {"sample": current, "prior": prior, "prior_report": prior_report, "indication": indication, "prompt_ids": ids}
+    for beams in (1, 3):
+        out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             pixel_values=pair, max_new_tokens=MAX_NEW, do_sample=False, num_beams=beams,
+                             eos_token_id=EOS, pad_token_id=PAD)
+        case["greedy" if beams == 1 else "beam3"] = out[0, len(ids):].tolist()
+    reference["with_prior"] = case
     (ROOT / "tests" / "fixtures" / "report_reference.json").write_text(json.dumps(reference) + "\n")
-    print([(c["greedy"], c["beam3"]) for c in reference["cases"]], reference["batched_greedy"])
+    print([(c["greedy"], c["beam3"]) for c in reference["cases"]], reference["batched_greedy"], case["greedy"], case["beam3"])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
 use radassist::imaging::output::{write_npy, write_png, PngDepth};
 use radassist::imaging::resize::{fit_longest_side, resize};
 use radassist::inference::manifest::{Manifest, Task};
-use radassist::inference::report::{ReportModel, ReportRequest};
+use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::inference::{pack_folders, ModelPack};
 use rayon::prelude::*;
@@ -102,6 +102,12 @@ enum Command {
         /// Beam search with this many beams (1: greedy).
         #[arg(long, default_value_t = 1)]
         beams: usize,
+        /// A prior study's image, for the template's prior slot.
+        #[arg(long)]
+        prior: Option<PathBuf>,
+        /// The prior study's signed report.
+        #[arg(long, default_value = "", requires = "prior")]
+        prior_report: String,
         #[arg(long, default_value = "models/test-report")]
         pack: PathBuf,
         #[arg(long, value_enum)]
@@ -185,8 +191,9 @@ fn main() -> ExitCode {
         }
         Command::EmbedText { sentences, pack, provider } => embed_text(&pack, &settings(provider), &sentences),
         Command::Predict { files, pack, provider } => predict(&pack, &settings(provider), &files),
-        Command::Report { file, indication, beams, pack, provider } => {
-            report(&pack, &settings(provider), &file, &indication, beams)
+        Command::Report { file, indication, beams, prior, prior_report, pack, provider } => {
+            let prior = prior.map(|image| (image, prior_report));
+            report(&pack, &settings(provider), &file, &indication, prior.as_ref(), beams)
         }
     };
     match outcome {
@@ -453,10 +460,20 @@ fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Result
     Ok(())
 }
 
-fn report(pack: &Path, settings: &SessionSettings, file: &Path, indication: &str, beams: usize) -> Result<(), String> {
+fn report(
+    pack: &Path,
+    settings: &SessionSettings,
+    file: &Path,
+    indication: &str,
+    prior: Option<&(PathBuf, String)>,
+    beams: usize,
+) -> Result<(), String> {
     let mut model = ReportModel::load(pack, settings).map_err(|e| e.to_string())?;
-    let image = dicom::read_file(file, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", file.display()))?;
-    let request = [ReportRequest { image: &image, indication }];
+    let read = |f: &Path| dicom::read_file(f, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", f.display()));
+    let image = read(file)?;
+    let prior_image = prior.map(|(path, _)| read(path)).transpose()?;
+    let prior = prior_image.as_ref().zip(prior).map(|(image, (_, report))| PriorStudy { image, report });
+    let request = [ReportRequest { image: &image, indication, prior }];
     let draft = match beams {
         0 => return Err("--beams must be at least 1".into()),
         1 => model.generate_greedy(&request, true),

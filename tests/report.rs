@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use radassist::dicom::{read_file, DecodeLimits};
-use radassist::inference::report::{ReportModel, ReportRequest};
+use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
 
 #[derive(serde::Deserialize)]
@@ -19,9 +19,21 @@ struct Case {
 }
 
 #[derive(serde::Deserialize)]
+struct PriorCase {
+    sample: String,
+    prior: String,
+    prior_report: String,
+    indication: String,
+    prompt_ids: Vec<i64>,
+    greedy: Vec<i64>,
+    beam3: Vec<i64>,
+}
+
+#[derive(serde::Deserialize)]
 struct Reference {
     cases: Vec<Case>,
     batched_greedy: Vec<Vec<i64>>,
+    with_prior: PriorCase,
 }
 
 const EOS: i64 = 2;
@@ -50,7 +62,7 @@ fn setup() -> Option<(ReportModel, Reference, Vec<radassist::imaging::Radiograph
 fn prompts_are_tokenised_as_the_reference() {
     let Some((model, reference, _)) = setup() else { return };
     for case in &reference.cases {
-        assert_eq!(model.prompt_ids(&case.indication).unwrap(), case.prompt_ids, "{}", case.indication);
+        assert_eq!(model.prompt_ids(&case.indication, None).unwrap(), case.prompt_ids, "{}", case.indication);
     }
 }
 
@@ -58,7 +70,7 @@ fn prompts_are_tokenised_as_the_reference() {
 fn greedy_ids_equal_transformers_with_and_without_the_cache() {
     let Some((mut model, reference, images)) = setup() else { return };
     for (case, image) in reference.cases.iter().zip(&images) {
-        let request = [ReportRequest { image, indication: &case.indication }];
+        let request = [ReportRequest { image, indication: &case.indication, prior: None }];
         let (expected, stopped) = until_eos(&case.greedy);
         for use_cache in [true, false] {
             let out = model.generate_greedy(&request, use_cache).unwrap().remove(0);
@@ -71,7 +83,7 @@ fn greedy_ids_equal_transformers_with_and_without_the_cache() {
 #[test]
 fn batched_greedy_with_left_padding_equals_transformers() {
     let Some((mut model, reference, images)) = setup() else { return };
-    let requests: Vec<_> = reference.cases.iter().zip(&images).map(|(c, image)| ReportRequest { image, indication: &c.indication }).collect();
+    let requests: Vec<_> = reference.cases.iter().zip(&images).map(|(c, image)| ReportRequest { image, indication: &c.indication, prior: None }).collect();
     let out = model.generate_greedy(&requests, true).unwrap();
     for (row, expected) in out.iter().zip(&reference.batched_greedy) {
         assert_eq!(row.token_ids, until_eos(expected).0);
@@ -82,15 +94,39 @@ fn batched_greedy_with_left_padding_equals_transformers() {
 fn beam_search_ids_equal_transformers() {
     let Some((mut model, reference, images)) = setup() else { return };
     for (case, image) in reference.cases.iter().zip(&images) {
-        let out = model.generate_beam(&[ReportRequest { image, indication: &case.indication }], 3).unwrap().remove(0);
+        let out = model.generate_beam(&[ReportRequest { image, indication: &case.indication, prior: None }], 3).unwrap().remove(0);
         let (expected, stopped) = until_eos(&case.beam3);
         assert_eq!(out.token_ids, expected, "{}", case.sample);
         assert_eq!(out.stopped_at_eos, stopped, "{}", case.sample);
     }
     // Several prompts at once give each its own result.
-    let requests: Vec<_> = reference.cases.iter().zip(&images).map(|(c, image)| ReportRequest { image, indication: &c.indication }).collect();
+    let requests: Vec<_> = reference.cases.iter().zip(&images).map(|(c, image)| ReportRequest { image, indication: &c.indication, prior: None }).collect();
     let batched = model.generate_beam(&requests, 3).unwrap();
     for (out, case) in batched.iter().zip(&reference.cases) {
         assert_eq!(out.token_ids, until_eos(&case.beam3).0, "{} in a batch", case.sample);
     }
+}
+
+#[test]
+fn a_prior_image_and_report_fill_their_slots() {
+    let Some((mut model, reference, images)) = setup() else { return };
+    let case = &reference.with_prior;
+    assert_eq!(model.prompt_ids(&case.indication, Some(&case.prior_report)).unwrap(), case.prompt_ids);
+    let current = read_file(&sample(&case.sample), &DecodeLimits::default()).unwrap();
+    let prior = read_file(&sample(&case.prior), &DecodeLimits::default()).unwrap();
+    let request = ReportRequest {
+        image: &current,
+        indication: &case.indication,
+        prior: Some(PriorStudy { image: &prior, report: &case.prior_report }),
+    };
+    let greedy = model.generate_greedy(std::slice::from_ref(&request), true).unwrap().remove(0);
+    assert_eq!(greedy.token_ids, until_eos(&case.greedy).0);
+    assert!(greedy.stopped_at_eos);
+    let beam = model.generate_beam(std::slice::from_ref(&request), 3).unwrap().remove(0);
+    assert_eq!(beam.token_ids, until_eos(&case.beam3).0);
+    // In a batch beside a request without a prior, each keeps its own images.
+    let other = ReportRequest { image: &images[0], indication: &reference.cases[0].indication, prior: None };
+    let both = model.generate_greedy(&[other, request], true).unwrap();
+    assert_eq!(both[0].token_ids, until_eos(&reference.cases[0].greedy).0);
+    assert_eq!(both[1].token_ids, until_eos(&case.greedy).0);
 }

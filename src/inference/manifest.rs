@@ -104,8 +104,12 @@ pub struct ReportSpec {
     pub decoder: String,
     pub tokenizer: String,
     /// The prompt: `<s>` is the BOS id, `<image>` the image's tokens, `{indication}` the
-    /// clinical indication.
+    /// clinical indication, and `{prior}` where `prior_template` goes when there is a prior study.
     pub template: String,
+    /// Inserted at `{prior}` for a request with a prior study: `<prior_image>` is the prior
+    /// image's tokens, `{prior_report}` its signed report.
+    #[serde(default)]
+    pub prior_template: Option<String>,
     pub image_token_id: i64,
     /// How many ids one `<image>` expands to (one per image feature).
     pub image_tokens: usize,
@@ -178,6 +182,11 @@ impl Manifest {
             self.image.as_ref().ok_or("a report pack needs an [image] section")?.check()?;
             if report.template.matches("<image>").count() != 1 {
                 return Err("report.template must hold <image> exactly once".into());
+            }
+            if let Some(prior) = &report.prior_template {
+                if !report.template.contains("{prior}") || prior.matches("<prior_image>").count() != 1 {
+                    return Err("report.prior_template needs {prior} in report.template and <prior_image> once in itself".into());
+                }
             }
             if report.eos_ids.is_empty() || report.layers == 0 || report.image_tokens == 0 || report.max_new_tokens == 0 {
                 return Err("report.eos_ids, layers, image_tokens and max_new_tokens must not be empty or 0".into());

@@ -23,10 +23,19 @@ fn run_error(e: impl std::fmt::Display) -> InferenceError {
     InferenceError::Run(e.to_string())
 }
 
-/// One prompt: the image and the clinical indication that fill the template.
+/// One prompt: the image and the clinical indication that fill the template, and the prior
+/// study when there is one.
 pub struct ReportRequest<'a> {
     pub image: &'a Radiograph,
     pub indication: &'a str,
+    pub prior: Option<PriorStudy<'a>>,
+}
+
+/// A prior study of the patient: its frontal image and its signed report.
+#[derive(Clone, Copy)]
+pub struct PriorStudy<'a> {
+    pub image: &'a Radiograph,
+    pub report: &'a str,
 }
 
 /// A generated draft: its token ids (EOS excluded) and text.
@@ -108,7 +117,7 @@ impl ReportModel {
     /// not pay for ONNX Runtime's lazy initialisation; returns the time it took.
     pub fn warm_up(&mut self) -> Result<std::time::Duration, InferenceError> {
         let started = std::time::Instant::now();
-        let prompt = self.prompt_ids("")?;
+        let prompt = self.prompt_ids("", None)?;
         let pixels = Array4::<f32>::zeros((1, self.image.channels, self.image.rows, self.image.columns));
         let (embeds, mask) = self.prompt_embeddings_from(&[prompt], &pixels)?;
         let past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
@@ -118,23 +127,40 @@ impl ReportModel {
         Ok(started.elapsed())
     }
 
-    /// The prompt's token ids: BOS, the image's ids, then the text after `<image>`.
-    pub fn prompt_ids(&self, indication: &str) -> Result<Vec<i64>, InferenceError> {
-        let (before, after) = self.spec.template.split_once("<image>").expect("checked");
-        let encode = |text: &str| -> Result<Vec<i64>, InferenceError> {
-            if text.is_empty() {
-                return Ok(Vec::new());
+    /// The prompt's token ids: the template filled in, `<s>` as the BOS id, and each image slot
+    /// (`<image>`, then `<prior_image>` when there is a prior) as `image_tokens` image ids.
+    /// Text between slots is tokenised piece by piece.
+    pub fn prompt_ids(&self, indication: &str, prior_report: Option<&str>) -> Result<Vec<i64>, InferenceError> {
+        let prior = match (prior_report, &self.spec.prior_template) {
+            (Some(report), Some(template)) => template.replace("{prior_report}", report),
+            (Some(_), None) => return Err(run_error("this pack's template has no place for a prior study")),
+            (None, _) => String::new(),
+        };
+        let filled = self.spec.template.replace("{prior}", &prior).replace("{indication}", indication);
+        let mut ids = Vec::new();
+        let mut rest = filled.as_str();
+        if let Some(after) = rest.strip_prefix("<s>") {
+            ids.push(self.spec.bos_id);
+            rest = after;
+        }
+        loop {
+            let slot = ["<image>", "<prior_image>"].iter().filter_map(|tag| rest.find(tag).map(|at| (at, tag.len()))).min();
+            let (text, next) = match slot {
+                Some((at, len)) => (&rest[..at], Some(&rest[at + len..])),
+                None => (rest, None),
+            };
+            if !text.is_empty() {
+                let encoding = self.tokenizer.encode(text, false).map_err(run_error)?;
+                ids.extend(encoding.get_ids().iter().map(|&id| i64::from(id)));
             }
-            let encoding = self.tokenizer.encode(text, false).map_err(run_error)?;
-            Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
-        };
-        let mut ids = match before.strip_prefix("<s>") {
-            Some(rest) => [vec![self.spec.bos_id], encode(rest)?].concat(),
-            None => encode(before)?,
-        };
-        ids.extend(std::iter::repeat_n(self.spec.image_token_id, self.spec.image_tokens));
-        ids.extend(encode(&after.replace("{indication}", indication))?);
-        Ok(ids)
+            match next {
+                Some(after) => {
+                    ids.extend(std::iter::repeat_n(self.spec.image_token_id, self.spec.image_tokens));
+                    rest = after;
+                }
+                None => return Ok(ids),
+            }
+        }
     }
 
     fn embed_ids(&mut self, ids: &Array2<i64>) -> Result<Array3<f32>, InferenceError> {
@@ -145,16 +171,22 @@ impl ReportModel {
 
     /// The prompts' embeddings [N, L, hidden] with image features in place, and the mask.
     fn prompt_embeddings(&mut self, requests: &[ReportRequest]) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
-        let prompts = requests.iter().map(|r| self.prompt_ids(r.indication)).collect::<Result<Vec<_>, _>>()?;
+        let prompts = requests
+            .iter()
+            .map(|r| self.prompt_ids(r.indication, r.prior.map(|p| p.report)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every image in prompt order: each request's image, then its prior's.
+        let images: Vec<&Radiograph> = requests.iter().flat_map(|r| std::iter::once(r.image).chain(r.prior.map(|p| p.image))).collect();
         let (c, h, w) = (self.image.channels, self.image.rows, self.image.columns);
-        let mut pixels = Array4::<f32>::zeros((requests.len(), c, h, w));
-        for (mut slot, request) in pixels.outer_iter_mut().zip(requests) {
-            slot.assign(&prepare(request.image, &self.image).tensor);
+        let mut pixels = Array4::<f32>::zeros((images.len(), c, h, w));
+        for (mut slot, image) in pixels.outer_iter_mut().zip(&images) {
+            slot.assign(&prepare(image, &self.image).tensor);
         }
         self.prompt_embeddings_from(&prompts, &pixels)
     }
 
-    /// Left-pads the prompts, embeds them, and puts each image's features in its image slots.
+    /// Left-pads the prompts, embeds them, and puts the images' features in the image slots, in
+    /// order (the images of all prompts, in the order their slots appear).
     fn prompt_embeddings_from(&mut self, prompts: &[Vec<i64>], pixels: &Array4<f32>) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let n = prompts.len();
@@ -173,14 +205,16 @@ impl ReportModel {
             outputs["image_features"].try_extract_array::<f32>().map_err(run_error)?.to_owned().into_dimensionality::<Ix3>().map_err(run_error)?
         };
         let mut embeds = self.embed_ids(&ids)?;
+        let (images, per_image, _) = features.dim();
+        let mut feature_rows = (0..images).flat_map(|i| (0..per_image).map(move |k| (i, k)));
         for row in 0..n {
-            let slots: Vec<usize> = (0..longest).filter(|&j| ids[(row, j)] == self.spec.image_token_id).collect();
-            if slots.len() != features.dim().1 {
-                return Err(run_error(format!("the prompt has {} image slots, the vision encoder gave {} features", slots.len(), features.dim().1)));
+            for j in (0..longest).filter(|&j| ids[(row, j)] == self.spec.image_token_id) {
+                let (i, k) = feature_rows.next().ok_or_else(|| run_error("more image slots than image features"))?;
+                embeds.slice_mut(s![row, j, ..]).assign(&features.slice(s![i, k, ..]));
             }
-            for (k, &j) in slots.iter().enumerate() {
-                embeds.slice_mut(s![row, j, ..]).assign(&features.slice(s![row, k, ..]));
-            }
+        }
+        if feature_rows.next().is_some() {
+            return Err(run_error("more image features than image slots"));
         }
         Ok((embeds, mask))
     }
