@@ -13,6 +13,7 @@
 use radassist::dicom::{read_file, DecodeLimits};
 use radassist::imaging::output::write_npy;
 use radassist::inference::batcher::{Batcher, BatchingConfig};
+use radassist::inference::report::{ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::inference::text::TextEmbedder;
 use radassist::inference::vision::ImageModel;
@@ -66,6 +67,17 @@ fn main() {
     let sentence = "Interval increase in bilateral perihilar opacities, likely pulmonary edema.";
     let text_s = median_seconds(|| { black_box(embedder.embed(&[sentence]).unwrap()); });
     println!("{}", serde_json::json!({ "pack": "minilm", "sentence": sentence, "request_s": text_s }));
+
+    // Generation: greedy tokens per second with and without the KV cache (a prompt the test
+    // model does not stop early on).
+    let mut reporter = ReportModel::load(&root.join("models/test-report"), &settings).unwrap();
+    let chest = read_file(&root.join("sample-dicom/orthanc_Issue44_Monochrome1-Jpeg.dcm"), &DecodeLimits::default()).unwrap();
+    let request = [ReportRequest { image: &chest, indication: "line placement", prior: None }];
+    for use_cache in [true, false] {
+        let tokens = reporter.generate_greedy(&request, use_cache).unwrap()[0].token_ids.len() as f64;
+        let seconds = median_seconds(|| { black_box(reporter.generate_greedy(&request, use_cache).unwrap()); });
+        println!("{}", serde_json::json!({ "generation": { "kv_cache": use_cache, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds } }));
+    }
 
     // Batching: callers submit prepared requests to one worker for two seconds each.
     for max_batch in [1usize, 16] {

@@ -31,6 +31,9 @@ PACK = ROOT / "models" / "test-report"
 sys.path.insert(0, str(ROOT / "scripts"))
 from pydicom_io import display, modality_values, read_dicom, stored_values  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "models" / "export"))
+from llava_onnx import export_llava  # noqa: E402  (the export recipe sites use, proven here)
+
 SPECIALS = ["<pad>", "<s>", "</s>", "<image>"]
 PAD, BOS, EOS, IMAGE = 0, 1, 2, 3
 IMAGE_SIZE, PATCH = 32, 8
@@ -115,72 +118,6 @@ def build_model(vocab_size):
     return model
 
 
-class VisionEncoder(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values):
-        # The vision tower's second-to-last layer without CLS ("default" strategy), through the
-        # projector: what LlavaModel.get_image_features computes, without its per-image list
-        # (whose split would be traced with a fixed batch size).
-        tower = self.model.model.vision_tower(pixel_values, output_hidden_states=True)
-        features = tower.hidden_states[-2][:, 1:]
-        return self.model.model.multi_modal_projector(features)
-
-
-class EmbedTokens(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.embed = model.get_input_embeddings()
-
-    def forward(self, input_ids):
-        return self.embed(input_ids)
-
-
-class Decoder(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.language_model = model.model.language_model
-        self.lm_head = model.lm_head
-
-    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
-        from transformers import DynamicCache
-        cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(LAYERS)])
-        out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  position_ids=position_ids, past_key_values=cache, use_cache=True)
-        presents = []
-        for layer in out.past_key_values.layers:
-            presents += [layer.keys, layer.values]
-        return (self.lm_head(out.last_hidden_state), *presents)
-
-
-def export(model):
-    PACK.mkdir(parents=True, exist_ok=True)
-    past_names = [f"past_key_values.{i}.{kv}" for i in range(LAYERS) for kv in ("key", "value")]
-    present_names = [f"present.{i}.{kv}" for i in range(LAYERS) for kv in ("key", "value")]
-    pixels = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
-    torch.onnx.export(VisionEncoder(model), (pixels,), PACK / "vision_encoder.onnx", input_names=["pixel_values"],
-                      output_names=["image_features"], dynamic_axes={"pixel_values": {0: "batch"}, "image_features": {0: "batch"}},
-                      opset_version=17, dynamo=False)
-    ids = torch.ones(1, 5, dtype=torch.long)
-    torch.onnx.export(EmbedTokens(model), (ids,), PACK / "embed_tokens.onnx", input_names=["input_ids"],
-                      output_names=["inputs_embeds"], dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                                                    "inputs_embeds": {0: "batch", 1: "sequence"}},
-                      opset_version=17, dynamo=False)
-    embeds = torch.zeros(1, 5, 64)
-    mask = torch.ones(1, 7, dtype=torch.long)
-    positions = torch.arange(2, 7).unsqueeze(0)
-    past = [torch.zeros(1, KV_HEADS, 2, HEAD_DIM) for _ in past_names]
-    axes = {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
-            "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
-    axes.update({n: {0: "batch", 2: "past"} for n in past_names})
-    axes.update({n: {0: "batch", 2: "total"} for n in present_names})
-    torch.onnx.export(Decoder(model), (embeds, mask, positions, *past), PACK / "decoder_model_merged.onnx",
-                      input_names=["inputs_embeds", "attention_mask", "position_ids", *past_names],
-                      output_names=["logits", *present_names], dynamic_axes=axes, opset_version=17, dynamo=False)
-
-
 def pixel_values(sample):
     """The display image, area-resized to 32 x 32, three channels in [-1, 1] (the pack's [image])."""
     import cv2
@@ -211,7 +148,7 @@ def prompt_ids(tokenizer, indication, prior_report=None):
 def main():
     tokenizer = train_tokenizer()
     model = build_model(tokenizer.get_vocab_size())
-    export(model)
+    export_llava(model, PACK)
     tokenizer.save(str(PACK / "tokenizer.json"))
     (PACK / "model.toml").write_text(MANIFEST.format(template=TEMPLATE, prior_template=PRIOR_TEMPLATE, image=IMAGE, tokens=IMAGE_TOKENS, bos=BOS,
                                                      eos=EOS, pad=PAD, layers=LAYERS, kv=KV_HEADS, hd=HEAD_DIM,
