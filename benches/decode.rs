@@ -33,7 +33,13 @@ fn samples(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("sample-dicom")
         .flatten()
-        .flat_map(|e| if e.path().is_dir() { samples(&e.path()) } else { vec![e.path()] })
+        .flat_map(|e| {
+            if e.path().is_dir() {
+                samples(&e.path())
+            } else {
+                vec![e.path()]
+            }
+        })
         .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
         .collect();
     files.sort();
@@ -51,7 +57,9 @@ fn main() {
             continue;
         }
         let bytes = std::fs::read(&file).unwrap();
-        let Ok(radiograph) = dicom::read_bytes(&bytes, &limits) else { continue };
+        let Ok(radiograph) = dicom::read_bytes(&bytes, &limits) else {
+            continue;
+        };
         let instance = dicom::parse_dicom(&bytes).unwrap();
         let header = ImageHeader::from_instance(&instance).unwrap();
         let decode = median_seconds(budget, || {
@@ -62,7 +70,10 @@ fn main() {
         });
         let render = median_seconds(budget, || {
             let voi = choose_voi(&radiograph, &VoiChoice::Default).unwrap();
-            black_box(quantise(display_values(&radiograph, &voi).view(), PngDepth::Eight));
+            black_box(quantise(
+                display_values(&radiograph, &voi).view(),
+                PngDepth::Eight,
+            ));
         });
         println!(
             "{}",

@@ -66,7 +66,11 @@ impl Default for InferenceConfig {
 impl Default for BatchingSection {
     fn default() -> Self {
         let b = BatchingConfig::default();
-        BatchingSection { max_batch: b.max_batch, max_delay_ms: b.max_delay.as_millis() as u64, queue_capacity: b.queue_capacity }
+        BatchingSection {
+            max_batch: b.max_batch,
+            max_delay_ms: b.max_delay.as_millis() as u64,
+            queue_capacity: b.queue_capacity,
+        }
     }
 }
 
@@ -94,7 +98,8 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => Config::default(),
@@ -109,17 +114,26 @@ impl Config {
                 "auto" => Provider::Auto,
                 "cuda" => Provider::Cuda,
                 "cpu" => Provider::Cpu,
-                other => return Err(format!("RADASSIST_PROVIDER={other:?}: use auto, cuda or cpu")),
+                other => {
+                    return Err(format!(
+                        "RADASSIST_PROVIDER={other:?}: use auto, cuda or cpu"
+                    ))
+                }
             };
         }
         if let Some(value) = var("RADASSIST_MODELS") {
             self.inference.models = value.into();
         }
         if self.inference.batching.max_batch == 0 || self.inference.batching.queue_capacity == 0 {
-            return Err("inference.batching.max_batch and queue_capacity must be at least 1".into());
+            return Err(
+                "inference.batching.max_batch and queue_capacity must be at least 1".into(),
+            );
         }
         if self.inference.optimization_level > 3 {
-            return Err(format!("inference.optimization_level {} must be 0 to 3", self.inference.optimization_level));
+            return Err(format!(
+                "inference.optimization_level {} must be 0 to 3",
+                self.inference.optimization_level
+            ));
         }
         Ok(())
     }
@@ -131,7 +145,10 @@ mod tests {
 
     #[test]
     fn defaults_file_values_and_environment_overrides() {
-        let mut config: Config = toml::from_str("[inference]\nprovider = \"cpu\"\n[inference.batching]\nmax_batch = 4\n").unwrap();
+        let mut config: Config = toml::from_str(
+            "[inference]\nprovider = \"cpu\"\n[inference.batching]\nmax_batch = 4\n",
+        )
+        .unwrap();
         assert_eq!(config.inference.provider, Provider::Cpu);
         assert_eq!(config.inference.batching.max_batch, 4);
         assert_eq!(config.inference.batching.max_delay_ms, 5);
@@ -145,7 +162,9 @@ mod tests {
             .unwrap();
         assert_eq!(config.inference.provider, Provider::Cuda);
         assert_eq!(config.inference.models, PathBuf::from("/srv/packs"));
-        let err = config.apply_environment(|n| (n == "RADASSIST_PROVIDER").then(|| "tpu".into())).unwrap_err();
+        let err = config
+            .apply_environment(|n| (n == "RADASSIST_PROVIDER").then(|| "tpu".into()))
+            .unwrap_err();
         assert!(err.contains("tpu"));
     }
 

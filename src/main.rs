@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "radassist", version, about = "Chest X-ray assistant beside a PACS")]
+#[command(
+    name = "radassist",
+    version,
+    about = "Chest X-ray assistant beside a PACS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -142,7 +146,9 @@ enum Bits {
 }
 
 fn parse_window(text: &str) -> Result<(f64, f64), String> {
-    let (c, w) = text.split_once(',').ok_or("expected CENTER,WIDTH, for example 550,1024")?;
+    let (c, w) = text
+        .split_once(',')
+        .ok_or("expected CENTER,WIDTH, for example 550,1024")?;
     let parse = |s: &str| s.trim().parse::<f64>().map_err(|e| format!("{s:?}: {e}"));
     Ok((parse(c)?, parse(w)?))
 }
@@ -176,10 +182,24 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Inspect { file, json } => inspect(&file, json),
-        Command::Decode { input, output, jobs } => decode(&input, &output, jobs),
-        Command::Render { file, output, size, bits, window_index, voi_lut, window } => {
+        Command::Decode {
+            input,
+            output,
+            jobs,
+        } => decode(&input, &output, jobs),
+        Command::Render {
+            file,
+            output,
+            size,
+            bits,
+            window_index,
+            voi_lut,
+            window,
+        } => {
             let choice = match (window_index, voi_lut, window) {
-                (Some(0), _, _) | (_, Some(0), _) => Err("window and VOI LUT numbers start at 1".to_string()),
+                (Some(0), _, _) | (_, Some(0), _) => {
+                    Err("window and VOI LUT numbers start at 1".to_string())
+                }
                 (Some(n), _, _) => Ok(VoiChoice::Window(n - 1)),
                 (_, Some(n), _) => Ok(VoiChoice::VoiLut(n - 1)),
                 (_, _, Some((center, width))) => Ok(VoiChoice::Explicit { center, width }),
@@ -188,18 +208,45 @@ fn main() -> ExitCode {
             choice.and_then(|choice| render(&file, &output, size, bits, &choice))
         }
         Command::Runtime => runtime(),
-        Command::Models { action, models, provider } => {
+        Command::Models {
+            action,
+            models,
+            provider,
+        } => {
             let models = models.unwrap_or_else(|| config.inference.models.clone());
             match action {
                 ModelsAction::List => models_list(&models),
                 ModelsAction::Check => models_check(&models, &settings(provider)),
             }
         }
-        Command::EmbedText { sentences, pack, provider } => embed_text(&pack, &settings(provider), &sentences),
-        Command::Predict { files, pack, provider } => predict(&pack, &settings(provider), &files),
-        Command::Report { file, indication, beams, prior, prior_report, pack, provider } => {
+        Command::EmbedText {
+            sentences,
+            pack,
+            provider,
+        } => embed_text(&pack, &settings(provider), &sentences),
+        Command::Predict {
+            files,
+            pack,
+            provider,
+        } => predict(&pack, &settings(provider), &files),
+        Command::Report {
+            file,
+            indication,
+            beams,
+            prior,
+            prior_report,
+            pack,
+            provider,
+        } => {
             let prior = prior.map(|image| (image, prior_report));
-            report(&pack, &settings(provider), &file, &indication, prior.as_ref(), beams)
+            report(
+                &pack,
+                &settings(provider),
+                &file,
+                &indication,
+                prior.as_ref(),
+                beams,
+            )
         }
     };
     match outcome {
@@ -214,37 +261,82 @@ fn main() -> ExitCode {
 fn inspect(file: &Path, json: bool) -> Result<(), String> {
     let header = dicom::read_header(file, &DecodeLimits::default()).map_err(|e| e.to_string())?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&header).expect("headers serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&header).expect("headers serialise")
+        );
         return Ok(());
     }
     let p = &header.pixels;
     let a = &header.acquisition;
     let g = &header.geometry;
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!("transfer syntax      {} ({})", p.transfer_syntax, p.transfer_syntax_uid);
+    println!(
+        "transfer syntax      {} ({})",
+        p.transfer_syntax, p.transfer_syntax_uid
+    );
     println!("photometric          {:?}", p.photometric_interpretation);
     println!("rows x columns       {} x {}", p.rows, p.columns);
-    println!("bits                 allocated {}, stored {}, high bit {}, {}", p.bits_allocated,
-        p.bits_stored, p.high_bit, if p.signed { "signed" } else { "unsigned" });
+    println!(
+        "bits                 allocated {}, stored {}, high bit {}, {}",
+        p.bits_allocated,
+        p.bits_stored,
+        p.high_bit,
+        if p.signed { "signed" } else { "unsigned" }
+    );
     match g.patient_spacing {
-        Some(s) => println!("spacing (patient)    {:.4} x {:.4} mm, from {:?}", s.row_mm, s.column_mm, g.spacing_source),
+        Some(s) => println!(
+            "spacing (patient)    {:.4} x {:.4} mm, from {:?}",
+            s.row_mm, s.column_mm, g.spacing_source
+        ),
         None => println!("spacing (patient)    none: measurements are uncalibrated"),
     }
     if let Some(s) = g.detector_spacing {
-        println!("spacing (detector)   {:.4} x {:.4} mm", s.row_mm, s.column_mm);
+        println!(
+            "spacing (detector)   {:.4} x {:.4} mm",
+            s.row_mm, s.column_mm
+        );
     }
-    println!("modality             {}{}", or_dash(&a.modality), if a.secondary_capture { " (secondary capture)" } else { "" });
-    println!("view                 {:?}{}", a.view, a.view_source.map(|s| format!(" from {s}")).unwrap_or_default());
+    println!(
+        "modality             {}{}",
+        or_dash(&a.modality),
+        if a.secondary_capture {
+            " (secondary capture)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "view                 {:?}{}",
+        a.view,
+        a.view_source
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default()
+    );
     println!("laterality           {}", or_dash(&a.laterality));
     println!("body part            {}", or_dash(&a.body_part));
     match &a.patient_age {
-        Some(age) => println!("age                  {:.1} years, from {}", age.years, age.source),
+        Some(age) => println!(
+            "age                  {:.1} years, from {}",
+            age.years, age.source
+        ),
         None => println!("age                  -"),
     }
-    println!("modality LUT         {}", serde_json::to_string(&header.modality_lut).expect("serialises"));
-    println!("windows              {}", serde_json::to_string(&header.display.windows).expect("serialises"));
+    println!(
+        "modality LUT         {}",
+        serde_json::to_string(&header.modality_lut).expect("serialises")
+    );
+    println!(
+        "windows              {}",
+        serde_json::to_string(&header.display.windows).expect("serialises")
+    );
     let i = &header.identity;
-    println!("study                {} {} {}", or_dash(&i.study_instance_uid), or_dash(&i.study_date), or_dash(&i.study_time));
+    println!(
+        "study                {} {} {}",
+        or_dash(&i.study_instance_uid),
+        or_dash(&i.study_date),
+        or_dash(&i.study_time)
+    );
     println!("series               {}", or_dash(&i.series_instance_uid));
     println!("instance             {}", or_dash(&i.sop_instance_uid));
     for warning in &header.warnings {
@@ -256,8 +348,10 @@ fn inspect(file: &Path, json: bool) -> Result<(), String> {
 fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String> {
     let limits = DecodeLimits::default();
     if !input.is_dir() {
-        let radiograph = dicom::read_file(input, &limits).map_err(|e| format!("{}: {e}", input.display()))?;
-        return write_npy(output, radiograph.values.view()).map_err(|e| format!("{}: {e}", output.display()));
+        let radiograph =
+            dicom::read_file(input, &limits).map_err(|e| format!("{}: {e}", input.display()))?;
+        return write_npy(output, radiograph.values.view())
+            .map_err(|e| format!("{}: {e}", output.display()));
     }
     let files = list_files(input).map_err(|e| format!("{}: {e}", input.display()))?;
     std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))?;
@@ -266,7 +360,8 @@ fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String
         .build()
         .map_err(|e| e.to_string())?;
     let progress = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} {msg}").expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} {msg}")
+            .expect("valid template"),
     );
     let failures: Vec<(PathBuf, String)> = pool.install(|| {
         files
@@ -274,12 +369,15 @@ fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String
             .filter_map(|file| {
                 let relative = file.strip_prefix(input).unwrap_or(file);
                 let target = npy_path_for(&output.join(relative));
-                let outcome = dicom::read_file(file, &limits).map_err(|e| e.to_string()).and_then(|r| {
-                    if let Some(parent) = target.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                    }
-                    write_npy(&target, r.values.view()).map_err(|e| format!("writing {}: {e}", target.display()))
-                });
+                let outcome = dicom::read_file(file, &limits)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        if let Some(parent) = target.parent() {
+                            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                        }
+                        write_npy(&target, r.values.view())
+                            .map_err(|e| format!("writing {}: {e}", target.display()))
+                    });
                 progress.inc(1);
                 outcome.err().map(|reason| (file.clone(), reason))
             })
@@ -287,14 +385,22 @@ fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String
     });
     progress.finish();
     let decoded = files.len() - failures.len();
-    eprintln!("decoded {decoded} of {} files into {}", files.len(), output.display());
+    eprintln!(
+        "decoded {decoded} of {} files into {}",
+        files.len(),
+        output.display()
+    );
     if failures.is_empty() {
         return Ok(());
     }
     for (file, reason) in &failures {
         eprintln!("  failed {}: {reason}", file.display());
     }
-    Err(format!("{} of {} files could not be decoded", failures.len(), files.len()))
+    Err(format!(
+        "{} of {} files could not be decoded",
+        failures.len(),
+        files.len()
+    ))
 }
 
 /// OUT/a.dcm -> OUT/a.npy, but OUT/1.2.840.99 (files named by UID) -> OUT/1.2.840.99.npy, so
@@ -334,8 +440,15 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn render(file: &Path, output: &Path, size: Option<usize>, bits: Bits, choice: &VoiChoice) -> Result<(), String> {
-    let radiograph = dicom::read_file(file, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", file.display()))?;
+fn render(
+    file: &Path,
+    output: &Path,
+    size: Option<usize>,
+    bits: Bits,
+    choice: &VoiChoice,
+) -> Result<(), String> {
+    let radiograph = dicom::read_file(file, &DecodeLimits::default())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     let voi = choose_voi(&radiograph, choice).map_err(|e| e.to_string())?;
     let mut display = display_values(&radiograph, &voi);
     if let Some(longest) = size {
@@ -364,17 +477,27 @@ const TEST_MODEL_WARNING: &str = "test model, not for clinical use";
 fn models_list(models: &Path) -> Result<(), String> {
     let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
     if folders.is_empty() {
-        return Err(format!("no model packs (folders with a model.toml) in {}", models.display()));
+        return Err(format!(
+            "no model packs (folders with a model.toml) in {}",
+            models.display()
+        ));
     }
     for folder in folders {
         match Manifest::read(&folder.join("model.toml")) {
             Ok(m) => println!(
                 "{:<16} {:<15} {:<40} {}{}",
                 m.name,
-                serde_json::to_value(m.task).expect("serialises").as_str().unwrap_or("?"),
+                serde_json::to_value(m.task)
+                    .expect("serialises")
+                    .as_str()
+                    .unwrap_or("?"),
                 m.version,
                 m.licence,
-                if m.test_model { format!(" ({TEST_MODEL_WARNING})") } else { String::new() }
+                if m.test_model {
+                    format!(" ({TEST_MODEL_WARNING})")
+                } else {
+                    String::new()
+                }
             ),
             Err(e) => println!("{:<16} invalid: {e}", folder.display()),
         }
@@ -385,11 +508,15 @@ fn models_list(models: &Path) -> Result<(), String> {
 fn models_check(models: &Path, settings: &SessionSettings) -> Result<(), String> {
     let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
     if folders.is_empty() {
-        return Err(format!("no model packs (folders with a model.toml) in {}", models.display()));
+        return Err(format!(
+            "no model packs (folders with a model.toml) in {}",
+            models.display()
+        ));
     }
     let mut failed = 0;
     for folder in &folders {
-        let is_report = Manifest::read(&folder.join("model.toml")).is_ok_and(|m| m.task == Task::Report);
+        let is_report =
+            Manifest::read(&folder.join("model.toml")).is_ok_and(|m| m.task == Task::Report);
         let outcome = if is_report {
             ReportModel::load(folder, settings).and_then(|mut model| {
                 let warm_up = model.warm_up()?;
@@ -407,7 +534,11 @@ fn models_check(models: &Path, settings: &SessionSettings) -> Result<(), String>
                 manifest.name,
                 provider,
                 warm_up.as_secs_f64() * 1e3,
-                if manifest.test_model { format!(" ({TEST_MODEL_WARNING})") } else { String::new() }
+                if manifest.test_model {
+                    format!(" ({TEST_MODEL_WARNING})")
+                } else {
+                    String::new()
+                }
             ),
             Err(e) => {
                 failed += 1;
@@ -417,13 +548,17 @@ fn models_check(models: &Path, settings: &SessionSettings) -> Result<(), String>
     }
     match failed {
         0 => Ok(()),
-        n => Err(format!("{n} of {} model packs failed the check", folders.len())),
+        n => Err(format!(
+            "{n} of {} model packs failed the check",
+            folders.len()
+        )),
     }
 }
 
 fn embed_text(pack: &Path, settings: &SessionSettings, sentences: &[String]) -> Result<(), String> {
     let pack = ModelPack::load(pack, settings).map_err(|e| e.to_string())?;
-    let mut embedder = radassist::inference::text::TextEmbedder::new(pack).map_err(|e| e.to_string())?;
+    let mut embedder =
+        radassist::inference::text::TextEmbedder::new(pack).map_err(|e| e.to_string())?;
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let embeddings = embedder.embed(&refs).map_err(|e| e.to_string())?;
     let test_model = embedder.pack().manifest.test_model;
@@ -449,11 +584,22 @@ fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Result
         .collect::<Result<Vec<_>, _>>()?;
     let batch: Vec<_> = radiographs.iter().collect();
     let results: Vec<serde_json::Value> = match task {
-        Task::Findings => model.findings(&batch).map(|r| r.iter().map(|f| serde_json::json!({ "findings": f })).collect()),
-        Task::Landmarks => model.landmarks(&batch).map(|r| r.iter().map(|l| serde_json::json!({ "landmarks": l })).collect()),
-        _ => model
-            .embeddings(&batch)
-            .map(|e| e.rows().into_iter().map(|row| serde_json::json!({ "embedding": row.to_vec() })).collect()),
+        Task::Findings => model.findings(&batch).map(|r| {
+            r.iter()
+                .map(|f| serde_json::json!({ "findings": f }))
+                .collect()
+        }),
+        Task::Landmarks => model.landmarks(&batch).map(|r| {
+            r.iter()
+                .map(|l| serde_json::json!({ "landmarks": l }))
+                .collect()
+        }),
+        _ => model.embeddings(&batch).map(|e| {
+            e.rows()
+                .into_iter()
+                .map(|row| serde_json::json!({ "embedding": row.to_vec() }))
+                .collect()
+        }),
     }
     .map_err(|e| e.to_string())?;
     for (file, mut result) in files.iter().zip(results) {
@@ -475,11 +621,20 @@ fn report(
     beams: usize,
 ) -> Result<(), String> {
     let mut model = ReportModel::load(pack, settings).map_err(|e| e.to_string())?;
-    let read = |f: &Path| dicom::read_file(f, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", f.display()));
+    let read = |f: &Path| {
+        dicom::read_file(f, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", f.display()))
+    };
     let image = read(file)?;
     let prior_image = prior.map(|(path, _)| read(path)).transpose()?;
-    let prior = prior_image.as_ref().zip(prior).map(|(image, (_, report))| PriorStudy { image, report });
-    let request = [ReportRequest { image: &image, indication, prior }];
+    let prior = prior_image
+        .as_ref()
+        .zip(prior)
+        .map(|(image, (_, report))| PriorStudy { image, report });
+    let request = [ReportRequest {
+        image: &image,
+        indication,
+        prior,
+    }];
     let draft = match beams {
         0 => return Err("--beams must be at least 1".into()),
         1 => model.generate_greedy(&request, true),
@@ -491,6 +646,9 @@ fn report(
     if model.manifest.test_model {
         out["warning"] = TEST_MODEL_WARNING.into();
     }
-    println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).expect("serialises")
+    );
     Ok(())
 }

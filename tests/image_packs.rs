@@ -26,21 +26,36 @@ fn setup(pack: &str) -> Option<(ImageModel, Vec<Radiograph>, Reference)> {
     if !onnx_runtime_available() {
         return None;
     }
-    let text = std::fs::read_to_string(root().join("tests/fixtures/test_packs_reference.json")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/test_packs_reference.json")).unwrap();
     let reference: Reference = serde_json::from_str(&text).unwrap();
-    let radiographs = reference.samples.iter().map(|s| read_file(&sample(s), &DecodeLimits::default()).unwrap()).collect();
-    let settings = SessionSettings { provider: Provider::Cpu, ..SessionSettings::default() };
-    let model = ImageModel::new(ModelPack::load(&root().join("models").join(pack), &settings).unwrap()).unwrap();
+    let radiographs = reference
+        .samples
+        .iter()
+        .map(|s| read_file(&sample(s), &DecodeLimits::default()).unwrap())
+        .collect();
+    let settings = SessionSettings {
+        provider: Provider::Cpu,
+        ..SessionSettings::default()
+    };
+    let model =
+        ImageModel::new(ModelPack::load(&root().join("models").join(pack), &settings).unwrap())
+            .unwrap();
     Some((model, radiographs, reference))
 }
 
 fn max_difference(a: impl IntoIterator<Item = f32>, b: &[f32]) -> f32 {
-    a.into_iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.into_iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn findings_probabilities_match_the_reference() {
-    let Some((mut model, radiographs, reference)) = setup("test-findings") else { return };
+    let Some((mut model, radiographs, reference)) = setup("test-findings") else {
+        return;
+    };
     assert!(model.pack().manifest.test_model);
     let batch: Vec<&Radiograph> = radiographs.iter().collect();
     let findings = model.findings(&batch).unwrap();
@@ -57,7 +72,9 @@ fn findings_probabilities_match_the_reference() {
 
 #[test]
 fn embeddings_match_the_reference() {
-    let Some((mut model, radiographs, reference)) = setup("test-embedding") else { return };
+    let Some((mut model, radiographs, reference)) = setup("test-embedding") else {
+        return;
+    };
     let batch: Vec<&Radiograph> = radiographs.iter().collect();
     let embeddings = model.embeddings(&batch).unwrap();
     assert_eq!(embeddings.dim(), (4, 32));
@@ -69,7 +86,9 @@ fn embeddings_match_the_reference() {
 
 #[test]
 fn landmarks_match_the_reference_in_image_pixels() {
-    let Some((mut model, radiographs, reference)) = setup("test-landmarks") else { return };
+    let Some((mut model, radiographs, reference)) = setup("test-landmarks") else {
+        return;
+    };
     let batch: Vec<&Radiograph> = radiographs.iter().collect();
     let landmarks = model.landmarks(&batch).unwrap();
     for (i, (found, expected)) in landmarks.iter().zip(&reference.landmarks).enumerate() {
@@ -77,10 +96,21 @@ fn landmarks_match_the_reference_in_image_pixels() {
         assert_eq!(found[0].name, "ett_tip");
         for (landmark, [x, y, confidence]) in found.iter().zip(expected) {
             let what = format!("{} {}", reference.samples[i], landmark.name);
-            assert!((landmark.x - x).abs() < 1e-2 && (landmark.y - y).abs() < 1e-2, "{what}: ({}, {}) vs ({x}, {y})", landmark.x, landmark.y);
-            assert!((f64::from(landmark.confidence) - confidence).abs() < 1e-5, "{what}");
+            assert!(
+                (landmark.x - x).abs() < 1e-2 && (landmark.y - y).abs() < 1e-2,
+                "{what}: ({}, {}) vs ({x}, {y})",
+                landmark.x,
+                landmark.y
+            );
+            assert!(
+                (f64::from(landmark.confidence) - confidence).abs() < 1e-5,
+                "{what}"
+            );
             // Points lie on the image (crop fit: inside the kept part).
-            assert!(landmark.x >= -0.5 && landmark.x <= radiographs[i].columns() as f64 - 0.5, "{what}");
+            assert!(
+                landmark.x >= -0.5 && landmark.x <= radiographs[i].columns() as f64 - 0.5,
+                "{what}"
+            );
         }
     }
 }

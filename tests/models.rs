@@ -12,13 +12,24 @@ use std::path::Path;
 use std::process::Command;
 
 fn radassist(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_radassist")).args(args).current_dir(root()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }
 
 fn cpu() -> SessionSettings {
-    SessionSettings { provider: Provider::Cpu, ..SessionSettings::default() }
+    SessionSettings {
+        provider: Provider::Cpu,
+        ..SessionSettings::default()
+    }
 }
 
 #[test]
@@ -28,10 +39,16 @@ fn models_check_passes_on_the_shipped_packs() {
     }
     let (code, stdout, stderr) = radassist(&["models", "check", "--provider", "cpu"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("ok      minilm") && stdout.contains("provider Cpu"), "{stdout}");
+    assert!(
+        stdout.contains("ok      minilm") && stdout.contains("provider Cpu"),
+        "{stdout}"
+    );
     let (code, stdout, _) = radassist(&["models", "list"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("minilm") && stdout.contains("text-embedding"), "{stdout}");
+    assert!(
+        stdout.contains("minilm") && stdout.contains("text-embedding"),
+        "{stdout}"
+    );
 }
 
 /// A copy of the MiniLM pack whose manifest has `from` replaced by `to`.
@@ -40,7 +57,9 @@ fn pack_with_manifest_edit(dir: &Path, from: &str, to: &str) -> std::path::PathB
     std::fs::create_dir_all(&pack).unwrap();
     for file in ["model.onnx", "tokenizer.json"] {
         std::fs::hard_link(root().join("models/minilm").join(file), pack.join(file))
-            .or_else(|_| std::fs::copy(root().join("models/minilm").join(file), pack.join(file)).map(|_| ()))
+            .or_else(|_| {
+                std::fs::copy(root().join("models/minilm").join(file), pack.join(file)).map(|_| ())
+            })
             .unwrap();
     }
     let manifest = std::fs::read_to_string(root().join("models/minilm/model.toml")).unwrap();
@@ -55,23 +74,64 @@ fn a_manifest_that_disagrees_with_its_graph_is_refused_naming_the_field() {
         return;
     }
     let cases = [
-        (r#"name = "input_ids""#, r#"name = "token_ids""#, "graph.inputs[0].name"),
-        (r#"dtype = "int64", shape = ["batch", "sequence"] },"#, r#"dtype = "int32", shape = ["batch", "sequence"] },"#, "graph.inputs[0].dtype"),
-        (r#"shape = ["batch", "sequence", 384]"#, r#"shape = ["batch", "sequence", 512]"#, "graph.outputs[0].shape[2]"),
-        (r#"shape = ["batch", "sequence", 384]"#, r#"shape = ["batch", 384]"#, "graph.outputs[0].shape"),
-        (r#"  { name = "token_type_ids", dtype = "int64", shape = ["batch", "sequence"] },"#, "", "graph.inputs"),
-        (r#"file = "model.onnx""#, r#"file = "missing.onnx""#, "graph.file"),
-        (r#"task = "text-embedding""#, r#"task = "segmentation""#, "unknown variant"),
+        (
+            r#"name = "input_ids""#,
+            r#"name = "token_ids""#,
+            "graph.inputs[0].name",
+        ),
+        (
+            r#"dtype = "int64", shape = ["batch", "sequence"] },"#,
+            r#"dtype = "int32", shape = ["batch", "sequence"] },"#,
+            "graph.inputs[0].dtype",
+        ),
+        (
+            r#"shape = ["batch", "sequence", 384]"#,
+            r#"shape = ["batch", "sequence", 512]"#,
+            "graph.outputs[0].shape[2]",
+        ),
+        (
+            r#"shape = ["batch", "sequence", 384]"#,
+            r#"shape = ["batch", 384]"#,
+            "graph.outputs[0].shape",
+        ),
+        (
+            r#"  { name = "token_type_ids", dtype = "int64", shape = ["batch", "sequence"] },"#,
+            "",
+            "graph.inputs",
+        ),
+        (
+            r#"file = "model.onnx""#,
+            r#"file = "missing.onnx""#,
+            "graph.file",
+        ),
+        (
+            r#"task = "text-embedding""#,
+            r#"task = "segmentation""#,
+            "unknown variant",
+        ),
     ];
     for (from, to, field) in cases {
         let dir = tempfile::tempdir().unwrap();
         let pack = pack_with_manifest_edit(dir.path(), from, to);
-        let err = ModelPack::load(&pack, &cpu()).err().unwrap_or_else(|| panic!("{field}: loaded")).to_string();
+        let err = ModelPack::load(&pack, &cpu())
+            .err()
+            .unwrap_or_else(|| panic!("{field}: loaded"))
+            .to_string();
         assert!(err.contains(field), "expected {field} in: {err}");
         // The command line says the same and exits 1.
-        let (code, stdout, _) = radassist(&["models", "check", "--provider", "cpu", "--models", dir.path().to_str().unwrap()]);
+        let (code, stdout, _) = radassist(&[
+            "models",
+            "check",
+            "--provider",
+            "cpu",
+            "--models",
+            dir.path().to_str().unwrap(),
+        ]);
         assert_eq!(code, 1, "{stdout}");
-        assert!(stdout.contains("FAILED") && stdout.contains(field), "{stdout}");
+        assert!(
+            stdout.contains("FAILED") && stdout.contains(field),
+            "{stdout}"
+        );
     }
 }
 
@@ -83,19 +143,42 @@ fn image_pack_manifests_are_checked_too() {
     let dir = tempfile::tempdir().unwrap();
     let pack = dir.path().join("pack");
     std::fs::create_dir_all(&pack).unwrap();
-    std::fs::copy(root().join("models/test-findings/model.onnx"), pack.join("model.onnx")).unwrap();
+    std::fs::copy(
+        root().join("models/test-findings/model.onnx"),
+        pack.join("model.onnx"),
+    )
+    .unwrap();
     let manifest = std::fs::read_to_string(root().join("models/test-findings/model.toml")).unwrap();
     let cases = [
-        (r#""Support Devices"]"#, "]", "findings.names lists 13 names"),
-        (r#"input = "pixel_values""#, r#"input = "image""#, "image.input"),
+        (
+            r#""Support Devices"]"#,
+            "]",
+            "findings.names lists 13 names",
+        ),
+        (
+            r#"input = "pixel_values""#,
+            r#"input = "image""#,
+            "image.input",
+        ),
         (r#"std = [0.25]"#, r#"std = [0.0]"#, "image.std"),
-        (r#"output = "probabilities""#, r#"output = "logits""#, "findings.output"),
-        (r#"fit = "letterbox""#, r#"fit = "squash""#, "unknown variant"),
+        (
+            r#"output = "probabilities""#,
+            r#"output = "logits""#,
+            "findings.output",
+        ),
+        (
+            r#"fit = "letterbox""#,
+            r#"fit = "squash""#,
+            "unknown variant",
+        ),
     ];
     for (from, to, expected) in cases {
         assert!(manifest.contains(from), "{from}");
         std::fs::write(pack.join("model.toml"), manifest.replacen(from, to, 1)).unwrap();
-        let err = ModelPack::load(&pack, &cpu()).err().unwrap_or_else(|| panic!("{expected}: loaded")).to_string();
+        let err = ModelPack::load(&pack, &cpu())
+            .err()
+            .unwrap_or_else(|| panic!("{expected}: loaded"))
+            .to_string();
         assert!(err.contains(expected), "expected {expected} in: {err}");
     }
 }
@@ -105,13 +188,22 @@ fn cuda_without_cuda_fails_loudly_and_auto_falls_back() {
     if !onnx_runtime_available() {
         return;
     }
-    let settings = SessionSettings { provider: Provider::Cuda, ..SessionSettings::default() };
+    let settings = SessionSettings {
+        provider: Provider::Cuda,
+        ..SessionSettings::default()
+    };
     match ModelPack::load(&root().join("models/minilm"), &settings) {
         // A machine with a GPU, the CUDA build and the cuda feature: nothing to refuse.
-        Ok(pack) => assert_eq!(pack.provider, radassist::inference::session::ProviderUsed::Cuda),
+        Ok(pack) => assert_eq!(
+            pack.provider,
+            radassist::inference::session::ProviderUsed::Cuda
+        ),
         Err(err) => assert!(err.to_string().contains("CUDA cannot be used"), "{err}"),
     }
-    let auto = SessionSettings { provider: Provider::Auto, ..SessionSettings::default() };
+    let auto = SessionSettings {
+        provider: Provider::Auto,
+        ..SessionSettings::default()
+    };
     assert!(ModelPack::load(&root().join("models/minilm"), &auto).is_ok());
 }
 
@@ -126,7 +218,8 @@ fn minilm_embeddings_match_the_python_reference() {
     if !onnx_runtime_available() {
         return;
     }
-    let text = std::fs::read_to_string(root().join("tests/fixtures/minilm_reference.json")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/minilm_reference.json")).unwrap();
     let reference: MiniLmReference = serde_json::from_str(&text).unwrap();
     let pack = ModelPack::load(&root().join("models/minilm"), &cpu()).unwrap();
     let mut embedder = TextEmbedder::new(pack).unwrap();
@@ -137,13 +230,27 @@ fn minilm_embeddings_match_the_python_reference() {
         let single = embedder.embed(&sentences[i..=i]).unwrap();
         for (label, row) in [("batched", batched.row(i)), ("single", single.row(0))] {
             assert_eq!(row.len(), 384);
-            let max = row.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(max <= 1e-4, "{label} sentence {i} ({:?}) differs by {max}", &sentences[i][..sentences[i].len().min(40)]);
+            let max = row
+                .iter()
+                .zip(expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                max <= 1e-4,
+                "{label} sentence {i} ({:?}) differs by {max}",
+                &sentences[i][..sentences[i].len().min(40)]
+            );
             let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-5);
         }
     }
     // Similar findings sit closer than unrelated ones.
-    let e = embedder.embed(&["No pneumothorax.", "There is no pneumothorax.", "Nasogastric tube tip is in the stomach."]).unwrap();
+    let e = embedder
+        .embed(&[
+            "No pneumothorax.",
+            "There is no pneumothorax.",
+            "Nasogastric tube tip is in the stomach.",
+        ])
+        .unwrap();
     assert!(e.row(0).dot(&e.row(1)) > e.row(0).dot(&e.row(2)) + 0.2);
 }

@@ -17,7 +17,12 @@ fn tag_text(tag: Tag) -> String {
     format!("({:04X},{:04X})", tag.group(), tag.element())
 }
 
-pub(crate) fn invalid(name: &'static str, tag: Tag, value: impl Into<String>, reason: impl Into<String>) -> DecodeError {
+pub(crate) fn invalid(
+    name: &'static str,
+    tag: Tag,
+    value: impl Into<String>,
+    reason: impl Into<String>,
+) -> DecodeError {
     DecodeError::InvalidAttribute {
         name,
         tag: tag_text(tag),
@@ -27,12 +32,19 @@ pub(crate) fn invalid(name: &'static str, tag: Tag, value: impl Into<String>, re
 }
 
 pub(crate) fn missing(name: &'static str, tag: Tag) -> DecodeError {
-    DecodeError::MissingAttribute { name, tag: tag_text(tag) }
+    DecodeError::MissingAttribute {
+        name,
+        tag: tag_text(tag),
+    }
 }
 
 impl<'a> Attributes<'a> {
     fn element(&self, tag: Tag) -> Option<&'a dicom_object::mem::InMemElement> {
-        self.0.element_opt(tag).ok().flatten().filter(|e| !e.value().is_empty())
+        self.0
+            .element_opt(tag)
+            .ok()
+            .flatten()
+            .filter(|e| !e.value().is_empty())
     }
 
     pub fn has(&self, tag: Tag) -> bool {
@@ -53,7 +65,10 @@ impl<'a> Attributes<'a> {
             .and_then(|e| e.value().to_multi_str().ok().map(|v| v.to_vec()))
             .unwrap_or_default()
             .into_iter()
-            .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
+            .map(|s| {
+                s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .to_string()
+            })
             .collect()
     }
 
@@ -62,9 +77,16 @@ impl<'a> Attributes<'a> {
     }
 
     pub fn floats(&self, name: &'static str, tag: Tag) -> Result<Option<Vec<f64>>, DecodeError> {
-        let Some(element) = self.element(tag) else { return Ok(None) };
+        let Some(element) = self.element(tag) else {
+            return Ok(None);
+        };
         let values = element.value().to_multi_float64().map_err(|err| {
-            invalid(name, tag, element.value().to_str().unwrap_or_default(), err.to_string())
+            invalid(
+                name,
+                tag,
+                element.value().to_str().unwrap_or_default(),
+                err.to_string(),
+            )
         })?;
         if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
             return Err(invalid(name, tag, bad.to_string(), "not a finite number"));
@@ -77,10 +99,21 @@ impl<'a> Attributes<'a> {
     }
 
     pub fn ints(&self, name: &'static str, tag: Tag) -> Result<Option<Vec<i64>>, DecodeError> {
-        let Some(element) = self.element(tag) else { return Ok(None) };
-        element.value().to_multi_int::<i64>().map(Some).map_err(|err| {
-            invalid(name, tag, element.value().to_str().unwrap_or_default(), err.to_string())
-        })
+        let Some(element) = self.element(tag) else {
+            return Ok(None);
+        };
+        element
+            .value()
+            .to_multi_int::<i64>()
+            .map(Some)
+            .map_err(|err| {
+                invalid(
+                    name,
+                    tag,
+                    element.value().to_str().unwrap_or_default(),
+                    err.to_string(),
+                )
+            })
     }
 
     pub fn required_u16(&self, name: &'static str, tag: Tag) -> Result<u16, DecodeError> {
@@ -90,6 +123,8 @@ impl<'a> Attributes<'a> {
 
     /// The items of a sequence attribute (empty when absent).
     pub fn items(&self, tag: Tag) -> &'a [InMemDicomObject] {
-        self.element(tag).and_then(|e| e.value().items()).unwrap_or(&[])
+        self.element(tag)
+            .and_then(|e| e.value().items())
+            .unwrap_or(&[])
     }
 }

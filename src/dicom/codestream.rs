@@ -12,18 +12,28 @@ pub(crate) struct CodestreamSize {
 }
 
 fn be16(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?])))
+    Some(u32::from(u16::from_be_bytes([
+        *data.get(at)?,
+        *data.get(at + 1)?,
+    ])))
 }
 
 fn be32(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*data.get(at)?, *data.get(at + 1)?, *data.get(at + 2)?, *data.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *data.get(at)?,
+        *data.get(at + 1)?,
+        *data.get(at + 2)?,
+        *data.get(at + 3)?,
+    ]))
 }
 
 /// JPEG 2000: the SIZ segment that follows SOC (FF4F FF51), in a bare codestream or inside a
 /// JP2 wrapper (searched in the first kilobytes). Size = Xsiz - XOsiz by Ysiz - YOsiz.
 pub(crate) fn jpeg2000(data: &[u8]) -> Option<CodestreamSize> {
     let search = &data[..data.len().min(4096)];
-    let start = search.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
+    let start = search
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
     let siz = start + 4; // Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, ..., Csiz
     let (x, y) = (be32(data, siz + 4)?, be32(data, siz + 8)?);
     let (x0, y0) = (be32(data, siz + 12)?, be32(data, siz + 16)?);
@@ -68,14 +78,31 @@ mod tests {
             siz.extend_from_slice(&v.to_be_bytes());
         }
         siz.extend_from_slice(&1u16.to_be_bytes());
-        assert_eq!(jpeg2000(&siz), Some(CodestreamSize { columns: 500, rows: 300, components: 1 }));
+        assert_eq!(
+            jpeg2000(&siz),
+            Some(CodestreamSize {
+                columns: 500,
+                rows: 300,
+                components: 1
+            })
+        );
         assert_eq!(jpeg2000(&siz[..20]), None);
     }
 
     #[test]
     fn reads_a_jpeg_ls_frame_header() {
-        let data = [0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B, 0x0C, 0x01, 0xB8, 0x01, 0xB9, 0x01, 0x01, 0x11, 0x00];
-        assert_eq!(jpeg_ls(&data), Some(CodestreamSize { columns: 441, rows: 440, components: 1 }));
+        let data = [
+            0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B, 0x0C, 0x01, 0xB8, 0x01, 0xB9, 0x01, 0x01, 0x11,
+            0x00,
+        ];
+        assert_eq!(
+            jpeg_ls(&data),
+            Some(CodestreamSize {
+                columns: 441,
+                rows: 440,
+                components: 1
+            })
+        );
         assert_eq!(jpeg_ls(&data[..8]), None);
     }
 }

@@ -9,8 +9,8 @@ use super::structure::{self, Encoding, EXPLICIT_LE};
 use super::DecodeError;
 use dicom_dictionary_std::uids;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::meta::{FileMetaTable, FileMetaTableBuilder};
 use dicom_object::file::ReadPreamble;
+use dicom_object::meta::{FileMetaTable, FileMetaTableBuilder};
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use std::io::Read;
@@ -27,11 +27,18 @@ pub type DicomInstance = DefaultDicomObject;
 
 /// Reads a whole file, refusing one larger than `limit` bytes before reading it.
 pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DecodeError> {
-    let io_error = |source| DecodeError::Io { path: path.to_path_buf(), source };
+    let io_error = |source| DecodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io_error)?;
     let size = file.metadata().map_err(io_error)?.len();
     if size > limit {
-        return Err(DecodeError::FileTooLarge { path: path.to_path_buf(), size, limit });
+        return Err(DecodeError::FileTooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+        });
     }
     let mut bytes = Vec::with_capacity(size as usize);
     file.take(limit).read_to_end(&mut bytes).map_err(io_error)?;
@@ -44,7 +51,9 @@ pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DecodeErr
 /// can make the parser allocate more than the data holds.
 pub fn parse_dicom(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
     if bytes.is_empty() {
-        return Err(DecodeError::NotDicom { reason: "the input is empty".into() });
+        return Err(DecodeError::NotDicom {
+            reason: "the input is empty".into(),
+        });
     }
     let (preamble, meta_start) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         (Some(ReadPreamble::Always), 132)
@@ -96,12 +105,18 @@ fn check_part10_structure(bytes: &[u8], meta_start: usize) -> Result<Option<Vec<
         uids::IMPLICIT_VR_LITTLE_ENDIAN => structure::check_data_set(
             bytes,
             data_set_start,
-            Encoding { explicit_vr: false, big_endian: false },
+            Encoding {
+                explicit_vr: false,
+                big_endian: false,
+            },
         ),
         EXPLICIT_VR_BIG_ENDIAN => structure::check_data_set(
             bytes,
             data_set_start,
-            Encoding { explicit_vr: true, big_endian: true },
+            Encoding {
+                explicit_vr: true,
+                big_endian: true,
+            },
         ),
         _ => structure::check_data_set(bytes, data_set_start, EXPLICIT_LE),
     };
@@ -126,7 +141,10 @@ fn check_transfer_syntax_known(uid: &str) -> Result<(), DecodeError> {
 fn parse_bare_data_set(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
     if bytes.len() < 8 {
         return Err(DecodeError::NotDicom {
-            reason: format!("only {} bytes, too short to hold a DICOM element", bytes.len()),
+            reason: format!(
+                "only {} bytes, too short to hold a DICOM element",
+                bytes.len()
+            ),
         });
     }
     let group = u16::from_le_bytes([bytes[0], bytes[1]]);
@@ -138,16 +156,24 @@ fn parse_bare_data_set(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
         });
     }
     let explicit_vr = bytes[4].is_ascii_uppercase() && bytes[5].is_ascii_uppercase();
-    let ts_uid =
-        if explicit_vr { uids::EXPLICIT_VR_LITTLE_ENDIAN } else { uids::IMPLICIT_VR_LITTLE_ENDIAN };
-    let encoding = Encoding { explicit_vr, big_endian: false };
+    let ts_uid = if explicit_vr {
+        uids::EXPLICIT_VR_LITTLE_ENDIAN
+    } else {
+        uids::IMPLICIT_VR_LITTLE_ENDIAN
+    };
+    let encoding = Encoding {
+        explicit_vr,
+        big_endian: false,
+    };
     structure::check_data_set(bytes, 0, encoding).map_err(DecodeError::malformed)?;
-    let ts = TransferSyntaxRegistry.get(ts_uid).expect("little endian syntaxes are built in");
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .expect("little endian syntaxes are built in");
     let data_set =
         InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(DecodeError::malformed)?;
-    data_set.with_meta(FileMetaTableBuilder::new().transfer_syntax(ts_uid)).map_err(|err| {
-        DecodeError::NotDicom {
+    data_set
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(ts_uid))
+        .map_err(|err| DecodeError::NotDicom {
             reason: format!("a bare data set without SOP Class and Instance UIDs ({err})"),
-        }
-    })
+        })
 }

@@ -167,17 +167,33 @@ impl ImageHeader {
         let identity = read_identity(attrs);
         if !attrs.has(tags::PIXEL_DATA) {
             return Err(DecodeError::NotAnImage {
-                sop_class: identity.sop_class_uid.clone().unwrap_or_else(|| "unknown".into()),
+                sop_class: identity
+                    .sop_class_uid
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
             });
         }
-        let ts_uid = instance.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
+        let ts_uid = instance
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches(['\0', ' '])
+            .to_string();
         let pixels = read_pixel_encoding(attrs, ts_uid)?;
         let modality_lut = read_modality_lut(attrs, pixels.signed)?;
         let display = read_display(attrs, &pixels, &modality_lut, &mut warnings)?;
         let padding = read_padding(attrs, &pixels)?;
         let geometry = read_geometry(attrs, &mut warnings)?;
         let acquisition = read_acquisition(attrs, &identity)?;
-        Ok(ImageHeader { identity, acquisition, geometry, pixels, modality_lut, display, padding, warnings })
+        Ok(ImageHeader {
+            identity,
+            acquisition,
+            geometry,
+            pixels,
+            modality_lut,
+            display,
+            padding,
+            warnings,
+        })
     }
 }
 
@@ -189,7 +205,9 @@ fn read_identity(attrs: Attributes) -> Identity {
         sop_instance_uid: attrs.text(tags::SOP_INSTANCE_UID),
         sop_class_uid: attrs.text(tags::SOP_CLASS_UID),
         accession_number: attrs.text(tags::ACCESSION_NUMBER),
-        study_date: attrs.text(tags::STUDY_DATE).map(|d| iso_date(&d).unwrap_or(d)),
+        study_date: attrs
+            .text(tags::STUDY_DATE)
+            .map(|d| iso_date(&d).unwrap_or(d)),
         study_time: attrs.text(tags::STUDY_TIME).map(|t| iso_time(&t)),
     }
 }
@@ -232,53 +250,96 @@ fn read_pixel_encoding(attrs: Attributes, ts_uid: String) -> Result<PixelEncodin
         .get(&ts_uid)
         .map(|ts| ts.name().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let samples = attrs.int("SamplesPerPixel", tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+    let samples = attrs
+        .int("SamplesPerPixel", tags::SAMPLES_PER_PIXEL)?
+        .unwrap_or(1);
     let photometric = attrs
         .text(tags::PHOTOMETRIC_INTERPRETATION)
-        .ok_or_else(|| missing("PhotometricInterpretation", tags::PHOTOMETRIC_INTERPRETATION))?;
+        .ok_or_else(|| {
+            missing(
+                "PhotometricInterpretation",
+                tags::PHOTOMETRIC_INTERPRETATION,
+            )
+        })?;
     let photometric_interpretation = match photometric.as_str() {
         "MONOCHROME1" => Photometric::Monochrome1,
         "MONOCHROME2" => Photometric::Monochrome2,
         other => return Err(DecodeError::NotMonochrome(other.to_string())),
     };
     if samples != 1 {
-        return Err(invalid("SamplesPerPixel", tags::SAMPLES_PER_PIXEL, samples.to_string(),
-            "a greyscale radiograph has one sample per pixel"));
+        return Err(invalid(
+            "SamplesPerPixel",
+            tags::SAMPLES_PER_PIXEL,
+            samples.to_string(),
+            "a greyscale radiograph has one sample per pixel",
+        ));
     }
     let rows = attrs.required_u16("Rows", tags::ROWS)?;
     let columns = attrs.required_u16("Columns", tags::COLUMNS)?;
-    for (name, tag, value) in [("Rows", tags::ROWS, rows), ("Columns", tags::COLUMNS, columns)] {
+    for (name, tag, value) in [
+        ("Rows", tags::ROWS, rows),
+        ("Columns", tags::COLUMNS, columns),
+    ] {
         if value == 0 {
             return Err(invalid(name, tag, "0", "an image needs at least one pixel"));
         }
     }
     let bits_allocated = attrs.required_u16("BitsAllocated", tags::BITS_ALLOCATED)?;
     if ![8, 16, 32].contains(&bits_allocated) {
-        return Err(invalid("BitsAllocated", tags::BITS_ALLOCATED, bits_allocated.to_string(),
-            "radassist decodes 8, 16 or 32 bits allocated"));
+        return Err(invalid(
+            "BitsAllocated",
+            tags::BITS_ALLOCATED,
+            bits_allocated.to_string(),
+            "radassist decodes 8, 16 or 32 bits allocated",
+        ));
     }
     let bits_stored = attrs.required_u16("BitsStored", tags::BITS_STORED)?;
     if bits_stored == 0 || bits_stored > bits_allocated {
-        return Err(invalid("BitsStored", tags::BITS_STORED, bits_stored.to_string(),
-            format!("must be between 1 and Bits Allocated ({bits_allocated})")));
+        return Err(invalid(
+            "BitsStored",
+            tags::BITS_STORED,
+            bits_stored.to_string(),
+            format!("must be between 1 and Bits Allocated ({bits_allocated})"),
+        ));
     }
     let high_bit = match attrs.int("HighBit", tags::HIGH_BIT)? {
         Some(h) if h >= i64::from(bits_stored) - 1 && h < i64::from(bits_allocated) => h as u16,
-        Some(h) => return Err(invalid("HighBit", tags::HIGH_BIT, h.to_string(),
-            format!("must lie between Bits Stored - 1 ({}) and Bits Allocated - 1 ({})",
-                bits_stored - 1, bits_allocated - 1))),
+        Some(h) => {
+            return Err(invalid(
+                "HighBit",
+                tags::HIGH_BIT,
+                h.to_string(),
+                format!(
+                    "must lie between Bits Stored - 1 ({}) and Bits Allocated - 1 ({})",
+                    bits_stored - 1,
+                    bits_allocated - 1
+                ),
+            ))
+        }
         None => bits_stored - 1,
     };
     let signed = match attrs.int("PixelRepresentation", tags::PIXEL_REPRESENTATION)? {
         Some(0) | None => false,
         Some(1) => true,
-        Some(other) => return Err(invalid("PixelRepresentation", tags::PIXEL_REPRESENTATION,
-            other.to_string(), "must be 0 (unsigned) or 1 (two's complement)")),
+        Some(other) => {
+            return Err(invalid(
+                "PixelRepresentation",
+                tags::PIXEL_REPRESENTATION,
+                other.to_string(),
+                "must be 0 (unsigned) or 1 (two's complement)",
+            ))
+        }
     };
     let frames = match attrs.text(tags::NUMBER_OF_FRAMES) {
         None => 1,
-        Some(text) => text.parse::<u32>().map_err(|_| invalid("NumberOfFrames",
-            tags::NUMBER_OF_FRAMES, text.clone(), "not a whole number"))?,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            invalid(
+                "NumberOfFrames",
+                tags::NUMBER_OF_FRAMES,
+                text.clone(),
+                "not a whole number",
+            )
+        })?,
     };
     Ok(PixelEncoding {
         transfer_syntax_uid: ts_uid,
@@ -295,32 +356,57 @@ fn read_pixel_encoding(attrs: Attributes, ts_uid: String) -> Result<PixelEncodin
 }
 
 /// Reads a LUT Descriptor and LUT Data pair from a sequence item.
-fn read_lut(item: Attributes, name: &'static str, explanation: Tag, signed_input: bool)
-    -> Result<LookupTable, DecodeError> {
+fn read_lut(
+    item: Attributes,
+    name: &'static str,
+    explanation: Tag,
+    signed_input: bool,
+) -> Result<LookupTable, DecodeError> {
     let descriptor = attrs_ints(item, "LUTDescriptor", tags::LUT_DESCRIPTOR)?;
     if descriptor.len() != 3 {
-        return Err(invalid(name, tags::LUT_DESCRIPTOR, format!("{descriptor:?}"),
-            "a LUT Descriptor has three values"));
+        return Err(invalid(
+            name,
+            tags::LUT_DESCRIPTOR,
+            format!("{descriptor:?}"),
+            "a LUT Descriptor has three values",
+        ));
     }
-    let entries = if descriptor[0] == 0 { 65536 } else { descriptor[0] as usize };
+    let entries = if descriptor[0] == 0 {
+        65536
+    } else {
+        descriptor[0] as usize
+    };
     let mut first_mapped = descriptor[1];
     if signed_input && first_mapped > 32767 {
         first_mapped -= 65536;
     }
     let bits = descriptor[2];
     if !(1..=16).contains(&bits) {
-        return Err(invalid(name, tags::LUT_DESCRIPTOR, format!("{descriptor:?}"),
-            "LUT entries must have 1 to 16 bits"));
+        return Err(invalid(
+            name,
+            tags::LUT_DESCRIPTOR,
+            format!("{descriptor:?}"),
+            "LUT entries must have 1 to 16 bits",
+        ));
     }
     let data: Vec<u16> = attrs_ints(item, "LUTData", tags::LUT_DATA)?
         .into_iter()
         .map(|v| v as u16)
         .collect();
     if data.len() != entries {
-        return Err(invalid(name, tags::LUT_DATA, format!("{} entries", data.len()),
-            format!("the LUT Descriptor promises {entries} entries")));
+        return Err(invalid(
+            name,
+            tags::LUT_DATA,
+            format!("{} entries", data.len()),
+            format!("the LUT Descriptor promises {entries} entries"),
+        ));
     }
-    Ok(LookupTable { first_mapped, bits: bits as u8, data, explanation: item.text(explanation) })
+    Ok(LookupTable {
+        first_mapped,
+        bits: bits as u8,
+        data,
+        explanation: item.text(explanation),
+    })
 }
 
 fn attrs_ints(item: Attributes, name: &'static str, tag: Tag) -> Result<Vec<i64>, DecodeError> {
@@ -329,14 +415,27 @@ fn attrs_ints(item: Attributes, name: &'static str, tag: Tag) -> Result<Vec<i64>
 
 fn read_modality_lut(attrs: Attributes, signed: bool) -> Result<ModalityLut, DecodeError> {
     if let Some(item) = attrs.items(tags::MODALITY_LUT_SEQUENCE).first() {
-        let table = read_lut(Attributes(item), "ModalityLUTSequence", tags::LUT_EXPLANATION, signed)?;
+        let table = read_lut(
+            Attributes(item),
+            "ModalityLUTSequence",
+            tags::LUT_EXPLANATION,
+            signed,
+        )?;
         return Ok(ModalityLut::Table(table));
     }
-    let slope = attrs.float("RescaleSlope", tags::RESCALE_SLOPE)?.unwrap_or(1.0);
-    let intercept = attrs.float("RescaleIntercept", tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
+    let slope = attrs
+        .float("RescaleSlope", tags::RESCALE_SLOPE)?
+        .unwrap_or(1.0);
+    let intercept = attrs
+        .float("RescaleIntercept", tags::RESCALE_INTERCEPT)?
+        .unwrap_or(0.0);
     if slope == 0.0 {
-        return Err(invalid("RescaleSlope", tags::RESCALE_SLOPE, "0",
-            "a slope of zero would erase the image"));
+        return Err(invalid(
+            "RescaleSlope",
+            tags::RESCALE_SLOPE,
+            "0",
+            "a slope of zero would erase the image",
+        ));
     }
     Ok(ModalityLut::Rescale { slope, intercept })
 }
@@ -346,8 +445,7 @@ fn read_display(
     pixels: &PixelEncoding,
     modality_lut: &ModalityLut,
     warnings: &mut Vec<String>,
-)
-    -> Result<DisplayAttributes, DecodeError> {
+) -> Result<DisplayAttributes, DecodeError> {
     let function = match attrs.text(tags::VOILUT_FUNCTION).as_deref() {
         None | Some("LINEAR") => VoiFunction::Linear,
         Some("LINEAR_EXACT") => VoiFunction::LinearExact,
@@ -357,21 +455,36 @@ fn read_display(
             VoiFunction::Linear
         }
     };
-    let centers = attrs.floats("WindowCenter", tags::WINDOW_CENTER)?.unwrap_or_default();
-    let widths = attrs.floats("WindowWidth", tags::WINDOW_WIDTH)?.unwrap_or_default();
+    let centers = attrs
+        .floats("WindowCenter", tags::WINDOW_CENTER)?
+        .unwrap_or_default();
+    let widths = attrs
+        .floats("WindowWidth", tags::WINDOW_WIDTH)?
+        .unwrap_or_default();
     if centers.len() != widths.len() {
-        warnings.push(format!("{} window centres but {} widths: extra values ignored",
-            centers.len(), widths.len()));
+        warnings.push(format!(
+            "{} window centres but {} widths: extra values ignored",
+            centers.len(),
+            widths.len()
+        ));
     }
     let explanations = attrs.texts(tags::WINDOW_CENTER_WIDTH_EXPLANATION);
     let mut windows = Vec::new();
     for (i, (&center, &width)) in centers.iter().zip(&widths).enumerate() {
-        let window = Window { center, width, function, explanation: explanations.get(i).cloned() };
+        let window = Window {
+            center,
+            width,
+            function,
+            explanation: explanations.get(i).cloned(),
+        };
         if window.is_valid() {
             windows.push(window);
         } else {
-            warnings.push(format!("window {} (centre {center}, width {width}) has an invalid \
-                width for {function:?}: ignored", i + 1));
+            warnings.push(format!(
+                "window {} (centre {center}, width {width}) has an invalid \
+                width for {function:?}: ignored",
+                i + 1
+            ));
         }
     }
     let mut voi_luts = Vec::new();
@@ -379,23 +492,44 @@ fn read_display(
         // VOI LUT input is the modality output, signed when rescaling can make it negative.
         let signed_input = pixels.signed
             || matches!(modality_lut, ModalityLut::Rescale { intercept, .. } if *intercept < 0.0);
-        voi_luts.push(read_lut(Attributes(item), "VOILUTSequence", tags::LUT_EXPLANATION, signed_input)?);
+        voi_luts.push(read_lut(
+            Attributes(item),
+            "VOILUTSequence",
+            tags::LUT_EXPLANATION,
+            signed_input,
+        )?);
     }
     let presentation_lut_shape = attrs.text(tags::PRESENTATION_LUT_SHAPE);
-    let inverted = match (pixels.photometric_interpretation, presentation_lut_shape.as_deref()) {
+    let inverted = match (
+        pixels.photometric_interpretation,
+        presentation_lut_shape.as_deref(),
+    ) {
         (Photometric::Monochrome1, _) => true,
         (Photometric::Monochrome2, Some("INVERSE")) => true,
         (Photometric::Monochrome2, _) => false,
     };
-    if let (Photometric::Monochrome1, Some("IDENTITY")) =
-        (pixels.photometric_interpretation, presentation_lut_shape.as_deref()) {
-        warnings.push("MONOCHROME1 with Presentation LUT Shape IDENTITY: displayed as \
-            MONOCHROME1 (inverted)".into());
+    if let (Photometric::Monochrome1, Some("IDENTITY")) = (
+        pixels.photometric_interpretation,
+        presentation_lut_shape.as_deref(),
+    ) {
+        warnings.push(
+            "MONOCHROME1 with Presentation LUT Shape IDENTITY: displayed as \
+            MONOCHROME1 (inverted)"
+                .into(),
+        );
     }
-    Ok(DisplayAttributes { windows, voi_luts, presentation_lut_shape, inverted })
+    Ok(DisplayAttributes {
+        windows,
+        voi_luts,
+        presentation_lut_shape,
+        inverted,
+    })
 }
 
-fn read_padding(attrs: Attributes, pixels: &PixelEncoding) -> Result<Option<PixelPadding>, DecodeError> {
+fn read_padding(
+    attrs: Attributes,
+    pixels: &PixelEncoding,
+) -> Result<Option<PixelPadding>, DecodeError> {
     // Padding values are in the stored-value space, US or SS as Pixel Representation says.
     let as_stored = |v: i64| if pixels.signed && v > 32767 { v - 65536 } else { v } as i32;
     let Some(value) = attrs.int("PixelPaddingValue", tags::PIXEL_PADDING_VALUE)? else {
@@ -406,16 +540,30 @@ fn read_padding(attrs: Attributes, pixels: &PixelEncoding) -> Result<Option<Pixe
         .int("PixelPaddingRangeLimit", tags::PIXEL_PADDING_RANGE_LIMIT)?
         .map(as_stored)
         .unwrap_or(value);
-    Ok(Some(PixelPadding { low: value.min(limit), high: value.max(limit) }))
+    Ok(Some(PixelPadding {
+        low: value.min(limit),
+        high: value.max(limit),
+    }))
 }
 
-fn read_spacing(attrs: Attributes, name: &'static str, tag: Tag, warnings: &mut Vec<String>)
-    -> Result<Option<Spacing>, DecodeError> {
-    let Some(values) = attrs.floats(name, tag)? else { return Ok(None) };
+fn read_spacing(
+    attrs: Attributes,
+    name: &'static str,
+    tag: Tag,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Spacing>, DecodeError> {
+    let Some(values) = attrs.floats(name, tag)? else {
+        return Ok(None);
+    };
     match values[..] {
-        [row, column] if row > 0.0 && column > 0.0 => Ok(Some(Spacing { row_mm: row, column_mm: column })),
+        [row, column] if row > 0.0 && column > 0.0 => Ok(Some(Spacing {
+            row_mm: row,
+            column_mm: column,
+        })),
         _ => {
-            warnings.push(format!("{name} {values:?} is not two positive numbers: ignored"));
+            warnings.push(format!(
+                "{name} {values:?} is not two positive numbers: ignored"
+            ));
             Ok(None)
         }
     }
@@ -426,14 +574,24 @@ fn read_spacing(attrs: Attributes, name: &'static str, tag: Tag, warnings: &mut 
 /// when one is given.
 fn read_geometry(attrs: Attributes, warnings: &mut Vec<String>) -> Result<Geometry, DecodeError> {
     let pixel = read_spacing(attrs, "PixelSpacing", tags::PIXEL_SPACING, warnings)?;
-    let imager = read_spacing(attrs, "ImagerPixelSpacing", tags::IMAGER_PIXEL_SPACING, warnings)?;
+    let imager = read_spacing(
+        attrs,
+        "ImagerPixelSpacing",
+        tags::IMAGER_PIXEL_SPACING,
+        warnings,
+    )?;
     let magnification = attrs
-        .float("EstimatedRadiographicMagnificationFactor", tags::ESTIMATED_RADIOGRAPHIC_MAGNIFICATION_FACTOR)?
+        .float(
+            "EstimatedRadiographicMagnificationFactor",
+            tags::ESTIMATED_RADIOGRAPHIC_MAGNIFICATION_FACTOR,
+        )?
         .filter(|m| {
             let ok = *m >= 1.0 && *m < 3.0;
             if !ok {
-                warnings.push(format!("Estimated Radiographic Magnification Factor {m} is \
-                    outside 1..3: ignored"));
+                warnings.push(format!(
+                    "Estimated Radiographic Magnification Factor {m} is \
+                    outside 1..3: ignored"
+                ));
             }
             ok
         });
@@ -442,13 +600,21 @@ fn read_geometry(attrs: Attributes, warnings: &mut Vec<String>) -> Result<Geomet
         (Some(p), Some(i), _) if calibrated || p != i => (Some(p), SpacingSource::PixelSpacing),
         (Some(p), None, _) => (Some(p), SpacingSource::PixelSpacing),
         (_, Some(i), Some(m)) => (
-            Some(Spacing { row_mm: i.row_mm / m, column_mm: i.column_mm / m }),
+            Some(Spacing {
+                row_mm: i.row_mm / m,
+                column_mm: i.column_mm / m,
+            }),
             SpacingSource::ImagerPixelSpacingCorrectedForMagnification,
         ),
         (_, Some(i), None) => (Some(i), SpacingSource::ImagerPixelSpacingAtDetector),
         (None, None, _) => (None, SpacingSource::Uncalibrated),
     };
-    Ok(Geometry { patient_spacing, detector_spacing: imager, spacing_source, magnification_factor: magnification })
+    Ok(Geometry {
+        patient_spacing,
+        detector_spacing: imager,
+        spacing_source,
+        magnification_factor: magnification,
+    })
 }
 
 fn read_view(attrs: Attributes) -> (ProjectionView, Option<&'static str>) {
@@ -465,7 +631,10 @@ fn read_view(attrs: Attributes) -> (ProjectionView, Option<&'static str>) {
     if let Some(item) = attrs.items(tags::VIEW_CODE_SEQUENCE).first() {
         let item = Attributes(item);
         let code = item.text(tags::CODE_VALUE).unwrap_or_default();
-        let meaning = item.text(tags::CODE_MEANING).unwrap_or_default().to_ascii_lowercase();
+        let meaning = item
+            .text(tags::CODE_MEANING)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         // The SNOMED (SRT) codes of PS3.16 CID 4010; other code sets by their meanings.
         let view = match code.as_str() {
             "R-10214" => ProjectionView::Pa,
@@ -501,15 +670,22 @@ fn read_age(attrs: Attributes) -> Option<Age> {
                 _ => None,
             };
             if let Some(years) = years.filter(|y| (0.0..150.0).contains(y)) {
-                return Some(Age { years, source: "PatientAge" });
+                return Some(Age {
+                    years,
+                    source: "PatientAge",
+                });
             }
         }
     }
     let birth = parse_da(&attrs.text(tags::PATIENT_BIRTH_DATE)?)?;
     let study = parse_da(&attrs.text(tags::STUDY_DATE)?)?;
-    let days = |(y, m, d): (i32, u32, u32)| y as f64 * 365.25 + (m as f64 - 1.0) * 30.4375 + d as f64;
+    let days =
+        |(y, m, d): (i32, u32, u32)| y as f64 * 365.25 + (m as f64 - 1.0) * 30.4375 + d as f64;
     let years = (days(study) - days(birth)) / 365.25;
-    (years >= 0.0).then_some(Age { years, source: "PatientBirthDate and StudyDate" })
+    (years >= 0.0).then_some(Age {
+        years,
+        source: "PatientBirthDate and StudyDate",
+    })
 }
 
 fn read_acquisition(attrs: Attributes, identity: &Identity) -> Result<Acquisition, DecodeError> {
@@ -523,8 +699,14 @@ fn read_acquisition(attrs: Attributes, identity: &Identity) -> Result<Acquisitio
         body_part: attrs.text(tags::BODY_PART_EXAMINED),
         view,
         view_source,
-        laterality: attrs.text(tags::IMAGE_LATERALITY).or_else(|| attrs.text(tags::LATERALITY)),
-        patient_orientation: attrs.texts(tags::PATIENT_ORIENTATION).into_iter().filter(|s| !s.is_empty()).collect(),
+        laterality: attrs
+            .text(tags::IMAGE_LATERALITY)
+            .or_else(|| attrs.text(tags::LATERALITY)),
+        patient_orientation: attrs
+            .texts(tags::PATIENT_ORIENTATION)
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect(),
         patient_age: read_age(attrs),
         patient_sex: attrs.text(tags::PATIENT_SEX),
     })

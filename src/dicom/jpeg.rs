@@ -59,17 +59,27 @@ impl Decompressor {
 }
 
 /// Decodes one JPEG codestream to little-endian samples of the header's Bits Allocated.
-pub(crate) fn decode_frame(codestream: &[u8], encoding: &PixelEncoding) -> Result<Vec<u8>, DecodeError> {
-    decode(codestream, encoding).map_err(|reason| DecodeError::codec(&encoding.transfer_syntax, reason))
+pub(crate) fn decode_frame(
+    codestream: &[u8],
+    encoding: &PixelEncoding,
+) -> Result<Vec<u8>, DecodeError> {
+    decode(codestream, encoding)
+        .map_err(|reason| DecodeError::codec(&encoding.transfer_syntax, reason))
 }
 
 fn decode(codestream: &[u8], encoding: &PixelEncoding) -> Result<Vec<u8>, String> {
     let d = Decompressor::new()?;
     d.set(tj::TJPARAM_TJPARAM_STOPONWARNING, 1)?;
-    d.set(tj::TJPARAM_TJPARAM_MAXPIXELS, (encoding.rows * encoding.columns) as i32)?;
+    d.set(
+        tj::TJPARAM_TJPARAM_MAXPIXELS,
+        (encoding.rows * encoding.columns) as i32,
+    )?;
     // SAFETY: the buffer and its length describe a live slice.
-    let status = unsafe { tj::tj3DecompressHeader(d.0, codestream.as_ptr(), codestream.len() as tj::size_t) };
-    d.check(status).map_err(|e| format!("bad JPEG header: {e}"))?;
+    let status = unsafe {
+        tj::tj3DecompressHeader(d.0, codestream.as_ptr(), codestream.len() as tj::size_t)
+    };
+    d.check(status)
+        .map_err(|e| format!("bad JPEG header: {e}"))?;
     let width = d.get(tj::TJPARAM_TJPARAM_JPEGWIDTH);
     let height = d.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT);
     if width as u32 != encoding.columns || height as u32 != encoding.rows {
@@ -89,12 +99,19 @@ fn decode(codestream: &[u8], encoding: &PixelEncoding) -> Result<Vec<u8>, String
         ));
     }
     let pixels = (width as usize) * (height as usize);
-    let gray = tj::TJPF_TJPF_GRAY as i32;
+    let gray = tj::TJPF_TJPF_GRAY;
     let samples: Vec<u16> = if precision <= 8 {
         let mut out = vec![0u8; pixels];
         // SAFETY: `out` holds width x height one-byte samples; pitch is the row length.
         let status = unsafe {
-            tj::tj3Decompress8(d.0, codestream.as_ptr(), codestream.len() as tj::size_t, out.as_mut_ptr(), width, gray)
+            tj::tj3Decompress8(
+                d.0,
+                codestream.as_ptr(),
+                codestream.len() as tj::size_t,
+                out.as_mut_ptr(),
+                width,
+                gray,
+            )
         };
         d.check(status)?;
         if encoding.bits_allocated == 8 {
@@ -105,7 +122,14 @@ fn decode(codestream: &[u8], encoding: &PixelEncoding) -> Result<Vec<u8>, String
         let mut out = vec![0i16; pixels];
         // SAFETY: as above, with two-byte samples.
         let status = unsafe {
-            tj::tj3Decompress12(d.0, codestream.as_ptr(), codestream.len() as tj::size_t, out.as_mut_ptr(), width, gray)
+            tj::tj3Decompress12(
+                d.0,
+                codestream.as_ptr(),
+                codestream.len() as tj::size_t,
+                out.as_mut_ptr(),
+                width,
+                gray,
+            )
         };
         d.check(status)?;
         out.into_iter().map(|v| v as u16).collect()
@@ -113,7 +137,14 @@ fn decode(codestream: &[u8], encoding: &PixelEncoding) -> Result<Vec<u8>, String
         let mut out = vec![0u16; pixels];
         // SAFETY: as above.
         let status = unsafe {
-            tj::tj3Decompress16(d.0, codestream.as_ptr(), codestream.len() as tj::size_t, out.as_mut_ptr(), width, gray)
+            tj::tj3Decompress16(
+                d.0,
+                codestream.as_ptr(),
+                codestream.len() as tj::size_t,
+                out.as_mut_ptr(),
+                width,
+                gray,
+            )
         };
         d.check(status)?;
         out

@@ -20,11 +20,11 @@ mod structure;
 
 pub use error::DecodeError;
 pub use file::{parse_dicom, DicomInstance};
-pub use pixels::decode_frame_bytes;
 pub use header::{
-    Acquisition, Age, Geometry, ImageHeader, Identity, PixelEncoding, ProjectionView, Spacing,
+    Acquisition, Age, Geometry, Identity, ImageHeader, PixelEncoding, ProjectionView, Spacing,
     SpacingSource,
 };
+pub use pixels::decode_frame_bytes;
 
 use crate::imaging::lut::ModalityLut;
 use crate::imaging::Radiograph;
@@ -43,7 +43,10 @@ impl Default for DecodeLimits {
     fn default() -> Self {
         // The largest real CR/DX frames (43 x 43 cm at 0.1 mm, or stitched long-length images)
         // are about 25 megapixels; 64 leaves room without letting a header ask for gigabytes.
-        DecodeLimits { max_file_bytes: 1 << 30, max_pixels: 64 * 1024 * 1024 }
+        DecodeLimits {
+            max_file_bytes: 1 << 30,
+            max_pixels: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -83,8 +86,8 @@ pub fn decode_instance(
             pixels::map_stored_values(&raw, encoding, |v| table.lookup(v as f64) as f32)
         }
     };
-    let padding = header
-        .padding
-        .map(|range| pixels::map_stored_values(&raw, encoding, |v| (range.low..=range.high).contains(&v)));
+    let padding = header.padding.map(|range| {
+        pixels::map_stored_values(&raw, encoding, |v| (range.low..=range.high).contains(&v))
+    });
     Ok(Radiograph::new(header, values, padding))
 }

@@ -46,7 +46,9 @@ pub fn decode_frame_bytes<'a>(
 ) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
     let encoding = &header.pixels;
     if encoding.number_of_frames > 1 {
-        return Err(DecodeError::MultiFrame { frames: encoding.number_of_frames });
+        return Err(DecodeError::MultiFrame {
+            frames: encoding.number_of_frames,
+        });
     }
     let pixels = encoding.rows as u64 * encoding.columns as u64;
     if pixels > limits.max_pixels {
@@ -61,7 +63,9 @@ pub fn decode_frame_bytes<'a>(
         .element_opt(tags::PIXEL_DATA)
         .ok()
         .flatten()
-        .ok_or_else(|| DecodeError::NotAnImage { sop_class: "unknown".into() })?;
+        .ok_or_else(|| DecodeError::NotAnImage {
+            sop_class: "unknown".into(),
+        })?;
     let raw = match element.value() {
         Value::Primitive(value) => {
             let bytes = value.to_bytes();
@@ -72,7 +76,9 @@ pub fn decode_frame_bytes<'a>(
                 });
             }
             match bytes {
-                std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(&b[..frame_bytes as usize]),
+                std::borrow::Cow::Borrowed(b) => {
+                    std::borrow::Cow::Borrowed(&b[..frame_bytes as usize])
+                }
                 std::borrow::Cow::Owned(mut b) => {
                     b.truncate(frame_bytes as usize);
                     std::borrow::Cow::Owned(b)
@@ -85,14 +91,19 @@ pub fn decode_frame_bytes<'a>(
             if (decoded.len() as u64) < frame_bytes {
                 return Err(DecodeError::codec(
                     &encoding.transfer_syntax,
-                    format!("the codec returned {} bytes for a frame of {frame_bytes}", decoded.len()),
+                    format!(
+                        "the codec returned {} bytes for a frame of {frame_bytes}",
+                        decoded.len()
+                    ),
                 ));
             }
             let mut decoded = decoded;
             decoded.truncate(frame_bytes as usize);
             std::borrow::Cow::Owned(decoded)
         }
-        Value::Sequence(_) => Err(DecodeError::malformed("Pixel Data is encoded as a sequence of items"))?,
+        Value::Sequence(_) => Err(DecodeError::malformed(
+            "Pixel Data is encoded as a sequence of items",
+        ))?,
     };
     Ok(raw)
 }
@@ -105,7 +116,10 @@ fn decode_encapsulated(
     let uid = encoding.transfer_syntax_uid.as_str();
     let syntax = encoding.transfer_syntax.as_str();
     if fragments.is_empty() || fragments.iter().all(|f| f.is_empty()) {
-        return Err(DecodeError::codec(syntax, "the encapsulated pixel data has no fragments"));
+        return Err(DecodeError::codec(
+            syntax,
+            "the encapsulated pixel data has no fragments",
+        ));
     }
     if JPEG_SYNTAXES.contains(&uid) {
         let codestream = fragments.concat();
@@ -114,7 +128,10 @@ fn decode_encapsulated(
     if uid == uids::RLE_LOSSLESS {
         // One frame is one fragment (PS3.5 A.4.2).
         let [frame] = fragments else {
-            return Err(DecodeError::codec(syntax, format!("{} fragments for one RLE frame", fragments.len())));
+            return Err(DecodeError::codec(
+                syntax,
+                format!("{} fragments for one RLE frame", fragments.len()),
+            ));
         };
         let pixels = encoding.rows as usize * encoding.columns as usize;
         return rle::decode_frame(frame, pixels, encoding.bits_allocated as usize / 8)
@@ -134,31 +151,49 @@ fn decode_encapsulated(
         name: syntax.to_string(),
         reason: reason.to_string(),
     };
-    let ts = TransferSyntaxRegistry.get(uid).ok_or_else(|| unsupported("unknown syntax"))?;
+    let ts = TransferSyntaxRegistry
+        .get(uid)
+        .ok_or_else(|| unsupported("unknown syntax"))?;
     let Codec::EncapsulatedPixelData(Some(decoder), _) = ts.codec() else {
         return Err(unsupported("no decoder is built into radassist for it"));
     };
     let mut data = Vec::new();
-    let outcome = catch_unwind(AssertUnwindSafe(|| decoder.decode_frame(instance, 0, &mut data)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        decoder.decode_frame(instance, 0, &mut data)
+    }));
     match outcome {
         Ok(Ok(())) => Ok(data),
         Ok(Err(err)) => Err(DecodeError::codec(syntax, err)),
-        Err(_) => Err(DecodeError::codec(syntax, "the codec failed on corrupt data")),
+        Err(_) => Err(DecodeError::codec(
+            syntax,
+            "the codec failed on corrupt data",
+        )),
     }
 }
 
 /// Compares the image size in the codestream's own header with Rows and Columns.
-fn check_codestream_size(uid: &str, syntax: &str, first: &[u8], encoding: &PixelEncoding) -> Result<(), DecodeError> {
+fn check_codestream_size(
+    uid: &str,
+    syntax: &str,
+    first: &[u8],
+    encoding: &PixelEncoding,
+) -> Result<(), DecodeError> {
     let size = if uid.starts_with("1.2.840.10008.1.2.4.8") {
         codestream::jpeg_ls(first)
     } else {
         codestream::jpeg2000(first)
     };
     let Some(size) = size else {
-        return Err(DecodeError::codec(syntax, "the codestream has no readable frame header"));
+        return Err(DecodeError::codec(
+            syntax,
+            "the codestream has no readable frame header",
+        ));
     };
     if size.components != 1 {
-        return Err(DecodeError::codec(syntax, format!("the codestream has {} components, not 1", size.components)));
+        return Err(DecodeError::codec(
+            syntax,
+            format!("the codestream has {} components, not 1", size.components),
+        ));
     }
     if (size.rows, size.columns) != (encoding.rows, encoding.columns) {
         return Err(DecodeError::FrameSizeMismatch {
@@ -174,7 +209,9 @@ fn check_codestream_size(uid: &str, syntax: &str, first: &[u8], encoding: &Pixel
 /// Whether the last fragment ends with 0xFFD9 (JPEG EOI and JPEG 2000 EOC share the code),
 /// allowing the byte that pads a fragment to even length (0x00, or 0xFF from some encoders).
 fn ends_with_end_marker(fragments: &[Vec<u8>]) -> bool {
-    let Some(last) = fragments.iter().rev().find(|f| !f.is_empty()) else { return false };
+    let Some(last) = fragments.iter().rev().find(|f| !f.is_empty()) else {
+        return false;
+    };
     let trimmed = match last.as_slice() {
         [rest @ .., 0x00 | 0xFF] => rest,
         all => all,
@@ -185,10 +222,18 @@ fn ends_with_end_marker(fragments: &[Vec<u8>]) -> bool {
 /// Reads little-endian samples of Bits Allocated, keeps bits
 /// `high_bit - bits_stored + 1 ..= high_bit`, sign-extends two's complement values, and
 /// collects `f` of each stored value, in one pass over the frame.
-pub(crate) fn map_stored_values<T>(raw: &[u8], encoding: &PixelEncoding, f: impl Fn(i32) -> T) -> Vec<T> {
+pub(crate) fn map_stored_values<T>(
+    raw: &[u8],
+    encoding: &PixelEncoding,
+    f: impl Fn(i32) -> T,
+) -> Vec<T> {
     let shift = (encoding.high_bit + 1 - encoding.bits_stored) as u32;
     let bits = encoding.bits_stored as u32;
-    let mask: u32 = if bits == 32 { u32::MAX } else { (1u32 << bits) - 1 };
+    let mask: u32 = if bits == 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    };
     let sign_bit: u32 = 1u32 << (bits - 1);
     let signed = encoding.signed;
     let stored = move |sample: u32| -> i32 {
@@ -229,7 +274,12 @@ mod tests {
         map_stored_values(raw, encoding, |v| v)
     }
 
-    fn encoding(bits_allocated: u16, bits_stored: u16, high_bit: u16, signed: bool) -> PixelEncoding {
+    fn encoding(
+        bits_allocated: u16,
+        bits_stored: u16,
+        high_bit: u16,
+        signed: bool,
+    ) -> PixelEncoding {
         PixelEncoding {
             transfer_syntax_uid: uids::EXPLICIT_VR_LITTLE_ENDIAN.into(),
             transfer_syntax: "Explicit VR Little Endian".into(),
@@ -248,22 +298,37 @@ mod tests {
     fn unused_high_bits_are_masked() {
         // 12 bits stored in 16: 0xF123 carries garbage in the top nibble.
         let raw = 0xF123u16.to_le_bytes();
-        assert_eq!(unpack_stored_values(&raw, &encoding(16, 12, 11, false)), vec![0x123]);
+        assert_eq!(
+            unpack_stored_values(&raw, &encoding(16, 12, 11, false)),
+            vec![0x123]
+        );
     }
 
     #[test]
     fn signed_values_are_sign_extended_from_bits_stored() {
         // 12-bit two's complement 0xFFF is -1, 0x800 is -2048, 0x7FF is 2047.
-        let raw: Vec<u8> = [0x0FFFu16, 0x0800, 0x07FF].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(unpack_stored_values(&raw, &encoding(16, 12, 11, true)), vec![-1, -2048, 2047]);
-        assert_eq!(unpack_stored_values(&[0x80, 0x7F], &encoding(8, 8, 7, true)), vec![-128, 127]);
+        let raw: Vec<u8> = [0x0FFFu16, 0x0800, 0x07FF]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            unpack_stored_values(&raw, &encoding(16, 12, 11, true)),
+            vec![-1, -2048, 2047]
+        );
+        assert_eq!(
+            unpack_stored_values(&[0x80, 0x7F], &encoding(8, 8, 7, true)),
+            vec![-128, 127]
+        );
     }
 
     #[test]
     fn high_bit_above_bits_stored_shifts_the_samples() {
         // 12 bits stored with High Bit 15: the value sits in the top 12 bits.
         let raw = (0xABCu16 << 4).to_le_bytes();
-        assert_eq!(unpack_stored_values(&raw, &encoding(16, 12, 15, false)), vec![0xABC]);
+        assert_eq!(
+            unpack_stored_values(&raw, &encoding(16, 12, 15, false)),
+            vec![0xABC]
+        );
     }
 
     #[test]

@@ -7,11 +7,20 @@
 //! and writes the planes straight into little-endian samples.
 
 /// Decodes one RLE frame of `pixels` samples of `bytes_per_sample` bytes to little-endian bytes.
-pub(crate) fn decode_frame(frame: &[u8], pixels: usize, bytes_per_sample: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn decode_frame(
+    frame: &[u8],
+    pixels: usize,
+    bytes_per_sample: usize,
+) -> Result<Vec<u8>, String> {
     if frame.len() < 64 {
-        return Err(format!("the RLE header needs 64 bytes, the frame has {}", frame.len()));
+        return Err(format!(
+            "the RLE header needs 64 bytes, the frame has {}",
+            frame.len()
+        ));
     }
-    let word = |i: usize| u32::from_le_bytes(frame[4 * i..4 * i + 4].try_into().expect("4 bytes")) as usize;
+    let word = |i: usize| {
+        u32::from_le_bytes(frame[4 * i..4 * i + 4].try_into().expect("4 bytes")) as usize
+    };
     let segments = word(0);
     if segments != bytes_per_sample {
         return Err(format!(
@@ -21,14 +30,26 @@ pub(crate) fn decode_frame(frame: &[u8], pixels: usize, bytes_per_sample: usize)
     let mut out = vec![0u8; pixels * bytes_per_sample];
     for segment in 0..segments {
         let start = word(1 + segment);
-        let end = if segment + 1 < segments { word(2 + segment) } else { frame.len() };
+        let end = if segment + 1 < segments {
+            word(2 + segment)
+        } else {
+            frame.len()
+        };
         if start < 64 || start > end || end > frame.len() {
-            return Err(format!("RLE segment {} has invalid offsets {start}..{end}", segment + 1));
+            return Err(format!(
+                "RLE segment {} has invalid offsets {start}..{end}",
+                segment + 1
+            ));
         }
         // Segment 0 holds the most significant byte, which is the last byte of a little-endian sample.
         let byte_in_sample = bytes_per_sample - 1 - segment;
-        unpack_bits(&frame[start..end], &mut out, byte_in_sample, bytes_per_sample)
-            .map_err(|reason| format!("RLE segment {}: {reason}", segment + 1))?;
+        unpack_bits(
+            &frame[start..end],
+            &mut out,
+            byte_in_sample,
+            bytes_per_sample,
+        )
+        .map_err(|reason| format!("RLE segment {}: {reason}", segment + 1))?;
     }
     Ok(out)
 }
@@ -52,10 +73,14 @@ fn unpack_bits(segment: &[u8], out: &mut [u8], offset: usize, stride: usize) -> 
             -128 => continue,
         };
         if written + count > needed {
-            return Err(format!("a run of {count} bytes overflows the plane at byte {written} of {needed}"));
+            return Err(format!(
+                "a run of {count} bytes overflows the plane at byte {written} of {needed}"
+            ));
         }
         if literal {
-            let bytes = segment.get(at..at + count).ok_or("a literal run is cut short")?;
+            let bytes = segment
+                .get(at..at + count)
+                .ok_or("a literal run is cut short")?;
             for (k, &b) in bytes.iter().enumerate() {
                 out[(written + k) * stride + offset] = b;
             }
@@ -97,12 +122,23 @@ mod tests {
 
     #[test]
     fn short_long_and_miscounted_segments_are_errors() {
-        assert!(decode_frame(&frame(&[&[0x01, 1, 2]]), 3, 1).unwrap_err().contains("2 bytes, 3 needed"));
-        assert!(decode_frame(&frame(&[&[0xFC, 9]]), 3, 1).unwrap_err().contains("overflows"));
-        assert!(decode_frame(&frame(&[&[0x02, 1]]), 3, 1).unwrap_err().contains("cut short"));
-        assert!(decode_frame(&frame(&[&[0xFE, 1]]), 3, 2).unwrap_err().contains("1 segments"));
+        assert!(decode_frame(&frame(&[&[0x01, 1, 2]]), 3, 1)
+            .unwrap_err()
+            .contains("2 bytes, 3 needed"));
+        assert!(decode_frame(&frame(&[&[0xFC, 9]]), 3, 1)
+            .unwrap_err()
+            .contains("overflows"));
+        assert!(decode_frame(&frame(&[&[0x02, 1]]), 3, 1)
+            .unwrap_err()
+            .contains("cut short"));
+        assert!(decode_frame(&frame(&[&[0xFE, 1]]), 3, 2)
+            .unwrap_err()
+            .contains("1 segments"));
         assert!(decode_frame(&[0u8; 10], 3, 1).is_err());
         // Trailing padding after a full plane is fine.
-        assert_eq!(decode_frame(&frame(&[&[0xFE, 7, 0x00]]), 3, 1).unwrap(), vec![7, 7, 7]);
+        assert_eq!(
+            decode_frame(&frame(&[&[0xFE, 7, 0x00]]), 3, 1).unwrap(),
+            vec![7, 7, 7]
+        );
     }
 }

@@ -26,7 +26,10 @@ pub(crate) struct Encoding {
     pub big_endian: bool,
 }
 
-pub(crate) const EXPLICIT_LE: Encoding = Encoding { explicit_vr: true, big_endian: false };
+pub(crate) const EXPLICIT_LE: Encoding = Encoding {
+    explicit_vr: true,
+    big_endian: false,
+};
 
 /// Where a walk stopped: the end of the data, or a delimiter of the enclosing sequence or item.
 #[derive(Debug, PartialEq)]
@@ -43,12 +46,25 @@ struct Walker<'a> {
 impl Walker<'_> {
     fn u16_at(&self, at: usize) -> u16 {
         let b = [self.data[at], self.data[at + 1]];
-        if self.encoding.big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
+        if self.encoding.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
     }
 
     fn u32_at(&self, at: usize) -> u32 {
-        let b = [self.data[at], self.data[at + 1], self.data[at + 2], self.data[at + 3]];
-        if self.encoding.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+        let b = [
+            self.data[at],
+            self.data[at + 1],
+            self.data[at + 2],
+            self.data[at + 3],
+        ];
+        if self.encoding.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
     }
 
     fn tag_at(&self, at: usize) -> Tag {
@@ -56,7 +72,13 @@ impl Walker<'_> {
     }
 
     /// Walks elements from `at` to `end` (or to a delimiter); returns where it stopped.
-    fn elements(&self, mut at: usize, end: usize, depth: usize, stop_at: Option<u16>) -> Result<(usize, Stop), String> {
+    fn elements(
+        &self,
+        mut at: usize,
+        end: usize,
+        depth: usize,
+        stop_at: Option<u16>,
+    ) -> Result<(usize, Stop), String> {
         if depth > MAX_DEPTH {
             return Err(format!("sequences nested more than {MAX_DEPTH} deep"));
         }
@@ -95,12 +117,33 @@ impl Walker<'_> {
     }
 
     /// (VR when known, value length, header size) of the element at `at`.
-    fn element_header(&self, at: usize, end: usize, tag: Tag) -> Result<(Option<VR>, u32, usize), String> {
+    fn element_header(
+        &self,
+        at: usize,
+        end: usize,
+        tag: Tag,
+    ) -> Result<(Option<VR>, u32, usize), String> {
         if self.encoding.explicit_vr && tag.group() != 0xFFFE {
             let vr_bytes = [self.data[at + 4], self.data[at + 5]];
             let vr = VR::from_binary(vr_bytes);
-            let long = matches!(vr, Some(VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::SQ
-                | VR::UC | VR::UN | VR::UR | VR::UT | VR::SV | VR::UV) | None);
+            let long = matches!(
+                vr,
+                Some(
+                    VR::OB
+                        | VR::OD
+                        | VR::OF
+                        | VR::OL
+                        | VR::OV
+                        | VR::OW
+                        | VR::SQ
+                        | VR::UC
+                        | VR::UN
+                        | VR::UR
+                        | VR::UT
+                        | VR::SV
+                        | VR::UV
+                ) | None
+            );
             if long {
                 if end - at < 12 {
                     return Err(format!("element {tag} at offset {at} is cut short"));
@@ -117,13 +160,26 @@ impl Walker<'_> {
     }
 
     /// An undefined-length value: encapsulated Pixel Data (fragments), or a sequence of items.
-    fn undefined_length_value(&self, at: usize, end: usize, depth: usize, tag: Tag, vr: Option<VR>) -> Result<usize, String> {
+    fn undefined_length_value(
+        &self,
+        at: usize,
+        end: usize,
+        depth: usize,
+        tag: Tag,
+        vr: Option<VR>,
+    ) -> Result<usize, String> {
         if tag == PIXEL_DATA && vr != Some(VR::SQ) {
             return self.fragments(at, end);
         }
         // An explicit UN of undefined length is a sequence in implicit VR little endian.
         if self.encoding.explicit_vr && vr == Some(VR::UN) {
-            let inner = Walker { data: self.data, encoding: Encoding { explicit_vr: false, big_endian: false } };
+            let inner = Walker {
+                data: self.data,
+                encoding: Encoding {
+                    explicit_vr: false,
+                    big_endian: false,
+                },
+            };
             return inner.items(at, end, depth + 1);
         }
         self.items(at, end, depth + 1)
@@ -142,7 +198,12 @@ impl Walker<'_> {
                 SEQUENCE_DELIMITER => return Ok(at),
                 ITEM if length == UNDEFINED => match self.elements(at, end, depth, None)? {
                     (next, Stop::Delimiter(ITEM_DELIMITER)) => at = next,
-                    _ => return Err(format!("an item at offset {} has no item delimiter", at - 8)),
+                    _ => {
+                        return Err(format!(
+                            "an item at offset {} has no item delimiter",
+                            at - 8
+                        ))
+                    }
                 },
                 ITEM => {
                     let length = length as usize;
@@ -156,7 +217,12 @@ impl Walker<'_> {
                     self.elements(at, at + length, depth, None)?;
                     at += length;
                 }
-                other => return Err(format!("expected a sequence item at offset {}, found {other}", at - 8)),
+                other => {
+                    return Err(format!(
+                        "expected a sequence item at offset {}, found {other}",
+                        at - 8
+                    ))
+                }
             }
         }
         Ok(at)
@@ -166,7 +232,9 @@ impl Walker<'_> {
     fn fragments(&self, mut at: usize, end: usize) -> Result<usize, String> {
         loop {
             if end - at < 8 {
-                return Err("the encapsulated pixel data ends without its sequence delimiter".into());
+                return Err(
+                    "the encapsulated pixel data ends without its sequence delimiter".into(),
+                );
             }
             let tag = self.tag_at(at);
             let length = self.u32_at(at + 4) as usize;
@@ -174,14 +242,17 @@ impl Walker<'_> {
             match tag {
                 SEQUENCE_DELIMITER => return Ok(at),
                 ITEM if length <= end - at => at += length,
-                ITEM => {
+                ITEM => return Err(format!(
+                    "a pixel data fragment at offset {} claims {length} bytes, but only {} remain",
+                    at - 8,
+                    end - at
+                )),
+                other => {
                     return Err(format!(
-                        "a pixel data fragment at offset {} claims {length} bytes, but only {} remain",
-                        at - 8,
-                        end - at
+                        "expected a pixel data fragment at offset {}, found {other}",
+                        at - 8
                     ))
                 }
-                other => return Err(format!("expected a pixel data fragment at offset {}, found {other}", at - 8)),
             }
         }
     }
@@ -190,7 +261,10 @@ impl Walker<'_> {
 /// Checks the file meta group (explicit VR little endian, group 0002) starting at `at`;
 /// returns the offset of the data set that follows and the Transfer Syntax UID it names.
 pub(crate) fn check_meta_group(data: &[u8], at: usize) -> Result<(usize, Option<String>), String> {
-    let walker = Walker { data, encoding: EXPLICIT_LE };
+    let walker = Walker {
+        data,
+        encoding: EXPLICIT_LE,
+    };
     let (next, _) = walker.elements(at, data.len(), 0, Some(0x0002))?;
     // The walk has checked every length, so the elements can be stepped through again directly.
     let mut transfer_syntax = None;
@@ -213,7 +287,9 @@ pub(crate) fn check_data_set(data: &[u8], at: usize, encoding: Encoding) -> Resu
     let walker = Walker { data, encoding };
     match walker.elements(at, data.len(), 0, None)? {
         (_, Stop::End) => Ok(()),
-        (next, Stop::Delimiter(tag)) => Err(format!("a stray delimiter {tag} at offset {}", next - 8)),
+        (next, Stop::Delimiter(tag)) => {
+            Err(format!("a stray delimiter {tag} at offset {}", next - 8))
+        }
     }
 }
 
@@ -225,7 +301,9 @@ pub(crate) fn inflate(deflated: &[u8], limit: u64) -> Result<Vec<u8>, String> {
         .read_to_end(&mut inflated)
         .map_err(|e| format!("the deflated data set cannot be inflated: {e}"))?;
     if inflated.len() as u64 > limit {
-        return Err(format!("the deflated data set inflates to more than {limit} bytes"));
+        return Err(format!(
+            "the deflated data set inflates to more than {limit} bytes"
+        ));
     }
     Ok(inflated)
 }
@@ -246,7 +324,11 @@ mod tests {
 
     #[test]
     fn a_well_formed_data_set_passes() {
-        let data = [element((0x0008, 0x0060), b"CS", b"CR"), element((0x0010, 0x0020), b"LO", b"ID01")].concat();
+        let data = [
+            element((0x0008, 0x0060), b"CS", b"CR"),
+            element((0x0010, 0x0020), b"LO", b"ID01"),
+        ]
+        .concat();
         assert!(check_data_set(&data, 0, EXPLICIT_LE).is_ok());
     }
 
@@ -263,7 +345,9 @@ mod tests {
         // 40 nested undefined-length sequences, each in an undefined-length item.
         let mut data = Vec::new();
         for _ in 0..40 {
-            data.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            data.extend_from_slice(&[
+                0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+            ]);
             data.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
         }
         let err = check_data_set(&data, 0, EXPLICIT_LE).unwrap_err();

@@ -37,7 +37,10 @@ pub enum DisplayError {
 }
 
 /// Resolves a [`VoiChoice`] against the radiograph's header.
-pub fn choose_voi(radiograph: &Radiograph, choice: &VoiChoice) -> Result<VoiTransform, DisplayError> {
+pub fn choose_voi(
+    radiograph: &Radiograph,
+    choice: &VoiChoice,
+) -> Result<VoiTransform, DisplayError> {
     let display = &radiograph.header.display;
     match choice {
         VoiChoice::Default => Ok(if let Some(window) = display.windows.first() {
@@ -51,14 +54,25 @@ pub fn choose_voi(radiograph: &Radiograph, choice: &VoiChoice) -> Result<VoiTran
             .windows
             .get(*index)
             .map(|w| VoiTransform::Window(w.clone()))
-            .ok_or(DisplayError::NoSuchWindow { number: index + 1, available: display.windows.len() }),
+            .ok_or(DisplayError::NoSuchWindow {
+                number: index + 1,
+                available: display.windows.len(),
+            }),
         VoiChoice::VoiLut(index) => display
             .voi_luts
             .get(*index)
             .map(|t| VoiTransform::Table(t.clone()))
-            .ok_or(DisplayError::NoSuchVoiLut { number: index + 1, available: display.voi_luts.len() }),
+            .ok_or(DisplayError::NoSuchVoiLut {
+                number: index + 1,
+                available: display.voi_luts.len(),
+            }),
         VoiChoice::Explicit { center, width } => {
-            let window = Window { center: *center, width: *width, function: VoiFunction::Linear, explanation: None };
+            let window = Window {
+                center: *center,
+                width: *width,
+                function: VoiFunction::Linear,
+                explanation: None,
+            };
             if !window.is_valid() {
                 return Err(DisplayError::BadWidth(*width));
             }
@@ -71,12 +85,20 @@ pub fn choose_voi(radiograph: &Radiograph, choice: &VoiChoice) -> Result<VoiTran
 /// A LINEAR_EXACT window from the smallest to the largest non-padding value, so that the
 /// smallest displays at 0 and the largest at 1.
 fn image_range_window(radiograph: &Radiograph) -> VoiTransform {
-    let values = radiograph.values.as_slice().expect("radiographs are stored row-major");
+    let values = radiograph
+        .values
+        .as_slice()
+        .expect("radiographs are stored row-major");
     let (mut low, mut high) = match &radiograph.padding {
         None => value_range(values),
         Some(mask) => {
             let mask = mask.as_slice().expect("row-major");
-            let image: Vec<f32> = values.iter().zip(mask).filter(|(_, &p)| !p).map(|(&v, _)| v).collect();
+            let image: Vec<f32> = values
+                .iter()
+                .zip(mask)
+                .filter(|(_, &p)| !p)
+                .map(|(&v, _)| v)
+                .collect();
             value_range(&image)
         }
     };
@@ -103,10 +125,15 @@ fn value_range(values: &[f32]) -> (f32, f32) {
     for chunk in chunks {
         for i in 0..LANES {
             low[i] = if chunk[i] < low[i] { chunk[i] } else { low[i] };
-            high[i] = if chunk[i] > high[i] { chunk[i] } else { high[i] };
+            high[i] = if chunk[i] > high[i] {
+                chunk[i]
+            } else {
+                high[i]
+            };
         }
     }
-    let fold = |a: &[f32], start: f32, pick: fn(f32, f32) -> f32| a.iter().fold(start, |m, &v| pick(m, v));
+    let fold =
+        |a: &[f32], start: f32, pick: fn(f32, f32) -> f32| a.iter().fold(start, |m, &v| pick(m, v));
     let low = fold(rest, fold(&low, f32::INFINITY, f32::min), f32::min);
     let high = fold(rest, fold(&high, f32::NEG_INFINITY, f32::max), f32::max);
     (low, high)
@@ -122,19 +149,27 @@ pub fn display_values(radiograph: &Radiograph, voi: &VoiTransform) -> Array2<f32
     let inverted = radiograph.header.display.inverted;
     let shade = |v: f64| {
         let y = voi.apply(v) as f32;
-        if inverted { 1.0 - y } else { y }
+        if inverted {
+            1.0 - y
+        } else {
+            y
+        }
     };
     let shaded = match integer_value_range(radiograph) {
         Some((low, high)) => {
             let table: Vec<f32> = (low..=high).map(|v| shade(v as f64)).collect();
             let last = table.len() - 1;
-            radiograph.values.mapv(|v| table[((v as i64 - low) as usize).min(last)])
+            radiograph
+                .values
+                .mapv(|v| table[((v as i64 - low) as usize).min(last)])
         }
         None => radiograph.values.mapv(|v| shade(f64::from(v))),
     };
     match &radiograph.padding {
         None => shaded,
-        Some(mask) => Zip::from(&shaded).and(mask).map_collect(|&y, &padding| if padding { 0.0 } else { y }),
+        Some(mask) => Zip::from(&shaded)
+            .and(mask)
+            .map_collect(|&y, &padding| if padding { 0.0 } else { y }),
     }
 }
 
@@ -146,12 +181,17 @@ fn integer_value_range(radiograph: &Radiograph) -> Option<(i64, i64)> {
         return None;
     }
     let (low, high) = match pixels.signed {
-        true => (-(1i64 << (pixels.bits_stored - 1)), (1i64 << (pixels.bits_stored - 1)) - 1),
+        true => (
+            -(1i64 << (pixels.bits_stored - 1)),
+            (1i64 << (pixels.bits_stored - 1)) - 1,
+        ),
         false => (0, (1i64 << pixels.bits_stored) - 1),
     };
     match &radiograph.header.modality_lut {
         ModalityLut::Rescale { slope, intercept }
-            if *slope == 1.0 && intercept.fract() == 0.0 && intercept.abs() <= f64::from(1 << 20) =>
+            if *slope == 1.0
+                && intercept.fract() == 0.0
+                && intercept.abs() <= f64::from(1 << 20) =>
         {
             Some((low + *intercept as i64, high + *intercept as i64))
         }

@@ -138,7 +138,12 @@ mod tests {
     use super::*;
 
     fn window(center: f64, width: f64, function: VoiFunction) -> Window {
-        Window { center, width, function, explanation: None }
+        Window {
+            center,
+            width,
+            function,
+            explanation: None,
+        }
     }
 
     #[test]
@@ -168,7 +173,12 @@ mod tests {
 
     #[test]
     fn lookup_tables_clamp_outside_their_range() {
-        let t = LookupTable { first_mapped: -2, bits: 8, data: vec![10, 20, 30], explanation: None };
+        let t = LookupTable {
+            first_mapped: -2,
+            bits: 8,
+            data: vec![10, 20, 30],
+            explanation: None,
+        };
         assert_eq!(t.lookup(-100.0), 10);
         assert_eq!(t.lookup(-1.0), 20);
         assert_eq!(t.lookup(0.0), 30);

@@ -29,8 +29,13 @@ impl Radiograph {
     pub fn new(header: ImageHeader, values: Vec<f32>, padding: Option<Vec<bool>>) -> Self {
         let shape = (header.pixels.rows as usize, header.pixels.columns as usize);
         let values = Array2::from_shape_vec(shape, values).expect("one value per pixel");
-        let padding = padding.map(|mask| Array2::from_shape_vec(shape, mask).expect("one flag per pixel"));
-        Radiograph { header, values, padding }
+        let padding =
+            padding.map(|mask| Array2::from_shape_vec(shape, mask).expect("one flag per pixel"));
+        Radiograph {
+            header,
+            values,
+            padding,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -44,6 +49,8 @@ impl Radiograph {
     /// Whether the pixel at (row, column) holds image data rather than padding.
     #[inline]
     pub fn is_image(&self, row: usize, column: usize) -> bool {
-        self.padding.as_ref().is_none_or(|mask| !mask[(row, column)])
+        self.padding
+            .as_ref()
+            .is_none_or(|mask| !mask[(row, column)])
     }
 }

@@ -19,7 +19,10 @@ pub fn quantise(display: ArrayView2<f32>, depth: PngDepth) -> Vec<u8> {
     let standard = display.as_standard_layout();
     let values = standard.as_slice().expect("standard layout is contiguous");
     match depth {
-        PngDepth::Eight => values.iter().map(|&y| (y.clamp(0.0, 1.0) * 255.0 + 0.5) as u8).collect(),
+        PngDepth::Eight => values
+            .iter()
+            .map(|&y| (y.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
+            .collect(),
         PngDepth::Sixteen => {
             let mut out = vec![0u8; values.len() * 2];
             for (pair, &y) in out.chunks_exact_mut(2).zip(values) {
@@ -41,7 +44,9 @@ pub fn write_png(path: &Path, display: ArrayView2<f32>, depth: PngDepth) -> io::
         PngDepth::Sixteen => png::BitDepth::Sixteen,
     });
     let mut writer = encoder.write_header().map_err(io::Error::other)?;
-    writer.write_image_data(&quantise(display, depth)).map_err(io::Error::other)?;
+    writer
+        .write_image_data(&quantise(display, depth))
+        .map_err(io::Error::other)?;
     writer.finish().map_err(io::Error::other)
 }
 
@@ -60,7 +65,8 @@ pub fn write_npy(path: &Path, values: ArrayView2<f32>) -> io::Result<()> {
 /// The `.npy` 1.0 preamble: magic, version, header length, and a dict padded with spaces so
 /// that the data starts on a 64-byte boundary.
 fn npy_header((rows, columns): (usize, usize)) -> Vec<u8> {
-    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {columns}), }}");
+    let mut dict =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {columns}), }}");
     let unpadded = 10 + dict.len() + 1;
     dict.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     dict.push('\n');
@@ -86,7 +92,13 @@ mod tests {
     #[test]
     fn quantising_rounds_to_nearest_level() {
         let display = ndarray::array![[0.0f32, 0.5, 1.0, 1.2]];
-        assert_eq!(quantise(display.view(), PngDepth::Eight), vec![0, 128, 255, 255]);
-        assert_eq!(quantise(display.view(), PngDepth::Sixteen)[2..4], [0x80, 0x00]);
+        assert_eq!(
+            quantise(display.view(), PngDepth::Eight),
+            vec![0, 128, 255, 255]
+        );
+        assert_eq!(
+            quantise(display.view(), PngDepth::Sixteen)[2..4],
+            [0x80, 0x00]
+        );
     }
 }

@@ -31,7 +31,11 @@ fn weights(source: usize, target: usize) -> Vec<Vec<(usize, f32)>> {
                 let left = x.floor() as usize;
                 let right = (left + 1).min(source - 1);
                 let t = (x - left as f64) as f32;
-                if right == left { vec![(left, 1.0)] } else { vec![(left, 1.0 - t), (right, t)] }
+                if right == left {
+                    vec![(left, 1.0)]
+                } else {
+                    vec![(left, 1.0 - t), (right, t)]
+                }
             }
         })
         .collect()
@@ -45,7 +49,10 @@ pub fn resize(image: ArrayView2<f32>, rows: usize, columns: usize) -> Array2<f32
     }
     let column_taps = weights(image.ncols(), columns);
     let mut horizontal = Array2::<f32>::zeros((image.nrows(), columns));
-    for (source_row, mut out_row) in image.axis_iter(Axis(0)).zip(horizontal.axis_iter_mut(Axis(0))) {
+    for (source_row, mut out_row) in image
+        .axis_iter(Axis(0))
+        .zip(horizontal.axis_iter_mut(Axis(0)))
+    {
         for (out, taps) in out_row.iter_mut().zip(&column_taps) {
             *out = taps.iter().map(|&(s, w)| source_row[s] * w).sum();
         }

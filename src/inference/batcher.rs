@@ -25,7 +25,11 @@ pub struct BatchingConfig {
 
 impl Default for BatchingConfig {
     fn default() -> Self {
-        BatchingConfig { max_batch: 16, max_delay: Duration::from_millis(5), queue_capacity: 256 }
+        BatchingConfig {
+            max_batch: 16,
+            max_delay: Duration::from_millis(5),
+            queue_capacity: 256,
+        }
     }
 }
 
@@ -64,7 +68,8 @@ impl BatchMetrics {
             mean_batch: per(requests, batches),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
             mean_queue_ms: per(self.queue_micros.load(Ordering::Relaxed), requests) / 1e3,
-            mean_compute_ms_per_batch: per(self.compute_micros.load(Ordering::Relaxed), batches) / 1e3,
+            mean_compute_ms_per_batch: per(self.compute_micros.load(Ordering::Relaxed), batches)
+                / 1e3,
         }
     }
 }
@@ -83,7 +88,10 @@ pub struct Batcher<Req, Resp> {
 
 impl<Req, Resp> Clone for Batcher<Req, Resp> {
     fn clone(&self) -> Self {
-        Batcher { queue: self.queue.clone(), metrics: self.metrics.clone() }
+        Batcher {
+            queue: self.queue.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -108,19 +116,29 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                         let wait = deadline.saturating_duration_since(Instant::now());
                         match jobs.recv_timeout(wait) {
                             Ok(job) => batch.push(job),
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                                break
+                            }
                         }
                     }
                     let started = Instant::now();
-                    let queued: u64 = batch.iter().map(|j| (started - j.enqueued).as_micros() as u64).sum();
-                    let (requests, replies): (Vec<Req>, Vec<_>) = batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+                    let queued: u64 = batch
+                        .iter()
+                        .map(|j| (started - j.enqueued).as_micros() as u64)
+                        .sum();
+                    let (requests, replies): (Vec<Req>, Vec<_>) =
+                        batch.into_iter().map(|j| (j.request, j.reply)).unzip();
                     let size = requests.len();
                     let outcome = run_batch(requests);
-                    counters.compute_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    counters
+                        .compute_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     counters.queue_micros.fetch_add(queued, Ordering::Relaxed);
                     counters.requests.fetch_add(size as u64, Ordering::Relaxed);
                     counters.batches.fetch_add(1, Ordering::Relaxed);
-                    counters.largest_batch.fetch_max(size as u64, Ordering::Relaxed);
+                    counters
+                        .largest_batch
+                        .fetch_max(size as u64, Ordering::Relaxed);
                     match outcome {
                         Ok(responses) if responses.len() == size => {
                             for (reply, response) in replies.into_iter().zip(responses) {
@@ -128,7 +146,10 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                             }
                         }
                         Ok(responses) => {
-                            let reason = format!("the model answered {} of {size} requests", responses.len());
+                            let reason = format!(
+                                "the model answered {} of {size} requests",
+                                responses.len()
+                            );
                             for reply in replies {
                                 let _ = reply.send(Err(InferenceError::Run(reason.clone())));
                             }
@@ -149,16 +170,24 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Submits one request and waits for its answer.
     pub fn submit(&self, request: Req) -> Result<Resp, InferenceError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job { request, enqueued: Instant::now(), reply };
+        let job = Job {
+            request,
+            enqueued: Instant::now(),
+            reply,
+        };
         match self.queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(InferenceError::Busy);
             }
-            Err(TrySendError::Disconnected(_)) => return Err(InferenceError::Run("the model worker has stopped".into())),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(InferenceError::Run("the model worker has stopped".into()))
+            }
         }
-        answer.recv().map_err(|_| InferenceError::Run("the model worker stopped before answering".into()))?
+        answer
+            .recv()
+            .map_err(|_| InferenceError::Run("the model worker stopped before answering".into()))?
     }
 
     pub fn metrics(&self) -> &BatchMetrics {
@@ -172,8 +201,14 @@ mod tests {
 
     #[test]
     fn concurrent_requests_are_batched_and_answered_in_order() {
-        let config = BatchingConfig { max_batch: 8, max_delay: Duration::from_millis(50), queue_capacity: 64 };
-        let batcher = Batcher::spawn("double", config, |requests: Vec<u32>| Ok(requests.iter().map(|r| r * 2).collect()));
+        let config = BatchingConfig {
+            max_batch: 8,
+            max_delay: Duration::from_millis(50),
+            queue_capacity: 64,
+        };
+        let batcher = Batcher::spawn("double", config, |requests: Vec<u32>| {
+            Ok(requests.iter().map(|r| r * 2).collect())
+        });
         let handles: Vec<_> = (0..8u32)
             .map(|i| {
                 let b = batcher.clone();
@@ -184,13 +219,20 @@ mod tests {
         assert_eq!(answers, (0..8).map(|i| i * 2).collect::<Vec<_>>());
         let m = batcher.metrics().snapshot();
         assert_eq!(m.requests, 8);
-        assert!(m.batches < 8, "eight requests within 50 ms should share batches: {m:?}");
+        assert!(
+            m.batches < 8,
+            "eight requests within 50 ms should share batches: {m:?}"
+        );
         assert!(m.largest_batch > 1);
     }
 
     #[test]
     fn a_full_queue_is_refused_not_grown() {
-        let config = BatchingConfig { max_batch: 1, max_delay: Duration::ZERO, queue_capacity: 1 };
+        let config = BatchingConfig {
+            max_batch: 1,
+            max_delay: Duration::ZERO,
+            queue_capacity: 1,
+        };
         let (gate, opened) = mpsc::channel::<()>();
         let opened = std::sync::Mutex::new(opened);
         let batcher = Batcher::spawn("slow", config, move |r: Vec<u8>| {
@@ -198,9 +240,15 @@ mod tests {
             Ok(r)
         });
         // One request in the worker, one in the queue; the next ones are refused.
-        let first = { let b = batcher.clone(); std::thread::spawn(move || b.submit(1)) };
+        let first = {
+            let b = batcher.clone();
+            std::thread::spawn(move || b.submit(1))
+        };
         std::thread::sleep(Duration::from_millis(100));
-        let second = { let b = batcher.clone(); std::thread::spawn(move || b.submit(2)) };
+        let second = {
+            let b = batcher.clone();
+            std::thread::spawn(move || b.submit(2))
+        };
         std::thread::sleep(Duration::from_millis(100));
         assert!(matches!(batcher.submit(3), Err(InferenceError::Busy)));
         gate.send(()).unwrap();
@@ -212,9 +260,13 @@ mod tests {
 
     #[test]
     fn a_failed_batch_fails_each_request_with_the_reason() {
-        let batcher = Batcher::spawn("broken", BatchingConfig::default(), |_: Vec<u8>| -> Result<Vec<u8>, InferenceError> {
-            Err(InferenceError::Run("out of memory".into()))
-        });
+        let batcher = Batcher::spawn(
+            "broken",
+            BatchingConfig::default(),
+            |_: Vec<u8>| -> Result<Vec<u8>, InferenceError> {
+                Err(InferenceError::Run("out of memory".into()))
+            },
+        );
         let err = batcher.submit(1).unwrap_err().to_string();
         assert!(err.contains("out of memory"), "{err}");
     }

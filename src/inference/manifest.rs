@@ -166,41 +166,65 @@ impl Manifest {
     /// Reads and checks `model.toml` on its own (the graph is checked when it is loaded).
     /// The graph of a single-graph pack.
     pub fn graph(&self) -> &GraphSpec {
-        self.graph.as_ref().expect("checked when the manifest was read")
+        self.graph
+            .as_ref()
+            .expect("checked when the manifest was read")
     }
 
     pub fn read(path: &Path) -> Result<Manifest, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        manifest.check().map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        manifest
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(manifest)
     }
 
     fn check(&self) -> Result<(), String> {
         if self.task == Task::Report {
-            let report = self.report.as_ref().ok_or("a report pack needs a [report] section")?;
-            self.image.as_ref().ok_or("a report pack needs an [image] section")?.check()?;
+            let report = self
+                .report
+                .as_ref()
+                .ok_or("a report pack needs a [report] section")?;
+            self.image
+                .as_ref()
+                .ok_or("a report pack needs an [image] section")?
+                .check()?;
             if report.template.matches("<image>").count() != 1 {
                 return Err("report.template must hold <image> exactly once".into());
             }
             if let Some(prior) = &report.prior_template {
-                if !report.template.contains("{prior}") || prior.matches("<prior_image>").count() != 1 {
+                if !report.template.contains("{prior}")
+                    || prior.matches("<prior_image>").count() != 1
+                {
                     return Err("report.prior_template needs {prior} in report.template and <prior_image> once in itself".into());
                 }
             }
-            if report.eos_ids.is_empty() || report.layers == 0 || report.image_tokens == 0 || report.max_new_tokens == 0 {
+            if report.eos_ids.is_empty()
+                || report.layers == 0
+                || report.image_tokens == 0
+                || report.max_new_tokens == 0
+            {
                 return Err("report.eos_ids, layers, image_tokens and max_new_tokens must not be empty or 0".into());
             }
             return Ok(());
         }
-        let graph = self.graph.as_ref().ok_or("the [graph] section is missing")?;
+        let graph = self
+            .graph
+            .as_ref()
+            .ok_or("the [graph] section is missing")?;
         for (kind, specs) in [("inputs", &graph.inputs), ("outputs", &graph.outputs)] {
             if specs.is_empty() {
                 return Err(format!("graph.{kind} is empty"));
             }
             for (i, spec) in specs.iter().enumerate() {
                 if canonical_dtype(&spec.dtype).is_none() {
-                    return Err(format!("graph.{kind}[{i}].dtype {:?} is not a known element type", spec.dtype));
+                    return Err(format!(
+                        "graph.{kind}[{i}].dtype {:?} is not a known element type",
+                        spec.dtype
+                    ));
                 }
             }
         }
@@ -208,25 +232,42 @@ impl Manifest {
             if graph.outputs.iter().any(|o| o.name == name) {
                 Ok(())
             } else {
-                Err(format!("{section}.output {name:?} is not among graph.outputs"))
+                Err(format!(
+                    "{section}.output {name:?} is not among graph.outputs"
+                ))
             }
         };
         let activation = |section: &str, a: &str| match a {
             "none" | "sigmoid" => Ok(()),
-            other => Err(format!("{section}.activation {other:?} must be \"none\" or \"sigmoid\"")),
+            other => Err(format!(
+                "{section}.activation {other:?} must be \"none\" or \"sigmoid\""
+            )),
         };
         if let Some(image) = &self.image {
             image.check()?;
             if !graph.inputs.iter().any(|i| i.name == image.input) {
-                return Err(format!("image.input {:?} is not among graph.inputs", image.input));
+                return Err(format!(
+                    "image.input {:?} is not among graph.inputs",
+                    image.input
+                ));
             }
         }
-        let needs_image = || self.image.as_ref().map(|_| ()).ok_or_else(|| format!("a {:?} pack needs an [image] section", self.task));
+        let needs_image = || {
+            self.image
+                .as_ref()
+                .map(|_| ())
+                .ok_or_else(|| format!("a {:?} pack needs an [image] section", self.task))
+        };
         match self.task {
             Task::TextEmbedding => match &self.text {
                 None => Err("a text-embedding pack needs a [text] section".into()),
-                Some(text) if text.pooling != "mean" => Err(format!("text.pooling {:?} is not supported (use \"mean\")", text.pooling)),
-                Some(text) if text.max_tokens == 0 => Err("text.max_tokens must be positive".into()),
+                Some(text) if text.pooling != "mean" => Err(format!(
+                    "text.pooling {:?} is not supported (use \"mean\")",
+                    text.pooling
+                )),
+                Some(text) if text.max_tokens == 0 => {
+                    Err("text.max_tokens must be positive".into())
+                }
                 Some(_) => Ok(()),
             },
             Task::Findings | Task::Landmarks => {
@@ -235,14 +276,20 @@ impl Manifest {
                     Task::Findings => ("findings", &self.findings),
                     _ => ("landmarks", &self.landmarks),
                 };
-                let spec = spec.as_ref().ok_or_else(|| format!("a {section} pack needs a [{section}] section"))?;
+                let spec = spec
+                    .as_ref()
+                    .ok_or_else(|| format!("a {section} pack needs a [{section}] section"))?;
                 if spec.names.is_empty() {
                     return Err(format!("{section}.names is empty"));
                 }
                 activation(section, &spec.activation)?;
                 output_exists(section, &spec.output)?;
                 // One name per entry along dimension 1 of the output.
-                let declared = graph.outputs.iter().find(|o| o.name == spec.output).expect("exists");
+                let declared = graph
+                    .outputs
+                    .iter()
+                    .find(|o| o.name == spec.output)
+                    .expect("exists");
                 match declared.shape.get(1) {
                     Some(Dimension::Fixed(n)) if *n as usize != spec.names.len() => Err(format!(
                         "{section}.names lists {} names, but output {:?} has {n} along dimension 1",
@@ -254,7 +301,10 @@ impl Manifest {
             }
             Task::Embedding => {
                 needs_image()?;
-                let e = self.embedding.as_ref().ok_or("an embedding pack needs an [embedding] section")?;
+                let e = self
+                    .embedding
+                    .as_ref()
+                    .ok_or("an embedding pack needs an [embedding] section")?;
                 output_exists("embedding", &e.output)
             }
             Task::Report => unreachable!("handled above"),

@@ -26,7 +26,11 @@ pub enum InferenceError {
     #[error("model pack {pack}: {reason}")]
     Pack { pack: String, reason: String },
     #[error("model pack {pack}: the manifest disagrees with the ONNX graph at {field}: {detail}")]
-    ManifestMismatch { pack: String, field: String, detail: String },
+    ManifestMismatch {
+        pack: String,
+        field: String,
+        detail: String,
+    },
     #[error("provider = cuda, but CUDA cannot be used: {reason}. CUDA needs radassist built with \
              `--features cuda`, ORT_DYLIB_PATH pointing at the onnxruntime-gpu library, and the CUDA \
              13 and cuDNN 9 libraries on an NVIDIA GPU machine; otherwise use provider auto or cpu")]
@@ -50,10 +54,15 @@ pub struct ModelPack {
 impl ModelPack {
     /// Loads the pack in `folder` and checks its graph against its manifest.
     pub fn load(folder: &Path, settings: &SessionSettings) -> Result<ModelPack, InferenceError> {
-        let pack_error = |reason: String| InferenceError::Pack { pack: folder.display().to_string(), reason };
+        let pack_error = |reason: String| InferenceError::Pack {
+            pack: folder.display().to_string(),
+            reason,
+        };
         let manifest = Manifest::read(&folder.join("model.toml")).map_err(pack_error)?;
         if manifest.task == manifest::Task::Report {
-            return Err(pack_error("a report pack has three graphs: load it with report::ReportModel".into()));
+            return Err(pack_error(
+                "a report pack has three graphs: load it with report::ReportModel".into(),
+            ));
         }
         let graph = folder.join(&manifest.graph().file);
         if !graph.is_file() {
@@ -64,7 +73,12 @@ impl ModelPack {
         }
         let (session, provider) = session::open_session(&graph, settings)?;
         session::check_graph(&manifest, &session)?;
-        Ok(ModelPack { manifest, folder: folder.to_path_buf(), session, provider })
+        Ok(ModelPack {
+            manifest,
+            folder: folder.to_path_buf(),
+            session,
+            provider,
+        })
     }
 }
 
@@ -87,13 +101,23 @@ impl ModelPack {
                 .collect();
             let shape = ndarray::IxDyn(&shape);
             let value: DynValue = match manifest::canonical_dtype(&spec.dtype) {
-                Some("f32") => Tensor::from_array(ndarray::ArrayD::<f32>::zeros(shape)).map_err(run)?.into_dyn(),
-                Some("i64") => Tensor::from_array(ndarray::ArrayD::<i64>::zeros(shape)).map_err(run)?.into_dyn(),
-                Some("i32") => Tensor::from_array(ndarray::ArrayD::<i32>::zeros(shape)).map_err(run)?.into_dyn(),
-                Some("u8") => Tensor::from_array(ndarray::ArrayD::<u8>::zeros(shape)).map_err(run)?.into_dyn(),
+                Some("f32") => Tensor::from_array(ndarray::ArrayD::<f32>::zeros(shape))
+                    .map_err(run)?
+                    .into_dyn(),
+                Some("i64") => Tensor::from_array(ndarray::ArrayD::<i64>::zeros(shape))
+                    .map_err(run)?
+                    .into_dyn(),
+                Some("i32") => Tensor::from_array(ndarray::ArrayD::<i32>::zeros(shape))
+                    .map_err(run)?
+                    .into_dyn(),
+                Some("u8") => Tensor::from_array(ndarray::ArrayD::<u8>::zeros(shape))
+                    .map_err(run)?
+                    .into_dyn(),
                 other => {
                     return Err(InferenceError::Run(format!(
-                        "warm-up cannot make {} input {:?}", other.unwrap_or("?"), spec.name
+                        "warm-up cannot make {} input {:?}",
+                        other.unwrap_or("?"),
+                        spec.name
                     )))
                 }
             };

@@ -49,7 +49,11 @@ impl ImageSpec {
         }
         for (name, values) in [("mean", &self.mean), ("std", &self.std)] {
             if values.len() != 1 && values.len() != self.channels {
-                return Err(format!("image.{name} needs 1 or {} values, not {}", self.channels, values.len()));
+                return Err(format!(
+                    "image.{name} needs 1 or {} values, not {}",
+                    self.channels,
+                    values.len()
+                ));
             }
         }
         if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
@@ -72,7 +76,10 @@ pub struct Placement {
 impl Placement {
     /// Model-input pixel coordinates back to image pixel coordinates (column, row).
     pub fn to_image(&self, x: f64, y: f64) -> (f64, f64) {
-        ((x + 0.5 - self.offset_x) / self.scale_x - 0.5, (y + 0.5 - self.offset_y) / self.scale_y - 0.5)
+        (
+            (x + 0.5 - self.offset_x) / self.scale_x - 0.5,
+            (y + 0.5 - self.offset_y) / self.scale_y - 0.5,
+        )
     }
 }
 
@@ -97,11 +104,20 @@ pub fn fit_display(display: &Array2<f32>, spec: &ImageSpec) -> Prepared {
     let (canvas, placement) = match spec.fit {
         Fit::Stretch => (
             resize(display.view(), h, w),
-            Placement { scale_x: w as f64 / columns as f64, scale_y: h as f64 / rows as f64, offset_x: 0.0, offset_y: 0.0 },
+            Placement {
+                scale_x: w as f64 / columns as f64,
+                scale_y: h as f64 / rows as f64,
+                offset_x: 0.0,
+                offset_y: 0.0,
+            },
         ),
         Fit::Letterbox | Fit::Crop => {
             let (sy, sx) = (h as f64 / rows as f64, w as f64 / columns as f64);
-            let scale = if spec.fit == Fit::Letterbox { sy.min(sx) } else { sy.max(sx) };
+            let scale = if spec.fit == Fit::Letterbox {
+                sy.min(sx)
+            } else {
+                sy.max(sx)
+            };
             let fitted_rows = ((rows as f64 * scale).round() as usize).max(1);
             let fitted_columns = ((columns as f64 * scale).round() as usize).max(1);
             let fitted = resize(display.view(), fitted_rows, fitted_columns);
@@ -123,8 +139,18 @@ pub fn fit_display(display: &Array2<f32>, spec: &ImageSpec) -> Prepared {
             };
             let (dr, sr, nr) = rows_in(top, fitted_rows, h);
             let (dc, sc, nc) = rows_in(left, fitted_columns, w);
-            canvas.slice_mut(s![dr..dr + nr, dc..dc + nc]).assign(&fitted.slice(s![sr..sr + nr, sc..sc + nc]));
-            (canvas, Placement { scale_x, scale_y, offset_x: left as f64, offset_y: top as f64 })
+            canvas
+                .slice_mut(s![dr..dr + nr, dc..dc + nc])
+                .assign(&fitted.slice(s![sr..sr + nr, sc..sc + nc]));
+            (
+                canvas,
+                Placement {
+                    scale_x,
+                    scale_y,
+                    offset_x: left as f64,
+                    offset_y: top as f64,
+                },
+            )
         }
     };
     let mut tensor = Array3::<f32>::zeros((spec.channels, h, w));
@@ -141,7 +167,16 @@ mod tests {
     use super::*;
 
     fn spec(fit: Fit, rows: usize, columns: usize) -> ImageSpec {
-        ImageSpec { input: "x".into(), rows, columns, fit, channels: 3, mean: vec![0.5], std: vec![0.25], pad_value: 0.0 }
+        ImageSpec {
+            input: "x".into(),
+            rows,
+            columns,
+            fit,
+            channels: 3,
+            mean: vec![0.5],
+            std: vec![0.25],
+            pad_value: 0.0,
+        }
     }
 
     #[test]
@@ -156,7 +191,10 @@ mod tests {
         assert_eq!(prepared.tensor[(0, 10, 37)], -2.0);
         let p = prepared.placement;
         let (x, y) = p.to_image(12.0 + 12.5 - 0.5, 24.5);
-        assert!((x - 49.5).abs() < 1e-9 && (y - 99.5).abs() < 1e-9, "{x} {y}");
+        assert!(
+            (x - 49.5).abs() < 1e-9 && (y - 99.5).abs() < 1e-9,
+            "{x} {y}"
+        );
     }
 
     #[test]

@@ -60,10 +60,32 @@ pub struct ReportModel {
 }
 
 /// The names a graph must have; the error names the first missing one.
-fn require_names(pack: &str, file: &str, session: &Session, inputs: &[String], outputs: &[String]) -> Result<(), InferenceError> {
+fn require_names(
+    pack: &str,
+    file: &str,
+    session: &Session,
+    inputs: &[String],
+    outputs: &[String],
+) -> Result<(), InferenceError> {
     for (kind, wanted, present) in [
-        ("input", inputs, session.inputs().iter().map(|o| o.name().to_string()).collect::<Vec<_>>()),
-        ("output", outputs, session.outputs().iter().map(|o| o.name().to_string()).collect::<Vec<_>>()),
+        (
+            "input",
+            inputs,
+            session
+                .inputs()
+                .iter()
+                .map(|o| o.name().to_string())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "output",
+            outputs,
+            session
+                .outputs()
+                .iter()
+                .map(|o| o.name().to_string())
+                .collect::<Vec<_>>(),
+        ),
     ] {
         if let Some(missing) = wanted.iter().find(|w| !present.contains(w)) {
             return Err(InferenceError::ManifestMismatch {
@@ -78,10 +100,16 @@ fn require_names(pack: &str, file: &str, session: &Session, inputs: &[String], o
 
 impl ReportModel {
     pub fn load(folder: &Path, settings: &SessionSettings) -> Result<ReportModel, InferenceError> {
-        let pack_error = |reason: String| InferenceError::Pack { pack: folder.display().to_string(), reason };
+        let pack_error = |reason: String| InferenceError::Pack {
+            pack: folder.display().to_string(),
+            reason,
+        };
         let manifest = Manifest::read(&folder.join("model.toml")).map_err(pack_error)?;
         if manifest.task != Task::Report {
-            return Err(pack_error(format!("task is {:?}, not report", manifest.task)));
+            return Err(pack_error(format!(
+                "task is {:?}, not report",
+                manifest.task
+            )));
         }
         let spec = manifest.report.clone().expect("checked");
         let image = manifest.image.clone().expect("checked");
@@ -89,7 +117,10 @@ impl ReportModel {
         let open = |file: &str| -> Result<(Session, ProviderUsed), InferenceError> {
             let path = folder.join(file);
             if !path.is_file() {
-                return Err(InferenceError::Pack { pack: name.clone(), reason: format!("{} does not exist", path.display()) });
+                return Err(InferenceError::Pack {
+                    pack: name.clone(),
+                    reason: format!("{} does not exist", path.display()),
+                });
             }
             open_session(&path, settings)
         };
@@ -97,8 +128,20 @@ impl ReportModel {
         let (embed, _) = open(&spec.embed_tokens)?;
         let (decoder, _) = open(&spec.decoder)?;
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        require_names(&name, &spec.vision_encoder, &vision, &[image.input.clone()], &strings(&["image_features"]))?;
-        require_names(&name, &spec.embed_tokens, &embed, &strings(&["input_ids"]), &strings(&["inputs_embeds"]))?;
+        require_names(
+            &name,
+            &spec.vision_encoder,
+            &vision,
+            std::slice::from_ref(&image.input),
+            &strings(&["image_features"]),
+        )?;
+        require_names(
+            &name,
+            &spec.embed_tokens,
+            &embed,
+            &strings(&["input_ids"]),
+            &strings(&["inputs_embeds"]),
+        )?;
         let mut decoder_inputs = strings(&["inputs_embeds", "attention_mask", "position_ids"]);
         let mut decoder_outputs = strings(&["logits"]);
         for layer in 0..spec.layers {
@@ -107,10 +150,30 @@ impl ReportModel {
                 decoder_outputs.push(format!("present.{layer}.{kv}"));
             }
         }
-        require_names(&name, &spec.decoder, &decoder, &decoder_inputs, &decoder_outputs)?;
-        let tokenizer = Tokenizer::from_file(folder.join(&spec.tokenizer))
-            .map_err(|e| InferenceError::Pack { pack: name.clone(), reason: format!("report.tokenizer: {e}") })?;
-        Ok(ReportModel { manifest, folder: folder.to_path_buf(), provider, spec, image, tokenizer, vision, embed, decoder })
+        require_names(
+            &name,
+            &spec.decoder,
+            &decoder,
+            &decoder_inputs,
+            &decoder_outputs,
+        )?;
+        let tokenizer = Tokenizer::from_file(folder.join(&spec.tokenizer)).map_err(|e| {
+            InferenceError::Pack {
+                pack: name.clone(),
+                reason: format!("report.tokenizer: {e}"),
+            }
+        })?;
+        Ok(ReportModel {
+            manifest,
+            folder: folder.to_path_buf(),
+            provider,
+            spec,
+            image,
+            tokenizer,
+            vision,
+            embed,
+            decoder,
+        })
     }
 
     /// Runs the three graphs once (a blank image, one new token), so the first real request does
@@ -118,10 +181,18 @@ impl ReportModel {
     pub fn warm_up(&mut self) -> Result<std::time::Duration, InferenceError> {
         let started = std::time::Instant::now();
         let prompt = self.prompt_ids("", None)?;
-        let pixels = Array4::<f32>::zeros((1, self.image.channels, self.image.rows, self.image.columns));
+        let pixels =
+            Array4::<f32>::zeros((1, self.image.channels, self.image.rows, self.image.columns));
         let (embeds, mask) = self.prompt_embeddings_from(&[prompt], &pixels)?;
         let past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
-            .map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, self.spec.kv_heads, 0, self.spec.head_dim])))
+            .map(|_| {
+                ArrayD::<f32>::zeros(ndarray::IxDyn(&[
+                    1,
+                    self.spec.kv_heads,
+                    0,
+                    self.spec.head_dim,
+                ]))
+            })
             .collect();
         self.decode(&embeds, &mask, &past)?;
         Ok(started.elapsed())
@@ -130,13 +201,25 @@ impl ReportModel {
     /// The prompt's token ids: the template filled in, `<s>` as the BOS id, and each image slot
     /// (`<image>`, then `<prior_image>` when there is a prior) as `image_tokens` image ids.
     /// Text between slots is tokenised piece by piece.
-    pub fn prompt_ids(&self, indication: &str, prior_report: Option<&str>) -> Result<Vec<i64>, InferenceError> {
+    pub fn prompt_ids(
+        &self,
+        indication: &str,
+        prior_report: Option<&str>,
+    ) -> Result<Vec<i64>, InferenceError> {
         let prior = match (prior_report, &self.spec.prior_template) {
             (Some(report), Some(template)) => template.replace("{prior_report}", report),
-            (Some(_), None) => return Err(run_error("this pack's template has no place for a prior study")),
+            (Some(_), None) => {
+                return Err(run_error(
+                    "this pack's template has no place for a prior study",
+                ))
+            }
             (None, _) => String::new(),
         };
-        let filled = self.spec.template.replace("{prior}", &prior).replace("{indication}", indication);
+        let filled = self
+            .spec
+            .template
+            .replace("{prior}", &prior)
+            .replace("{indication}", indication);
         let mut ids = Vec::new();
         let mut rest = filled.as_str();
         if let Some(after) = rest.strip_prefix("<s>") {
@@ -144,7 +227,10 @@ impl ReportModel {
             rest = after;
         }
         loop {
-            let slot = ["<image>", "<prior_image>"].iter().filter_map(|tag| rest.find(tag).map(|at| (at, tag.len()))).min();
+            let slot = ["<image>", "<prior_image>"]
+                .iter()
+                .filter_map(|tag| rest.find(tag).map(|at| (at, tag.len())))
+                .min();
             let (text, next) = match slot {
                 Some((at, len)) => (&rest[..at], Some(&rest[at + len..])),
                 None => (rest, None),
@@ -155,7 +241,10 @@ impl ReportModel {
             }
             match next {
                 Some(after) => {
-                    ids.extend(std::iter::repeat_n(self.spec.image_token_id, self.spec.image_tokens));
+                    ids.extend(std::iter::repeat_n(
+                        self.spec.image_token_id,
+                        self.spec.image_tokens,
+                    ));
                     rest = after;
                 }
                 None => return Ok(ids),
@@ -165,18 +254,29 @@ impl ReportModel {
 
     fn embed_ids(&mut self, ids: &Array2<i64>) -> Result<Array3<f32>, InferenceError> {
         let outputs = self.embed.run(ort::inputs!["input_ids" => TensorRef::from_array_view(ids.view()).map_err(run_error)?]).map_err(run_error)?;
-        let embeds = outputs["inputs_embeds"].try_extract_array::<f32>().map_err(run_error)?;
-        embeds.to_owned().into_dimensionality::<Ix3>().map_err(run_error)
+        let embeds = outputs["inputs_embeds"]
+            .try_extract_array::<f32>()
+            .map_err(run_error)?;
+        embeds
+            .to_owned()
+            .into_dimensionality::<Ix3>()
+            .map_err(run_error)
     }
 
     /// The prompts' embeddings [N, L, hidden] with image features in place, and the mask.
-    fn prompt_embeddings(&mut self, requests: &[ReportRequest]) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
+    fn prompt_embeddings(
+        &mut self,
+        requests: &[ReportRequest],
+    ) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
         let prompts = requests
             .iter()
             .map(|r| self.prompt_ids(r.indication, r.prior.map(|p| p.report)))
             .collect::<Result<Vec<_>, _>>()?;
         // Every image in prompt order: each request's image, then its prior's.
-        let images: Vec<&Radiograph> = requests.iter().flat_map(|r| std::iter::once(r.image).chain(r.prior.map(|p| p.image))).collect();
+        let images: Vec<&Radiograph> = requests
+            .iter()
+            .flat_map(|r| std::iter::once(r.image).chain(r.prior.map(|p| p.image)))
+            .collect();
         let (c, h, w) = (self.image.channels, self.image.rows, self.image.columns);
         let mut pixels = Array4::<f32>::zeros((images.len(), c, h, w));
         for (mut slot, image) in pixels.outer_iter_mut().zip(&images) {
@@ -187,7 +287,11 @@ impl ReportModel {
 
     /// Left-pads the prompts, embeds them, and puts the images' features in the image slots, in
     /// order (the images of all prompts, in the order their slots appear).
-    fn prompt_embeddings_from(&mut self, prompts: &[Vec<i64>], pixels: &Array4<f32>) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
+    fn prompt_embeddings_from(
+        &mut self,
+        prompts: &[Vec<i64>],
+        pixels: &Array4<f32>,
+    ) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let n = prompts.len();
         let mut ids = Array2::from_elem((n, longest), self.spec.pad_id);
@@ -201,16 +305,28 @@ impl ReportModel {
         }
         let features = {
             let input = TensorRef::from_array_view(pixels.view()).map_err(run_error)?;
-            let outputs = self.vision.run(ort::inputs![self.image.input.as_str() => input]).map_err(run_error)?;
-            outputs["image_features"].try_extract_array::<f32>().map_err(run_error)?.to_owned().into_dimensionality::<Ix3>().map_err(run_error)?
+            let outputs = self
+                .vision
+                .run(ort::inputs![self.image.input.as_str() => input])
+                .map_err(run_error)?;
+            outputs["image_features"]
+                .try_extract_array::<f32>()
+                .map_err(run_error)?
+                .to_owned()
+                .into_dimensionality::<Ix3>()
+                .map_err(run_error)?
         };
         let mut embeds = self.embed_ids(&ids)?;
         let (images, per_image, _) = features.dim();
         let mut feature_rows = (0..images).flat_map(|i| (0..per_image).map(move |k| (i, k)));
         for row in 0..n {
             for j in (0..longest).filter(|&j| ids[(row, j)] == self.spec.image_token_id) {
-                let (i, k) = feature_rows.next().ok_or_else(|| run_error("more image slots than image features"))?;
-                embeds.slice_mut(s![row, j, ..]).assign(&features.slice(s![i, k, ..]));
+                let (i, k) = feature_rows
+                    .next()
+                    .ok_or_else(|| run_error("more image slots than image features"))?;
+                embeds
+                    .slice_mut(s![row, j, ..])
+                    .assign(&features.slice(s![i, k, ..]));
             }
         }
         if feature_rows.next().is_some() {
@@ -220,7 +336,12 @@ impl ReportModel {
     }
 
     /// Runs the decoder; returns the last position's logits [N, V] and the new keys and values.
-    fn decode(&mut self, embeds: &Array3<f32>, mask: &Array2<i64>, past: &[ArrayD<f32>]) -> Result<(Array2<f32>, Vec<ArrayD<f32>>), InferenceError> {
+    fn decode(
+        &mut self,
+        embeds: &Array3<f32>,
+        mask: &Array2<i64>,
+        past: &[ArrayD<f32>],
+    ) -> Result<(Array2<f32>, Vec<ArrayD<f32>>), InferenceError> {
         let (n, steps, _) = embeds.dim();
         // Positions count only real tokens: cumsum(mask) - 1, padding at 1 (as transformers does).
         let total = mask.ncols();
@@ -230,26 +351,64 @@ impl ReportModel {
             for j in 0..total {
                 count += mask[(row, j)];
                 if j >= total - steps {
-                    positions[(row, j - (total - steps))] = if mask[(row, j)] == 0 { 1 } else { count - 1 };
+                    positions[(row, j - (total - steps))] =
+                        if mask[(row, j)] == 0 { 1 } else { count - 1 };
                 }
             }
         }
         let mut inputs: Vec<(String, DynValue)> = vec![
-            ("inputs_embeds".into(), Tensor::from_array(embeds.clone()).map_err(run_error)?.into_dyn()),
-            ("attention_mask".into(), Tensor::from_array(mask.clone()).map_err(run_error)?.into_dyn()),
-            ("position_ids".into(), Tensor::from_array(positions).map_err(run_error)?.into_dyn()),
+            (
+                "inputs_embeds".into(),
+                Tensor::from_array(embeds.clone())
+                    .map_err(run_error)?
+                    .into_dyn(),
+            ),
+            (
+                "attention_mask".into(),
+                Tensor::from_array(mask.clone())
+                    .map_err(run_error)?
+                    .into_dyn(),
+            ),
+            (
+                "position_ids".into(),
+                Tensor::from_array(positions).map_err(run_error)?.into_dyn(),
+            ),
         ];
         for (i, tensor) in past.iter().enumerate() {
-            let name = format!("past_key_values.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
-            inputs.push((name, Tensor::from_array(tensor.clone()).map_err(run_error)?.into_dyn()));
+            let name = format!(
+                "past_key_values.{}.{}",
+                i / 2,
+                if i % 2 == 0 { "key" } else { "value" }
+            );
+            inputs.push((
+                name,
+                Tensor::from_array(tensor.clone())
+                    .map_err(run_error)?
+                    .into_dyn(),
+            ));
         }
         let outputs = self.decoder.run(inputs).map_err(run_error)?;
-        let logits = outputs["logits"].try_extract_array::<f32>().map_err(run_error)?;
-        let last = logits.index_axis(Axis(1), steps - 1).to_owned().into_dimensionality::<ndarray::Ix2>().map_err(run_error)?;
+        let logits = outputs["logits"]
+            .try_extract_array::<f32>()
+            .map_err(run_error)?;
+        let last = logits
+            .index_axis(Axis(1), steps - 1)
+            .to_owned()
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(run_error)?;
         let mut present = Vec::with_capacity(past.len());
         for i in 0..past.len() {
-            let name = format!("present.{}.{}", i / 2, if i % 2 == 0 { "key" } else { "value" });
-            present.push(outputs[name.as_str()].try_extract_array::<f32>().map_err(run_error)?.to_owned());
+            let name = format!(
+                "present.{}.{}",
+                i / 2,
+                if i % 2 == 0 { "key" } else { "value" }
+            );
+            present.push(
+                outputs[name.as_str()]
+                    .try_extract_array::<f32>()
+                    .map_err(run_error)?
+                    .to_owned(),
+            );
         }
         Ok((last, present))
     }
@@ -257,16 +416,23 @@ impl ReportModel {
     /// Greedy decoding of every prompt in one batch. With `use_cache`, each step feeds only the
     /// new token and the cached keys and values; without it, the whole sequence is recomputed
     /// every step (slower; the two must agree).
-    pub fn generate_greedy(&mut self, requests: &[ReportRequest], use_cache: bool) -> Result<Vec<GeneratedText>, InferenceError> {
+    pub fn generate_greedy(
+        &mut self,
+        requests: &[ReportRequest],
+        use_cache: bool,
+    ) -> Result<Vec<GeneratedText>, InferenceError> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
         let (prompt_embeds, mut mask) = self.prompt_embeddings(requests)?;
         let n = requests.len();
-        let (kv_heads, head_dim, layers) = (self.spec.kv_heads, self.spec.head_dim, self.spec.layers);
+        let (kv_heads, head_dim, layers) =
+            (self.spec.kv_heads, self.spec.head_dim, self.spec.layers);
         // Keys and values are [N, kv_heads, length, head_dim]; the first step has length 0.
         let empty_past = || -> Vec<ArrayD<f32>> {
-            (0..2 * layers).map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[n, kv_heads, 0, head_dim]))).collect()
+            (0..2 * layers)
+                .map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[n, kv_heads, 0, head_dim])))
+                .collect()
         };
         let mut past = empty_past();
         let mut all_embeds = prompt_embeds.clone();
@@ -286,7 +452,10 @@ impl ReportModel {
                     continue;
                 }
                 // The first of equal maxima, as torch.argmax picks.
-                let (best, _) = logits.row(row).iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
+                let (best, _) = logits.row(row).iter().enumerate().fold(
+                    (0, f32::NEG_INFINITY),
+                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+                );
                 let token = best as i64;
                 next[(row, 0)] = token;
                 generated[row].push(token);
@@ -298,8 +467,10 @@ impl ReportModel {
                 break;
             }
             step_embeds = self.embed_ids(&next)?;
-            all_embeds = concatenate(Axis(1), &[all_embeds.view(), step_embeds.view()]).map_err(run_error)?;
-            mask = concatenate(Axis(1), &[mask.view(), Array2::<i64>::ones((n, 1)).view()]).map_err(run_error)?;
+            all_embeds = concatenate(Axis(1), &[all_embeds.view(), step_embeds.view()])
+                .map_err(run_error)?;
+            mask = concatenate(Axis(1), &[mask.view(), Array2::<i64>::ones((n, 1)).view()])
+                .map_err(run_error)?;
         }
         Ok(generated.into_iter().map(|ids| self.finish(ids)).collect())
     }
@@ -309,7 +480,11 @@ impl ReportModel {
     /// candidates per step, finished hypotheses normalised by their generated length). Every
     /// prompt of the batch runs as `beams` rows of the decoder; the KV cache is reordered as
     /// beams are chosen.
-    pub fn generate_beam(&mut self, requests: &[ReportRequest], beams: usize) -> Result<Vec<GeneratedText>, InferenceError> {
+    pub fn generate_beam(
+        &mut self,
+        requests: &[ReportRequest],
+        beams: usize,
+    ) -> Result<Vec<GeneratedText>, InferenceError> {
         const NEG: f32 = -1.0e9;
         let length_penalty = 1.0f32;
         if requests.is_empty() || beams == 0 {
@@ -323,12 +498,15 @@ impl ReportModel {
         let mut embeds = Array3::<f32>::zeros((rows, prompt_len, hidden));
         let mut mask = Array2::<i64>::zeros((rows, prompt_len));
         for r in 0..rows {
-            embeds.slice_mut(s![r, .., ..]).assign(&prompt_embeds.slice(s![repeat(r), .., ..]));
+            embeds
+                .slice_mut(s![r, .., ..])
+                .assign(&prompt_embeds.slice(s![repeat(r), .., ..]));
             mask.row_mut(r).assign(&prompt_mask.row(repeat(r)));
         }
         let (kv_heads, head_dim) = (self.spec.kv_heads, self.spec.head_dim);
-        let mut past: Vec<ArrayD<f32>> =
-            (0..2 * self.spec.layers).map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[rows, kv_heads, 0, head_dim]))).collect();
+        let mut past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
+            .map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[rows, kv_heads, 0, head_dim])))
+            .collect();
         let max_new = self.spec.max_new_tokens;
         // Candidates kept per step: enough that `beams` of them can go on even if every EOS is among them.
         let keep = 2.max(1 + self.spec.eos_ids.len()) * beams;
@@ -372,7 +550,10 @@ impl ReportModel {
                     let row = logits.row(b * beams + k);
                     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                     let log_sum = row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
-                    accumulated.extend(row.iter().map(|&v| item.running_scores[k] + (v - max - log_sum)));
+                    accumulated.extend(
+                        row.iter()
+                            .map(|&v| item.running_scores[k] + (v - max - log_sum)),
+                    );
                 }
                 let candidates = top(&accumulated, keep);
                 let stops: Vec<bool> = candidates
@@ -407,8 +588,11 @@ impl ReportModel {
                 item.finished_scores = chosen.iter().map(|&i| merged_scores[i]).collect();
                 item.finished_flags = chosen.iter().map(|&i| merged_flags[i]).collect();
                 // Running beams: the best candidates that do not stop.
-                let running_scores: Vec<f32> =
-                    candidates.iter().zip(&stops).map(|(&c, &stop)| accumulated[c] + if stop { NEG } else { 0.0 }).collect();
+                let running_scores: Vec<f32> = candidates
+                    .iter()
+                    .zip(&stops)
+                    .map(|(&c, &stop)| accumulated[c] + if stop { NEG } else { 0.0 })
+                    .collect();
                 let next = top(&running_scores, beams);
                 item.running = next.iter().map(|&i| sequence(candidates[i])).collect();
                 item.running_scores = next.iter().map(|&i| running_scores[i]).collect();
@@ -419,7 +603,10 @@ impl ReportModel {
                 // transformers' heuristic (early_stopping False): stop improving once the best
                 // running beam, at its current length, cannot beat the worst finished one.
                 let best_running = item.running_scores[0] / generated_len.powf(length_penalty);
-                let worst_finished = item.finished_scores.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+                let worst_finished = item
+                    .finished_scores
+                    .iter()
+                    .fold(f32::INFINITY, |m, &v| m.min(v));
                 item.improvable &= item
                     .finished_flags
                     .iter()
@@ -434,7 +621,11 @@ impl ReportModel {
                 .map(|tensor| tensor.select(Axis(0), &source_rows))
                 .collect();
             mask = mask.select(Axis(0), &source_rows);
-            mask = concatenate(Axis(1), &[mask.view(), Array2::<i64>::ones((rows, 1)).view()]).map_err(run_error)?;
+            mask = concatenate(
+                Axis(1),
+                &[mask.view(), Array2::<i64>::ones((rows, 1)).view()],
+            )
+            .map_err(run_error)?;
             embeds = self.embed_ids(&next_tokens)?;
         }
         Ok(state
@@ -454,8 +645,14 @@ impl ReportModel {
         if stopped_at_eos {
             ids.pop();
         }
-        let text = self.tokenizer.decode(&ids.iter().map(|&i| i as u32).collect::<Vec<_>>(), true).unwrap_or_default();
-        GeneratedText { token_ids: ids, text, stopped_at_eos }
+        let text = self
+            .tokenizer
+            .decode(&ids.iter().map(|&i| i as u32).collect::<Vec<_>>(), true)
+            .unwrap_or_default();
+        GeneratedText {
+            token_ids: ids,
+            text,
+            stopped_at_eos,
+        }
     }
 }
-

@@ -39,7 +39,12 @@ pub struct SessionSettings {
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        SessionSettings { provider: Provider::Auto, intra_threads: 0, optimization_level: 3, cpu_arena: true }
+        SessionSettings {
+            provider: Provider::Auto,
+            intra_threads: 0,
+            optimization_level: 3,
+            cpu_arena: true,
+        }
     }
 }
 
@@ -52,33 +57,47 @@ pub enum ProviderUsed {
 }
 
 fn session_error(path: &Path, err: impl std::fmt::Display) -> InferenceError {
-    InferenceError::Session { file: path.to_path_buf(), reason: err.to_string() }
+    InferenceError::Session {
+        file: path.to_path_buf(),
+        reason: err.to_string(),
+    }
 }
 
 /// Builds a session for `file` with the settings' provider.
-pub fn open_session(file: &Path, settings: &SessionSettings) -> Result<(Session, ProviderUsed), InferenceError> {
+pub fn open_session(
+    file: &Path,
+    settings: &SessionSettings,
+) -> Result<(Session, ProviderUsed), InferenceError> {
     let runtime = crate::runtime::load()?;
-    let cpu = || CPU::default().with_arena_allocator(settings.cpu_arena).build().error_on_failure();
-    let build = |providers: Result<Vec<ExecutionProviderDispatch>, String>| -> Result<Session, String> {
-        let providers = providers?;
-        let level = match settings.optimization_level {
-            0 => GraphOptimizationLevel::Disable,
-            1 => GraphOptimizationLevel::Level1,
-            2 => GraphOptimizationLevel::Level2,
-            _ => GraphOptimizationLevel::Level3,
-        };
-        let mut builder = Session::builder(runtime.environment())
-            .map_err(|e| e.to_string())?
-            .with_optimization_level(level)
-            .map_err(|e| e.to_string())?
-            .with_intra_threads(settings.intra_threads)
-            .map_err(|e| e.to_string())?
-            .with_execution_providers(providers)
-            .map_err(|e| e.to_string())?;
-        builder.commit_from_file(file).map_err(|e| e.to_string())
+    let cpu = || {
+        CPU::default()
+            .with_arena_allocator(settings.cpu_arena)
+            .build()
+            .error_on_failure()
     };
+    let build =
+        |providers: Result<Vec<ExecutionProviderDispatch>, String>| -> Result<Session, String> {
+            let providers = providers?;
+            let level = match settings.optimization_level {
+                0 => GraphOptimizationLevel::Disable,
+                1 => GraphOptimizationLevel::Level1,
+                2 => GraphOptimizationLevel::Level2,
+                _ => GraphOptimizationLevel::Level3,
+            };
+            let mut builder = Session::builder(runtime.environment())
+                .map_err(|e| e.to_string())?
+                .with_optimization_level(level)
+                .map_err(|e| e.to_string())?
+                .with_intra_threads(settings.intra_threads)
+                .map_err(|e| e.to_string())?
+                .with_execution_providers(providers)
+                .map_err(|e| e.to_string())?;
+            builder.commit_from_file(file).map_err(|e| e.to_string())
+        };
     match settings.provider {
-        Provider::Cpu => build(Ok(vec![cpu()])).map(|s| (s, ProviderUsed::Cpu)).map_err(|e| session_error(file, e)),
+        Provider::Cpu => build(Ok(vec![cpu()]))
+            .map(|s| (s, ProviderUsed::Cpu))
+            .map_err(|e| session_error(file, e)),
         Provider::Cuda => build(cuda_provider())
             .map(|s| (s, ProviderUsed::Cuda))
             .map_err(|reason| InferenceError::CudaUnavailable { reason }),
@@ -86,7 +105,9 @@ pub fn open_session(file: &Path, settings: &SessionSettings) -> Result<(Session,
             Ok(session) => Ok((session, ProviderUsed::Cuda)),
             Err(reason) => {
                 tracing::warn!(file = %file.display(), %reason, "CUDA cannot be used; running on the CPU");
-                build(Ok(vec![cpu()])).map(|s| (s, ProviderUsed::Cpu)).map_err(|e| session_error(file, e))
+                build(Ok(vec![cpu()]))
+                    .map(|s| (s, ProviderUsed::Cpu))
+                    .map_err(|e| session_error(file, e))
             }
         },
     }
@@ -104,7 +125,11 @@ fn cuda_provider() -> Result<Vec<ExecutionProviderDispatch>, String> {
 
 /// Compares the graph's real inputs and outputs with the manifest; the error names the field.
 pub fn check_graph(manifest: &Manifest, session: &Session) -> Result<(), InferenceError> {
-    let mismatch = |field: String, detail: String| InferenceError::ManifestMismatch { pack: manifest.name.clone(), field, detail };
+    let mismatch = |field: String, detail: String| InferenceError::ManifestMismatch {
+        pack: manifest.name.clone(),
+        field,
+        detail,
+    };
     for (kind, specs, outlets) in [
         ("inputs", &manifest.graph().inputs, session.inputs()),
         ("outputs", &manifest.graph().outputs, session.outputs()),
@@ -113,14 +138,26 @@ pub fn check_graph(manifest: &Manifest, session: &Session) -> Result<(), Inferen
         for (i, spec) in specs.iter().enumerate() {
             let field = format!("graph.{kind}[{i}]");
             let Some(outlet) = outlets.iter().find(|o| o.name() == spec.name) else {
-                return Err(mismatch(format!("{field}.name"), format!(
-                    "{:?} is not among the graph's {kind} {graph_names:?}", spec.name)));
+                return Err(mismatch(
+                    format!("{field}.name"),
+                    format!(
+                        "{:?} is not among the graph's {kind} {graph_names:?}",
+                        spec.name
+                    ),
+                ));
             };
-            check_tensor(spec, outlet.dtype()).map_err(|(part, detail)| mismatch(format!("{field}.{part}"), detail))?;
+            check_tensor(spec, outlet.dtype())
+                .map_err(|(part, detail)| mismatch(format!("{field}.{part}"), detail))?;
         }
         if kind == "inputs" {
-            if let Some(extra) = graph_names.iter().find(|n| !specs.iter().any(|s| s.name == **n)) {
-                return Err(mismatch(format!("graph.{kind}"), format!("the graph also needs input {extra:?}, which the manifest lacks")));
+            if let Some(extra) = graph_names
+                .iter()
+                .find(|n| !specs.iter().any(|s| s.name == **n))
+            {
+                return Err(mismatch(
+                    format!("graph.{kind}"),
+                    format!("the graph also needs input {extra:?}, which the manifest lacks"),
+                ));
             }
         }
     }
@@ -129,20 +166,43 @@ pub fn check_graph(manifest: &Manifest, session: &Session) -> Result<(), Inferen
 
 fn check_tensor(spec: &TensorSpec, actual: &ValueType) -> Result<(), (String, String)> {
     let ValueType::Tensor { ty, shape, .. } = actual else {
-        return Err(("dtype".into(), format!("the graph's {:?} is not a tensor", spec.name)));
+        return Err((
+            "dtype".into(),
+            format!("the graph's {:?} is not a tensor", spec.name),
+        ));
     };
     let declared = canonical_dtype(&spec.dtype).unwrap_or("?");
     if ty.to_string() != declared {
-        return Err(("dtype".into(), format!("{:?} is {}, but the graph's {:?} is {ty}", spec.name, spec.dtype, spec.name)));
+        return Err((
+            "dtype".into(),
+            format!(
+                "{:?} is {}, but the graph's {:?} is {ty}",
+                spec.name, spec.dtype, spec.name
+            ),
+        ));
     }
     if shape.len() != spec.shape.len() {
-        return Err(("shape".into(), format!("{:?} has {} dimensions in the manifest, {} in the graph ({:?})",
-            spec.name, spec.shape.len(), shape.len(), &shape[..])));
+        return Err((
+            "shape".into(),
+            format!(
+                "{:?} has {} dimensions in the manifest, {} in the graph ({:?})",
+                spec.name,
+                spec.shape.len(),
+                shape.len(),
+                &shape[..]
+            ),
+        ));
     }
     for (d, (declared, &real)) in spec.shape.iter().zip(shape.iter()).enumerate() {
         if let Dimension::Fixed(n) = declared {
             if real >= 0 && real != *n {
-                return Err((format!("shape[{d}]"), format!("{:?} dimension {d} is {n} in the manifest, {real} in the graph", spec.name)));
+                return Err((
+                    format!("shape[{d}]"),
+                    format!(
+                        "{:?} dimension {d} is {n} in the manifest, {real} in the graph",
+                        spec.name
+                    ),
+                ));
             }
         }
     }

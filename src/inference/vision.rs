@@ -46,11 +46,23 @@ fn sigmoid(v: f32) -> f32 {
 impl ImageModel {
     pub fn new(pack: ModelPack) -> Result<ImageModel, InferenceError> {
         let manifest = &pack.manifest;
-        let pack_error = |reason: String| InferenceError::Pack { pack: manifest.name.clone(), reason };
-        if !matches!(manifest.task, Task::Findings | Task::Embedding | Task::Landmarks) {
-            return Err(pack_error(format!("task {:?} is not an image task", manifest.task)));
+        let pack_error = |reason: String| InferenceError::Pack {
+            pack: manifest.name.clone(),
+            reason,
+        };
+        if !matches!(
+            manifest.task,
+            Task::Findings | Task::Embedding | Task::Landmarks
+        ) {
+            return Err(pack_error(format!(
+                "task {:?} is not an image task",
+                manifest.task
+            )));
         }
-        let spec = manifest.image.clone().expect("checked when the manifest was read");
+        let spec = manifest
+            .image
+            .clone()
+            .expect("checked when the manifest was read");
         Ok(ImageModel { pack, spec })
     }
 
@@ -74,25 +86,47 @@ impl ImageModel {
         let mut batch = Array4::<f32>::zeros((prepared.len(), c, h, w));
         for (mut slot, p) in batch.outer_iter_mut().zip(prepared) {
             if p.tensor.dim() != (c, h, w) {
-                return Err(run_error(format!("a prepared image is {:?}, the pack needs {:?}", p.tensor.dim(), (c, h, w))));
+                return Err(run_error(format!(
+                    "a prepared image is {:?}, the pack needs {:?}",
+                    p.tensor.dim(),
+                    (c, h, w)
+                )));
             }
             slot.assign(&p.tensor);
         }
         let input = TensorRef::from_array_view(batch.view()).map_err(run_error)?;
-        let outputs = self.pack.session.run(ort::inputs![self.spec.input.as_str() => input]).map_err(run_error)?;
-        let values = outputs[output].try_extract_array::<f32>().map_err(run_error)?.to_owned();
+        let outputs = self
+            .pack
+            .session
+            .run(ort::inputs![self.spec.input.as_str() => input])
+            .map_err(run_error)?;
+        let values = outputs[output]
+            .try_extract_array::<f32>()
+            .map_err(run_error)?
+            .to_owned();
         Ok(values)
     }
 
     /// Probabilities per observation, per image.
-    pub fn findings(&mut self, radiographs: &[&Radiograph]) -> Result<Vec<Vec<Finding>>, InferenceError> {
+    pub fn findings(
+        &mut self,
+        radiographs: &[&Radiograph],
+    ) -> Result<Vec<Vec<Finding>>, InferenceError> {
         let prepared = self.prepare(radiographs);
         self.findings_of(&prepared)
     }
 
     /// Probabilities per observation, per prepared image.
-    pub fn findings_of(&mut self, prepared: &[Prepared]) -> Result<Vec<Vec<Finding>>, InferenceError> {
-        let spec = self.pack.manifest.findings.clone().ok_or_else(|| run_error("not a findings pack"))?;
+    pub fn findings_of(
+        &mut self,
+        prepared: &[Prepared],
+    ) -> Result<Vec<Vec<Finding>>, InferenceError> {
+        let spec = self
+            .pack
+            .manifest
+            .findings
+            .clone()
+            .ok_or_else(|| run_error("not a findings pack"))?;
         let values = self.run(prepared, &spec.output)?;
         let values = values.into_dimensionality::<Ix2>().map_err(run_error)?;
         Ok(values
@@ -103,7 +137,11 @@ impl ImageModel {
                     .zip(row.iter())
                     .map(|(label, &v)| Finding {
                         label: label.clone(),
-                        probability: if spec.activation == "sigmoid" { sigmoid(v) } else { v },
+                        probability: if spec.activation == "sigmoid" {
+                            sigmoid(v)
+                        } else {
+                            v
+                        },
                     })
                     .collect()
             })
@@ -111,27 +149,46 @@ impl ImageModel {
     }
 
     /// One embedding per image (rows).
-    pub fn embeddings(&mut self, radiographs: &[&Radiograph]) -> Result<Array2<f32>, InferenceError> {
+    pub fn embeddings(
+        &mut self,
+        radiographs: &[&Radiograph],
+    ) -> Result<Array2<f32>, InferenceError> {
         let prepared = self.prepare(radiographs);
         self.embeddings_of(&prepared)
     }
 
     /// One embedding per prepared image (rows).
     pub fn embeddings_of(&mut self, prepared: &[Prepared]) -> Result<Array2<f32>, InferenceError> {
-        let spec = self.pack.manifest.embedding.clone().ok_or_else(|| run_error("not an embedding pack"))?;
+        let spec = self
+            .pack
+            .manifest
+            .embedding
+            .clone()
+            .ok_or_else(|| run_error("not an embedding pack"))?;
         let values = self.run(prepared, &spec.output)?;
         values.into_dimensionality::<Ix2>().map_err(run_error)
     }
 
     /// The landmarks on each image, in image pixel coordinates.
-    pub fn landmarks(&mut self, radiographs: &[&Radiograph]) -> Result<Vec<Vec<Landmark>>, InferenceError> {
+    pub fn landmarks(
+        &mut self,
+        radiographs: &[&Radiograph],
+    ) -> Result<Vec<Vec<Landmark>>, InferenceError> {
         let prepared = self.prepare(radiographs);
         self.landmarks_of(&prepared)
     }
 
     /// The landmarks on each prepared image, in image pixel coordinates.
-    pub fn landmarks_of(&mut self, prepared: &[Prepared]) -> Result<Vec<Vec<Landmark>>, InferenceError> {
-        let spec = self.pack.manifest.landmarks.clone().ok_or_else(|| run_error("not a landmarks pack"))?;
+    pub fn landmarks_of(
+        &mut self,
+        prepared: &[Prepared],
+    ) -> Result<Vec<Vec<Landmark>>, InferenceError> {
+        let spec = self
+            .pack
+            .manifest
+            .landmarks
+            .clone()
+            .ok_or_else(|| run_error("not a landmarks pack"))?;
         let values = self.run(prepared, &spec.output)?;
         let placements: Vec<Placement> = prepared.iter().map(|p| p.placement).collect();
         let heatmaps = values.into_dimensionality::<Ix4>().map_err(run_error)?;
@@ -150,8 +207,17 @@ impl ImageModel {
                         let x = (hx + 0.5) * input_w / w as f64 - 0.5;
                         let y = (hy + 0.5) * input_h / h as f64 - 0.5;
                         let (x, y) = placement.to_image(x, y);
-                        let confidence = if spec.activation == "sigmoid" { sigmoid(peak) } else { peak };
-                        Landmark { name: name.clone(), x, y, confidence }
+                        let confidence = if spec.activation == "sigmoid" {
+                            sigmoid(peak)
+                        } else {
+                            peak
+                        };
+                        Landmark {
+                            name: name.clone(),
+                            x,
+                            y,
+                            confidence,
+                        }
                     })
                     .collect()
             })
@@ -184,8 +250,16 @@ pub fn subpixel_peak(map: ArrayView2<f32>) -> (f64, f64, f32) {
             _ => 0.0,
         }
     };
-    let dx = refine((c > 0).then(|| map[(r, c - 1)]), best, (c + 1 < w).then(|| map[(r, c + 1)]));
-    let dy = refine((r > 0).then(|| map[(r - 1, c)]), best, (r + 1 < h).then(|| map[(r + 1, c)]));
+    let dx = refine(
+        (c > 0).then(|| map[(r, c - 1)]),
+        best,
+        (c + 1 < w).then(|| map[(r, c + 1)]),
+    );
+    let dy = refine(
+        (r > 0).then(|| map[(r - 1, c)]),
+        best,
+        (r + 1 < h).then(|| map[(r + 1, c)]),
+    );
     (c as f64 + dx, r as f64 + dy, best)
 }
 
@@ -196,7 +270,9 @@ mod tests {
     #[test]
     fn a_parabolic_peak_is_found_between_pixels() {
         // Samples of -(x - 3.3)^2 - (y - 1.8)^2: the vertex is at (3.3, 1.8).
-        let map = Array2::from_shape_fn((5, 8), |(r, c)| -((c as f32 - 3.3).powi(2)) - (r as f32 - 1.8).powi(2));
+        let map = Array2::from_shape_fn((5, 8), |(r, c)| {
+            -((c as f32 - 3.3).powi(2)) - (r as f32 - 1.8).powi(2)
+        });
         let (x, y, _) = subpixel_peak(map.view());
         assert!((x - 3.3).abs() < 1e-5 && (y - 1.8).abs() < 1e-5, "{x} {y}");
     }

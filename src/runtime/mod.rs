@@ -14,13 +14,17 @@ const LIBRARY_NAME: &str = "libonnxruntime.so";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("the ONNX Runtime library was not found (looked at: {looked}). Run `scripts/setup` \
+    #[error(
+        "the ONNX Runtime library was not found (looked at: {looked}). Run `scripts/setup` \
              in the radassist checkout, which fetches onnxruntime=={ONNXRUNTIME_VERSION} from \
              PyPI into .radassist/onnxruntime/, or set ORT_DYLIB_PATH to a {LIBRARY_NAME} of \
-             ONNX Runtime {ONNXRUNTIME_VERSION}")]
+             ONNX Runtime {ONNXRUNTIME_VERSION}"
+    )]
     LibraryNotFound { looked: String },
-    #[error("the ONNX Runtime library at {path} could not be loaded: {reason}. It must be ONNX \
-             Runtime {ONNXRUNTIME_VERSION} for Linux x86_64; run `scripts/setup` to fetch it")]
+    #[error(
+        "the ONNX Runtime library at {path} could not be loaded: {reason}. It must be ONNX \
+             Runtime {ONNXRUNTIME_VERSION} for Linux x86_64; run `scripts/setup` to fetch it"
+    )]
     LoadFailed { path: PathBuf, reason: String },
 }
 
@@ -35,7 +39,10 @@ pub fn candidate_paths() -> Vec<PathBuf> {
     if let Some(root) = option_env!("CARGO_MANIFEST_DIR") {
         paths.push(Path::new(root).join(&project_copy));
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
         paths.push(dir.join(LIBRARY_NAME));
     }
     paths
@@ -60,16 +67,27 @@ impl Runtime {
 /// Loads ONNX Runtime once per process.
 pub fn load() -> Result<&'static Runtime, RuntimeError> {
     static LOADED: std::sync::OnceLock<Result<Runtime, RuntimeError>> = std::sync::OnceLock::new();
-    LOADED.get_or_init(load_from_candidates).as_ref().map_err(Clone::clone)
+    LOADED
+        .get_or_init(load_from_candidates)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn load_from_candidates() -> Result<Runtime, RuntimeError> {
     let candidates = candidate_paths();
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        let looked = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
-        return Err(RuntimeError::LibraryNotFound { looked: looked.join(", ") });
+        let looked = candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>();
+        return Err(RuntimeError::LibraryNotFound {
+            looked: looked.join(", "),
+        });
     };
-    let load_failed = |reason: String| RuntimeError::LoadFailed { path: path.clone(), reason };
+    let load_failed = |reason: String| RuntimeError::LoadFailed {
+        path: path.clone(),
+        reason,
+    };
     let environment = ort::init_from(path)
         .map_err(|err| load_failed(err.to_string()))?
         .with_name("radassist")

@@ -54,11 +54,21 @@ pub fn read_npy(bytes: &[u8]) -> (Vec<f32>, Vec<usize>) {
     assert_eq!(&bytes[..6], b"\x93NUMPY", "npy magic");
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).expect("ascii header");
-    assert!(header.contains("'fortran_order': False"), "C order expected: {header}");
-    let descr = header.split("'descr': '").nth(1).and_then(|s| s.split('\'').next()).expect("descr");
+    assert!(
+        header.contains("'fortran_order': False"),
+        "C order expected: {header}"
+    );
+    let descr = header
+        .split("'descr': '")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("descr");
     let shape: Vec<usize> = header
         .split("'shape': (")
         .nth(1)
@@ -70,10 +80,22 @@ pub fn read_npy(bytes: &[u8]) -> (Vec<f32>, Vec<usize>) {
     let data = &bytes[start + header_len..];
     let values = match descr {
         "|u1" => data.iter().map(|&b| b as f32).collect(),
-        "<u2" => data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f32).collect(),
-        "<i2" => data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32).collect(),
-        "<i4" => data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-        "<f4" => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        "<u2" => data
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as f32)
+            .collect(),
+        "<i2" => data
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32)
+            .collect(),
+        "<i4" => data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        "<f4" => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
         other => panic!("unexpected npy dtype {other}"),
     };
     (values, shape)
@@ -81,11 +103,18 @@ pub fn read_npy(bytes: &[u8]) -> (Vec<f32>, Vec<usize>) {
 
 /// Reads an 8-bit greyscale PNG: (pixels, width, height).
 pub fn read_png8(path: &Path) -> (Vec<u8>, u32, u32) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).expect("png exists")));
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(path).expect("png exists"),
+    ));
     let mut reader = decoder.read_info().expect("png header");
     let mut buffer = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buffer).expect("png data");
-    assert_eq!(info.color_type, png::ColorType::Grayscale, "{}", path.display());
+    assert_eq!(
+        info.color_type,
+        png::ColorType::Grayscale,
+        "{}",
+        path.display()
+    );
     assert_eq!(info.bit_depth, png::BitDepth::Eight, "{}", path.display());
     buffer.truncate(info.buffer_size());
     (buffer, info.width, info.height)
@@ -97,7 +126,11 @@ pub fn sha256_f32(values: impl Iterator<Item = f32>) -> String {
     for v in values {
         hasher.update(v.to_le_bytes());
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Largest absolute difference and how many elements differ.
@@ -112,7 +145,9 @@ pub fn compare<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> (f64, usize) {
 /// Whether ONNX Runtime is set up here. scripts/test sets RADASSIST_REQUIRE_ORT, so there a
 /// missing library fails the test instead of skipping it.
 pub fn onnx_runtime_available() -> bool {
-    let present = root().join(".radassist/onnxruntime/libonnxruntime.so").exists()
+    let present = root()
+        .join(".radassist/onnxruntime/libonnxruntime.so")
+        .exists()
         || std::env::var_os("ORT_DYLIB_PATH").is_some();
     if !present {
         assert!(
