@@ -3,8 +3,9 @@
 //! For each image pack: median time at batch 1 of the model call alone (the prepared tensor in,
 //! the task's output out) and of the whole request (display, fitting and normalisation from the
 //! decoded radiograph, then the call). For MiniLM: tokenising, the call and pooling, per
-//! sentence. Then the batching worker on the findings pack: requests per second with 1, 4 and 16
-//! concurrent callers, unbatched (max_batch 1) and batched (max_batch 16).
+//! sentence. Greedy generation with and without the KV cache. Then the batching worker on the
+//! findings pack: requests per second with 1, 4 and 16 concurrent callers, unbatched
+//! (max_batch 1) and batched (max_batch 16, no added delay).
 //! Writes each image pack's prepared tensor to OUT/<pack>.input.npy so that
 //! scripts/bench_inference.py times Python onnxruntime on the very same input.
 //!
@@ -142,7 +143,7 @@ fn main() {
             let prepared = model.prepare(&[&radiograph]).remove(0);
             let config = BatchingConfig {
                 max_batch,
-                max_delay: Duration::from_millis(2),
+                max_delay: Duration::ZERO,
                 queue_capacity: 1024,
             };
             let batcher = Batcher::spawn("findings", config, move |requests: Vec<_>| {

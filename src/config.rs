@@ -14,7 +14,8 @@
 //!
 //! [inference.batching]
 //! max_batch = 16             # requests run together at most
-//! max_delay_ms = 5           # how long the oldest request waits for others
+//! max_delay_ms = 0           # how long the oldest request waits for others; 0: run at once with
+//!                            # whatever is queued (batches still form under load)
 //! queue_capacity = 256       # waiting requests beyond this are refused (retry later)
 //! ```
 
@@ -151,7 +152,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.inference.provider, Provider::Cpu);
         assert_eq!(config.inference.batching.max_batch, 4);
-        assert_eq!(config.inference.batching.max_delay_ms, 5);
+        assert_eq!(config.inference.batching.max_delay_ms, 0);
         assert_eq!(config.inference.models, PathBuf::from("models"));
         config
             .apply_environment(|name| match name {

@@ -242,11 +242,13 @@ impl Walker<'_> {
             match tag {
                 SEQUENCE_DELIMITER => return Ok(at),
                 ITEM if length <= end - at => at += length,
-                ITEM => return Err(format!(
+                ITEM => {
+                    return Err(format!(
                     "a pixel data fragment at offset {} claims {length} bytes, but only {} remain",
                     at - 8,
                     end - at
-                )),
+                ))
+                }
                 other => {
                     return Err(format!(
                         "expected a pixel data fragment at offset {}, found {other}",

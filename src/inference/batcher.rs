@@ -1,7 +1,7 @@
 //! Dynamic batching for one model: callers submit single requests from any thread; one worker
 //! thread owns the model (ONNX Runtime's `Session::run` needs `&mut`), collects requests until
-//! it has `max_batch` or the oldest has waited `max_delay`, runs them as one batch, and answers
-//! each caller. A full queue is refused at once (the server turns that into RESOURCE_EXHAUSTED
+//! it has `max_batch` or the oldest has waited `max_delay` (by default it takes what is queued
+//! and runs at once), runs them as one batch, and answers each caller. A full queue is refused at once (the server turns that into RESOURCE_EXHAUSTED
 //! with a retry hint) rather than growing without bound.
 //!
 //! Per model it counts requests and batches, and sums queue time, compute time and batch sizes,
@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct BatchingConfig {
     pub max_batch: usize,
+    /// How long the oldest request waits for more. Zero (the default) runs at once with whatever
+    /// is queued: no added latency when the model is idle, and batches still form under load
+    /// (requests queue while a batch runs). A delay only pays when many callers arrive together.
     pub max_delay: Duration,
     /// Requests waiting beyond this are refused.
     pub queue_capacity: usize,
@@ -27,7 +30,7 @@ impl Default for BatchingConfig {
     fn default() -> Self {
         BatchingConfig {
             max_batch: 16,
-            max_delay: Duration::from_millis(5),
+            max_delay: Duration::ZERO,
             queue_capacity: 256,
         }
     }
