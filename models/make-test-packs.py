@@ -7,6 +7,8 @@ Packs (hand-built ONNX graphs with seeded random weights; "test model, not for c
   models/test-embedding/  [N,3,32,32] -> AveragePool 4 -> Gemm -> embedding [N,32], stretched
                           input with ImageNet normalisation
   models/test-landmarks/  [N,1,64,64] -> Conv 5x5 -> Sigmoid -> heatmaps [N,4,64,64], centre crop
+  models/test-landmark-points/  [N,1,64,64] -> AveragePool -> Gemm -> points [N,4,3] (x, y in
+                          input pixels, confidence), letterboxed input
 
 Reference (tests/fixtures/test_packs_reference.json): for a batch of real sample radiographs,
 pydicom display values (scripts/pydicom_io.py), OpenCV INTER_AREA resizing, numpy fitting and
@@ -75,6 +77,25 @@ def embedding_graph(rng):
                              [tensor("embedding", ["batch", 32])], [w, b])
 
 
+def landmark_points_graph(rng):
+    """[N,1,64,64] -> AveragePool 16 -> Gemm -> Sigmoid -> [N,4,3] scaled to (x, y) in input
+    pixels and a confidence in [0, 1]."""
+    w = numpy_helper.from_array((rng.standard_normal((16, 12)) * 0.5).astype(np.float32), "W")
+    b = numpy_helper.from_array(np.zeros(12, np.float32), "B")
+    shape = numpy_helper.from_array(np.array([-1, 4, 3], np.int64), "shape")
+    scale = numpy_helper.from_array(np.array([64.0, 64.0, 1.0], np.float32), "scale")
+    nodes = [
+        helper.make_node("AveragePool", ["pixel_values"], ["pooled"], kernel_shape=[16, 16], strides=[16, 16]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["unit"]),
+        helper.make_node("Reshape", ["unit", "shape"], ["triples"]),
+        helper.make_node("Mul", ["triples", "scale"], ["points"]),
+    ]
+    return helper.make_graph(nodes, "test_landmark_points", [tensor("pixel_values", ["batch", 1, 64, 64])],
+                             [tensor("points", ["batch", 4, 3])], [w, b, shape, scale])
+
+
 def landmarks_graph(rng):
     w = numpy_helper.from_array((rng.standard_normal((4, 1, 5, 5)) * 0.1).astype(np.float32), "W")
     b = numpy_helper.from_array(np.zeros(4, np.float32), "B")
@@ -116,6 +137,10 @@ PACKS = {
         image=dict(input="pixel_values", rows=64, columns=64, fit="crop", channels=1, mean=[0.5], std=[0.25]),
         inputs=[("pixel_values", ["batch", 1, 64, 64])], outputs=[("heatmaps", ["batch", 4, 64, 64])],
         section=dict(output="heatmaps", names=LANDMARKS)),
+    "test-landmark-points": dict(task="landmarks", graph=landmark_points_graph,
+        image=dict(input="pixel_values", rows=64, columns=64, fit="letterbox", channels=1, mean=[0.5], std=[0.25], pad_value=0.0),
+        inputs=[("pixel_values", ["batch", 1, 64, 64])], outputs=[("points", ["batch", 4, 3])],
+        section=dict(output="points", names=LANDMARKS, form="points")),
 }
 
 
@@ -180,6 +205,10 @@ def main():
         (out,) = session.run(None, {spec["input"]: batch})
         if pack["task"] != "landmarks":
             reference[name] = out.tolist()
+            continue
+        if pack["section"].get("form") == "points":
+            reference[name] = [[[(x + 0.5 - left) / sx - 0.5, (y + 0.5 - top) / sy - 0.5, c] for x, y, c in found]
+                               for found, (sx, sy, left, top) in zip(out.tolist(), (f[1] for f in fitted))]
             continue
         points = []
         for maps, (sx, sy, left, top) in zip(out, (f[1] for f in fitted)):

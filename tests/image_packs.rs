@@ -20,6 +20,8 @@ struct Reference {
     embedding: Vec<Vec<f32>>,
     #[serde(rename = "test-landmarks")]
     landmarks: Vec<Vec<[f64; 3]>>,
+    #[serde(rename = "test-landmark-points")]
+    landmark_points: Vec<Vec<[f64; 3]>>,
 }
 
 fn setup(pack: &str) -> Option<(ImageModel, Vec<Radiograph>, Reference)> {
@@ -109,6 +111,30 @@ fn landmarks_match_the_reference_in_image_pixels() {
             // Points lie on the image (crop fit: inside the kept part).
             assert!(
                 landmark.x >= -0.5 && landmark.x <= radiographs[i].columns() as f64 - 0.5,
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn landmark_points_map_back_to_image_pixels() {
+    let Some((mut model, radiographs, reference)) = setup("test-landmark-points") else {
+        return;
+    };
+    let batch: Vec<&Radiograph> = radiographs.iter().collect();
+    let landmarks = model.landmarks(&batch).unwrap();
+    for (i, (found, expected)) in landmarks.iter().zip(&reference.landmark_points).enumerate() {
+        for (landmark, [x, y, confidence]) in found.iter().zip(expected) {
+            let what = format!("{} {}", reference.samples[i], landmark.name);
+            assert!(
+                (landmark.x - x).abs() < 1e-2 && (landmark.y - y).abs() < 1e-2,
+                "{what}: ({}, {}) vs ({x}, {y})",
+                landmark.x,
+                landmark.y
+            );
+            assert!(
+                (f64::from(landmark.confidence) - confidence).abs() < 1e-5,
                 "{what}"
             );
         }

@@ -134,6 +134,10 @@ pub struct NamedOutputSpec {
     /// "none" when the graph gives probabilities or confidences, "sigmoid" when it gives logits.
     #[serde(default = "no_activation")]
     pub activation: String,
+    /// Landmarks only: "heatmaps" ([N, L, h, w], the default) or "points" ([N, L, 3]: x, y in
+    /// model-input pixels, and a confidence).
+    #[serde(default)]
+    pub form: Option<String>,
 }
 
 /// `embedding` packs: one vector [N, D] per image.
@@ -284,6 +288,10 @@ impl Manifest {
                 }
                 activation(section, &spec.activation)?;
                 output_exists(section, &spec.output)?;
+                match (self.task, spec.form.as_deref()) {
+                    (_, None) | (Task::Landmarks, Some("heatmaps" | "points")) => {}
+                    (_, Some(other)) => return Err(format!("{section}.form {other:?} must be \"heatmaps\" or \"points\" (landmarks only)")),
+                }
                 // One name per entry along dimension 1 of the output.
                 let declared = graph
                     .outputs

@@ -191,6 +191,44 @@ impl ImageModel {
             .ok_or_else(|| run_error("not a landmarks pack"))?;
         let values = self.run(prepared, &spec.output)?;
         let placements: Vec<Placement> = prepared.iter().map(|p| p.placement).collect();
+        let activate = |v: f32| {
+            if spec.activation == "sigmoid" {
+                sigmoid(v)
+            } else {
+                v
+            }
+        };
+        if spec.form.as_deref() == Some("points") {
+            // [N, L, 3]: x, y in model-input pixels and a confidence.
+            let points = values
+                .into_dimensionality::<ndarray::Ix3>()
+                .map_err(run_error)?;
+            if points.dim().2 != 3 {
+                return Err(run_error(format!(
+                    "points output has {} values per landmark, not 3",
+                    points.dim().2
+                )));
+            }
+            return Ok(points
+                .outer_iter()
+                .zip(&placements)
+                .map(|(found, placement)| {
+                    spec.names
+                        .iter()
+                        .zip(found.outer_iter())
+                        .map(|(name, p)| {
+                            let (x, y) = placement.to_image(f64::from(p[0]), f64::from(p[1]));
+                            Landmark {
+                                name: name.clone(),
+                                x,
+                                y,
+                                confidence: activate(p[2]),
+                            }
+                        })
+                        .collect()
+                })
+                .collect());
+        }
         let heatmaps = values.into_dimensionality::<Ix4>().map_err(run_error)?;
         let (input_h, input_w) = (self.spec.rows as f64, self.spec.columns as f64);
         Ok(heatmaps
@@ -207,16 +245,11 @@ impl ImageModel {
                         let x = (hx + 0.5) * input_w / w as f64 - 0.5;
                         let y = (hy + 0.5) * input_h / h as f64 - 0.5;
                         let (x, y) = placement.to_image(x, y);
-                        let confidence = if spec.activation == "sigmoid" {
-                            sigmoid(peak)
-                        } else {
-                            peak
-                        };
                         Landmark {
                             name: name.clone(),
                             x,
                             y,
-                            confidence,
+                            confidence: activate(peak),
                         }
                     })
                     .collect()
