@@ -15,7 +15,9 @@ use super::InferenceError;
 use crate::imaging::Radiograph;
 use ndarray::{concatenate, s, Array2, Array3, Array4, ArrayD, Axis, Ix3};
 use ort::session::Session;
-use ort::value::{DynValue, Tensor, TensorRef};
+use ort::session::SessionInputValue;
+use ort::value::TensorRef;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
@@ -356,22 +358,28 @@ impl ReportModel {
                 }
             }
         }
-        let mut inputs: Vec<(String, DynValue)> = vec![
+        // Views, not copies (the cache grows every step); copied only if not row-major.
+        let embeds = embeds.as_standard_layout();
+        let mask = mask.as_standard_layout();
+        let past: Vec<_> = past.iter().map(|t| t.as_standard_layout()).collect();
+        let mut inputs: Vec<(Cow<str>, SessionInputValue)> = vec![
             (
                 "inputs_embeds".into(),
-                Tensor::from_array(embeds.clone())
+                TensorRef::from_array_view(embeds.view())
                     .map_err(run_error)?
-                    .into_dyn(),
+                    .into(),
             ),
             (
                 "attention_mask".into(),
-                Tensor::from_array(mask.clone())
+                TensorRef::from_array_view(mask.view())
                     .map_err(run_error)?
-                    .into_dyn(),
+                    .into(),
             ),
             (
                 "position_ids".into(),
-                Tensor::from_array(positions).map_err(run_error)?.into_dyn(),
+                TensorRef::from_array_view(positions.view())
+                    .map_err(run_error)?
+                    .into(),
             ),
         ];
         for (i, tensor) in past.iter().enumerate() {
@@ -381,10 +389,10 @@ impl ReportModel {
                 if i % 2 == 0 { "key" } else { "value" }
             );
             inputs.push((
-                name,
-                Tensor::from_array(tensor.clone())
+                name.into(),
+                TensorRef::from_array_view(tensor.view())
                     .map_err(run_error)?
-                    .into_dyn(),
+                    .into(),
             ));
         }
         let outputs = self.decoder.run(inputs).map_err(run_error)?;
