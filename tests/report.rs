@@ -215,3 +215,77 @@ fn a_prior_image_and_report_fill_their_slots() {
     assert_eq!(both[0].token_ids, until_eos(&reference.cases[0].greedy).0);
     assert_eq!(both[1].token_ids, until_eos(&case.greedy).0);
 }
+
+#[derive(serde::Deserialize)]
+struct GemmaCase {
+    sample: String,
+    indication: String,
+    prompt_ids: Vec<i64>,
+    prompt_logits: Vec<f32>,
+    greedy: Vec<i64>,
+    beam3: Vec<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct GemmaReference {
+    cases: Vec<GemmaCase>,
+}
+
+/// The Gemma 3 (MedGemma architecture) test pack, exported by models/export/gemma3_onnx.py:
+/// bidirectional attention within the image, sliding and full attention layers.
+#[test]
+fn gemma3_greedy_and_beam_ids_equal_transformers() {
+    if !onnx_runtime_available() {
+        return;
+    }
+    let text = std::fs::read_to_string(root().join("tests/fixtures/report_gemma3_reference.json"))
+        .unwrap();
+    let reference: GemmaReference = serde_json::from_str(&text).unwrap();
+    let settings = SessionSettings {
+        provider: Provider::Cpu,
+        ..SessionSettings::default()
+    };
+    let mut model =
+        ReportModel::load(&root().join("models/test-report-gemma3"), &settings).unwrap();
+    for case in &reference.cases {
+        assert_eq!(
+            model.prompt_ids(&case.indication, None).unwrap(),
+            case.prompt_ids
+        );
+        let image = read_file(&sample(&case.sample), &DecodeLimits::default()).unwrap();
+        let request = [ReportRequest {
+            image: &image,
+            indication: &case.indication,
+            prior: None,
+        }];
+        // Logits after the prompt: bidirectional attention within the image changes them by
+        // about 1e-2, so this catches a decoder that ignores token_type_ids.
+        let logits = model.prompt_logits(&request).unwrap();
+        let max = logits
+            .row(0)
+            .iter()
+            .zip(&case.prompt_logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max < 1e-4, "{}: prompt logits differ by {max}", case.sample);
+        for use_cache in [true, false] {
+            let greedy = model
+                .generate_greedy(&request, use_cache)
+                .unwrap()
+                .remove(0);
+            assert_eq!(
+                greedy.token_ids,
+                until_eos(&case.greedy).0,
+                "{} greedy (cache {use_cache})",
+                case.sample
+            );
+        }
+        let beam = model.generate_beam(&request, 3).unwrap().remove(0);
+        assert_eq!(
+            beam.token_ids,
+            until_eos(&case.beam3).0,
+            "{} beam",
+            case.sample
+        );
+    }
+}

@@ -49,6 +49,14 @@ pub struct GeneratedText {
     pub stopped_at_eos: bool,
 }
 
+/// Prompts ready for the decoder: embeddings with image features in place, the attention
+/// mask (0 for left padding), and token types (1 for image tokens).
+struct Prompts {
+    embeds: Array3<f32>,
+    mask: Array2<i64>,
+    types: Array2<i64>,
+}
+
 pub struct ReportModel {
     pub manifest: Manifest,
     pub folder: PathBuf,
@@ -59,6 +67,8 @@ pub struct ReportModel {
     vision: Session,
     embed: Session,
     decoder: Session,
+    /// Whether the decoder takes `token_type_ids` (Gemma 3's image attention).
+    takes_token_types: bool,
 }
 
 /// The names a graph must have; the error names the first missing one.
@@ -165,6 +175,10 @@ impl ReportModel {
                 reason: format!("report.tokenizer: {e}"),
             }
         })?;
+        let takes_token_types = decoder
+            .inputs()
+            .iter()
+            .any(|i| i.name() == "token_type_ids");
         Ok(ReportModel {
             manifest,
             folder: folder.to_path_buf(),
@@ -175,6 +189,7 @@ impl ReportModel {
             vision,
             embed,
             decoder,
+            takes_token_types,
         })
     }
 
@@ -185,7 +200,7 @@ impl ReportModel {
         let prompt = self.prompt_ids("", None)?;
         let pixels =
             Array4::<f32>::zeros((1, self.image.channels, self.image.rows, self.image.columns));
-        let (embeds, mask) = self.prompt_embeddings_from(&[prompt], &pixels)?;
+        let prompts = self.prompt_embeddings_from(&[prompt], &pixels)?;
         let past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
             .map(|_| {
                 ArrayD::<f32>::zeros(ndarray::IxDyn(&[
@@ -196,7 +211,7 @@ impl ReportModel {
                 ]))
             })
             .collect();
-        self.decode(&embeds, &mask, &past)?;
+        self.decode(&prompts.embeds, &prompts.mask, &prompts.types, &past)?;
         Ok(started.elapsed())
     }
 
@@ -265,11 +280,9 @@ impl ReportModel {
             .map_err(run_error)
     }
 
-    /// The prompts' embeddings [N, L, hidden] with image features in place, and the mask.
-    fn prompt_embeddings(
-        &mut self,
-        requests: &[ReportRequest],
-    ) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
+    /// The prompts' embeddings [N, L, hidden] with image features in place, the attention mask,
+    /// and the token types (1 for image tokens).
+    fn prompt_embeddings(&mut self, requests: &[ReportRequest]) -> Result<Prompts, InferenceError> {
         let prompts = requests
             .iter()
             .map(|r| self.prompt_ids(r.indication, r.prior.map(|p| p.report)))
@@ -293,7 +306,7 @@ impl ReportModel {
         &mut self,
         prompts: &[Vec<i64>],
         pixels: &Array4<f32>,
-    ) -> Result<(Array3<f32>, Array2<i64>), InferenceError> {
+    ) -> Result<Prompts, InferenceError> {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let n = prompts.len();
         let mut ids = Array2::from_elem((n, longest), self.spec.pad_id);
@@ -334,14 +347,22 @@ impl ReportModel {
         if feature_rows.next().is_some() {
             return Err(run_error("more image features than image slots"));
         }
-        Ok((embeds, mask))
+        let types = ids.mapv(|id| i64::from(id == self.spec.image_token_id));
+        Ok(Prompts {
+            embeds,
+            mask,
+            types,
+        })
     }
 
     /// Runs the decoder; returns the last position's logits [N, V] and the new keys and values.
+    /// `types` marks the chunk's image tokens (1), for decoders that take `token_type_ids`
+    /// (Gemma 3 attends within an image in both directions).
     fn decode(
         &mut self,
         embeds: &Array3<f32>,
         mask: &Array2<i64>,
+        types: &Array2<i64>,
         past: &[ArrayD<f32>],
     ) -> Result<(Array2<f32>, Vec<ArrayD<f32>>), InferenceError> {
         let (n, steps, _) = embeds.dim();
@@ -382,6 +403,14 @@ impl ReportModel {
                     .into(),
             ),
         ];
+        if self.takes_token_types {
+            inputs.push((
+                "token_type_ids".into(),
+                TensorRef::from_array_view(types.view())
+                    .map_err(run_error)?
+                    .into(),
+            ));
+        }
         for (i, tensor) in past.iter().enumerate() {
             let name = format!(
                 "past_key_values.{}.{}",
@@ -421,6 +450,29 @@ impl ReportModel {
         Ok((last, present))
     }
 
+    /// The logits that follow each prompt (the first step of generation), [N, vocabulary]: for
+    /// checking an export against its source model.
+    pub fn prompt_logits(
+        &mut self,
+        requests: &[ReportRequest],
+    ) -> Result<Array2<f32>, InferenceError> {
+        let prompts = self.prompt_embeddings(requests)?;
+        let n = requests.len();
+        let past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
+            .map(|_| {
+                ArrayD::<f32>::zeros(ndarray::IxDyn(&[
+                    n,
+                    self.spec.kv_heads,
+                    0,
+                    self.spec.head_dim,
+                ]))
+            })
+            .collect();
+        Ok(self
+            .decode(&prompts.embeds, &prompts.mask, &prompts.types, &past)?
+            .0)
+    }
+
     /// Greedy decoding of every prompt in one batch. With `use_cache`, each step feeds only the
     /// new token and the cached keys and values; without it, the whole sequence is recomputed
     /// every step (slower; the two must agree).
@@ -432,7 +484,11 @@ impl ReportModel {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let (prompt_embeds, mut mask) = self.prompt_embeddings(requests)?;
+        let Prompts {
+            embeds: prompt_embeds,
+            mut mask,
+            types: prompt_types,
+        } = self.prompt_embeddings(requests)?;
         let n = requests.len();
         let (kv_heads, head_dim, layers) =
             (self.spec.kv_heads, self.spec.head_dim, self.spec.layers);
@@ -445,13 +501,16 @@ impl ReportModel {
         let mut past = empty_past();
         let mut all_embeds = prompt_embeds.clone();
         let mut step_embeds = prompt_embeds;
+        // Generated tokens are text (type 0); only the prompt has image tokens.
+        let mut all_types = prompt_types.clone();
+        let mut step_types = prompt_types;
         let mut generated: Vec<Vec<i64>> = vec![Vec::new(); n];
         let mut finished = vec![false; n];
         for _ in 0..self.spec.max_new_tokens {
             let (logits, present) = if use_cache {
-                self.decode(&step_embeds, &mask, &past)?
+                self.decode(&step_embeds, &mask, &step_types, &past)?
             } else {
-                self.decode(&all_embeds, &mask, &empty_past())?
+                self.decode(&all_embeds, &mask, &all_types, &empty_past())?
             };
             past = present;
             let mut next = Array2::<i64>::from_elem((n, 1), self.spec.pad_id);
@@ -477,6 +536,9 @@ impl ReportModel {
             step_embeds = self.embed_ids(&next)?;
             all_embeds = concatenate(Axis(1), &[all_embeds.view(), step_embeds.view()])
                 .map_err(run_error)?;
+            step_types = Array2::zeros((n, 1));
+            all_types =
+                concatenate(Axis(1), &[all_types.view(), step_types.view()]).map_err(run_error)?;
             mask = concatenate(Axis(1), &[mask.view(), Array2::<i64>::ones((n, 1)).view()])
                 .map_err(run_error)?;
         }
@@ -498,18 +560,21 @@ impl ReportModel {
         if requests.is_empty() || beams == 0 {
             return Ok(Vec::new());
         }
-        let (prompt_embeds, prompt_mask) = self.prompt_embeddings(requests)?;
+        let prompt = self.prompt_embeddings(requests)?;
+        let (prompt_embeds, prompt_mask) = (&prompt.embeds, &prompt.mask);
         let (items, prompt_len, hidden) = prompt_embeds.dim();
         let rows = items * beams;
         // Each prompt repeated `beams` times, as rows b * beams + k.
         let repeat = |i: usize| i / beams;
         let mut embeds = Array3::<f32>::zeros((rows, prompt_len, hidden));
         let mut mask = Array2::<i64>::zeros((rows, prompt_len));
+        let mut types = Array2::<i64>::zeros((rows, prompt_len));
         for r in 0..rows {
             embeds
                 .slice_mut(s![r, .., ..])
                 .assign(&prompt_embeds.slice(s![repeat(r), .., ..]));
             mask.row_mut(r).assign(&prompt_mask.row(repeat(r)));
+            types.row_mut(r).assign(&prompt.types.row(repeat(r)));
         }
         let (kv_heads, head_dim) = (self.spec.kv_heads, self.spec.head_dim);
         let mut past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
@@ -544,7 +609,7 @@ impl ReportModel {
             order
         };
         for step in 0..max_new {
-            let (logits, present) = self.decode(&embeds, &mask, &past)?;
+            let (logits, present) = self.decode(&embeds, &mask, &types, &past)?;
             let vocab = logits.ncols();
             let generated_len = (step + 1) as f32; // tokens generated once this step's is appended
             let at_max_length = step + 1 >= max_new;
@@ -635,6 +700,7 @@ impl ReportModel {
             )
             .map_err(run_error)?;
             embeds = self.embed_ids(&next_tokens)?;
+            types = Array2::zeros((rows, 1));
         }
         Ok(state
             .into_iter()
