@@ -7,7 +7,6 @@ models/export/gemma3_onnx.py, and transformers' own generate() ids for it
 
     .radassist/venv/bin/python models/make-test-gemma3-pack.py
 """
-import csv
 import importlib.util
 import json
 import sys
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "models" / "test-report-gemma3"
@@ -68,16 +66,6 @@ max_new_tokens = {max_new}
 """
 
 
-def train_tokenizer():
-    reports = ROOT.parent / "shared" / "data" / "text" / "chexpert-labeler" / "sample_reports.csv"
-    texts = [row[0].lower() for row in csv.reader(open(reports)) if row]
-    tokenizer = Tokenizer(models.BPE(unk_token=None))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS, show_progress=False))
-    return tokenizer
-
-
 def build_model(vocab_size):
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
     torch.manual_seed(20261125)
@@ -109,7 +97,7 @@ def prompt_ids(tokenizer, indication):
 
 
 def main():
-    tokenizer = train_tokenizer()
+    tokenizer = llava_pack.train_tokenizer(SPECIALS)
     model = build_model(tokenizer.get_vocab_size())
     export_gemma3(model, PACK)
     tokenizer.save(str(PACK / "tokenizer.json"))

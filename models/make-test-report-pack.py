@@ -87,13 +87,14 @@ max_new_tokens = {max_new}
 """
 
 
-def train_tokenizer():
+def train_tokenizer(specials=SPECIALS):
+    """A small BPE vocabulary trained on the CheXpert labeler's sample reports."""
     reports = ROOT.parent / "shared" / "data" / "text" / "chexpert-labeler" / "sample_reports.csv"
     texts = [row[0].lower() for row in csv.reader(open(reports)) if row]
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS, show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False)
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
 

@@ -71,6 +71,14 @@ pub struct ReportModel {
     takes_token_types: bool,
 }
 
+/// An empty KV cache for `rows` sequences: keys and values of every layer,
+/// [rows, kv_heads, 0, head_dim] (the first step has no past).
+fn empty_cache(spec: &ReportSpec, rows: usize) -> Vec<ArrayD<f32>> {
+    (0..2 * spec.layers)
+        .map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[rows, spec.kv_heads, 0, spec.head_dim])))
+        .collect()
+}
+
 /// The names a graph must have; the error names the first missing one.
 fn require_names(
     pack: &str,
@@ -201,16 +209,7 @@ impl ReportModel {
         let pixels =
             Array4::<f32>::zeros((1, self.image.channels, self.image.rows, self.image.columns));
         let prompts = self.prompt_embeddings_from(&[prompt], &pixels)?;
-        let past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
-            .map(|_| {
-                ArrayD::<f32>::zeros(ndarray::IxDyn(&[
-                    1,
-                    self.spec.kv_heads,
-                    0,
-                    self.spec.head_dim,
-                ]))
-            })
-            .collect();
+        let past = empty_cache(&self.spec, 1);
         self.decode(&prompts.embeds, &prompts.mask, &prompts.types, &past)?;
         Ok(started.elapsed())
     }
@@ -457,17 +456,7 @@ impl ReportModel {
         requests: &[ReportRequest],
     ) -> Result<Array2<f32>, InferenceError> {
         let prompts = self.prompt_embeddings(requests)?;
-        let n = requests.len();
-        let past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
-            .map(|_| {
-                ArrayD::<f32>::zeros(ndarray::IxDyn(&[
-                    n,
-                    self.spec.kv_heads,
-                    0,
-                    self.spec.head_dim,
-                ]))
-            })
-            .collect();
+        let past = empty_cache(&self.spec, requests.len());
         Ok(self
             .decode(&prompts.embeds, &prompts.mask, &prompts.types, &past)?
             .0)
@@ -490,15 +479,7 @@ impl ReportModel {
             types: prompt_types,
         } = self.prompt_embeddings(requests)?;
         let n = requests.len();
-        let (kv_heads, head_dim, layers) =
-            (self.spec.kv_heads, self.spec.head_dim, self.spec.layers);
-        // Keys and values are [N, kv_heads, length, head_dim]; the first step has length 0.
-        let empty_past = || -> Vec<ArrayD<f32>> {
-            (0..2 * layers)
-                .map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[n, kv_heads, 0, head_dim])))
-                .collect()
-        };
-        let mut past = empty_past();
+        let mut past = empty_cache(&self.spec, n);
         let mut all_embeds = prompt_embeds.clone();
         let mut step_embeds = prompt_embeds;
         // Generated tokens are text (type 0); only the prompt has image tokens.
@@ -510,7 +491,7 @@ impl ReportModel {
             let (logits, present) = if use_cache {
                 self.decode(&step_embeds, &mask, &step_types, &past)?
             } else {
-                self.decode(&all_embeds, &mask, &all_types, &empty_past())?
+                self.decode(&all_embeds, &mask, &all_types, &empty_cache(&self.spec, n))?
             };
             past = present;
             let mut next = Array2::<i64>::from_elem((n, 1), self.spec.pad_id);
@@ -576,10 +557,7 @@ impl ReportModel {
             mask.row_mut(r).assign(&prompt_mask.row(repeat(r)));
             types.row_mut(r).assign(&prompt.types.row(repeat(r)));
         }
-        let (kv_heads, head_dim) = (self.spec.kv_heads, self.spec.head_dim);
-        let mut past: Vec<ArrayD<f32>> = (0..2 * self.spec.layers)
-            .map(|_| ArrayD::<f32>::zeros(ndarray::IxDyn(&[rows, kv_heads, 0, head_dim])))
-            .collect();
+        let mut past = empty_cache(&self.spec, rows);
         let max_new = self.spec.max_new_tokens;
         // Candidates kept per step: enough that `beams` of them can go on even if every EOS is among them.
         let keep = 2.max(1 + self.spec.eos_ids.len()) * beams;
