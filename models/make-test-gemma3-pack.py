@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +24,7 @@ llava_pack = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(llava_pack)
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<image>", "<boi>", "<eoi>"]
-PAD, BOS, EOS, IMAGE, BOI, EOI = range(6)
+PAD, BOS, EOS, IMAGE, BOI, EOI = range(6)  # BOS and IMAGE as in the LLaVA pack, whose prompt builder is shared
 IMAGE_TOKENS = 4
 TEMPLATE = "<s><boi><image><eoi> indication: {indication} findings:"
 SAMPLES = llava_pack.SAMPLES
@@ -84,18 +83,6 @@ def build_model(vocab_size):
     return model
 
 
-def prompt_ids(tokenizer, indication):
-    text = TEMPLATE.replace("{indication}", indication)
-    ids = [BOS]
-    text = text[len("<s>"):]
-    for i, piece in enumerate(text.split("<image>")):
-        if i:
-            ids += [IMAGE] * IMAGE_TOKENS
-        if piece:
-            ids += tokenizer.encode(piece, add_special_tokens=False).ids
-    return ids
-
-
 def main():
     tokenizer = llava_pack.train_tokenizer(SPECIALS)
     model = build_model(tokenizer.get_vocab_size())
@@ -105,7 +92,7 @@ def main():
                                                      eos=EOS, pad=PAD, max_new=MAX_NEW))
     reference = {"cases": []}
     for sample, indication in SAMPLES:
-        ids = prompt_ids(tokenizer, indication)
+        ids = llava_pack.prompt_ids(tokenizer, indication, template=TEMPLATE, image_tokens=IMAGE_TOKENS)
         pixels = torch.tensor(llava_pack.pixel_values(sample)[None])
         input_ids = torch.tensor([ids])
         case = {"sample": sample, "indication": indication, "prompt_ids": ids}

@@ -130,17 +130,17 @@ def pixel_values(sample):
     return np.repeat(((small - 0.5) / 0.5)[None], 3, axis=0)
 
 
-def prompt_ids(tokenizer, indication, prior_report=None):
-    """The template filled in; <s> is BOS, each image slot is IMAGE_TOKENS image ids, and the
+def prompt_ids(tokenizer, indication, prior_report=None, template=TEMPLATE, image_tokens=IMAGE_TOKENS):
+    """The template filled in; <s> is BOS, each image slot is `image_tokens` image ids, and the
     text between slots is tokenised piece by piece (as radassist does)."""
     prior = PRIOR_TEMPLATE.replace("{prior_report}", prior_report) if prior_report is not None else ""
-    text = TEMPLATE.replace("{prior}", prior).replace("{indication}", indication)
+    text = template.replace("{prior}", prior).replace("{indication}", indication)
     ids = []
     if text.startswith("<s>"):
         ids, text = [BOS], text[3:]
     for i, piece in enumerate(text.replace("<prior_image>", "<image>").split("<image>")):
         if i:
-            ids += [IMAGE] * IMAGE_TOKENS
+            ids += [IMAGE] * image_tokens
         if piece:
             ids += tokenizer.encode(piece, add_special_tokens=False).ids
     return ids

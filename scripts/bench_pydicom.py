@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.uid import UID
 

@@ -25,7 +25,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from PIL import Image
 
 from pydicom_io import display, modality_values, read_dicom, stored_values

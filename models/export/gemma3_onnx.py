@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llava_onnx import EmbedTokens  # noqa: E402  (the same token embedding wrapper)
+from llava_onnx import export_decoder, export_vision_and_embeddings  # noqa: E402  (the same export steps)
 
 
 class VisionEncoder(torch.nn.Module):
@@ -81,35 +81,13 @@ class Decoder(torch.nn.Module):
 
 
 def export_gemma3(model, folder, opset=17):
+    """Writes the three graphs of `model` (a Gemma3ForConditionalGeneration in eval mode, eager
+    attention) to `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    text, vision = model.config.text_config, model.config.vision_config
-    layers, kv_heads, head_dim = text.num_hidden_layers, text.num_key_value_heads, text.head_dim
-    past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    pixels = torch.zeros(2, vision.num_channels, vision.image_size, vision.image_size)
-    torch.onnx.export(VisionEncoder(model), (pixels,), folder / "vision_encoder.onnx", input_names=["pixel_values"],
-                      output_names=["image_features"],
-                      dynamic_axes={"pixel_values": {0: "batch"}, "image_features": {0: "batch"}},
-                      opset_version=opset, dynamo=False)
-    torch.onnx.export(EmbedTokens(model), (torch.ones(2, 5, dtype=torch.long),), folder / "embed_tokens.onnx",
-                      input_names=["input_ids"], output_names=["inputs_embeds"],
-                      dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}},
-                      opset_version=opset, dynamo=False)
-    embeds = torch.zeros(2, 5, text.hidden_size)
-    mask = torch.ones(2, 7, dtype=torch.long)
-    positions = torch.arange(2, 7).unsqueeze(0).repeat(2, 1)
+    export_vision_and_embeddings(VisionEncoder(model), model, folder, opset)
     types = torch.tensor([[0, 1, 1, 0, 0], [0, 1, 1, 0, 0]])
-    past = [torch.zeros(2, kv_heads, 2, head_dim) for _ in past_names]
-    axes = {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
-            "position_ids": {0: "batch", 1: "sequence"}, "token_type_ids": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch", 1: "sequence"}}
-    axes.update({n: {0: "batch", 2: "past"} for n in past_names})
-    axes.update({n: {0: "batch", 2: "total"} for n in present_names})
-    torch.onnx.export(Decoder(model), (embeds, mask, positions, types, *past), folder / "decoder_model_merged.onnx",
-                      input_names=["inputs_embeds", "attention_mask", "position_ids", "token_type_ids", *past_names],
-                      output_names=["logits", *present_names], dynamic_axes=axes, opset_version=opset, dynamo=False)
-    return {"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim}
+    return export_decoder(Decoder(model), model, folder, opset, extra_inputs=[("token_type_ids", types)])
 
 
 def main():

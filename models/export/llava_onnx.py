@@ -78,20 +78,19 @@ class Decoder(torch.nn.Module):
         return (self.lm_head(out.last_hidden_state), *presents)
 
 
-def export_llava(model, folder, opset=17):
-    """Writes the three graphs of `model` (a LlavaForConditionalGeneration in eval mode) to `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    text = model.config.text_config
+def kv_names(layers):
+    """The decoder's cache inputs and outputs, per layer: key then value."""
+    past = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    present = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    return past, present
+
+
+def export_vision_and_embeddings(vision_encoder, model, folder, opset):
+    """The vision encoder and token embedding graphs, batch dimension dynamic. Examples use a
+    batch of 2, so that nothing is traced with a batch of one."""
     vision = model.config.vision_config
-    layers = text.num_hidden_layers
-    kv_heads = text.num_key_value_heads
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    # Batch 2 in the examples, so that nothing is traced with a batch of one.
     pixels = torch.zeros(2, vision.num_channels, vision.image_size, vision.image_size)
-    torch.onnx.export(VisionEncoder(model), (pixels,), folder / "vision_encoder.onnx", input_names=["pixel_values"],
+    torch.onnx.export(vision_encoder, (pixels,), folder / "vision_encoder.onnx", input_names=["pixel_values"],
                       output_names=["image_features"],
                       dynamic_axes={"pixel_values": {0: "batch"}, "image_features": {0: "batch"}},
                       opset_version=opset, dynamo=False)
@@ -100,18 +99,39 @@ def export_llava(model, folder, opset=17):
                       output_names=["inputs_embeds"],
                       dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}},
                       opset_version=opset, dynamo=False)
+
+
+def export_decoder(decoder, model, folder, opset, extra_inputs=()):
+    """The decoder graph: inputs_embeds, attention_mask, position_ids, then `extra_inputs`
+    (name, example tensor [2, 5]), then the past keys and values; logits and present out."""
+    text = model.config.text_config
+    layers = text.num_hidden_layers
+    kv_heads = text.num_key_value_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    past_names, present_names = kv_names(layers)
     embeds = torch.zeros(2, 5, text.hidden_size)
     mask = torch.ones(2, 7, dtype=torch.long)
     positions = torch.arange(2, 7).unsqueeze(0).repeat(2, 1)
     past = [torch.zeros(2, kv_heads, 2, head_dim) for _ in past_names]
     axes = {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
             "position_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    axes.update({name: {0: "batch", 1: "sequence"} for name, _ in extra_inputs})
     axes.update({n: {0: "batch", 2: "past"} for n in past_names})
     axes.update({n: {0: "batch", 2: "total"} for n in present_names})
-    torch.onnx.export(Decoder(model), (embeds, mask, positions, *past), folder / "decoder_model_merged.onnx",
-                      input_names=["inputs_embeds", "attention_mask", "position_ids", *past_names],
+    extra_names = [name for name, _ in extra_inputs]
+    extra_values = [value for _, value in extra_inputs]
+    torch.onnx.export(decoder, (embeds, mask, positions, *extra_values, *past), folder / "decoder_model_merged.onnx",
+                      input_names=["inputs_embeds", "attention_mask", "position_ids", *extra_names, *past_names],
                       output_names=["logits", *present_names], dynamic_axes=axes, opset_version=opset, dynamo=False)
     return {"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim}
+
+
+def export_llava(model, folder, opset=17):
+    """Writes the three graphs of `model` (a LlavaForConditionalGeneration in eval mode) to `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    export_vision_and_embeddings(VisionEncoder(model), model, folder, opset)
+    return export_decoder(Decoder(model), model, folder, opset)
 
 
 def main():
