@@ -64,14 +64,13 @@ impl ModelPack {
                 "a report pack has three graphs: load it with report::ReportModel".into(),
             ));
         }
-        let graph = folder.join(&manifest.graph().file);
-        if !graph.is_file() {
-            return Err(InferenceError::Pack {
-                pack: manifest.name.clone(),
-                reason: format!("graph.file {} does not exist", graph.display()),
-            });
-        }
-        let (session, provider) = session::open_session(&graph, settings)?;
+        let (session, provider) = open_pack_graph(
+            &manifest.name,
+            folder,
+            "graph.file",
+            &manifest.graph().file,
+            settings,
+        )?;
         session::check_graph(&manifest, &session)?;
         Ok(ModelPack {
             manifest,
@@ -127,6 +126,24 @@ impl ModelPack {
         self.session.run(inputs).map_err(run)?;
         Ok(started.elapsed())
     }
+}
+
+/// Opens one ONNX graph of a pack; a missing file is refused naming the manifest field.
+pub(crate) fn open_pack_graph(
+    pack: &str,
+    folder: &Path,
+    field: &str,
+    file: &str,
+    settings: &SessionSettings,
+) -> Result<(ort::session::Session, ProviderUsed), InferenceError> {
+    let path = folder.join(file);
+    if !path.is_file() {
+        return Err(InferenceError::Pack {
+            pack: pack.to_string(),
+            reason: format!("{field} {} does not exist", path.display()),
+        });
+    }
+    session::open_session(&path, settings)
 }
 
 /// The pack folders under `models_dir` (those with a model.toml), sorted.

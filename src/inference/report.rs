@@ -10,8 +10,8 @@
 
 use super::manifest::{Manifest, ReportSpec, Task};
 use super::preprocess::{prepare, ImageSpec};
-use super::session::{open_session, ProviderUsed, SessionSettings};
-use super::InferenceError;
+use super::session::{ProviderUsed, SessionSettings};
+use super::{open_pack_graph, InferenceError};
 use crate::imaging::Radiograph;
 use ndarray::{concatenate, s, Array2, Array3, Array4, ArrayD, Axis, Ix3};
 use ort::session::Session;
@@ -134,19 +134,10 @@ impl ReportModel {
         let spec = manifest.report.clone().expect("checked");
         let image = manifest.image.clone().expect("checked");
         let name = manifest.name.clone();
-        let open = |file: &str| -> Result<(Session, ProviderUsed), InferenceError> {
-            let path = folder.join(file);
-            if !path.is_file() {
-                return Err(InferenceError::Pack {
-                    pack: name.clone(),
-                    reason: format!("{} does not exist", path.display()),
-                });
-            }
-            open_session(&path, settings)
-        };
-        let (vision, provider) = open(&spec.vision_encoder)?;
-        let (embed, _) = open(&spec.embed_tokens)?;
-        let (decoder, _) = open(&spec.decoder)?;
+        let open = |field: &str, file: &str| open_pack_graph(&name, folder, field, file, settings);
+        let (vision, provider) = open("report.vision_encoder", &spec.vision_encoder)?;
+        let (embed, _) = open("report.embed_tokens", &spec.embed_tokens)?;
+        let (decoder, _) = open("report.decoder", &spec.decoder)?;
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         require_names(
             &name,
