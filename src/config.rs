@@ -17,10 +17,27 @@
 //! max_delay_ms = 0           # how long the oldest request waits for others; 0: run at once with
 //!                            # whatever is queued (batches still form under load)
 //! queue_capacity = 256       # waiting requests beyond this are refused (retry later)
+//!
+//! [placement]                # tube and line rules (src/placement/rules.rs has every value
+//!                            # and its source)
+//! paediatric_below_years = 18.0
+//! min_confidence = 0.5       # landmarks found with less confidence count as not found
+//! edge_margin_mm = 3.0       # a tip this close to the edge may continue beyond the field
+//!
+//! [placement.adult.endotracheal_tube]   # any key of a device's rule; the rest keep defaults
+//! min_safe_mm = 20.0         # also ideal_low_mm, ideal_high_mm, max_mm
+//! [placement.adult.enteral_tube]
+//! min_below_diaphragm_mm = 10.0
+//! [placement.adult.central_venous_catheter]
+//! junction_below_carina_mm = 35.0       # also junction_band_half_width_mm,
+//!                            # max_above_carina_mm, atrium_depth_mm, max_from_midline_mm
+//! [placement.paediatric.endotracheal_tube]
+//! min_safe_mm = 5.0          # the paediatric set takes the same keys
 //! ```
 
 use crate::inference::batcher::BatchingConfig;
 use crate::inference::session::{Provider, SessionSettings};
+use crate::placement::rules::RuleTable;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +46,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub inference: InferenceConfig,
+    pub placement: RuleTable,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +148,7 @@ impl Config {
                 "inference.batching.max_batch and queue_capacity must be at least 1".into(),
             );
         }
+        self.placement.check()?;
         if self.inference.optimization_level > 3 {
             return Err(format!(
                 "inference.optimization_level {} must be 0 to 3",

@@ -15,4 +15,5 @@ pub mod config;
 pub mod dicom;
 pub mod imaging;
 pub mod inference;
+pub mod placement;
 pub mod runtime;
