@@ -16,4 +16,5 @@ pub mod dicom;
 pub mod imaging;
 pub mod inference;
 pub mod placement;
+pub mod priors;
 pub mod runtime;

@@ -1,0 +1,2 @@
+//! Comparison with the patient's prior studies.
+pub mod registration;
