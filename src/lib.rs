@@ -18,3 +18,4 @@ pub mod inference;
 pub mod placement;
 pub mod priors;
 pub mod runtime;
+pub mod sentences;
