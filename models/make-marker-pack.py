@@ -29,31 +29,34 @@ spec.loader.exec_module(test_packs)
 
 NAME = "test-marker-landmarks"
 SIZE = 256
-# Landmark -> ring radius in model-input pixels (2 px apart: a ring of one radius falls on the
+# Landmark -> ring radius in model-input pixels (4 px apart: a ring of one radius falls on the
 # dark rings of its neighbours' filters).
-RADII = {"carina": 3.0, "ett_tip": 5.0, "ngt_tip": 7.0, "left_hemidiaphragm": 9.0, "cvc_tip": 11.0,
-         "cavoatrial_junction": 13.0, "chest_tube_tip": 15.0}
-BRIGHT_HALF_WIDTH = 0.75  # |distance - radius| up to this: the bright ring
-DARK_WIDTH = 1.5          # then this much dark ring on each side
-BLUR_SIGMA = 1.0
+RADII = {"carina": 4.0, "ett_tip": 8.0, "ngt_tip": 12.0, "left_hemidiaphragm": 16.0, "cvc_tip": 20.0,
+         "cavoatrial_junction": 24.0, "chest_tube_tip": 28.0}
+BRIGHT_HALF_WIDTH = 1.25  # |distance - radius| up to this: the bright ring
+DARK_WIDTH = 2.0          # then this much dark ring on each side
+BLUR_SIGMA = 0.7
 SUPERSAMPLE = 8
 
 
 def marker_coverage(radius, shape, centre):
-    """Fractions of each pixel covered by the bright ring and by the dark rings."""
+    """Fractions of each pixel covered by the bright ring, the inner and the outer dark ring."""
     h, w = shape
     offsets = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE - 0.5
     ys = np.arange(h)[:, None, None, None] + offsets[None, None, :, None] - centre[1]
     xs = np.arange(w)[None, :, None, None] + offsets[None, None, None, :] - centre[0]
-    off_ring = np.abs(np.hypot(xs, ys) - radius)
+    signed = np.hypot(xs, ys) - radius
+    off_ring = np.abs(signed)
     bright = (off_ring <= BRIGHT_HALF_WIDTH).mean(axis=(2, 3))
-    dark = ((off_ring > BRIGHT_HALF_WIDTH) & (off_ring <= BRIGHT_HALF_WIDTH + DARK_WIDTH)).mean(axis=(2, 3))
-    return bright, dark
+    dark = (off_ring > BRIGHT_HALF_WIDTH) & (off_ring <= BRIGHT_HALF_WIDTH + DARK_WIDTH)
+    inner = (dark & (signed < 0)).mean(axis=(2, 3))
+    outer = (dark & (signed > 0)).mean(axis=(2, 3))
+    return bright, inner, outer
 
 
 def draw(image, radius, centre):
-    bright, dark = marker_coverage(radius, image.shape, centre)
-    return image * (1 - bright - dark) + bright
+    bright, inner, outer = marker_coverage(radius, image.shape, centre)
+    return image * (1 - bright - inner - outer) + bright
 
 
 def gaussian_blur(kernel):
@@ -65,32 +68,43 @@ def gaussian_blur(kernel):
     return sum(g[i] * rows[:, i:i + rows.shape[1] - 2 * half] for i in range(2 * half + 1))
 
 
-def matched_filter(radius, size):
+def ring_means(radius, size):
+    """Kernels giving the mean of the bright ring, the inner and the outer dark ring."""
     c = (size - 1) / 2
-    bright, dark = marker_coverage(radius, (size, size), (c, c))
-    kernel = bright / bright.sum() - dark / dark.sum()  # zero-mean: flat regions score 0
-    kernel = gaussian_blur(kernel)
-    # A whole marker on a mid-grey background scores 1.
-    response = (kernel * (draw(np.full((size, size), 0.5), radius, (c, c)) - 0.5)).sum()
-    return kernel / response
+    return [gaussian_blur(part / part.sum()) for part in marker_coverage(radius, (size, size), (c, c))]
 
 
 def graph():
     half = int(np.ceil(max(RADII.values()) + BRIGHT_HALF_WIDTH + DARK_WIDTH + 3 * BLUR_SIGMA)) + 1
     size = 2 * half + 1
-    weights = np.stack([matched_filter(r, size)[None] for r in RADII.values()]).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["pixel_values", "W"], ["heatmaps"], kernel_shape=[size, size],
-                              pads=[half] * 4)]
+    kernels = []
+    for r in RADII.values():
+        # Scaled so a whole marker, centred on a pixel on a mid-grey background, scores 1.
+        bright, inner, outer = ring_means(r, size)
+        ideal = draw(np.full((size, size), 0.5), r, ((size - 1) / 2, (size - 1) / 2))
+        score = min(((bright - inner) * ideal).sum(), ((bright - outer) * ideal).sum())
+        kernels.append([bright / score, inner / score, outer / score])
+    initializers, nodes = [], []
+    for part, name in enumerate(["bright", "inner", "outer"]):
+        weights = np.stack([k[part][None] for k in kernels]).astype(np.float32)
+        initializers.append(numpy_helper.from_array(weights, f"W_{name}"))
+        nodes.append(helper.make_node("Conv", ["pixel_values", f"W_{name}"], [name], kernel_shape=[size, size],
+                                      pads=[half] * 4))
+    nodes += [
+        helper.make_node("Sub", ["bright", "inner"], ["against_inner"]),
+        helper.make_node("Sub", ["bright", "outer"], ["against_outer"]),
+        helper.make_node("Min", ["against_inner", "against_outer"], ["heatmaps"]),
+    ]
     return helper.make_graph(nodes, "test_marker_landmarks", [test_packs.tensor("pixel_values", ["batch", 1, SIZE, SIZE])],
-                             [test_packs.tensor("heatmaps", ["batch", len(RADII), SIZE, SIZE])],
-                             [numpy_helper.from_array(weights, "W")])
+                             [test_packs.tensor("heatmaps", ["batch", len(RADII), SIZE, SIZE])], initializers)
 
 
 def self_check(folder):
-    """Every marker drawn on a textured background is found where it was drawn, and nowhere else."""
+    """Every marker drawn on a textured background is found where it was drawn; a marker alone
+    scores under 0.3 on every other landmark's heatmap."""
     rng = np.random.default_rng(7)
     image = np.clip(0.5 + 0.15 * rng.standard_normal((SIZE, SIZE)), 0, 1)
-    centres = {name: (30.3 + 28.1 * i, 40.7 + 25.6 * i) for i, name in enumerate(RADII)}
+    centres = {name: (34.3 + 31.1 * i, 40.7 + 28.6 * i) for i, name in enumerate(RADII)}
     for name, centre in centres.items():
         image = draw(image, RADII[name], centre)
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -100,6 +114,12 @@ def self_check(folder):
         error = np.hypot(x - centres[name][0], y - centres[name][1])
         print(f"{name:20s} peak {peak:.3f} at ({x:.2f}, {y:.2f}), error {error:.3f} px")
         assert error < 0.25 and peak > 0.6, name
+    for name, radius in RADII.items():
+        alone = draw(np.full((SIZE, SIZE), 0.5), radius, (128.3, 127.6))
+        (maps,) = session.run(None, {"pixel_values": alone[None, None].astype(np.float32)})
+        for other, heatmap in zip(RADII, maps[0]):
+            inner = heatmap[40:-40, 40:-40].max()  # away from the zero padding at the border
+            assert (inner > 0.8) if other == name else (inner < 0.3), (name, other, inner)
 
 
 def main():

@@ -18,6 +18,16 @@
 //!                            # whatever is queued (batches still form under load)
 //! queue_capacity = 256       # waiting requests beyond this are refused (retry later)
 //!
+//! [analysis]                 # the packs a study's analysis uses, by folder name under
+//! findings = "test-findings" # inference.models ("" skips that part); the defaults are the
+//! landmarks = "test-marker-landmarks"   # shipped test packs: replace them with a site's own
+//! text = "minilm"            # text-embedding pack: matches prior report sentences
+//!
+//! [analysis.change]          # comparison with priors
+//! present = 0.5              # a finding is present at or above this probability
+//! change = 0.15              # present on both: increased/decreased by at least this much
+//! tip_moved_mm = 10.0        # a device tip moved by at least this much (after alignment)
+//!
 //! [placement]                # tube and line rules (src/placement/rules.rs has every value
 //!                            # and its source)
 //! paediatric_below_years = 18.0
@@ -35,7 +45,9 @@
 //! min_safe_mm = 5.0          # the paediatric set takes the same keys
 //! ```
 
+use crate::analysis::AnalysisPacks;
 use crate::inference::batcher::BatchingConfig;
+use crate::priors::ChangeThresholds;
 use crate::inference::session::{Provider, SessionSettings};
 use crate::placement::rules::RuleTable;
 use serde::Deserialize;
@@ -46,7 +58,41 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub inference: InferenceConfig,
+    pub analysis: AnalysisConfig,
     pub placement: RuleTable,
+}
+
+/// Which packs (folder names under `inference.models`) a study's analysis uses; "" skips one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    pub findings: String,
+    pub landmarks: String,
+    pub text: String,
+    pub change: ChangeThresholds,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            findings: "test-findings".into(),
+            landmarks: "test-marker-landmarks".into(),
+            text: "minilm".into(),
+            change: ChangeThresholds::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The analysis packs as folders.
+    pub fn analysis_packs(&self) -> AnalysisPacks {
+        let folder = |name: &str| (!name.is_empty()).then(|| self.inference.models.join(name));
+        AnalysisPacks {
+            findings: folder(&self.analysis.findings),
+            landmarks: folder(&self.analysis.landmarks),
+            text: folder(&self.analysis.text),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

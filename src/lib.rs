@@ -11,6 +11,7 @@
 //!
 //! Everything after decoding sees only [`imaging::Radiograph`], so no analysis needs to know DICOM.
 
+pub mod analysis;
 pub mod config;
 pub mod dicom;
 pub mod imaging;

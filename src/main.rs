@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use radassist::analysis::{self, overlay, AnalysisPacks, Analyzer, PriorInput};
 use radassist::config::Config;
+use radassist::priors;
 use radassist::dicom::{self, DecodeLimits};
 use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
 use radassist::imaging::output::{write_npy, write_png, PngDepth};
@@ -11,7 +13,7 @@ use radassist::imaging::resize::{fit_longest_side, resize};
 use radassist::inference::manifest::{Manifest, Task};
 use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
-use radassist::inference::{pack_folders, ModelPack};
+use radassist::inference::{pack_folders, ModelPack, TEST_MODEL_WARNING};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -114,6 +116,41 @@ enum Command {
         prior_report: String,
         #[arg(long, default_value = "models/test-report")]
         pack: PathBuf,
+        #[arg(long, value_enum)]
+        provider: Option<Provider>,
+    },
+    /// Analyse a study: findings, tube and line checks with measurements, and comparison with
+    /// priors (alignment, changes, subtraction). Packs come from the configuration's
+    /// [analysis] section unless given here.
+    Analyze {
+        /// The current radiograph.
+        current: PathBuf,
+        /// A prior radiograph of the same patient (repeat for several); refused if it is
+        /// another patient's, not earlier, not a chest or not frontal.
+        #[arg(long = "prior")]
+        priors: Vec<PathBuf>,
+        /// The signed report of the most recent prior (a text file), matched sentence by
+        /// sentence to the new results.
+        #[arg(long, requires = "priors")]
+        prior_report: Option<PathBuf>,
+        /// Print the structured result as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Draw landmarks, callipers, reference levels and verdicts on the image (PNG).
+        #[arg(long)]
+        overlay: Option<PathBuf>,
+        /// The temporal subtraction against the most recent prior (PNG).
+        #[arg(long, requires = "priors")]
+        subtraction: Option<PathBuf>,
+        /// Findings pack folder (overrides the configuration).
+        #[arg(long)]
+        findings_pack: Option<PathBuf>,
+        /// Landmarks pack folder (overrides the configuration).
+        #[arg(long)]
+        landmarks_pack: Option<PathBuf>,
+        /// Text-embedding pack folder (overrides the configuration).
+        #[arg(long)]
+        text_pack: Option<PathBuf>,
         #[arg(long, value_enum)]
         provider: Option<Provider>,
     },
@@ -224,6 +261,29 @@ fn main() -> ExitCode {
             pack,
             provider,
         } => embed_text(&pack, &settings(provider), &sentences),
+        Command::Analyze {
+            current,
+            priors,
+            prior_report,
+            json,
+            overlay,
+            subtraction,
+            findings_pack,
+            landmarks_pack,
+            text_pack,
+            provider,
+        } => {
+            let mut packs = config.analysis_packs();
+            packs.findings = findings_pack.or(packs.findings);
+            packs.landmarks = landmarks_pack.or(packs.landmarks);
+            packs.text = text_pack.or(packs.text);
+            let outputs = AnalyzeOutputs {
+                json,
+                overlay: overlay.as_deref(),
+                subtraction: subtraction.as_deref(),
+            };
+            analyze(&config, &packs, &settings(provider), &current, &priors, prior_report.as_deref(), &outputs)
+        }
         Command::Predict {
             files,
             pack,
@@ -472,7 +532,6 @@ fn runtime() -> Result<(), String> {
     Ok(())
 }
 
-const TEST_MODEL_WARNING: &str = "test model, not for clinical use";
 
 fn models_list(models: &Path) -> Result<(), String> {
     let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
@@ -650,5 +709,71 @@ fn report(
         "{}",
         serde_json::to_string_pretty(&out).expect("serialises")
     );
+    Ok(())
+}
+
+struct AnalyzeOutputs<'a> {
+    json: bool,
+    overlay: Option<&'a Path>,
+    subtraction: Option<&'a Path>,
+}
+
+fn analyze(
+    config: &Config,
+    packs: &AnalysisPacks,
+    settings: &SessionSettings,
+    current: &Path,
+    prior_files: &[PathBuf],
+    prior_report: Option<&Path>,
+    outputs: &AnalyzeOutputs,
+) -> Result<(), String> {
+    let limits = DecodeLimits::default();
+    let read = |f: &Path| dicom::read_file(f, &limits).map_err(|e| format!("{}: {e}", f.display()));
+    let current_image = read(current)?;
+    let mut priors = prior_files
+        .iter()
+        .map(|f| {
+            let image = read(f)?;
+            priors::check_prior(&current_image.header, &image.header)
+                .map_err(|reason| format!("{}: not a prior of {}: {reason}", f.display(), current.display()))?;
+            Ok(image)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    // Most recent first: the prior report and the subtraction belong to it.
+    let headers: Vec<_> = priors.iter().map(|p| p.header.clone()).collect();
+    let order = priors::choose_priors(&current_image.header, &headers);
+    if order.len() < priors.len() {
+        return Err("two priors given are images of the same study: give one image per study".into());
+    }
+    let mut taken: Vec<Option<_>> = priors.drain(..).map(Some).collect();
+    let priors: Vec<_> = order.iter().map(|&i| taken[i].take().expect("each once")).collect();
+    let report_text = prior_report
+        .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())))
+        .transpose()?;
+    let inputs: Vec<PriorInput> = priors
+        .iter()
+        .enumerate()
+        .map(|(i, radiograph)| PriorInput {
+            radiograph,
+            report: if i == 0 { report_text.as_deref() } else { None },
+        })
+        .collect();
+    let mut analyzer = Analyzer::new(packs, settings, config.placement.clone(), config.analysis.change)
+        .map_err(|e| e.to_string())?;
+    let study = analyzer.analyze(&current_image, &inputs).map_err(|e| e.to_string())?;
+    if let Some(path) = outputs.overlay {
+        overlay::draw(analysis::display(&current_image).view(), &study)
+            .save(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let (Some(path), Some(comparison), Some(prior)) = (outputs.subtraction, study.comparisons.first(), priors.first()) {
+        let difference = analysis::subtraction_image(&current_image, prior, comparison);
+        overlay::subtraction_png(&difference, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if outputs.json {
+        println!("{}", serde_json::to_string_pretty(&study).expect("serialises"));
+    } else {
+        print!("{}", analysis::text::render(&study));
+    }
     Ok(())
 }

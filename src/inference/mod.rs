@@ -18,6 +18,9 @@ use manifest::Manifest;
 use session::{ProviderUsed, SessionSettings};
 use std::path::{Path, PathBuf};
 
+/// What every output of a test model says (DESIGN.md section 3).
+pub const TEST_MODEL_WARNING: &str = "test model, not for clinical use";
+
 /// Why a model pack could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {

@@ -53,9 +53,13 @@ pub fn check_prior(current: &ImageHeader, prior: &ImageHeader) -> Result<(), Str
     Ok(())
 }
 
-/// (StudyDate, StudyTime) as comparable text: "YYYYMMDD" and "HHMMSS.frac".
+/// (StudyDate, StudyTime) as comparable text (the header gives them in ISO 8601 form).
 fn when(h: &ImageHeader) -> Option<(String, String)> {
-    let date = h.identity.study_date.clone().filter(|d| d.trim().len() == 8)?;
+    let date = h.identity.study_date.clone()?;
+    let digits = date.chars().filter(char::is_ascii_digit).count();
+    if digits != 8 {
+        return None;
+    }
     Some((date, h.identity.study_time.clone().unwrap_or_default()))
 }
 

@@ -94,16 +94,16 @@ struct Level {
 }
 
 impl Level {
-    fn new(display: ArrayView2<f32>, mask: Option<ArrayView2<bool>>, longest: usize) -> Level {
+    fn new(display: ArrayView2<f32>, padding: Option<ArrayView2<bool>>, longest: usize) -> Level {
         let (rows, cols) = display.dim();
         let (r, c) = fit_longest_side(rows, cols, longest.min(rows.max(cols)));
         let small = resize(display, r, c).mapv(f64::from);
         let image = blur(&small);
         let (grad_x, grad_y) = gradients(&image);
-        let valid = match mask {
+        let valid = match padding {
             None => Array2::from_elem((r, c), true),
-            Some(mask) => {
-                let covered = resize(mask.mapv(|m| if m { 1.0f32 } else { 0.0 }).view(), r, c);
+            Some(padding) => {
+                let covered = resize(padding.mapv(|p| if p { 0.0f32 } else { 1.0 }).view(), r, c);
                 // Blur and gradient reach two pixels: keep only pixels whose 5x5 neighbourhood
                 // is all image.
                 Array2::from_shape_fn((r, c), |(y, x)| {
@@ -316,12 +316,12 @@ fn refine(current: &Level, prior: &Level, t: &mut Similarity, gain: &mut f64, of
     MAX_ITERATIONS
 }
 
-/// A display image and, where some pixels are padding (outside the exposed field), the mask
-/// of image pixels (true = image).
+/// A display image and, where some pixels are padding (outside the exposed field, as Pixel
+/// Padding Value marks them), the padding mask (true = padding).
 #[derive(Clone, Copy)]
 pub struct Field<'a> {
     pub display: ArrayView2<'a, f32>,
-    pub image: Option<ArrayView2<'a, bool>>,
+    pub padding: Option<ArrayView2<'a, bool>>,
 }
 
 /// Aligns `prior` to `current`. `initial_scale` is the expected size ratio (current pixel
@@ -336,8 +336,8 @@ pub fn register(current: Field, prior: Field, initial_scale: f64, finest: usize)
         .iter()
         .map(|&s| {
             (
-                Level::new(current.display, current.image, s),
-                Level::new(prior.display, prior.image, s),
+                Level::new(current.display, current.padding, s),
+                Level::new(prior.display, prior.padding, s),
             )
         })
         .collect();
@@ -398,13 +398,13 @@ pub fn register(current: Field, prior: Field, initial_scale: f64, finest: usize)
 /// prior + offset), in display units; None where the prior does not cover the current image.
 pub fn subtraction(current: Field, prior: Field, registration: &Registration) -> Array2<Option<f32>> {
     let values = prior.display.mapv(f64::from);
-    let valid = match prior.image {
-        Some(mask) => mask.to_owned(),
+    let valid = match prior.padding {
+        Some(padding) => padding.mapv(|p| !p),
         None => Array2::from_elem(values.dim(), true),
     };
     let t = &registration.transform;
     Array2::from_shape_fn(current.display.dim(), |(r, c)| {
-        if current.image.is_some_and(|mask| !mask[(r, c)]) {
+        if current.padding.is_some_and(|padding| padding[(r, c)]) {
             return None;
         }
         let (px, py) = t.apply(c as f64, r as f64);
@@ -467,10 +467,10 @@ mod tests {
         };
         let warped = warp(image.view(), &truth);
         let moved = warped.mapv(|v| v.unwrap_or(0.0));
-        let inside = warped.mapv(|v| v.is_some());
+        let outside = warped.mapv(|v| v.is_none());
         let found = register(
-            Field { display: image.view(), image: None },
-            Field { display: moved.view(), image: Some(inside.view()) },
+            Field { display: image.view(), padding: None },
+            Field { display: moved.view(), padding: Some(outside.view()) },
             1.0,
             256,
         );

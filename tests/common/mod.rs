@@ -158,3 +158,120 @@ pub fn onnx_runtime_available() -> bool {
     }
     present
 }
+
+/// What a derived copy of a sample instance changes: new SOP Instance and Series UIDs (from
+/// `label`), optionally a new study with another date, and Pixel Padding Value.
+pub struct Derived<'a> {
+    pub label: &'a str,
+    pub new_study_date: Option<&'a str>,
+    pub padding_value: Option<u16>,
+    /// Another patient.
+    pub patient_id: Option<&'a str>,
+}
+
+/// A UID under the 2.25 root, from a label (the same label gives the same UID).
+pub fn uid_for(label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(label.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    format!("2.25.{}", u128::from_be_bytes(bytes) >> 1)
+}
+
+/// Writes a copy of `source` with `values` as its pixels (16-bit unsigned, MONOCHROME2,
+/// explicit VR little endian) and the identity changes `derived` asks for.
+pub fn write_derived(source: &Path, values: &ndarray::Array2<u16>, derived: &Derived, out: &Path) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let mut obj = dicom_object::open_file(source).expect("the sample opens");
+    let put_text = |obj: &mut dicom_object::DefaultDicomObject, tag, vr, text: &str| {
+        obj.put(DataElement::new(tag, vr, PrimitiveValue::from(text)));
+    };
+    let put_u16 = |obj: &mut dicom_object::DefaultDicomObject, tag, value: u16| {
+        obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
+    };
+    let sop = uid_for(&format!("{}/sop", derived.label));
+    put_text(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
+    put_text(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, &uid_for(&format!("{}/series", derived.label)));
+    if let Some(date) = derived.new_study_date {
+        put_text(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, &uid_for(&format!("{}/study", derived.label)));
+        for tag in [tags::STUDY_DATE, tags::SERIES_DATE, tags::ACQUISITION_DATE, tags::CONTENT_DATE] {
+            put_text(&mut obj, tag, VR::DA, date);
+        }
+        put_text(&mut obj, tags::ACCESSION_NUMBER, VR::SH, &derived.label[..derived.label.len().min(16)]);
+    }
+    let (rows, columns) = values.dim();
+    put_u16(&mut obj, tags::ROWS, rows as u16);
+    put_u16(&mut obj, tags::COLUMNS, columns as u16);
+    put_u16(&mut obj, tags::SAMPLES_PER_PIXEL, 1);
+    put_text(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+    put_u16(&mut obj, tags::BITS_ALLOCATED, 16);
+    put_u16(&mut obj, tags::BITS_STORED, 16);
+    put_u16(&mut obj, tags::HIGH_BIT, 15);
+    put_u16(&mut obj, tags::PIXEL_REPRESENTATION, 0);
+    if let Some(id) = derived.patient_id {
+        put_text(&mut obj, tags::PATIENT_ID, VR::LO, id);
+    }
+    if let Some(padding) = derived.padding_value {
+        put_u16(&mut obj, tags::PIXEL_PADDING_VALUE, padding);
+    }
+    let pixels: Vec<u16> = values.iter().copied().collect();
+    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())));
+    let meta = obj.meta_mut();
+    meta.media_storage_sop_instance_uid = sop;
+    meta.set_transfer_syntax(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN);
+    meta.update_information_group_length();
+    obj.write_to_file(out).expect("the derived copy is written");
+}
+
+/// The ring markers that models/test-marker-landmarks finds (its markers.json).
+pub struct Markers {
+    pub radii: BTreeMap<String, f64>,
+    pub bright_half_width: f64,
+    pub dark_width: f64,
+    pub input_size: f64,
+}
+
+pub fn markers() -> Markers {
+    let text = std::fs::read_to_string(root().join("models/test-marker-landmarks/markers.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    Markers {
+        radii: serde_json::from_value(json["radii"].clone()).unwrap(),
+        bright_half_width: json["bright_half_width"].as_f64().unwrap(),
+        dark_width: json["dark_width"].as_f64().unwrap(),
+        input_size: json["input_size"].as_f64().unwrap(),
+    }
+}
+
+impl Markers {
+    /// Draws the marker of `landmark` centred at (x, y) image pixels: bright ring at `bright`,
+    /// dark rings at `dark`, anti-aliased (8 x 8 samples per pixel).
+    pub fn draw(&self, image: &mut ndarray::Array2<f32>, landmark: &str, (x, y): (f64, f64), bright: f32, dark: f32) {
+        let (rows, columns) = image.dim();
+        // Model-input pixels to image pixels (letterbox: the longer side fills the input).
+        let scale = rows.max(columns) as f64 / self.input_size;
+        let radius = self.radii[landmark] * scale;
+        let half = self.bright_half_width * scale;
+        let outer = half + self.dark_width * scale;
+        let reach = (radius + outer + 2.0).ceil() as isize;
+        for r in (y as isize - reach).max(0)..(y as isize + reach + 1).min(rows as isize) {
+            for c in (x as isize - reach).max(0)..(x as isize + reach + 1).min(columns as isize) {
+                let (mut b, mut d) = (0.0, 0.0);
+                for i in 0..8 {
+                    for j in 0..8 {
+                        let sy = r as f64 + (i as f64 + 0.5) / 8.0 - 0.5;
+                        let sx = c as f64 + (j as f64 + 0.5) / 8.0 - 0.5;
+                        let off = ((sx - x).hypot(sy - y) - radius).abs();
+                        if off <= half {
+                            b += 1.0 / 64.0;
+                        } else if off <= outer {
+                            d += 1.0 / 64.0;
+                        }
+                    }
+                }
+                let v = &mut image[(r as usize, c as usize)];
+                *v = *v * (1.0 - b - d) as f32 + bright * b as f32 + dark * d as f32;
+            }
+        }
+    }
+}
