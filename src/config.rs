@@ -47,9 +47,9 @@
 
 use crate::analysis::AnalysisPacks;
 use crate::inference::batcher::BatchingConfig;
-use crate::priors::ChangeThresholds;
 use crate::inference::session::{Provider, SessionSettings};
 use crate::placement::rules::RuleTable;
+use crate::priors::ChangeThresholds;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use radassist::analysis::{self, overlay, AnalysisPacks, Analyzer, PriorInput};
 use radassist::config::Config;
-use radassist::priors;
 use radassist::dicom::{self, DecodeLimits};
 use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
 use radassist::imaging::output::{write_npy, write_png, PngDepth};
@@ -14,6 +13,7 @@ use radassist::inference::manifest::{Manifest, Task};
 use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::inference::{pack_folders, ModelPack, TEST_MODEL_WARNING};
+use radassist::priors;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -282,7 +282,15 @@ fn main() -> ExitCode {
                 overlay: overlay.as_deref(),
                 subtraction: subtraction.as_deref(),
             };
-            analyze(&config, &packs, &settings(provider), &current, &priors, prior_report.as_deref(), &outputs)
+            analyze(
+                &config,
+                &packs,
+                &settings(provider),
+                &current,
+                &priors,
+                prior_report.as_deref(),
+                &outputs,
+            )
         }
         Command::Predict {
             files,
@@ -532,7 +540,6 @@ fn runtime() -> Result<(), String> {
     Ok(())
 }
 
-
 fn models_list(models: &Path) -> Result<(), String> {
     let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
     if folders.is_empty() {
@@ -734,8 +741,13 @@ fn analyze(
         .iter()
         .map(|f| {
             let image = read(f)?;
-            priors::check_prior(&current_image.header, &image.header)
-                .map_err(|reason| format!("{}: not a prior of {}: {reason}", f.display(), current.display()))?;
+            priors::check_prior(&current_image.header, &image.header).map_err(|reason| {
+                format!(
+                    "{}: not a prior of {}: {reason}",
+                    f.display(),
+                    current.display()
+                )
+            })?;
             Ok(image)
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -743,10 +755,15 @@ fn analyze(
     let headers: Vec<_> = priors.iter().map(|p| p.header.clone()).collect();
     let order = priors::choose_priors(&current_image.header, &headers);
     if order.len() < priors.len() {
-        return Err("two priors given are images of the same study: give one image per study".into());
+        return Err(
+            "two priors given are images of the same study: give one image per study".into(),
+        );
     }
     let mut taken: Vec<Option<_>> = priors.drain(..).map(Some).collect();
-    let priors: Vec<_> = order.iter().map(|&i| taken[i].take().expect("each once")).collect();
+    let priors: Vec<_> = order
+        .iter()
+        .map(|&i| taken[i].take().expect("each once"))
+        .collect();
     let report_text = prior_report
         .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())))
         .transpose()?;
@@ -758,20 +775,35 @@ fn analyze(
             report: if i == 0 { report_text.as_deref() } else { None },
         })
         .collect();
-    let mut analyzer = Analyzer::new(packs, settings, config.placement.clone(), config.analysis.change)
+    let mut analyzer = Analyzer::new(
+        packs,
+        settings,
+        config.placement.clone(),
+        config.analysis.change,
+    )
+    .map_err(|e| e.to_string())?;
+    let study = analyzer
+        .analyze(&current_image, &inputs)
         .map_err(|e| e.to_string())?;
-    let study = analyzer.analyze(&current_image, &inputs).map_err(|e| e.to_string())?;
     if let Some(path) = outputs.overlay {
         overlay::draw(analysis::display(&current_image).view(), &study)
             .save(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    if let (Some(path), Some(comparison), Some(prior)) = (outputs.subtraction, study.comparisons.first(), priors.first()) {
+    if let (Some(path), Some(comparison), Some(prior)) = (
+        outputs.subtraction,
+        study.comparisons.first(),
+        priors.first(),
+    ) {
         let difference = analysis::subtraction_image(&current_image, prior, comparison);
-        overlay::subtraction_png(&difference, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        overlay::subtraction_png(&difference, path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if outputs.json {
-        println!("{}", serde_json::to_string_pretty(&study).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&study).expect("serialises")
+        );
     } else {
         print!("{}", analysis::text::render(&study));
     }

@@ -5,12 +5,15 @@
 //! ("approx.", "e.g."); line breaks between list items end sentences too; de-identification
 //! placeholders such as "XXXX" are kept as words.
 
-const ABBREVIATIONS: &[&str] = &["approx", "e.g", "i.e", "vs", "dr", "mr", "mrs", "ms", "no", "cf"];
+const ABBREVIATIONS: &[&str] = &[
+    "approx", "e.g", "i.e", "vs", "dr", "mr", "mrs", "ms", "no", "cf",
+];
 
 /// Splits `text` into trimmed, non-empty sentences.
 pub fn split_sentences(text: &str) -> Vec<String> {
     let mut sentences = Vec::new();
-    for block in text.split(['\n', '\r']) {
+    for block in paragraphs(text) {
+        let block = block.as_str();
         let block = strip_list_marker(strip_heading(block.trim()));
         let chars: Vec<char> = block.chars().collect();
         let mut start = 0;
@@ -34,7 +37,9 @@ pub fn split_sentences(text: &str) -> Vec<String> {
                     .collect();
                 let abbreviation = ABBREVIATIONS.contains(&word.to_lowercase().as_str())
                     && next.is_some_and(|n| n == ' ')
-                    && chars.get(i + 2).is_some_and(|n| n.is_lowercase() || n.is_ascii_digit());
+                    && chars
+                        .get(i + 2)
+                        .is_some_and(|n| n.is_lowercase() || n.is_ascii_digit());
                 if decimal || abbreviation {
                     continue;
                 }
@@ -47,6 +52,29 @@ pub fn split_sentences(text: &str) -> Vec<String> {
         push(&mut sentences, &chars[start..]);
     }
     sentences
+}
+
+/// Lines joined into paragraphs: reports wrap sentences across lines, so a line break ends a
+/// paragraph only before a blank line, a heading ("IMPRESSION:") or a list item ("2. ...").
+fn paragraphs(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut open = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() {
+            open = false;
+            continue;
+        }
+        let starts_block = strip_heading(line) != line || strip_list_marker(line) != line;
+        match out.last_mut() {
+            Some(last) if open && !starts_block => {
+                last.push(' ');
+                last.push_str(line);
+            }
+            _ => out.push(line.to_string()),
+        }
+        open = true;
+    }
+    out
 }
 
 fn push(sentences: &mut Vec<String>, chars: &[char]) {
@@ -85,7 +113,7 @@ mod tests {
 
     #[test]
     fn sentences_headings_numbers_and_abbreviations() {
-        let text = "FINDINGS: The ET tube tip is 4.5 cm above the carina. No pneumothorax.\n\
+        let text = "FINDINGS: The ET tube tip is 4.5 cm above the\ncarina. No pneumothorax.\n\
                     IMPRESSION:\n1. Approx. 2 cm nodule, approx. unchanged vs. prior; XXXX noted.\n2. No effusion";
         assert_eq!(
             split_sentences(text),

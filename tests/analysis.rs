@@ -46,7 +46,12 @@ fn stored(values: &Array2<f32>) -> Array2<u16> {
 
 /// Draws markers at positions given in mm from the carina (x to the image's right, y down),
 /// writes the film as a new instance, and returns its path.
-fn marked_film(dir: &Path, label: &str, carina: (f64, f64), placed: &[(&str, f64, f64)]) -> std::path::PathBuf {
+fn marked_film(
+    dir: &Path,
+    label: &str,
+    carina: (f64, f64),
+    placed: &[(&str, f64, f64)],
+) -> std::path::PathBuf {
     let mut values = sample_values();
     let m = markers();
     let at = |dx_mm: f64, dy_mm: f64| (carina.0 + dx_mm / SPACING, carina.1 + dy_mm / SPACING);
@@ -54,7 +59,17 @@ fn marked_film(dir: &Path, label: &str, carina: (f64, f64), placed: &[(&str, f64
         m.draw(&mut values, name, at(dx, dy), 255.0, 0.0);
     }
     let path = dir.join(format!("{label}.dcm"));
-    write_derived(&sample(SAMPLE), &stored(&values), &Derived { label, new_study_date: None, padding_value: None, patient_id: None }, &path);
+    write_derived(
+        &sample(SAMPLE),
+        &stored(&values),
+        &Derived {
+            label,
+            new_study_date: None,
+            padding_value: None,
+            patient_id: None,
+        },
+        &path,
+    );
     path
 }
 
@@ -101,23 +116,45 @@ fn drawn_markers_are_measured_within_a_millimetre() {
         ],
     );
     let overlay = dir.path().join("overlay.png");
-    let result = analyze_json(&[film.to_str().unwrap(), "--overlay", overlay.to_str().unwrap()]);
-    if std::env::var_os("RADASSIST_KEEP_TEST_OUTPUT").is_some() {
-        std::fs::copy(&overlay, "/tmp/overlay-test.png").unwrap();
-        std::fs::copy(&film, "/tmp/markers-test.dcm").unwrap();
-    }
-    eprintln!("{}", result["current"]["landmarks"]);
+    let result = analyze_json(&[
+        film.to_str().unwrap(),
+        "--overlay",
+        overlay.to_str().unwrap(),
+    ]);
     let expect = [
-        ("endotracheal_tube", "ett_tip_above_carina", 45.0, "appropriate"),
-        ("enteral_tube", "ngt_tip_below_left_hemidiaphragm", 30.0, "appropriate"),
-        ("central_venous_catheter", "cvc_tip_below_carina", 25.0, "appropriate"),
-        ("central_venous_catheter", "cvc_tip_from_midline", 12.0, "appropriate"),
+        (
+            "endotracheal_tube",
+            "ett_tip_above_carina",
+            45.0,
+            "appropriate",
+        ),
+        (
+            "enteral_tube",
+            "ngt_tip_below_left_hemidiaphragm",
+            30.0,
+            "appropriate",
+        ),
+        (
+            "central_venous_catheter",
+            "cvc_tip_below_carina",
+            25.0,
+            "appropriate",
+        ),
+        (
+            "central_venous_catheter",
+            "cvc_tip_from_midline",
+            12.0,
+            "appropriate",
+        ),
     ];
     for (name, what, mm, verdict) in expect {
         let d = device(&result, name);
         let found = measurement(d, what);
         eprintln!("{what}: put {mm} mm, measured {found:.3} mm");
-        assert!((found - mm).abs() < 1.0, "{what}: put {mm} mm, measured {found} mm");
+        assert!(
+            (found - mm).abs() < 1.0,
+            "{what}: put {mm} mm, measured {found} mm"
+        );
         assert_eq!(d["verdict"], verdict, "{d}");
         assert_eq!(d["critical"], false);
     }
@@ -144,11 +181,17 @@ fn drawn_markers_are_measured_within_a_millimetre() {
     let ett = device(&result, "endotracheal_tube");
     let found = measurement(ett, "ett_tip_above_carina");
     assert!((found - 15.0).abs() < 1.0, "{found}");
-    assert_eq!((ett["verdict"].as_str(), ett["critical"].as_bool()), (Some("malpositioned"), Some(true)));
+    assert_eq!(
+        (ett["verdict"].as_str(), ett["critical"].as_bool()),
+        (Some("malpositioned"), Some(true))
+    );
     let ngt = device(&result, "enteral_tube");
     let found = measurement(ngt, "ngt_tip_below_left_hemidiaphragm");
     assert!((found + 20.0).abs() < 1.0, "{found}");
-    assert_eq!((ngt["verdict"].as_str(), ngt["critical"].as_bool()), (Some("malpositioned"), Some(true)));
+    assert_eq!(
+        (ngt["verdict"].as_str(), ngt["critical"].as_bool()),
+        (Some("malpositioned"), Some(true))
+    );
     for absent in ["central_venous_catheter", "chest_tube"] {
         assert_eq!(device(&result, absent)["verdict"], "absent");
     }
@@ -201,11 +244,26 @@ fn a_moved_copy_is_aligned_as_a_prior_and_subtracts_to_near_zero() {
     write_derived(
         &sample(SAMPLE),
         &prior_values,
-        &Derived { label: "moved-prior", new_study_date: Some("20180101"), padding_value: Some(PADDING), patient_id: None },
+        &Derived {
+            label: "moved-prior",
+            new_study_date: Some("20180101"),
+            padding_value: Some(PADDING),
+            patient_id: None,
+        },
         &prior,
     );
     let current = dir.path().join("current.dcm");
-    write_derived(&sample(SAMPLE), &stored(&values), &Derived { label: "current", new_study_date: Some("20240315"), padding_value: None, patient_id: None }, &current);
+    write_derived(
+        &sample(SAMPLE),
+        &stored(&values),
+        &Derived {
+            label: "current",
+            new_study_date: Some("20240315"),
+            padding_value: None,
+            patient_id: None,
+        },
+        &current,
+    );
     let subtraction_png = dir.path().join("subtraction.png");
     let result = analyze_json(&[
         current.to_str().unwrap(),
@@ -219,11 +277,24 @@ fn a_moved_copy_is_aligned_as_a_prior_and_subtracts_to_near_zero() {
     let t: Similarity = {
         let t = &alignment["registration"]["transform"];
         let f = |k: &str| t[k].as_f64().unwrap();
-        Similarity { a: f("a"), b: f("b"), tx: f("tx"), ty: f("ty"), centre_x: f("centre_x"), centre_y: f("centre_y") }
+        Similarity {
+            a: f("a"),
+            b: f("b"),
+            tx: f("tx"),
+            ty: f("ty"),
+            centre_x: f("centre_x"),
+            centre_y: f("centre_y"),
+        }
     };
     // Every corner and the centre of the film maps to within 1 pixel of where it truly is.
     let mut worst: f64 = 0.0;
-    for (x, y) in [(0.0, 0.0), (cols as f64 - 1.0, 0.0), (0.0, rows as f64 - 1.0), (cols as f64 - 1.0, rows as f64 - 1.0), (cx, cy)] {
+    for (x, y) in [
+        (0.0, 0.0),
+        (cols as f64 - 1.0, 0.0),
+        (0.0, rows as f64 - 1.0),
+        (cols as f64 - 1.0, rows as f64 - 1.0),
+        (cx, cy),
+    ] {
         let (a, b) = (t.apply(x, y), truth.apply(x, y));
         worst = worst.max((a.0 - b.0).hypot(a.1 - b.1));
     }
@@ -248,7 +319,9 @@ fn a_moved_copy_is_aligned_as_a_prior_and_subtracts_to_near_zero() {
         (v != 0).then(|| (f32::from(v) - 128.0) / 255.0)
     });
     let (mean, n) = lung_difference(&difference);
-    eprintln!("subtraction inside the lungs: mean |difference| {mean:.4} display units over {n} pixels");
+    eprintln!(
+        "subtraction inside the lungs: mean |difference| {mean:.4} display units over {n} pixels"
+    );
     assert!(n > 100_000 && mean < 0.01, "{mean} over {n}");
     let png = image::open(&subtraction_png).unwrap();
     assert_eq!((png.width(), png.height()), (1024, 1024));
@@ -258,15 +331,31 @@ fn a_moved_copy_is_aligned_as_a_prior_and_subtracts_to_near_zero() {
     write_derived(
         &sample(SAMPLE),
         &prior_values,
-        &Derived { label: "other", new_study_date: Some("20180101"), padding_value: Some(PADDING), patient_id: Some("OTHER-PATIENT") },
+        &Derived {
+            label: "other",
+            new_study_date: Some("20180101"),
+            padding_value: Some(PADDING),
+            patient_id: Some("OTHER-PATIENT"),
+        },
         &other,
     );
-    for (prior, reason) in [(&other, "another patient"), (&current, "part of the current study")] {
+    for (prior, reason) in [
+        (&other, "another patient"),
+        (&current, "part of the current study"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
-            .args(["analyze", current.to_str().unwrap(), "--prior", prior.to_str().unwrap()])
+            .args([
+                "analyze",
+                current.to_str().unwrap(),
+                "--prior",
+                prior.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && stderr.contains("not a prior") && stderr.contains(reason), "{stderr}");
+        assert!(
+            !out.status.success() && stderr.contains("not a prior") && stderr.contains(reason),
+            "{stderr}"
+        );
     }
 }

@@ -164,7 +164,10 @@ pub struct Analyzer {
 fn used(pack: &ModelPack) -> ModelUsed {
     let m = &pack.manifest;
     ModelUsed {
-        task: format!("{:?}", m.task).to_lowercase(),
+        task: serde_json::to_value(m.task)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         name: m.name.clone(),
         version: m.version.clone(),
         test_model: m.test_model,
@@ -179,12 +182,15 @@ impl Analyzer {
         change: ChangeThresholds,
     ) -> Result<Analyzer, AnalysisError> {
         let mut models = Vec::new();
-        let mut image_model = |folder: &Option<PathBuf>| -> Result<Option<ImageModel>, AnalysisError> {
-            let Some(folder) = folder else { return Ok(None) };
-            let pack = ModelPack::load(folder, settings)?;
-            models.push(used(&pack));
-            Ok(Some(ImageModel::new(pack)?))
-        };
+        let mut image_model =
+            |folder: &Option<PathBuf>| -> Result<Option<ImageModel>, AnalysisError> {
+                let Some(folder) = folder else {
+                    return Ok(None);
+                };
+                let pack = ModelPack::load(folder, settings)?;
+                models.push(used(&pack));
+                Ok(Some(ImageModel::new(pack)?))
+            };
         let findings = image_model(&packs.findings)?;
         let landmarks = image_model(&packs.landmarks)?;
         let text = match &packs.text {
@@ -206,7 +212,10 @@ impl Analyzer {
     }
 
     /// Findings, landmarks and device checks of one radiograph.
-    pub fn analyze_image(&mut self, radiograph: &Radiograph) -> Result<ImageAnalysis, AnalysisError> {
+    pub fn analyze_image(
+        &mut self,
+        radiograph: &Radiograph,
+    ) -> Result<ImageAnalysis, AnalysisError> {
         let findings = match &mut self.findings {
             Some(model) => model.findings(&[radiograph])?.remove(0),
             None => vec![],
@@ -216,7 +225,12 @@ impl Analyzer {
             None => vec![],
         };
         let frame = PatientFrame::from_header(&radiograph.header);
-        let age = radiograph.header.acquisition.patient_age.as_ref().map(|a| a.years);
+        let age = radiograph
+            .header
+            .acquisition
+            .patient_age
+            .as_ref()
+            .map(|a| a.years);
         let placement = assess(&landmarks, &frame, age, &self.rules);
         Ok(ImageAnalysis {
             image: ImageSummary::of(radiograph),
@@ -236,7 +250,13 @@ impl Analyzer {
             check_prior(&current.header, &prior.radiograph.header).map_err(|reason| {
                 AnalysisError::NotAPrior {
                     index: index + 1,
-                    sop: prior.radiograph.header.identity.sop_instance_uid.clone().unwrap_or_default(),
+                    sop: prior
+                        .radiograph
+                        .header
+                        .identity
+                        .sop_instance_uid
+                        .clone()
+                        .unwrap_or_default(),
                     reason,
                 }
             })?;
@@ -267,7 +287,8 @@ impl Analyzer {
                 scale: t.scale(),
                 registration,
             };
-            let findings = compare_findings(&prior_analysis.findings, &analysis.findings, &self.change);
+            let findings =
+                compare_findings(&prior_analysis.findings, &analysis.findings, &self.change);
             let devices = compare_devices(
                 &prior_analysis.placement.devices,
                 &analysis.placement.devices,
@@ -318,7 +339,10 @@ pub fn field<'a>(radiograph: &'a Radiograph, display: &'a Array2<f32>) -> Field<
 
 /// The size ratio to start from: current spacing / prior spacing when both are calibrated.
 fn initial_scale(current: &Radiograph, prior: &Radiograph) -> f64 {
-    match (current.header.geometry.patient_spacing, prior.header.geometry.patient_spacing) {
+    match (
+        current.header.geometry.patient_spacing,
+        prior.header.geometry.patient_spacing,
+    ) {
         (Some(c), Some(p)) if p.column_mm > 0.0 => c.column_mm / p.column_mm,
         _ => 1.0,
     }
@@ -331,5 +355,9 @@ pub fn subtraction_image(
     comparison: &PriorComparison,
 ) -> Array2<Option<f32>> {
     let (a, b) = (display(current), display(prior));
-    subtraction(field(current, &a), field(prior, &b), &comparison.alignment.registration)
+    subtraction(
+        field(current, &a),
+        field(prior, &b),
+        &comparison.alignment.registration,
+    )
 }

@@ -48,7 +48,10 @@ struct Canvas {
 
 impl Canvas {
     fn at(&self, x: f64, y: f64) -> (f32, f32) {
-        (((x + 0.5) * self.scale - 0.5) as f32, ((y + 0.5) * self.scale - 0.5) as f32)
+        (
+            ((x + 0.5) * self.scale - 0.5) as f32,
+            ((y + 0.5) * self.scale - 0.5) as f32,
+        )
     }
 
     /// A line three pixels wide with a dark edge.
@@ -56,15 +59,43 @@ impl Canvas {
         let (dx, dy) = (b.0 - a.0, b.1 - a.1);
         let length = dx.hypot(dy).max(1e-3);
         let (nx, ny) = (-dy / length, dx / length);
-        for (k, c) in [(-2.0, BLACK), (2.0, BLACK), (-1.0, colour), (0.0, colour), (1.0, colour)] {
-            draw_line_segment_mut(&mut self.image, (a.0 + nx * k, a.1 + ny * k), (b.0 + nx * k, b.1 + ny * k), c);
+        for (k, c) in [
+            (-2.0, BLACK),
+            (2.0, BLACK),
+            (-1.0, colour),
+            (0.0, colour),
+            (1.0, colour),
+        ] {
+            draw_line_segment_mut(
+                &mut self.image,
+                (a.0 + nx * k, a.1 + ny * k),
+                (b.0 + nx * k, b.1 + ny * k),
+                c,
+            );
         }
     }
 
     fn label(&mut self, x: f32, y: f32, text: &str, colour: Rgb<u8>) {
         let (x, y) = (x.round() as i32, y.round() as i32);
-        for (dx, dy) in [(-1, -1), (-1, 1), (1, -1), (1, 1), (0, 2), (2, 0), (0, -2), (-2, 0)] {
-            draw_text_mut(&mut self.image, BLACK, x + dx, y + dy, self.text, &self.font, text);
+        for (dx, dy) in [
+            (-1, -1),
+            (-1, 1),
+            (1, -1),
+            (1, 1),
+            (0, 2),
+            (2, 0),
+            (0, -2),
+            (-2, 0),
+        ] {
+            draw_text_mut(
+                &mut self.image,
+                BLACK,
+                x + dx,
+                y + dy,
+                self.text,
+                &self.font,
+                text,
+            );
         }
         draw_text_mut(&mut self.image, colour, x, y, self.text, &self.font, text);
     }
@@ -106,7 +137,13 @@ fn short_name(device: Device) -> &'static str {
 }
 
 /// A vertical calliper from `tip` to the level of `reference`, labelled with `mm`.
-fn calliper(canvas: &mut Canvas, tip: &LandmarkUsed, reference: &LandmarkUsed, mm: f64, colour: Rgb<u8>) {
+fn calliper(
+    canvas: &mut Canvas,
+    tip: &LandmarkUsed,
+    reference: &LandmarkUsed,
+    mm: f64,
+    colour: Rgb<u8>,
+) {
     let a = canvas.at(tip.x, tip.y);
     let b = canvas.at(tip.x, reference.y);
     canvas.line(a, b, colour);
@@ -120,7 +157,8 @@ fn calliper(canvas: &mut Canvas, tip: &LandmarkUsed, reference: &LandmarkUsed, m
 /// Draws the study's current-image analysis on its display image.
 pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
     let (rows, cols) = display.dim();
-    let (h, w) = crate::imaging::resize::fit_longest_side(rows, cols, OVERLAY_SIZE.min(rows.max(cols)));
+    let (h, w) =
+        crate::imaging::resize::fit_longest_side(rows, cols, OVERLAY_SIZE.min(rows.max(cols)));
     let small = crate::imaging::resize::resize(display, h, w);
     let image = RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let v = (small[(y as usize, x as usize)].clamp(0.0, 1.0) * 255.0).round() as u8;
@@ -145,33 +183,63 @@ pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
             continue;
         }
         let colour = colour(check.verdict);
-        let value = |name: &str| check.measurements.iter().find(|m| m.name == name).filter(|m| m.calibrated).map(|m| m.value);
+        let value = |name: &str| {
+            check
+                .measurements
+                .iter()
+                .find(|m| m.name == name)
+                .filter(|m| m.calibrated)
+                .map(|m| m.value)
+        };
         match check.device {
             Device::EndotrachealTube => {
-                if let (Some(tip), Some(c), Some(mm)) = (landmark(check, names::ETT_TIP), landmark(check, names::CARINA), value("ett_tip_above_carina")) {
+                if let (Some(tip), Some(c), Some(mm)) = (
+                    landmark(check, names::ETT_TIP),
+                    landmark(check, names::CARINA),
+                    value("ett_tip_above_carina"),
+                ) {
                     calliper(&mut canvas, tip, c, mm, colour);
                 }
             }
             Device::EnteralTube => {
-                if let (Some(tip), Some(d), Some(mm)) = (landmark(check, names::NGT_TIP), landmark(check, names::LEFT_HEMIDIAPHRAGM), value("ngt_tip_below_left_hemidiaphragm")) {
+                if let (Some(tip), Some(d), Some(mm)) = (
+                    landmark(check, names::NGT_TIP),
+                    landmark(check, names::LEFT_HEMIDIAPHRAGM),
+                    value("ngt_tip_below_left_hemidiaphragm"),
+                ) {
                     let p = canvas.at(d.x, d.y);
                     canvas.line((p.0 - 70.0, p.1), (p.0 + 70.0, p.1), CYAN);
                     calliper(&mut canvas, tip, d, mm, colour);
                 }
             }
             Device::CentralVenousCatheter => {
-                let low = check.thresholds.iter().find(|t| t.name == "junction_band_low_mm");
-                let high = check.thresholds.iter().find(|t| t.name == "junction_band_high_mm");
-                if let (Some(tip), Some(c), Some(low), Some(high), Some(spacing)) =
-                    (landmark(check, names::CVC_TIP), landmark(check, names::CARINA), low, high, analysis.placement.frame.spacing)
-                {
+                let low = check
+                    .thresholds
+                    .iter()
+                    .find(|t| t.name == "junction_band_low_mm");
+                let high = check
+                    .thresholds
+                    .iter()
+                    .find(|t| t.name == "junction_band_high_mm");
+                if let (Some(tip), Some(c), Some(low), Some(high), Some(spacing)) = (
+                    landmark(check, names::CVC_TIP),
+                    landmark(check, names::CARINA),
+                    low,
+                    high,
+                    analysis.placement.frame.spacing,
+                ) {
                     // The cavoatrial junction band, drawn in the image's own row direction.
                     let sign = analysis.placement.frame.feet_sign;
                     let y0 = c.y + sign * low.value_mm / spacing.row_mm;
                     let y1 = c.y + sign * high.value_mm / spacing.row_mm;
                     let (a, b) = (canvas.at(c.x, y0), canvas.at(c.x, y1));
                     canvas.shade(a.0 - 70.0, a.1, a.0 + 70.0, b.1, AMBER, 0.22);
-                    canvas.label(a.0 + 74.0, (a.1 + b.1) / 2.0 - 10.0, "cavoatrial junction band", AMBER);
+                    canvas.label(
+                        a.0 + 74.0,
+                        (a.1 + b.1) / 2.0 - 10.0,
+                        "cavoatrial junction band",
+                        AMBER,
+                    );
                     if let Some(mm) = value("cvc_tip_below_carina") {
                         calliper(&mut canvas, tip, c, mm.abs(), colour);
                     }
@@ -189,11 +257,9 @@ pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
     }
     // Every landmark found, including those no device uses.
     for l in analysis.landmarks.iter().filter(|l| l.confidence >= 0.5) {
-        let used_by_device = analysis
-            .placement
-            .devices
-            .iter()
-            .any(|d| d.verdict != Verdict::Absent && d.landmarks.first().is_some_and(|t| t.name == l.name));
+        let used_by_device = analysis.placement.devices.iter().any(|d| {
+            d.verdict != Verdict::Absent && d.landmarks.first().is_some_and(|t| t.name == l.name)
+        });
         if !used_by_device {
             let p = canvas.at(l.x, l.y);
             canvas.cross(p, CYAN);
@@ -215,16 +281,24 @@ fn legend(canvas: &mut Canvas, study: &StudyAnalysis) {
             // Each measurement is signed: positive in the direction its name says.
             let (positive, negative) = match m.name.as_str() {
                 "ett_tip_above_carina" => ("above carina", "below carina"),
-                "ngt_tip_below_left_hemidiaphragm" => ("below L hemidiaphragm", "above L hemidiaphragm"),
+                "ngt_tip_below_left_hemidiaphragm" => {
+                    ("below L hemidiaphragm", "above L hemidiaphragm")
+                }
                 _ => ("below carina", "above carina"),
             };
             let reference = if m.value >= 0.0 { positive } else { negative };
             text = format!("{text}, tip {:.1} cm {reference}", m.value.abs() / 10.0);
         }
         if let Some(side) = check.side {
-            text = format!("{text}, {side:?}").replace("Left", "left").replace("Right", "right");
+            text = format!("{text}, {side:?}")
+                .replace("Left", "left")
+                .replace("Right", "right");
         }
-        let text = if check.critical { format!("{text} - CRITICAL") } else { text };
+        let text = if check.critical {
+            format!("{text} - CRITICAL")
+        } else {
+            text
+        };
         lines.push((text, colour(check.verdict)));
     }
     let line_height = canvas.text.y * 1.25;
@@ -233,7 +307,14 @@ fn legend(canvas: &mut Canvas, study: &StudyAnalysis) {
         .map(|(t, _)| text_size(canvas.text, &canvas.font, t).0)
         .max()
         .unwrap_or(0) as f32;
-    canvas.shade(4.0, 4.0, width + 20.0, 12.0 + line_height * lines.len() as f32, BLACK, 0.6);
+    canvas.shade(
+        4.0,
+        4.0,
+        width + 20.0,
+        12.0 + line_height * lines.len() as f32,
+        BLACK,
+        0.6,
+    );
     for (i, (text, colour)) in lines.iter().enumerate() {
         canvas.label(12.0, 8.0 + line_height * i as f32, text, *colour);
     }

@@ -31,10 +31,18 @@ pub fn statements(analysis: &ImageAnalysis) -> Vec<String> {
 pub fn render(study: &StudyAnalysis) -> String {
     let mut out = String::new();
     if let Some(warning) = &study.warning {
-        let _ = writeln!(out, "*** {warning}: these results show the flow, not a diagnosis ***\n");
+        let _ = writeln!(
+            out,
+            "*** {warning}: these results show the flow, not a diagnosis ***\n"
+        );
     }
     let current = &study.current;
-    let critical: Vec<_> = current.placement.devices.iter().filter(|d| d.critical).collect();
+    let critical: Vec<_> = current
+        .placement
+        .devices
+        .iter()
+        .filter(|d| d.critical)
+        .collect();
     if !critical.is_empty() {
         let _ = writeln!(out, "CRITICAL");
         for d in &critical {
@@ -56,7 +64,11 @@ pub fn render(study: &StudyAnalysis) -> String {
             .measurements
             .iter()
             .map(|m| {
-                let unit = if m.calibrated { "mm" } else { "px, uncalibrated" };
+                let unit = if m.calibrated {
+                    "mm"
+                } else {
+                    "px, uncalibrated"
+                };
                 format!("{} {:.1} {unit}", m.name, m.value)
             })
             .collect();
@@ -65,7 +77,11 @@ pub fn render(study: &StudyAnalysis) -> String {
             "  - [{}] {}{}",
             d.verdict.as_str(),
             d.statement,
-            if numbers.is_empty() { String::new() } else { format!(" ({})", numbers.join(", ")) }
+            if numbers.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", numbers.join(", "))
+            }
         );
     }
     let frame = &current.placement.frame;
@@ -73,7 +89,10 @@ pub fn render(study: &StudyAnalysis) -> String {
         out,
         "  spacing: {}{}",
         match frame.spacing {
-            Some(s) => format!("{:.4} x {:.4} mm ({:?})", s.row_mm, s.column_mm, frame.spacing_source),
+            Some(s) => format!(
+                "{:.4} x {:.4} mm ({:?})",
+                s.row_mm, s.column_mm, frame.spacing_source
+            ),
             None => "none: measurements are uncalibrated".into(),
         },
         if frame.orientation_assumed {
@@ -86,7 +105,11 @@ pub fn render(study: &StudyAnalysis) -> String {
     if current.findings.is_empty() {
         let _ = writeln!(out, "  (no findings model configured)");
     }
-    let mut present: Vec<_> = current.findings.iter().filter(|f| f.probability >= PRESENT).collect();
+    let mut present: Vec<_> = current
+        .findings
+        .iter()
+        .filter(|f| f.probability >= PRESENT)
+        .collect();
     present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     for f in &present {
         let _ = writeln!(out, "  - {} {:.2}", f.label, f.probability);
@@ -100,9 +123,25 @@ pub fn render(study: &StudyAnalysis) -> String {
     let models: Vec<String> = study
         .models
         .iter()
-        .map(|m| format!("{} {} v{}{}", m.task, m.name, m.version, if m.test_model { " (test model)" } else { "" }))
+        .map(|m| {
+            format!(
+                "{} {} (version {}){}",
+                m.task,
+                m.name,
+                m.version,
+                if m.test_model { ", test model" } else { "" }
+            )
+        })
         .collect();
-    let _ = writeln!(out, "\nMODELS: {}", if models.is_empty() { "none".into() } else { models.join(", ") });
+    let _ = writeln!(
+        out,
+        "\nMODELS: {}",
+        if models.is_empty() {
+            "none".into()
+        } else {
+            models.join(", ")
+        }
+    );
     out
 }
 
@@ -112,11 +151,18 @@ fn render_comparison(out: &mut String, c: &PriorComparison) {
     let _ = writeln!(
         out,
         "\nCOMPARISON WITH PRIOR OF {}",
-        c.prior.image.study_date.as_deref().unwrap_or("unknown date")
+        c.prior
+            .image
+            .study_date
+            .as_deref()
+            .unwrap_or("unknown date")
     );
     let shift = match a.translation_mm {
         Some([x, y]) => format!("shift {x:.1}, {y:.1} mm"),
-        None => format!("shift {:.1}, {:.1} px (uncalibrated)", a.translation_px[0], a.translation_px[1]),
+        None => format!(
+            "shift {:.1}, {:.1} px (uncalibrated)",
+            a.translation_px[0], a.translation_px[1]
+        ),
     };
     let _ = writeln!(
         out,
@@ -148,7 +194,7 @@ fn render_comparison(out: &mut String, c: &PriorComparison) {
             "  prior report: \"{}\" -> {} ({:.2})",
             m.prior_sentence,
             match (&m.best_match, m.matched) {
-                (Some(s), true) => format!("matches \"{s}\""),
+                (Some(s), true) => format!("related to \"{s}\""),
                 _ => "not addressed by the new results".into(),
             },
             m.similarity

@@ -158,8 +158,14 @@ mod tests {
         assert!((usual.distance(a, b) - 10f64.hypot(40.0)).abs() < 1e-9);
         // Hung upside down and mirrored: the same anatomy reads the same.
         let flipped = frame(spacing, (-1.0, -1.0));
-        let a2 = ImagePoint { x: 799.0 - a.x, y: 999.0 - a.y };
-        let b2 = ImagePoint { x: 799.0 - b.x, y: 999.0 - b.y };
+        let a2 = ImagePoint {
+            x: 799.0 - a.x,
+            y: 999.0 - a.y,
+        };
+        let b2 = ImagePoint {
+            x: 799.0 - b.x,
+            y: 999.0 - b.y,
+        };
         assert!((flipped.below(a2, b2) - 40.0).abs() < 1e-9);
         assert!((flipped.left_of(a2, b2) + 10.0).abs() < 1e-9);
         // No spacing: pixels.

@@ -159,12 +159,7 @@ pub fn assess(
     };
     let population_basis = match age_years {
         Some(age) => format!(
-            "patient age {age:.1} years ({} below {} years)",
-            if age < table.paediatric_below_years {
-                "paediatric:"
-            } else {
-                "adult: not"
-            },
+            "patient age {age:.1} years; paediatric below {} years",
             table.paediatric_below_years
         ),
         None => "patient age unknown: adult thresholds".to_string(),
@@ -455,8 +450,7 @@ fn enteral_tube(found: &Found, rules: &PlacementRules) -> DeviceCheck {
             return check;
         }
     };
-    let diaphragm = match reference_or_check(found, device, tip, names::LEFT_HEMIDIAPHRAGM, rules)
-    {
+    let diaphragm = match reference_or_check(found, device, tip, names::LEFT_HEMIDIAPHRAGM, rules) {
         Ok(diaphragm) => diaphragm,
         Err(check) => return check,
     };
@@ -505,7 +499,11 @@ fn enteral_tube(found: &Found, rules: &PlacementRules) -> DeviceCheck {
         )],
         thresholds: vec![
             threshold("diaphragm_mm", 0.0, &rule.source),
-            threshold("min_below_diaphragm_mm", rule.min_below_diaphragm_mm, &rule.source),
+            threshold(
+                "min_below_diaphragm_mm",
+                rule.min_below_diaphragm_mm,
+                &rule.source,
+            ),
         ],
         landmarks: used(&[tip, diaphragm]),
         side: None,
@@ -537,7 +535,11 @@ fn central_venous_catheter(found: &Found, rules: &PlacementRules) -> DeviceCheck
     };
     let band_low = junction_below - rule.junction_band_half_width_mm;
     let band_high = junction_below + rule.junction_band_half_width_mm;
-    let position = format!("{} {} the carina", cm(below.abs()), if below >= 0.0 { "below" } else { "above" });
+    let position = format!(
+        "{} {} the carina",
+        cm(below.abs()),
+        if below >= 0.0 { "below" } else { "above" }
+    );
     let (verdict, statement) = if from_midline >= rule.max_from_midline_mm {
         (
             Verdict::Malpositioned,
@@ -550,9 +552,7 @@ fn central_venous_catheter(found: &Found, rules: &PlacementRules) -> DeviceCheck
     } else if -below > rule.max_above_carina_mm {
         (
             Verdict::Malpositioned,
-            format!(
-                "Central venous catheter tip is {position}, likely in a brachiocephalic vein."
-            ),
+            format!("Central venous catheter tip is {position}, likely in a brachiocephalic vein."),
         )
     } else if below <= band_high {
         (
@@ -594,7 +594,12 @@ fn central_venous_catheter(found: &Found, rules: &PlacementRules) -> DeviceCheck
     ];
     let mut landmarks = vec![tip, carina];
     if let Some(j) = junction {
-        measurements.push(found.measurement("cavoatrial_junction_below_carina", junction_below, j, carina));
+        measurements.push(found.measurement(
+            "cavoatrial_junction_below_carina",
+            junction_below,
+            j,
+            carina,
+        ));
         landmarks.push(j);
     }
     DeviceCheck {
@@ -604,11 +609,23 @@ fn central_venous_catheter(found: &Found, rules: &PlacementRules) -> DeviceCheck
         statement,
         measurements,
         thresholds: vec![
-            threshold("max_above_carina_mm", rule.max_above_carina_mm, &rule.source),
+            threshold(
+                "max_above_carina_mm",
+                rule.max_above_carina_mm,
+                &rule.source,
+            ),
             threshold("junction_band_low_mm", band_low, &rule.source),
             threshold("junction_band_high_mm", band_high, &rule.source),
-            threshold("atrium_limit_mm", band_high + rule.atrium_depth_mm, &rule.source),
-            threshold("max_from_midline_mm", rule.max_from_midline_mm, &rule.source),
+            threshold(
+                "atrium_limit_mm",
+                band_high + rule.atrium_depth_mm,
+                &rule.source,
+            ),
+            threshold(
+                "max_from_midline_mm",
+                rule.max_from_midline_mm,
+                &rule.source,
+            ),
         ],
         landmarks: used(&landmarks),
         side: None,
@@ -619,7 +636,13 @@ fn central_venous_catheter(found: &Found, rules: &PlacementRules) -> DeviceCheck
 fn chest_tube(found: &Found, rules: &PlacementRules) -> DeviceCheck {
     let device = Device::ChestTube;
     let Some(tip) = found.get(names::CHEST_TUBE_TIP) else {
-        return unmeasured(device, Verdict::Absent, "No chest tube is seen.".into(), &[], rules);
+        return unmeasured(
+            device,
+            Verdict::Absent,
+            "No chest tube is seen.".into(),
+            &[],
+            rules,
+        );
     };
     let carina = found.get(names::CARINA);
     let side = found.side(tip, carina);

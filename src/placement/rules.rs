@@ -189,7 +189,9 @@ impl PlacementRules {
                 _ => return Err(format!("unknown device section {device:?}")),
             }
         }
-        merged.try_into().map_err(|e: toml::de::Error| e.to_string())
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())
     }
 }
 

@@ -49,7 +49,12 @@ fn from_carina(name: &str, below_mm: f64, left_mm: f64) -> Landmark {
 }
 
 fn check(device: Device, landmarks: &[Landmark], age: Option<f64>) -> DeviceCheck {
-    let result = assess(landmarks, &frame(Some(SPACING), 1.0), age, &RuleTable::default());
+    let result = assess(
+        landmarks,
+        &frame(Some(SPACING), 1.0),
+        age,
+        &RuleTable::default(),
+    );
     result
         .devices
         .into_iter()
@@ -81,11 +86,17 @@ fn endotracheal_tube_thresholds_adult() {
         (70.25, Malpositioned, false),
     ] {
         let c = ett(above, Some(60.0));
-        assert_eq!((c.verdict, c.critical), (verdict, critical), "{above} mm: {c:?}");
+        assert_eq!(
+            (c.verdict, c.critical),
+            (verdict, critical),
+            "{above} mm: {c:?}"
+        );
         assert_eq!(c.measurements[0].value, above);
         assert_eq!(c.population, Population::Adult);
     }
-    assert!(ett(45.0, None).statement.contains("4.5 cm above the carina"));
+    assert!(ett(45.0, None)
+        .statement
+        .contains("4.5 cm above the carina"));
 }
 
 #[test]
@@ -102,7 +113,11 @@ fn endotracheal_tube_thresholds_paediatric() {
         (30.25, Malpositioned, false),
     ] {
         let c = ett(above, Some(4.0));
-        assert_eq!((c.verdict, c.critical), (verdict, critical), "{above} mm: {c:?}");
+        assert_eq!(
+            (c.verdict, c.critical),
+            (verdict, critical),
+            "{above} mm: {c:?}"
+        );
         assert_eq!(c.population, Population::Paediatric);
     }
     // The population boundary: 18 years is adult.
@@ -124,7 +139,11 @@ fn enteral_tube_thresholds() {
     ] {
         let tip = landmark(names::NGT_TIP, 480.0, 800.0 + below_mm / SPACING);
         let c = check(Device::EnteralTube, &[diaphragm.clone(), tip], None);
-        assert_eq!((c.verdict, c.critical), (verdict, critical), "{below_mm} mm: {c:?}");
+        assert_eq!(
+            (c.verdict, c.critical),
+            (verdict, critical),
+            "{below_mm} mm: {c:?}"
+        );
         assert_eq!(c.measurements[0].value, below_mm);
     }
     // A course without a tip: present, incompletely imaged.
@@ -157,7 +176,10 @@ fn central_venous_catheter_thresholds() {
     ] {
         let tip = from_carina(names::CVC_TIP, below, left);
         let c = check(Device::CentralVenousCatheter, &[carina.clone(), tip], None);
-        assert_eq!(c.verdict, verdict, "{below} mm below, {left} mm left: {c:?}");
+        assert_eq!(
+            c.verdict, verdict,
+            "{below} mm below, {left} mm left: {c:?}"
+        );
         assert!(!c.critical);
         assert_eq!(c.measurements[0].value, below);
     }
@@ -180,10 +202,18 @@ fn chest_tube_presence_and_side() {
     let carina = landmark(names::CARINA, CARINA.0, CARINA.1);
     let tube = from_carina(names::CHEST_TUBE_TIP, 20.0, 60.0);
     let c = check(Device::ChestTube, &[carina.clone(), tube.clone()], None);
-    assert_eq!((c.verdict, c.side), (Verdict::NotAssessable, Some(Side::Left)));
+    assert_eq!(
+        (c.verdict, c.side),
+        (Verdict::NotAssessable, Some(Side::Left))
+    );
     assert!(c.statement.contains("left chest tube"));
     // Patient Orientation "R\F": the image's right is the patient's right.
-    let flipped = assess(&[carina, tube], &frame(Some(SPACING), -1.0), None, &RuleTable::default());
+    let flipped = assess(
+        &[carina, tube],
+        &frame(Some(SPACING), -1.0),
+        None,
+        &RuleTable::default(),
+    );
     assert_eq!(flipped.devices[3].side, Some(Side::Right));
     assert_eq!(check(Device::ChestTube, &[], None).verdict, Verdict::Absent);
 }
@@ -194,11 +224,18 @@ fn missing_references_low_confidence_edges_and_no_spacing() {
     // No carina: not assessable.
     let c = check(Device::EndotrachealTube, std::slice::from_ref(&tip), None);
     assert_eq!(c.verdict, Verdict::NotAssessable);
-    assert!(c.statement.contains("carina is not identified"), "{}", c.statement);
+    assert!(
+        c.statement.contains("carina is not identified"),
+        "{}",
+        c.statement
+    );
     // A tip found with low confidence does not count.
     let mut faint = tip.clone();
     faint.confidence = 0.3;
-    assert_eq!(check(Device::EndotrachealTube, &[faint], None).verdict, Verdict::Absent);
+    assert_eq!(
+        check(Device::EndotrachealTube, &[faint], None).verdict,
+        Verdict::Absent
+    );
     // A tip at the edge of the field: incompletely imaged.
     let edge = landmark(names::NGT_TIP, 300.0, 1196.0);
     let diaphragm = landmark(names::LEFT_HEMIDIAPHRAGM, 500.0, 800.0);
@@ -206,7 +243,12 @@ fn missing_references_low_confidence_edges_and_no_spacing() {
     assert_eq!(c.verdict, Verdict::NotAssessable);
     // No spacing: nothing is measured in mm.
     let carina = landmark(names::CARINA, CARINA.0, CARINA.1);
-    let result = assess(&[tip, carina], &frame(None, 1.0), None, &RuleTable::default());
+    let result = assess(
+        &[tip, carina],
+        &frame(None, 1.0),
+        None,
+        &RuleTable::default(),
+    );
     assert_eq!(result.devices[0].verdict, Verdict::NotAssessable);
     assert!(result.devices[0].statement.contains("uncalibrated"));
 }
@@ -256,7 +298,14 @@ fn all_landmarks(offsets: &[(f64, f64); 6]) -> Vec<Landmark> {
 fn offsets() -> impl Strategy<Value = [(f64, f64); 6]> {
     // Quarter-mm steps, so every value is exact and boundaries are hit, not straddled.
     let one = (-400i32..=400, -300i32..=300).prop_map(|(b, l)| (b as f64 * 0.25, l as f64 * 0.25));
-    [one.clone(), one.clone(), one.clone(), one.clone(), one.clone(), one]
+    [
+        one.clone(),
+        one.clone(),
+        one.clone(),
+        one.clone(),
+        one.clone(),
+        one,
+    ]
 }
 
 proptest! {

@@ -21,11 +21,18 @@ use serde::{Deserialize, Serialize};
 
 /// Why an image cannot serve as a prior of the current one.
 pub fn check_prior(current: &ImageHeader, prior: &ImageHeader) -> Result<(), String> {
-    let id = |h: &ImageHeader| h.identity.patient_id.clone().filter(|p| !p.trim().is_empty());
+    let id = |h: &ImageHeader| {
+        h.identity
+            .patient_id
+            .clone()
+            .filter(|p| !p.trim().is_empty())
+    };
     match (id(current), id(prior)) {
         (Some(a), Some(b)) if a.trim() == b.trim() => {}
         (None, _) | (_, None) => {
-            return Err("Patient ID is missing, so it cannot be the same patient: not compared".into())
+            return Err(
+                "Patient ID is missing, so it cannot be the same patient: not compared".into(),
+            )
         }
         _ => return Err("it belongs to another patient (Patient ID differs): not compared".into()),
     }
@@ -36,7 +43,9 @@ pub fn check_prior(current: &ImageHeader, prior: &ImageHeader) -> Result<(), Str
     }
     match (when(current), when(prior)) {
         (Some(now), Some(then)) if then < now => {}
-        (Some(_), Some(_)) => return Err("its Study Date/Time is not earlier than the current study's".into()),
+        (Some(_), Some(_)) => {
+            return Err("its Study Date/Time is not earlier than the current study's".into())
+        }
         _ => return Err("Study Date is missing, so it cannot be shown to be earlier".into()),
     }
     if let Some(part) = &prior.acquisition.body_part {
@@ -205,8 +214,16 @@ pub fn compare_devices(
             let name = now.device.title();
             let (change, tip_moved, statement) = match (present(then), present(now)) {
                 (false, false) => (DeviceChangeKind::Absent, None, String::new()),
-                (false, true) => (DeviceChangeKind::Placed, None, format!("{name} has been placed since the prior study.")),
-                (true, false) => (DeviceChangeKind::Removed, None, format!("{name} has been removed since the prior study.")),
+                (false, true) => (
+                    DeviceChangeKind::Placed,
+                    None,
+                    format!("{name} has been placed since the prior study."),
+                ),
+                (true, false) => (
+                    DeviceChangeKind::Removed,
+                    None,
+                    format!("{name} has been removed since the prior study."),
+                ),
                 (true, true) => {
                     // The tip is the first landmark each check lists.
                     let (Some(a), Some(b)) = (then.landmarks.first(), now.landmarks.first()) else {
@@ -215,11 +232,25 @@ pub fn compare_devices(
                     let (x, y) = transform.invert(a.x, a.y);
                     let (row_mm, column_mm) = current_mm_per_px.unwrap_or((1.0, 1.0));
                     let moved = ((b.x - x) * column_mm).hypot((b.y - y) * row_mm);
-                    let unit = if current_mm_per_px.is_some() { "mm" } else { "px (uncalibrated)" };
-                    if current_mm_per_px.is_some() && moved < t.tip_moved_mm {
-                        (DeviceChangeKind::Unchanged, Some(moved), format!("{name} tip is unchanged in position ({moved:.0} {unit})."))
+                    let unit = if current_mm_per_px.is_some() {
+                        "mm"
                     } else {
-                        (DeviceChangeKind::Moved, Some(moved), format!("{name} tip has moved by {moved:.0} {unit} since the prior study."))
+                        "px (uncalibrated)"
+                    };
+                    if current_mm_per_px.is_some() && moved < t.tip_moved_mm {
+                        (
+                            DeviceChangeKind::Unchanged,
+                            Some(moved),
+                            format!("{name} tip is unchanged in position ({moved:.0} {unit})."),
+                        )
+                    } else {
+                        (
+                            DeviceChangeKind::Moved,
+                            Some(moved),
+                            format!(
+                                "{name} tip has moved by {moved:.0} {unit} since the prior study."
+                            ),
+                        )
                     }
                 }
             };

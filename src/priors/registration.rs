@@ -199,18 +199,21 @@ fn paired_samples<'a>(
     prior: &'a Level,
     t: &'a Similarity,
 ) -> impl Iterator<Item = (f64, f64, f64, f64, f64, f64)> + 'a {
-    current.image.indexed_iter().filter_map(move |((r, c), &value)| {
-        if !current.valid[(r, c)] {
-            return None;
-        }
-        let (x, y) = current.to_full(c as f64, r as f64);
-        let (px, py) = t.apply(x, y);
-        let (lx, ly) = prior.to_level(px, py);
-        if !valid_at(&prior.valid, lx, ly) {
-            return None;
-        }
-        sample(&prior.image, lx, ly).map(|p| (value, p, x, y, lx, ly))
-    })
+    current
+        .image
+        .indexed_iter()
+        .filter_map(move |((r, c), &value)| {
+            if !current.valid[(r, c)] {
+                return None;
+            }
+            let (x, y) = current.to_full(c as f64, r as f64);
+            let (px, py) = t.apply(x, y);
+            let (lx, ly) = prior.to_level(px, py);
+            if !valid_at(&prior.valid, lx, ly) {
+                return None;
+            }
+            sample(&prior.image, lx, ly).map(|p| (value, p, x, y, lx, ly))
+        })
 }
 
 /// Normalised cross-correlation and overlap fraction of the current level and the warped
@@ -247,11 +250,12 @@ fn solve(mut m: [[f64; 7]; 6]) -> Option<[f64; 6]> {
             return None;
         }
         m.swap(col, pivot);
-        for row in 0..6 {
+        let pivot_row = m[col];
+        for (row, values) in m.iter_mut().enumerate() {
             if row != col {
-                let f = m[row][col] / m[col][col];
-                for k in col..7 {
-                    m[row][k] -= f * m[col][k];
+                let f = values[col] / pivot_row[col];
+                for (v, p) in values.iter_mut().zip(pivot_row).skip(col) {
+                    *v -= f * p;
                 }
             }
         }
@@ -260,7 +264,13 @@ fn solve(mut m: [[f64; 7]; 6]) -> Option<[f64; 6]> {
 }
 
 /// One level's Gauss-Newton refinement; returns the iterations used.
-fn refine(current: &Level, prior: &Level, t: &mut Similarity, gain: &mut f64, offset: &mut f64) -> usize {
+fn refine(
+    current: &Level,
+    prior: &Level,
+    t: &mut Similarity,
+    gain: &mut f64,
+    offset: &mut f64,
+) -> usize {
     const MAX_ITERATIONS: usize = 60;
     for iteration in 1..=MAX_ITERATIONS {
         // Residuals first, for a robust scale (median absolute deviation).
@@ -277,7 +287,11 @@ fn refine(current: &Level, prior: &Level, t: &mut Similarity, gain: &mut f64, of
         let mut normal = [[0.0f64; 7]; 6];
         for (c, p, x, y, lx, ly) in paired_samples(current, prior, t) {
             let r = *gain * p + *offset - c;
-            let w = if r.abs() <= huber { 1.0 } else { huber / r.abs() };
+            let w = if r.abs() <= huber {
+                1.0
+            } else {
+                huber / r.abs()
+            };
             // d prior / d full-resolution prior coordinates.
             let gx = sample(&prior.grad_x, lx, ly).unwrap_or(0.0) * prior.fx;
             let gy = sample(&prior.grad_y, lx, ly).unwrap_or(0.0) * prior.fy;
@@ -307,7 +321,8 @@ fn refine(current: &Level, prior: &Level, t: &mut Similarity, gain: &mut f64, of
         *gain += step[4];
         *offset += step[5];
         // Converged when no point of the level moves by more than 1/1000 of a level pixel.
-        let reach = (current.image.nrows().max(current.image.ncols()) as f64) / current.fx.min(current.fy);
+        let reach =
+            (current.image.nrows().max(current.image.ncols()) as f64) / current.fx.min(current.fy);
         let movement = (step[0].abs() + step[1].abs()) * reach + step[2].abs().max(step[3].abs());
         if movement * prior.fx.max(prior.fy) < 1e-3 {
             return iteration;
@@ -354,7 +369,11 @@ pub fn register(current: Field, prior: Field, initial_scale: f64, finest: usize)
     };
     // Coarsest level: the best translation within a quarter of the image, by correlation.
     let (coarse_current, coarse_prior) = &levels[0];
-    let reach = (coarse_current.image.ncols().max(coarse_current.image.nrows()) / 4) as i32;
+    let reach = (coarse_current
+        .image
+        .ncols()
+        .max(coarse_current.image.nrows())
+        / 4) as i32;
     let mut best = (f64::NEG_INFINITY, t);
     for dy in -reach..=reach {
         for dx in -reach..=reach {
@@ -390,13 +409,20 @@ pub fn register(current: Field, prior: Field, initial_scale: f64, finest: usize)
         residual_rms: if n > 0.0 { (sum / n).sqrt() } else { f64::NAN },
         overlap,
         iterations,
-        finest_level: finest_current.image.nrows().max(finest_current.image.ncols()),
+        finest_level: finest_current
+            .image
+            .nrows()
+            .max(finest_current.image.ncols()),
     }
 }
 
 /// The temporal subtraction image, at the current image's size: current - (gain * aligned
 /// prior + offset), in display units; None where the prior does not cover the current image.
-pub fn subtraction(current: Field, prior: Field, registration: &Registration) -> Array2<Option<f32>> {
+pub fn subtraction(
+    current: Field,
+    prior: Field,
+    registration: &Registration,
+) -> Array2<Option<f32>> {
     let values = prior.display.mapv(f64::from);
     let valid = match prior.padding {
         Some(padding) => padding.mapv(|p| !p),
@@ -453,7 +479,8 @@ mod tests {
     fn a_smooth_synthetic_image_is_realigned() {
         let image = Array2::from_shape_fn((200, 240), |(r, c)| {
             let (x, y) = (c as f32 / 240.0, r as f32 / 200.0);
-            0.5 + 0.3 * (9.0 * x).sin() * (7.0 * y).cos() + 0.2 * ((x - 0.4).powi(2) + (y - 0.6).powi(2)).sqrt()
+            0.5 + 0.3 * (9.0 * x).sin() * (7.0 * y).cos()
+                + 0.2 * ((x - 0.4).powi(2) + (y - 0.6).powi(2)).sqrt()
         });
         let (cx, cy) = (119.5, 99.5);
         let angle = 2.0f64.to_radians();
@@ -469,15 +496,27 @@ mod tests {
         let moved = warped.mapv(|v| v.unwrap_or(0.0));
         let outside = warped.mapv(|v| v.is_none());
         let found = register(
-            Field { display: image.view(), padding: None },
-            Field { display: moved.view(), padding: Some(outside.view()) },
+            Field {
+                display: image.view(),
+                padding: None,
+            },
+            Field {
+                display: moved.view(),
+                padding: Some(outside.view()),
+            },
             1.0,
             256,
         );
         let t = found.transform;
         assert!((t.rotation_degrees() - 2.0).abs() < 0.01, "{t:?}");
         assert!((t.scale() - 1.02).abs() < 1e-4, "{t:?}");
-        assert!((t.tx - truth.tx).abs() < 0.02 && (t.ty - truth.ty).abs() < 0.02, "{t:?}");
-        assert!(found.residual_rms < 1e-3 && found.correlation > 0.999, "{found:?}");
+        assert!(
+            (t.tx - truth.tx).abs() < 0.02 && (t.ty - truth.ty).abs() < 0.02,
+            "{t:?}"
+        );
+        assert!(
+            found.residual_rms < 1e-3 && found.correlation > 0.999,
+            "{found:?}"
+        );
     }
 }

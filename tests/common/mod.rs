@@ -192,19 +192,44 @@ pub fn write_derived(source: &Path, values: &ndarray::Array2<u16>, derived: &Der
     };
     let sop = uid_for(&format!("{}/sop", derived.label));
     put_text(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
-    put_text(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, &uid_for(&format!("{}/series", derived.label)));
+    put_text(
+        &mut obj,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        &uid_for(&format!("{}/series", derived.label)),
+    );
     if let Some(date) = derived.new_study_date {
-        put_text(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, &uid_for(&format!("{}/study", derived.label)));
-        for tag in [tags::STUDY_DATE, tags::SERIES_DATE, tags::ACQUISITION_DATE, tags::CONTENT_DATE] {
+        put_text(
+            &mut obj,
+            tags::STUDY_INSTANCE_UID,
+            VR::UI,
+            &uid_for(&format!("{}/study", derived.label)),
+        );
+        for tag in [
+            tags::STUDY_DATE,
+            tags::SERIES_DATE,
+            tags::ACQUISITION_DATE,
+            tags::CONTENT_DATE,
+        ] {
             put_text(&mut obj, tag, VR::DA, date);
         }
-        put_text(&mut obj, tags::ACCESSION_NUMBER, VR::SH, &derived.label[..derived.label.len().min(16)]);
+        put_text(
+            &mut obj,
+            tags::ACCESSION_NUMBER,
+            VR::SH,
+            &derived.label[..derived.label.len().min(16)],
+        );
     }
     let (rows, columns) = values.dim();
     put_u16(&mut obj, tags::ROWS, rows as u16);
     put_u16(&mut obj, tags::COLUMNS, columns as u16);
     put_u16(&mut obj, tags::SAMPLES_PER_PIXEL, 1);
-    put_text(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+    put_text(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2",
+    );
     put_u16(&mut obj, tags::BITS_ALLOCATED, 16);
     put_u16(&mut obj, tags::BITS_STORED, 16);
     put_u16(&mut obj, tags::HIGH_BIT, 15);
@@ -216,7 +241,11 @@ pub fn write_derived(source: &Path, values: &ndarray::Array2<u16>, derived: &Der
         put_u16(&mut obj, tags::PIXEL_PADDING_VALUE, padding);
     }
     let pixels: Vec<u16> = values.iter().copied().collect();
-    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())));
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(pixels.into()),
+    ));
     let meta = obj.meta_mut();
     meta.media_storage_sop_instance_uid = sop;
     meta.set_transfer_syntax(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN);
@@ -233,7 +262,8 @@ pub struct Markers {
 }
 
 pub fn markers() -> Markers {
-    let text = std::fs::read_to_string(root().join("models/test-marker-landmarks/markers.json")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("models/test-marker-landmarks/markers.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     Markers {
         radii: serde_json::from_value(json["radii"].clone()).unwrap(),
@@ -246,7 +276,14 @@ pub fn markers() -> Markers {
 impl Markers {
     /// Draws the marker of `landmark` centred at (x, y) image pixels: bright ring at `bright`,
     /// dark rings at `dark`, anti-aliased (8 x 8 samples per pixel).
-    pub fn draw(&self, image: &mut ndarray::Array2<f32>, landmark: &str, (x, y): (f64, f64), bright: f32, dark: f32) {
+    pub fn draw(
+        &self,
+        image: &mut ndarray::Array2<f32>,
+        landmark: &str,
+        (x, y): (f64, f64),
+        bright: f32,
+        dark: f32,
+    ) {
         let (rows, columns) = image.dim();
         // Model-input pixels to image pixels (letterbox: the longer side fills the input).
         let scale = rows.max(columns) as f64 / self.input_size;
