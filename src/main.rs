@@ -129,9 +129,14 @@ enum Command {
         /// another patient's, not earlier, not a chest or not frontal.
         #[arg(long = "prior")]
         priors: Vec<PathBuf>,
+        /// Find the priors in this folder (recursively): the frontal chest images of the same
+        /// patient from earlier studies, one per study, most recent first (files that are not
+        /// DICOM, or not priors, are passed over).
+        #[arg(long, value_name = "DIR")]
+        priors_from: Option<PathBuf>,
         /// The signed report of the most recent prior (a text file), matched sentence by
         /// sentence to the new results.
-        #[arg(long, requires = "priors")]
+        #[arg(long)]
         prior_report: Option<PathBuf>,
         /// Print the structured result as JSON instead of text.
         #[arg(long)]
@@ -140,7 +145,7 @@ enum Command {
         #[arg(long)]
         overlay: Option<PathBuf>,
         /// The temporal subtraction against the most recent prior (PNG).
-        #[arg(long, requires = "priors")]
+        #[arg(long)]
         subtraction: Option<PathBuf>,
         /// Findings pack folder (overrides the configuration).
         #[arg(long)]
@@ -263,7 +268,8 @@ fn main() -> ExitCode {
         } => embed_text(&pack, &settings(provider), &sentences),
         Command::Analyze {
             current,
-            priors,
+            mut priors,
+            priors_from,
             prior_report,
             json,
             overlay,
@@ -273,6 +279,15 @@ fn main() -> ExitCode {
             text_pack,
             provider,
         } => {
+            if let Some(dir) = priors_from {
+                match find_priors(&current, &dir) {
+                    Ok(found) => priors.extend(found),
+                    Err(message) => {
+                        eprintln!("radassist: {message}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             let mut packs = config.analysis_packs();
             packs.findings = findings_pack.or(packs.findings);
             packs.landmarks = landmarks_pack.or(packs.landmarks);
@@ -719,6 +734,27 @@ fn report(
     Ok(())
 }
 
+/// The priors of `current` among the DICOM files under `dir` (most recent study first).
+fn find_priors(current: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let limits = DecodeLimits::default();
+    let header =
+        dicom::read_header(current, &limits).map_err(|e| format!("{}: {e}", current.display()))?;
+    let files = list_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (paths, headers): (Vec<PathBuf>, Vec<_>) = files
+        .into_iter()
+        .filter_map(|f| dicom::read_header(&f, &limits).ok().map(|h| (f, h)))
+        .unzip();
+    let chosen = priors::choose_priors(&header, &headers);
+    eprintln!(
+        "{}: {} prior(s) of {} among {} DICOM files",
+        dir.display(),
+        chosen.len(),
+        current.display(),
+        headers.len()
+    );
+    Ok(chosen.into_iter().map(|i| paths[i].clone()).collect())
+}
+
 struct AnalyzeOutputs<'a> {
     json: bool,
     overlay: Option<&'a Path>,
@@ -764,6 +800,11 @@ fn analyze(
         .iter()
         .map(|&i| taken[i].take().expect("each once"))
         .collect();
+    if priors.is_empty() && (prior_report.is_some() || outputs.subtraction.is_some()) {
+        return Err(
+            "--prior-report and --subtraction need a prior (--prior or --priors-from)".into(),
+        );
+    }
     let report_text = prior_report
         .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())))
         .transpose()?;

@@ -327,6 +327,7 @@ fn a_moved_copy_is_aligned_as_a_prior_and_subtracts_to_near_zero() {
     assert_eq!((png.width(), png.height()), (1024, 1024));
 
     // Another patient's earlier film, or the current film itself, is refused as a prior.
+    // (Written here, before the folder search below, so the folder holds all three.)
     let other = dir.path().join("other-patient.dcm");
     write_derived(
         &sample(SAMPLE),
