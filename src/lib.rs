@@ -16,6 +16,7 @@ pub mod config;
 pub mod dicom;
 pub mod imaging;
 pub mod inference;
+pub mod labeler;
 pub mod placement;
 pub mod priors;
 pub mod runtime;

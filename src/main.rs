@@ -13,6 +13,7 @@ use radassist::inference::manifest::{Manifest, Task};
 use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::inference::{pack_folders, ModelPack, TEST_MODEL_WARNING};
+use radassist::labeler::Labeler;
 use radassist::priors;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -159,6 +160,19 @@ enum Command {
         #[arg(long, value_enum)]
         provider: Option<Provider>,
     },
+    /// Label report text for the 14 CheXpert observations (positive, negative, uncertain,
+    /// absent), as JSON lines.
+    Label {
+        /// Report texts to label (each one report).
+        texts: Vec<String>,
+        /// Read lines {"id": ..., "text": ...} from this file ("-": standard input) and write
+        /// lines {"id": ..., "labels": {...}}.
+        #[arg(long, value_name = "IN", conflicts_with = "texts")]
+        jsonl: Option<PathBuf>,
+        /// Also write each mention: its sentence, words, label and the rule that gave it.
+        #[arg(long)]
+        mentions: bool,
+    },
     /// Sentence embeddings from a text-embedding pack, as JSON lines.
     EmbedText {
         sentences: Vec<String>,
@@ -266,6 +280,11 @@ fn main() -> ExitCode {
             pack,
             provider,
         } => embed_text(&pack, &settings(provider), &sentences),
+        Command::Label {
+            texts,
+            jsonl,
+            mentions,
+        } => label(&texts, jsonl.as_deref(), mentions),
         Command::Analyze {
             current,
             mut priors,
@@ -848,5 +867,67 @@ fn analyze(
     } else {
         print!("{}", analysis::text::render(&study));
     }
+    Ok(())
+}
+
+fn label(texts: &[String], jsonl: Option<&Path>, mentions: bool) -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    let labeler = Labeler::new();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write = |id: serde_json::Value, text: &str| -> Result<(), String> {
+        let found = labeler.label(text);
+        let mut line = serde_json::json!({ "id": id, "labels": found.labels });
+        if mentions {
+            line["mentions"] = serde_json::to_value(&found.mentions).expect("serialises");
+            line["sentences"] = serde_json::to_value(&found.sentences).expect("serialises");
+        }
+        writeln!(out, "{line}").map_err(|e| format!("writing the labels: {e}"))
+    };
+    let Some(input) = jsonl else {
+        if texts.is_empty() {
+            return Err("give report texts, or --jsonl FILE (- for standard input)".into());
+        }
+        for (i, text) in texts.iter().enumerate() {
+            write(serde_json::json!(i + 1), text)?;
+        }
+        return Ok(());
+    };
+    let (reader, total): (Box<dyn BufRead>, Option<u64>) = if input == Path::new("-") {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        let file = std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
+        let size = file.metadata().map(|m| m.len()).ok();
+        (Box::new(std::io::BufReader::new(file)), size)
+    };
+    // Progress by bytes read, on a terminal only, for large inputs.
+    let progress = match total {
+        Some(bytes) if bytes > 1 << 20 => ProgressBar::new(bytes).with_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
+                .expect("valid template"),
+        ),
+        _ => ProgressBar::hidden(),
+    };
+    for (number, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: line {}: {e}", input.display(), number + 1))?;
+        progress.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| format!("{}: line {}: not JSON: {e}", input.display(), number + 1))?;
+        let (Some(id), Some(text)) = (
+            record.get("id"),
+            record.get("text").and_then(|t| t.as_str()),
+        ) else {
+            return Err(format!(
+                "{}: line {}: needs \"id\" and a string \"text\"",
+                input.display(),
+                number + 1
+            ));
+        };
+        write(id.clone(), text)?;
+    }
+    progress.finish_and_clear();
     Ok(())
 }

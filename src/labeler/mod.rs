@@ -1,0 +1,420 @@
+//! Report text to labels for the 14 CheXpert observations: what QA compares drafts and final
+//! reads with.
+//!
+//! The pipeline follows the CheXpert labeler (Irvin et al., AAAI 2019; its phrase lists are in
+//! `chexpert/`, MIT): the report is cleaned as that labeler cleans it (lower case, "and/or" and
+//! "a/b" to "or", a space after every full stop and comma), cut to its Findings and Impression
+//! sections when it has section titles (`radtext/section_titles.txt`), split into sentences,
+//! and searched for each observation's mention phrases, minus its "unmention" phrases (such as
+//! "pericardial effusion" for Pleural Effusion). Each mention is then classified as the
+//! CheXpert labeler's NegBio stage does, in the same order, with NegBio-style regular
+//! expressions instead of a dependency parser: uncertainty that precedes negation ("cannot
+//! exclude X", "X cannot be excluded", double negation), negation ("no X", "without X",
+//! "X is normal"), uncertainty after negation ("may represent X", "possible X"). The patterns
+//! are radtext's (`radtext/patterns/`, MIT) plus the scope rules in [`scope`] ("no edema or
+//! pneumonia" negates both). Mentions are aggregated per observation as the CheXpert labeler
+//! does: negative with uncertain gives uncertain, otherwise any positive gives positive, "chf" or "heart failure" also makes
+//! Cardiomegaly uncertain, and No Finding is positive only when no observation other than
+//! Support Devices is positive or uncertain.
+
+mod patterns;
+mod scope;
+
+use patterns::{Pattern, PatternSet};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The 14 CheXpert observations, in the CheXpert order.
+pub const OBSERVATIONS: [&str; 14] = [
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Lesion",
+    "Lung Opacity",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+];
+
+const NO_FINDING: &str = "No Finding";
+const SUPPORT_DEVICES: &str = "Support Devices";
+const CARDIOMEGALY: &str = "Cardiomegaly";
+const ENLARGED_CARDIOMEDIASTINUM: &str = "Enlarged Cardiomediastinum";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Positive,
+    Negative,
+    Uncertain,
+    Absent,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Positive => "positive",
+            Label::Negative => "negative",
+            Label::Uncertain => "uncertain",
+            Label::Absent => "absent",
+        }
+    }
+
+    /// The CheXpert labeler's numbers: 1, 0, -1, blank.
+    pub fn chexpert_value(self) -> Option<i8> {
+        match self {
+            Label::Positive => Some(1),
+            Label::Negative => Some(0),
+            Label::Uncertain => Some(-1),
+            Label::Absent => None,
+        }
+    }
+}
+
+/// One phrase found in a sentence, and how it was classified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mention {
+    pub observation: &'static str,
+    /// The words matched, as they appear in the cleaned sentence.
+    pub text: String,
+    pub sentence: usize,
+    pub label: Label,
+    /// The pattern or scope rule that made it negative or uncertain (None: positive).
+    pub rule: Option<String>,
+}
+
+/// The labels of one report, with the mentions they come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Labels {
+    /// Every one of the 14 observations, in the CheXpert order.
+    pub labels: BTreeMap<&'static str, Label>,
+    pub mentions: Vec<Mention>,
+    /// The cleaned sentences that were searched.
+    pub sentences: Vec<String>,
+    /// "findings and impression", or "whole report" when it has no such section titles.
+    pub scope: &'static str,
+}
+
+impl Labels {
+    pub fn get(&self, observation: &str) -> Label {
+        self.labels
+            .get(observation)
+            .copied()
+            .unwrap_or(Label::Absent)
+    }
+}
+
+struct Observation {
+    name: &'static str,
+    mentions: Vec<String>,
+    unmentions: Vec<String>,
+}
+
+/// The loaded phrase lists and patterns; build once, label many reports.
+pub struct Labeler {
+    observations: Vec<Observation>,
+    pre_negation_uncertainty: PatternSet,
+    double_negation: PatternSet,
+    negation: PatternSet,
+    post_negation_uncertainty: PatternSet,
+    sections: patterns::Sections,
+}
+
+macro_rules! phrase_files {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("chexpert/phrases/mention/", $name, ".txt")))),*]
+    };
+}
+
+/// The CheXpert labeler's mention phrase files (file stem, contents).
+const MENTION_FILES: [(&str, &str); 14] = phrase_files!(
+    "no_finding",
+    "enlarged_cardiomediastinum",
+    "cardiomegaly",
+    "lung_lesion",
+    "lung_opacity",
+    "edema",
+    "consolidation",
+    "pneumonia",
+    "atelectasis",
+    "pneumothorax",
+    "pleural_effusion",
+    "pleural_other",
+    "fracture",
+    "support_devices",
+);
+
+const UNMENTION_FILES: [(&str, &str); 3] = [
+    (
+        "lung_lesion",
+        include_str!("chexpert/phrases/unmention/lung_lesion.txt"),
+    ),
+    (
+        "lung_opacity",
+        include_str!("chexpert/phrases/unmention/lung_opacity.txt"),
+    ),
+    (
+        "pleural_effusion",
+        include_str!("chexpert/phrases/unmention/pleural_effusion.txt"),
+    ),
+];
+
+/// A phrase file's lines, with "_" standing for a space (as the CheXpert labeler reads them).
+fn phrases(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.trim().replace('_', " "))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+impl Labeler {
+    pub fn new() -> Labeler {
+        let mut observations: Vec<Observation> = MENTION_FILES
+            .iter()
+            .zip(OBSERVATIONS)
+            .map(|(&(_, text), name)| Observation {
+                name,
+                mentions: phrases(text),
+                unmentions: vec![],
+            })
+            .collect();
+        for (stem, text) in UNMENTION_FILES {
+            let index = MENTION_FILES
+                .iter()
+                .position(|(s, _)| *s == stem)
+                .expect("known stem");
+            observations[index].unmentions = phrases(text);
+        }
+        // As the CheXpert labeler adds them: "over the heart", "in the left mediastinum" and the
+        // like are positions, not findings.
+        let positional: Vec<String> = ["over the", "overly the", "in the"]
+            .iter()
+            .flat_map(|a| ["", " superior", " left", " right"].map(|b| format!("{a}{b}")))
+            .collect();
+        let cardiomegaly = observations
+            .iter()
+            .position(|o| o.name == CARDIOMEGALY)
+            .unwrap();
+        let enlarged = observations
+            .iter()
+            .position(|o| o.name == ENLARGED_CARDIOMEDIASTINUM)
+            .unwrap();
+        observations[cardiomegaly].unmentions = positional
+            .iter()
+            .flat_map(|p| {
+                observations[cardiomegaly]
+                    .mentions
+                    .iter()
+                    .filter(|m| *m != "cardiomegaly" && *m != "cardiac enlargement")
+                    .map(move |m| format!("{p} {}", m.replacen("the ", "", 1)))
+            })
+            .collect();
+        observations[enlarged].unmentions = positional
+            .iter()
+            .flat_map(|p| {
+                observations[enlarged]
+                    .mentions
+                    .iter()
+                    .map(move |m| format!("{p} {m}"))
+            })
+            .collect();
+        Labeler {
+            observations,
+            pre_negation_uncertainty: PatternSet::radtext(
+                include_str!("radtext/patterns/regex_uncertainty_pre_negation.yml"),
+                patterns::OWN_PRE_NEGATION_UNCERTAINTY,
+            ),
+            double_negation: PatternSet::radtext(
+                include_str!("radtext/patterns/regex_double_negation.yml"),
+                &[],
+            ),
+            negation: PatternSet::radtext(
+                include_str!("radtext/patterns/regex_negation.yml"),
+                patterns::OWN_NEGATION,
+            ),
+            post_negation_uncertainty: PatternSet::radtext(
+                include_str!("radtext/patterns/regex_uncertainty_post_negation.yml"),
+                patterns::OWN_POST_NEGATION_UNCERTAINTY,
+            ),
+            sections: patterns::Sections::new(include_str!("radtext/section_titles.txt")),
+        }
+    }
+
+    /// Labels one report.
+    pub fn label(&self, report: &str) -> Labels {
+        let (text, scope) = self.sections.findings_and_impression(report);
+        let sentences: Vec<String> = crate::sentences::split_sentences(&text)
+            .into_iter()
+            .map(|s| clean(&s))
+            .collect();
+        let mut mentions = Vec::new();
+        for (index, sentence) in sentences.iter().enumerate() {
+            for observation in &self.observations {
+                let mut spans: Vec<(usize, usize)> = observation
+                    .mentions
+                    .iter()
+                    .flat_map(|phrase| {
+                        sentence
+                            .match_indices(phrase.as_str())
+                            .map(move |(start, _)| (start, start + phrase.len()))
+                    })
+                    .filter(|&(s, e)| !overlaps_unmention(sentence, &observation.unmentions, s, e))
+                    .collect();
+                // Overlapping phrases of one observation are one mention ("the heart" and
+                // "heart size" in "the heart size is normal").
+                spans.sort_unstable();
+                let mut merged: Vec<(usize, usize)> = Vec::new();
+                for (s, e) in spans {
+                    match merged.last_mut() {
+                        Some(last) if s < last.1 => last.1 = last.1.max(e),
+                        _ => merged.push((s, e)),
+                    }
+                }
+                for (start, end) in merged {
+                    let (label, rule) = self.classify(sentence, start, end);
+                    mentions.push(Mention {
+                        observation: observation.name,
+                        text: sentence[start..end].to_string(),
+                        sentence: index,
+                        label,
+                        rule,
+                    });
+                }
+            }
+        }
+        Labels {
+            labels: aggregate(&mentions),
+            mentions,
+            sentences,
+            scope,
+        }
+    }
+
+    /// The NegBio order: uncertainty before negation, negation, uncertainty after negation.
+    fn classify(&self, sentence: &str, start: usize, end: usize) -> (Label, Option<String>) {
+        let (word_start, word_end) = word_span(sentence, start, end);
+        let before = &sentence[..word_start];
+        let after = &sentence[word_end..];
+        let first = |set: &PatternSet| set.first_match(before, after).map(Pattern::id);
+        if let Some(id) =
+            first(&self.pre_negation_uncertainty).or_else(|| first(&self.double_negation))
+        {
+            return (Label::Uncertain, Some(id));
+        }
+        if let Some(id) = first(&self.negation).or_else(|| scope::negated(before)) {
+            return (Label::Negative, Some(id));
+        }
+        if let Some(id) =
+            first(&self.post_negation_uncertainty).or_else(|| scope::uncertain(before))
+        {
+            return (Label::Uncertain, Some(id));
+        }
+        (Label::Positive, None)
+    }
+}
+
+impl Default for Labeler {
+    fn default() -> Self {
+        Labeler::new()
+    }
+}
+
+/// The CheXpert labeler's cleaning: lower case, "and/or" and "a/b" to "or", no double full
+/// stops, a space after full stops and commas, single spaces.
+pub fn clean(report: &str) -> String {
+    let lower = report.to_lowercase().replace("and/or", "or");
+    let chars: Vec<char> = lower.chars().collect();
+    let mut out = String::with_capacity(lower.len() + 16);
+    for (i, &c) in chars.iter().enumerate() {
+        let between_letters = i > 0
+            && chars[i - 1].is_ascii_alphabetic()
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_alphabetic());
+        if c == '/' && between_letters {
+            out.push_str(" or ");
+        } else {
+            out.push(c);
+        }
+    }
+    let out = out.replace("..", ".").replace('.', ". ").replace(',', ", ");
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The span of the whole words a phrase match lies in ("atelecta" -> "atelectasis").
+fn word_span(sentence: &str, start: usize, end: usize) -> (usize, usize) {
+    let is_word = |c: char| c.is_alphanumeric() || c == '-';
+    let word_start = sentence[..start]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| is_word(c))
+        .last()
+        .map_or(start, |(i, _)| i);
+    let word_end = sentence[end..]
+        .char_indices()
+        .find(|&(_, c)| !is_word(c))
+        .map_or(sentence.len(), |(i, _)| end + i);
+    (word_start, word_end)
+}
+
+fn overlaps_unmention(sentence: &str, unmentions: &[String], start: usize, end: usize) -> bool {
+    unmentions.iter().any(|u| {
+        sentence
+            .match_indices(u.as_str())
+            .any(|(s, m)| start < s + m.len() && end > s)
+    })
+}
+
+/// The CheXpert labeler's aggregation of mentions into one label per observation.
+fn aggregate(mentions: &[Mention]) -> BTreeMap<&'static str, Label> {
+    let mut found: BTreeMap<&'static str, Vec<Label>> = BTreeMap::new();
+    let mut no_finding = true;
+    for m in mentions {
+        let finding = matches!(m.label, Label::Positive | Label::Uncertain);
+        if m.observation != SUPPORT_DEVICES && finding {
+            no_finding = false;
+        }
+        if m.observation == NO_FINDING {
+            continue;
+        }
+        if finding && (m.text == "chf" || m.text == "heart failure") {
+            found
+                .entry(CARDIOMEGALY)
+                .or_default()
+                .push(Label::Uncertain);
+        }
+        found.entry(m.observation).or_default().push(m.label);
+    }
+    if no_finding {
+        found.insert(NO_FINDING, vec![Label::Positive]);
+    }
+    // The CheXpert labeler's rules for conflicting mentions, in its order: negative and
+    // uncertain give uncertain (even with a positive too), negative and positive give positive,
+    // uncertain and positive give positive.
+    OBSERVATIONS
+        .iter()
+        .map(|&name| {
+            let label = match found.get(name) {
+                None => Label::Absent,
+                Some(labels) => {
+                    let has = |l: Label| labels.contains(&l);
+                    if has(Label::Negative) && has(Label::Uncertain) {
+                        Label::Uncertain
+                    } else if has(Label::Positive) {
+                        Label::Positive
+                    } else {
+                        labels[0]
+                    }
+                }
+            };
+            (name, label)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
