@@ -14,6 +14,7 @@
 pub mod analysis;
 pub mod config;
 pub mod dicom;
+pub mod draft;
 pub mod imaging;
 pub mod inference;
 pub mod labeler;

@@ -1,9 +1,10 @@
 //! The `radassist` command line: each stage of the flow runs alone, so a problem can be cornered
 //! without the server. This file only parses arguments and prints; the work is in the library.
 
+mod cli;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use radassist::analysis::{self, overlay, AnalysisPacks, Analyzer, PriorInput};
 use radassist::config::Config;
 use radassist::dicom::{self, DecodeLimits};
 use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
@@ -14,7 +15,6 @@ use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::inference::{pack_folders, ModelPack, TEST_MODEL_WARNING};
 use radassist::labeler::Labeler;
-use radassist::priors;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -124,21 +124,8 @@ enum Command {
     /// priors (alignment, changes, subtraction). Packs come from the configuration's
     /// [analysis] section unless given here.
     Analyze {
-        /// The current radiograph.
-        current: PathBuf,
-        /// A prior radiograph of the same patient (repeat for several); refused if it is
-        /// another patient's, not earlier, not a chest or not frontal.
-        #[arg(long = "prior")]
-        priors: Vec<PathBuf>,
-        /// Find the priors in this folder (recursively): the frontal chest images of the same
-        /// patient from earlier studies, one per study, most recent first (files that are not
-        /// DICOM, or not priors, are passed over).
-        #[arg(long, value_name = "DIR")]
-        priors_from: Option<PathBuf>,
-        /// The signed report of the most recent prior (a text file), matched sentence by
-        /// sentence to the new results.
-        #[arg(long)]
-        prior_report: Option<PathBuf>,
+        #[command(flatten)]
+        study: cli::StudyArgs,
         /// Print the structured result as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -148,17 +135,39 @@ enum Command {
         /// The temporal subtraction against the most recent prior (PNG).
         #[arg(long)]
         subtraction: Option<PathBuf>,
-        /// Findings pack folder (overrides the configuration).
+    },
+    /// Write the draft report of a study: Findings and Impression, every sentence with its
+    /// evidence; preliminary until signed.
+    Draft {
+        #[command(flatten)]
+        study: cli::StudyArgs,
+        #[command(flatten)]
+        writer: cli::WriterArgs,
+        /// Print the draft with its evidence as JSON instead of its text.
         #[arg(long)]
-        findings_pack: Option<PathBuf>,
-        /// Landmarks pack folder (overrides the configuration).
+        json: bool,
+    },
+    /// Write a study's report as DICOM SR (TID 2000) or FHIR R4 DiagnosticReport: the draft
+    /// (preliminary, UNVERIFIED), or with --final the radiologist's signed read (VERIFIED).
+    Export {
+        #[arg(value_enum)]
+        format: cli::ExportFormat,
+        #[command(flatten)]
+        study: cli::StudyArgs,
+        #[command(flatten)]
+        writer: cli::WriterArgs,
+        /// The output file (.dcm for SR, .json for FHIR).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The signed final read (a text file with FINDINGS: and IMPRESSION:).
+        #[arg(long = "final", value_name = "TEXT_FILE", requires = "radiologist")]
+        final_read: Option<PathBuf>,
+        /// The radiologist who signed it ("Family^Given" for DICOM).
         #[arg(long)]
-        landmarks_pack: Option<PathBuf>,
-        /// Text-embedding pack folder (overrides the configuration).
-        #[arg(long)]
-        text_pack: Option<PathBuf>,
-        #[arg(long, value_enum)]
-        provider: Option<Provider>,
+        radiologist: Option<String>,
+        /// The radiologist's organisation.
+        #[arg(long, default_value = "")]
+        organization: String,
     },
     /// Label report text for the 14 CheXpert observations (positive, negative, uncertain,
     /// absent), as JSON lines.
@@ -286,44 +295,45 @@ fn main() -> ExitCode {
             mentions,
         } => label(&texts, jsonl.as_deref(), mentions),
         Command::Analyze {
-            current,
-            mut priors,
-            priors_from,
-            prior_report,
+            study,
             json,
             overlay,
             subtraction,
-            findings_pack,
-            landmarks_pack,
-            text_pack,
-            provider,
+        } => cli::analyze(
+            &config,
+            &study,
+            &settings(study.provider),
+            json,
+            overlay.as_deref(),
+            subtraction.as_deref(),
+        ),
+        Command::Draft {
+            study,
+            writer,
+            json,
+        } => cli::draft(&config, &study, &writer, &settings(study.provider), json),
+        Command::Export {
+            format,
+            study,
+            writer,
+            output,
+            final_read,
+            radiologist,
+            organization,
         } => {
-            if let Some(dir) = priors_from {
-                match find_priors(&current, &dir) {
-                    Ok(found) => priors.extend(found),
-                    Err(message) => {
-                        eprintln!("radassist: {message}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            let mut packs = config.analysis_packs();
-            packs.findings = findings_pack.or(packs.findings);
-            packs.landmarks = landmarks_pack.or(packs.landmarks);
-            packs.text = text_pack.or(packs.text);
-            let outputs = AnalyzeOutputs {
-                json,
-                overlay: overlay.as_deref(),
-                subtraction: subtraction.as_deref(),
-            };
-            analyze(
+            let signer = final_read.map(|text| cli::Signer {
+                text,
+                radiologist: radiologist.unwrap_or_default(),
+                organization,
+            });
+            cli::export(
                 &config,
-                &packs,
-                &settings(provider),
-                &current,
-                &priors,
-                prior_report.as_deref(),
-                &outputs,
+                format,
+                &study,
+                &writer,
+                &settings(study.provider),
+                &output,
+                signer.as_ref(),
             )
         }
         Command::Predict {
@@ -521,7 +531,7 @@ fn npy_path_for(target: &Path) -> PathBuf {
 }
 
 /// Every regular file under `dir`, sorted, skipping hidden entries.
-fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -750,123 +760,6 @@ fn report(
         "{}",
         serde_json::to_string_pretty(&out).expect("serialises")
     );
-    Ok(())
-}
-
-/// The priors of `current` among the DICOM files under `dir` (most recent study first).
-fn find_priors(current: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let limits = DecodeLimits::default();
-    let header =
-        dicom::read_header(current, &limits).map_err(|e| format!("{}: {e}", current.display()))?;
-    let files = list_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (paths, headers): (Vec<PathBuf>, Vec<_>) = files
-        .into_iter()
-        .filter_map(|f| dicom::read_header(&f, &limits).ok().map(|h| (f, h)))
-        .unzip();
-    let chosen = priors::choose_priors(&header, &headers);
-    eprintln!(
-        "{}: {} prior(s) of {} among {} DICOM files",
-        dir.display(),
-        chosen.len(),
-        current.display(),
-        headers.len()
-    );
-    Ok(chosen.into_iter().map(|i| paths[i].clone()).collect())
-}
-
-struct AnalyzeOutputs<'a> {
-    json: bool,
-    overlay: Option<&'a Path>,
-    subtraction: Option<&'a Path>,
-}
-
-fn analyze(
-    config: &Config,
-    packs: &AnalysisPacks,
-    settings: &SessionSettings,
-    current: &Path,
-    prior_files: &[PathBuf],
-    prior_report: Option<&Path>,
-    outputs: &AnalyzeOutputs,
-) -> Result<(), String> {
-    let limits = DecodeLimits::default();
-    let read = |f: &Path| dicom::read_file(f, &limits).map_err(|e| format!("{}: {e}", f.display()));
-    let current_image = read(current)?;
-    let mut priors = prior_files
-        .iter()
-        .map(|f| {
-            let image = read(f)?;
-            priors::check_prior(&current_image.header, &image.header).map_err(|reason| {
-                format!(
-                    "{}: not a prior of {}: {reason}",
-                    f.display(),
-                    current.display()
-                )
-            })?;
-            Ok(image)
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    // Most recent first: the prior report and the subtraction belong to it.
-    let headers: Vec<_> = priors.iter().map(|p| p.header.clone()).collect();
-    let order = priors::choose_priors(&current_image.header, &headers);
-    if order.len() < priors.len() {
-        return Err(
-            "two priors given are images of the same study: give one image per study".into(),
-        );
-    }
-    let mut taken: Vec<Option<_>> = priors.drain(..).map(Some).collect();
-    let priors: Vec<_> = order
-        .iter()
-        .map(|&i| taken[i].take().expect("each once"))
-        .collect();
-    if priors.is_empty() && (prior_report.is_some() || outputs.subtraction.is_some()) {
-        return Err(
-            "--prior-report and --subtraction need a prior (--prior or --priors-from)".into(),
-        );
-    }
-    let report_text = prior_report
-        .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())))
-        .transpose()?;
-    let inputs: Vec<PriorInput> = priors
-        .iter()
-        .enumerate()
-        .map(|(i, radiograph)| PriorInput {
-            radiograph,
-            report: if i == 0 { report_text.as_deref() } else { None },
-        })
-        .collect();
-    let mut analyzer = Analyzer::new(
-        packs,
-        settings,
-        config.placement.clone(),
-        config.analysis.change,
-    )
-    .map_err(|e| e.to_string())?;
-    let study = analyzer
-        .analyze(&current_image, &inputs)
-        .map_err(|e| e.to_string())?;
-    if let Some(path) = outputs.overlay {
-        overlay::draw(analysis::display(&current_image).view(), &study)
-            .save(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if let (Some(path), Some(comparison), Some(prior)) = (
-        outputs.subtraction,
-        study.comparisons.first(),
-        priors.first(),
-    ) {
-        let difference = analysis::subtraction_image(&current_image, prior, comparison);
-        overlay::subtraction_png(&difference, path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if outputs.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&study).expect("serialises")
-        );
-    } else {
-        print!("{}", analysis::text::render(&study));
-    }
     Ok(())
 }
 

@@ -4,74 +4,13 @@
 
 mod common;
 
-use common::{markers, root, sample, write_derived, Derived};
+use common::{
+    analyze_json, marked_film, sample, sample_values, stored, write_derived, Derived, SAMPLE,
+    SPACING, STORED_SCALE,
+};
 use ndarray::Array2;
-use radassist::dicom::{self, DecodeLimits};
 use radassist::priors::registration::{warp, Similarity};
-use std::path::Path;
 use std::process::Command;
-
-const SAMPLE: &str = "siim_chest_pa_jpeg_baseline.dcm";
-/// The sample's Pixel Spacing, mm.
-const SPACING: f64 = 0.168;
-/// Stored values are the sample's 8-bit values times this (room for anti-aliased markers).
-const STORED_SCALE: f32 = 256.0;
-
-fn analyze_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .arg("analyze")
-        .args(args)
-        .args(["--json", "--provider", "cpu"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The sample's modality values (8-bit, 0 to 255).
-fn sample_values() -> Array2<f32> {
-    dicom::read_file(&sample(SAMPLE), &DecodeLimits::default())
-        .unwrap()
-        .values
-}
-
-fn stored(values: &Array2<f32>) -> Array2<u16> {
-    values.mapv(|v| (v * STORED_SCALE).round().clamp(0.0, 65535.0) as u16)
-}
-
-/// Draws markers at positions given in mm from the carina (x to the image's right, y down),
-/// writes the film as a new instance, and returns its path.
-fn marked_film(
-    dir: &Path,
-    label: &str,
-    carina: (f64, f64),
-    placed: &[(&str, f64, f64)],
-) -> std::path::PathBuf {
-    let mut values = sample_values();
-    let m = markers();
-    let at = |dx_mm: f64, dy_mm: f64| (carina.0 + dx_mm / SPACING, carina.1 + dy_mm / SPACING);
-    for &(name, dx, dy) in placed {
-        m.draw(&mut values, name, at(dx, dy), 255.0, 0.0);
-    }
-    let path = dir.join(format!("{label}.dcm"));
-    write_derived(
-        &sample(SAMPLE),
-        &stored(&values),
-        &Derived {
-            label,
-            new_study_date: None,
-            padding_value: None,
-            patient_id: None,
-        },
-        &path,
-    );
-    path
-}
 
 fn device<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     result["current"]["placement"]["devices"]

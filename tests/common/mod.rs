@@ -312,3 +312,68 @@ impl Markers {
         }
     }
 }
+
+// The sample film with drawn markers, and `radassist analyze` on it (tests/analysis.rs,
+// tests/draft.rs).
+
+pub const SAMPLE: &str = "siim_chest_pa_jpeg_baseline.dcm";
+/// The sample's Pixel Spacing, mm.
+pub const SPACING: f64 = 0.168;
+/// Stored values are the sample's 8-bit values times this (room for anti-aliased markers).
+pub const STORED_SCALE: f32 = 256.0;
+
+pub fn analyze_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .arg("analyze")
+        .args(args)
+        .args(["--json", "--provider", "cpu"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The sample's modality values (8-bit, 0 to 255).
+pub fn sample_values() -> ndarray::Array2<f32> {
+    radassist::dicom::read_file(&sample(SAMPLE), &radassist::dicom::DecodeLimits::default())
+        .unwrap()
+        .values
+}
+
+pub fn stored(values: &ndarray::Array2<f32>) -> ndarray::Array2<u16> {
+    values.mapv(|v| (v * STORED_SCALE).round().clamp(0.0, 65535.0) as u16)
+}
+
+/// Draws markers at positions given in mm from the carina (x to the image's right, y down),
+/// writes the film as a new instance, and returns its path.
+pub fn marked_film(
+    dir: &Path,
+    label: &str,
+    carina: (f64, f64),
+    placed: &[(&str, f64, f64)],
+) -> std::path::PathBuf {
+    let mut values = sample_values();
+    let m = markers();
+    let at = |dx_mm: f64, dy_mm: f64| (carina.0 + dx_mm / SPACING, carina.1 + dy_mm / SPACING);
+    for &(name, dx, dy) in placed {
+        m.draw(&mut values, name, at(dx, dy), 255.0, 0.0);
+    }
+    let path = dir.join(format!("{label}.dcm"));
+    write_derived(
+        &sample(SAMPLE),
+        &stored(&values),
+        &Derived {
+            label,
+            new_study_date: None,
+            padding_value: None,
+            patient_id: None,
+        },
+        &path,
+    );
+    path
+}

@@ -1,0 +1,412 @@
+//! The draft report: Findings and Impression built from a study's analysis, every sentence
+//! with its evidence.
+//!
+//! [`Draft::from_analysis`] is the deterministic renderer: device statements with their
+//! measurements, findings present (and pertinent negatives) with the model output that gave
+//! them, changes since the prior; the Impression puts critical results first (malpositioned
+//! tubes, pneumothorax). Its sentences are written so that the labeler reads them back as they
+//! were meant ("There is a pleural effusion.", "No pneumothorax."), which keeps QA of drafts
+//! against final reads honest. When a vision-language pack writes the text instead
+//! ([`Draft::with_generated_text`]), the structured sentences stay alongside as the evidence. A
+//! draft is preliminary until a radiologist signs it ([`FinalRead`]); [`sr`] writes either as
+//! DICOM Structured Reporting (TID 2000) and [`fhir`] as a FHIR R4 DiagnosticReport.
+
+pub mod fhir;
+pub mod sr;
+
+use crate::analysis::{ModelUsed, StudyAnalysis};
+use crate::placement::geometry::LengthUnit;
+use crate::placement::{Device, Threshold, Verdict};
+use crate::priors::{DeviceChangeKind, FindingChangeKind};
+use serde::Serialize;
+
+/// A finding is stated as present at or above this probability...
+pub const PRESENT: f32 = 0.5;
+/// ...and a pertinent negative is stated below this one (between the two, nothing is said).
+pub const ABSENT: f32 = 0.2;
+
+/// Findings whose absence a chest radiograph report states (pertinent negatives).
+const PERTINENT_NEGATIVES: &[&str] =
+    &["Pneumothorax", "Pleural Effusion", "Consolidation", "Edema"];
+
+/// Why a sentence is in the draft.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    /// A findings model's probability for one observation, and the threshold it crossed.
+    ModelOutput {
+        model: String,
+        observation: String,
+        probability: f32,
+        threshold: f32,
+    },
+    /// A device measurement and the rule it was judged by.
+    Measurement {
+        device: Device,
+        name: String,
+        value: f64,
+        unit: LengthUnit,
+        verdict: Verdict,
+        thresholds: Vec<Threshold>,
+    },
+    /// A landmark the landmarks model found.
+    Landmark {
+        model: String,
+        name: String,
+        x: f64,
+        y: f64,
+        confidence: f32,
+    },
+    /// A change since a prior study.
+    Comparison {
+        prior_study_date: Option<String>,
+        prior_sop_instance_uid: Option<String>,
+        subject: String,
+        change: String,
+        prior_value: Option<f64>,
+        current_value: Option<f64>,
+    },
+}
+
+/// One sentence and why it is there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Statement {
+    pub text: String,
+    pub evidence: Vec<Evidence>,
+    /// A critical result (the radiologist must be told now).
+    pub critical: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportStatus {
+    /// A draft: not read by a radiologist.
+    Preliminary,
+    /// Signed by a radiologist.
+    Final,
+}
+
+/// A source image the report is about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageReference {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub series_instance_uid: String,
+    pub study_instance_uid: String,
+}
+
+/// The draft of one study.
+#[derive(Debug, Clone, Serialize)]
+pub struct Draft {
+    pub status: ReportStatus,
+    /// The report text the radiologist edits: Findings and Impression.
+    pub text: String,
+    /// Who wrote `text`: "radassist structured renderer", or the report pack.
+    pub author: String,
+    pub findings: Vec<Statement>,
+    pub impression: Vec<Statement>,
+    pub critical: bool,
+    pub source_images: Vec<ImageReference>,
+    pub models: Vec<ModelUsed>,
+    /// Set when a test model contributed.
+    pub warning: Option<String>,
+}
+
+/// A radiologist's signed read of a study.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FinalRead {
+    pub text: String,
+    pub radiologist: String,
+    pub organization: String,
+    /// When it was signed: YYYYMMDDHHMMSS (DICOM DT, UTC).
+    pub signed_at: String,
+}
+
+fn sentence_for(observation: &str) -> Option<&'static str> {
+    Some(match observation {
+        "Enlarged Cardiomediastinum" => "The cardiomediastinal silhouette is enlarged.",
+        "Cardiomegaly" => "There is cardiomegaly.",
+        "Lung Lesion" => "There is a lung nodule or mass.",
+        "Lung Opacity" => "There is a lung opacity.",
+        "Edema" => "There is pulmonary edema.",
+        "Consolidation" => "There is consolidation.",
+        "Pneumonia" => "There is pneumonia.",
+        "Atelectasis" => "There is atelectasis.",
+        "Pneumothorax" => "There is a pneumothorax.",
+        "Pleural Effusion" => "There is a pleural effusion.",
+        "Pleural Other" => "There is pleural thickening.",
+        "Fracture" => "There is a fracture.",
+        _ => return None,
+    })
+}
+
+/// The observation as a report's sentence subject ("Pleural effusion").
+fn subject(observation: &str) -> String {
+    let phrase = match observation {
+        "Enlarged Cardiomediastinum" => "enlargement of the cardiomediastinal silhouette",
+        "Lung Lesion" => "lung nodule or mass",
+        "Edema" => "pulmonary edema",
+        "Pleural Other" => "pleural thickening",
+        other => return sentence_case(other),
+    };
+    sentence_case(phrase)
+}
+
+fn sentence_case(text: &str) -> String {
+    let lower = text.to_lowercase();
+    let mut chars = lower.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+fn negative_for(observation: &str) -> Option<&'static str> {
+    Some(match observation {
+        "Pneumothorax" => "No pneumothorax.",
+        "Pleural Effusion" => "No pleural effusion.",
+        "Consolidation" => "No focal consolidation.",
+        "Edema" => "No pulmonary edema.",
+        _ => return None,
+    })
+}
+
+impl Draft {
+    /// The deterministic draft of an analysis.
+    pub fn from_analysis(study: &StudyAnalysis, sources: Vec<ImageReference>) -> Draft {
+        let current = &study.current;
+        let findings_model = study
+            .models
+            .iter()
+            .find(|m| m.task == "findings")
+            .map(|m| format!("{} {}", m.name, m.version))
+            .unwrap_or_default();
+        let landmarks_model = study
+            .models
+            .iter()
+            .find(|m| m.task == "landmarks")
+            .map(|m| format!("{} {}", m.name, m.version))
+            .unwrap_or_default();
+        let mut findings = Vec::new();
+        let mut impression = Vec::new();
+        // Devices: what was measured, and how it was judged.
+        for d in current
+            .placement
+            .devices
+            .iter()
+            .filter(|d| d.verdict != Verdict::Absent)
+        {
+            let mut evidence: Vec<Evidence> = d
+                .measurements
+                .iter()
+                .map(|m| Evidence::Measurement {
+                    device: d.device,
+                    name: m.name.clone(),
+                    value: m.value,
+                    unit: m.unit,
+                    verdict: d.verdict,
+                    thresholds: d.thresholds.clone(),
+                })
+                .collect();
+            evidence.extend(d.landmarks.iter().map(|l| Evidence::Landmark {
+                model: landmarks_model.clone(),
+                name: l.name.clone(),
+                x: l.x,
+                y: l.y,
+                confidence: l.confidence,
+            }));
+            let statement = Statement {
+                text: d.statement.clone(),
+                evidence,
+                critical: d.critical,
+            };
+            if d.critical || d.verdict == Verdict::Malpositioned {
+                impression.push(statement.clone());
+            }
+            findings.push(statement);
+        }
+        // Findings present, then pertinent negatives.
+        let output = |observation: &str, probability: f32, threshold: f32| Evidence::ModelOutput {
+            model: findings_model.clone(),
+            observation: observation.to_string(),
+            probability,
+            threshold,
+        };
+        let mut present: Vec<_> = current
+            .findings
+            .iter()
+            .filter(|f| f.probability >= PRESENT && sentence_for(&f.label).is_some())
+            .collect();
+        present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+        for f in &present {
+            let critical = f.label == "Pneumothorax";
+            let statement = Statement {
+                text: sentence_for(&f.label).unwrap().to_string(),
+                evidence: vec![output(&f.label, f.probability, PRESENT)],
+                critical,
+            };
+            impression.push(statement.clone());
+            findings.push(statement);
+        }
+        for f in current.findings.iter().filter(|f| f.probability < ABSENT) {
+            if let (true, Some(text)) = (
+                PERTINENT_NEGATIVES.contains(&f.label.as_str()),
+                negative_for(&f.label),
+            ) {
+                findings.push(Statement {
+                    text: text.to_string(),
+                    evidence: vec![output(&f.label, f.probability, ABSENT)],
+                    critical: false,
+                });
+            }
+        }
+        // Changes since each prior.
+        for c in &study.comparisons {
+            let date = c.prior.image.study_date.clone();
+            let since = date.as_deref().unwrap_or("the prior study");
+            let comparison = |subject: &str, change: &str, p: Option<f64>, q: Option<f64>| {
+                Evidence::Comparison {
+                    prior_study_date: date.clone(),
+                    prior_sop_instance_uid: c.prior.image.sop_instance_uid.clone(),
+                    subject: subject.to_string(),
+                    change: change.to_string(),
+                    prior_value: p,
+                    current_value: q,
+                }
+            };
+            for f in &c.findings {
+                let name = subject(&f.label);
+                let text = match f.change {
+                    FindingChangeKind::New => format!("{name} is new since {since}."),
+                    FindingChangeKind::Resolved => format!("{name} has resolved since {since}."),
+                    FindingChangeKind::Increased => format!("{name} has increased since {since}."),
+                    FindingChangeKind::Decreased => format!("{name} has decreased since {since}."),
+                    _ => continue,
+                };
+                if sentence_for(&f.label).is_none() {
+                    continue;
+                }
+                let change = serde_json::to_value(f.change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string));
+                findings.push(Statement {
+                    text,
+                    evidence: vec![comparison(
+                        &f.label,
+                        &change.unwrap_or_default(),
+                        Some(f64::from(f.prior_probability)),
+                        Some(f64::from(f.current_probability)),
+                    )],
+                    critical: false,
+                });
+            }
+            for d in &c.devices {
+                if matches!(d.change, DeviceChangeKind::Absent) || d.statement.is_empty() {
+                    continue;
+                }
+                let change = serde_json::to_value(d.change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string));
+                findings.push(Statement {
+                    text: d.statement.replace("the prior study", since),
+                    evidence: vec![comparison(
+                        d.device.title(),
+                        &change.unwrap_or_default(),
+                        None,
+                        d.tip_moved,
+                    )],
+                    critical: false,
+                });
+            }
+        }
+        // Critical results first; then the rest; a normal study says so.
+        impression.sort_by_key(|s| !s.critical);
+        let devices_ok = current.placement.devices.iter().any(|d| {
+            matches!(
+                d.verdict,
+                Verdict::Appropriate | Verdict::Borderline | Verdict::NotAssessable
+            )
+        });
+        if devices_ok {
+            impression.push(Statement {
+                text: "Support devices as described.".into(),
+                evidence: vec![],
+                critical: false,
+            });
+        }
+        if present.is_empty() && !impression.iter().any(|s| s.critical) {
+            let evidence = current
+                .findings
+                .iter()
+                .map(|f| output(&f.label, f.probability, PRESENT))
+                .collect();
+            impression.push(Statement {
+                text: "No acute cardiopulmonary abnormality.".into(),
+                evidence,
+                critical: false,
+            });
+        }
+        let critical = findings.iter().chain(&impression).any(|s| s.critical);
+        let mut draft = Draft {
+            status: ReportStatus::Preliminary,
+            text: String::new(),
+            author: "radassist structured renderer".into(),
+            findings,
+            impression,
+            critical,
+            source_images: sources,
+            models: study.models.clone(),
+            warning: study.warning.clone(),
+        };
+        draft.text = draft.rendered_sections();
+        draft
+    }
+
+    /// A vision-language pack's text replaces the rendered one; the structured sentences stay
+    /// as the evidence.
+    pub fn with_generated_text(mut self, text: &str, pack: &ModelUsed) -> Draft {
+        self.text = text.trim().to_string();
+        self.author = format!("report pack {} {}", pack.name, pack.version);
+        if pack.test_model {
+            self.warning = Some(crate::inference::TEST_MODEL_WARNING.into());
+        }
+        self.models.push(pack.clone());
+        self
+    }
+
+    /// FINDINGS: ... IMPRESSION: ... from the structured sentences.
+    pub fn rendered_sections(&self) -> String {
+        let join = |s: &[Statement]| {
+            s.iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "FINDINGS: {}\n\nIMPRESSION: {}",
+            join(&self.findings),
+            join(&self.impression)
+        )
+    }
+}
+
+/// Splits report text into (findings, impression) by its section titles; text without an
+/// IMPRESSION title is all findings.
+pub fn split_sections(text: &str) -> (String, String) {
+    let upper = text.to_uppercase();
+    let strip = |s: &str| {
+        let s = s.trim();
+        s.strip_prefix("FINDINGS:")
+            .or_else(|| s.strip_prefix("Findings:"))
+            .unwrap_or(s)
+            .trim()
+            .to_string()
+    };
+    match upper.find("IMPRESSION:") {
+        Some(at) => (
+            strip(&text[..at]),
+            text[at + "IMPRESSION:".len()..].trim().to_string(),
+        ),
+        None => (strip(text), String::new()),
+    }
+}
