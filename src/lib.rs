@@ -20,5 +20,6 @@ pub mod inference;
 pub mod labeler;
 pub mod placement;
 pub mod priors;
+pub mod qa;
 pub mod runtime;
 pub mod sentences;

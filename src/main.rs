@@ -182,6 +182,11 @@ enum Command {
         #[arg(long)]
         mentions: bool,
     },
+    /// Quality: the model's drafts against the radiologists' signed reads.
+    Qa {
+        #[command(subcommand)]
+        action: QaAction,
+    },
     /// Sentence embeddings from a text-embedding pack, as JSON lines.
     EmbedText {
         sentences: Vec<String>,
@@ -200,6 +205,38 @@ enum ModelsAction {
     /// Load every pack, check its manifest against its graph, run a warm-up, and print the
     /// execution provider each session really got. Exit 1 if any pack fails.
     Check,
+}
+
+#[derive(Subcommand)]
+enum QaAction {
+    /// Compare drafts with final reads: per observation TP/FP/FN/TN, sensitivity, PPV, F1 and
+    /// Cohen's kappa with 95 % intervals, device verdict agreement and edit distance; per
+    /// group (all, model version, or month).
+    Compare {
+        /// JSON lines {"id", "draft", "final", "model_version"?, "date"?, "draft_devices"?,
+        /// "final_devices"?}.
+        #[arg(long, value_name = "PAIRS")]
+        jsonl: PathBuf,
+        #[arg(long, value_enum, default_value = "all")]
+        by: cli::GroupBy,
+        /// What an uncertain label counts as.
+        #[arg(long, value_enum, default_value = "positive")]
+        uncertain: radassist::qa::UncertainPolicy,
+        /// Text-embedding pack for sentence matching (default: the configuration's).
+        #[arg(long)]
+        text_pack: Option<PathBuf>,
+        /// Skip sentence matching (no text model needed).
+        #[arg(long, conflicts_with = "text_pack")]
+        no_sentences: bool,
+        /// Also write each study's comparison, as JSON lines.
+        #[arg(long)]
+        per_study: bool,
+        /// Write the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum)]
+        provider: Option<Provider>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -289,6 +326,34 @@ fn main() -> ExitCode {
             pack,
             provider,
         } => embed_text(&pack, &settings(provider), &sentences),
+        Command::Qa {
+            action:
+                QaAction::Compare {
+                    jsonl,
+                    by,
+                    uncertain,
+                    text_pack,
+                    no_sentences,
+                    per_study,
+                    json,
+                    provider,
+                },
+        } => {
+            let text_pack = match (no_sentences, text_pack) {
+                (true, _) => None,
+                (false, Some(pack)) => Some(pack),
+                (false, None) => config.analysis_packs().text,
+            };
+            cli::qa_compare(
+                &jsonl,
+                by,
+                uncertain,
+                text_pack.as_deref(),
+                &settings(provider),
+                per_study,
+                json,
+            )
+        }
         Command::Label {
             texts,
             jsonl,
