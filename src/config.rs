@@ -1,8 +1,8 @@
 //! radassist's configuration file (TOML), with environment overrides.
 //!
 //! Every key has a default, so a missing file or section means "the defaults". The environment
-//! overrides the file: `RADASSIST_PROVIDER` (auto, cuda or cpu) and `RADASSIST_MODELS` (the
-//! folder of model packs). Command-line flags override both.
+//! overrides the file: `RADASSIST_PROVIDER` (auto, cuda or cpu), `RADASSIST_MODELS` (the
+//! folder of model packs), `RADASSIST_LISTEN` and `RADASSIST_DATA_DIR` (the service's). Command-line flags override both.
 //!
 //! ```toml
 //! [inference]
@@ -27,6 +27,22 @@
 //! present = 0.5              # a finding is present at or above this probability
 //! change = 0.15              # present on both: increased/decreased by at least this much
 //! tip_moved_mm = 10.0        # a device tip moved by at least this much (after alignment)
+//!
+//! [service]                  # radassist serve
+//! listen = "127.0.0.1:50051" # gRPC address (env RADASSIST_LISTEN); TLS when both below are set
+//! tls_cert = "server.pem"    # PEM certificate chain and key (rustls)
+//! tls_key = "server.key"
+//! data_dir = "radassist-data"   # blobs and the SQLite database (env RADASSIST_DATA_DIR)
+//! max_instance_bytes = 268435456  # larger instances are rejected
+//! max_concurrent_streams = 32    # more ingest streams get RESOURCE_EXHAUSTED + retry-after-ms
+//! stable_study_seconds = 300 # a study with no new instance this long is complete
+//! max_attempts = 3           # analysis attempts before a study is FAILED
+//! metrics_listen = "127.0.0.1:9464"  # Prometheus text at /metrics ("" disables)
+//!
+//! [[service.tokens]]         # bearer tokens (at least 16 characters) and their roles
+//! token = "..."
+//! name = "pacs-router-1"     # who, in the audit log
+//! role = "pacs"              # pacs | radiologist | qa | admin
 //!
 //! [placement]                # tube and line rules (src/placement/rules.rs has every value
 //!                            # and its source)
@@ -60,6 +76,50 @@ pub struct Config {
     pub inference: InferenceConfig,
     pub analysis: AnalysisConfig,
     pub placement: RuleTable,
+    pub service: ServiceConfig,
+}
+
+/// `radassist serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub max_instance_bytes: usize,
+    pub max_concurrent_streams: usize,
+    pub stable_study_seconds: u64,
+    pub max_attempts: u32,
+    pub metrics_listen: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// A bearer token and who holds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    pub name: String,
+    /// pacs, radiologist, qa or admin.
+    pub role: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            listen: "127.0.0.1:50051".into(),
+            data_dir: "radassist-data".into(),
+            max_instance_bytes: 256 << 20,
+            max_concurrent_streams: 32,
+            stable_study_seconds: 300,
+            max_attempts: 3,
+            metrics_listen: "127.0.0.1:9464".into(),
+            tls_cert: None,
+            tls_key: None,
+            tokens: vec![],
+        }
+    }
 }
 
 /// Which packs (folder names under `inference.models`) a study's analysis uses; "" skips one.
@@ -188,6 +248,29 @@ impl Config {
         }
         if let Some(value) = var("RADASSIST_MODELS") {
             self.inference.models = value.into();
+        }
+        if let Some(value) = var("RADASSIST_LISTEN") {
+            self.service.listen = value;
+        }
+        if let Some(value) = var("RADASSIST_DATA_DIR") {
+            self.service.data_dir = value.into();
+        }
+        for t in &self.service.tokens {
+            if !matches!(t.role.as_str(), "pacs" | "radiologist" | "qa" | "admin") {
+                return Err(format!(
+                    "service.tokens: {} has role {:?}: use pacs, radiologist, qa or admin",
+                    t.name, t.role
+                ));
+            }
+            if t.token.len() < 16 {
+                return Err(format!(
+                    "service.tokens: {}'s token is shorter than 16 characters",
+                    t.name
+                ));
+            }
+        }
+        if self.service.tls_cert.is_some() != self.service.tls_key.is_some() {
+            return Err("service.tls_cert and service.tls_key go together".into());
         }
         if self.inference.batching.max_batch == 0 || self.inference.batching.queue_capacity == 0 {
             return Err(

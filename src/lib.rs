@@ -23,3 +23,4 @@ pub mod priors;
 pub mod qa;
 pub mod runtime;
 pub mod sentences;
+pub mod service;

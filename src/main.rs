@@ -182,6 +182,21 @@ enum Command {
         #[arg(long)]
         mentions: bool,
     },
+    /// Run the gRPC service (ingest, worklist, quality, models; health and reflection) with the
+    /// configuration's [service] section. Stops cleanly on SIGINT or SIGTERM.
+    Serve,
+    /// Query the service's audit log: who read which patient data, when, from where.
+    Audit {
+        /// Only entries at or after this time (RFC 3339, e.g. 2026-11-25T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this caller's entries (the token's name).
+        #[arg(long)]
+        who: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Quality: the model's drafts against the radiologists' signed reads.
     Qa {
         #[command(subcommand)]
@@ -326,6 +341,14 @@ fn main() -> ExitCode {
             pack,
             provider,
         } => embed_text(&pack, &settings(provider), &sentences),
+        Command::Serve => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("the async runtime: {e}"))
+            .and_then(|runtime| runtime.block_on(radassist::service::serve(config.clone()))),
+        Command::Audit { since, who, json } => {
+            audit(&config, since.as_deref(), who.as_deref(), json)
+        }
         Command::Qa {
             action:
                 QaAction::Compare {
@@ -887,5 +910,40 @@ fn label(texts: &[String], jsonl: Option<&Path>, mentions: bool) -> Result<(), S
         write(id.clone(), text)?;
     }
     progress.finish_and_clear();
+    Ok(())
+}
+
+fn audit(
+    config: &Config,
+    since: Option<&str>,
+    who: Option<&str>,
+    json: bool,
+) -> Result<(), String> {
+    let since_ms = match since {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                format!("--since {text:?}: {e} (use RFC 3339, e.g. 2026-11-25T08:00:00Z)")
+            })?
+            .timestamp_millis(),
+        None => 0,
+    };
+    let store = radassist::service::store::Store::open(&config.service.data_dir)
+        .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?;
+    for row in store
+        .audit_log(since_ms, who.unwrap_or(""))
+        .map_err(|e| e.to_string())?
+    {
+        if json {
+            println!("{}", serde_json::to_string(&row).expect("serialises"));
+        } else {
+            let at = chrono::DateTime::from_timestamp_millis(row.at_ms)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            println!(
+                "{at}  {:<16} {:<12} {:<20} {:<60} {}",
+                row.who, row.role, row.action, row.resource, row.peer
+            );
+        }
+    }
     Ok(())
 }

@@ -351,15 +351,38 @@ fn a_report_pack_writes_the_text_and_the_structured_results_stay_as_evidence() {
     if !common::onnx_runtime_available() {
         return;
     }
-    let out = run(with(&["draft", "--json"], &["--report-pack", "models/test-report", "--indication", "line placement"]));
+    let out = run(with(
+        &["draft", "--json"],
+        &[
+            "--report-pack",
+            "models/test-report",
+            "--indication",
+            "line placement",
+        ],
+    ));
     let draft: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(draft["author"], "report pack test-report 1");
-    assert!(!draft["text"].as_str().unwrap().starts_with("FINDINGS:"), "the pack's text, not the renderer's");
+    assert!(
+        !draft["text"].as_str().unwrap().starts_with("FINDINGS:"),
+        "the pack's text, not the renderer's"
+    );
     assert!(draft["findings"].as_array().unwrap().len() > 3);
-    assert!(draft["models"].as_array().unwrap().iter().any(|m| m["task"] == "report"));
+    assert!(draft["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["task"] == "report"));
     let dir = tempfile::tempdir().unwrap();
     let sr = dir.path().join("vlm.dcm");
-    run(with(&["export", "sr"], &["--report-pack", "models/test-report", "-o", sr.to_str().unwrap()]));
+    run(with(
+        &["export", "sr"],
+        &[
+            "--report-pack",
+            "models/test-report",
+            "-o",
+            sr.to_str().unwrap(),
+        ],
+    ));
     let (errors, _) = dciodvfy(&sr);
     assert!(errors.is_empty(), "{errors:#?}");
     assert!(dsrdump(&sr).contains("Device Observer Model Name\")=\"report pack test-report 1\""));

@@ -211,6 +211,11 @@ impl Analyzer {
         })
     }
 
+    /// The models this analyzer runs.
+    pub fn models(&self) -> &[ModelUsed] {
+        &self.models
+    }
+
     /// Findings, landmarks and device checks of one radiograph.
     pub fn analyze_image(
         &mut self,

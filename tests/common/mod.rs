@@ -377,3 +377,133 @@ pub fn marked_film(
     );
     path
 }
+
+// `radassist serve` for the service tests: a server process on an ephemeral loopback port.
+
+pub const PACS_TOKEN: &str = "pacs-token-0123456789";
+pub const RADIOLOGIST_TOKEN: &str = "radiologist-token-0123456789";
+pub const SECOND_RADIOLOGIST_TOKEN: &str = "radiologist-2-token-0123456789";
+pub const QA_TOKEN: &str = "qa-token-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+pub struct Server {
+    pub child: std::process::Child,
+    pub address: String,
+    pub metrics: String,
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Server {
+    /// Starts the server with its data in `dir` (an existing store is reopened).
+    pub fn start(dir: &Path) -> Server {
+        use std::io::BufRead;
+        let data = dir.join("data");
+        let config = dir.join("radassist.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[inference]\nprovider = \"cpu\"\nmodels = {:?}\n\n[service]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+                 metrics_listen = \"127.0.0.1:0\"\nstable_study_seconds = 3600\nmax_concurrent_streams = 16\n\n\
+                 [[service.tokens]]\ntoken = \"{PACS_TOKEN}\"\nname = \"pacs-router\"\nrole = \"pacs\"\n\n\
+                 [[service.tokens]]\ntoken = \"{RADIOLOGIST_TOKEN}\"\nname = \"dr-jane\"\nrole = \"radiologist\"\n\n\
+                 [[service.tokens]]\ntoken = \"{SECOND_RADIOLOGIST_TOKEN}\"\nname = \"dr-omar\"\nrole = \"radiologist\"\n\n\
+                 [[service.tokens]]\ntoken = \"{QA_TOKEN}\"\nname = \"qa-lee\"\nrole = \"qa\"\n\n\
+                 [[service.tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nname = \"it-admin\"\nrole = \"admin\"\n",
+                root().join("models").display().to_string(),
+                data.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .current_dir(root())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[server] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let (mut address, mut metrics) = (String::new(), String::new());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while address.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("the server starts within 60 s");
+            if let Some(a) = line.strip_prefix("radassist: listening on ") {
+                address = a.split_whitespace().next().unwrap().to_string();
+            }
+            if let Some(m) = line.strip_prefix("radassist: metrics on http://") {
+                metrics = m.trim_end_matches("/metrics").to_string();
+            }
+        }
+        Server {
+            child,
+            address,
+            metrics,
+            config,
+            data,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// kill -9.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request carrying a bearer token.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if !token.is_empty() {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+/// One instance as StoreInstances messages, in 256 KiB chunks.
+pub fn chunks(index: u32, bytes: &[u8]) -> Vec<radassist::service::proto::StoreInstancesRequest> {
+    let pieces: Vec<&[u8]> = bytes.chunks(256 << 10).collect();
+    let last = pieces.len() - 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, c)| radassist::service::proto::StoreInstancesRequest {
+            instance_index: index,
+            chunk: c.to_vec(),
+            last_chunk: i == last,
+        })
+        .collect()
+}

@@ -1,0 +1,139 @@
+//! One received instance: validated, stored durably, answered.
+//!
+//! Validation is the structure walk and header read of [`crate::dicom`] (no pixel decoding:
+//! that is the worker's job, and a failure there fails the job with its reason): the instance
+//! must parse, carry its UIDs, be an image, and be CR or DX, or a secondary capture of a chest.
+
+use super::proto::{instance_result::Outcome, InstanceResult, RenderedImage};
+use super::server::Metrics;
+use super::store::{hex, IncomingInstance, Store, StoreOutcome};
+use crate::dicom::{parse_dicom, ImageHeader};
+use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
+
+pub fn rejected(index: u32, reason: &str) -> InstanceResult {
+    InstanceResult {
+        instance_index: index,
+        outcome: Outcome::Rejected as i32,
+        reason: reason.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Why an instance is not a chest radiograph radassist takes, if it is not.
+fn not_accepted(header: &ImageHeader) -> Option<String> {
+    let a = &header.acquisition;
+    let modality = a.modality.as_deref().unwrap_or("");
+    let chest = a
+        .body_part
+        .as_deref()
+        .is_none_or(|b| b.eq_ignore_ascii_case("CHEST"));
+    match modality {
+        "CR" | "DX" if chest => None,
+        "CR" | "DX" => Some(format!(
+            "Body Part Examined is {:?}, not CHEST",
+            a.body_part.as_deref().unwrap_or("")
+        )),
+        _ if a.secondary_capture
+            && a.body_part
+                .as_deref()
+                .is_some_and(|b| b.eq_ignore_ascii_case("CHEST")) =>
+        {
+            None
+        }
+        "" => Some(
+            "no Modality: only CR and DX radiographs (or chest secondary captures) are taken"
+                .into(),
+        ),
+        other => Some(format!(
+            "Modality {other}: only CR and DX radiographs (or chest secondary captures) are taken"
+        )),
+    }
+}
+
+pub fn store_one(store: &Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {
+    let sha = hex(&Sha256::digest(bytes));
+    let fail = |reason: String| {
+        metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+        InstanceResult {
+            sha256: sha.clone(),
+            ..rejected(index, &reason)
+        }
+    };
+    let header = match parse_dicom(bytes).and_then(|instance| ImageHeader::from_instance(&instance))
+    {
+        Ok(header) => header,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Some(reason) = not_accepted(&header) {
+        return fail(reason);
+    }
+    let id = &header.identity;
+    let (Some(sop), Some(study), Some(series)) = (
+        &id.sop_instance_uid,
+        &id.study_instance_uid,
+        &id.series_instance_uid,
+    ) else {
+        return fail("SOP Instance, Study Instance and Series Instance UIDs are required".into());
+    };
+    let incoming = IncomingInstance {
+        bytes,
+        sop_instance_uid: sop,
+        study_instance_uid: study,
+        series_instance_uid: series,
+        patient_id: id.patient_id.as_deref().unwrap_or(""),
+        accession_number: id.accession_number.as_deref().unwrap_or(""),
+        study_date: id.study_date.as_deref().unwrap_or(""),
+    };
+    let mut result = InstanceResult {
+        instance_index: index,
+        sop_instance_uid: sop.clone(),
+        study: format!("studies/{study}"),
+        sha256: sha.clone(),
+        ..Default::default()
+    };
+    match store.put_instance(&incoming) {
+        Ok((StoreOutcome::Stored, _)) => {
+            metrics.ingest_instances.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .ingest_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            result.outcome = Outcome::Stored as i32;
+        }
+        Ok((StoreOutcome::Duplicate, _)) => result.outcome = Outcome::Duplicate as i32,
+        Ok((StoreOutcome::Conflict, _)) => {
+            metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+            result.outcome = Outcome::Conflict as i32;
+            result.reason = "this SOP Instance UID was stored before with different bytes: kept for review, the stored instance is unchanged".into();
+        }
+        Err(e) => {
+            tracing::error!("storing an instance: {e}");
+            return fail(format!(
+                "the server could not store it ({e}): send it again"
+            ));
+        }
+    }
+    result
+}
+
+/// The stored instance as a display PNG, longer side at most `size`.
+pub fn render_png(path: &std::path::Path, size: usize) -> Result<RenderedImage, String> {
+    let radiograph = crate::dicom::read_file(path, &crate::dicom::DecodeLimits::default())
+        .map_err(|e| e.to_string())?;
+    let display = crate::analysis::display(&radiograph);
+    let (rows, cols) = display.dim();
+    let (h, w) = crate::imaging::resize::fit_longest_side(rows, cols, size.min(rows.max(cols)));
+    let small = crate::imaging::resize::resize(display.view(), h, w);
+    let mut png = Vec::new();
+    let pixels =
+        crate::imaging::output::quantise(small.view(), crate::imaging::output::PngDepth::Eight);
+    let image = image::GrayImage::from_raw(w as u32, h as u32, pixels).ok_or("rendering")?;
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    Ok(RenderedImage {
+        png,
+        width: w as u32,
+        height: h as u32,
+    })
+}

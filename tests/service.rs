@@ -1,0 +1,515 @@
+//! The gRPC service end to end, on an ephemeral loopback port: push the sample study, see its
+//! draft in the worklist, sign it, read the QA comparison; ingest outcomes; every RPC under
+//! every role; health, reflection, audit and metrics.
+
+mod common;
+
+use common::{
+    chunks, root, with_token, Server, ADMIN_TOKEN, PACS_TOKEN, QA_TOKEN, RADIOLOGIST_TOKEN,
+    SECOND_RADIOLOGIST_TOKEN,
+};
+use radassist::service::proto::ingest_service_client::IngestServiceClient;
+use radassist::service::proto::model_service_client::ModelServiceClient;
+use radassist::service::proto::quality_service_client::QualityServiceClient;
+use radassist::service::proto::worklist_service_client::WorklistServiceClient;
+use radassist::service::proto::*;
+use std::time::Duration;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const CURRENT: &str = "sample-dicom/derived/siim_chest_pa_devices.dcm";
+const PRIOR: &str = "sample-dicom/derived/siim_chest_pa_prior.dcm";
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(root().join(path)).unwrap()
+}
+
+async fn store(channel: &Channel, instances: &[Vec<u8>]) -> Vec<InstanceResult> {
+    let messages: Vec<StoreInstancesRequest> = instances
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| chunks(i as u32, b))
+        .collect();
+    let mut client = IngestServiceClient::new(channel.clone());
+    client
+        .store_instances(with_token(tokio_stream::iter(messages), PACS_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+}
+
+/// Completes the study and watches it until its draft is ready (bounded: 120 s).
+async fn complete_and_wait(channel: &Channel, study: &str) -> study::State {
+    let mut ingest = IngestServiceClient::new(channel.clone());
+    ingest
+        .complete_study(with_token(
+            CompleteStudyRequest { name: study.into() },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap();
+    let mut watch = ingest
+        .watch_study(with_token(
+            WatchStudyRequest { name: study.into() },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = study::State::Unspecified;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while let Ok(Ok(Some(s))) = tokio::time::timeout_at(deadline, watch.message()).await {
+        last = study::State::try_from(s.state).unwrap();
+    }
+    last
+}
+
+async fn sign(channel: &Channel, item: &str, text: &str) -> WorkItem {
+    let mut worklist = WorklistServiceClient::new(channel.clone());
+    worklist
+        .claim_work_item(with_token(
+            ClaimWorkItemRequest { name: item.into() },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap();
+    worklist
+        .submit_final_read(with_token(
+            SubmitFinalReadRequest {
+                name: item.into(),
+                text: text.into(),
+                findings: vec![FindingAgreement {
+                    observation: "Pleural Effusion".into(),
+                    agrees: false,
+                }],
+                devices: vec![DeviceAgreement {
+                    device: "endotracheal_tube".into(),
+                    verdict: "appropriate".into(),
+                    agrees: true,
+                }],
+            },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // The prior study first, worked and signed, so the current study has a prior with a report.
+    let results = store(&channel, &[read(PRIOR)]).await;
+    assert_eq!(
+        results[0].outcome,
+        instance_result::Outcome::Stored as i32,
+        "{results:?}"
+    );
+    let prior_study = results[0].study.clone();
+    assert_eq!(
+        complete_and_wait(&channel, &prior_study).await,
+        study::State::DraftReady
+    );
+    let prior_item = prior_study.replace("studies/", "workItems/");
+    sign(&channel, &prior_item, "FINDINGS: Endotracheal tube tip 2.5 cm above the carina. No pneumothorax.\nIMPRESSION: Tube low.").await;
+
+    // The current study: stored, then a duplicate of it, answered per instance.
+    let current = read(CURRENT);
+    let results = store(&channel, &[current.clone(), current.clone()]).await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32);
+    assert_eq!(
+        results[1].outcome,
+        instance_result::Outcome::Duplicate as i32
+    );
+    let study = results[0].study.clone();
+    assert_eq!(
+        complete_and_wait(&channel, &study).await,
+        study::State::DraftReady
+    );
+
+    // The worklist: the item with its draft, evidence and device checks.
+    let mut worklist = WorklistServiceClient::new(channel.clone());
+    let list = worklist
+        .list_work_items(with_token(
+            ListWorkItemsRequest {
+                page_size: 10,
+                ..Default::default()
+            },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let name = study.replace("studies/", "workItems/");
+    assert!(
+        list.work_items.iter().any(|i| i.name == name),
+        "{:?}",
+        list.work_items.iter().map(|i| &i.name).collect::<Vec<_>>()
+    );
+    let item = worklist
+        .get_work_item(with_token(
+            GetWorkItemRequest { name: name.clone() },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let draft = item.draft.clone().unwrap();
+    assert!(draft.preliminary && draft.text.starts_with("FINDINGS: "));
+    assert_eq!(draft.warning, "test model, not for clinical use");
+    assert!(draft
+        .findings
+        .iter()
+        .filter(|s| !s.text.starts_with("Support"))
+        .all(|s| !s.evidence.is_empty()));
+    let ett = item
+        .devices
+        .iter()
+        .find(|d| d.device == "endotracheal_tube")
+        .unwrap();
+    assert_eq!(ett.verdict, "appropriate");
+    assert!((ett.measurements[0].value - 45.0).abs() < 1.0, "{ett:?}");
+    // The prior was found in the store: the tube moved 2 cm since.
+    assert!(
+        draft.findings.iter().any(|s| s
+            .text
+            .starts_with("Endotracheal tube tip has moved by 20 mm")),
+        "{:#?}",
+        draft.findings
+    );
+    // A second radiologist cannot take a claimed item, nor sign it.
+    worklist
+        .claim_work_item(with_token(
+            ClaimWorkItemRequest { name: name.clone() },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap();
+    let taken = worklist
+        .claim_work_item(with_token(
+            ClaimWorkItemRequest { name: name.clone() },
+            SECOND_RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::FailedPrecondition, "{taken:?}");
+    let signed = sign(&channel, &name, "FINDINGS: Endotracheal tube tip 4.5 cm above the carina. No pneumothorax. No pleural effusion.\nIMPRESSION: Lines and tubes as described.").await;
+    assert_eq!(signed.status, work_item::Status::Signed as i32);
+    assert_eq!(signed.final_read.unwrap().radiologist, "dr-jane");
+
+    // QA: the comparison of this study, and the agreement over all signed studies.
+    let mut quality = QualityServiceClient::new(channel.clone());
+    let comparison = quality
+        .get_study_comparison(with_token(
+            GetStudyComparisonRequest {
+                name: study.clone(),
+            },
+            QA_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let ptx = comparison
+        .observations
+        .iter()
+        .find(|o| o.observation == "Pneumothorax")
+        .unwrap();
+    assert_eq!(ptx.final_label, "negative");
+    assert!(comparison.edit_distance > 0);
+    assert!(comparison
+        .devices
+        .iter()
+        .any(|d| d.device == "endotracheal_tube" && d.agrees));
+    let agreement = quality
+        .get_agreement(with_token(GetAgreementRequest::default(), QA_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(agreement.studies, 2);
+
+    // The image, rendered.
+    let image = worklist
+        .render_study_image(with_token(
+            RenderStudyImageRequest {
+                name: name.clone(),
+                max_size: 512,
+                overlay: false,
+            },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((image.width, image.height), (512, 512));
+    assert_eq!(&image.png[1..4], b"PNG");
+
+    // Ingest refusals, each with its reason.
+    let mut conflicting = current.clone();
+    let n = conflicting.len();
+    conflicting[n - 10] ^= 0xff;
+    let non_chest = read("sample-dicom/non_chest/RG2_J2KI.dcm");
+    let results = store(
+        &channel,
+        &[
+            conflicting,
+            non_chest,
+            b"not DICOM at all".to_vec(),
+            current[..current.len() / 2].to_vec(),
+        ],
+    )
+    .await;
+    let outcomes: Vec<i32> = results.iter().map(|r| r.outcome).collect();
+    use instance_result::Outcome::*;
+    assert_eq!(
+        outcomes,
+        [
+            Conflict as i32,
+            Rejected as i32,
+            Rejected as i32,
+            Rejected as i32
+        ],
+        "{results:#?}"
+    );
+    assert!(
+        results[1].reason.contains("not CHEST") || results[1].reason.contains("Modality"),
+        "{}",
+        results[1].reason
+    );
+    assert!(!results[3].reason.is_empty());
+
+    // The audit log has the radiologist's reads, without patient identifiers in the resource.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args([
+            "audit",
+            "--config",
+            server.config.to_str().unwrap(),
+            "--who",
+            "dr-jane",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let audit = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        audit.contains("\"action\":\"GetWorkItem\"") && audit.contains(&name),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("127.0.0.1"),
+        "the peer address is recorded: {audit}"
+    );
+
+    // Metrics.
+    let metrics = http_get(&server.metrics, "/metrics");
+    assert!(
+        metrics.contains("radassist_ingest_instances_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("radassist_jobs_done_total 2"), "{metrics}");
+
+    // Health and reflection.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "radassist.v1.IngestService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Graceful shutdown.
+    assert!(server.terminate().success());
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// What each role may call: (call, roles allowed besides admin).
+const MATRIX: &[(&str, &[&str])] = &[
+    ("StoreInstances", &["pacs"]),
+    ("CompleteStudy", &["pacs"]),
+    ("GetStudy", &["pacs", "radiologist", "qa"]),
+    ("WatchStudy", &["pacs", "radiologist", "qa"]),
+    ("ListWorkItems", &["radiologist"]),
+    ("GetWorkItem", &["radiologist"]),
+    ("ClaimWorkItem", &["radiologist"]),
+    ("ReleaseWorkItem", &["radiologist"]),
+    ("SubmitFinalRead", &["radiologist"]),
+    ("WatchCriticalItems", &["radiologist"]),
+    ("RenderStudyImage", &["radiologist", "qa"]),
+    ("GetStudyComparison", &["qa"]),
+    ("GetAgreement", &["qa"]),
+    ("ListModels", &[]),
+    ("ListJobs", &[]),
+];
+
+async fn call(channel: &Channel, rpc: &str, token: &str) -> Result<(), tonic::Status> {
+    let name = "studies/1.2.3".to_string();
+    let item = "workItems/1.2.3".to_string();
+    let mut ingest = IngestServiceClient::new(channel.clone());
+    let mut worklist = WorklistServiceClient::new(channel.clone());
+    let mut quality = QualityServiceClient::new(channel.clone());
+    let mut models = ModelServiceClient::new(channel.clone());
+    match rpc {
+        "StoreInstances" => ingest
+            .store_instances(with_token(
+                tokio_stream::iter(Vec::<StoreInstancesRequest>::new()),
+                token,
+            ))
+            .await
+            .map(drop),
+        "CompleteStudy" => ingest
+            .complete_study(with_token(CompleteStudyRequest { name }, token))
+            .await
+            .map(drop),
+        "GetStudy" => ingest
+            .get_study(with_token(GetStudyRequest { name }, token))
+            .await
+            .map(drop),
+        "WatchStudy" => ingest
+            .watch_study(with_token(WatchStudyRequest { name }, token))
+            .await
+            .map(drop),
+        "ListWorkItems" => worklist
+            .list_work_items(with_token(ListWorkItemsRequest::default(), token))
+            .await
+            .map(drop),
+        "GetWorkItem" => worklist
+            .get_work_item(with_token(GetWorkItemRequest { name: item }, token))
+            .await
+            .map(drop),
+        "ClaimWorkItem" => worklist
+            .claim_work_item(with_token(ClaimWorkItemRequest { name: item }, token))
+            .await
+            .map(drop),
+        "ReleaseWorkItem" => worklist
+            .release_work_item(with_token(ReleaseWorkItemRequest { name: item }, token))
+            .await
+            .map(drop),
+        "SubmitFinalRead" => worklist
+            .submit_final_read(with_token(
+                SubmitFinalReadRequest {
+                    name: item,
+                    text: "x".into(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "WatchCriticalItems" => worklist
+            .watch_critical_items(with_token(WatchCriticalItemsRequest {}, token))
+            .await
+            .map(drop),
+        "RenderStudyImage" => worklist
+            .render_study_image(with_token(
+                RenderStudyImageRequest {
+                    name: item,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "GetStudyComparison" => quality
+            .get_study_comparison(with_token(GetStudyComparisonRequest { name }, token))
+            .await
+            .map(drop),
+        "GetAgreement" => quality
+            .get_agreement(with_token(GetAgreementRequest::default(), token))
+            .await
+            .map(drop),
+        "ListModels" => models
+            .list_models(with_token(ListModelsRequest {}, token))
+            .await
+            .map(drop),
+        "ListJobs" => models
+            .list_jobs(with_token(ListJobsRequest::default(), token))
+            .await
+            .map(drop),
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_under_every_role_and_without_a_valid_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let roles = [
+        ("pacs", PACS_TOKEN),
+        ("radiologist", RADIOLOGIST_TOKEN),
+        ("qa", QA_TOKEN),
+        ("admin", ADMIN_TOKEN),
+    ];
+    for (rpc, allowed) in MATRIX {
+        for (role, token) in roles {
+            let outcome = call(&channel, rpc, token).await;
+            let denied = matches!(&outcome, Err(s) if s.code() == Code::PermissionDenied);
+            let may = role == "admin" || allowed.contains(&role);
+            assert_eq!(denied, !may, "{rpc} as {role}: {outcome:?}");
+        }
+        for token in ["", "wrong-token-0123456789"] {
+            let outcome = call(&channel, rpc, token).await;
+            assert!(
+                matches!(&outcome, Err(s) if s.code() == Code::Unauthenticated),
+                "{rpc} with {token:?}: {outcome:?}"
+            );
+        }
+    }
+    // Malformed requests are INVALID_ARGUMENT, not a panic.
+    let mut ingest = IngestServiceClient::new(channel.clone());
+    let bad = ingest
+        .get_study(with_token(
+            GetStudyRequest {
+                name: "studies/../../etc".into(),
+            },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let missing = ingest
+        .get_study(with_token(
+            GetStudyRequest {
+                name: "studies/1.2.3".into(),
+            },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}
