@@ -513,3 +513,26 @@ async fn every_rpc_under_every_role_and_without_a_valid_token() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
+
+#[test]
+fn a_python_grpcio_client_drives_the_same_flow() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let python = root().join(".radassist/test-venv/bin/python");
+    if !python.exists() {
+        assert!(std::env::var_os("RADASSIST_REQUIRE_ORT").is_none(), "run scripts/setup: the Python test environment is missing");
+        eprintln!("no .radassist/test-venv: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = std::process::Command::new(python)
+        .arg(root().join("tests/python/grpc_client_flow.py"))
+        .arg(&server.address)
+        .arg(root())
+        .output()
+        .unwrap();
+    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+}
