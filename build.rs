@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/radassist/v1/models.proto",
     ];
     tonic_prost_build::configure()
+        // bytes fields as `bytes::Bytes`: instance chunks are not copied out of the frames.
+        .bytes(".")
         .file_descriptor_set_path(out.join("radassist_descriptor.bin"))
         .compile_protos(
             &protos.map(std::path::PathBuf::from),

@@ -23,10 +23,21 @@ const INSTANCES: usize = 64;
 fn instance(label: &str, study: &str) -> Vec<u8> {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
-    let mut obj = dicom_object::open_file(common::root().join("sample-dicom/derived/siim_chest_pa_devices.dcm")).unwrap();
+    let mut obj = dicom_object::open_file(
+        common::root().join("sample-dicom/derived/siim_chest_pa_devices.dcm"),
+    )
+    .unwrap();
     let sop = uid_for(label);
-    obj.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop.as_str())));
-    obj.put(DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, PrimitiveValue::from(uid_for(study).as_str())));
+    obj.put(DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(sop.as_str()),
+    ));
+    obj.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(uid_for(study).as_str()),
+    ));
     obj.meta_mut().media_storage_sop_instance_uid = sop;
     let mut bytes = Vec::new();
     obj.write_all(&mut bytes).unwrap();
@@ -57,11 +68,23 @@ async fn push(channel: &Channel, data: &[Vec<u8>], streams: usize) -> Duration {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for part in data.chunks(data.len().div_ceil(streams)) {
-        let messages: Vec<StoreInstancesRequest> = part.iter().enumerate().flat_map(|(i, b)| chunks(i as u32, b)).collect();
-        let mut client = IngestServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        let messages: Vec<StoreInstancesRequest> = part
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| chunks(i as u32, b))
+            .collect();
+        let mut client =
+            IngestServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
         tasks.push(tokio::spawn(async move {
-            let results = client.store_instances(with_token(tokio_stream::iter(messages), PACS_TOKEN)).await.unwrap().into_inner().results;
-            assert!(results.iter().all(|r| r.outcome == instance_result::Outcome::Stored as i32));
+            let results = client
+                .store_instances(with_token(tokio_stream::iter(messages), PACS_TOKEN))
+                .await
+                .unwrap()
+                .into_inner()
+                .results;
+            assert!(results
+                .iter()
+                .all(|r| r.outcome == instance_result::Outcome::Stored as i32));
         }));
     }
     for t in tasks {
@@ -74,10 +97,21 @@ async fn push(channel: &Channel, data: &[Vec<u8>], streams: usize) -> Duration {
 async fn main() {
     let dir = tempfile::tempdir_in(common::root().join("target")).unwrap();
     let server = Server::start(dir.path());
-    let channel = Channel::from_shared(server.url()).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mb = |data: &[Vec<u8>]| data.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     for streams in [1, 16] {
-        let data: Vec<Vec<u8>> = (0..INSTANCES).map(|i| instance(&format!("bench-{streams}-{i}"), &format!("bench-study-{streams}-{}", i / 4))).collect();
+        let data: Vec<Vec<u8>> = (0..INSTANCES)
+            .map(|i| {
+                instance(
+                    &format!("bench-{streams}-{i}"),
+                    &format!("bench-study-{streams}-{}", i / 4),
+                )
+            })
+            .collect();
         let plain = plain_writes(&dir.path().join(format!("plain-{streams}")), &data, streams);
         let grpc = push(&channel, &data, streams).await;
         let total = mb(&data);
@@ -94,11 +128,30 @@ async fn main() {
     let mut latencies = Vec::new();
     for i in 0..20 {
         let bytes = instance(&format!("latency-{i}"), &format!("latency-study-{i}"));
-        let r = ingest.store_instances(with_token(tokio_stream::iter(chunks(0, &bytes)), PACS_TOKEN)).await.unwrap().into_inner();
+        let r = ingest
+            .store_instances(with_token(
+                tokio_stream::iter(chunks(0, &bytes)),
+                PACS_TOKEN,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
         let study = r.results[0].study.clone();
         let started = Instant::now();
-        ingest.complete_study(with_token(CompleteStudyRequest { name: study.clone() }, PACS_TOKEN)).await.unwrap();
-        let mut watch = ingest.watch_study(with_token(WatchStudyRequest { name: study }, PACS_TOKEN)).await.unwrap().into_inner();
+        ingest
+            .complete_study(with_token(
+                CompleteStudyRequest {
+                    name: study.clone(),
+                },
+                PACS_TOKEN,
+            ))
+            .await
+            .unwrap();
+        let mut watch = ingest
+            .watch_study(with_token(WatchStudyRequest { name: study }, PACS_TOKEN))
+            .await
+            .unwrap()
+            .into_inner();
         while let Some(s) = watch.message().await.unwrap() {
             if s.state == study::State::DraftReady as i32 {
                 break;

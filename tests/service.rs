@@ -521,7 +521,10 @@ fn a_python_grpcio_client_drives_the_same_flow() {
     }
     let python = root().join(".radassist/test-venv/bin/python");
     if !python.exists() {
-        assert!(std::env::var_os("RADASSIST_REQUIRE_ORT").is_none(), "run scripts/setup: the Python test environment is missing");
+        assert!(
+            std::env::var_os("RADASSIST_REQUIRE_ORT").is_none(),
+            "run scripts/setup: the Python test environment is missing"
+        );
         eprintln!("no .radassist/test-venv: skipped");
         return;
     }
@@ -533,6 +536,10 @@ fn a_python_grpcio_client_drives_the_same_flow() {
         .arg(root())
         .output()
         .unwrap();
-    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success());
 }

@@ -78,6 +78,7 @@ pub fn store_one(store: &Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> 
     };
     let incoming = IncomingInstance {
         bytes,
+        sha256: &sha,
         sop_instance_uid: sop,
         study_instance_uid: study,
         series_instance_uid: series,
@@ -132,7 +133,7 @@ pub fn render_png(path: &std::path::Path, size: usize) -> Result<RenderedImage, 
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| e.to_string())?;
     Ok(RenderedImage {
-        png,
+        png: png.into(),
         width: w as u32,
         height: h as u32,
     })

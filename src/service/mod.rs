@@ -145,7 +145,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let services = Services(state.clone());
-    let mut builder = tonic::transport::Server::builder();
+    // Large receive windows: an instance is megabytes, and the default 64 KiB HTTP/2 window
+    // would make every instance wait on flow-control round trips.
+    let mut builder = tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(32 << 20));
     let tls = match (&sc.tls_cert, &sc.tls_key) {
         (Some(cert), Some(key)) => {
             let read =

@@ -321,19 +321,25 @@ impl ingest_service_server::IngestService for Services {
             return Err(status);
         };
         let mut stream = request.into_inner();
+        // Results in arrival order; an instance is stored while the next one arrives (at most
+        // IN_FLIGHT per stream, so memory stays bounded).
+        const IN_FLIGHT: usize = 4;
+        let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<InstanceResult>> =
+            Default::default();
         let mut results = Vec::new();
         // The instance being received: index, bytes, and whether it grew too large.
         let mut current: Option<(u32, Vec<u8>, bool)> = None;
         let limit = state.config.max_instance_bytes;
+        let ready = |result: InstanceResult| async move { result };
         while let Some(message) = stream.message().await? {
             if let Some((index, _, _)) = &current {
                 if *index != message.instance_index {
                     let index = *index;
                     current = None;
-                    results.push(ingest::rejected(
+                    pending.push_back(tokio::spawn(ready(ingest::rejected(
                         index,
                         "the stream went on to another instance before this one's last_chunk",
-                    ));
+                    ))));
                 }
             }
             let entry = current.get_or_insert_with(|| (message.instance_index, Vec::new(), false));
@@ -347,33 +353,49 @@ impl ingest_service_server::IngestService for Services {
             }
             if message.last_chunk {
                 let (index, bytes, too_large) = current.take().expect("set above");
-                let result = if too_large {
-                    ingest::rejected(
+                let task = if too_large {
+                    tokio::spawn(ready(ingest::rejected(
                         index,
                         &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
-                    )
+                    )))
                 } else {
-                    let store = state.store.clone();
-                    let metrics = state.metrics.clone();
+                    let (store, metrics, events) = (
+                        state.store.clone(),
+                        state.metrics.clone(),
+                        state.events.clone(),
+                    );
                     tokio::task::spawn_blocking(move || {
-                        ingest::store_one(&store, &metrics, index, &bytes)
+                        let result = ingest::store_one(&store, &metrics, index, &bytes);
+                        if result.outcome == instance_result::Outcome::Stored as i32 {
+                            if let Some(uid) = result.study.strip_prefix("studies/") {
+                                let _ = events.send(Event::Study(uid.to_string()));
+                            }
+                        }
+                        result
                     })
-                    .await
-                    .map_err(|e| Status::internal(format!("ingest worker: {e}")))?
                 };
-                if result.outcome == instance_result::Outcome::Stored as i32 {
-                    if let Some(uid) = result.study.strip_prefix("studies/") {
-                        let _ = state.events.send(Event::Study(uid.to_string()));
-                    }
+                pending.push_back(task);
+                while pending.len() >= IN_FLIGHT {
+                    let oldest = pending.pop_front().expect("not empty");
+                    results.push(
+                        oldest
+                            .await
+                            .map_err(|e| Status::internal(format!("ingest worker: {e}")))?,
+                    );
                 }
-                results.push(result);
             }
         }
         if let Some((index, _, _)) = current {
-            results.push(ingest::rejected(
+            pending.push_back(tokio::spawn(ready(ingest::rejected(
                 index,
                 "the stream ended before the instance's last_chunk",
-            ));
+            ))));
+        }
+        for task in pending {
+            results.push(
+                task.await
+                    .map_err(|e| Status::internal(format!("ingest worker: {e}")))?,
+            );
         }
         tracing::info!(caller = %caller.name, instances = results.len(), "ingest stream done");
         Ok(Response::new(StoreInstancesResponse { results }))

@@ -9,7 +9,6 @@
 //! `FOR UPDATE SKIP LOCKED` instead of the single-writer lock SQLite has).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -38,6 +37,8 @@ pub fn now_ms() -> i64 {
 /// What was received of one instance, already parsed.
 pub struct IncomingInstance<'a> {
     pub bytes: &'a [u8],
+    /// SHA-256 of `bytes`, hex.
+    pub sha256: &'a str,
     pub sop_instance_uid: &'a str,
     pub study_instance_uid: &'a str,
     pub series_instance_uid: &'a str,
@@ -229,7 +230,7 @@ impl Store {
         &self,
         instance: &IncomingInstance,
     ) -> Result<(StoreOutcome, String), StoreError> {
-        let sha = hex(&Sha256::digest(instance.bytes));
+        let sha = instance.sha256.to_string();
         let existing: Option<String> = self
             .db()
             .query_row(

@@ -502,7 +502,7 @@ pub fn chunks(index: u32, bytes: &[u8]) -> Vec<radassist::service::proto::StoreI
         .enumerate()
         .map(|(i, c)| radassist::service::proto::StoreInstancesRequest {
             instance_index: index,
-            chunk: c.to_vec(),
+            chunk: c.to_vec().into(),
             last_chunk: i == last,
         })
         .collect()
