@@ -8,7 +8,6 @@
 //! under target/; instances are the sample film re-identified (new SOP Instance UIDs, 2 MB).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use common::{chunks, uid_for, with_token, Server, PACS_TOKEN};

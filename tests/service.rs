@@ -109,6 +109,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         .await
         .unwrap();
 
+    eprintln!("e2e: The prior study first");
     // The prior study first, worked and signed, so the current study has a prior with a report.
     let results = store(&channel, &[read(PRIOR)]).await;
     assert_eq!(
@@ -124,6 +125,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     let prior_item = prior_study.replace("studies/", "workItems/");
     sign(&channel, &prior_item, "FINDINGS: Endotracheal tube tip 2.5 cm above the carina. No pneumothorax.\nIMPRESSION: Tube low.").await;
 
+    eprintln!("e2e: The current study");
     // The current study: stored, then a duplicate of it, answered per instance.
     let current = read(CURRENT);
     let results = store(&channel, &[current.clone(), current.clone()]).await;
@@ -139,6 +141,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         study::State::DraftReady
     );
 
+    eprintln!("e2e: The worklist");
     // The worklist: the item with its draft, evidence and device checks.
     let mut worklist = WorklistServiceClient::new(channel.clone());
     let list = worklist
@@ -209,6 +212,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     assert_eq!(signed.status, work_item::Status::Signed as i32);
     assert_eq!(signed.final_read.unwrap().radiologist, "dr-jane");
 
+    eprintln!("e2e: QA");
     // QA: the comparison of this study, and the agreement over all signed studies.
     let mut quality = QualityServiceClient::new(channel.clone());
     let comparison = quality
@@ -239,6 +243,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         .into_inner();
     assert_eq!(agreement.studies, 2);
 
+    eprintln!("e2e: The image");
     // The image, rendered.
     let image = worklist
         .render_study_image(with_token(
@@ -255,6 +260,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     assert_eq!((image.width, image.height), (512, 512));
     assert_eq!(&image.png[1..4], b"PNG");
 
+    eprintln!("e2e: Ingest refusals");
     // Ingest refusals, each with its reason.
     let mut conflicting = current.clone();
     let n = conflicting.len();
@@ -289,6 +295,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     );
     assert!(!results[3].reason.is_empty());
 
+    eprintln!("e2e: The audit log has");
     // The audit log has the radiologist's reads, without patient identifiers in the resource.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
         .args([
@@ -311,6 +318,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         "the peer address is recorded: {audit}"
     );
 
+    eprintln!("e2e: Metrics.");
     // Metrics.
     let metrics = http_get(&server.metrics, "/metrics");
     assert!(
@@ -319,6 +327,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     );
     assert!(metrics.contains("radassist_jobs_done_total 2"), "{metrics}");
 
+    eprintln!("e2e: Health and reflection.");
     // Health and reflection.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let status = health
@@ -333,8 +342,12 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    // Graceful shutdown.
+    eprintln!("e2e: Graceful shutdown");
+    // Graceful shutdown (clients gone first, so nothing is in flight).
+    drop((channel, health, quality, worklist));
+    let started = std::time::Instant::now();
     assert!(server.terminate().success());
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 fn http_get(address: &str, path: &str) -> String {

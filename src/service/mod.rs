@@ -30,6 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long in-flight calls get to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Largest gRPC message (a chunk of an instance, or a rendered image).
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
@@ -173,7 +176,21 @@ pub async fn serve(config: Config) -> Result<(), String> {
         "radassist: listening on {address}{}",
         if tls { " (TLS)" } else { "" }
     );
-    let result = builder
+    // On SIGINT/SIGTERM: stop taking calls, let those in flight finish, but not forever (an idle
+    // client connection must not hold the process).
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown_signal().await;
+        eprintln!(
+            "radassist: stopping: finishing the calls in flight (at most {SHUTDOWN_GRACE:?})"
+        );
+        let _ = stopping_tx.send(true);
+    };
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let serving = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -189,10 +206,15 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .add_service(ModelServiceServer::new(services))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown_signal(),
-        )
-        .await
-        .map_err(|e| format!("serving: {e}"));
+            signal,
+        );
+    let result = tokio::select! {
+        served = serving => served.map_err(|e| format!("serving: {e}")),
+        _ = grace => {
+            eprintln!("radassist: calls still open after {SHUTDOWN_GRACE:?}: closing them");
+            Ok(())
+        }
+    };
     eprintln!("radassist: shutting down: the worker finishes its current job");
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;

@@ -261,25 +261,30 @@ impl Store {
             self.write_durably(instance.bytes, &target)?;
         }
         let now = now_ms();
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![instance.sop_instance_uid, instance.study_instance_uid, instance.series_instance_uid, sha, instance.bytes.len() as i64, now],
-        )?;
+        let inserted = {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![instance.sop_instance_uid, instance.study_instance_uid, instance.series_instance_uid, sha, instance.bytes.len() as i64, now],
+            )?;
+            if inserted > 0 {
+                tx.execute(
+                    "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
+                     VALUES (?1, ?2, ?3, ?4, 'RECEIVING', ?5)
+                     ON CONFLICT (study_instance_uid) DO UPDATE SET state = 'RECEIVING', last_instance_at = ?5",
+                    params![instance.study_instance_uid, instance.patient_id, instance.accession_number, instance.study_date, now],
+                )?;
+                tx.commit()?;
+            }
+            inserted
+        };
         if inserted == 0 {
-            // Another stream stored the same UID a moment ago.
-            drop(tx);
+            // Another stream (or an earlier instance of this one) stored the same UID a moment
+            // ago: answer as if it had been there before (duplicate or conflict).
             return self.put_instance(instance);
         }
-        tx.execute(
-            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
-             VALUES (?1, ?2, ?3, ?4, 'RECEIVING', ?5)
-             ON CONFLICT (study_instance_uid) DO UPDATE SET state = 'RECEIVING', last_instance_at = ?5",
-            params![instance.study_instance_uid, instance.patient_id, instance.accession_number, instance.study_date, now],
-        )?;
-        tx.commit()?;
         Ok((StoreOutcome::Stored, sha))
     }
 

@@ -415,12 +415,22 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"));
+        command
             .args(["serve", "--config", config.to_str().unwrap()])
             .current_dir(root())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        // The server dies with the test process, even when that is killed (a timeout): no
+        // orphan keeps the test runner's pipes open.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
