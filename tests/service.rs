@@ -556,3 +556,58 @@ fn a_python_grpcio_client_drives_the_same_flow() {
     );
     assert!(out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &format!(
+            "tls_cert = {:?}\ntls_key = {:?}",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap()
+        ),
+    );
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            certified.cert.pem(),
+        ))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{}", server.address))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut ingest = IngestServiceClient::new(channel);
+    let missing = ingest
+        .get_study(with_token(
+            GetStudyRequest {
+                name: "studies/1.2.3".into(),
+            },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "over TLS: {missing:?}");
+    // A plaintext client gets nothing.
+    let plain = Channel::from_shared(server.url()).unwrap().connect().await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(channel) => IngestServiceClient::new(channel)
+            .get_study(with_token(
+                GetStudyRequest {
+                    name: "studies/1.2.3".into(),
+                },
+                PACS_TOKEN,
+            ))
+            .await
+            .is_err_and(|s| s.code() != Code::NotFound),
+    };
+    assert!(refused);
+}

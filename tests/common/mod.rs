@@ -397,6 +397,11 @@ pub struct Server {
 impl Server {
     /// Starts the server with its data in `dir` (an existing store is reopened).
     pub fn start(dir: &Path) -> Server {
+        Server::start_with(dir, "")
+    }
+
+    /// As `start`, with more `[service]` keys (TOML lines).
+    pub fn start_with(dir: &Path, service_keys: &str) -> Server {
         use std::io::BufRead;
         let data = dir.join("data");
         let config = dir.join("radassist.toml");
@@ -404,7 +409,7 @@ impl Server {
             &config,
             format!(
                 "[inference]\nprovider = \"cpu\"\nmodels = {:?}\n\n[service]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
-                 metrics_listen = \"127.0.0.1:0\"\nstable_study_seconds = 3600\nmax_concurrent_streams = 16\n\n\
+                 metrics_listen = \"127.0.0.1:0\"\nstable_study_seconds = 3600\nmax_concurrent_streams = 16\n{service_keys}\n\n\
                  [[service.tokens]]\ntoken = \"{PACS_TOKEN}\"\nname = \"pacs-router\"\nrole = \"pacs\"\n\n\
                  [[service.tokens]]\ntoken = \"{RADIOLOGIST_TOKEN}\"\nname = \"dr-jane\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{SECOND_RADIOLOGIST_TOKEN}\"\nname = \"dr-omar\"\nrole = \"radiologist\"\n\n\
