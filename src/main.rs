@@ -277,13 +277,18 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RADASSIST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to stderr: RADASSIST_LOG sets the level (warn by default), RADASSIST_LOG_FORMAT=json
+    // makes them one JSON object per line for a log collector.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RADASSIST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("RADASSIST_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -927,7 +932,7 @@ fn audit(
             .timestamp_millis(),
         None => 0,
     };
-    let store = radassist::service::store::Store::open(&config.service.data_dir)
+    let store = radassist::service::store::SqliteStore::open(&config.service.data_dir)
         .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?;
     for row in store
         .audit_log(since_ms, who.unwrap_or(""))

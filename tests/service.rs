@@ -130,10 +130,16 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     let current = read(CURRENT);
     let results = store(&channel, &[current.clone(), current.clone()]).await;
     assert_eq!(results.len(), 2);
-    assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32);
+    // Instances of one stream are stored concurrently: one copy is STORED, the other a
+    // DUPLICATE, whichever was committed first.
+    let mut outcomes: Vec<i32> = results.iter().map(|r| r.outcome).collect();
+    outcomes.sort();
     assert_eq!(
-        results[1].outcome,
-        instance_result::Outcome::Duplicate as i32
+        outcomes,
+        [
+            instance_result::Outcome::Stored as i32,
+            instance_result::Outcome::Duplicate as i32
+        ]
     );
     let study = results[0].study.clone();
     assert_eq!(
@@ -326,6 +332,10 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         "{metrics}"
     );
     assert!(metrics.contains("radassist_jobs_done_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("radassist_model_calls_total{model=\"findings:test-findings\"} 3"),
+        "{metrics}"
+    );
 
     eprintln!("e2e: Health and reflection.");
     // Health and reflection.

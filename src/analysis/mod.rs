@@ -159,6 +159,22 @@ pub struct Analyzer {
     rules: RuleTable,
     change: ChangeThresholds,
     models: Vec<ModelUsed>,
+    /// Per model ("task:name"): calls and seconds spent in them, for the service's metrics.
+    compute: std::collections::BTreeMap<String, (u64, f64)>,
+}
+
+/// Runs `f`, adding its time to the model's entry in `compute`.
+fn timed<T>(
+    compute: &mut std::collections::BTreeMap<String, (u64, f64)>,
+    model: String,
+    f: impl FnOnce() -> T,
+) -> T {
+    let started = std::time::Instant::now();
+    let result = f();
+    let entry = compute.entry(model).or_default();
+    entry.0 += 1;
+    entry.1 += started.elapsed().as_secs_f64();
+    result
 }
 
 fn used(pack: &ModelPack) -> ModelUsed {
@@ -208,7 +224,13 @@ impl Analyzer {
             rules,
             change,
             models,
+            compute: Default::default(),
         })
+    }
+
+    /// Per model ("task:name"): calls so far and seconds spent in them.
+    pub fn compute_time(&self) -> &std::collections::BTreeMap<String, (u64, f64)> {
+        &self.compute
     }
 
     /// The models this analyzer runs.
@@ -222,11 +244,17 @@ impl Analyzer {
         radiograph: &Radiograph,
     ) -> Result<ImageAnalysis, AnalysisError> {
         let findings = match &mut self.findings {
-            Some(model) => model.findings(&[radiograph])?.remove(0),
+            Some(model) => {
+                let name = format!("findings:{}", model.pack().manifest.name);
+                timed(&mut self.compute, name, || model.findings(&[radiograph]))?.remove(0)
+            }
             None => vec![],
         };
         let landmarks = match &mut self.landmarks {
-            Some(model) => model.landmarks(&[radiograph])?.remove(0),
+            Some(model) => {
+                let name = format!("landmarks:{}", model.pack().manifest.name);
+                timed(&mut self.compute, name, || model.landmarks(&[radiograph]))?.remove(0)
+            }
             None => vec![],
         };
         let frame = PatientFrame::from_header(&radiograph.header);
@@ -302,7 +330,12 @@ impl Analyzer {
                 &self.change,
             );
             let prior_report = match (prior.report, &mut self.text) {
-                (Some(report), Some(embedder)) => match_sentences(embedder, report, &statements)?,
+                (Some(report), Some(embedder)) => {
+                    let name = format!("text-embedding:{}", embedder.pack().manifest.name);
+                    timed(&mut self.compute, name, || {
+                        match_sentences(embedder, report, &statements)
+                    })?
+                }
                 _ => vec![],
             };
             comparisons.push(PriorComparison {

@@ -51,7 +51,7 @@ fn not_accepted(header: &ImageHeader) -> Option<String> {
     }
 }
 
-pub fn store_one(store: &Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {
+pub fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {
     let sha = hex(&Sha256::digest(bytes));
     let fail = |reason: String| {
         metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);

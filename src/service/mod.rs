@@ -93,7 +93,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
         );
     }
     let store = Arc::new(
-        store::Store::open(&sc.data_dir).map_err(|e| format!("{}: {e}", sc.data_dir.display()))?,
+        store::SqliteStore::open(&sc.data_dir)
+            .map_err(|e| format!("{}: {e}", sc.data_dir.display()))?,
     );
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(State::new(store.clone(), sc.clone(), metrics));

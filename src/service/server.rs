@@ -76,7 +76,10 @@ pub struct Metrics {
     /// Sum of job durations, ms, and the last one.
     pub job_ms_total: AtomicU64,
     pub job_ms_last: AtomicU64,
-    pub draft_latency_ms_total: AtomicU64,
+    /// Time jobs waited in the queue before a worker took them, ms.
+    pub queue_wait_ms_total: AtomicU64,
+    /// Per model ("task:name"): calls and seconds of compute.
+    pub model_compute: std::sync::Mutex<BTreeMap<String, (u64, f64)>>,
 }
 
 /// What the models looked like when the worker loaded them.
@@ -92,7 +95,7 @@ pub struct ModelStatus {
 }
 
 pub struct State {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Store>,
     pub config: ServiceConfig,
     tokens: HashMap<String, (String, Role)>,
     ingest_slots: Arc<Semaphore>,
@@ -140,7 +143,7 @@ fn millis(t: &prost_types::Timestamp) -> i64 {
 }
 
 impl State {
-    pub fn new(store: Arc<Store>, config: ServiceConfig, metrics: Arc<Metrics>) -> State {
+    pub fn new(store: Arc<dyn Store>, config: ServiceConfig, metrics: Arc<Metrics>) -> State {
         let tokens = config
             .tokens
             .iter()
@@ -365,7 +368,7 @@ impl ingest_service_server::IngestService for Services {
                         state.events.clone(),
                     );
                     tokio::task::spawn_blocking(move || {
-                        let result = ingest::store_one(&store, &metrics, index, &bytes);
+                        let result = ingest::store_one(store.as_ref(), &metrics, index, &bytes);
                         if result.outcome == instance_result::Outcome::Stored as i32 {
                             if let Some(uid) = result.study.strip_prefix("studies/") {
                                 let _ = events.send(Event::Study(uid.to_string()));
@@ -891,10 +894,37 @@ pub fn metrics_text(state: &State) -> String {
             "the last analysis's time",
         ),
     );
+    out.insert(
+        "radassist_job_queue_wait_seconds_sum",
+        (
+            get(&m.queue_wait_ms_total) as f64 / 1000.0,
+            "counter",
+            "time jobs waited in the queue",
+        ),
+    );
     let mut text = String::new();
     for (name, (value, kind, help)) in out {
         text.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    let compute = m
+        .model_compute
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    text.push_str("# HELP radassist_model_compute_seconds_sum time spent running each model\n");
+    text.push_str("# TYPE radassist_model_compute_seconds_sum counter\n");
+    for (model, (_, seconds)) in &compute {
+        text.push_str(&format!(
+            "radassist_model_compute_seconds_sum{{model=\"{model}\"}} {seconds}\n"
+        ));
+    }
+    text.push_str("# HELP radassist_model_calls_total calls of each model\n");
+    text.push_str("# TYPE radassist_model_calls_total counter\n");
+    for (model, (calls, _)) in &compute {
+        text.push_str(&format!(
+            "radassist_model_calls_total{{model=\"{model}\"}} {calls}\n"
         ));
     }
     text

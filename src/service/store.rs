@@ -4,8 +4,8 @@
 //! renamed into place and the folder fsynced, before the catalog row is committed, and only
 //! then is the sender told STORED. SQLite runs in WAL mode with `synchronous = FULL`, so a
 //! committed row survives a crash (and a power cut). The catalog, the job queue, work items
-//! (drafts and final reads) and the audit log are tables here; [`Store`] is the one interface
-//! the service uses, so a PostgreSQL implementation can take its place (jobs taken with
+//! (drafts and final reads) and the audit log are tables here; [`Store`] is the interface the
+//! service uses ([`SqliteStore`] implements it), so a PostgreSQL implementation can take its place (jobs taken with
 //! `FOR UPDATE SKIP LOCKED` instead of the single-writer lock SQLite has).
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -105,9 +105,26 @@ pub struct AuditRow {
     pub peer: String,
 }
 
-pub struct Store {
+pub struct SqliteStore {
     db: Mutex<Connection>,
     root: PathBuf,
+    /// Catalog rows waiting for the next group commit, each with where to send its outcome.
+    pending: Mutex<Vec<(CatalogRow, CommitOutcome)>>,
+}
+
+/// Where a committed row's outcome goes: inserted (true), already there (false), or the error.
+type CommitOutcome = std::sync::mpsc::Sender<Result<bool, String>>;
+
+/// An instance's catalog row (its blob is already durable).
+struct CatalogRow {
+    sop_instance_uid: String,
+    study_instance_uid: String,
+    series_instance_uid: String,
+    sha256: String,
+    size: i64,
+    patient_id: String,
+    accession_number: String,
+    study_date: String,
 }
 
 const SCHEMA: &str = "
@@ -165,9 +182,9 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (or creates) the store in `root`; jobs a crash left running are queued again.
-    pub fn open(root: &Path) -> Result<Store, StoreError> {
+    pub fn open(root: &Path) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(root.join("blobs/tmp"))?;
         std::fs::create_dir_all(root.join("conflicts"))?;
         let db = Connection::open(root.join("radassist.sqlite"))?;
@@ -187,9 +204,10 @@ impl Store {
         for entry in std::fs::read_dir(root.join("blobs/tmp"))? {
             std::fs::remove_file(entry?.path())?;
         }
-        Ok(Store {
+        Ok(SqliteStore {
             db: Mutex::new(db),
             root: root.to_path_buf(),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -260,32 +278,87 @@ impl Store {
         if !target.exists() {
             self.write_durably(instance.bytes, &target)?;
         }
-        let now = now_ms();
-        let inserted = {
-            let mut db = self.db();
-            let tx = db.transaction()?;
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![instance.sop_instance_uid, instance.study_instance_uid, instance.series_instance_uid, sha, instance.bytes.len() as i64, now],
-            )?;
-            if inserted > 0 {
-                tx.execute(
-                    "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
-                     VALUES (?1, ?2, ?3, ?4, 'RECEIVING', ?5)
-                     ON CONFLICT (study_instance_uid) DO UPDATE SET state = 'RECEIVING', last_instance_at = ?5",
-                    params![instance.study_instance_uid, instance.patient_id, instance.accession_number, instance.study_date, now],
-                )?;
-                tx.commit()?;
-            }
-            inserted
-        };
-        if inserted == 0 {
+        let inserted = self.commit_instance(CatalogRow {
+            sop_instance_uid: instance.sop_instance_uid.to_string(),
+            study_instance_uid: instance.study_instance_uid.to_string(),
+            series_instance_uid: instance.series_instance_uid.to_string(),
+            sha256: sha.clone(),
+            size: instance.bytes.len() as i64,
+            patient_id: instance.patient_id.to_string(),
+            accession_number: instance.accession_number.to_string(),
+            study_date: instance.study_date.to_string(),
+        })?;
+        if !inserted {
             // Another stream (or an earlier instance of this one) stored the same UID a moment
             // ago: answer as if it had been there before (duplicate or conflict).
             return self.put_instance(instance);
         }
         Ok((StoreOutcome::Stored, sha))
+    }
+
+    /// Commits a catalog row; true if it was inserted (false: the UID was there already).
+    ///
+    /// Group commit: the row joins the pending list; whoever gets the database next commits every
+    /// pending row in one transaction (one fsync for all), and each caller gets its own outcome.
+    /// Many concurrent streams thus share the cost of `synchronous = FULL`.
+    fn commit_instance(&self, row: CatalogRow) -> Result<bool, StoreError> {
+        let (sender, outcome) = std::sync::mpsc::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((row, sender));
+        loop {
+            if let Ok(result) = outcome.try_recv() {
+                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
+            }
+            let mut db = self.db();
+            let batch =
+                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                // Our row went with the previous commit: its outcome is on the way.
+                drop(db);
+                let result = outcome
+                    .recv()
+                    .map_err(|_| StoreError::Io(std::io::Error::other("the commit was lost")))?;
+                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
+            }
+            let now = now_ms();
+            let committed = (|| -> rusqlite::Result<Vec<bool>> {
+                let tx = db.transaction()?;
+                let mut inserted = Vec::with_capacity(batch.len());
+                for (r, _) in &batch {
+                    let new = tx.execute(
+                        "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.sha256, r.size, now],
+                    )? > 0;
+                    if new {
+                        tx.execute(
+                            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
+                             VALUES (?1, ?2, ?3, ?4, 'RECEIVING', ?5)
+                             ON CONFLICT (study_instance_uid) DO UPDATE SET state = 'RECEIVING', last_instance_at = ?5",
+                            params![r.study_instance_uid, r.patient_id, r.accession_number, r.study_date, now],
+                        )?;
+                    }
+                    inserted.push(new);
+                }
+                tx.commit()?;
+                Ok(inserted)
+            })();
+            drop(db);
+            match committed {
+                Ok(inserted) => {
+                    for ((_, sender), new) in batch.into_iter().zip(inserted) {
+                        let _ = sender.send(Ok(new));
+                    }
+                }
+                Err(e) => {
+                    for (_, sender) in batch {
+                        let _ = sender.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
     }
 
     fn study_from_row(r: &rusqlite::Row) -> rusqlite::Result<StudyRow> {
@@ -359,14 +432,14 @@ impl Store {
         )?)
     }
 
-    /// Takes the oldest queued job (marks it running, counts the attempt).
-    pub fn take_job(&self) -> Result<Option<String>, StoreError> {
+    /// Takes the oldest queued job: its study and how long it waited (ms).
+    pub fn take_job(&self) -> Result<Option<(String, i64)>, StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        let uid: Option<String> = tx
-            .query_row("SELECT study_instance_uid FROM jobs WHERE state = 'queued' ORDER BY updated_at LIMIT 1", [], |r| r.get(0))
+        let job: Option<(String, i64)> = tx
+            .query_row("SELECT study_instance_uid, updated_at FROM jobs WHERE state = 'queued' ORDER BY updated_at LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        if let Some(uid) = &uid {
+        if let Some((uid, _)) = &job {
             tx.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 WHERE study_instance_uid = ?1", params![uid, now_ms()])?;
             tx.execute(
                 "UPDATE studies SET state = 'ANALYZING' WHERE study_instance_uid = ?1",
@@ -374,7 +447,7 @@ impl Store {
             )?;
         }
         tx.commit()?;
-        Ok(uid)
+        Ok(job.map(|(uid, queued)| (uid, now_ms() - queued)))
     }
 
     /// The SHA-256 of each instance of a study.
@@ -611,6 +684,127 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// What the service needs of its store. [`SqliteStore`] is the embedded default; a PostgreSQL
+/// catalog with an S3-compatible blob store implements the same calls (jobs taken with
+/// `FOR UPDATE SKIP LOCKED`, so several workers share one queue).
+pub trait Store: Send + Sync {
+    fn put_instance(
+        &self,
+        instance: &IncomingInstance,
+    ) -> Result<(StoreOutcome, String), StoreError>;
+    fn work_items(
+        &self,
+        statuses: &[&str],
+        critical_only: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<WorkItemRow>, StoreError>;
+    fn signed_items(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+        model_version: &str,
+    ) -> Result<Vec<WorkItemRow>, StoreError>;
+    fn other_studies_of_patient(
+        &self,
+        patient_id: &str,
+        except: &str,
+    ) -> Result<Vec<String>, StoreError>;
+    fn blob_path(&self, sha256: &str) -> PathBuf;
+    fn study(&self, uid: &str) -> Result<StudyRow, StoreError>;
+    fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError>;
+    fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError>;
+    fn queue_depth(&self) -> Result<i64, StoreError>;
+    fn take_job(&self) -> Result<Option<(String, i64)>, StoreError>;
+    fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError>;
+    fn finish_job(&self, uid: &str, item: &WorkItemRow) -> Result<(), StoreError>;
+    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<bool, StoreError>;
+    fn jobs(&self, state: &str) -> Result<Vec<JobRow>, StoreError>;
+    fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError>;
+    fn claim(&self, uid: &str, who: &str, release: bool) -> Result<WorkItemRow, StoreError>;
+    fn sign(&self, uid: &str, who: &str, final_read: &[u8]) -> Result<WorkItemRow, StoreError>;
+    fn audit(&self, row: &AuditRow) -> Result<(), StoreError>;
+    fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError>;
+}
+
+impl Store for SqliteStore {
+    fn put_instance(
+        &self,
+        instance: &IncomingInstance,
+    ) -> Result<(StoreOutcome, String), StoreError> {
+        SqliteStore::put_instance(self, instance)
+    }
+    fn work_items(
+        &self,
+        statuses: &[&str],
+        critical_only: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<WorkItemRow>, StoreError> {
+        SqliteStore::work_items(self, statuses, critical_only, offset, limit)
+    }
+    fn signed_items(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+        model_version: &str,
+    ) -> Result<Vec<WorkItemRow>, StoreError> {
+        SqliteStore::signed_items(self, start, end, model_version)
+    }
+    fn other_studies_of_patient(
+        &self,
+        patient_id: &str,
+        except: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        SqliteStore::other_studies_of_patient(self, patient_id, except)
+    }
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        SqliteStore::blob_path(self, sha256)
+    }
+    fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        SqliteStore::study(self, uid)
+    }
+    fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        SqliteStore::complete_study(self, uid)
+    }
+    fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
+        SqliteStore::stable_studies(self, quiet_ms)
+    }
+    fn queue_depth(&self) -> Result<i64, StoreError> {
+        SqliteStore::queue_depth(self)
+    }
+    fn take_job(&self) -> Result<Option<(String, i64)>, StoreError> {
+        SqliteStore::take_job(self)
+    }
+    fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError> {
+        SqliteStore::study_instances(self, uid)
+    }
+    fn finish_job(&self, uid: &str, item: &WorkItemRow) -> Result<(), StoreError> {
+        SqliteStore::finish_job(self, uid, item)
+    }
+    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<bool, StoreError> {
+        SqliteStore::fail_job(self, uid, error, max_attempts)
+    }
+    fn jobs(&self, state: &str) -> Result<Vec<JobRow>, StoreError> {
+        SqliteStore::jobs(self, state)
+    }
+    fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
+        SqliteStore::work_item(self, uid)
+    }
+    fn claim(&self, uid: &str, who: &str, release: bool) -> Result<WorkItemRow, StoreError> {
+        SqliteStore::claim(self, uid, who, release)
+    }
+    fn sign(&self, uid: &str, who: &str, final_read: &[u8]) -> Result<WorkItemRow, StoreError> {
+        SqliteStore::sign(self, uid, who, final_read)
+    }
+    fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+        SqliteStore::audit(self, row)
+    }
+    fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError> {
+        SqliteStore::audit_log(self, since_ms, who)
     }
 }
 

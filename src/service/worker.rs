@@ -66,7 +66,13 @@ pub fn run(state: Arc<State>, config: Config, stop: Arc<AtomicBool>) {
     };
     while !stop.load(Ordering::Relaxed) {
         let uid = match state.store.take_job() {
-            Ok(Some(uid)) => uid,
+            Ok(Some((uid, waited_ms))) => {
+                state
+                    .metrics
+                    .queue_wait_ms_total
+                    .fetch_add(waited_ms.max(0) as u64, Ordering::Relaxed);
+                uid
+            }
             Ok(None) => {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
@@ -84,6 +90,13 @@ pub fn run(state: Arc<State>, config: Config, stop: Arc<AtomicBool>) {
             None => Err("the analysis models did not load: see ModelService.ListModels".into()),
         };
         let ms = started.elapsed().as_millis() as u64;
+        if let Some(analyzer) = analyzer.as_ref() {
+            *state
+                .metrics
+                .model_compute
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = analyzer.compute_time().clone();
+        }
         let m = &state.metrics;
         m.job_ms_total.fetch_add(ms, Ordering::Relaxed);
         m.job_ms_last.store(ms, Ordering::Relaxed);
