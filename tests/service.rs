@@ -621,3 +621,32 @@ async fn tls_when_configured() {
     };
     assert!(refused);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_study_that_goes_quiet_is_completed_without_complete_study() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), "stable_study_seconds = 1");
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let results = store(&channel, &[read(PRIOR)]).await;
+    let study = results[0].study.clone();
+    // No CompleteStudy: the stable-study timer queues it after a quiet second.
+    let mut ingest = IngestServiceClient::new(channel.clone());
+    let mut watch = ingest
+        .watch_study(with_token(WatchStudyRequest { name: study }, PACS_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = study::State::Unspecified;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while let Ok(Ok(Some(s))) = tokio::time::timeout_at(deadline, watch.message()).await {
+        last = study::State::try_from(s.state).unwrap();
+    }
+    assert_eq!(last, study::State::DraftReady);
+}

@@ -402,6 +402,11 @@ impl Server {
 
     /// As `start`, with more `[service]` keys (TOML lines).
     pub fn start_with(dir: &Path, service_keys: &str) -> Server {
+        let stable = if service_keys.contains("stable_study_seconds") {
+            ""
+        } else {
+            "stable_study_seconds = 3600\n"
+        };
         use std::io::BufRead;
         let data = dir.join("data");
         let config = dir.join("radassist.toml");
@@ -409,7 +414,7 @@ impl Server {
             &config,
             format!(
                 "[inference]\nprovider = \"cpu\"\nmodels = {:?}\n\n[service]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
-                 metrics_listen = \"127.0.0.1:0\"\nstable_study_seconds = 3600\nmax_concurrent_streams = 16\n{service_keys}\n\n\
+                 metrics_listen = \"127.0.0.1:0\"\n{stable}max_concurrent_streams = 16\n{service_keys}\n\n\
                  [[service.tokens]]\ntoken = \"{PACS_TOKEN}\"\nname = \"pacs-router\"\nrole = \"pacs\"\n\n\
                  [[service.tokens]]\ntoken = \"{RADIOLOGIST_TOKEN}\"\nname = \"dr-jane\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{SECOND_RADIOLOGIST_TOKEN}\"\nname = \"dr-omar\"\nrole = \"radiologist\"\n\n\
