@@ -265,6 +265,22 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         .into_inner();
     assert_eq!((image.width, image.height), (512, 512));
     assert_eq!(&image.png[1..4], b"PNG");
+    let overlay = worklist
+        .render_study_image(with_token(
+            RenderStudyImageRequest {
+                name: name.clone(),
+                max_size: 2048,
+                overlay: true,
+            },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((overlay.width, overlay.height), (1024, 1024));
+    let drawn = image::load_from_memory(&overlay.png).unwrap().to_rgb8();
+    // Coloured verdicts are drawn: some pixels are not grey.
+    assert!(drawn.pixels().any(|p| p[0] != p[1] || p[1] != p[2]));
 
     eprintln!("e2e: Ingest refusals");
     // Ingest refusals, each with its reason.

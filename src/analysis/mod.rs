@@ -28,7 +28,7 @@ use crate::priors::{
     DeviceChange, FindingChange, SentenceMatch,
 };
 use ndarray::Array2;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Longer side, in pixels, of the finest level that priors are aligned at.
@@ -44,7 +44,7 @@ pub struct AnalysisPacks {
 }
 
 /// A model the analysis used, so every result names its source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelUsed {
     pub task: String,
     pub name: String,
@@ -53,7 +53,7 @@ pub struct ModelUsed {
 }
 
 /// The image a result is about (no patient identifiers: UIDs, date and geometry only).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageSummary {
     pub sop_instance_uid: Option<String>,
     pub study_instance_uid: Option<String>,
@@ -82,7 +82,7 @@ impl ImageSummary {
 }
 
 /// What was found on one radiograph.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageAnalysis {
     pub image: ImageSummary,
     pub findings: Vec<Finding>,
@@ -91,7 +91,7 @@ pub struct ImageAnalysis {
 }
 
 /// The prior's alignment to the current image, in a radiologist's units.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alignment {
     /// How far the anatomy at the current image's centre lies from the centre on the prior:
     /// x (columns), y (rows), in mm at the current image's spacing (None when uncalibrated).
@@ -103,7 +103,7 @@ pub struct Alignment {
 }
 
 /// The comparison with one prior.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PriorComparison {
     pub prior: ImageAnalysis,
     pub alignment: Alignment,
@@ -115,7 +115,7 @@ pub struct PriorComparison {
 }
 
 /// The whole analysis of a study.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudyAnalysis {
     pub current: ImageAnalysis,
     pub comparisons: Vec<PriorComparison>,

@@ -14,7 +14,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Who and what the image belongs to.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -32,7 +32,7 @@ pub struct Identity {
 }
 
 /// The projection of a radiograph: View Position, else the View Code Sequence.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProjectionView {
     Pa,
@@ -70,14 +70,14 @@ pub struct Acquisition {
 }
 
 /// Distance between pixel centres in mm: between rows (vertical) and between columns.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Spacing {
     pub row_mm: f64,
     pub column_mm: f64,
 }
 
 /// Where the patient-plane spacing came from (PS3.3 10.7.1.3).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SpacingSource {
     /// Pixel Spacing, calibrated to the patient (or the only spacing given).

@@ -10,7 +10,7 @@ use super::{InferenceError, ModelPack};
 use crate::imaging::Radiograph;
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, Axis, Ix2, Ix4};
 use ort::value::TensorRef;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A pack for one of the image tasks.
 pub struct ImageModel {
@@ -19,7 +19,7 @@ pub struct ImageModel {
 }
 
 /// One observation's probability.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub label: String,
     pub probability: f32,
@@ -27,7 +27,7 @@ pub struct Finding {
 
 /// A landmark found on the image: pixel coordinates (column x, row y, sub-pixel) and the
 /// heatmap's confidence at its peak.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Landmark {
     pub name: String,
     pub x: f64,

@@ -10,17 +10,17 @@
 
 use crate::dicom::{Spacing, SpacingSource};
 use crate::imaging::ImageHeader;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A point on the image: column and row in pixels (pixel centres at integers).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ImagePoint {
     pub x: f64,
     pub y: f64,
 }
 
 /// The unit a measurement is in: mm at the patient plane, or pixels when uncalibrated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LengthUnit {
     Mm,
@@ -28,7 +28,7 @@ pub enum LengthUnit {
 }
 
 /// How image directions relate to the patient, with the spacing measurements use.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatientFrame {
     pub spacing: Option<Spacing>,
     pub spacing_source: SpacingSource,

@@ -16,7 +16,7 @@ pub mod rules;
 use crate::inference::vision::Landmark;
 use geometry::{ImagePoint, LengthUnit, PatientFrame};
 use rules::{PlacementRules, Population, RuleTable};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The landmark names the placement rules read (the `landmarks` contract's vocabulary).
 pub mod names {
@@ -30,7 +30,7 @@ pub mod names {
     pub const CHEST_TUBE_TIP: &str = "chest_tube_tip";
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Device {
     EndotrachealTube,
@@ -51,7 +51,7 @@ impl Device {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Appropriate,
@@ -74,7 +74,7 @@ impl Verdict {
 }
 
 /// The patient's side, from Patient Orientation (or the usual hanging, when assumed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Left,
@@ -82,7 +82,7 @@ pub enum Side {
 }
 
 /// One distance a verdict used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     /// What was measured, e.g. "ett_tip_above_carina".
     pub name: String,
@@ -96,7 +96,7 @@ pub struct Measurement {
 }
 
 /// One threshold a verdict compared against.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Threshold {
     pub name: String,
     pub value_mm: f64,
@@ -104,7 +104,7 @@ pub struct Threshold {
 }
 
 /// A landmark the check used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LandmarkUsed {
     pub name: String,
     pub x: f64,
@@ -113,7 +113,7 @@ pub struct LandmarkUsed {
 }
 
 /// The placement check of one device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceCheck {
     pub device: Device,
     pub verdict: Verdict,
@@ -129,7 +129,7 @@ pub struct DeviceCheck {
 }
 
 /// The placement checks of one radiograph, with what they rest on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlacementResult {
     pub devices: Vec<DeviceCheck>,
     pub population: Population,

@@ -122,7 +122,7 @@ impl Default for ChangeThresholds {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingChangeKind {
     New,
@@ -134,7 +134,7 @@ pub enum FindingChangeKind {
     Absent,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingChange {
     pub label: String,
     pub prior_probability: f32,
@@ -173,7 +173,7 @@ pub fn compare_findings(
         .collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceChangeKind {
     Placed,
@@ -184,7 +184,7 @@ pub enum DeviceChangeKind {
     Absent,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceChange {
     pub device: Device,
     pub change: DeviceChangeKind,
@@ -265,7 +265,7 @@ pub fn compare_devices(
 }
 
 /// A sentence of the prior's report and the new result closest to it in meaning.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SentenceMatch {
     pub prior_sentence: String,
     pub best_match: Option<String>,

@@ -12,12 +12,12 @@
 
 use crate::imaging::resize::{fit_longest_side, resize};
 use ndarray::{Array2, ArrayView2};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// current (x, y) -> prior (x, y), in full-resolution pixels:
 /// prior = [[a, -b], [b, a]] (current - centre) + translation, with `centre` the current
 /// image's centre. a = scale cos(rotation), b = scale sin(rotation).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Similarity {
     pub a: f64,
     pub b: f64,
@@ -61,7 +61,7 @@ impl Similarity {
 }
 
 /// The alignment and how well it fits.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Registration {
     pub transform: Similarity,
     /// Intensity map fitted with it: current ~ gain * prior + offset (display values).

@@ -661,11 +661,14 @@ impl worklist_service_server::WorklistService for Services {
             state.authorize(&request, &[Role::Radiologist, Role::Qa], "RenderStudyImage")?;
         let r = request.into_inner();
         let uid = uid_of(&r.name, "workItems")?;
-        if r.overlay {
-            return Err(Status::unimplemented(
-                "the overlay is not served yet: use `radassist analyze --overlay` on the study",
-            ));
-        }
+        let analysis = if r.overlay {
+            let row = state.store.work_item(&uid).map_err(store_status)?;
+            let analysis: crate::analysis::StudyAnalysis = serde_json::from_str(&row.analysis_json)
+                .map_err(|e| Status::internal(format!("stored analysis: {e}")))?;
+            Some(analysis)
+        } else {
+            None
+        };
         let size = match r.max_size {
             0 => 1024,
             n if n > 4096 => return Err(Status::invalid_argument("max_size is at most 4096")),
@@ -677,10 +680,11 @@ impl worklist_service_server::WorklistService for Services {
             .cloned()
             .ok_or_else(|| Status::not_found(format!("no instance of study {uid}")))?;
         let path = state.store.blob_path(&sha);
-        let png = tokio::task::spawn_blocking(move || ingest::render_png(&path, size))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::failed_precondition)?;
+        let png =
+            tokio::task::spawn_blocking(move || ingest::render_png(&path, size, analysis.as_ref()))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(Status::failed_precondition)?;
         state.audit(&caller, "RenderStudyImage", &format!("workItems/{uid}"))?;
         Ok(Response::new(png))
     }
