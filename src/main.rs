@@ -932,6 +932,7 @@ fn audit(
             .timestamp_millis(),
         None => 0,
     };
+    use radassist::service::store::Store;
     let store = radassist::service::store::SqliteStore::open(&config.service.data_dir)
         .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?;
     for row in store

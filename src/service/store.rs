@@ -217,14 +217,6 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(&sha256[..2])
-            .join(&sha256[2..4])
-            .join(sha256)
-    }
-
     /// Writes bytes durably to `target` (temporary file, fsync, rename, fsync the folder).
     fn write_durably(&self, bytes: &[u8], target: &Path) -> std::io::Result<()> {
         let folder = target.parent().expect("blob paths have a folder");
@@ -240,60 +232,6 @@ impl SqliteStore {
         drop(file);
         std::fs::rename(&temporary, target)?;
         sync_dir(folder)
-    }
-
-    /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
-    /// or CONFLICT (same UID, other bytes: kept under conflicts/ for review).
-    pub fn put_instance(
-        &self,
-        instance: &IncomingInstance,
-    ) -> Result<(StoreOutcome, String), StoreError> {
-        let sha = instance.sha256.to_string();
-        let existing: Option<String> = self
-            .db()
-            .query_row(
-                "SELECT sha256 FROM instances WHERE sop_instance_uid = ?1",
-                [instance.sop_instance_uid],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match existing {
-            Some(stored) if stored == sha => return Ok((StoreOutcome::Duplicate, sha)),
-            Some(_) => {
-                let target = self.root.join("conflicts").join(format!(
-                    "{}.{}",
-                    instance.sop_instance_uid,
-                    &sha[..16]
-                ));
-                self.write_durably(instance.bytes, &target)?;
-                self.db().execute(
-                    "INSERT INTO conflicts (sop_instance_uid, sha256, received_at) VALUES (?1, ?2, ?3)",
-                    params![instance.sop_instance_uid, sha, now_ms()],
-                )?;
-                return Ok((StoreOutcome::Conflict, sha));
-            }
-            None => {}
-        }
-        let target = self.blob_path(&sha);
-        if !target.exists() {
-            self.write_durably(instance.bytes, &target)?;
-        }
-        let inserted = self.commit_instance(CatalogRow {
-            sop_instance_uid: instance.sop_instance_uid.to_string(),
-            study_instance_uid: instance.study_instance_uid.to_string(),
-            series_instance_uid: instance.series_instance_uid.to_string(),
-            sha256: sha.clone(),
-            size: instance.bytes.len() as i64,
-            patient_id: instance.patient_id.to_string(),
-            accession_number: instance.accession_number.to_string(),
-            study_date: instance.study_date.to_string(),
-        })?;
-        if !inserted {
-            // Another stream (or an earlier instance of this one) stored the same UID a moment
-            // ago: answer as if it had been there before (duplicate or conflict).
-            return self.put_instance(instance);
-        }
-        Ok((StoreOutcome::Stored, sha))
     }
 
     /// Commits a catalog row; true if it was inserted (false: the UID was there already).
@@ -380,153 +318,6 @@ impl SqliteStore {
             s.last_instance_at, j.attempts, s.failure_reason, s.patient_id, s.accession_number, s.study_date
         FROM studies s LEFT JOIN jobs j ON j.study_instance_uid = s.study_instance_uid";
 
-    pub fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
-        self.db()
-            .query_row(
-                &format!("{} WHERE s.study_instance_uid = ?1", Self::STUDY_SELECT),
-                [uid],
-                Self::study_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("no instance of study {uid} was stored")))
-    }
-
-    /// Queues the study's analysis (once: an already queued or running job stays as it is).
-    pub fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
-        self.study(uid)?;
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let state: Option<String> = tx
-            .query_row(
-                "SELECT state FROM jobs WHERE study_instance_uid = ?1",
-                [uid],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if !matches!(state.as_deref(), Some("queued") | Some("running")) {
-            tx.execute(
-                "INSERT INTO jobs (study_instance_uid, state, attempts, updated_at) VALUES (?1, 'queued', 0, ?2)
-                 ON CONFLICT (study_instance_uid) DO UPDATE SET state = 'queued', attempts = 0, last_error = '', updated_at = ?2",
-                params![uid, now_ms()],
-            )?;
-            tx.execute("UPDATE studies SET state = 'QUEUED', failure_reason = '' WHERE study_instance_uid = ?1", [uid])?;
-        }
-        tx.commit()?;
-        drop(db);
-        self.study(uid)
-    }
-
-    /// Studies still receiving whose last instance is older than `quiet_ms`.
-    pub fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare("SELECT study_instance_uid FROM studies WHERE state = 'RECEIVING' AND last_instance_at < ?1")?;
-        let rows = q.query_map([now_ms() - quiet_ms], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn queue_depth(&self) -> Result<i64, StoreError> {
-        Ok(self.db().query_row(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'queued'",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Takes the oldest queued job: its study and how long it waited (ms).
-    pub fn take_job(&self) -> Result<Option<(String, i64)>, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let job: Option<(String, i64)> = tx
-            .query_row("SELECT study_instance_uid, updated_at FROM jobs WHERE state = 'queued' ORDER BY updated_at LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((uid, _)) = &job {
-            tx.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 WHERE study_instance_uid = ?1", params![uid, now_ms()])?;
-            tx.execute(
-                "UPDATE studies SET state = 'ANALYZING' WHERE study_instance_uid = ?1",
-                [uid],
-            )?;
-        }
-        tx.commit()?;
-        Ok(job.map(|(uid, queued)| (uid, now_ms() - queued)))
-    }
-
-    /// The SHA-256 of each instance of a study.
-    pub fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare("SELECT sop_instance_uid, sha256 FROM instances WHERE study_instance_uid = ?1 ORDER BY received_at")?;
-        let rows = q.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Earlier studies of the same patient (for priors).
-    pub fn other_studies_of_patient(
-        &self,
-        patient_id: &str,
-        except: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare("SELECT study_instance_uid FROM studies WHERE patient_id = ?1 AND study_instance_uid != ?2 AND patient_id != ''")?;
-        let rows = q.query_map([patient_id, except], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Finishes a job: its draft becomes the study's one current work item, in the same
-    /// transaction as the job's completion (so it happens exactly once).
-    pub fn finish_job(&self, uid: &str, item: &WorkItemRow) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute(
-            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version)
-             VALUES (?1, 'UNCLAIMED', ?2, ?3, NULL, ?4, ?5, ?6, ?7)
-             ON CONFLICT (study_instance_uid) DO UPDATE SET status = 'UNCLAIMED', critical = ?2, priority = ?3, claimed_by = NULL,
-                 created_at = ?4, template = ?5, analysis_json = ?6, model_version = ?7, final_read = NULL, signed_at = NULL",
-            params![uid, item.critical, item.priority, now_ms(), item.template, item.analysis_json, item.model_version],
-        )?;
-        tx.execute("UPDATE jobs SET state = 'done', completions = completions + 1, updated_at = ?2 WHERE study_instance_uid = ?1", params![uid, now_ms()])?;
-        tx.execute("UPDATE studies SET state = 'DRAFT_READY', failure_reason = '' WHERE study_instance_uid = ?1", [uid])?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// A failed attempt: queued again while attempts remain, else failed for good.
-    pub fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<bool, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let attempts: u32 = tx.query_row(
-            "SELECT attempts FROM jobs WHERE study_instance_uid = ?1",
-            [uid],
-            |r| r.get(0),
-        )?;
-        let retry = attempts < max_attempts;
-        let (job_state, study_state) = if retry {
-            ("queued", "QUEUED")
-        } else {
-            ("failed", "FAILED")
-        };
-        tx.execute("UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4 WHERE study_instance_uid = ?1", params![uid, job_state, error, now_ms()])?;
-        tx.execute(
-            "UPDATE studies SET state = ?2, failure_reason = ?3 WHERE study_instance_uid = ?1",
-            params![uid, study_state, error],
-        )?;
-        tx.commit()?;
-        Ok(retry)
-    }
-
-    pub fn jobs(&self, state: &str) -> Result<Vec<JobRow>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare("SELECT study_instance_uid, state, attempts, last_error, completions FROM jobs WHERE ?1 = '' OR state = ?1 ORDER BY updated_at")?;
-        let rows = q.query_map([state], |r| {
-            Ok(JobRow {
-                study_instance_uid: r.get(0)?,
-                state: r.get(1)?,
-                attempts: r.get(2)?,
-                last_error: r.get(3)?,
-                completions: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     fn item_from_row(r: &rusqlite::Row) -> rusqlite::Result<WorkItemRow> {
         Ok(WorkItemRow {
             study_instance_uid: r.get(0)?,
@@ -544,147 +335,6 @@ impl SqliteStore {
     }
 
     const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at FROM work_items";
-
-    pub fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
-        self.db()
-            .query_row(
-                &format!("{} WHERE study_instance_uid = ?1", Self::ITEM_SELECT),
-                [uid],
-                Self::item_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("no work item for study {uid}")))
-    }
-
-    /// Work items in worklist order (critical, priority, age), from `offset`.
-    pub fn work_items(
-        &self,
-        statuses: &[&str],
-        critical_only: bool,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<WorkItemRow>, StoreError> {
-        let db = self.db();
-        let placeholders = statuses
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut q = db.prepare(&format!(
-            "{} WHERE status IN ({placeholders}) AND (critical = 1 OR ?1 = 0)
-             ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid LIMIT ?2 OFFSET ?3",
-            Self::ITEM_SELECT
-        ))?;
-        let rows = q.query_map(params![critical_only, limit, offset], Self::item_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Claims or releases: `from` is the status expected, `who` the caller.
-    pub fn claim(&self, uid: &str, who: &str, release: bool) -> Result<WorkItemRow, StoreError> {
-        let item = self.work_item(uid)?;
-        match (release, item.status.as_str(), item.claimed_by.as_deref()) {
-            (false, "UNCLAIMED", _) => {}
-            (false, "CLAIMED", Some(holder)) if holder == who => return Ok(item),
-            (false, "CLAIMED", Some(holder)) => {
-                return Err(StoreError::Precondition(format!("claimed by {holder}")))
-            }
-            (true, "CLAIMED", Some(holder)) if holder == who => {}
-            (true, _, _) => {
-                return Err(StoreError::Precondition(
-                    "you do not hold this work item's claim".into(),
-                ))
-            }
-            (_, status, _) => {
-                return Err(StoreError::Precondition(format!(
-                    "the work item is {status}"
-                )))
-            }
-        }
-        let (status, holder) = if release {
-            ("UNCLAIMED", None)
-        } else {
-            ("CLAIMED", Some(who))
-        };
-        self.db().execute(
-            "UPDATE work_items SET status = ?2, claimed_by = ?3 WHERE study_instance_uid = ?1",
-            params![uid, status, holder],
-        )?;
-        self.work_item(uid)
-    }
-
-    pub fn sign(&self, uid: &str, who: &str, final_read: &[u8]) -> Result<WorkItemRow, StoreError> {
-        let item = self.work_item(uid)?;
-        if item.status != "CLAIMED" || item.claimed_by.as_deref() != Some(who) {
-            return Err(StoreError::Precondition(format!(
-                "sign only a work item you have claimed (it is {}{})",
-                item.status,
-                item.claimed_by
-                    .map(|h| format!(" by {h}"))
-                    .unwrap_or_default()
-            )));
-        }
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute(
-            "UPDATE work_items SET status = 'SIGNED', final_read = ?2, signed_at = ?3 WHERE study_instance_uid = ?1",
-            params![uid, final_read, now_ms()],
-        )?;
-        tx.execute(
-            "UPDATE studies SET state = 'SIGNED' WHERE study_instance_uid = ?1",
-            [uid],
-        )?;
-        tx.commit()?;
-        drop(db);
-        self.work_item(uid)
-    }
-
-    /// Signed items in a period (ms since the epoch; None: no limit), optionally one version.
-    pub fn signed_items(
-        &self,
-        start: Option<i64>,
-        end: Option<i64>,
-        model_version: &str,
-    ) -> Result<Vec<WorkItemRow>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
-            "{} WHERE status = 'SIGNED' AND signed_at >= ?1 AND signed_at < ?2 AND (?3 = '' OR model_version = ?3)",
-            Self::ITEM_SELECT
-        ))?;
-        let rows = q.query_map(
-            params![
-                start.unwrap_or(i64::MIN),
-                end.unwrap_or(i64::MAX),
-                model_version
-            ],
-            Self::item_from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
-        self.db().execute(
-            "INSERT INTO audit (at_ms, who, role, action, resource, peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![row.at_ms, row.who, row.role, row.action, row.resource, row.peer],
-        )?;
-        Ok(())
-    }
-
-    /// Audit rows since `since_ms`, optionally one caller's, oldest first.
-    pub fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare("SELECT at_ms, who, role, action, resource, peer FROM audit WHERE at_ms >= ?1 AND (?2 = '' OR who = ?2) ORDER BY id")?;
-        let rows = q.query_map(params![since_ms, who], |r| {
-            Ok(AuditRow {
-                at_ms: r.get(0)?,
-                who: r.get(1)?,
-                role: r.get(2)?,
-                action: r.get(3)?,
-                resource: r.get(4)?,
-                peer: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 /// What the service needs of its store. [`SqliteStore`] is the embedded default; a PostgreSQL
@@ -731,12 +381,227 @@ pub trait Store: Send + Sync {
 }
 
 impl Store for SqliteStore {
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(&sha256[..2])
+            .join(&sha256[2..4])
+            .join(sha256)
+    }
+
+    /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
+    /// or CONFLICT (same UID, other bytes: kept under conflicts/ for review).
     fn put_instance(
         &self,
         instance: &IncomingInstance,
     ) -> Result<(StoreOutcome, String), StoreError> {
-        SqliteStore::put_instance(self, instance)
+        let sha = instance.sha256.to_string();
+        let existing: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT sha256 FROM instances WHERE sop_instance_uid = ?1",
+                [instance.sop_instance_uid],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(stored) if stored == sha => return Ok((StoreOutcome::Duplicate, sha)),
+            Some(_) => {
+                let target = self.root.join("conflicts").join(format!(
+                    "{}.{}",
+                    instance.sop_instance_uid,
+                    &sha[..16]
+                ));
+                self.write_durably(instance.bytes, &target)?;
+                self.db().execute(
+                    "INSERT INTO conflicts (sop_instance_uid, sha256, received_at) VALUES (?1, ?2, ?3)",
+                    params![instance.sop_instance_uid, sha, now_ms()],
+                )?;
+                return Ok((StoreOutcome::Conflict, sha));
+            }
+            None => {}
+        }
+        let target = self.blob_path(&sha);
+        if !target.exists() {
+            self.write_durably(instance.bytes, &target)?;
+        }
+        let inserted = self.commit_instance(CatalogRow {
+            sop_instance_uid: instance.sop_instance_uid.to_string(),
+            study_instance_uid: instance.study_instance_uid.to_string(),
+            series_instance_uid: instance.series_instance_uid.to_string(),
+            sha256: sha.clone(),
+            size: instance.bytes.len() as i64,
+            patient_id: instance.patient_id.to_string(),
+            accession_number: instance.accession_number.to_string(),
+            study_date: instance.study_date.to_string(),
+        })?;
+        if !inserted {
+            // Another stream (or an earlier instance of this one) stored the same UID a moment
+            // ago: answer as if it had been there before (duplicate or conflict).
+            return self.put_instance(instance);
+        }
+        Ok((StoreOutcome::Stored, sha))
     }
+
+    fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        self.db()
+            .query_row(
+                &format!("{} WHERE s.study_instance_uid = ?1", Self::STUDY_SELECT),
+                [uid],
+                Self::study_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no instance of study {uid} was stored")))
+    }
+
+    /// Queues the study's analysis (once: an already queued or running job stays as it is).
+    fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        self.study(uid)?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let state: Option<String> = tx
+            .query_row(
+                "SELECT state FROM jobs WHERE study_instance_uid = ?1",
+                [uid],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if !matches!(state.as_deref(), Some("queued") | Some("running")) {
+            tx.execute(
+                "INSERT INTO jobs (study_instance_uid, state, attempts, updated_at) VALUES (?1, 'queued', 0, ?2)
+                 ON CONFLICT (study_instance_uid) DO UPDATE SET state = 'queued', attempts = 0, last_error = '', updated_at = ?2",
+                params![uid, now_ms()],
+            )?;
+            tx.execute("UPDATE studies SET state = 'QUEUED', failure_reason = '' WHERE study_instance_uid = ?1", [uid])?;
+        }
+        tx.commit()?;
+        drop(db);
+        self.study(uid)
+    }
+
+    /// Studies still receiving whose last instance is older than `quiet_ms`.
+    fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT study_instance_uid FROM studies WHERE state = 'RECEIVING' AND last_instance_at < ?1")?;
+        let rows = q.query_map([now_ms() - quiet_ms], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn queue_depth(&self) -> Result<i64, StoreError> {
+        Ok(self.db().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Takes the oldest queued job: its study and how long it waited (ms).
+    fn take_job(&self) -> Result<Option<(String, i64)>, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let job: Option<(String, i64)> = tx
+            .query_row("SELECT study_instance_uid, updated_at FROM jobs WHERE state = 'queued' ORDER BY updated_at LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((uid, _)) = &job {
+            tx.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 WHERE study_instance_uid = ?1", params![uid, now_ms()])?;
+            tx.execute(
+                "UPDATE studies SET state = 'ANALYZING' WHERE study_instance_uid = ?1",
+                [uid],
+            )?;
+        }
+        tx.commit()?;
+        Ok(job.map(|(uid, queued)| (uid, now_ms() - queued)))
+    }
+
+    /// The SHA-256 of each instance of a study.
+    fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT sop_instance_uid, sha256 FROM instances WHERE study_instance_uid = ?1 ORDER BY received_at")?;
+        let rows = q.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Earlier studies of the same patient (for priors).
+    fn other_studies_of_patient(
+        &self,
+        patient_id: &str,
+        except: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT study_instance_uid FROM studies WHERE patient_id = ?1 AND study_instance_uid != ?2 AND patient_id != ''")?;
+        let rows = q.query_map([patient_id, except], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Finishes a job: its draft becomes the study's one current work item, in the same
+    /// transaction as the job's completion (so it happens exactly once).
+    fn finish_job(&self, uid: &str, item: &WorkItemRow) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version)
+             VALUES (?1, 'UNCLAIMED', ?2, ?3, NULL, ?4, ?5, ?6, ?7)
+             ON CONFLICT (study_instance_uid) DO UPDATE SET status = 'UNCLAIMED', critical = ?2, priority = ?3, claimed_by = NULL,
+                 created_at = ?4, template = ?5, analysis_json = ?6, model_version = ?7, final_read = NULL, signed_at = NULL",
+            params![uid, item.critical, item.priority, now_ms(), item.template, item.analysis_json, item.model_version],
+        )?;
+        tx.execute("UPDATE jobs SET state = 'done', completions = completions + 1, updated_at = ?2 WHERE study_instance_uid = ?1", params![uid, now_ms()])?;
+        tx.execute("UPDATE studies SET state = 'DRAFT_READY', failure_reason = '' WHERE study_instance_uid = ?1", [uid])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A failed attempt: queued again while attempts remain, else failed for good.
+    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<bool, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let attempts: u32 = tx.query_row(
+            "SELECT attempts FROM jobs WHERE study_instance_uid = ?1",
+            [uid],
+            |r| r.get(0),
+        )?;
+        let retry = attempts < max_attempts;
+        let (job_state, study_state) = if retry {
+            ("queued", "QUEUED")
+        } else {
+            ("failed", "FAILED")
+        };
+        tx.execute("UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4 WHERE study_instance_uid = ?1", params![uid, job_state, error, now_ms()])?;
+        tx.execute(
+            "UPDATE studies SET state = ?2, failure_reason = ?3 WHERE study_instance_uid = ?1",
+            params![uid, study_state, error],
+        )?;
+        tx.commit()?;
+        Ok(retry)
+    }
+
+    fn jobs(&self, state: &str) -> Result<Vec<JobRow>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT study_instance_uid, state, attempts, last_error, completions FROM jobs WHERE ?1 = '' OR state = ?1 ORDER BY updated_at")?;
+        let rows = q.query_map([state], |r| {
+            Ok(JobRow {
+                study_instance_uid: r.get(0)?,
+                state: r.get(1)?,
+                attempts: r.get(2)?,
+                last_error: r.get(3)?,
+                completions: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
+        self.db()
+            .query_row(
+                &format!("{} WHERE study_instance_uid = ?1", Self::ITEM_SELECT),
+                [uid],
+                Self::item_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no work item for study {uid}")))
+    }
+
+    /// Work items in worklist order (critical, priority, age), from `offset`.
     fn work_items(
         &self,
         statuses: &[&str],
@@ -744,67 +609,126 @@ impl Store for SqliteStore {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<WorkItemRow>, StoreError> {
-        SqliteStore::work_items(self, statuses, critical_only, offset, limit)
+        let db = self.db();
+        let placeholders = statuses
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut q = db.prepare(&format!(
+            "{} WHERE status IN ({placeholders}) AND (critical = 1 OR ?1 = 0)
+             ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid LIMIT ?2 OFFSET ?3",
+            Self::ITEM_SELECT
+        ))?;
+        let rows = q.query_map(params![critical_only, limit, offset], Self::item_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Claims or releases: `from` is the status expected, `who` the caller.
+    fn claim(&self, uid: &str, who: &str, release: bool) -> Result<WorkItemRow, StoreError> {
+        let item = self.work_item(uid)?;
+        match (release, item.status.as_str(), item.claimed_by.as_deref()) {
+            (false, "UNCLAIMED", _) => {}
+            (false, "CLAIMED", Some(holder)) if holder == who => return Ok(item),
+            (false, "CLAIMED", Some(holder)) => {
+                return Err(StoreError::Precondition(format!("claimed by {holder}")))
+            }
+            (true, "CLAIMED", Some(holder)) if holder == who => {}
+            (true, _, _) => {
+                return Err(StoreError::Precondition(
+                    "you do not hold this work item's claim".into(),
+                ))
+            }
+            (_, status, _) => {
+                return Err(StoreError::Precondition(format!(
+                    "the work item is {status}"
+                )))
+            }
+        }
+        let (status, holder) = if release {
+            ("UNCLAIMED", None)
+        } else {
+            ("CLAIMED", Some(who))
+        };
+        self.db().execute(
+            "UPDATE work_items SET status = ?2, claimed_by = ?3 WHERE study_instance_uid = ?1",
+            params![uid, status, holder],
+        )?;
+        self.work_item(uid)
+    }
+
+    fn sign(&self, uid: &str, who: &str, final_read: &[u8]) -> Result<WorkItemRow, StoreError> {
+        let item = self.work_item(uid)?;
+        if item.status != "CLAIMED" || item.claimed_by.as_deref() != Some(who) {
+            return Err(StoreError::Precondition(format!(
+                "sign only a work item you have claimed (it is {}{})",
+                item.status,
+                item.claimed_by
+                    .map(|h| format!(" by {h}"))
+                    .unwrap_or_default()
+            )));
+        }
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "UPDATE work_items SET status = 'SIGNED', final_read = ?2, signed_at = ?3 WHERE study_instance_uid = ?1",
+            params![uid, final_read, now_ms()],
+        )?;
+        tx.execute(
+            "UPDATE studies SET state = 'SIGNED' WHERE study_instance_uid = ?1",
+            [uid],
+        )?;
+        tx.commit()?;
+        drop(db);
+        self.work_item(uid)
+    }
+
+    /// Signed items in a period (ms since the epoch; None: no limit), optionally one version.
     fn signed_items(
         &self,
         start: Option<i64>,
         end: Option<i64>,
         model_version: &str,
     ) -> Result<Vec<WorkItemRow>, StoreError> {
-        SqliteStore::signed_items(self, start, end, model_version)
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "{} WHERE status = 'SIGNED' AND signed_at >= ?1 AND signed_at < ?2 AND (?3 = '' OR model_version = ?3)",
+            Self::ITEM_SELECT
+        ))?;
+        let rows = q.query_map(
+            params![
+                start.unwrap_or(i64::MIN),
+                end.unwrap_or(i64::MAX),
+                model_version
+            ],
+            Self::item_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
-    fn other_studies_of_patient(
-        &self,
-        patient_id: &str,
-        except: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        SqliteStore::other_studies_of_patient(self, patient_id, except)
-    }
-    fn blob_path(&self, sha256: &str) -> PathBuf {
-        SqliteStore::blob_path(self, sha256)
-    }
-    fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
-        SqliteStore::study(self, uid)
-    }
-    fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
-        SqliteStore::complete_study(self, uid)
-    }
-    fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
-        SqliteStore::stable_studies(self, quiet_ms)
-    }
-    fn queue_depth(&self) -> Result<i64, StoreError> {
-        SqliteStore::queue_depth(self)
-    }
-    fn take_job(&self) -> Result<Option<(String, i64)>, StoreError> {
-        SqliteStore::take_job(self)
-    }
-    fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError> {
-        SqliteStore::study_instances(self, uid)
-    }
-    fn finish_job(&self, uid: &str, item: &WorkItemRow) -> Result<(), StoreError> {
-        SqliteStore::finish_job(self, uid, item)
-    }
-    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<bool, StoreError> {
-        SqliteStore::fail_job(self, uid, error, max_attempts)
-    }
-    fn jobs(&self, state: &str) -> Result<Vec<JobRow>, StoreError> {
-        SqliteStore::jobs(self, state)
-    }
-    fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
-        SqliteStore::work_item(self, uid)
-    }
-    fn claim(&self, uid: &str, who: &str, release: bool) -> Result<WorkItemRow, StoreError> {
-        SqliteStore::claim(self, uid, who, release)
-    }
-    fn sign(&self, uid: &str, who: &str, final_read: &[u8]) -> Result<WorkItemRow, StoreError> {
-        SqliteStore::sign(self, uid, who, final_read)
-    }
+
     fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
-        SqliteStore::audit(self, row)
+        self.db().execute(
+            "INSERT INTO audit (at_ms, who, role, action, resource, peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![row.at_ms, row.who, row.role, row.action, row.resource, row.peer],
+        )?;
+        Ok(())
     }
+
+    /// Audit rows since `since_ms`, optionally one caller's, oldest first.
     fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError> {
-        SqliteStore::audit_log(self, since_ms, who)
+        let db = self.db();
+        let mut q = db.prepare("SELECT at_ms, who, role, action, resource, peer FROM audit WHERE at_ms >= ?1 AND (?2 = '' OR who = ?2) ORDER BY id")?;
+        let rows = q.query_map(params![since_ms, who], |r| {
+            Ok(AuditRow {
+                at_ms: r.get(0)?,
+                who: r.get(1)?,
+                role: r.get(2)?,
+                action: r.get(3)?,
+                resource: r.get(4)?,
+                peer: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
