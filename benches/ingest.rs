@@ -10,7 +10,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{chunks, uid_for, with_token, Server, PACS_TOKEN};
+use common::{chunks, complete_and_wait, reidentified_instance, with_token, Server, PACS_TOKEN};
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::*;
 use std::io::Write;
@@ -18,31 +18,6 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 const INSTANCES: usize = 64;
-
-fn instance(label: &str, study: &str) -> Vec<u8> {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::tags;
-    let mut obj = dicom_object::open_file(
-        common::root().join("sample-dicom/derived/siim_chest_pa_devices.dcm"),
-    )
-    .unwrap();
-    let sop = uid_for(label);
-    obj.put(DataElement::new(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(sop.as_str()),
-    ));
-    obj.put(DataElement::new(
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(uid_for(study).as_str()),
-    ));
-    obj.meta_mut().media_storage_sop_instance_uid = sop;
-    obj.meta_mut().update_information_group_length();
-    let mut bytes = Vec::new();
-    obj.write_all(&mut bytes).unwrap();
-    bytes
-}
 
 /// Plain fsynced writes (file and folder), as the blob store does them, in `streams` threads.
 fn plain_writes(dir: &std::path::Path, data: &[Vec<u8>], streams: usize) -> Duration {
@@ -122,7 +97,7 @@ async fn main() {
         for round in 0..3 {
             let data: Vec<Vec<u8>> = (0..INSTANCES)
                 .map(|i| {
-                    instance(
+                    reidentified_instance(
                         &format!("bench-{streams}-{round}-{i}"),
                         &format!("bench-study-{streams}-{round}-{}", i / 4),
                     )
@@ -154,7 +129,7 @@ async fn main() {
     let mut ingest = IngestServiceClient::new(channel.clone());
     let mut latencies = Vec::new();
     for i in 0..20 {
-        let bytes = instance(&format!("latency-{i}"), &format!("latency-study-{i}"));
+        let bytes = reidentified_instance(&format!("latency-{i}"), &format!("latency-study-{i}"));
         let r = ingest
             .store_instances(with_token(
                 tokio_stream::iter(chunks(0, &bytes)),
@@ -165,25 +140,10 @@ async fn main() {
             .into_inner();
         let study = r.results[0].study.clone();
         let started = Instant::now();
-        ingest
-            .complete_study(with_token(
-                CompleteStudyRequest {
-                    name: study.clone(),
-                },
-                PACS_TOKEN,
-            ))
-            .await
-            .unwrap();
-        let mut watch = ingest
-            .watch_study(with_token(WatchStudyRequest { name: study }, PACS_TOKEN))
-            .await
-            .unwrap()
-            .into_inner();
-        while let Some(s) = watch.message().await.unwrap() {
-            if s.state == study::State::DraftReady as i32 {
-                break;
-            }
-        }
+        assert_eq!(
+            complete_and_wait(&channel, &study).await,
+            study::State::DraftReady
+        );
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     latencies.sort_by(f64::total_cmp);

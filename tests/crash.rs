@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{chunks, root, uid_for, with_token, Server, PACS_TOKEN};
+use common::{chunks, reidentified_instance, uid_for, with_token, Server, PACS_TOKEN};
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::*;
 use sha2::{Digest, Sha256};
@@ -13,31 +13,6 @@ use tonic::transport::Channel;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The sample film as a new instance of one study (a new SOP Instance UID from `label`).
-fn instance(label: &str, study_label: &str) -> Vec<u8> {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::tags;
-    let mut obj =
-        dicom_object::open_file(root().join("sample-dicom/derived/siim_chest_pa_devices.dcm"))
-            .unwrap();
-    let sop = uid_for(label);
-    obj.put(DataElement::new(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(sop.as_str()),
-    ));
-    obj.put(DataElement::new(
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(uid_for(study_label).as_str()),
-    ));
-    obj.meta_mut().media_storage_sop_instance_uid = sop;
-    obj.meta_mut().update_information_group_length();
-    let mut bytes = Vec::new();
-    obj.write_all(&mut bytes).unwrap();
-    bytes
 }
 
 async fn connect(server: &Server) -> Channel {
@@ -86,7 +61,7 @@ async fn kill_9_during_ingest_loses_no_acknowledged_instance() {
         .map(|i| {
             (
                 uid_for(&format!("crash-{i}")),
-                instance(&format!("crash-{i}"), "crash-study"),
+                reidentified_instance(&format!("crash-{i}"), "crash-study"),
             )
         })
         .collect();
@@ -157,7 +132,7 @@ async fn kill_9_during_a_job_and_the_job_completes_exactly_once() {
     let server = Server::start(dir.path());
     let channel = connect(&server).await;
     let mut ingest = IngestServiceClient::new(channel.clone());
-    let bytes = instance("job-crash", "job-crash-study");
+    let bytes = reidentified_instance("job-crash", "job-crash-study");
     let result = ingest
         .store_instances(with_token(
             tokio_stream::iter(chunks(0, &bytes)),

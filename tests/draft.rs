@@ -4,24 +4,10 @@
 
 mod common;
 
-use common::{marked_film, root};
+use common::{marked_film, root, run_radassist};
 use radassist::labeler::{Label, Labeler};
 use std::path::Path;
 use std::process::Command;
-
-fn radassist(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 const STUDY: &[&str] = &[
     "sample-dicom/derived/siim_chest_pa_devices.dcm",
@@ -44,7 +30,7 @@ fn with(command: &[&str], extra: &[&str]) -> Vec<String> {
 
 fn run(args: Vec<String>) -> std::process::Output {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    radassist(&args)
+    run_radassist(&args)
 }
 
 #[test]
@@ -130,7 +116,7 @@ fn a_misplaced_tube_leads_the_impression() {
         (544.0, 396.0),
         &[("carina", 0.0, 0.0), ("ett_tip", -0.7, -15.0)],
     );
-    let out = radassist(&[
+    let out = run_radassist(&[
         "draft",
         "--json",
         film.to_str().unwrap(),

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::process::Command;
-
 #[test]
 fn compare_counts_agreement_per_observation_and_group() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,25 +16,14 @@ fn compare_counts_agreement_per_observation_and_group() {
         r#"{"id": "5", "model_version": "v2", "date": "2026-11-11", "draft": "There is a pleural effusion.", "final": "There is a pleural effusion."}"#,
     ];
     std::fs::write(&pairs, lines.join("\n") + "\n").unwrap();
+    let pairs_path = pairs.to_str().unwrap();
     let run = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
-            .args([
-                "qa",
-                "compare",
-                "--jsonl",
-                pairs.to_str().unwrap(),
-                "--json",
-            ])
-            .args(extra)
-            .current_dir(common::root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let args: Vec<&str> = ["qa", "compare", "--jsonl", pairs_path, "--json"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        String::from_utf8(common::run_radassist(&args).stdout).unwrap()
     };
     let summary: serde_json::Value =
         serde_json::from_str(run(&["--by", "version", "--no-sentences"]).trim()).unwrap();
@@ -110,24 +97,15 @@ fn compare_counts_agreement_per_observation_and_group() {
     if !common::onnx_runtime_available() {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args([
-            "qa",
-            "compare",
-            "--jsonl",
-            pairs.to_str().unwrap(),
-            "--per-study",
-            "--provider",
-            "cpu",
-        ])
-        .current_dir(common::root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_radassist(&[
+        "qa",
+        "compare",
+        "--jsonl",
+        pairs_path,
+        "--per-study",
+        "--provider",
+        "cpu",
+    ]);
     let studies: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    chunks, root, with_token, Server, ADMIN_TOKEN, PACS_TOKEN, QA_TOKEN, RADIOLOGIST_TOKEN,
-    SECOND_RADIOLOGIST_TOKEN,
+    chunks, complete_and_wait, root, with_token, Server, ADMIN_TOKEN, PACS_TOKEN, QA_TOKEN,
+    RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::model_service_client::ModelServiceClient;
@@ -37,32 +37,6 @@ async fn store(channel: &Channel, instances: &[Vec<u8>]) -> Vec<InstanceResult> 
         .unwrap()
         .into_inner()
         .results
-}
-
-/// Completes the study and watches it until its draft is ready (bounded: 120 s).
-async fn complete_and_wait(channel: &Channel, study: &str) -> study::State {
-    let mut ingest = IngestServiceClient::new(channel.clone());
-    ingest
-        .complete_study(with_token(
-            CompleteStudyRequest { name: study.into() },
-            PACS_TOKEN,
-        ))
-        .await
-        .unwrap();
-    let mut watch = ingest
-        .watch_study(with_token(
-            WatchStudyRequest { name: study.into() },
-            PACS_TOKEN,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = study::State::Unspecified;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while let Ok(Ok(Some(s))) = tokio::time::timeout_at(deadline, watch.message()).await {
-        last = study::State::try_from(s.state).unwrap();
-    }
-    last
 }
 
 async fn sign(channel: &Channel, item: &str, text: &str) -> WorkItem {
@@ -653,16 +627,6 @@ async fn a_study_that_goes_quiet_is_completed_without_complete_study() {
     let results = store(&channel, &[read(PRIOR)]).await;
     let study = results[0].study.clone();
     // No CompleteStudy: the stable-study timer queues it after a quiet second.
-    let mut ingest = IngestServiceClient::new(channel.clone());
-    let mut watch = ingest
-        .watch_study(with_token(WatchStudyRequest { name: study }, PACS_TOKEN))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = study::State::Unspecified;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while let Ok(Ok(Some(s))) = tokio::time::timeout_at(deadline, watch.message()).await {
-        last = study::State::try_from(s.state).unwrap();
-    }
+    let last = common::watch_until_settled(&channel, &study).await;
     assert_eq!(last, study::State::DraftReady);
 }

@@ -322,20 +322,29 @@ pub const SPACING: f64 = 0.168;
 /// Stored values are the sample's 8-bit values times this (room for anti-aliased markers).
 pub const STORED_SCALE: f32 = 256.0;
 
-pub fn analyze_json(args: &[&str]) -> serde_json::Value {
+/// Runs radassist in the repository root and requires it to succeed (stderr in the failure).
+pub fn run_radassist(args: &[&str]) -> std::process::Output {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .arg("analyze")
         .args(args)
-        .args(["--json", "--provider", "cpu"])
         .current_dir(root())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out
+}
+
+pub fn analyze_json(args: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = ["analyze"]
+        .iter()
+        .chain(args)
+        .chain(&["--json", "--provider", "cpu"])
+        .copied()
+        .collect();
+    serde_json::from_slice(&run_radassist(&args).stdout).unwrap()
 }
 
 /// The sample's modality values (8-bit, 0 to 255).
@@ -526,4 +535,73 @@ pub fn chunks(index: u32, bytes: &[u8]) -> Vec<radassist::service::proto::StoreI
             last_chunk: i == last,
         })
         .collect()
+}
+
+/// The sample film as a new instance of one study (a new SOP Instance UID from `label`).
+pub fn reidentified_instance(label: &str, study_label: &str) -> Vec<u8> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let mut obj =
+        dicom_object::open_file(root().join("sample-dicom/derived/siim_chest_pa_devices.dcm"))
+            .unwrap();
+    let sop = uid_for(label);
+    obj.put(DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(sop.as_str()),
+    ));
+    obj.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(uid_for(study_label).as_str()),
+    ));
+    obj.meta_mut().media_storage_sop_instance_uid = sop;
+    obj.meta_mut().update_information_group_length();
+    let mut bytes = Vec::new();
+    obj.write_all(&mut bytes).unwrap();
+    bytes
+}
+
+/// Watches a study until the server ends the watch (DRAFT_READY, FAILED or SIGNED), at most
+/// 120 s; the last state seen.
+pub async fn watch_until_settled(
+    channel: &tonic::transport::Channel,
+    study: &str,
+) -> radassist::service::proto::study::State {
+    use radassist::service::proto::{
+        ingest_service_client::IngestServiceClient, study, WatchStudyRequest,
+    };
+    let mut ingest = IngestServiceClient::new(channel.clone());
+    let mut watch = ingest
+        .watch_study(with_token(
+            WatchStudyRequest { name: study.into() },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = study::State::Unspecified;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while let Ok(Ok(Some(s))) = tokio::time::timeout_at(deadline, watch.message()).await {
+        last = study::State::try_from(s.state).unwrap();
+    }
+    last
+}
+
+/// Completes the study and watches it until it settles.
+pub async fn complete_and_wait(
+    channel: &tonic::transport::Channel,
+    study: &str,
+) -> radassist::service::proto::study::State {
+    use radassist::service::proto::{
+        ingest_service_client::IngestServiceClient, CompleteStudyRequest,
+    };
+    IngestServiceClient::new(channel.clone())
+        .complete_study(with_token(
+            CompleteStudyRequest { name: study.into() },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap();
+    watch_until_settled(channel, study).await
 }
