@@ -273,19 +273,20 @@ fn refine(
 ) -> usize {
     const MAX_ITERATIONS: usize = 60;
     for iteration in 1..=MAX_ITERATIONS {
-        // Residuals first, for a robust scale (median absolute deviation).
-        let residuals: Vec<f64> = paired_samples(current, prior, t)
-            .map(|(c, p, ..)| *gain * p + *offset - c)
-            .collect();
-        if residuals.len() < 64 {
+        // The samples once; residuals first, for a robust scale (median absolute deviation).
+        let samples: Vec<_> = paired_samples(current, prior, t).collect();
+        if samples.len() < 64 {
             return iteration;
         }
-        let mut abs: Vec<f64> = residuals.iter().map(|r| r.abs()).collect();
+        let mut abs: Vec<f64> = samples
+            .iter()
+            .map(|&(c, p, ..)| (*gain * p + *offset - c).abs())
+            .collect();
         let mid = abs.len() / 2;
         let mad = *abs.select_nth_unstable_by(mid, f64::total_cmp).1;
         let huber = 1.345 * (1.4826 * mad).max(1e-4);
         let mut normal = [[0.0f64; 7]; 6];
-        for (c, p, x, y, lx, ly) in paired_samples(current, prior, t) {
+        for &(c, p, x, y, lx, ly) in &samples {
             let r = *gain * p + *offset - c;
             let w = if r.abs() <= huber {
                 1.0

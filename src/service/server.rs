@@ -102,6 +102,8 @@ pub struct State {
     pub events: broadcast::Sender<Event>,
     pub metrics: Arc<Metrics>,
     pub models: std::sync::RwLock<Vec<ModelStatus>>,
+    /// Built once (its patterns compile at start), shared by the QA calls.
+    labeler: Labeler,
 }
 
 pub fn store_status(e: StoreError) -> Status {
@@ -158,6 +160,7 @@ impl State {
             events,
             metrics,
             models: std::sync::RwLock::new(vec![]),
+            labeler: Labeler::new(),
         }
     }
 
@@ -262,11 +265,7 @@ impl State {
         Ok(item)
     }
 
-    fn comparison(
-        &self,
-        labeler: &Labeler,
-        row: &WorkItemRow,
-    ) -> Result<Option<crate::qa::StudyComparison>, Status> {
+    fn comparison(&self, row: &WorkItemRow) -> Result<Option<crate::qa::StudyComparison>, Status> {
         let item = self.work_item_message(row)?;
         let Some(read) = item.final_read else {
             return Ok(None);
@@ -290,7 +289,7 @@ impl State {
                 .map(|d| (d.device.clone(), d.verdict.clone()))
                 .collect(),
         };
-        compare_study(labeler, &pair, None)
+        compare_study(&self.labeler, &pair, None)
             .map(Some)
             .map_err(|e| Status::internal(e.to_string()))
     }
@@ -700,7 +699,7 @@ impl quality_service_server::QualityService for Services {
         let caller = state.authorize(&request, &[Role::Qa], "GetStudyComparison")?;
         let uid = uid_of(&request.get_ref().name, "studies")?;
         let row = state.store.work_item(&uid).map_err(store_status)?;
-        let comparison = state.comparison(&Labeler::new(), &row)?.ok_or_else(|| {
+        let comparison = state.comparison(&row)?.ok_or_else(|| {
             Status::failed_precondition(
                 "the study is not signed yet: no final read to compare with",
             )
@@ -748,10 +747,9 @@ impl quality_service_server::QualityService for Services {
                 &r.model_version,
             )
             .map_err(store_status)?;
-        let labeler = Labeler::new();
         let mut builder = AgreementBuilder::new("request", UncertainPolicy::Positive);
         for row in &rows {
-            if let Some(c) = state.comparison(&labeler, row)? {
+            if let Some(c) = state.comparison(row)? {
                 builder.add(&c);
             }
         }
