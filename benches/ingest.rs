@@ -2,7 +2,12 @@
 //! same disk, with 1 and 16 concurrent streams; and the time from "study complete" to "draft
 //! ready" with the test packs. Run (after scripts/setup):
 //!
-//!     cargo bench --bench ingest
+//!     cargo bench --bench ingest          # 1 and 16 streams, then the latency
+//!     cargo bench --bench ingest -- 16    # only 16 streams
+//!
+//! Each side is also compared with direct-I/O fsynced writes of the same bytes (the blob store
+//! writes with direct I/O where the filesystem allows), and the server's and this client's CPU
+//! time per GB are printed: client and server share the machine's cores.
 //!
 //! The server is the release binary (`radassist serve`) with its data in a temporary folder
 //! under target/; instances are the sample film re-identified (new SOP Instance UIDs, 2 MB).
@@ -10,26 +15,81 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{chunks, complete_and_wait, reidentified_instance, with_token, Server, PACS_TOKEN};
+use common::{
+    chunks, complete_and_wait, reidentified_instance, with_token, Server, ADMIN_TOKEN, PACS_TOKEN,
+};
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
+use radassist::service::proto::model_service_client::ModelServiceClient;
 use radassist::service::proto::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-const INSTANCES: usize = 64;
+/// Instances per round (2 MB each): enough that one round takes seconds, not a fraction of one
+/// (shorter rounds mostly measure how the virtual disk's cache happens to stand).
+const INSTANCES: usize = 192;
+const ROUNDS: usize = 5;
 
-/// Plain fsynced writes (file and folder), as the blob store does them, in `streams` threads.
-fn plain_writes(dir: &std::path::Path, data: &[Vec<u8>], streams: usize) -> Duration {
+/// How a baseline writes each file: as a plain program would (buffered, then fsync), or
+/// with direct I/O (O_DIRECT, then fsync: what the blob store does where it can).
+#[derive(Clone, Copy, PartialEq)]
+enum Baseline {
+    Plain,
+    Direct,
+}
+
+/// A copy of an instance that starts on a 4 KiB boundary and is zero-padded to whole 4 KiB
+/// blocks, as direct I/O needs.
+struct AlignedCopy {
+    buffer: Vec<u8>,
+    start: usize,
+    length: usize,
+}
+
+impl AlignedCopy {
+    fn new(bytes: &[u8]) -> AlignedCopy {
+        let mut buffer = vec![0; bytes.len().next_multiple_of(4096) + 4096];
+        let start = buffer.as_ptr().align_offset(4096);
+        buffer[start..start + bytes.len()].copy_from_slice(bytes);
+        AlignedCopy { buffer, start, length: bytes.len() }
+    }
+
+    fn padded(&self) -> &[u8] {
+        &self.buffer[self.start..self.start + self.length.next_multiple_of(4096)]
+    }
+}
+
+/// Fsynced writes of each instance to its own new file (then the folder fsynced), in `streams`
+/// threads: the disk's side of the comparison.
+fn file_writes(dir: &std::path::Path, data: &[Vec<u8>], streams: usize, how: Baseline) -> Duration {
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).unwrap();
+    // Aligned copies are made before the clock starts.
+    let aligned: Vec<AlignedCopy> = match how {
+        Baseline::Direct => data.iter().map(|b| AlignedCopy::new(b)).collect(),
+        Baseline::Plain => Vec::new(),
+    };
+    let per_thread = data.len().div_ceil(streams);
     let started = Instant::now();
     std::thread::scope(|s| {
-        for (t, part) in data.chunks(data.len().div_ceil(streams)).enumerate() {
+        for t in 0..streams {
+            let aligned = &aligned;
             s.spawn(move || {
-                for (i, bytes) in part.iter().enumerate() {
-                    let path = dir.join(format!("{t}-{i}"));
-                    let mut f = std::fs::File::create(&path).unwrap();
-                    f.write_all(bytes).unwrap();
+                for i in t * per_thread..((t + 1) * per_thread).min(data.len()) {
+                    let path = dir.join(format!("{i}"));
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    if how == Baseline::Direct {
+                        options.custom_flags(libc::O_DIRECT);
+                    }
+                    let mut f = options.open(&path).unwrap();
+                    match how {
+                        Baseline::Plain => f.write_all(&data[i]).unwrap(),
+                        Baseline::Direct => {
+                            f.write_all(aligned[i].padded()).unwrap();
+                            f.set_len(aligned[i].length as u64).unwrap();
+                        }
+                    }
                     f.sync_all().unwrap();
                     std::fs::File::open(dir).unwrap().sync_all().unwrap();
                 }
@@ -80,6 +140,39 @@ async fn push(url: &str, data: &[Vec<u8>], streams: usize) -> Duration {
     started.elapsed()
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Waits until the worker has loaded its models, so that loading does not share the CPU with
+/// the first round.
+async fn wait_for_models(channel: &Channel) {
+    let mut models = ModelServiceClient::new(channel.clone());
+    for _ in 0..600 {
+        let packs = models
+            .list_models(with_token(ListModelsRequest {}, ADMIN_TOKEN))
+            .await
+            .unwrap()
+            .into_inner()
+            .packs;
+        if !packs.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server's models did not load within a minute");
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir_in(common::root().join("target")).unwrap();
@@ -89,12 +182,23 @@ async fn main() {
         .connect()
         .await
         .unwrap();
+    wait_for_models(&channel).await;
     let mb = |data: &[Vec<u8>]| data.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
-    // Three rounds each (new instances every time); the median of each side is reported.
-    for streams in [1, 16] {
-        let (mut plain_times, mut grpc_times) = (Vec::new(), Vec::new());
-        let mut total = 0.0;
-        for round in 0..3 {
+    // `cargo bench --bench ingest -- 16` measures only 16 streams (and skips the latency part);
+    // with no argument, 1 and 16 streams and the latency.
+    let only: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let stream_counts = if only.is_empty() { vec![1, 16] } else { only.clone() };
+    // ROUNDS rounds each, new instances every time; in each round the two baselines and the
+    // push take turns to go first (so none always meets the disk just after another), and each
+    // round's push is compared with that round's baselines (the virtual disk's speed drifts
+    // from minute to minute far more than within a round).
+    for streams in stream_counts {
+        let (mut pushed, mut instances) = (Vec::new(), Vec::new());
+        let (mut plain, mut direct) = (Vec::new(), Vec::new());
+        let (mut to_plain, mut to_direct) = (Vec::new(), Vec::new());
+        let (mut server_cpu, mut client_cpu, mut bytes) = (0.0, 0.0, 0.0);
+        let server_pid = server.child.id().to_string();
+        for round in 0..ROUNDS {
             let data: Vec<Vec<u8>> = (0..INSTANCES)
                 .map(|i| {
                     reidentified_instance(
@@ -103,27 +207,66 @@ async fn main() {
                     )
                 })
                 .collect();
-            total = mb(&data);
-            plain_times.push(
-                plain_writes(
-                    &dir.path().join(format!("plain-{streams}-{round}")),
-                    &data,
-                    streams,
-                )
-                .as_secs_f64(),
-            );
-            grpc_times.push(push(&server.url(), &data, streams).await.as_secs_f64());
+            let total = mb(&data);
+            let (mut plain_time, mut direct_time, mut push_time) = (None, None, None);
+            for step in 0..3 {
+                match (round + step) % 3 {
+                    0 => {
+                        let folder = dir.path().join(format!("plain-{streams}-{round}"));
+                        plain_time = Some(file_writes(&folder, &data, streams, Baseline::Plain));
+                    }
+                    1 => {
+                        let folder = dir.path().join(format!("direct-{streams}-{round}"));
+                        direct_time = Some(file_writes(&folder, &data, streams, Baseline::Direct));
+                    }
+                    _ => {
+                        let (server_before, client_before) =
+                            (cpu_seconds(&server_pid), cpu_seconds("self"));
+                        push_time = Some(push(&server.url(), &data, streams).await);
+                        server_cpu += cpu_seconds(&server_pid) - server_before;
+                        client_cpu += cpu_seconds("self") - client_before;
+                        bytes += total;
+                    }
+                }
+            }
+            let rate = |time: Option<Duration>| total / time.unwrap().as_secs_f64();
+            let (p, d, g) = (rate(plain_time), rate(direct_time), rate(push_time));
+            pushed.push(g);
+            instances.push(INSTANCES as f64 * g / total);
+            plain.push(p);
+            direct.push(d);
+            to_plain.push(100.0 * g / p);
+            to_direct.push(100.0 * g / d);
         }
-        plain_times.sort_by(f64::total_cmp);
-        grpc_times.sort_by(f64::total_cmp);
-        let (plain, grpc) = (plain_times[1], grpc_times[1]);
+        let range = |values: &[f64]| {
+            let (low, high) = values.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+            format!("{low:.0}-{high:.0} %")
+        };
         println!(
-            "ingest, {streams:>2} stream(s): {:.1} MB/s, {:.1} instances/s; plain fsynced writes {:.1} MB/s; ratio {:.0} % (median of 3)",
-            total / grpc,
-            INSTANCES as f64 / grpc,
-            total / plain,
-            100.0 * plain / grpc
+            "ingest, {streams:>2} stream(s): {:.1} MB/s, {:.1} instances/s (medians of {ROUNDS} rounds of {INSTANCES} instances)",
+            median(pushed.clone()),
+            median(instances),
         );
+        println!(
+            "    plain fsynced writes {:.1} MB/s; ingest / plain per round: median {:.0} %, range {}",
+            median(plain),
+            median(to_plain.clone()),
+            range(&to_plain)
+        );
+        println!(
+            "    direct-I/O fsynced writes {:.1} MB/s; ingest / direct per round: median {:.0} %, range {}",
+            median(direct),
+            median(to_direct.clone()),
+            range(&to_direct)
+        );
+        println!(
+            "    CPU per GB pushed: server {:.2} s, client (this process) {:.2} s",
+            server_cpu / bytes * 1e3,
+            client_cpu / bytes * 1e3
+        );
+    }
+    if !only.is_empty() {
+        return;
     }
     // "Study complete" to "draft ready", one study at a time.
     let mut ingest = IngestServiceClient::new(channel.clone());

@@ -40,11 +40,9 @@ pub(crate) fn missing(name: &'static str, tag: Tag) -> DecodeError {
 
 impl<'a> Attributes<'a> {
     fn element(&self, tag: Tag) -> Option<&'a dicom_object::mem::InMemElement> {
-        self.0
-            .element_opt(tag)
-            .ok()
-            .flatten()
-            .filter(|e| !e.value().is_empty())
+        // `get`, not `element_opt`: that one builds an error, with a captured backtrace, for
+        // every absent attribute, and most optional attributes are absent.
+        self.0.get(tag).filter(|e| !e.value().is_empty())
     }
 
     pub fn has(&self, tag: Tag) -> bool {

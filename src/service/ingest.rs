@@ -4,6 +4,7 @@
 //! that is the worker's job, and a failure there fails the job with its reason): the instance
 //! must parse, carry its UIDs, be an image, and be CR or DX, or a secondary capture of a chest.
 
+use super::durable_file::AlignedBuffer;
 use super::proto::{instance_result::Outcome, InstanceResult, RenderedImage};
 use super::server::Metrics;
 use super::store::{hex, IncomingInstance, Store, StoreOutcome};
@@ -51,7 +52,31 @@ fn not_accepted(header: &ImageHeader) -> Option<String> {
     }
 }
 
-pub fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {
+/// Instances up to this size are assembled in a buffer the ingest thread keeps for the next
+/// one (reused memory is much cheaper to fill than fresh pages); larger ones in a buffer of
+/// their own, freed afterwards.
+const KEPT_ASSEMBLY_BYTES: usize = 32 << 20;
+
+thread_local! {
+    static ASSEMBLY: std::cell::RefCell<AlignedBuffer> = Default::default();
+}
+
+/// Validates, stores and answers one instance received as `chunks`.
+pub fn store_received(
+    store: &dyn Store,
+    metrics: &Metrics,
+    index: u32,
+    chunks: &[bytes::Bytes],
+) -> InstanceResult {
+    ASSEMBLY.with_borrow_mut(|kept| {
+        let mut own = AlignedBuffer::default();
+        let length: usize = chunks.iter().map(|c| c.len()).sum();
+        let buffer = if length <= KEPT_ASSEMBLY_BYTES { kept } else { &mut own };
+        store_one(store, metrics, index, buffer.assemble(chunks))
+    })
+}
+
+fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {
     let sha = hex(&Sha256::digest(bytes));
     let fail = |reason: String| {
         metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);

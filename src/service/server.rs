@@ -329,12 +329,13 @@ impl ingest_service_server::IngestService for Services {
         let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<InstanceResult>> =
             Default::default();
         let mut results = Vec::new();
-        // The instance being received: index, bytes, and whether it grew too large.
-        let mut current: Option<(u32, Vec<u8>, bool)> = None;
+        // The instance being received: its index, its chunks as they came (tonic's buffers, not
+        // copied) and their length, or None once it grew past the limit (the rest is skipped).
+        let mut current: Option<(u32, Option<(Vec<bytes::Bytes>, usize)>)> = None;
         let limit = state.config.max_instance_bytes;
         let ready = |result: InstanceResult| async move { result };
         while let Some(message) = stream.message().await? {
-            if let Some((index, _, _)) = &current {
+            if let Some((index, _)) = &current {
                 if *index != message.instance_index {
                     let index = *index;
                     current = None;
@@ -344,37 +345,40 @@ impl ingest_service_server::IngestService for Services {
                     ))));
                 }
             }
-            let entry = current.get_or_insert_with(|| (message.instance_index, Vec::new(), false));
-            if !entry.2 {
-                if entry.1.len() + message.chunk.len() > limit {
-                    entry.2 = true;
-                    entry.1 = Vec::new();
+            let entry = current
+                .get_or_insert_with(|| (message.instance_index, Some((Vec::new(), 0))));
+            if let Some((chunks, length)) = &mut entry.1 {
+                if *length + message.chunk.len() > limit {
+                    entry.1 = None;
                 } else {
-                    entry.1.extend_from_slice(&message.chunk);
+                    *length += message.chunk.len();
+                    chunks.push(message.chunk);
                 }
             }
             if message.last_chunk {
-                let (index, bytes, too_large) = current.take().expect("set above");
-                let task = if too_large {
-                    tokio::spawn(ready(ingest::rejected(
+                let (index, received) = current.take().expect("set above");
+                let task = match received {
+                    None => tokio::spawn(ready(ingest::rejected(
                         index,
                         &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
-                    )))
-                } else {
-                    let (store, metrics, events) = (
-                        state.store.clone(),
-                        state.metrics.clone(),
-                        state.events.clone(),
-                    );
-                    tokio::task::spawn_blocking(move || {
-                        let result = ingest::store_one(store.as_ref(), &metrics, index, &bytes);
-                        if result.outcome == instance_result::Outcome::Stored as i32 {
-                            if let Some(uid) = result.study.strip_prefix("studies/") {
-                                let _ = events.send(Event::Study(uid.to_string()));
+                    ))),
+                    Some((chunks, _)) => {
+                        let (store, metrics, events) = (
+                            state.store.clone(),
+                            state.metrics.clone(),
+                            state.events.clone(),
+                        );
+                        tokio::task::spawn_blocking(move || {
+                            let result =
+                                ingest::store_received(store.as_ref(), &metrics, index, &chunks);
+                            if result.outcome == instance_result::Outcome::Stored as i32 {
+                                if let Some(uid) = result.study.strip_prefix("studies/") {
+                                    let _ = events.send(Event::Study(uid.to_string()));
+                                }
                             }
-                        }
-                        result
-                    })
+                            result
+                        })
+                    }
                 };
                 pending.push_back(task);
                 while pending.len() >= IN_FLIGHT {
@@ -387,7 +391,7 @@ impl ingest_service_server::IngestService for Services {
                 }
             }
         }
-        if let Some((index, _, _)) = current {
+        if let Some((index, _)) = current {
             pending.push_back(tokio::spawn(ready(ingest::rejected(
                 index,
                 "the stream ended before the instance's last_chunk",

@@ -9,7 +9,6 @@
 //! `FOR UPDATE SKIP LOCKED` instead of the single-writer lock SQLite has).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -110,6 +109,8 @@ pub struct SqliteStore {
     root: PathBuf,
     /// Catalog rows waiting for the next group commit, each with where to send its outcome.
     pending: Mutex<Vec<(CatalogRow, CommitOutcome)>>,
+    /// Blob folders this process has made durable (created, parents fsynced).
+    durable_folders: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// Where a committed row's outcome goes: inserted (true), already there (false), or the error.
@@ -185,8 +186,12 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 impl SqliteStore {
     /// Opens (or creates) the store in `root`; jobs a crash left running are queued again.
     pub fn open(root: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(root.join("blobs/tmp"))?;
-        std::fs::create_dir_all(root.join("conflicts"))?;
+        for folder in ["blobs/tmp", "conflicts"] {
+            std::fs::create_dir_all(root.join(folder))?;
+        }
+        for folder in ["blobs", ""] {
+            sync_dir(&root.join(folder))?;
+        }
         let db = Connection::open(root.join("radassist.sqlite"))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
@@ -208,6 +213,7 @@ impl SqliteStore {
             db: Mutex::new(db),
             root: root.to_path_buf(),
             pending: Mutex::new(Vec::new()),
+            durable_folders: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -217,21 +223,46 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Writes bytes durably to `target` (temporary file, fsync, rename, fsync the folder).
+    /// Writes bytes durably to `target` (temporary file written and fsynced, renamed, the
+    /// folder fsynced).
     fn write_durably(&self, bytes: &[u8], target: &Path) -> std::io::Result<()> {
         let folder = target.parent().expect("blob paths have a folder");
-        std::fs::create_dir_all(folder)?;
+        self.ensure_folder(folder)?;
         let temporary = self.root.join("blobs/tmp").join(format!(
             "{}.{}",
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
+        super::durable_file::write_new_file(&temporary, bytes)?;
         std::fs::rename(&temporary, target)?;
         sync_dir(folder)
+    }
+
+    /// Creates `folder` (inside the store) and its missing parents, and fsyncs each parent so
+    /// that their entries survive a crash: once per folder and process, before the first blob
+    /// in it is acknowledged (whichever thread created it).
+    fn ensure_folder(&self, folder: &Path) -> std::io::Result<()> {
+        let known = |f: &Path| {
+            self.durable_folders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(f)
+        };
+        if known(folder) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(folder)?;
+        let mut at = folder;
+        while at != self.root {
+            let Some(parent) = at.parent() else { break };
+            sync_dir(parent)?;
+            at = parent;
+        }
+        self.durable_folders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(folder.to_path_buf());
+        Ok(())
     }
 
     /// Commits a catalog row; true if it was inserted (false: the UID was there already).
