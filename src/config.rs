@@ -35,6 +35,9 @@
 //! data_dir = "radassist-data"   # blobs and the SQLite database (env RADASSIST_DATA_DIR)
 //! max_instance_bytes = 268435456  # larger instances are rejected
 //! max_concurrent_streams = 32    # more ingest streams get RESOURCE_EXHAUSTED + retry-after-ms
+//! max_ingest_memory_bytes = 1073741824  # received bytes not yet stored, all streams together;
+//!                            # at the limit a stream waits (HTTP/2 flow control slows its sender)
+//! ingest_memory_wait_ms = 10000  # ... and after this long without room, RESOURCE_EXHAUSTED
 //! stable_study_seconds = 300 # a study with no new instance this long is complete
 //! max_attempts = 3           # analysis attempts before a study is FAILED
 //! metrics_listen = "127.0.0.1:9464"  # Prometheus text at /metrics ("" disables)
@@ -87,6 +90,8 @@ pub struct ServiceConfig {
     pub data_dir: PathBuf,
     pub max_instance_bytes: usize,
     pub max_concurrent_streams: usize,
+    pub max_ingest_memory_bytes: usize,
+    pub ingest_memory_wait_ms: u64,
     pub stable_study_seconds: u64,
     pub max_attempts: u32,
     pub metrics_listen: String,
@@ -112,6 +117,8 @@ impl Default for ServiceConfig {
             data_dir: "radassist-data".into(),
             max_instance_bytes: 256 << 20,
             max_concurrent_streams: 32,
+            max_ingest_memory_bytes: 1 << 30,
+            ingest_memory_wait_ms: 10_000,
             stable_study_seconds: 300,
             max_attempts: 3,
             metrics_listen: "127.0.0.1:9464".into(),
@@ -268,6 +275,14 @@ impl Config {
                     t.name
                 ));
             }
+        }
+        if self.service.max_instance_bytes == 0
+            || self.service.max_instance_bytes > self.service.max_ingest_memory_bytes
+        {
+            return Err(format!(
+                "service.max_instance_bytes ({}) must be at least 1 and at most service.max_ingest_memory_bytes ({}): an instance must fit in the ingest memory",
+                self.service.max_instance_bytes, self.service.max_ingest_memory_bytes
+            ));
         }
         if self.service.tls_cert.is_some() != self.service.tls_key.is_some() {
             return Err("service.tls_cert and service.tls_key go together".into());

@@ -630,3 +630,109 @@ async fn a_study_that_goes_quiet_is_completed_without_complete_study() {
     let last = common::watch_until_settled(&channel, &study).await;
     assert_eq!(last, study::State::DraftReady);
 }
+
+/// `max_ingest_memory_bytes` bounds the bytes received and not yet stored, all streams
+/// together: at the limit a stream waits (and its sender with it), and a stream that finds no
+/// room for `ingest_memory_wait_ms` ends with RESOURCE_EXHAUSTED and a retry hint, without
+/// harm to the other streams or to what was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuses() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let instance = |label: &str| common::reidentified_instance(label, "memory-study");
+    let size = instance("probe").len();
+    let dir = tempfile::tempdir().unwrap();
+    // Room for two instances (and a little), not for a third.
+    let budget = size * 2 + size / 2;
+    let server = Server::start_with(
+        dir.path(),
+        &format!(
+            "max_ingest_memory_bytes = {budget}\nmax_instance_bytes = {}\ningest_memory_wait_ms = 1500",
+            size + 1
+        ),
+    );
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // Two streams of eight instances each (eight times the memory, in flight at once if
+    // nothing held them back) all store: they wait for each other's instances to be stored.
+    let batches: Vec<Vec<Vec<u8>>> = (0..2)
+        .map(|s| (0..8).map(|i| instance(&format!("memory-{s}-{i}"))).collect())
+        .collect();
+    let (first, second) = tokio::join!(store(&channel, &batches[0]), store(&channel, &batches[1]));
+    for results in [first, second] {
+        assert_eq!(results.len(), 8);
+        assert!(results
+            .iter()
+            .all(|r| r.outcome == instance_result::Outcome::Stored as i32), "{results:?}");
+    }
+    assert!(metric(&server, "radassist_ingest_memory_waits_total") > 0.0);
+    assert_eq!(metric(&server, "radassist_ingest_memory_refusals_total"), 0.0);
+    assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), 0.0);
+
+    // Two streams hold two instances' worth of chunks without their last chunk.
+    let mut holders = Vec::new();
+    for h in 0..2 {
+        let held = instance(&format!("held-{h}"));
+        let mut messages = chunks(0, &held);
+        let last = messages.pop().unwrap();
+        let (sender, receiver) = tokio::sync::mpsc::channel(messages.len() + 1);
+        for m in messages {
+            sender.send(m).await.unwrap();
+        }
+        let mut client = IngestServiceClient::new(channel.clone());
+        let call = tokio::spawn(async move {
+            client
+                .store_instances(with_token(
+                    tokio_stream::wrappers::ReceiverStream::new(receiver),
+                    PACS_TOKEN,
+                ))
+                .await
+        });
+        holders.push((sender, last, call));
+    }
+    // Wait until the server holds all of their chunks but the last.
+    let held = 2.0 * (size - chunks(0, &instance("x")).pop().unwrap().chunk.len()) as f64;
+    for _ in 0..200 {
+        if metric(&server, "radassist_ingest_memory_bytes") >= held {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), held);
+    // A third stream finds no room for its instance, and is told to come back.
+    let third = instance("third");
+    let mut client = IngestServiceClient::new(channel.clone());
+    let refused = client
+        .store_instances(with_token(tokio_stream::iter(chunks(0, &third)), PACS_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("max_ingest_memory_bytes"), "{}", refused.message());
+    assert_eq!(refused.metadata().get("retry-after-ms").unwrap(), "1000");
+
+    // The held instances complete and are stored; then the third's retry is.
+    for (sender, last, call) in holders {
+        sender.send(last).await.unwrap();
+        drop(sender);
+        let results = call.await.unwrap().unwrap().into_inner().results;
+        assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32, "{results:?}");
+    }
+    let retried = store(&channel, &[third]).await;
+    assert_eq!(retried[0].outcome, instance_result::Outcome::Stored as i32);
+    assert_eq!(metric(&server, "radassist_ingest_memory_refusals_total"), 1.0);
+    assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), 0.0);
+}
+
+/// One value from the server's /metrics.
+fn metric(server: &Server, name: &str) -> f64 {
+    let text = http_get(&server.metrics, "/metrics");
+    let prefix = format!("\n{name} ");
+    let at = text.find(&prefix).unwrap_or_else(|| panic!("no {name} in {text}"));
+    let rest = &text[at + prefix.len()..];
+    rest[..rest.find('\n').unwrap()].parse().unwrap()
+}

@@ -96,6 +96,11 @@ impl AlignedBuffer {
         }
         &self.0[start..at]
     }
+
+    /// How many bytes the buffer holds on to.
+    pub fn capacity(&self) -> usize {
+        self.0.len()
+    }
 }
 
 fn write_buffered(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -52,14 +52,11 @@ fn not_accepted(header: &ImageHeader) -> Option<String> {
     }
 }
 
-/// Instances up to this size are assembled in a buffer the ingest thread keeps for the next
-/// one (reused memory is much cheaper to fill than fresh pages); larger ones in a buffer of
-/// their own, freed afterwards.
-const KEPT_ASSEMBLY_BYTES: usize = 32 << 20;
+/// Assembly buffers kept for the next instances, at most this many bytes in all: reused memory
+/// is much cheaper to fill than fresh pages, and the bound holds however many threads store.
+const KEPT_ASSEMBLY_BYTES: usize = 64 << 20;
 
-thread_local! {
-    static ASSEMBLY: std::cell::RefCell<AlignedBuffer> = Default::default();
-}
+static ASSEMBLY_BUFFERS: std::sync::Mutex<Vec<AlignedBuffer>> = std::sync::Mutex::new(Vec::new());
 
 /// Validates, stores and answers one instance received as `chunks`.
 pub fn store_received(
@@ -68,12 +65,16 @@ pub fn store_received(
     index: u32,
     chunks: &[bytes::Bytes],
 ) -> InstanceResult {
-    ASSEMBLY.with_borrow_mut(|kept| {
-        let mut own = AlignedBuffer::default();
-        let length: usize = chunks.iter().map(|c| c.len()).sum();
-        let buffer = if length <= KEPT_ASSEMBLY_BYTES { kept } else { &mut own };
-        store_one(store, metrics, index, buffer.assemble(chunks))
-    })
+    let kept = || ASSEMBLY_BUFFERS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut buffer = kept().pop().unwrap_or_default();
+    let result = store_one(store, metrics, index, buffer.assemble(chunks));
+    let mut kept = kept();
+    if kept.iter().map(AlignedBuffer::capacity).sum::<usize>() + buffer.capacity()
+        <= KEPT_ASSEMBLY_BYTES
+    {
+        kept.push(buffer);
+    }
+    result
 }
 
 fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{broadcast, Semaphore};
+use std::time::Duration;
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -71,6 +72,10 @@ pub struct Metrics {
     pub ingest_instances: AtomicU64,
     pub ingest_rejected: AtomicU64,
     pub ingest_refused_streams: AtomicU64,
+    /// Chunks that waited for room in the ingest memory.
+    pub ingest_memory_waits: AtomicU64,
+    /// Streams ended with RESOURCE_EXHAUSTED because the ingest memory stayed full.
+    pub ingest_memory_refusals: AtomicU64,
     pub jobs_done: AtomicU64,
     pub jobs_failed: AtomicU64,
     /// Sum of job durations, ms, and the last one.
@@ -99,6 +104,9 @@ pub struct State {
     pub config: ServiceConfig,
     tokens: HashMap<String, (String, Role)>,
     ingest_slots: Arc<Semaphore>,
+    /// Bytes received and not yet stored, all streams together: a permit per byte, at most
+    /// `max_ingest_memory_bytes`.
+    ingest_memory: Arc<Semaphore>,
     pub events: broadcast::Sender<Event>,
     pub metrics: Arc<Metrics>,
     pub models: std::sync::RwLock<Vec<ModelStatus>>,
@@ -155,6 +163,9 @@ impl State {
         State {
             store,
             ingest_slots: Arc::new(Semaphore::new(config.max_concurrent_streams.max(1))),
+            ingest_memory: Arc::new(Semaphore::new(
+                config.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS),
+            )),
             config,
             tokens,
             events,
@@ -323,15 +334,18 @@ impl ingest_service_server::IngestService for Services {
             return Err(status);
         };
         let mut stream = request.into_inner();
-        // Results in arrival order; an instance is stored while the next one arrives (at most
-        // IN_FLIGHT per stream, so memory stays bounded).
-        const IN_FLIGHT: usize = 4;
+        // Results in arrival order; instances are stored while the next ones arrive (at most
+        // IN_FLIGHT per stream; their bytes count against the ingest memory until stored).
+        const IN_FLIGHT: usize = 8;
         let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<InstanceResult>> =
             Default::default();
         let mut results = Vec::new();
         // The instance being received: its index, its chunks as they came (tonic's buffers, not
-        // copied) and their length, or None once it grew past the limit (the rest is skipped).
-        let mut current: Option<(u32, Option<(Vec<bytes::Bytes>, usize)>)> = None;
+        // copied) with their share of the ingest memory, and their length; or None once it grew
+        // past the limit (the rest is skipped).
+        type Received = (Vec<bytes::Bytes>, Vec<OwnedSemaphorePermit>, usize);
+        let mut current: Option<(u32, Option<Received>)> = None;
+        let memory_wait = Duration::from_millis(state.config.ingest_memory_wait_ms);
         let limit = state.config.max_instance_bytes;
         let ready = |result: InstanceResult| async move { result };
         while let Some(message) = stream.message().await? {
@@ -345,12 +359,43 @@ impl ingest_service_server::IngestService for Services {
                     ))));
                 }
             }
-            let entry = current
-                .get_or_insert_with(|| (message.instance_index, Some((Vec::new(), 0))));
-            if let Some((chunks, length)) = &mut entry.1 {
+            let entry = current.get_or_insert_with(|| {
+                (message.instance_index, Some((Vec::new(), Vec::new(), 0)))
+            });
+            if let Some((chunks, permits, length)) = &mut entry.1 {
                 if *length + message.chunk.len() > limit {
                     entry.1 = None;
                 } else {
+                    // Room in the ingest memory first: waiting here stops reading this stream,
+                    // and HTTP/2 flow control then holds its sender back.
+                    // (A chunk is at most the 64 MiB message limit: it fits in a u32.)
+                    let bytes = message.chunk.len() as u32;
+                    let memory = state.ingest_memory.clone();
+                    let room = match memory.clone().try_acquire_many_owned(bytes) {
+                        Ok(permit) => Ok(Ok(permit)),
+                        Err(_) => {
+                            state.metrics.ingest_memory_waits.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::timeout(memory_wait, memory.acquire_many_owned(bytes))
+                                .await
+                        }
+                    };
+                    let Ok(Ok(permit)) = room else {
+                        state
+                            .metrics
+                            .ingest_memory_refusals
+                            .fetch_add(1, Ordering::Relaxed);
+                        let mut status = Status::resource_exhausted(format!(
+                            "the server's ingest memory (max_ingest_memory_bytes, {} bytes) stayed full for {} ms: instances this stream finished before instance {} may be stored; send the stream again after the retry-after-ms trailer (stored instances come back as duplicates)",
+                            state.config.max_ingest_memory_bytes,
+                            state.config.ingest_memory_wait_ms,
+                            message.instance_index
+                        ));
+                        status
+                            .metadata_mut()
+                            .insert("retry-after-ms", "1000".parse().expect("ascii"));
+                        return Err(status);
+                    };
+                    permits.push(permit);
                     *length += message.chunk.len();
                     chunks.push(message.chunk);
                 }
@@ -362,7 +407,7 @@ impl ingest_service_server::IngestService for Services {
                         index,
                         &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
                     ))),
-                    Some((chunks, _)) => {
+                    Some((chunks, permits, _)) => {
                         let (store, metrics, events) = (
                             state.store.clone(),
                             state.metrics.clone(),
@@ -371,6 +416,8 @@ impl ingest_service_server::IngestService for Services {
                         tokio::task::spawn_blocking(move || {
                             let result =
                                 ingest::store_received(store.as_ref(), &metrics, index, &chunks);
+                            // The instance's memory is free again.
+                            drop((chunks, permits));
                             if result.outcome == instance_result::Outcome::Stored as i32 {
                                 if let Some(uid) = result.study.strip_prefix("studies/") {
                                     let _ = events.send(Event::Study(uid.to_string()));
@@ -866,6 +913,31 @@ pub fn metrics_text(state: &State) -> String {
             get(&m.ingest_refused_streams) as f64,
             "counter",
             "ingest streams refused (RESOURCE_EXHAUSTED)",
+        ),
+    );
+    out.insert(
+        "radassist_ingest_memory_waits_total",
+        (
+            get(&m.ingest_memory_waits) as f64,
+            "counter",
+            "received chunks that waited for room in the ingest memory",
+        ),
+    );
+    out.insert(
+        "radassist_ingest_memory_refusals_total",
+        (
+            get(&m.ingest_memory_refusals) as f64,
+            "counter",
+            "ingest streams ended with RESOURCE_EXHAUSTED: the ingest memory stayed full",
+        ),
+    );
+    let memory = state.config.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS);
+    out.insert(
+        "radassist_ingest_memory_bytes",
+        (
+            (memory - state.ingest_memory.available_permits()) as f64,
+            "gauge",
+            "bytes received and not yet stored (all ingest streams)",
         ),
     );
     out.insert(

@@ -106,6 +106,8 @@ pub struct AuditRow {
 
 pub struct SqliteStore {
     db: Mutex<Connection>,
+    /// A read-only connection for lookups on ingest's path.
+    reader: Mutex<Connection>,
     root: PathBuf,
     /// Catalog rows waiting for the next group commit, each with where to send its outcome.
     pending: Mutex<Vec<(CatalogRow, CommitOutcome)>>,
@@ -209,8 +211,16 @@ impl SqliteStore {
         for entry in std::fs::read_dir(root.join("blobs/tmp"))? {
             std::fs::remove_file(entry?.path())?;
         }
+        // WAL readers see the last commit without waiting for the writer (whose commits wait
+        // on fsync): ingest's "was this UID stored before?" asks here.
+        let reader = Connection::open_with_flags(
+            root.join("radassist.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(SqliteStore {
             db: Mutex::new(db),
+            reader: Mutex::new(reader),
             root: root.to_path_buf(),
             pending: Mutex::new(Vec::new()),
             durable_folders: Mutex::new(std::collections::HashSet::new()),
@@ -428,7 +438,9 @@ impl Store for SqliteStore {
     ) -> Result<(StoreOutcome, String), StoreError> {
         let sha = instance.sha256.to_string();
         let existing: Option<String> = self
-            .db()
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .query_row(
                 "SELECT sha256 FROM instances WHERE sop_instance_uid = ?1",
                 [instance.sop_instance_uid],
