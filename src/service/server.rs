@@ -114,6 +114,15 @@ pub struct State {
     labeler: Labeler,
 }
 
+/// RESOURCE_EXHAUSTED with a `retry-after-ms` trailer: come back in a second.
+fn retry_later(message: String) -> Status {
+    let mut status = Status::resource_exhausted(message);
+    status
+        .metadata_mut()
+        .insert("retry-after-ms", "1000".parse().expect("ascii"));
+    status
+}
+
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NotFound(m) => Status::not_found(m),
@@ -172,6 +181,34 @@ impl State {
             metrics,
             models: std::sync::RwLock::new(vec![]),
             labeler: Labeler::new(),
+        }
+    }
+
+    /// Room in the ingest memory for `bytes` of instance `index`. Waiting here stops reading
+    /// the stream, so HTTP/2 flow control holds its sender back; after `ingest_memory_wait_ms`
+    /// without room, RESOURCE_EXHAUSTED.
+    async fn room_for(&self, bytes: usize, index: u32) -> Result<OwnedSemaphorePermit, Status> {
+        // A chunk is at most the 64 MiB message limit: it fits in a u32.
+        let bytes = bytes as u32;
+        let memory = self.ingest_memory.clone();
+        if let Ok(permit) = memory.clone().try_acquire_many_owned(bytes) {
+            return Ok(permit);
+        }
+        self.metrics
+            .ingest_memory_waits
+            .fetch_add(1, Ordering::Relaxed);
+        let wait = Duration::from_millis(self.config.ingest_memory_wait_ms);
+        match tokio::time::timeout(wait, memory.acquire_many_owned(bytes)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.metrics
+                    .ingest_memory_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(retry_later(format!(
+                    "the server's ingest memory (max_ingest_memory_bytes, {} bytes) stayed full for {} ms: instances this stream finished before instance {index} may be stored; send the stream again after the retry-after-ms trailer (stored instances come back as duplicates)",
+                    self.config.max_ingest_memory_bytes, self.config.ingest_memory_wait_ms
+                )))
+            }
         }
     }
 
@@ -324,14 +361,10 @@ impl ingest_service_server::IngestService for Services {
                 .metrics
                 .ingest_refused_streams
                 .fetch_add(1, Ordering::Relaxed);
-            let mut status = Status::resource_exhausted(format!(
+            return Err(retry_later(format!(
                 "{} ingest streams are open, the most this server takes: retry after the retry-after-ms trailer",
                 state.config.max_concurrent_streams
-            ));
-            status
-                .metadata_mut()
-                .insert("retry-after-ms", "1000".parse().expect("ascii"));
-            return Err(status);
+            )));
         };
         let mut stream = request.into_inner();
         // Results in arrival order; instances are stored while the next ones arrive (at most
@@ -345,7 +378,6 @@ impl ingest_service_server::IngestService for Services {
         // past the limit (the rest is skipped).
         type Received = (Vec<bytes::Bytes>, Vec<OwnedSemaphorePermit>, usize);
         let mut current: Option<(u32, Option<Received>)> = None;
-        let memory_wait = Duration::from_millis(state.config.ingest_memory_wait_ms);
         let limit = state.config.max_instance_bytes;
         let ready = |result: InstanceResult| async move { result };
         while let Some(message) = stream.message().await? {
@@ -366,35 +398,9 @@ impl ingest_service_server::IngestService for Services {
                 if *length + message.chunk.len() > limit {
                     entry.1 = None;
                 } else {
-                    // Room in the ingest memory first: waiting here stops reading this stream,
-                    // and HTTP/2 flow control then holds its sender back.
-                    // (A chunk is at most the 64 MiB message limit: it fits in a u32.)
-                    let bytes = message.chunk.len() as u32;
-                    let memory = state.ingest_memory.clone();
-                    let room = match memory.clone().try_acquire_many_owned(bytes) {
-                        Ok(permit) => Ok(Ok(permit)),
-                        Err(_) => {
-                            state.metrics.ingest_memory_waits.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::timeout(memory_wait, memory.acquire_many_owned(bytes))
-                                .await
-                        }
-                    };
-                    let Ok(Ok(permit)) = room else {
-                        state
-                            .metrics
-                            .ingest_memory_refusals
-                            .fetch_add(1, Ordering::Relaxed);
-                        let mut status = Status::resource_exhausted(format!(
-                            "the server's ingest memory (max_ingest_memory_bytes, {} bytes) stayed full for {} ms: instances this stream finished before instance {} may be stored; send the stream again after the retry-after-ms trailer (stored instances come back as duplicates)",
-                            state.config.max_ingest_memory_bytes,
-                            state.config.ingest_memory_wait_ms,
-                            message.instance_index
-                        ));
-                        status
-                            .metadata_mut()
-                            .insert("retry-after-ms", "1000".parse().expect("ascii"));
-                        return Err(status);
-                    };
+                    let permit = state
+                        .room_for(message.chunk.len(), message.instance_index)
+                        .await?;
                     permits.push(permit);
                     *length += message.chunk.len();
                     chunks.push(message.chunk);

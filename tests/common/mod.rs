@@ -522,9 +522,9 @@ pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
-/// One instance as StoreInstances messages, in 256 KiB chunks.
+/// One instance as StoreInstances messages, in 1 MiB chunks (what the proto recommends).
 pub fn chunks(index: u32, bytes: &[u8]) -> Vec<radassist::service::proto::StoreInstancesRequest> {
-    let pieces: Vec<&[u8]> = bytes.chunks(256 << 10).collect();
+    let pieces: Vec<&[u8]> = bytes.chunks(1 << 20).collect();
     let last = pieces.len() - 1;
     pieces
         .iter()
