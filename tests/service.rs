@@ -736,3 +736,76 @@ fn metric(server: &Server, name: &str) -> f64 {
     let rest = &text[at + prefix.len()..];
     rest[..rest.find('\n').unwrap()].parse().unwrap()
 }
+
+/// A copy of `path` as another study of the same patient on `date` (new UIDs from `label`).
+fn redated(path: &str, label: &str, date: &str) -> Vec<u8> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let mut obj = dicom_object::open_file(root().join(path)).unwrap();
+    let sop = common::uid_for(&format!("{label}/sop"));
+    for (tag, vr, value) in [
+        (tags::SOP_INSTANCE_UID, VR::UI, sop.clone()),
+        (tags::STUDY_INSTANCE_UID, VR::UI, common::uid_for(&format!("{label}/study"))),
+        (tags::SERIES_INSTANCE_UID, VR::UI, common::uid_for(&format!("{label}/series"))),
+        (tags::STUDY_DATE, VR::DA, date.to_string()),
+    ] {
+        obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value.as_str())));
+    }
+    obj.meta_mut().media_storage_sop_instance_uid = sop;
+    obj.meta_mut().update_information_group_length();
+    let mut bytes = Vec::new();
+    obj.write_all(&mut bytes).unwrap();
+    bytes
+}
+
+/// Of a patient's studies in the store, the most recent one before the current study is its
+/// prior: not an older one, not a later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_recent_earlier_study_in_the_store_is_the_prior() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // The current study is of 2024-03-15, the sample prior of 2024-03-01.
+    let history = [
+        redated(PRIOR, "older-prior", "20230101"),
+        read(PRIOR),
+        redated(PRIOR, "later-study", "20240401"),
+    ];
+    for instance in &history {
+        let results = store(&channel, std::slice::from_ref(instance)).await;
+        assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32);
+    }
+    let results = store(&channel, &[read(CURRENT)]).await;
+    let study = results[0].study.clone();
+    assert_eq!(complete_and_wait(&channel, &study).await, study::State::DraftReady);
+    let item = WorklistServiceClient::new(channel.clone())
+        .get_work_item(with_token(
+            GetWorkItemRequest {
+                name: study.replace("studies/", "workItems/"),
+            },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let comparisons: Vec<String> = item
+        .draft
+        .iter()
+        .flat_map(|d| d.findings.iter().chain(&d.impression))
+        .flat_map(|s| &s.evidence)
+        .filter(|e| e.kind == "comparison")
+        .map(|e| e.description.clone())
+        .collect();
+    assert!(!comparisons.is_empty(), "{item:?}");
+    assert!(
+        comparisons.iter().all(|c| c.contains("since 2024-03-01")),
+        "{comparisons:?}"
+    );
+}

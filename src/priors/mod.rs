@@ -41,7 +41,7 @@ pub fn check_prior(current: &ImageHeader, prior: &ImageHeader) -> Result<(), Str
     {
         return Err("it is part of the current study, not a prior".into());
     }
-    match (when(current), when(prior)) {
+    match (study_moment(current), study_moment(prior)) {
         (Some(now), Some(then)) if then < now => {}
         (Some(_), Some(_)) => {
             return Err("its Study Date/Time is not earlier than the current study's".into())
@@ -62,8 +62,9 @@ pub fn check_prior(current: &ImageHeader, prior: &ImageHeader) -> Result<(), Str
     Ok(())
 }
 
-/// (StudyDate, StudyTime) as comparable text (the header gives them in ISO 8601 form).
-fn when(h: &ImageHeader) -> Option<(String, String)> {
+/// (StudyDate, StudyTime) as comparable text (the header gives them in ISO 8601 form); None
+/// without a full Study Date.
+pub fn study_moment(h: &ImageHeader) -> Option<(String, String)> {
     let date = h.identity.study_date.clone()?;
     let digits = date.chars().filter(char::is_ascii_digit).count();
     if digits != 8 {
@@ -90,8 +91,8 @@ pub fn choose_priors(current: &ImageHeader, candidates: &[ImageHeader]) -> Vec<u
         .filter(|&i| check_prior(current, &candidates[i]).is_ok())
         .collect();
     eligible.sort_by(|&a, &b| {
-        when(&candidates[b])
-            .cmp(&when(&candidates[a]))
+        study_moment(&candidates[b])
+            .cmp(&study_moment(&candidates[a]))
             .then(view_rank(&candidates[a]).cmp(&view_rank(&candidates[b])))
     });
     let mut seen = std::collections::HashSet::new();

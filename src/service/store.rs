@@ -152,6 +152,7 @@ CREATE TABLE IF NOT EXISTS studies (
     state TEXT NOT NULL,
     last_instance_at INTEGER NOT NULL,
     failure_reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS studies_by_patient ON studies (patient_id, study_date);
 CREATE TABLE IF NOT EXISTS jobs (
     study_instance_uid TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -399,11 +400,13 @@ pub trait Store: Send + Sync {
         end: Option<i64>,
         model_version: &str,
     ) -> Result<Vec<WorkItemRow>, StoreError>;
+    /// The patient's other studies as (Study Instance UID, Study Date as catalogued), newest
+    /// date first, undated last.
     fn other_studies_of_patient(
         &self,
         patient_id: &str,
         except: &str,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<(String, String)>, StoreError>;
     fn blob_path(&self, sha256: &str) -> PathBuf;
     fn study(&self, uid: &str) -> Result<StudyRow, StoreError>;
     fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError>;
@@ -569,10 +572,14 @@ impl Store for SqliteStore {
         &self,
         patient_id: &str,
         except: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let db = self.db();
-        let mut q = db.prepare("SELECT study_instance_uid FROM studies WHERE patient_id = ?1 AND study_instance_uid != ?2 AND patient_id != ''")?;
-        let rows = q.query_map([patient_id, except], |r| r.get(0))?;
+        let mut q = db.prepare(
+            "SELECT study_instance_uid, study_date FROM studies
+             WHERE patient_id = ?1 AND study_instance_uid != ?2 AND patient_id != ''
+             ORDER BY study_date DESC, study_instance_uid",
+        )?;
+        let rows = q.query_map([patient_id, except], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -14,12 +14,13 @@ use super::server::{Event, ModelStatus, State};
 use super::store::WorkItemRow;
 use crate::analysis::{Analyzer, PriorInput, StudyAnalysis};
 use crate::config::Config;
-use crate::dicom::{self, DecodeLimits, ProjectionView};
+use crate::dicom::{self, DecodeLimits, ImageHeader, ProjectionView};
 use crate::draft::{Draft, Evidence, ImageReference};
 use crate::imaging::Radiograph;
 use crate::placement::Verdict;
 use prost::Message;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,9 +131,9 @@ pub fn run(state: Arc<State>, config: Config, stop: Arc<AtomicBool>) {
     }
 }
 
-fn frontal(r: &Radiograph) -> bool {
+fn frontal(header: &ImageHeader) -> bool {
     matches!(
-        r.header.acquisition.view,
+        header.acquisition.view,
         ProjectionView::Pa | ProjectionView::Ap | ProjectionView::Unknown
     )
 }
@@ -146,7 +147,7 @@ fn study_image(state: &State, uid: &str) -> Result<Radiograph, String> {
         .map_err(|e| e.to_string())?
     {
         match dicom::read_file(&state.store.blob_path(&sha), &DecodeLimits::default()) {
-            Ok(r) if frontal(&r) => return Ok(r),
+            Ok(r) if frontal(&r.header) => return Ok(r),
             Ok(_) => reasons.push(format!("{sop}: not a frontal view")),
             Err(e) => reasons.push(format!("{sop}: {e}")),
         }
@@ -157,35 +158,62 @@ fn study_image(state: &State, uid: &str) -> Result<Radiograph, String> {
     ))
 }
 
+/// The header of the study's first frontal image, and its blob (no pixel decoding).
+fn study_frontal_header(state: &State, uid: &str) -> Option<(PathBuf, ImageHeader)> {
+    let instances = state.store.study_instances(uid).ok()?;
+    instances.into_iter().find_map(|(_, sha)| {
+        let path = state.store.blob_path(&sha);
+        let header = dicom::read_header(&path, &DecodeLimits::default()).ok()?;
+        frontal(&header).then_some((path, header))
+    })
+}
+
 fn analyze_study(state: &State, analyzer: &mut Analyzer, uid: &str) -> Result<WorkItemRow, String> {
     let study = state.store.study(uid).map_err(|e| e.to_string())?;
     let current = study_image(state, uid)?;
     // The most recent earlier study of the patient, with its signed read when there is one.
-    let mut candidates: Vec<(String, Radiograph)> = Vec::new();
+    // Headers first, newest study first: once an eligible prior with a date is found, older
+    // studies cannot be the most recent, so a long history costs a few header reads, and only
+    // the chosen prior's pixels are decoded.
+    let mut candidates: Vec<(String, PathBuf, ImageHeader)> = Vec::new();
+    let mut newest_eligible: Option<String> = None;
     if !study.patient_id.is_empty() {
-        for other in state
+        for (other, date) in state
             .store
             .other_studies_of_patient(&study.patient_id, uid)
             .map_err(|e| e.to_string())?
         {
-            if let Ok(image) = study_image(state, &other) {
-                if crate::priors::check_prior(&current.header, &image.header).is_ok() {
-                    candidates.push((other, image));
+            if newest_eligible.as_ref().is_some_and(|newest| &date < newest) {
+                break;
+            }
+            let Some((path, header)) = study_frontal_header(state, &other) else {
+                continue;
+            };
+            if crate::priors::check_prior(&current.header, &header).is_ok() {
+                if newest_eligible.is_none() && crate::priors::study_moment(&header).is_some() {
+                    newest_eligible = Some(date);
                 }
+                candidates.push((other, path, header));
             }
         }
     }
-    let headers: Vec<_> = candidates.iter().map(|(_, r)| r.header.clone()).collect();
+    let headers: Vec<_> = candidates.iter().map(|(_, _, h)| h.clone()).collect();
+    // The best prior whose pixels decode (a header can be fine and its pixels not).
     let prior = crate::priors::choose_priors(&current.header, &headers)
-        .first()
-        .map(|&i| &candidates[i]);
-    let prior_report = prior.and_then(|(other, _)| {
+        .into_iter()
+        .find_map(|i| {
+            let (other, path, _) = &candidates[i];
+            let radiograph = dicom::read_file(path, &DecodeLimits::default()).ok()?;
+            Some((other, radiograph))
+        });
+    let prior_report = prior.as_ref().and_then(|(other, _)| {
         let row = state.store.work_item(other).ok()?;
         proto::FinalRead::decode(row.final_read?.as_slice())
             .ok()
             .map(|r| r.text)
     });
     let inputs: Vec<PriorInput> = prior
+        .as_ref()
         .map(|(_, radiograph)| PriorInput {
             radiograph,
             report: prior_report.as_deref(),
