@@ -737,27 +737,6 @@ fn metric(server: &Server, name: &str) -> f64 {
     rest[..rest.find('\n').unwrap()].parse().unwrap()
 }
 
-/// A copy of `path` as another study of the same patient on `date` (new UIDs from `label`).
-fn redated(path: &str, label: &str, date: &str) -> Vec<u8> {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::tags;
-    let mut obj = dicom_object::open_file(root().join(path)).unwrap();
-    let sop = common::uid_for(&format!("{label}/sop"));
-    for (tag, vr, value) in [
-        (tags::SOP_INSTANCE_UID, VR::UI, sop.clone()),
-        (tags::STUDY_INSTANCE_UID, VR::UI, common::uid_for(&format!("{label}/study"))),
-        (tags::SERIES_INSTANCE_UID, VR::UI, common::uid_for(&format!("{label}/series"))),
-        (tags::STUDY_DATE, VR::DA, date.to_string()),
-    ] {
-        obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value.as_str())));
-    }
-    obj.meta_mut().media_storage_sop_instance_uid = sop;
-    obj.meta_mut().update_information_group_length();
-    let mut bytes = Vec::new();
-    obj.write_all(&mut bytes).unwrap();
-    bytes
-}
-
 /// Of a patient's studies in the store, the most recent one before the current study is its
 /// prior: not an older one, not a later one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -774,9 +753,9 @@ async fn the_most_recent_earlier_study_in_the_store_is_the_prior() {
         .unwrap();
     // The current study is of 2024-03-15, the sample prior of 2024-03-01.
     let history = [
-        redated(PRIOR, "older-prior", "20230101"),
+        common::redated_instance(PRIOR, "older-prior", "20230101"),
         read(PRIOR),
-        redated(PRIOR, "later-study", "20240401"),
+        common::redated_instance(PRIOR, "later-study", "20240401"),
     ];
     for instance in &history {
         let results = store(&channel, std::slice::from_ref(instance)).await;

@@ -64,7 +64,7 @@ pub fn check_prior(current: &ImageHeader, prior: &ImageHeader) -> Result<(), Str
 
 /// (StudyDate, StudyTime) as comparable text (the header gives them in ISO 8601 form); None
 /// without a full Study Date.
-pub fn study_moment(h: &ImageHeader) -> Option<(String, String)> {
+fn study_moment(h: &ImageHeader) -> Option<(String, String)> {
     let date = h.identity.study_date.clone()?;
     let digits = date.chars().filter(char::is_ascii_digit).count();
     if digits != 8 {

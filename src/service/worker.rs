@@ -172,17 +172,24 @@ fn analyze_study(state: &State, analyzer: &mut Analyzer, uid: &str) -> Result<Wo
     let study = state.store.study(uid).map_err(|e| e.to_string())?;
     let current = study_image(state, uid)?;
     // The most recent earlier study of the patient, with its signed read when there is one.
-    // Headers first, newest study first: once an eligible prior with a date is found, older
-    // studies cannot be the most recent, so a long history costs a few header reads, and only
-    // the chosen prior's pixels are decoded.
+    // A prior must have a Study Date no later than the current one's (crate::priors::
+    // check_prior), which the catalog knows without reading a file. The rest are read header
+    // first, newest study first: once an eligible prior is found, older studies cannot be the
+    // most recent, so a long history costs a few header reads, and only the chosen prior's
+    // pixels are decoded.
     let mut candidates: Vec<(String, PathBuf, ImageHeader)> = Vec::new();
-    let mut newest_eligible: Option<String> = None;
-    if !study.patient_id.is_empty() {
+    let current_date = (current.header.identity.study_date.as_deref())
+        .filter(|_| !study.patient_id.is_empty());
+    if let Some(current_date) = current_date {
+        let mut newest_eligible: Option<String> = None;
         for (other, date) in state
             .store
             .other_studies_of_patient(&study.patient_id, uid)
             .map_err(|e| e.to_string())?
         {
+            if date.is_empty() || date.as_str() > current_date {
+                continue;
+            }
             if newest_eligible.as_ref().is_some_and(|newest| &date < newest) {
                 break;
             }
@@ -190,9 +197,7 @@ fn analyze_study(state: &State, analyzer: &mut Analyzer, uid: &str) -> Result<Wo
                 continue;
             };
             if crate::priors::check_prior(&current.header, &header).is_ok() {
-                if newest_eligible.is_none() && crate::priors::study_moment(&header).is_some() {
-                    newest_eligible = Some(date);
-                }
+                newest_eligible.get_or_insert(date);
                 candidates.push((other, path, header));
             }
         }

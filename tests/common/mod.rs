@@ -539,23 +539,44 @@ pub fn chunks(index: u32, bytes: &[u8]) -> Vec<radassist::service::proto::StoreI
 
 /// The sample film as a new instance of one study (a new SOP Instance UID from `label`).
 pub fn reidentified_instance(label: &str, study_label: &str) -> Vec<u8> {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
-    let mut obj =
-        dicom_object::open_file(root().join("sample-dicom/derived/siim_chest_pa_devices.dcm"))
-            .unwrap();
-    let sop = uid_for(label);
-    obj.put(DataElement::new(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(sop.as_str()),
-    ));
-    obj.put(DataElement::new(
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(uid_for(study_label).as_str()),
-    ));
-    obj.meta_mut().media_storage_sop_instance_uid = sop;
+    rewritten(
+        "sample-dicom/derived/siim_chest_pa_devices.dcm",
+        &[
+            (tags::SOP_INSTANCE_UID, uid_for(label)),
+            (tags::STUDY_INSTANCE_UID, uid_for(study_label)),
+        ],
+    )
+}
+
+/// A copy of `path` as another study of the same patient on `date` (new UIDs from `label`).
+pub fn redated_instance(path: &str, label: &str, date: &str) -> Vec<u8> {
+    use dicom_dictionary_std::tags;
+    rewritten(
+        path,
+        &[
+            (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}/sop"))),
+            (tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study"))),
+            (tags::SERIES_INSTANCE_UID, uid_for(&format!("{label}/series"))),
+            (tags::STUDY_DATE, date.to_string()),
+        ],
+    )
+}
+
+/// The Part-10 bytes of `path` (under the repository) with `values` put in (VRs from the
+/// dictionary) and the file meta's SOP Instance UID kept in step.
+fn rewritten(path: &str, values: &[(dicom_core::Tag, String)]) -> Vec<u8> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    use dicom_core::{DataElement, PrimitiveValue};
+    use dicom_dictionary_std::{tags, StandardDataDictionary};
+    let mut obj = dicom_object::open_file(root().join(path)).unwrap();
+    for (tag, value) in values {
+        let vr = StandardDataDictionary.by_tag(*tag).unwrap().vr().relaxed();
+        obj.put(DataElement::new(*tag, vr, PrimitiveValue::from(value.as_str())));
+        if *tag == tags::SOP_INSTANCE_UID {
+            obj.meta_mut().media_storage_sop_instance_uid = value.clone();
+        }
+    }
     obj.meta_mut().update_information_group_length();
     let mut bytes = Vec::new();
     obj.write_all(&mut bytes).unwrap();
