@@ -52,7 +52,11 @@ impl AlignedCopy {
         let mut buffer = vec![0; bytes.len().next_multiple_of(4096) + 4096];
         let start = buffer.as_ptr().align_offset(4096);
         buffer[start..start + bytes.len()].copy_from_slice(bytes);
-        AlignedCopy { buffer, start, length: bytes.len() }
+        AlignedCopy {
+            buffer,
+            start,
+            length: bytes.len(),
+        }
     }
 
     fn padded(&self) -> &[u8] {
@@ -187,8 +191,15 @@ async fn main() {
     let mb = |data: &[Vec<u8>]| data.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     // `cargo bench --bench ingest -- 16` measures only 16 streams (and skips the latency part);
     // with no argument, 1 and 16 streams and the latency.
-    let only: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let stream_counts = if only.is_empty() { vec![1, 16] } else { only.clone() };
+    let only: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let stream_counts = if only.is_empty() {
+        vec![1, 16]
+    } else {
+        only.clone()
+    };
     // ROUNDS rounds each, new instances every time; in each round the two baselines and the
     // push take turns to go first (so none always meets the disk just after another), and each
     // round's push is compared with that round's baselines (the virtual disk's speed drifts
@@ -240,7 +251,9 @@ async fn main() {
             to_direct.push(100.0 * g / d);
         }
         let range = |values: &[f64]| {
-            let (low, high) = values.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+            let (low, high) = values
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
             format!("{low:.0}-{high:.0} %")
         };
         println!(
@@ -285,7 +298,10 @@ async fn main() {
     wait_for_models(&channel).await;
     let without_prior: Vec<String> = (0..10).map(|i| format!("202412{:02}", 31 - i)).collect();
     let with_prior: Vec<String> = (0..20).map(|i| format!("202501{:02}", i + 1)).collect();
-    for (what, dates) in [("no prior", without_prior), ("the day before as prior", with_prior)] {
+    for (what, dates) in [
+        ("no prior", without_prior),
+        ("the day before as prior", with_prior),
+    ] {
         let mut latencies = Vec::new();
         for date in &dates {
             let bytes = redated_instance(
@@ -294,7 +310,10 @@ async fn main() {
                 date,
             );
             let study = IngestServiceClient::new(channel.clone())
-                .store_instances(with_token(tokio_stream::iter(chunks(0, &bytes)), PACS_TOKEN))
+                .store_instances(with_token(
+                    tokio_stream::iter(chunks(0, &bytes)),
+                    PACS_TOKEN,
+                ))
                 .await
                 .unwrap()
                 .into_inner()

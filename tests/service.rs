@@ -661,17 +661,27 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
     // Two streams of eight instances each (eight times the memory, in flight at once if
     // nothing held them back) all store: they wait for each other's instances to be stored.
     let batches: Vec<Vec<Vec<u8>>> = (0..2)
-        .map(|s| (0..8).map(|i| instance(&format!("memory-{s}-{i}"))).collect())
+        .map(|s| {
+            (0..8)
+                .map(|i| instance(&format!("memory-{s}-{i}")))
+                .collect()
+        })
         .collect();
     let (first, second) = tokio::join!(store(&channel, &batches[0]), store(&channel, &batches[1]));
     for results in [first, second] {
         assert_eq!(results.len(), 8);
-        assert!(results
-            .iter()
-            .all(|r| r.outcome == instance_result::Outcome::Stored as i32), "{results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|r| r.outcome == instance_result::Outcome::Stored as i32),
+            "{results:?}"
+        );
     }
     assert!(metric(&server, "radassist_ingest_memory_waits_total") > 0.0);
-    assert_eq!(metric(&server, "radassist_ingest_memory_refusals_total"), 0.0);
+    assert_eq!(
+        metric(&server, "radassist_ingest_memory_refusals_total"),
+        0.0
+    );
     assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), 0.0);
 
     // Two streams hold two instances' worth of chunks without their last chunk.
@@ -708,11 +718,18 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
     let third = instance("third");
     let mut client = IngestServiceClient::new(channel.clone());
     let refused = client
-        .store_instances(with_token(tokio_stream::iter(chunks(0, &third)), PACS_TOKEN))
+        .store_instances(with_token(
+            tokio_stream::iter(chunks(0, &third)),
+            PACS_TOKEN,
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(refused.message().contains("max_ingest_memory_bytes"), "{}", refused.message());
+    assert!(
+        refused.message().contains("max_ingest_memory_bytes"),
+        "{}",
+        refused.message()
+    );
     assert_eq!(refused.metadata().get("retry-after-ms").unwrap(), "1000");
 
     // The held instances complete and are stored; then the third's retry is.
@@ -720,11 +737,18 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
         sender.send(last).await.unwrap();
         drop(sender);
         let results = call.await.unwrap().unwrap().into_inner().results;
-        assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32, "{results:?}");
+        assert_eq!(
+            results[0].outcome,
+            instance_result::Outcome::Stored as i32,
+            "{results:?}"
+        );
     }
     let retried = store(&channel, &[third]).await;
     assert_eq!(retried[0].outcome, instance_result::Outcome::Stored as i32);
-    assert_eq!(metric(&server, "radassist_ingest_memory_refusals_total"), 1.0);
+    assert_eq!(
+        metric(&server, "radassist_ingest_memory_refusals_total"),
+        1.0
+    );
     assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), 0.0);
 }
 
@@ -732,7 +756,9 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
 fn metric(server: &Server, name: &str) -> f64 {
     let text = http_get(&server.metrics, "/metrics");
     let prefix = format!("\n{name} ");
-    let at = text.find(&prefix).unwrap_or_else(|| panic!("no {name} in {text}"));
+    let at = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
     let rest = &text[at + prefix.len()..];
     rest[..rest.find('\n').unwrap()].parse().unwrap()
 }
@@ -763,7 +789,10 @@ async fn the_most_recent_earlier_study_in_the_store_is_the_prior() {
     }
     let results = store(&channel, &[read(CURRENT)]).await;
     let study = results[0].study.clone();
-    assert_eq!(complete_and_wait(&channel, &study).await, study::State::DraftReady);
+    assert_eq!(
+        complete_and_wait(&channel, &study).await,
+        study::State::DraftReady
+    );
     let item = WorklistServiceClient::new(channel.clone())
         .get_work_item(with_token(
             GetWorkItemRequest {

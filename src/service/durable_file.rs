@@ -137,7 +137,11 @@ mod tests {
             assert_eq!(std::fs::read(&path).unwrap(), bytes, "{length} bytes");
             let path = folder.join(format!("buffered-{length}"));
             write_buffered(&path, &bytes).unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{length} bytes, buffered");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                bytes,
+                "{length} bytes, buffered"
+            );
         }
         // Aligned memory (its whole blocks written without the staging buffer) gives the same.
         let mut aligned = AlignedBuffer::default();
@@ -149,7 +153,11 @@ mod tests {
             assert_eq!(assembled.as_ptr().align_offset(ALIGNMENT), 0);
             let path = folder.join(format!("aligned-{length}"));
             write_new_file(&path, assembled).unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{length} aligned bytes");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                bytes,
+                "{length} aligned bytes"
+            );
         }
         // An existing file is never overwritten.
         let existing = folder.join("file-1");

@@ -391,9 +391,8 @@ impl ingest_service_server::IngestService for Services {
                     ))));
                 }
             }
-            let entry = current.get_or_insert_with(|| {
-                (message.instance_index, Some((Vec::new(), Vec::new(), 0)))
-            });
+            let entry = current
+                .get_or_insert_with(|| (message.instance_index, Some((Vec::new(), Vec::new(), 0))));
             if let Some((chunks, permits, length)) = &mut entry.1 {
                 if *length + message.chunk.len() > limit {
                     entry.1 = None;
@@ -937,7 +936,10 @@ pub fn metrics_text(state: &State) -> String {
             "ingest streams ended with RESOURCE_EXHAUSTED: the ingest memory stayed full",
         ),
     );
-    let memory = state.config.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS);
+    let memory = state
+        .config
+        .max_ingest_memory_bytes
+        .min(Semaphore::MAX_PERMITS);
     out.insert(
         "radassist_ingest_memory_bytes",
         (

@@ -19,8 +19,8 @@ use crate::draft::{Draft, Evidence, ImageReference};
 use crate::imaging::Radiograph;
 use crate::placement::Verdict;
 use prost::Message;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,8 +178,8 @@ fn analyze_study(state: &State, analyzer: &mut Analyzer, uid: &str) -> Result<Wo
     // most recent, so a long history costs a few header reads, and only the chosen prior's
     // pixels are decoded.
     let mut candidates: Vec<(String, PathBuf, ImageHeader)> = Vec::new();
-    let current_date = (current.header.identity.study_date.as_deref())
-        .filter(|_| !study.patient_id.is_empty());
+    let current_date =
+        (current.header.identity.study_date.as_deref()).filter(|_| !study.patient_id.is_empty());
     if let Some(current_date) = current_date {
         let mut newest_eligible: Option<String> = None;
         for (other, date) in state
@@ -190,7 +190,10 @@ fn analyze_study(state: &State, analyzer: &mut Analyzer, uid: &str) -> Result<Wo
             if date.is_empty() || date.as_str() > current_date {
                 continue;
             }
-            if newest_eligible.as_ref().is_some_and(|newest| &date < newest) {
+            if newest_eligible
+                .as_ref()
+                .is_some_and(|newest| &date < newest)
+            {
                 break;
             }
             let Some((path, header)) = study_frontal_header(state, &other) else {

@@ -557,7 +557,10 @@ pub fn redated_instance(path: &str, label: &str, date: &str) -> Vec<u8> {
         &[
             (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}/sop"))),
             (tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study"))),
-            (tags::SERIES_INSTANCE_UID, uid_for(&format!("{label}/series"))),
+            (
+                tags::SERIES_INSTANCE_UID,
+                uid_for(&format!("{label}/series")),
+            ),
             (tags::STUDY_DATE, date.to_string()),
         ],
     )
@@ -572,7 +575,11 @@ fn rewritten(path: &str, values: &[(dicom_core::Tag, String)]) -> Vec<u8> {
     let mut obj = dicom_object::open_file(root().join(path)).unwrap();
     for (tag, value) in values {
         let vr = StandardDataDictionary.by_tag(*tag).unwrap().vr().relaxed();
-        obj.put(DataElement::new(*tag, vr, PrimitiveValue::from(value.as_str())));
+        obj.put(DataElement::new(
+            *tag,
+            vr,
+            PrimitiveValue::from(value.as_str()),
+        ));
         if *tag == tags::SOP_INSTANCE_UID {
             obj.meta_mut().media_storage_sop_instance_uid = value.clone();
         }
