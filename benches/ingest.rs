@@ -178,16 +178,18 @@ async fn wait_for_models(channel: &Channel) {
     panic!("the server's models did not load within a minute");
 }
 
-#[tokio::main]
-async fn main() {
+/// A server on a new store under target/, its models loaded.
+async fn fresh_server() -> (tempfile::TempDir, Server, Channel) {
     let dir = tempfile::tempdir_in(common::root().join("target")).unwrap();
     let server = Server::start(dir.path());
-    let channel = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
     wait_for_models(&channel).await;
+    (dir, server, channel)
+}
+
+#[tokio::main]
+async fn main() {
+    let (dir, server, channel) = fresh_server().await;
     let mb = |data: &[Vec<u8>]| data.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     // `cargo bench --bench ingest -- 16` measures only 16 streams (and skips the latency part);
     // with no argument, 1 and 16 streams and the latency.
@@ -287,15 +289,8 @@ async fn main() {
     // then 20, each a day after the one before (each with the day before as its prior). (The
     // thousands of same-day copies above would make every job read them all: not a history
     // anyone has.)
-    drop((channel, server));
-    let dir = tempfile::tempdir_in(common::root().join("target")).unwrap();
-    let server = Server::start(dir.path());
-    let channel = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    wait_for_models(&channel).await;
+    drop((channel, server, dir));
+    let (_dir, server, channel) = fresh_server().await;
     let without_prior: Vec<String> = (0..10).map(|i| format!("202412{:02}", 31 - i)).collect();
     let with_prior: Vec<String> = (0..20).map(|i| format!("202501{:02}", i + 1)).collect();
     for (what, dates) in [

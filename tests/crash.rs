@@ -16,11 +16,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 async fn connect(server: &Server) -> Channel {
-    Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    server.channel().await
 }
 
 /// Every catalogued instance's blob exists and hashes to its row; no temporary file is left.

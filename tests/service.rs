@@ -77,11 +77,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let channel = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
 
     eprintln!("e2e: The prior study first");
     // The prior study first, worked and signed, so the current study has a prior with a report.
@@ -477,11 +473,7 @@ async fn call(channel: &Channel, rpc: &str, token: &str) -> Result<(), tonic::St
 async fn every_rpc_under_every_role_and_without_a_valid_token() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let channel = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
     let roles = [
         ("pacs", PACS_TOKEN),
         ("radiologist", RADIOLOGIST_TOKEN),
@@ -619,11 +611,7 @@ async fn a_study_that_goes_quiet_is_completed_without_complete_study() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), "stable_study_seconds = 1");
-    let channel = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
     let results = store(&channel, &[read(PRIOR)]).await;
     let study = results[0].study.clone();
     // No CompleteStudy: the stable-study timer queues it after a quiet second.
@@ -652,11 +640,7 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
             size + 1
         ),
     );
-    let channel = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
 
     // Two streams of eight instances each (eight times the memory, in flight at once if
     // nothing held them back) all store: they wait for each other's instances to be stored.
@@ -772,11 +756,7 @@ async fn the_most_recent_earlier_study_in_the_store_is_the_prior() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let channel = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
     // The current study is of 2024-03-15, the sample prior of 2024-03-01.
     let history = [
         common::redated_instance(PRIOR, "older-prior", "20230101"),

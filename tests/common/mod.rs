@@ -488,6 +488,15 @@ impl Server {
         format!("http://{}", self.address)
     }
 
+    /// A connected client channel.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     /// kill -9.
     pub fn kill(mut self) {
         let _ = self.child.kill();
