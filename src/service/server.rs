@@ -114,6 +114,12 @@ pub struct State {
     labeler: Labeler,
 }
 
+/// The ingest memory's permits (one per byte): `max_ingest_memory_bytes`, as far as a
+/// semaphore counts.
+fn ingest_memory_capacity(config: &ServiceConfig) -> usize {
+    config.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS)
+}
+
 /// RESOURCE_EXHAUSTED with a `retry-after-ms` trailer: come back in a second.
 fn retry_later(message: String) -> Status {
     let mut status = Status::resource_exhausted(message);
@@ -172,9 +178,7 @@ impl State {
         State {
             store,
             ingest_slots: Arc::new(Semaphore::new(config.max_concurrent_streams.max(1))),
-            ingest_memory: Arc::new(Semaphore::new(
-                config.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS),
-            )),
+            ingest_memory: Arc::new(Semaphore::new(ingest_memory_capacity(&config))),
             config,
             tokens,
             events,
@@ -374,9 +378,9 @@ impl ingest_service_server::IngestService for Services {
             Default::default();
         let mut results = Vec::new();
         // The instance being received: its index, its chunks as they came (tonic's buffers, not
-        // copied) with their share of the ingest memory, and their length; or None once it grew
-        // past the limit (the rest is skipped).
-        type Received = (Vec<bytes::Bytes>, Vec<OwnedSemaphorePermit>, usize);
+        // copied) and the ingest memory they hold (a permit per byte: their length); or None
+        // once it grew past the limit (the rest is skipped).
+        type Received = (Vec<bytes::Bytes>, Option<OwnedSemaphorePermit>);
         let mut current: Option<(u32, Option<Received>)> = None;
         let limit = state.config.max_instance_bytes;
         let ready = |result: InstanceResult| async move { result };
@@ -391,17 +395,20 @@ impl ingest_service_server::IngestService for Services {
                     ))));
                 }
             }
-            let entry = current
-                .get_or_insert_with(|| (message.instance_index, Some((Vec::new(), Vec::new(), 0))));
-            if let Some((chunks, permits, length)) = &mut entry.1 {
-                if *length + message.chunk.len() > limit {
+            let entry =
+                current.get_or_insert_with(|| (message.instance_index, Some((Vec::new(), None))));
+            if let Some((chunks, memory)) = &mut entry.1 {
+                let length = memory.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+                if length + message.chunk.len() > limit {
                     entry.1 = None;
                 } else {
-                    let permit = state
+                    let room = state
                         .room_for(message.chunk.len(), message.instance_index)
                         .await?;
-                    permits.push(permit);
-                    *length += message.chunk.len();
+                    match memory {
+                        Some(held) => held.merge(room),
+                        None => *memory = Some(room),
+                    }
                     chunks.push(message.chunk);
                 }
             }
@@ -412,7 +419,7 @@ impl ingest_service_server::IngestService for Services {
                         index,
                         &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
                     ))),
-                    Some((chunks, permits, _)) => {
+                    Some((chunks, memory)) => {
                         let (store, metrics, events) = (
                             state.store.clone(),
                             state.metrics.clone(),
@@ -422,7 +429,7 @@ impl ingest_service_server::IngestService for Services {
                             let result =
                                 ingest::store_received(store.as_ref(), &metrics, index, &chunks);
                             // The instance's memory is free again.
-                            drop((chunks, permits));
+                            drop((chunks, memory));
                             if result.outcome == instance_result::Outcome::Stored as i32 {
                                 if let Some(uid) = result.study.strip_prefix("studies/") {
                                     let _ = events.send(Event::Study(uid.to_string()));
@@ -936,14 +943,11 @@ pub fn metrics_text(state: &State) -> String {
             "ingest streams ended with RESOURCE_EXHAUSTED: the ingest memory stayed full",
         ),
     );
-    let memory = state
-        .config
-        .max_ingest_memory_bytes
-        .min(Semaphore::MAX_PERMITS);
     out.insert(
         "radassist_ingest_memory_bytes",
         (
-            (memory - state.ingest_memory.available_permits()) as f64,
+            (ingest_memory_capacity(&state.config) - state.ingest_memory.available_permits())
+                as f64,
             "gauge",
             "bytes received and not yet stored (all ingest streams)",
         ),

@@ -253,13 +253,12 @@ impl SqliteStore {
     /// that their entries survive a crash: once per folder and process, before the first blob
     /// in it is acknowledged (whichever thread created it).
     fn ensure_folder(&self, folder: &Path) -> std::io::Result<()> {
-        let known = |f: &Path| {
+        let durable = || {
             self.durable_folders
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(f)
         };
-        if known(folder) {
+        if durable().contains(folder) {
             return Ok(());
         }
         std::fs::create_dir_all(folder)?;
@@ -269,10 +268,7 @@ impl SqliteStore {
             sync_dir(parent)?;
             at = parent;
         }
-        self.durable_folders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(folder.to_path_buf());
+        durable().insert(folder.to_path_buf());
         Ok(())
     }
 
