@@ -22,6 +22,12 @@
 //! findings = "test-findings" # inference.models ("" skips that part); the defaults are the
 //! landmarks = "test-marker-landmarks"   # shipped test packs: replace them with a site's own
 //! text = "minilm"            # text-embedding pack: matches prior report sentences
+//! report = ""                # vision-language report pack that writes the draft's text
+//!                            # ("": the structured renderer writes it)
+//!
+//! [analysis.generation]      # how a report pack generates
+//! beams = 1                  # 1: greedy; more: beam search with this many beams
+//! max_new_tokens = 0         # at most this many tokens; 0: the pack's own max_new_tokens
 //!
 //! [analysis.change]          # comparison with priors
 //! present = 0.5              # a finding is present at or above this probability
@@ -30,6 +36,8 @@
 //!
 //! [service]                  # radassist serve
 //! listen = "127.0.0.1:50051" # gRPC address (env RADASSIST_LISTEN); TLS when both below are set
+//! allow_plaintext = false    # serve without TLS on an address that is not loopback (only
+//!                            # behind a TLS-terminating proxy): refused to start otherwise
 //! tls_cert = "server.pem"    # PEM certificate chain and key (rustls)
 //! tls_key = "server.key"
 //! data_dir = "radassist-data"   # blobs and the SQLite database (env RADASSIST_DATA_DIR)
@@ -39,7 +47,9 @@
 //!                            # at the limit a stream waits (HTTP/2 flow control slows its sender)
 //! ingest_memory_wait_ms = 10000  # ... and after this long without room, RESOURCE_EXHAUSTED
 //! stable_study_seconds = 300 # a study with no new instance this long is complete
-//! max_attempts = 3           # analysis attempts before a study is FAILED
+//! max_attempts = 3           # analysis attempts before a study is FAILED (a panic counts)
+//! analysis_workers = 2       # studies analysed at once; their images and prompts share
+//!                            # batches of each model (inference.batching)
 //! metrics_listen = "127.0.0.1:9464"  # Prometheus text at /metrics ("" disables)
 //!
 //! [[service.tokens]]         # bearer tokens (at least 16 characters) and their roles
@@ -65,6 +75,7 @@
 //! ```
 
 use crate::analysis::AnalysisPacks;
+use crate::draft::writer::GenerationSettings;
 use crate::inference::batcher::BatchingConfig;
 use crate::inference::session::{Provider, SessionSettings};
 use crate::placement::rules::RuleTable;
@@ -94,7 +105,9 @@ pub struct ServiceConfig {
     pub ingest_memory_wait_ms: u64,
     pub stable_study_seconds: u64,
     pub max_attempts: u32,
+    pub analysis_workers: usize,
     pub metrics_listen: String,
+    pub allow_plaintext: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tokens: Vec<TokenConfig>,
@@ -121,7 +134,9 @@ impl Default for ServiceConfig {
             ingest_memory_wait_ms: 10_000,
             stable_study_seconds: 300,
             max_attempts: 3,
+            analysis_workers: 2,
             metrics_listen: "127.0.0.1:9464".into(),
+            allow_plaintext: false,
             tls_cert: None,
             tls_key: None,
             tokens: vec![],
@@ -136,6 +151,8 @@ pub struct AnalysisConfig {
     pub findings: String,
     pub landmarks: String,
     pub text: String,
+    pub report: String,
+    pub generation: GenerationSettings,
     pub change: ChangeThresholds,
 }
 
@@ -145,6 +162,8 @@ impl Default for AnalysisConfig {
             findings: "test-findings".into(),
             landmarks: "test-marker-landmarks".into(),
             text: "minilm".into(),
+            report: String::new(),
+            generation: GenerationSettings::default(),
             change: ChangeThresholds::default(),
         }
     }
@@ -159,6 +178,12 @@ impl Config {
             landmarks: folder(&self.analysis.landmarks),
             text: folder(&self.analysis.text),
         }
+    }
+
+    /// The report pack's folder, when one writes the drafts.
+    pub fn report_pack(&self) -> Option<PathBuf> {
+        let name = &self.analysis.report;
+        (!name.is_empty()).then(|| self.inference.models.join(name))
     }
 }
 
@@ -286,6 +311,18 @@ impl Config {
         }
         if self.service.tls_cert.is_some() != self.service.tls_key.is_some() {
             return Err("service.tls_cert and service.tls_key go together".into());
+        }
+        if self.service.analysis_workers == 0 || self.service.analysis_workers > 64 {
+            return Err(format!(
+                "service.analysis_workers ({}) must be 1 to 64",
+                self.service.analysis_workers
+            ));
+        }
+        if self.analysis.generation.beams == 0 || self.analysis.generation.beams > 16 {
+            return Err(format!(
+                "analysis.generation.beams ({}) must be 1 (greedy) to 16",
+                self.analysis.generation.beams
+            ));
         }
         if self.inference.batching.max_batch == 0 || self.inference.batching.queue_capacity == 0 {
             return Err(

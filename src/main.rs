@@ -271,11 +271,15 @@ fn parse_window(text: &str) -> Result<(f64, f64), String> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     // Output piped into `head` and the like: end quietly when the reader goes away, as command
-    // line tools do, instead of panicking on a broken pipe.
-    // SAFETY: restoring the default action of a signal before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    // line tools do, instead of panicking on a broken pipe. Not for `serve`: a client that
+    // goes away must cost its connection (EPIPE), never the server.
+    if !matches!(cli.command, Command::Serve) {
+        // SAFETY: restoring the default action of a signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
     // Logs go to stderr: RADASSIST_LOG sets the level (warn by default), RADASSIST_LOG_FORMAT=json
     // makes them one JSON object per line for a log collector.
@@ -289,7 +293,6 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(message) => {
@@ -933,7 +936,8 @@ fn audit(
         None => 0,
     };
     use radassist::service::store::Store;
-    let store = radassist::service::store::SqliteStore::open(&config.service.data_dir)
+    // Read-only: no crash recovery, so it is safe beside a live server.
+    let store = radassist::service::store::SqliteStore::open_read_only(&config.service.data_dir)
         .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?;
     for row in store
         .audit_log(since_ms, who.unwrap_or(""))

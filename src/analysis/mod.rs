@@ -15,7 +15,9 @@ pub mod text;
 use crate::dicom::{ProjectionView, Spacing, SpacingSource};
 use crate::imaging::display::{choose_voi, display_values, VoiChoice};
 use crate::imaging::Radiograph;
-use crate::inference::session::SessionSettings;
+use crate::inference::batcher::{Batcher, BatchingConfig};
+use crate::inference::preprocess::{prepare, ImageSpec, Prepared};
+use crate::inference::session::{ProviderUsed, SessionSettings};
 use crate::inference::text::TextEmbedder;
 use crate::inference::vision::{Finding, ImageModel, Landmark};
 use crate::inference::{InferenceError, ModelPack};
@@ -30,6 +32,8 @@ use crate::priors::{
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Longer side, in pixels, of the finest level that priors are aligned at.
 pub const REGISTRATION_SIZE: usize = 512;
@@ -151,30 +155,64 @@ pub enum AnalysisError {
     NoTextModel,
 }
 
-/// The models of an analysis, loaded once and reused study after study.
+/// Told of every batch a model ran: the model ("task:name"), the batch's size and its seconds.
+pub type BatchObserver = Arc<dyn Fn(&str, usize, f64) + Send + Sync>;
+
+/// An image model behind its batching thread ([`Batcher`]): callers on any thread prepare their
+/// image (the pack's preprocessing, in parallel on the callers' threads) and submit it; the
+/// thread runs whatever has queued as one batch, so studies analysed at the same time share
+/// the model's calls.
+struct BatchedImageModel<R> {
+    spec: ImageSpec,
+    batcher: Batcher<Prepared, R>,
+}
+
+impl<R> Clone for BatchedImageModel<R> {
+    fn clone(&self) -> Self {
+        BatchedImageModel {
+            spec: self.spec.clone(),
+            batcher: self.batcher.clone(),
+        }
+    }
+}
+
+impl<R: Send + 'static> BatchedImageModel<R> {
+    fn spawn(
+        mut model: ImageModel,
+        task: &str,
+        batching: BatchingConfig,
+        observer: BatchObserver,
+        run: fn(&mut ImageModel, &[Prepared]) -> Result<Vec<R>, InferenceError>,
+    ) -> Self {
+        let name = format!("{task}:{}", model.pack().manifest.name);
+        let spec = model.spec().clone();
+        let batcher = Batcher::spawn(&name.clone(), batching, move |prepared: Vec<Prepared>| {
+            let started = Instant::now();
+            let result = run(&mut model, &prepared);
+            observer(&name, prepared.len(), started.elapsed().as_secs_f64());
+            result
+        });
+        BatchedImageModel { spec, batcher }
+    }
+
+    fn run(&self, radiograph: &Radiograph) -> Result<R, InferenceError> {
+        self.batcher.submit(prepare(radiograph, &self.spec))
+    }
+}
+
+/// The models of an analysis, loaded once and shared: cloning an analyzer shares its models
+/// (one batching thread per image model, the text model behind a lock), so a pool of workers
+/// analyses several studies at once and the models see them as batches.
+#[derive(Clone)]
 pub struct Analyzer {
-    findings: Option<ImageModel>,
-    landmarks: Option<ImageModel>,
-    text: Option<TextEmbedder>,
+    findings: Option<BatchedImageModel<Vec<Finding>>>,
+    landmarks: Option<BatchedImageModel<Vec<Landmark>>>,
+    text: Option<Arc<Mutex<TextEmbedder>>>,
     rules: RuleTable,
     change: ChangeThresholds,
     models: Vec<ModelUsed>,
-    /// Per model ("task:name"): calls and seconds spent in them, for the service's metrics.
-    compute: std::collections::BTreeMap<String, (u64, f64)>,
-}
-
-/// Runs `f`, adding its time to the model's entry in `compute`.
-fn timed<T>(
-    compute: &mut std::collections::BTreeMap<String, (u64, f64)>,
-    model: String,
-    f: impl FnOnce() -> T,
-) -> T {
-    let started = std::time::Instant::now();
-    let result = f();
-    let entry = compute.entry(model).or_default();
-    entry.0 += 1;
-    entry.1 += started.elapsed().as_secs_f64();
-    result
+    providers: Vec<ProviderUsed>,
+    observer: BatchObserver,
 }
 
 fn used(pack: &ModelPack) -> ModelUsed {
@@ -191,30 +229,47 @@ fn used(pack: &ModelPack) -> ModelUsed {
 }
 
 impl Analyzer {
+    /// Loads the packs; `batching` sets each image model's batches, `observer` (if any) is told
+    /// of every batch.
     pub fn new(
         packs: &AnalysisPacks,
         settings: &SessionSettings,
         rules: RuleTable,
         change: ChangeThresholds,
+        batching: BatchingConfig,
+        observer: Option<BatchObserver>,
     ) -> Result<Analyzer, AnalysisError> {
+        let observer = observer.unwrap_or_else(|| Arc::new(|_: &str, _: usize, _: f64| {}));
         let mut models = Vec::new();
-        let mut image_model =
-            |folder: &Option<PathBuf>| -> Result<Option<ImageModel>, AnalysisError> {
-                let Some(folder) = folder else {
-                    return Ok(None);
-                };
-                let pack = ModelPack::load(folder, settings)?;
-                models.push(used(&pack));
-                Ok(Some(ImageModel::new(pack)?))
-            };
-        let findings = image_model(&packs.findings)?;
-        let landmarks = image_model(&packs.landmarks)?;
+        let mut providers = Vec::new();
+        let mut load = |folder: &PathBuf| -> Result<ModelPack, AnalysisError> {
+            let pack = ModelPack::load(folder, settings)?;
+            models.push(used(&pack));
+            providers.push(pack.provider);
+            Ok(pack)
+        };
+        let findings = match &packs.findings {
+            Some(folder) => Some(BatchedImageModel::spawn(
+                ImageModel::new(load(folder)?)?,
+                "findings",
+                batching,
+                observer.clone(),
+                |model, prepared| model.findings_of(prepared),
+            )),
+            None => None,
+        };
+        let landmarks = match &packs.landmarks {
+            Some(folder) => Some(BatchedImageModel::spawn(
+                ImageModel::new(load(folder)?)?,
+                "landmarks",
+                batching,
+                observer.clone(),
+                |model, prepared| model.landmarks_of(prepared),
+            )),
+            None => None,
+        };
         let text = match &packs.text {
-            Some(folder) => {
-                let pack = ModelPack::load(folder, settings)?;
-                models.push(used(&pack));
-                Some(TextEmbedder::new(pack)?)
-            }
+            Some(folder) => Some(Arc::new(Mutex::new(TextEmbedder::new(load(folder)?)?))),
             None => None,
         };
         Ok(Analyzer {
@@ -224,13 +279,9 @@ impl Analyzer {
             rules,
             change,
             models,
-            compute: Default::default(),
+            providers,
+            observer,
         })
-    }
-
-    /// Per model ("task:name"): calls so far and seconds spent in them.
-    pub fn compute_time(&self) -> &std::collections::BTreeMap<String, (u64, f64)> {
-        &self.compute
     }
 
     /// The models this analyzer runs.
@@ -238,23 +289,19 @@ impl Analyzer {
         &self.models
     }
 
+    /// The execution provider each model's session really got (in the order of [`Self::models`]).
+    pub fn providers(&self) -> &[ProviderUsed] {
+        &self.providers
+    }
+
     /// Findings, landmarks and device checks of one radiograph.
-    pub fn analyze_image(
-        &mut self,
-        radiograph: &Radiograph,
-    ) -> Result<ImageAnalysis, AnalysisError> {
-        let findings = match &mut self.findings {
-            Some(model) => {
-                let name = format!("findings:{}", model.pack().manifest.name);
-                timed(&mut self.compute, name, || model.findings(&[radiograph]))?.remove(0)
-            }
+    pub fn analyze_image(&self, radiograph: &Radiograph) -> Result<ImageAnalysis, AnalysisError> {
+        let findings = match &self.findings {
+            Some(model) => model.run(radiograph)?,
             None => vec![],
         };
-        let landmarks = match &mut self.landmarks {
-            Some(model) => {
-                let name = format!("landmarks:{}", model.pack().manifest.name);
-                timed(&mut self.compute, name, || model.landmarks(&[radiograph]))?.remove(0)
-            }
+        let landmarks = match &self.landmarks {
+            Some(model) => model.run(radiograph)?,
             None => vec![],
         };
         let frame = PatientFrame::from_header(&radiograph.header);
@@ -273,9 +320,26 @@ impl Analyzer {
         })
     }
 
+    /// The prior report's sentences matched to the new statements (the text model's turn).
+    fn match_prior_report(
+        &self,
+        report: &str,
+        statements: &[String],
+    ) -> Result<Vec<SentenceMatch>, AnalysisError> {
+        let Some(embedder) = &self.text else {
+            return Ok(vec![]);
+        };
+        let mut embedder = embedder.lock().unwrap_or_else(|p| p.into_inner());
+        let name = format!("text-embedding:{}", embedder.pack().manifest.name);
+        let started = Instant::now();
+        let matches = match_sentences(&mut embedder, report, statements)?;
+        (self.observer)(&name, 1, started.elapsed().as_secs_f64());
+        Ok(matches)
+    }
+
     /// The current radiograph, compared with each prior (most recent first, as given).
     pub fn analyze(
-        &mut self,
+        &self,
         current: &Radiograph,
         priors: &[PriorInput],
     ) -> Result<StudyAnalysis, AnalysisError> {
@@ -329,14 +393,9 @@ impl Analyzer {
                 spacing.map(|s| (s.row_mm, s.column_mm)),
                 &self.change,
             );
-            let prior_report = match (prior.report, &mut self.text) {
-                (Some(report), Some(embedder)) => {
-                    let name = format!("text-embedding:{}", embedder.pack().manifest.name);
-                    timed(&mut self.compute, name, || {
-                        match_sentences(embedder, report, &statements)
-                    })?
-                }
-                _ => vec![],
+            let prior_report = match prior.report {
+                Some(report) => self.match_prior_report(report, &statements)?,
+                None => vec![],
             };
             comparisons.push(PriorComparison {
                 prior: prior_analysis,

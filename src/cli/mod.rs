@@ -6,13 +6,14 @@
 
 use clap::{Args, ValueEnum};
 use radassist::analysis::{
-    self, overlay, AnalysisPacks, Analyzer, ModelUsed, PriorInput, StudyAnalysis,
+    self, overlay, AnalysisPacks, Analyzer, PriorInput, StudyAnalysis,
 };
 use radassist::config::Config;
 use radassist::dicom::{self, DecodeLimits};
 use radassist::draft::{fhir, sr, Draft, FinalRead, ImageReference};
 use radassist::imaging::Radiograph;
-use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
+use radassist::draft::writer::{ReportWriter, WriterRequest};
+use std::sync::Arc;
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::priors;
 use std::path::{Path, PathBuf};
@@ -55,9 +56,10 @@ pub struct WriterArgs {
     /// evidence); without one, the structured renderer writes it.
     #[arg(long)]
     pub report_pack: Option<PathBuf>,
-    /// The clinical indication, for the report pack's prompt.
-    #[arg(long, default_value = "")]
-    pub indication: String,
+    /// The clinical indication, for the report pack's prompt (default: the header's Reason for
+    /// the Requested Procedure, as the service takes it).
+    #[arg(long)]
+    pub indication: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -169,11 +171,13 @@ pub fn load_study(
     packs.findings = args.findings_pack.clone().or(packs.findings);
     packs.landmarks = args.landmarks_pack.clone().or(packs.landmarks);
     packs.text = args.text_pack.clone().or(packs.text);
-    let mut analyzer = Analyzer::new(
+    let analyzer = Analyzer::new(
         &packs,
         settings,
         config.placement.clone(),
         config.analysis.change,
+        config.inference.batching(),
+        None,
     )
     .map_err(|e| e.to_string())?;
     let analysis = analyzer
@@ -240,6 +244,7 @@ fn reference(r: &Radiograph, what: &str) -> Result<ImageReference, String> {
 
 /// The study's draft: rendered, or written by a report pack.
 fn make_draft(
+    config: &Config,
     study: &LoadedStudy,
     writer: &WriterArgs,
     settings: &SessionSettings,
@@ -251,28 +256,31 @@ fn make_draft(
     let Some(pack) = &writer.report_pack else {
         return Ok(draft);
     };
-    let mut model = ReportModel::load(pack, settings).map_err(|e| e.to_string())?;
+    let writer_model = ReportWriter::load(
+        pack,
+        settings,
+        config.analysis.generation,
+        config.inference.batching(),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    // The prior slot takes the most recent prior's image with its signed report.
     let prior = match (study.priors.first(), &study.prior_report) {
-        (Some(image), Some(report)) => Some(PriorStudy { image, report }),
+        (Some(image), Some(report)) => Some((Arc::new(image.clone()), report.clone())),
         _ => None,
     };
-    let request = [ReportRequest {
-        image: &study.current,
-        indication: &writer.indication,
-        prior,
-    }];
-    let generated = model
-        .generate_greedy(&request, true)
-        .map_err(|e| e.to_string())?
-        .remove(0);
-    let m = &model.manifest;
-    let used = ModelUsed {
-        task: "report".into(),
-        name: m.name.clone(),
-        version: m.version.clone(),
-        test_model: m.test_model,
-    };
-    Ok(draft.with_generated_text(&generated.text, &used))
+    let generated = writer_model
+        .write(WriterRequest {
+            image: Arc::new(study.current.clone()),
+            indication: writer
+                .indication
+                .clone()
+                .or_else(|| study.current.header.acquisition.indication.clone())
+                .unwrap_or_default(),
+            prior,
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(draft.with_generated_text(&generated.text, writer_model.model()))
 }
 
 pub fn draft(
@@ -283,7 +291,7 @@ pub fn draft(
     json: bool,
 ) -> Result<(), String> {
     let study = load_study(config, args, settings)?;
-    let draft = make_draft(&study, writer, settings)?;
+    let draft = make_draft(config, &study, writer, settings)?;
     if json {
         println!(
             "{}",
@@ -327,7 +335,7 @@ pub fn export(
         })
         .transpose()?;
     let study = load_study(config, args, settings)?;
-    let draft = make_draft(&study, writer, settings)?;
+    let draft = make_draft(config, &study, writer, settings)?;
     match format {
         ExportFormat::Sr => {
             let bytes = std::fs::read(&args.current)

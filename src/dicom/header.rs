@@ -67,6 +67,10 @@ pub struct Acquisition {
     pub patient_orientation: Vec<String>,
     pub patient_age: Option<Age>,
     pub patient_sex: Option<String>,
+    /// The clinical indication of the order: Reason for the Requested Procedure, else Reason
+    /// for Study, else Admitting Diagnoses Description (what a report pack's prompt is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indication: Option<String>,
 }
 
 /// Distance between pixel centres in mm: between rows (vertical) and between columns.
@@ -709,6 +713,13 @@ fn read_acquisition(attrs: Attributes, identity: &Identity) -> Result<Acquisitio
             .collect(),
         patient_age: read_age(attrs),
         patient_sex: attrs.text(tags::PATIENT_SEX),
+        indication: attrs
+            .text(tags::REASON_FOR_THE_REQUESTED_PROCEDURE)
+            .or_else(|| {
+                #[allow(deprecated)] // retired, and still what older modalities send
+                attrs.text(tags::REASON_FOR_STUDY)
+            })
+            .or_else(|| attrs.text(tags::ADMITTING_DIAGNOSES_DESCRIPTION)),
     })
 }
 

@@ -13,6 +13,7 @@
 
 pub mod fhir;
 pub mod sr;
+pub mod writer;
 
 use crate::analysis::{ModelUsed, StudyAnalysis};
 use crate::placement::geometry::LengthUnit;
@@ -393,20 +394,28 @@ impl Draft {
 /// Splits report text into (findings, impression) by its section titles; text without an
 /// IMPRESSION title is all findings.
 pub fn split_sections(text: &str) -> (String, String) {
-    let upper = text.to_uppercase();
     let strip = |s: &str| {
         let s = s.trim();
-        s.strip_prefix("FINDINGS:")
-            .or_else(|| s.strip_prefix("Findings:"))
-            .unwrap_or(s)
-            .trim()
-            .to_string()
+        match find_ascii_case_insensitive(s, "FINDINGS:") {
+            Some(0) => s["FINDINGS:".len()..].trim().to_string(),
+            _ => s.to_string(),
+        }
     };
-    match upper.find("IMPRESSION:") {
+    match find_ascii_case_insensitive(text, "IMPRESSION:") {
         Some(at) => (
             strip(&text[..at]),
             text[at + "IMPRESSION:".len()..].trim().to_string(),
         ),
         None => (strip(text), String::new()),
     }
+}
+
+/// The byte offset of the first match of an ASCII `title` in `text`, ignoring ASCII case.
+/// Searching the text itself (not an upper-cased copy, whose offsets differ once "ß" becomes
+/// "SS" or "ﬁ" becomes "FI") gives offsets that are char boundaries of `text`: a match is
+/// ASCII, and no UTF-8 continuation byte is ASCII.
+fn find_ascii_case_insensitive(text: &str, title: &str) -> Option<usize> {
+    let (haystack, needle) = (text.as_bytes(), title.as_bytes());
+    (0..=haystack.len().checked_sub(needle.len())?)
+        .find(|&at| haystack[at..at + needle.len()].eq_ignore_ascii_case(needle))
 }

@@ -109,8 +109,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         let metrics = Arc::new(BatchMetrics::default());
         let counters = metrics.clone();
         let max_batch = config.max_batch.max(1);
+        let name = name.to_string();
         std::thread::Builder::new()
-            .name(format!("batcher-{name}"))
+            .name(format!("batcher-{name}").chars().take(15).collect())
             .spawn(move || {
                 while let Ok(first) = jobs.recv() {
                     let deadline = first.enqueued + config.max_delay;
@@ -132,7 +133,15 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                     let (requests, replies): (Vec<Req>, Vec<_>) =
                         batch.into_iter().map(|j| (j.request, j.reply)).unzip();
                     let size = requests.len();
-                    let outcome = run_batch(requests);
+                    // A panic in the model (a defect) fails this batch, not the model's thread.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_batch(requests)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(InferenceError::Run(format!(
+                            "the model {name} panicked on this batch"
+                        )))
+                    });
                     counters
                         .compute_micros
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

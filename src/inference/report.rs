@@ -194,6 +194,11 @@ impl ReportModel {
 
     /// Runs the three graphs once (a blank image, one new token), so the first real request does
     /// not pay for ONNX Runtime's lazy initialisation; returns the time it took.
+    /// Generates at most `tokens` new tokens (the manifest's max_new_tokens otherwise).
+    pub fn set_max_new_tokens(&mut self, tokens: usize) {
+        self.spec.max_new_tokens = tokens.max(1);
+    }
+
     pub fn warm_up(&mut self) -> Result<std::time::Duration, InferenceError> {
         let started = std::time::Instant::now();
         let prompt = self.prompt_ids("", None)?;

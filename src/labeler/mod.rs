@@ -47,7 +47,7 @@ const SUPPORT_DEVICES: &str = "Support Devices";
 const CARDIOMEGALY: &str = "Cardiomegaly";
 const ENLARGED_CARDIOMEDIASTINUM: &str = "Enlarged Cardiomediastinum";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Label {
     Positive,

@@ -49,7 +49,7 @@ pub struct StudyPair {
     pub final_devices: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObservationAgreement {
     pub draft: Label,
     #[serde(rename = "final")]
@@ -57,7 +57,7 @@ pub struct ObservationAgreement {
     pub agree: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceAgreement {
     pub device: String,
     pub draft: Option<String>,
@@ -66,7 +66,7 @@ pub struct DeviceAgreement {
     pub agree: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SentenceMatches {
     /// Sentences of the final read with a draft sentence at cosine >= the threshold.
     pub final_matched: usize,
@@ -77,10 +77,11 @@ pub struct SentenceMatches {
     pub threshold: f32,
 }
 
-/// One study's comparison.
-#[derive(Debug, Clone, Serialize)]
+/// One study's comparison (kept as JSON by the service, computed once when a read is signed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudyComparison {
     pub id: serde_json::Value,
+    #[serde(deserialize_with = "observation_keys")]
     pub labels: BTreeMap<&'static str, ObservationAgreement>,
     pub devices: Vec<DeviceAgreement>,
     /// Word-level Levenshtein distance from draft to final read, and that over the longer
@@ -88,6 +89,26 @@ pub struct StudyComparison {
     pub edit_distance: usize,
     pub edit_fraction: f64,
     pub sentences: Option<SentenceMatches>,
+}
+
+/// The labels of a stored comparison, keyed by the labeler's own observation names (a name
+/// it does not know is an error, not a new observation).
+fn observation_keys<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<&'static str, ObservationAgreement>, D::Error> {
+    let named = BTreeMap::<String, ObservationAgreement>::deserialize(deserializer)?;
+    named
+        .into_iter()
+        .map(|(name, agreement)| {
+            OBSERVATIONS
+                .iter()
+                .find(|o| **o == name)
+                .map(|o| (*o, agreement))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("{name:?} is not a CheXpert observation"))
+                })
+        })
+        .collect()
 }
 
 fn words(text: &str) -> Vec<String> {

@@ -6,11 +6,10 @@
 
 use super::durable_file::AlignedBuffer;
 use super::proto::{instance_result::Outcome, InstanceResult, RenderedImage};
-use super::server::Metrics;
+use super::metrics::Metrics;
 use super::store::{hex, IncomingInstance, Store, StoreOutcome};
 use crate::dicom::{parse_dicom, ImageHeader};
 use sha2::{Digest, Sha256};
-use std::sync::atomic::Ordering;
 
 pub fn rejected(index: u32, reason: &str) -> InstanceResult {
     InstanceResult {
@@ -80,7 +79,7 @@ pub fn store_received(
 fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {
     let sha = hex(&Sha256::digest(bytes));
     let fail = |reason: String| {
-        metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+        metrics.ingest_rejected.inc();
         InstanceResult {
             sha256: sha.clone(),
             ..rejected(index, &reason)
@@ -121,15 +120,13 @@ fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> 
     };
     match store.put_instance(&incoming) {
         Ok((StoreOutcome::Stored, _)) => {
-            metrics.ingest_instances.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .ingest_bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            metrics.ingest_instances.inc();
+            metrics.ingest_bytes.inc_by(bytes.len() as u64);
             result.outcome = Outcome::Stored as i32;
         }
         Ok((StoreOutcome::Duplicate, _)) => result.outcome = Outcome::Duplicate as i32,
         Ok((StoreOutcome::Conflict, _)) => {
-            metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+            metrics.ingest_rejected.inc();
             result.outcome = Outcome::Conflict as i32;
             result.reason = "this SOP Instance UID was stored before with different bytes: kept for review, the stored instance is unchanged".into();
         }
@@ -146,13 +143,11 @@ fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> 
 /// The stored instance as a display PNG, longer side at most `size`; with `analysis`, the tube
 /// and line overlay drawn on it (the overlay is at most 1024 pixels on its longer side).
 pub fn render_png(
-    path: &std::path::Path,
+    radiograph: &crate::imaging::Radiograph,
     size: usize,
     analysis: Option<&crate::analysis::StudyAnalysis>,
 ) -> Result<RenderedImage, String> {
-    let radiograph = crate::dicom::read_file(path, &crate::dicom::DecodeLimits::default())
-        .map_err(|e| e.to_string())?;
-    let display = crate::analysis::display(&radiograph);
+    let display = crate::analysis::display(radiograph);
     let (rows, cols) = display.dim();
     let image = match analysis {
         Some(analysis) => {

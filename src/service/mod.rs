@@ -1,18 +1,37 @@
 //! The gRPC service: where PACS, radiologists and QA meet radassist.
 //!
-//! `radassist serve` runs [`serve`]: the store ([`store`]: blobs and SQLite) opened (jobs a
-//! crash interrupted are queued again), the analysis worker thread ([`worker`]), a timer that
-//! completes studies that have gone quiet, the gRPC services ([`server`]: ingest, worklist,
-//! quality, models; `grpc.health.v1` health and server reflection, so grpcurl and grpcui work),
-//! TLS when configured, and Prometheus metrics over HTTP. On SIGINT or SIGTERM it stops taking
-//! calls, lets those in flight finish (acknowledgements included), stops the worker after its
-//! current job, and exits.
+//! `radassist serve` runs [`serve`]. The parts, in the order a study meets them:
+//! - [`auth`]: one tower layer checks every call's bearer token against the table of RPC ->
+//!   roles, and puts the [`auth::Caller`] in the request;
+//! - [`ingest_service`] and [`ingest`]: instances received, validated, stored durably
+//!   ([`store`]: the catalogue in SQLite, the blobs in a [`store::BlobStore`]) and acknowledged;
+//! - the stable-study timer here completes studies that went quiet;
+//! - [`worker`] and [`job`]: a pool of analysis workers sharing batched models turns each
+//!   queued study into its work item (analysis, prior comparison, draft);
+//! - [`worklist_service`], [`quality_service`], [`model_service`]: the worklist and signing,
+//!   QA, and the admin's view of models and jobs;
+//! - [`lifecycle`]: every state and change; [`convert`]: domain <-> proto; [`state`]: what the
+//!   parts share; [`metrics`]: Prometheus text at `/metrics`; [`watch`]: server streams.
+//!
+//! Health (`grpc.health.v1`) and reflection are served too, so grpcurl and grpcui work. On
+//! SIGINT or SIGTERM the service stops taking calls, lets those in flight finish
+//! (acknowledgements included), lets each worker finish its current job, and exits.
 
+pub mod auth;
+pub mod convert;
 mod durable_file;
 pub mod ingest;
-pub mod server;
+pub mod ingest_service;
+pub mod job;
+pub mod lifecycle;
+pub mod metrics;
+pub mod model_service;
+pub mod quality_service;
+pub mod state;
 pub mod store;
+pub mod watch;
 pub mod worker;
+pub mod worklist_service;
 
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
@@ -22,14 +41,20 @@ pub mod proto {
 }
 
 use crate::config::Config;
+use ingest_service::IngestApi;
+use metrics::Metrics;
+use model_service::ModelApi;
 use proto::ingest_service_server::IngestServiceServer;
 use proto::model_service_server::ModelServiceServer;
 use proto::quality_service_server::QualityServiceServer;
 use proto::worklist_service_server::WorklistServiceServer;
-use server::{Metrics, Services, State};
+use quality_service::QualityApi;
+use state::State;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use worker::{AnalysisHealth, WorkerPool};
+use worklist_service::WorklistApi;
 
 /// How long in-flight calls get to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -52,12 +77,29 @@ async fn shutdown_signal() {
     }
 }
 
+/// Sets the gauges that are read off other parts (the queue, the ingest memory).
+async fn refresh_gauges(state: &State) {
+    let depth = state.store_call(|s| s.queue_depth()).await.unwrap_or(-1);
+    state.metrics.queue_depth.set(depth);
+    state
+        .metrics
+        .ingest_memory_bytes
+        .set(state.ingest.memory_in_use() as i64);
+}
+
 async fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<State>) {
     use http_body_util::Full;
     use hyper::body::Bytes;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors (EMFILE) and the like: accepting again at once
+                // would spin; wait for connections to close.
+                tracing::warn!("metrics: accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let state = state.clone();
         tokio::spawn(async move {
@@ -65,16 +107,19 @@ async fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<State>) {
                 move |request: hyper::Request<hyper::body::Incoming>| {
                     let state = state.clone();
                     async move {
-                        let response = if request.uri().path() == "/metrics" {
+                        if request.uri().path() == "/metrics" {
+                            refresh_gauges(&state).await;
                             hyper::Response::builder()
-                                .header("content-type", "text/plain; version=0.0.4")
-                                .body(Full::new(Bytes::from(server::metrics_text(&state))))
+                                .header(
+                                    "content-type",
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )
+                                .body(Full::new(Bytes::from(state.metrics.text())))
                         } else {
                             hyper::Response::builder()
                                 .status(404)
                                 .body(Full::new(Bytes::from("see /metrics\n")))
-                        };
-                        response
+                        }
                     }
                 },
             );
@@ -85,6 +130,73 @@ async fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<State>) {
     }
 }
 
+/// Completes the studies that have gone quiet, every half second.
+async fn stable_study_timer(state: Arc<State>) {
+    let quiet_ms = (state.config.stable_study_seconds * 1000) as i64;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Ok(uids) = state.store_call(move |s| s.stable_studies(quiet_ms)).await else {
+            continue;
+        };
+        for uid in uids {
+            let completed = {
+                let uid = uid.clone();
+                state.store_call(move |s| s.complete_study(&uid)).await
+            };
+            if let Ok(row) = completed {
+                state.study_changed(&uid, row.state == lifecycle::StudyState::Queued);
+            }
+        }
+    }
+}
+
+/// Keeps gRPC health in step with what the analysis workers can do: while none can run,
+/// the server (and IngestService: do not send studies nobody will analyse) is NOT_SERVING.
+async fn follow_analysis_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut health: tokio::sync::watch::Receiver<AnalysisHealth>,
+) {
+    loop {
+        let now = health.borrow_and_update().clone();
+        let serving = !matches!(now, AnalysisHealth::Unavailable(_));
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status(proto::ingest_service_server::SERVICE_NAME, status)
+            .await;
+        if let AnalysisHealth::Unavailable(reason) = &now {
+            tracing::error!("health NOT_SERVING: {reason}");
+        }
+        if health.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether `listen` may serve in plain text: loopback always; elsewhere only when the site
+/// says a TLS-terminating proxy is in front.
+fn check_plaintext(
+    address: std::net::SocketAddr,
+    tls: bool,
+    allow_plaintext: bool,
+) -> Result<(), String> {
+    if tls || address.ip().is_loopback() {
+        return Ok(());
+    }
+    if allow_plaintext {
+        tracing::warn!("serving without TLS on {address} (allow_plaintext = true): a TLS-terminating proxy must be in front");
+        return Ok(());
+    }
+    Err(format!(
+        "listen {address} is not loopback and TLS is not configured: bearer tokens and patient data would cross the network in clear text. Set service.tls_cert and service.tls_key, or, behind a TLS-terminating proxy, service.allow_plaintext = true"
+    ))
+}
+
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), String> {
     let sc = config.service.clone();
@@ -93,39 +205,35 @@ pub async fn serve(config: Config) -> Result<(), String> {
             "no [[service.tokens]] in the configuration: nobody could call the service".into(),
         );
     }
-    let store = Arc::new(
-        store::SqliteStore::open(&sc.data_dir)
-            .map_err(|e| format!("{}: {e}", sc.data_dir.display()))?,
-    );
-    let metrics = Arc::new(Metrics::default());
-    let state = Arc::new(State::new(store.clone(), sc.clone(), metrics));
+    let store: Arc<dyn store::Store> = {
+        let dir = sc.data_dir.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || store::SqliteStore::open(&dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("{}: {e}", sc.data_dir.display()))?,
+        )
+    };
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(State::new(store, sc.clone(), metrics));
+    let tls = match (&sc.tls_cert, &sc.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            Some(tonic::transport::Identity::from_pem(read(cert)?, read(key)?))
+        }
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&sc.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", sc.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    check_plaintext(address, tls.is_some(), sc.allow_plaintext)?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let (state, config, stop) = (state.clone(), config.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("analysis-worker".into())
-            .spawn(move || worker::run(state, config, stop))
-            .map_err(|e| format!("starting the worker: {e}"))?
-    };
-    // Studies that went quiet are complete.
-    {
-        let state = state.clone();
-        let quiet_ms = (sc.stable_study_seconds * 1000) as i64;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if let Ok(uids) = state.store.stable_studies(quiet_ms) {
-                    for uid in uids {
-                        if state.store.complete_study(&uid).is_ok() {
-                            let _ = state.events.send(server::Event::Study(uid));
-                        }
-                    }
-                }
-            }
-        });
-    }
+    let (health_tx, health_rx) = tokio::sync::watch::channel(AnalysisHealth::Loading);
+    let workers = WorkerPool::start(state.clone(), config.clone(), stop.clone(), health_tx)?;
+    tokio::spawn(stable_study_timer(state.clone()));
     if !sc.metrics_listen.is_empty() {
         let listener = tokio::net::TcpListener::bind(&sc.metrics_listen)
             .await
@@ -138,18 +246,20 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<IngestServiceServer<Services>>().await;
+    health.set_serving::<IngestServiceServer<IngestApi>>().await;
     health
-        .set_serving::<WorklistServiceServer<Services>>()
+        .set_serving::<WorklistServiceServer<WorklistApi>>()
         .await;
-    health.set_serving::<QualityServiceServer<Services>>().await;
-    health.set_serving::<ModelServiceServer<Services>>().await;
+    health
+        .set_serving::<QualityServiceServer<QualityApi>>()
+        .await;
+    health.set_serving::<ModelServiceServer<ModelApi>>().await;
+    tokio::spawn(follow_analysis_health(health, health_rx));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
-    let services = Services(state.clone());
     // Large receive windows: an instance is megabytes, and the default 64 KiB HTTP/2 window
     // would make every instance wait on flow-control round trips. Large frames: with the
     // default 16 KiB, a 2 MB instance is 128 DATA frames, each handled on its own by both ends.
@@ -157,28 +267,14 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .initial_stream_window_size(Some(8 << 20))
         .initial_connection_window_size(Some(32 << 20))
         .max_frame_size(Some(1 << 20));
-    let tls = match (&sc.tls_cert, &sc.tls_key) {
-        (Some(cert), Some(key)) => {
-            let read =
-                |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-            builder = builder
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                .map_err(|e| format!("TLS: {e}"))?;
-            true
-        }
-        _ => false,
-    };
-    let listener = tokio::net::TcpListener::bind(&sc.listen)
-        .await
-        .map_err(|e| format!("listen {}: {e}", sc.listen))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    if !tls && !address.ip().is_loopback() {
-        tracing::warn!("serving without TLS on {address}, which is not loopback: set service.tls_cert and tls_key");
+    if let Some(identity) = tls.clone() {
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("TLS: {e}"))?;
     }
     eprintln!(
         "radassist: listening on {address}{}",
-        if tls { " (TLS)" } else { "" }
+        if tls.is_some() { " (TLS)" } else { "" }
     );
     // On SIGINT/SIGTERM: stop taking calls, let those in flight finish, but not forever (an idle
     // client connection must not hold the process).
@@ -195,19 +291,21 @@ pub async fn serve(config: Config) -> Result<(), String> {
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     let serving = builder
+        .layer(metrics::RpcMetricsLayer(state.metrics.clone()))
+        .layer(auth::AuthLayer::new(&sc.tokens))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
-            IngestServiceServer::new(services.clone())
+            IngestServiceServer::new(IngestApi(state.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            WorklistServiceServer::new(services.clone())
+            WorklistServiceServer::new(WorklistApi(state.clone()))
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(QualityServiceServer::new(services.clone()))
-        .add_service(ModelServiceServer::new(services))
+        .add_service(QualityServiceServer::new(QualityApi(state.clone())))
+        .add_service(ModelServiceServer::new(ModelApi(state.clone())))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             signal,
@@ -219,8 +317,27 @@ pub async fn serve(config: Config) -> Result<(), String> {
             Ok(())
         }
     };
-    eprintln!("radassist: shutting down: the worker finishes its current job");
+    eprintln!("radassist: shutting down: the workers finish their current jobs");
     stop.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    state.jobs.notify();
+    let _ = tokio::task::spawn_blocking(move || workers.join()).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_plaintext;
+
+    #[test]
+    fn plaintext_is_refused_outside_loopback_unless_allowed() {
+        let loopback = "127.0.0.1:50051".parse().unwrap();
+        let v6_loopback = "[::1]:50051".parse().unwrap();
+        let everywhere = "0.0.0.0:50051".parse().unwrap();
+        assert!(check_plaintext(loopback, false, false).is_ok());
+        assert!(check_plaintext(v6_loopback, false, false).is_ok());
+        let refused = check_plaintext(everywhere, false, false).unwrap_err();
+        assert!(refused.contains("allow_plaintext"), "{refused}");
+        assert!(check_plaintext(everywhere, true, false).is_ok());
+        assert!(check_plaintext(everywhere, false, true).is_ok());
+    }
 }

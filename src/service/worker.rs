@@ -1,403 +1,304 @@
-//! The analysis worker: takes queued studies from the store and turns each into its one
-//! current work item.
+//! The analysis workers: a pool of `analysis_workers` threads that take queued studies from the
+//! store and turn each into its one current work item ([`super::job`]).
 //!
-//! A worker is a thread with its own models (ONNX Runtime sessions). For a study it decodes
-//! the first frontal chest image, finds the patient's earlier studies in the store (same
-//! Patient ID, earlier, chest, frontal) and takes the most recent as the prior (with its signed
-//! read as the prior report, when there is one), runs the analysis and the draft, and commits
-//! the work item together with the job's completion. A failure is recorded with its reason and
-//! retried up to `max_attempts`; a crash leaves the job running, and the next start queues it
-//! again.
+//! The models are loaded once and shared by every worker ([`JobModels`]: one batching thread
+//! per model), so studies analysed at the same time reach each model as one batch. Each job
+//! is supervised: an error or a panic fails that job with its reason (retried up to
+//! `max_attempts`), and the worker goes on with the next one. A worker waits on
+//! [`super::state::JobSignal`] for new jobs (with a slow fallback look at the queue, for jobs
+//! queued by another process). If no worker can run (the models did not load, or the store
+//! keeps failing), [`AnalysisHealth::Unavailable`] says why: gRPC health turns NOT_SERVING and
+//! `radassist_analysis_unavailable` is 1. A crash leaves a job running, and the next start
+//! queues it again.
 
-use super::proto::{self, WorkItem};
-use super::server::{Event, ModelStatus, State};
-use super::store::WorkItemRow;
-use crate::analysis::{Analyzer, PriorInput, StudyAnalysis};
+use super::job::{analyze_study, JobModels};
+use super::lifecycle::JobState;
+use super::state::{Event, ModelStatus, State};
+use super::store::{NewWorkItem, TakenJob};
+use crate::analysis::{Analyzer, BatchObserver, ModelUsed};
 use crate::config::Config;
-use crate::dicom::{self, DecodeLimits, ImageHeader, ProjectionView};
-use crate::draft::{Draft, Evidence, ImageReference};
-use crate::imaging::Radiograph;
-use crate::placement::Verdict;
-use prost::Message;
-use std::path::PathBuf;
+use crate::draft::writer::ReportWriter;
+use crate::inference::session::ProviderUsed;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs until `stop` is set (finishing the job in hand).
-pub fn run(state: Arc<State>, config: Config, stop: Arc<AtomicBool>) {
+/// Whether analysis can run, for health and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnalysisHealth {
+    /// The models are loading; studies are taken and wait in the queue.
+    Loading,
+    Serving { workers: usize },
+    /// No worker can run, and why.
+    Unavailable(String),
+}
+
+/// A look at the queue at least this often, even without a signal.
+const FALLBACK_POLL: Duration = Duration::from_secs(5);
+/// Failed store calls in a row before a worker reports analysis unavailable.
+const STORE_FAILURES_UNAVAILABLE: u32 = 3;
+
+/// The running pool: stopping it lets each worker finish the job in hand.
+pub struct WorkerPool {
+    loader: std::thread::JoinHandle<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl WorkerPool {
+    /// Loads the models (on a thread of its own: the service takes calls meanwhile) and starts
+    /// the workers; `health` follows what they can do.
+    pub fn start(
+        state: Arc<State>,
+        config: Config,
+        stop: Arc<AtomicBool>,
+        health: tokio::sync::watch::Sender<AnalysisHealth>,
+    ) -> Result<WorkerPool, String> {
+        let health = Arc::new(health);
+        let loader = std::thread::Builder::new()
+            .name("analysis-models".into())
+            .spawn(move || {
+                let models = match load_models(&state, &config) {
+                    Ok(models) => models,
+                    Err(reason) => {
+                        tracing::error!("the analysis models did not load: {reason}");
+                        state.metrics.analysis_unavailable.set(1);
+                        let _ = health.send(AnalysisHealth::Unavailable(format!(
+                            "the analysis models did not load: {reason}"
+                        )));
+                        return vec![];
+                    }
+                };
+                let workers = config.service.analysis_workers;
+                let _ = health.send(AnalysisHealth::Serving { workers });
+                (0..workers)
+                    .filter_map(|index| {
+                        let (state, models, config, stop, health) = (
+                            state.clone(),
+                            models.clone(),
+                            config.clone(),
+                            stop.clone(),
+                            health.clone(),
+                        );
+                        std::thread::Builder::new()
+                            .name(format!("analysis-worker-{index}"))
+                            .spawn(move || supervise(&state, &models, &config, &stop, &health))
+                            .map_err(|e| tracing::error!("starting analysis worker {index}: {e}"))
+                            .ok()
+                    })
+                    .collect()
+            })
+            .map_err(|e| format!("starting the analysis workers: {e}"))?;
+        Ok(WorkerPool { loader })
+    }
+
+    /// Waits for every worker to finish its job in hand (call after setting `stop` and
+    /// notifying the job signal).
+    pub fn join(self) {
+        if let Ok(workers) = self.loader.join() {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+fn status(m: &ModelUsed, provider: Option<ProviderUsed>) -> ModelStatus {
+    ModelStatus {
+        name: m.name.clone(),
+        task: m.task.clone(),
+        version: m.version.clone(),
+        test_model: m.test_model,
+        provider: provider
+            .map(|p| format!("{p:?}").to_lowercase())
+            .unwrap_or_default(),
+        healthy: true,
+        error: String::new(),
+    }
+}
+
+/// The analyzer and the report pack, each model behind its batching thread, with their
+/// batches counted in the metrics; their status goes to ModelService.ListModels.
+fn load_models(state: &Arc<State>, config: &Config) -> Result<JobModels, String> {
     let settings = config.inference.session_settings();
-    let packs = config.analysis_packs();
-    let mut analyzer = match Analyzer::new(
-        &packs,
-        &settings,
-        config.placement.clone(),
-        config.analysis.change,
-    ) {
-        Ok(analyzer) => {
-            let provider = format!("{:?} (configured)", settings.provider);
-            *state.models.write().unwrap_or_else(|p| p.into_inner()) = analyzer
+    let metrics = state.metrics.clone();
+    let observer: BatchObserver = Arc::new(move |model: &str, size: usize, seconds: f64| {
+        metrics.model_batch(model, size, seconds)
+    });
+    let loaded = (|| {
+        let analyzer = Analyzer::new(
+            &config.analysis_packs(),
+            &settings,
+            config.placement.clone(),
+            config.analysis.change,
+            config.inference.batching(),
+            Some(observer.clone()),
+        )
+        .map_err(|e| e.to_string())?;
+        let writer = match config.report_pack() {
+            Some(folder) => Some(
+                ReportWriter::load(
+                    &folder,
+                    &settings,
+                    config.analysis.generation,
+                    config.inference.batching(),
+                    Some(observer),
+                )
+                .map_err(|e| format!("report pack {}: {e}", folder.display()))?,
+            ),
+            None => None,
+        };
+        Ok::<_, String>(JobModels { analyzer, writer })
+    })();
+    let table = match &loaded {
+        Ok(models) => {
+            let mut table: Vec<ModelStatus> = models
+                .analyzer
                 .models()
                 .iter()
-                .map(|m| ModelStatus {
-                    name: m.name.clone(),
-                    task: m.task.clone(),
-                    version: m.version.clone(),
-                    test_model: m.test_model,
-                    provider: provider.clone(),
-                    healthy: true,
-                    error: String::new(),
-                })
+                .zip(models.analyzer.providers())
+                .map(|(m, p)| status(m, Some(*p)))
                 .collect();
-            Some(analyzer)
+            if let Some(w) = &models.writer {
+                table.push(status(w.model(), Some(w.provider())));
+            }
+            table
         }
-        Err(e) => {
-            tracing::error!("the analysis models did not load: {e}");
-            *state.models.write().unwrap_or_else(|p| p.into_inner()) = vec![ModelStatus {
-                name: "analysis".into(),
-                task: String::new(),
-                version: String::new(),
-                test_model: false,
-                provider: String::new(),
-                healthy: false,
-                error: e.to_string(),
-            }];
-            None
-        }
+        Err(e) => vec![ModelStatus {
+            name: "analysis".into(),
+            task: String::new(),
+            version: String::new(),
+            test_model: false,
+            provider: String::new(),
+            healthy: false,
+            error: e.clone(),
+        }],
     };
+    *state.models.write().unwrap_or_else(|p| p.into_inner()) = table;
+    loaded
+}
+
+/// Runs a worker until `stop`; a panic outside a job (a bug) restarts its loop.
+fn supervise(
+    state: &Arc<State>,
+    models: &JobModels,
+    config: &Config,
+    stop: &AtomicBool,
+    health: &tokio::sync::watch::Sender<AnalysisHealth>,
+) {
+    state.metrics.workers_alive.inc();
     while !stop.load(Ordering::Relaxed) {
-        let uid = match state.store.take_job() {
-            Ok(Some((uid, waited_ms))) => {
-                state
-                    .metrics
-                    .queue_wait_ms_total
-                    .fetch_add(waited_ms.max(0) as u64, Ordering::Relaxed);
-                uid
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            work(state, models, config, stop, health)
+        }));
+        if run.is_err() {
+            tracing::error!("an analysis worker's loop panicked: restarting it in a second");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    state.metrics.workers_alive.dec();
+}
+
+fn work(
+    state: &Arc<State>,
+    models: &JobModels,
+    config: &Config,
+    stop: &AtomicBool,
+    health: &tokio::sync::watch::Sender<AnalysisHealth>,
+) {
+    let mut store_failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let seen = state.jobs.seen();
+        match state.store.take_job() {
+            Ok(Some(job)) => {
+                if store_failures >= STORE_FAILURES_UNAVAILABLE {
+                    recovered(state, config, health);
+                }
+                store_failures = 0;
+                run_job(state, models, config, job);
             }
             Ok(None) => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
+                if store_failures >= STORE_FAILURES_UNAVAILABLE {
+                    recovered(state, config, health);
+                }
+                store_failures = 0;
+                state.jobs.wait(seen, FALLBACK_POLL);
             }
             Err(e) => {
+                store_failures += 1;
                 tracing::error!("taking a job: {e}");
+                if store_failures == STORE_FAILURES_UNAVAILABLE {
+                    state.metrics.analysis_unavailable.set(1);
+                    let _ = health.send(AnalysisHealth::Unavailable(format!(
+                        "the store fails to give jobs: {e}"
+                    )));
+                }
                 std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let _ = state.events.send(Event::Study(uid.clone()));
-        let started = Instant::now();
-        let outcome = match analyzer.as_mut() {
-            Some(analyzer) => analyze_study(&state, analyzer, &uid),
-            None => Err("the analysis models did not load: see ModelService.ListModels".into()),
-        };
-        let ms = started.elapsed().as_millis() as u64;
-        if let Some(analyzer) = analyzer.as_ref() {
-            *state
-                .metrics
-                .model_compute
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = analyzer.compute_time().clone();
-        }
-        let m = &state.metrics;
-        m.job_ms_total.fetch_add(ms, Ordering::Relaxed);
-        m.job_ms_last.store(ms, Ordering::Relaxed);
-        match outcome.and_then(|item| {
-            state
-                .store
-                .finish_job(&uid, &item)
-                .map(|_| item)
-                .map_err(|e| e.to_string())
-        }) {
-            Ok(item) => {
-                m.jobs_done.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(ms, critical = item.critical, "draft ready");
-                let _ = state.events.send(Event::Study(uid.clone()));
-                if item.critical {
-                    let _ = state.events.send(Event::CriticalItem(uid));
-                }
-            }
-            Err(reason) => {
-                m.jobs_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("analysis failed: {reason}");
-                if let Err(e) = state
-                    .store
-                    .fail_job(&uid, &reason, config.service.max_attempts)
-                {
-                    tracing::error!("recording a failed job: {e}");
-                }
-                let _ = state.events.send(Event::Study(uid));
             }
         }
     }
 }
 
-fn frontal(header: &ImageHeader) -> bool {
-    matches!(
-        header.acquisition.view,
-        ProjectionView::Pa | ProjectionView::Ap | ProjectionView::Unknown
-    )
-}
-
-/// The study's first decodable frontal image.
-fn study_image(state: &State, uid: &str) -> Result<Radiograph, String> {
-    let mut reasons = Vec::new();
-    for (sop, sha) in state
-        .store
-        .study_instances(uid)
-        .map_err(|e| e.to_string())?
-    {
-        match dicom::read_file(&state.store.blob_path(&sha), &DecodeLimits::default()) {
-            Ok(r) if frontal(&r.header) => return Ok(r),
-            Ok(_) => reasons.push(format!("{sop}: not a frontal view")),
-            Err(e) => reasons.push(format!("{sop}: {e}")),
-        }
-    }
-    Err(format!(
-        "no decodable frontal chest image in the study ({})",
-        reasons.join("; ")
-    ))
-}
-
-/// The header of the study's first frontal image, and its blob (no pixel decoding).
-fn study_frontal_header(state: &State, uid: &str) -> Option<(PathBuf, ImageHeader)> {
-    let instances = state.store.study_instances(uid).ok()?;
-    instances.into_iter().find_map(|(_, sha)| {
-        let path = state.store.blob_path(&sha);
-        let header = dicom::read_header(&path, &DecodeLimits::default()).ok()?;
-        frontal(&header).then_some((path, header))
-    })
-}
-
-fn analyze_study(state: &State, analyzer: &mut Analyzer, uid: &str) -> Result<WorkItemRow, String> {
-    let study = state.store.study(uid).map_err(|e| e.to_string())?;
-    let current = study_image(state, uid)?;
-    // The most recent earlier study of the patient, with its signed read when there is one.
-    // A prior must have a Study Date no later than the current one's (crate::priors::
-    // check_prior), which the catalog knows without reading a file. The rest are read header
-    // first, newest study first: once an eligible prior is found, older studies cannot be the
-    // most recent, so a long history costs a few header reads, and only the chosen prior's
-    // pixels are decoded.
-    let mut candidates: Vec<(String, PathBuf, ImageHeader)> = Vec::new();
-    let current_date =
-        (current.header.identity.study_date.as_deref()).filter(|_| !study.patient_id.is_empty());
-    if let Some(current_date) = current_date {
-        let mut newest_eligible: Option<String> = None;
-        for (other, date) in state
-            .store
-            .other_studies_of_patient(&study.patient_id, uid)
-            .map_err(|e| e.to_string())?
-        {
-            if date.is_empty() || date.as_str() > current_date {
-                continue;
-            }
-            if newest_eligible
-                .as_ref()
-                .is_some_and(|newest| &date < newest)
-            {
-                break;
-            }
-            let Some((path, header)) = study_frontal_header(state, &other) else {
-                continue;
-            };
-            if crate::priors::check_prior(&current.header, &header).is_ok() {
-                newest_eligible.get_or_insert(date);
-                candidates.push((other, path, header));
-            }
-        }
-    }
-    let headers: Vec<_> = candidates.iter().map(|(_, _, h)| h.clone()).collect();
-    // The best prior whose pixels decode (a header can be fine and its pixels not).
-    let prior = crate::priors::choose_priors(&current.header, &headers)
-        .into_iter()
-        .find_map(|i| {
-            let (other, path, _) = &candidates[i];
-            let radiograph = dicom::read_file(path, &DecodeLimits::default()).ok()?;
-            Some((other, radiograph))
-        });
-    let prior_report = prior.as_ref().and_then(|(other, _)| {
-        let row = state.store.work_item(other).ok()?;
-        proto::FinalRead::decode(row.final_read?.as_slice())
-            .ok()
-            .map(|r| r.text)
+fn recovered(state: &State, config: &Config, health: &tokio::sync::watch::Sender<AnalysisHealth>) {
+    state.metrics.analysis_unavailable.set(0);
+    let _ = health.send(AnalysisHealth::Serving {
+        workers: config.service.analysis_workers,
     });
-    let inputs: Vec<PriorInput> = prior
-        .as_ref()
-        .map(|(_, radiograph)| PriorInput {
-            radiograph,
-            report: prior_report.as_deref(),
-        })
-        .into_iter()
-        .collect();
-    let analysis = analyzer
-        .analyze(&current, &inputs)
-        .map_err(|e| e.to_string())?;
-    let id = &current.header.identity;
-    let reference = ImageReference {
-        sop_class_uid: id.sop_class_uid.clone().unwrap_or_default(),
-        sop_instance_uid: id.sop_instance_uid.clone().unwrap_or_default(),
-        series_instance_uid: id.series_instance_uid.clone().unwrap_or_default(),
-        study_instance_uid: uid.to_string(),
-    };
-    let draft = Draft::from_analysis(&analysis, vec![reference]);
-    let template = work_item_template(uid, &study, &draft, &analysis);
-    let critical = draft.critical;
-    let malpositioned = analysis
-        .current
-        .placement
-        .devices
-        .iter()
-        .any(|d| d.verdict == Verdict::Malpositioned);
-    let priority = if critical {
-        100
-    } else if malpositioned {
-        50
-    } else {
-        10
-    };
-    Ok(WorkItemRow {
-        study_instance_uid: uid.to_string(),
-        status: "UNCLAIMED".into(),
-        critical,
-        priority,
-        claimed_by: None,
-        created_at: 0,
-        template: template.encode_to_vec(),
-        analysis_json: serde_json::to_string(&analysis).map_err(|e| e.to_string())?,
-        model_version: analysis
-            .models
-            .iter()
-            .map(|m| format!("{}:{}@{}", m.task, m.name, m.version))
-            .collect::<Vec<_>>()
-            .join(","),
-        final_read: None,
-        signed_at: None,
-    })
 }
 
-fn evidence(e: &Evidence) -> proto::Evidence {
-    let (kind, description, value, unit) = match e {
-        Evidence::ModelOutput {
-            model,
-            observation,
-            probability,
-            threshold,
-        } => (
-            "model_output",
-            format!("{model}: {observation} {probability:.2} (threshold {threshold:.2})"),
-            f64::from(*probability),
-            "probability".to_string(),
-        ),
-        Evidence::Measurement {
-            name,
-            value,
-            unit,
-            verdict,
-            ..
-        } => (
-            "measurement",
-            format!("{name} {value:.1} ({})", verdict.as_str()),
-            *value,
-            format!("{unit:?}").to_lowercase(),
-        ),
-        Evidence::Landmark {
-            model,
-            name,
-            x,
-            y,
-            confidence,
-        } => (
-            "landmark",
-            format!("{model}: {name} at ({x:.1}, {y:.1}) px, confidence {confidence:.2}"),
-            f64::from(*confidence),
-            "confidence".to_string(),
-        ),
-        Evidence::Comparison {
-            prior_study_date,
-            subject,
-            change,
-            current_value,
-            ..
-        } => (
-            "comparison",
-            format!(
-                "{subject}: {change} since {}",
-                prior_study_date.as_deref().unwrap_or("the prior")
-            ),
-            current_value.unwrap_or(f64::NAN),
-            String::new(),
-        ),
-    };
-    proto::Evidence {
-        kind: kind.into(),
-        description,
-        value,
-        unit,
-    }
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
-fn statements(s: &[crate::draft::Statement]) -> Vec<proto::Statement> {
-    s.iter()
-        .map(|s| proto::Statement {
-            text: s.text.clone(),
-            critical: s.critical,
-            evidence: s.evidence.iter().map(evidence).collect(),
-        })
-        .collect()
-}
-
-fn work_item_template(
-    uid: &str,
-    study: &super::store::StudyRow,
-    draft: &Draft,
-    analysis: &StudyAnalysis,
-) -> WorkItem {
-    WorkItem {
-        name: format!("workItems/{uid}"),
-        study: format!("studies/{uid}"),
-        critical: draft.critical,
-        accession_number: study.accession_number.clone(),
-        patient_id: study.patient_id.clone(),
-        study_date: study.study_date.clone(),
-        draft: Some(proto::Draft {
-            text: draft.text.clone(),
-            author: draft.author.clone(),
-            preliminary: true,
-            findings: statements(&draft.findings),
-            impression: statements(&draft.impression),
-            models: draft
-                .models
-                .iter()
-                .map(|m| format!("{} {} {}", m.task, m.name, m.version))
-                .collect(),
-            warning: draft.warning.clone().unwrap_or_default(),
-        }),
-        devices: analysis
-            .current
-            .placement
-            .devices
-            .iter()
-            .map(|d| proto::DeviceCheck {
-                device: serde_json::to_value(d.device)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                verdict: serde_json::to_value(d.verdict)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                critical: d.critical,
-                statement: d.statement.clone(),
-                measurements: d
-                    .measurements
-                    .iter()
-                    .map(|m| proto::Measurement {
-                        name: m.name.clone(),
-                        value: m.value,
-                        unit: format!("{:?}", m.unit).to_lowercase(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        ..Default::default()
+/// One attempt at a job, its outcome committed.
+fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
+    let uid = job.study_instance_uid;
+    let m = &state.metrics;
+    m.queue_wait_seconds.observe(job.waited_ms as f64 / 1000.0);
+    let _ = state.events.send(Event::Study(uid.clone()));
+    let started = Instant::now();
+    let outcome: Result<NewWorkItem, String> =
+        catch_unwind(AssertUnwindSafe(|| analyze_study(state.store.as_ref(), models, &uid)))
+            .unwrap_or_else(|payload| {
+                m.job_panics.inc();
+                Err(format!(
+                    "the analysis panicked (a defect: please report it with this study): {}",
+                    panic_message(payload.as_ref())
+                ))
+            });
+    let seconds = started.elapsed().as_secs_f64();
+    m.job_seconds.observe(seconds);
+    match outcome.and_then(|item| {
+        state
+            .store
+            .finish_job(&uid, &item)
+            .map(|_| item)
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(item) => {
+            m.jobs_done.inc();
+            tracing::info!(seconds, attempt = job.attempt, critical = item.critical, "draft ready");
+            let _ = state.events.send(Event::Study(uid.clone()));
+            if item.critical {
+                let _ = state.events.send(Event::CriticalItem(uid));
+            }
+        }
+        Err(reason) => {
+            m.jobs_failed.inc();
+            tracing::warn!(attempt = job.attempt, "analysis failed: {reason}");
+            match state
+                .store
+                .fail_job(&uid, &reason, config.service.max_attempts)
+            {
+                Ok(JobState::Queued) => state.jobs.notify(),
+                Ok(_) => {}
+                Err(e) => tracing::error!("recording a failed job: {e}"),
+            }
+            let _ = state.events.send(Event::Study(uid));
+        }
     }
 }

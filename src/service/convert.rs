@@ -1,0 +1,306 @@
+//! Between the domain and the wire: the one place where stored rows, drafts, analyses and QA
+//! comparisons become protobuf messages (and resource names become UIDs).
+
+use super::lifecycle::{StudyState, WorkItemStatus};
+use super::proto::{self, study, work_item, FinalRead, WorkItem};
+use super::store::{StoreError, StudyRow, WorkItemRow};
+use crate::analysis::StudyAnalysis;
+use crate::draft::{Draft, Evidence};
+use prost::Message;
+use tonic::Status;
+
+pub fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound(m) => Status::not_found(m),
+        StoreError::Precondition(m) => Status::failed_precondition(m),
+        other => {
+            tracing::error!("store: {other}");
+            Status::internal("the store failed; the operation was not done: retry, and tell the administrator if it persists")
+        }
+    }
+}
+
+/// "studies/{uid}" or "workItems/{uid}" -> uid.
+pub fn uid_of(name: &str, collection: &str) -> Result<String, Status> {
+    name.strip_prefix(collection)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|uid| {
+            !uid.is_empty()
+                && uid.len() <= 64
+                && uid.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("name {name:?} is not \"{collection}/{{uid}}\""))
+        })
+}
+
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn millis(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+pub fn study_state(state: StudyState) -> study::State {
+    match state {
+        StudyState::Receiving => study::State::Receiving,
+        StudyState::Queued => study::State::Queued,
+        StudyState::Analyzing => study::State::Analyzing,
+        StudyState::DraftReady => study::State::DraftReady,
+        StudyState::Failed => study::State::Failed,
+        StudyState::Signed => study::State::Signed,
+    }
+}
+
+pub fn work_item_status(status: WorkItemStatus) -> work_item::Status {
+    match status {
+        WorkItemStatus::Unclaimed => work_item::Status::Unclaimed,
+        WorkItemStatus::Claimed => work_item::Status::Claimed,
+        WorkItemStatus::Signed => work_item::Status::Signed,
+    }
+}
+
+pub fn study_message(row: StudyRow) -> proto::Study {
+    proto::Study {
+        name: format!("studies/{}", row.study_instance_uid),
+        state: study_state(row.state) as i32,
+        instance_count: row.instance_count,
+        last_instance_time: Some(timestamp(row.last_instance_at)),
+        attempts: row.attempts,
+        failure_reason: row.failure_reason,
+    }
+}
+
+pub fn work_item_message(row: &WorkItemRow) -> Result<WorkItem, Status> {
+    let mut item = WorkItem::decode(row.template.as_slice())
+        .map_err(|e| Status::internal(format!("stored work item: {e}")))?;
+    item.status = work_item_status(row.status) as i32;
+    item.claimed_by = row.claimed_by.clone().unwrap_or_default();
+    item.priority = row.priority as i32;
+    item.critical = row.critical;
+    item.create_time = Some(timestamp(row.created_at));
+    item.final_read = match &row.final_read {
+        Some(bytes) => Some(
+            FinalRead::decode(bytes.as_slice())
+                .map_err(|e| Status::internal(format!("stored final read: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(item)
+}
+
+/// The QA pair of a work item's draft and a final read.
+pub fn study_pair(row: &WorkItemRow, read: &FinalRead) -> Result<crate::qa::StudyPair, Status> {
+    let item = work_item_message(row)?;
+    let draft = item.draft.unwrap_or_default();
+    Ok(crate::qa::StudyPair {
+        id: serde_json::Value::String(row.study_instance_uid.clone()),
+        draft: draft.text,
+        final_read: read.text.clone(),
+        model_version: Some(row.model_version.clone()),
+        date: None,
+        draft_devices: item
+            .devices
+            .iter()
+            .filter(|d| d.verdict != "absent")
+            .map(|d| (d.device.clone(), d.verdict.clone()))
+            .collect(),
+        final_devices: read
+            .devices
+            .iter()
+            .map(|d| (d.device.clone(), d.verdict.clone()))
+            .collect(),
+    })
+}
+
+pub fn comparison_message(
+    uid: &str,
+    comparison: &crate::qa::StudyComparison,
+) -> proto::StudyComparison {
+    proto::StudyComparison {
+        study: format!("studies/{uid}"),
+        observations: comparison
+            .labels
+            .iter()
+            .map(|(o, a)| proto::ObservationComparison {
+                observation: o.to_string(),
+                draft_label: a.draft.as_str().into(),
+                final_label: a.final_read.as_str().into(),
+                agrees: a.agree,
+            })
+            .collect(),
+        devices: comparison
+            .devices
+            .iter()
+            .map(|d| proto::DeviceComparison {
+                device: d.device.clone(),
+                draft_verdict: d.draft.clone().unwrap_or_default(),
+                final_verdict: d.final_read.clone().unwrap_or_default(),
+                agrees: d.agree,
+            })
+            .collect(),
+        edit_distance: comparison.edit_distance as u32,
+        edit_fraction: comparison.edit_fraction,
+    }
+}
+
+pub fn agreement_message(a: &crate::qa::Agreement) -> proto::Agreement {
+    let interval = |e: &crate::qa::Estimate| proto::Interval {
+        value: e.value.unwrap_or(f64::NAN),
+        low: e.low.unwrap_or(f64::NAN),
+        high: e.high.unwrap_or(f64::NAN),
+    };
+    proto::Agreement {
+        studies: a.studies as u32,
+        observations: a
+            .observations
+            .iter()
+            .map(|o| proto::ObservationStatistics {
+                observation: o.observation.into(),
+                true_positive: o.table.true_positive as u32,
+                false_positive: o.table.false_positive as u32,
+                false_negative: o.table.false_negative as u32,
+                true_negative: o.table.true_negative as u32,
+                sensitivity: Some(interval(&o.sensitivity)),
+                ppv: Some(interval(&o.ppv)),
+                f1: o.f1.unwrap_or(f64::NAN),
+                kappa: Some(interval(&o.kappa)),
+            })
+            .collect(),
+        device_agreement: a.device_agreement.value.unwrap_or(f64::NAN),
+    }
+}
+fn evidence(e: &Evidence) -> proto::Evidence {
+    let (kind, description, value, unit) = match e {
+        Evidence::ModelOutput {
+            model,
+            observation,
+            probability,
+            threshold,
+        } => (
+            "model_output",
+            format!("{model}: {observation} {probability:.2} (threshold {threshold:.2})"),
+            f64::from(*probability),
+            "probability".to_string(),
+        ),
+        Evidence::Measurement {
+            name,
+            value,
+            unit,
+            verdict,
+            ..
+        } => (
+            "measurement",
+            format!("{name} {value:.1} ({})", verdict.as_str()),
+            *value,
+            format!("{unit:?}").to_lowercase(),
+        ),
+        Evidence::Landmark {
+            model,
+            name,
+            x,
+            y,
+            confidence,
+        } => (
+            "landmark",
+            format!("{model}: {name} at ({x:.1}, {y:.1}) px, confidence {confidence:.2}"),
+            f64::from(*confidence),
+            "confidence".to_string(),
+        ),
+        Evidence::Comparison {
+            prior_study_date,
+            subject,
+            change,
+            current_value,
+            ..
+        } => (
+            "comparison",
+            format!(
+                "{subject}: {change} since {}",
+                prior_study_date.as_deref().unwrap_or("the prior")
+            ),
+            current_value.unwrap_or(f64::NAN),
+            String::new(),
+        ),
+    };
+    proto::Evidence {
+        kind: kind.into(),
+        description,
+        value,
+        unit,
+    }
+}
+
+fn statements(s: &[crate::draft::Statement]) -> Vec<proto::Statement> {
+    s.iter()
+        .map(|s| proto::Statement {
+            text: s.text.clone(),
+            critical: s.critical,
+            evidence: s.evidence.iter().map(evidence).collect(),
+        })
+        .collect()
+}
+
+/// The work item the worker stores for a study: its fields, the draft with the evidence of each
+/// sentence, and the device checks.
+pub fn work_item_template(
+    uid: &str,
+    study: &StudyRow,
+    draft: &Draft,
+    analysis: &StudyAnalysis,
+) -> WorkItem {
+    WorkItem {
+        name: format!("workItems/{uid}"),
+        study: format!("studies/{uid}"),
+        critical: draft.critical,
+        accession_number: study.accession_number.clone(),
+        patient_id: study.patient_id.clone(),
+        study_date: study.study_date.clone(),
+        draft: Some(proto::Draft {
+            text: draft.text.clone(),
+            author: draft.author.clone(),
+            preliminary: true,
+            findings: statements(&draft.findings),
+            impression: statements(&draft.impression),
+            models: draft
+                .models
+                .iter()
+                .map(|m| format!("{} {} {}", m.task, m.name, m.version))
+                .collect(),
+            warning: draft.warning.clone().unwrap_or_default(),
+        }),
+        devices: analysis
+            .current
+            .placement
+            .devices
+            .iter()
+            .map(|d| proto::DeviceCheck {
+                device: serde_json::to_value(d.device)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                verdict: serde_json::to_value(d.verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                critical: d.critical,
+                statement: d.statement.clone(),
+                measurements: d
+                    .measurements
+                    .iter()
+                    .map(|m| proto::Measurement {
+                        name: m.name.clone(),
+                        value: m.value,
+                        unit: format!("{:?}", m.unit).to_lowercase(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,272 @@
+//! IngestService: PACS push instances (a stream of chunks per instance), complete studies, and
+//! follow a study's state.
+//!
+//! An instance is acknowledged STORED only once its blob is durable and its catalogue row
+//! committed (see [`super::ingest`]). Memory is bounded twice: at most
+//! `max_concurrent_streams` streams (more get RESOURCE_EXHAUSTED with `retry-after-ms`), and at
+//! most `max_ingest_memory_bytes` received and not yet stored, all streams together ([`IngestLimits`]).
+
+use super::auth::caller;
+use super::convert::{study_message, study_state, uid_of};
+use super::ingest;
+use super::lifecycle::StudyState;
+use super::proto::ingest_service_server::IngestService;
+use super::proto::{self, *};
+use super::state::{Event, State};
+use super::watch::{async_stream, WatchStream};
+use crate::config::ServiceConfig;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tonic::{Request, Response, Status, Streaming};
+
+/// How much ingest the server takes at once.
+pub struct IngestLimits {
+    pub slots: Arc<Semaphore>,
+    /// Bytes received and not yet stored, all streams together: a permit per byte, at most
+    /// `max_ingest_memory_bytes`.
+    memory: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl IngestLimits {
+    pub fn new(config: &ServiceConfig) -> IngestLimits {
+        // As far as a semaphore counts.
+        let capacity = config.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS);
+        IngestLimits {
+            slots: Arc::new(Semaphore::new(config.max_concurrent_streams.max(1))),
+            memory: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// Bytes received and not yet stored.
+    pub fn memory_in_use(&self) -> usize {
+        self.capacity - self.memory.available_permits()
+    }
+
+    /// Room in the ingest memory for `bytes` of instance `index`. Waiting here stops reading
+    /// the stream, so HTTP/2 flow control holds its sender back; after `ingest_memory_wait_ms`
+    /// without room, RESOURCE_EXHAUSTED.
+    async fn room_for(
+        &self,
+        state: &State,
+        bytes: usize,
+        index: u32,
+    ) -> Result<OwnedSemaphorePermit, Status> {
+        // A chunk is at most the 64 MiB message limit: it fits in a u32.
+        let bytes = bytes as u32;
+        if let Ok(permit) = self.memory.clone().try_acquire_many_owned(bytes) {
+            return Ok(permit);
+        }
+        state.metrics.ingest_memory_waits.inc();
+        let wait = Duration::from_millis(state.config.ingest_memory_wait_ms);
+        match tokio::time::timeout(wait, self.memory.clone().acquire_many_owned(bytes)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                state.metrics.ingest_memory_refusals.inc();
+                Err(retry_later(format!(
+                    "the server's ingest memory (max_ingest_memory_bytes, {} bytes) stayed full for {} ms: instances this stream finished before instance {index} may be stored; send the stream again after the retry-after-ms trailer (stored instances come back as duplicates)",
+                    state.config.max_ingest_memory_bytes, state.config.ingest_memory_wait_ms
+                )))
+            }
+        }
+    }
+}
+
+/// RESOURCE_EXHAUSTED with a `retry-after-ms` trailer: come back in a second.
+fn retry_later(message: String) -> Status {
+    let mut status = Status::resource_exhausted(message);
+    status
+        .metadata_mut()
+        .insert("retry-after-ms", "1000".parse().expect("ascii"));
+    status
+}
+
+#[derive(Clone)]
+pub struct IngestApi(pub Arc<State>);
+
+impl IngestApi {
+    async fn study(&self, uid: String) -> Result<proto::Study, Status> {
+        self.0
+            .store_call(move |s| s.study(&uid))
+            .await
+            .map(study_message)
+    }
+}
+
+#[tonic::async_trait]
+impl IngestService for IngestApi {
+    async fn store_instances(
+        &self,
+        request: Request<Streaming<StoreInstancesRequest>>,
+    ) -> Result<Response<StoreInstancesResponse>, Status> {
+        let state = &self.0;
+        let caller = caller(&request)?;
+        let Ok(_slot) = state.ingest.slots.clone().try_acquire_owned() else {
+            state.metrics.ingest_refused_streams.inc();
+            return Err(retry_later(format!(
+                "{} ingest streams are open, the most this server takes: retry after the retry-after-ms trailer",
+                state.config.max_concurrent_streams
+            )));
+        };
+        let mut stream = request.into_inner();
+        // Results in arrival order; instances are stored while the next ones arrive (at most
+        // IN_FLIGHT per stream; their bytes count against the ingest memory until stored).
+        const IN_FLIGHT: usize = 8;
+        let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<InstanceResult>> =
+            Default::default();
+        let mut results = Vec::new();
+        // The instance being received: its index, its chunks as they came (tonic's buffers, not
+        // copied) and the ingest memory they hold (a permit per byte: their length); or None
+        // once it grew past the limit (the rest is skipped).
+        type Received = (Vec<bytes::Bytes>, Option<OwnedSemaphorePermit>);
+        let mut current: Option<(u32, Option<Received>)> = None;
+        let limit = state.config.max_instance_bytes;
+        let ready = |result: InstanceResult| async move { result };
+        while let Some(message) = stream.message().await? {
+            if let Some((index, _)) = &current {
+                if *index != message.instance_index {
+                    let index = *index;
+                    current = None;
+                    pending.push_back(tokio::spawn(ready(ingest::rejected(
+                        index,
+                        "the stream went on to another instance before this one's last_chunk",
+                    ))));
+                }
+            }
+            let entry =
+                current.get_or_insert_with(|| (message.instance_index, Some((Vec::new(), None))));
+            if let Some((chunks, memory)) = &mut entry.1 {
+                let length = memory.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+                if length + message.chunk.len() > limit {
+                    entry.1 = None;
+                } else {
+                    let room = state
+                        .ingest
+                        .room_for(state, message.chunk.len(), message.instance_index)
+                        .await?;
+                    match memory {
+                        Some(held) => held.merge(room),
+                        None => *memory = Some(room),
+                    }
+                    chunks.push(message.chunk);
+                }
+            }
+            if message.last_chunk {
+                let (index, received) = current.take().expect("set above");
+                let task = match received {
+                    None => tokio::spawn(ready(ingest::rejected(
+                        index,
+                        &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
+                    ))),
+                    Some((chunks, memory)) => {
+                        let (store, metrics, events) = (
+                            state.store.clone(),
+                            state.metrics.clone(),
+                            state.events.clone(),
+                        );
+                        tokio::task::spawn_blocking(move || {
+                            let result =
+                                ingest::store_received(store.as_ref(), &metrics, index, &chunks);
+                            // The instance's memory is free again.
+                            drop((chunks, memory));
+                            if result.outcome == instance_result::Outcome::Stored as i32 {
+                                if let Some(uid) = result.study.strip_prefix("studies/") {
+                                    let _ = events.send(Event::Study(uid.to_string()));
+                                }
+                            }
+                            result
+                        })
+                    }
+                };
+                pending.push_back(task);
+                while pending.len() >= IN_FLIGHT {
+                    let oldest = pending.pop_front().expect("not empty");
+                    results.push(
+                        oldest
+                            .await
+                            .map_err(|e| Status::internal(format!("ingest worker: {e}")))?,
+                    );
+                }
+            }
+        }
+        if let Some((index, _)) = current {
+            pending.push_back(tokio::spawn(ready(ingest::rejected(
+                index,
+                "the stream ended before the instance's last_chunk",
+            ))));
+        }
+        for task in pending {
+            results.push(
+                task.await
+                    .map_err(|e| Status::internal(format!("ingest worker: {e}")))?,
+            );
+        }
+        tracing::info!(caller = %caller.name, instances = results.len(), "ingest stream done");
+        Ok(Response::new(StoreInstancesResponse { results }))
+    }
+
+    async fn complete_study(
+        &self,
+        request: Request<CompleteStudyRequest>,
+    ) -> Result<Response<proto::Study>, Status> {
+        let state = &self.0;
+        let uid = uid_of(&request.get_ref().name, "studies")?;
+        let row = {
+            let uid = uid.clone();
+            state.store_call(move |s| s.complete_study(&uid)).await?
+        };
+        state.study_changed(&uid, row.state == StudyState::Queued);
+        Ok(Response::new(study_message(row)))
+    }
+
+    async fn get_study(
+        &self,
+        request: Request<GetStudyRequest>,
+    ) -> Result<Response<proto::Study>, Status> {
+        let uid = uid_of(&request.get_ref().name, "studies")?;
+        Ok(Response::new(self.study(uid).await?))
+    }
+
+    type WatchStudyStream = WatchStream<proto::Study>;
+
+    async fn watch_study(
+        &self,
+        request: Request<WatchStudyRequest>,
+    ) -> Result<Response<Self::WatchStudyStream>, Status> {
+        let api = self.clone();
+        let uid = uid_of(&request.get_ref().name, "studies")?;
+        let mut events = api.0.events.subscribe();
+        let first = api.study(uid.clone()).await?;
+        let stream = async_stream(move |tx| async move {
+            let terminal = |s: &proto::Study| {
+                StudyState::ALL
+                    .iter()
+                    .any(|t| t.is_settled() && study_state(*t) as i32 == s.state)
+            };
+            let mut last = first.clone();
+            if tx.send(Ok(first)).await.is_err() || terminal(&last) {
+                return;
+            }
+            loop {
+                match events.recv().await {
+                    Ok(Event::Study(changed)) if changed == uid => {}
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+                let Ok(now) = api.study(uid.clone()).await else {
+                    return;
+                };
+                if now != last {
+                    last = now.clone();
+                    if tx.send(Ok(now)).await.is_err() || terminal(&last) {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}

@@ -1,0 +1,204 @@
+//! One analysis job: a study becomes its work item.
+//!
+//! The study's first decodable frontal chest image is the current image. The prior is the
+//! patient's most recent earlier study in the store (same Patient ID, chest, frontal; its
+//! signed read as the prior report when there is one). The [`Analyzer`] runs the findings,
+//! landmarks and prior comparison; the draft is written by the report pack when one is
+//! configured (given the current image, the prior image and report, and the indication from
+//! the header), else by the structured renderer; the structured results stay as the evidence
+//! of every sentence either way.
+
+use super::convert::work_item_template;
+use super::proto;
+use super::store::{decode, decode_header, NewWorkItem, Store};
+use crate::analysis::{Analyzer, PriorInput};
+use crate::dicom::{ImageHeader, ProjectionView};
+use crate::draft::writer::{ReportWriter, WriterRequest};
+use crate::draft::{Draft, ImageReference};
+use crate::imaging::Radiograph;
+use crate::placement::Verdict;
+use prost::Message;
+use std::sync::Arc;
+
+/// The models a job uses (shared by every worker).
+#[derive(Clone)]
+pub struct JobModels {
+    pub analyzer: Analyzer,
+    pub writer: Option<ReportWriter>,
+}
+
+/// A test hook: a study whose Accession Number is the value of this variable makes its job
+/// panic, so tests can check that a panicking job fails alone. Unset in production.
+pub const PANIC_HOOK: &str = "RADASSIST_TEST_PANIC_ACCESSION";
+
+fn frontal(header: &ImageHeader) -> bool {
+    matches!(
+        header.acquisition.view,
+        ProjectionView::Pa | ProjectionView::Ap | ProjectionView::Unknown
+    )
+}
+
+/// The study's first decodable frontal image.
+fn study_image(store: &dyn Store, uid: &str) -> Result<Radiograph, String> {
+    let mut reasons = Vec::new();
+    for (sop, sha) in store.study_instances(uid).map_err(|e| e.to_string())? {
+        match decode(store.blobs(), &sha) {
+            Ok(r) if frontal(&r.header) => return Ok(r),
+            Ok(_) => reasons.push(format!("{sop}: not a frontal view")),
+            Err(e) => reasons.push(format!("{sop}: {e}")),
+        }
+    }
+    Err(format!(
+        "no decodable frontal chest image in the study ({})",
+        reasons.join("; ")
+    ))
+}
+
+/// The blob and header of the study's first frontal image (no pixel decoding).
+fn study_frontal_header(store: &dyn Store, uid: &str) -> Option<(String, ImageHeader)> {
+    let instances = store.study_instances(uid).ok()?;
+    instances.into_iter().find_map(|(_, sha)| {
+        let header = decode_header(store.blobs(), &sha).ok()?;
+        frontal(&header).then_some((sha, header))
+    })
+}
+
+/// The most recent earlier study of the patient, decoded, with its signed read if any.
+///
+/// A prior must have a Study Date no later than the current one's (crate::priors::
+/// check_prior), which the catalogue knows without reading a file. The rest are read header
+/// first, newest study first: once an eligible prior is found, older studies cannot be the most
+/// recent, so a long history costs a few header reads, and only the chosen prior's pixels are
+/// decoded.
+fn find_prior(
+    store: &dyn Store,
+    uid: &str,
+    patient_id: &str,
+    current: &ImageHeader,
+) -> Result<Option<(Radiograph, Option<String>)>, String> {
+    let Some(current_date) = current
+        .identity
+        .study_date
+        .as_deref()
+        .filter(|_| !patient_id.is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut candidates: Vec<(String, String, ImageHeader)> = Vec::new();
+    let mut newest_eligible: Option<String> = None;
+    for (other, date) in store
+        .other_studies_of_patient(patient_id, uid)
+        .map_err(|e| e.to_string())?
+    {
+        if date.is_empty() || date.as_str() > current_date {
+            continue;
+        }
+        if newest_eligible.as_ref().is_some_and(|newest| &date < newest) {
+            break;
+        }
+        let Some((sha, header)) = study_frontal_header(store, &other) else {
+            continue;
+        };
+        if crate::priors::check_prior(current, &header).is_ok() {
+            newest_eligible.get_or_insert(date);
+            candidates.push((other, sha, header));
+        }
+    }
+    let headers: Vec<_> = candidates.iter().map(|(_, _, h)| h.clone()).collect();
+    // The best prior whose pixels decode (a header can be fine and its pixels not).
+    let prior = crate::priors::choose_priors(current, &headers)
+        .into_iter()
+        .find_map(|i| {
+            let (other, sha, _) = &candidates[i];
+            Some((other.clone(), decode(store.blobs(), sha).ok()?))
+        });
+    Ok(prior.map(|(other, radiograph)| {
+        let report = store.work_item(&other).ok().and_then(|row| {
+            proto::FinalRead::decode(row.final_read?.as_slice())
+                .ok()
+                .map(|r| r.text)
+        });
+        (radiograph, report)
+    }))
+}
+
+/// Analyses study `uid` and drafts its report.
+pub fn analyze_study(
+    store: &dyn Store,
+    models: &JobModels,
+    uid: &str,
+) -> Result<NewWorkItem, String> {
+    let study = store.study(uid).map_err(|e| e.to_string())?;
+    if std::env::var(PANIC_HOOK).is_ok_and(|a| !a.is_empty() && a == study.accession_number) {
+        panic!("test hook {PANIC_HOOK}: this study's job panics");
+    }
+    let current = Arc::new(study_image(store, uid)?);
+    let prior = find_prior(store, uid, &study.patient_id, &current.header)?;
+    let prior = prior.map(|(radiograph, report)| (Arc::new(radiograph), report));
+    let inputs: Vec<PriorInput> = prior
+        .iter()
+        .map(|(radiograph, report)| PriorInput {
+            radiograph,
+            report: report.as_deref(),
+        })
+        .collect();
+    let analysis = models
+        .analyzer
+        .analyze(&current, &inputs)
+        .map_err(|e| e.to_string())?;
+    let id = &current.header.identity;
+    let reference = ImageReference {
+        sop_class_uid: id.sop_class_uid.clone().unwrap_or_default(),
+        sop_instance_uid: id.sop_instance_uid.clone().unwrap_or_default(),
+        series_instance_uid: id.series_instance_uid.clone().unwrap_or_default(),
+        study_instance_uid: uid.to_string(),
+    };
+    let mut draft = Draft::from_analysis(&analysis, vec![reference]);
+    if let Some(writer) = &models.writer {
+        let request = WriterRequest {
+            image: current.clone(),
+            indication: current
+                .header
+                .acquisition
+                .indication
+                .clone()
+                .unwrap_or_default(),
+            // The pack's prior slot takes an image with its signed report.
+            prior: prior
+                .as_ref()
+                .and_then(|(image, report)| Some((image.clone(), report.clone()?))),
+        };
+        let generated = writer
+            .write(request)
+            .map_err(|e| format!("the report pack: {e}"))?;
+        draft = draft.with_generated_text(&generated.text, writer.model());
+    }
+    let template = work_item_template(uid, &study, &draft, &analysis);
+    let critical = draft.critical;
+    let malpositioned = analysis
+        .current
+        .placement
+        .devices
+        .iter()
+        .any(|d| d.verdict == Verdict::Malpositioned);
+    let priority = if critical {
+        100
+    } else if malpositioned {
+        50
+    } else {
+        10
+    };
+    let mut models_used = analysis.models.clone();
+    models_used.extend(models.writer.as_ref().map(|w| w.model().clone()));
+    Ok(NewWorkItem {
+        critical,
+        priority,
+        template: template.encode_to_vec(),
+        analysis_json: serde_json::to_string(&analysis).map_err(|e| e.to_string())?,
+        model_version: models_used
+            .iter()
+            .map(|m| format!("{}:{}@{}", m.task, m.name, m.version))
+            .collect::<Vec<_>>()
+            .join(","),
+    })
+}

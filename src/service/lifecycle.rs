@@ -1,0 +1,135 @@
+//! The lifecycle of a study, its analysis job and its work item: every state, and every change
+//! the service makes, in one place.
+//!
+//! ```text
+//! study:     RECEIVING --complete (CompleteStudy, or quiet for stable_study_seconds)--> QUEUED
+//!            QUEUED --a worker takes the job--> ANALYZING
+//!            ANALYZING --draft committed--> DRAFT_READY --signed--> SIGNED
+//!            ANALYZING --failed, attempts left--> QUEUED;  --no attempts left--> FAILED
+//!            any state --a new instance arrives--> RECEIVING (the study is analysed again)
+//!            ANALYZING --crash--> QUEUED (at the next start)
+//! job:       queued -> running -> done | queued (retry) | failed
+//! work item: UNCLAIMED --claim--> CLAIMED(by R) --release by R--> UNCLAIMED
+//!            CLAIMED(by R) --sign by R--> SIGNED
+//! ```
+//!
+//! The store makes each change as one conditional update (`UPDATE ... WHERE status = <from>`)
+//! and checks its row count, so that of two callers racing for the same change exactly one
+//! wins and the other is told why it did not. Each enum is stored and sent through the one
+//! mapping here ([`StudyState::as_str`] and `parse`, and the proto conversions in
+//! `super::convert`).
+
+use std::fmt;
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every value, in lifecycle order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text the store keeps.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// The value of a stored text (None: not one of ours).
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $name::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("{text:?} is not a {}", stringify!($name)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a study is in its lifecycle.
+    StudyState {
+        Receiving => "RECEIVING",
+        Queued => "QUEUED",
+        Analyzing => "ANALYZING",
+        DraftReady => "DRAFT_READY",
+        Failed => "FAILED",
+        Signed => "SIGNED",
+    }
+);
+
+text_enum!(
+    /// Where a study's analysis job is.
+    JobState {
+        Queued => "queued",
+        Running => "running",
+        Done => "done",
+        Failed => "failed",
+    }
+);
+
+text_enum!(
+    /// Where a study's work item (its draft, then its signed read) is.
+    WorkItemStatus {
+        Unclaimed => "UNCLAIMED",
+        Claimed => "CLAIMED",
+        Signed => "SIGNED",
+    }
+);
+
+impl StudyState {
+    /// A state a study leaves only when something new arrives (a watch may end here).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            StudyState::DraftReady | StudyState::Failed | StudyState::Signed
+        )
+    }
+}
+
+impl JobState {
+    /// A job in one of these states is not queued again by completing its study.
+    pub fn is_pending(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_itself() {
+        for s in StudyState::ALL {
+            assert_eq!(StudyState::parse(s.as_str()), Some(*s));
+        }
+        for s in JobState::ALL {
+            assert_eq!(JobState::parse(s.as_str()), Some(*s));
+        }
+        for s in WorkItemStatus::ALL {
+            assert_eq!(WorkItemStatus::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(StudyState::parse("analyzing"), None);
+    }
+}

@@ -1,0 +1,253 @@
+//! The service's metrics, in the Prometheus (OpenMetrics) text format at `/metrics`.
+//!
+//! Counters for ingest, histograms for job duration, queue wait, model compute per batch and
+//! RPC latency, the batch sizes each model saw, gauges for the queue depth, the ingest memory
+//! in use and the analysis workers alive (with the reason when none can run). Everything is
+//! registered once in [`Metrics::new`]; [`RpcMetricsLayer`] times every gRPC call.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms to about 9 minutes.
+    Histogram::new(exponential_buckets(0.001, 2.0, 20))
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub ingest_bytes: Counter,
+    pub ingest_instances: Counter,
+    pub ingest_rejected: Counter,
+    pub ingest_refused_streams: Counter,
+    pub ingest_memory_waits: Counter,
+    pub ingest_memory_refusals: Counter,
+    pub ingest_memory_bytes: Gauge,
+    pub queue_depth: Gauge,
+    pub jobs_done: Counter,
+    pub jobs_failed: Counter,
+    /// Jobs whose analysis panicked (each also counts as failed).
+    pub job_panics: Counter,
+    pub job_seconds: Histogram,
+    pub queue_wait_seconds: Histogram,
+    pub workers_alive: Gauge,
+    /// 1 while no analysis worker can run (the models did not load, or every worker died).
+    pub analysis_unavailable: Gauge,
+    /// Per model ("task:name"): images or prompts run, seconds per batch, batch sizes.
+    pub model_requests: Family<Labels, Counter>,
+    pub model_batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub model_batch_size: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Per RPC: latency and status code.
+    pub rpc_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("radassist");
+        let m = Metrics {
+            ingest_bytes: Counter::default(),
+            ingest_instances: Counter::default(),
+            ingest_rejected: Counter::default(),
+            ingest_refused_streams: Counter::default(),
+            ingest_memory_waits: Counter::default(),
+            ingest_memory_refusals: Counter::default(),
+            ingest_memory_bytes: Gauge::default(),
+            queue_depth: Gauge::default(),
+            jobs_done: Counter::default(),
+            jobs_failed: Counter::default(),
+            job_panics: Counter::default(),
+            job_seconds: seconds_histogram(),
+            queue_wait_seconds: seconds_histogram(),
+            workers_alive: Gauge::default(),
+            analysis_unavailable: Gauge::default(),
+            model_requests: Family::default(),
+            model_batch_seconds: Family::new_with_constructor(seconds_histogram),
+            model_batch_size: Family::new_with_constructor(batch_histogram),
+            rpc_seconds: Family::new_with_constructor(seconds_histogram),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("ingest_bytes", "DICOM bytes stored", m.ingest_bytes.clone());
+        r.register("ingest_instances", "instances stored", m.ingest_instances.clone());
+        r.register(
+            "ingest_rejected",
+            "instances rejected or conflicting",
+            m.ingest_rejected.clone(),
+        );
+        r.register(
+            "ingest_streams_refused",
+            "ingest streams refused (RESOURCE_EXHAUSTED)",
+            m.ingest_refused_streams.clone(),
+        );
+        r.register(
+            "ingest_memory_waits",
+            "received chunks that waited for room in the ingest memory",
+            m.ingest_memory_waits.clone(),
+        );
+        r.register(
+            "ingest_memory_refusals",
+            "ingest streams ended with RESOURCE_EXHAUSTED: the ingest memory stayed full",
+            m.ingest_memory_refusals.clone(),
+        );
+        r.register(
+            "ingest_memory_bytes",
+            "bytes received and not yet stored (all ingest streams)",
+            m.ingest_memory_bytes.clone(),
+        );
+        r.register("job_queue_depth", "analysis jobs waiting", m.queue_depth.clone());
+        r.register("jobs_done", "analysis jobs done", m.jobs_done.clone());
+        r.register("jobs_failed", "analysis attempts failed", m.jobs_failed.clone());
+        r.register(
+            "job_panics",
+            "analysis attempts that panicked (also counted as failed)",
+            m.job_panics.clone(),
+        );
+        r.register(
+            "job_duration_seconds",
+            "time to analyse and draft one study",
+            m.job_seconds.clone(),
+        );
+        r.register(
+            "job_queue_wait_seconds",
+            "time a job waited in the queue before a worker took it",
+            m.queue_wait_seconds.clone(),
+        );
+        r.register(
+            "analysis_workers_alive",
+            "analysis workers taking jobs",
+            m.workers_alive.clone(),
+        );
+        r.register(
+            "analysis_unavailable",
+            "1 while no analysis worker can run (see ModelService.ListModels for why)",
+            m.analysis_unavailable.clone(),
+        );
+        r.register(
+            "model_calls",
+            "images or prompts each model ran",
+            m.model_requests.clone(),
+        );
+        r.register(
+            "model_batch_duration_seconds",
+            "compute time of one batch, per model",
+            m.model_batch_seconds.clone(),
+        );
+        r.register(
+            "model_batch_size",
+            "images or prompts in one batch, per model",
+            m.model_batch_size.clone(),
+        );
+        r.register(
+            "rpc_duration_seconds",
+            "gRPC call latency (streams: until the response starts), per method and code",
+            m.rpc_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A batch of `size` requests ran on `model` in `seconds`.
+    pub fn model_batch(&self, model: &str, size: usize, seconds: f64) {
+        let labels = vec![("model", model.to_string())];
+        self.model_requests.get_or_create(&labels).inc_by(size as u64);
+        self.model_batch_seconds
+            .get_or_create(&labels)
+            .observe(seconds);
+        self.model_batch_size
+            .get_or_create(&labels)
+            .observe(size as f64);
+    }
+
+    /// The OpenMetrics text.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        out
+    }
+}
+
+/// Times every gRPC call into [`Metrics::rpc_seconds`].
+#[derive(Clone)]
+pub struct RpcMetricsLayer(pub std::sync::Arc<Metrics>);
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = Timed<S>;
+
+    fn layer(&self, inner: S) -> Timed<S> {
+        Timed {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Timed<S> {
+    inner: S,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Timed<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        Box::pin(async move {
+            let response = inner.call(request).await;
+            // Unary errors come back as a grpc-status header; streams may end with a trailer.
+            let code = response
+                .as_ref()
+                .ok()
+                .and_then(|r| r.headers().get("grpc-status"))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("0")
+                .to_string();
+            metrics
+                .rpc_seconds
+                .get_or_create(&vec![("method", method), ("code", code)])
+                .observe(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}
+

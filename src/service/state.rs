@@ -1,0 +1,126 @@
+//! What the service's parts share: the store, the configuration, the events that tell watchers
+//! what changed, the metrics, the models' status, and the signal that wakes the workers.
+//!
+//! Store calls block (SQLite, fsync): async handlers make them through [`State::store_call`],
+//! on tokio's blocking threads, never on the async ones.
+
+use super::auth::Caller;
+use super::convert::store_status;
+use super::ingest_service::IngestLimits;
+use super::metrics::Metrics;
+use super::store::{AuditRow, Store, StoreError};
+use crate::config::ServiceConfig;
+use crate::labeler::Labeler;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tonic::Status;
+
+/// What changed, for the watch streams.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Study(String),
+    CriticalItem(String),
+}
+
+/// A model as the workers loaded it (or failed to).
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    pub name: String,
+    pub task: String,
+    pub version: String,
+    pub test_model: bool,
+    pub provider: String,
+    pub healthy: bool,
+    pub error: String,
+}
+
+/// Wakes the analysis workers when a job is queued (a count, so that no wake-up is lost
+/// between a worker's look at the queue and its wait).
+#[derive(Default)]
+pub struct JobSignal {
+    queued: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl JobSignal {
+    pub fn notify(&self) {
+        *self.queued.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+
+    /// The count now (take it before looking at the queue).
+    pub fn seen(&self) -> u64 {
+        *self.queued.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the count passes `seen` or `timeout` passes.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let guard = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, timeout, |count| *count == seen);
+    }
+}
+
+pub struct State {
+    pub store: Arc<dyn Store>,
+    pub config: ServiceConfig,
+    pub ingest: IngestLimits,
+    pub events: broadcast::Sender<Event>,
+    pub metrics: Arc<Metrics>,
+    pub models: RwLock<Vec<ModelStatus>>,
+    pub jobs: JobSignal,
+    /// Built once (its patterns compile at start): labels reads when they are signed.
+    pub labeler: Labeler,
+}
+
+impl State {
+    pub fn new(store: Arc<dyn Store>, config: ServiceConfig, metrics: Arc<Metrics>) -> State {
+        let (events, _) = broadcast::channel(1024);
+        State {
+            store,
+            ingest: IngestLimits::new(&config),
+            config,
+            events,
+            metrics,
+            models: RwLock::new(vec![]),
+            jobs: JobSignal::default(),
+            labeler: Labeler::new(),
+        }
+    }
+
+    /// Runs a store call on a blocking thread.
+    pub async fn store_call<T, F>(&self, call: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|e| Status::internal(format!("store call: {e}")))?
+            .map_err(store_status)
+    }
+
+    /// Records that `caller` did `action` on `resource`.
+    pub async fn audit(&self, caller: &Caller, action: &str, resource: &str) -> Result<(), Status> {
+        let row = AuditRow {
+            at_ms: super::store::now_ms(),
+            who: caller.name.clone(),
+            role: caller.role.as_str().into(),
+            action: action.into(),
+            resource: resource.into(),
+            peer: caller.peer.clone(),
+        };
+        self.store_call(move |store| store.audit(&row)).await
+    }
+
+    /// Tells watchers (and the workers, when `queued`) that a study changed.
+    pub fn study_changed(&self, uid: &str, queued: bool) {
+        let _ = self.events.send(Event::Study(uid.to_string()));
+        if queued {
+            self.jobs.notify();
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Where DICOM instances live: a blob store, content-addressed by SHA-256.
+//!
+//! [`BlobStore`] is what the catalogue and the worker need of it (put durably, get, exists);
+//! [`FolderBlobStore`] is the embedded default: `blobs/ab/cd/<sha256>` under the data folder,
+//! each blob written to a temporary file with direct I/O, fsynced, renamed into place and its
+//! folder fsynced before `put` returns, so an acknowledged instance survives a crash. An object
+//! store (S3) can implement the same trait.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What the service needs of the place its DICOM blobs live.
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under their SHA-256 (hex) durably: once this returns, a crash keeps them.
+    fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Keeps the bytes of an instance that conflicted with a stored one, for review.
+    fn put_conflict(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    fn exists(&self, sha256: &str) -> io::Result<bool>;
+    fn get(&self, sha256: &str) -> io::Result<Vec<u8>>;
+    /// The blob as a local file, where the store has one (decoders can then read only what
+    /// they need, a header say).
+    fn local_path(&self, sha256: &str) -> Option<PathBuf>;
+}
+
+/// Blobs in a folder of the local file system.
+pub struct FolderBlobStore {
+    /// The data folder: `blobs/` and `conflicts/` are inside.
+    root: PathBuf,
+    /// Blob folders this process has made durable (created, parents fsynced).
+    durable_folders: Mutex<std::collections::HashSet<PathBuf>>,
+}
+
+pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+fn valid_sha(sha256: &str) -> io::Result<()> {
+    if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{sha256:?} is not a SHA-256 in hex"),
+        ))
+    }
+}
+
+impl FolderBlobStore {
+    /// Opens the folder, making `blobs/tmp` and `conflicts` as needed. With `recover`, removes
+    /// the half-written blobs a crash left in `blobs/tmp` (never acknowledged); only the one
+    /// process that owns the store may do that, never an inspection beside a live server.
+    pub fn open(root: &Path, recover: bool) -> io::Result<FolderBlobStore> {
+        if recover {
+            for folder in ["blobs/tmp", "conflicts"] {
+                std::fs::create_dir_all(root.join(folder))?;
+            }
+            for folder in ["blobs", ""] {
+                sync_dir(&root.join(folder))?;
+            }
+            for entry in std::fs::read_dir(root.join("blobs/tmp"))? {
+                std::fs::remove_file(entry?.path())?;
+            }
+        }
+        Ok(FolderBlobStore {
+            root: root.to_path_buf(),
+            durable_folders: Mutex::new(Default::default()),
+        })
+    }
+
+    fn path(&self, sha256: &str) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(&sha256[..2])
+            .join(&sha256[2..4])
+            .join(sha256)
+    }
+
+    /// Writes bytes durably to `target` (temporary file written and fsynced, renamed, the
+    /// folder fsynced).
+    fn write_durably(&self, bytes: &[u8], target: &Path) -> io::Result<()> {
+        let folder = target.parent().expect("blob paths have a folder");
+        self.ensure_folder(folder)?;
+        let temporary = self.root.join("blobs/tmp").join(format!(
+            "{}.{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        crate::service::durable_file::write_new_file(&temporary, bytes)?;
+        std::fs::rename(&temporary, target)?;
+        sync_dir(folder)
+    }
+
+    /// Creates `folder` (inside the store) and its missing parents, and fsyncs each parent so
+    /// that their entries survive a crash: once per folder and process, before the first blob
+    /// in it is acknowledged (whichever thread created it).
+    fn ensure_folder(&self, folder: &Path) -> io::Result<()> {
+        let durable = || {
+            self.durable_folders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if durable().contains(folder) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(folder)?;
+        let mut at = folder;
+        while at != self.root {
+            let Some(parent) = at.parent() else { break };
+            sync_dir(parent)?;
+            at = parent;
+        }
+        durable().insert(folder.to_path_buf());
+        Ok(())
+    }
+}
+
+impl BlobStore for FolderBlobStore {
+    fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
+        valid_sha(sha256)?;
+        let target = self.path(sha256);
+        if target.exists() {
+            return Ok(());
+        }
+        self.write_durably(bytes, &target)
+    }
+
+    fn put_conflict(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a conflict name (UID and digits)"),
+            ));
+        }
+        self.write_durably(bytes, &self.root.join("conflicts").join(name))
+    }
+
+    fn exists(&self, sha256: &str) -> io::Result<bool> {
+        valid_sha(sha256)?;
+        Ok(self.path(sha256).exists())
+    }
+
+    fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
+        valid_sha(sha256)?;
+        std::fs::read(self.path(sha256))
+    }
+
+    fn local_path(&self, sha256: &str) -> Option<PathBuf> {
+        valid_sha(sha256).ok()?;
+        Some(self.path(sha256))
+    }
+}
+
+/// A stored instance decoded (from its local file where the store has one).
+pub fn decode(
+    blobs: &dyn BlobStore,
+    sha256: &str,
+) -> Result<crate::imaging::Radiograph, String> {
+    let limits = crate::dicom::DecodeLimits::default();
+    match blobs.local_path(sha256) {
+        Some(path) => crate::dicom::read_file(&path, &limits),
+        None => crate::dicom::read_bytes(&blobs.get(sha256).map_err(|e| e.to_string())?, &limits),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// A stored instance's header, without decoding its pixels.
+pub fn decode_header(
+    blobs: &dyn BlobStore,
+    sha256: &str,
+) -> Result<crate::dicom::ImageHeader, String> {
+    let limits = crate::dicom::DecodeLimits::default();
+    match blobs.local_path(sha256) {
+        Some(path) => crate::dicom::read_header(&path, &limits).map_err(|e| e.to_string()),
+        None => Ok(decode(blobs, sha256)?.header),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_is_stored_once_read_back_and_names_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobStore::open(dir.path(), true).unwrap();
+        let sha = "ab".repeat(32);
+        assert!(!blobs.exists(&sha).unwrap());
+        blobs.put(&sha, b"first").unwrap();
+        blobs.put(&sha, b"ignored: content-addressed").unwrap();
+        assert_eq!(blobs.get(&sha).unwrap(), b"first");
+        assert!(blobs.exists(&sha).unwrap());
+        assert!(blobs.put("../../etc/passwd", b"x").is_err());
+        assert!(blobs.put_conflict("../x", b"x").is_err());
+        blobs.put_conflict("1.2.3.abcdef", b"other").unwrap();
+        assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+    }
+}

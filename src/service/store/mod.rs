@@ -1,0 +1,205 @@
+//! The durable store behind the service: the catalogue (studies, instances, jobs, work items,
+//! audit) and the blobs (the DICOM instances themselves).
+//!
+//! [`Store`] is the interface the service uses; [`SqliteStore`] is the embedded default (SQLite
+//! in WAL mode with `synchronous = FULL`, and a [`BlobStore`] for the blobs, a folder by
+//! default). Blobs are written durably before their catalogue row commits, and only then is the
+//! sender told STORED. Every state change is a conditional update (see
+//! [`super::lifecycle`]): of two callers racing for it, one wins and the other gets
+//! [`StoreError::Precondition`] with the reason. Every call blocks: the async service calls it
+//! from `spawn_blocking`, the worker from its own threads.
+
+mod blobs;
+mod sqlite;
+
+pub use blobs::{decode, decode_header, BlobStore, FolderBlobStore};
+pub use sqlite::SqliteStore;
+
+use super::lifecycle::{JobState, StudyState, WorkItemStatus};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("blob store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    NotFound(String),
+    /// The change's precondition does not hold (another caller won, or the state is wrong).
+    #[error("{0}")]
+    Precondition(String),
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What was received of one instance, already parsed.
+pub struct IncomingInstance<'a> {
+    pub bytes: &'a [u8],
+    /// SHA-256 of `bytes`, hex.
+    pub sha256: &'a str,
+    pub sop_instance_uid: &'a str,
+    pub study_instance_uid: &'a str,
+    pub series_instance_uid: &'a str,
+    pub patient_id: &'a str,
+    pub accession_number: &'a str,
+    pub study_date: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored,
+    Duplicate,
+    Conflict,
+}
+
+/// A study row.
+#[derive(Debug, Clone)]
+pub struct StudyRow {
+    pub study_instance_uid: String,
+    pub state: StudyState,
+    pub instance_count: u32,
+    pub last_instance_at: i64,
+    pub attempts: u32,
+    pub failure_reason: String,
+    pub patient_id: String,
+    pub accession_number: String,
+    pub study_date: String,
+}
+
+/// A work item row. `template` is the protobuf WorkItem the worker built (study fields, draft
+/// with evidence, device checks); `final_read` the protobuf FinalRead once signed, and
+/// `comparison` the QA comparison of draft and final read (JSON), computed once at signing;
+/// the analysis is kept as JSON for audit, the overlay and debugging.
+#[derive(Debug, Clone)]
+pub struct WorkItemRow {
+    pub study_instance_uid: String,
+    pub status: WorkItemStatus,
+    pub critical: bool,
+    pub priority: i64,
+    pub claimed_by: Option<String>,
+    pub created_at: i64,
+    pub template: Vec<u8>,
+    pub analysis_json: String,
+    pub model_version: String,
+    pub final_read: Option<Vec<u8>>,
+    pub signed_at: Option<i64>,
+    pub comparison: Option<String>,
+}
+
+/// What a finished job makes: the study's new current work item.
+#[derive(Debug, Clone)]
+pub struct NewWorkItem {
+    pub critical: bool,
+    pub priority: i64,
+    pub template: Vec<u8>,
+    pub analysis_json: String,
+    pub model_version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub study_instance_uid: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub last_error: String,
+    pub completions: u32,
+}
+
+/// A job a worker has taken.
+#[derive(Debug, Clone)]
+pub struct TakenJob {
+    pub study_instance_uid: String,
+    /// How long it waited in the queue, ms.
+    pub waited_ms: i64,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditRow {
+    pub at_ms: i64,
+    pub who: String,
+    pub role: String,
+    pub action: String,
+    pub resource: String,
+    pub peer: String,
+}
+
+/// What the service needs of its store. [`SqliteStore`] is the embedded default; a PostgreSQL
+/// catalogue with an S3-compatible blob store implements the same calls (jobs taken with
+/// `FOR UPDATE SKIP LOCKED`, so several workers share one queue).
+pub trait Store: Send + Sync {
+    fn blobs(&self) -> &dyn BlobStore;
+    /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
+    /// or CONFLICT (same UID, other bytes: kept for review). Returns the blob's SHA-256.
+    fn put_instance(
+        &self,
+        instance: &IncomingInstance,
+    ) -> Result<(StoreOutcome, String), StoreError>;
+    fn study(&self, uid: &str) -> Result<StudyRow, StoreError>;
+    /// Queues the study's analysis (once: an already queued or running job stays as it is).
+    fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError>;
+    /// Studies still receiving whose last instance is older than `quiet_ms`.
+    fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError>;
+    fn queue_depth(&self) -> Result<i64, StoreError>;
+    /// Takes the oldest queued job (queued -> running, study -> ANALYZING).
+    fn take_job(&self) -> Result<Option<TakenJob>, StoreError>;
+    /// (SOP Instance UID, SHA-256) of each instance of a study, in arrival order.
+    fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// The patient's other studies as (Study Instance UID, Study Date as catalogued), newest
+    /// date first, undated last.
+    fn other_studies_of_patient(
+        &self,
+        patient_id: &str,
+        except: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// A running job's draft becomes the study's one current work item, in the same
+    /// transaction as the job's completion (running -> done, study -> DRAFT_READY).
+    fn finish_job(&self, uid: &str, item: &NewWorkItem) -> Result<(), StoreError>;
+    /// A running job's failed attempt: queued again while attempts remain, else failed.
+    /// Returns the job's new state.
+    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32)
+        -> Result<JobState, StoreError>;
+    /// Jobs in `state` (all with None), oldest change first.
+    fn jobs(&self, state: Option<JobState>) -> Result<Vec<JobRow>, StoreError>;
+    fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError>;
+    /// Work items in worklist order (critical first, then priority, then age), from `offset`.
+    fn work_items(
+        &self,
+        statuses: &[WorkItemStatus],
+        critical_only: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<WorkItemRow>, StoreError>;
+    /// UNCLAIMED -> CLAIMED by `who` (already claimed by `who`: unchanged).
+    fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
+    /// CLAIMED by `who` -> UNCLAIMED.
+    fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
+    /// CLAIMED by `who` -> SIGNED, with the final read and its QA comparison (study -> SIGNED).
+    fn sign(
+        &self,
+        uid: &str,
+        who: &str,
+        final_read: &[u8],
+        comparison: &str,
+    ) -> Result<WorkItemRow, StoreError>;
+    /// Signed items in a period (ms since the epoch; None: no limit), optionally one version.
+    fn signed_items(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+        model_version: &str,
+    ) -> Result<Vec<WorkItemRow>, StoreError>;
+    fn audit(&self, row: &AuditRow) -> Result<(), StoreError>;
+    /// Audit rows since `since_ms`, optionally one caller's, oldest first.
+    fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError>;
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,668 @@
+//! The embedded store: the catalogue in SQLite (WAL, `synchronous = FULL`, so a committed row
+//! survives a crash and a power cut), the blobs in a [`BlobStore`] (a folder by default).
+//!
+//! One writer connection behind a mutex, with group commit of ingest's catalogue rows (many
+//! concurrent streams share one fsync), and one read-only WAL connection for ingest's lookups
+//! (readers see the last commit without waiting for the writer). State changes are single
+//! conditional `UPDATE`s whose row count says whether this caller won.
+
+use super::blobs::FolderBlobStore;
+use super::*;
+use crate::service::lifecycle::{JobState, StudyState, WorkItemStatus};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+pub struct SqliteStore {
+    db: Mutex<Connection>,
+    /// A read-only connection for lookups on ingest's path.
+    reader: Mutex<Connection>,
+    blobs: Box<dyn BlobStore>,
+    /// Catalog rows waiting for the next group commit, each with where to send its outcome.
+    pending: Mutex<Vec<(CatalogRow, CommitOutcome)>>,
+}
+
+/// Where a committed row's outcome goes: inserted (true), already there (false), or the error.
+type CommitOutcome = std::sync::mpsc::Sender<Result<bool, String>>;
+
+/// An instance's catalog row (its blob is already durable).
+struct CatalogRow {
+    sop_instance_uid: String,
+    study_instance_uid: String,
+    series_instance_uid: String,
+    sha256: String,
+    size: i64,
+    patient_id: String,
+    accession_number: String,
+    study_date: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL,
+    series_instance_uid TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_instance_uid);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id INTEGER PRIMARY KEY,
+    sop_instance_uid TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    received_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (
+    study_instance_uid TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    accession_number TEXT NOT NULL,
+    study_date TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_instance_at INTEGER NOT NULL,
+    failure_reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS studies_by_patient ON studies (patient_id, study_date);
+CREATE TABLE IF NOT EXISTS jobs (
+    study_instance_uid TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    completions INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS work_items (
+    study_instance_uid TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    critical INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    claimed_by TEXT,
+    created_at INTEGER NOT NULL,
+    template BLOB NOT NULL,
+    analysis_json TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    final_read BLOB,
+    signed_at INTEGER);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    peer TEXT NOT NULL);
+";
+
+const DATABASE: &str = "radassist.sqlite";
+
+/// Columns later versions added, for stores an earlier version made.
+fn migrate(db: &Connection) -> rusqlite::Result<()> {
+    let has_comparison = db
+        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'comparison'")?
+        .exists([])?;
+    if !has_comparison {
+        db.execute("ALTER TABLE work_items ADD COLUMN comparison TEXT", [])?;
+    }
+    Ok(())
+}
+
+/// WAL readers see the last commit without waiting for the writer (whose commits wait on fsync).
+fn read_only_connection(root: &Path) -> rusqlite::Result<Connection> {
+    let reader = Connection::open_with_flags(
+        root.join(DATABASE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    reader.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(reader)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store in `root` as the one process that owns it: jobs a crash
+    /// left running are queued again and half-written blobs removed.
+    pub fn open(root: &Path) -> Result<SqliteStore, StoreError> {
+        let blobs = FolderBlobStore::open(root, true)?;
+        let db = Connection::open(root.join(DATABASE))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.execute_batch(SCHEMA)?;
+        migrate(&db)?;
+        db.execute(
+            "UPDATE jobs SET state = ?1 WHERE state = ?2",
+            params![JobState::Queued, JobState::Running],
+        )?;
+        db.execute(
+            "UPDATE studies SET state = ?1 WHERE state = ?2",
+            params![StudyState::Queued, StudyState::Analyzing],
+        )?;
+        let reader = read_only_connection(root)?;
+        Ok(SqliteStore {
+            db: Mutex::new(db),
+            reader: Mutex::new(reader),
+            blobs: Box::new(blobs),
+            pending: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Opens an existing store to inspect it (`radassist audit`), beside a live server or not:
+    /// no recovery, no schema change, and every write refused by SQLite itself.
+    pub fn open_read_only(root: &Path) -> Result<SqliteStore, StoreError> {
+        if !root.join(DATABASE).exists() {
+            return Err(StoreError::NotFound(format!(
+                "no radassist store in {} (no {DATABASE}): check service.data_dir",
+                root.display()
+            )));
+        }
+        Ok(SqliteStore {
+            db: Mutex::new(read_only_connection(root)?),
+            reader: Mutex::new(read_only_connection(root)?),
+            blobs: Box::new(FolderBlobStore::open(root, false)?),
+            pending: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits a catalog row; true if it was inserted (false: the UID was there already).
+    ///
+    /// Group commit: the row joins the pending list; whoever gets the database next commits every
+    /// pending row in one transaction (one fsync for all), and each caller gets its own outcome.
+    /// Many concurrent streams thus share the cost of `synchronous = FULL`.
+    fn commit_instance(&self, row: CatalogRow) -> Result<bool, StoreError> {
+        let (sender, outcome) = std::sync::mpsc::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((row, sender));
+        loop {
+            if let Ok(result) = outcome.try_recv() {
+                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
+            }
+            let mut db = self.db();
+            let batch =
+                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                // Our row went with the previous commit: its outcome is on the way.
+                drop(db);
+                let result = outcome
+                    .recv()
+                    .map_err(|_| StoreError::Io(std::io::Error::other("the commit was lost")))?;
+                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
+            }
+            let now = now_ms();
+            let committed = (|| -> rusqlite::Result<Vec<bool>> {
+                let tx = db.transaction()?;
+                let mut inserted = Vec::with_capacity(batch.len());
+                for (r, _) in &batch {
+                    let new = tx.execute(
+                        "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.sha256, r.size, now],
+                    )? > 0;
+                    if new {
+                        tx.execute(
+                            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
+                             VALUES (?1, ?2, ?3, ?4, ?6, ?5)
+                             ON CONFLICT (study_instance_uid) DO UPDATE SET state = ?6, last_instance_at = ?5",
+                            params![r.study_instance_uid, r.patient_id, r.accession_number, r.study_date, now, StudyState::Receiving],
+                        )?;
+                    }
+                    inserted.push(new);
+                }
+                tx.commit()?;
+                Ok(inserted)
+            })();
+            drop(db);
+            match committed {
+                Ok(inserted) => {
+                    for ((_, sender), new) in batch.into_iter().zip(inserted) {
+                        let _ = sender.send(Ok(new));
+                    }
+                }
+                Err(e) => {
+                    for (_, sender) in batch {
+                        let _ = sender.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn study_from_row(r: &rusqlite::Row) -> rusqlite::Result<StudyRow> {
+        Ok(StudyRow {
+            study_instance_uid: r.get(0)?,
+            state: r.get(1)?,
+            instance_count: r.get(2)?,
+            last_instance_at: r.get(3)?,
+            attempts: r.get::<_, Option<u32>>(4)?.unwrap_or(0),
+            failure_reason: r.get(5)?,
+            patient_id: r.get(6)?,
+            accession_number: r.get(7)?,
+            study_date: r.get(8)?,
+        })
+    }
+
+    const STUDY_SELECT: &'static str = "SELECT s.study_instance_uid, s.state,
+            (SELECT COUNT(*) FROM instances i WHERE i.study_instance_uid = s.study_instance_uid),
+            s.last_instance_at, j.attempts, s.failure_reason, s.patient_id, s.accession_number, s.study_date
+        FROM studies s LEFT JOIN jobs j ON j.study_instance_uid = s.study_instance_uid";
+
+    fn item_from_row(r: &rusqlite::Row) -> rusqlite::Result<WorkItemRow> {
+        Ok(WorkItemRow {
+            study_instance_uid: r.get(0)?,
+            status: r.get(1)?,
+            critical: r.get(2)?,
+            priority: r.get(3)?,
+            claimed_by: r.get(4)?,
+            created_at: r.get(5)?,
+            template: r.get(6)?,
+            analysis_json: r.get(7)?,
+            model_version: r.get(8)?,
+            final_read: r.get(9)?,
+            signed_at: r.get(10)?,
+            comparison: r.get(11)?,
+        })
+    }
+
+    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison FROM work_items";
+}
+
+impl Store for SqliteStore {
+    fn blobs(&self) -> &dyn BlobStore {
+        self.blobs.as_ref()
+    }
+
+    /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
+    /// or CONFLICT (same UID, other bytes: kept under conflicts/ for review).
+    fn put_instance(
+        &self,
+        instance: &IncomingInstance,
+    ) -> Result<(StoreOutcome, String), StoreError> {
+        let sha = instance.sha256.to_string();
+        let existing: Option<String> = self
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .query_row(
+                "SELECT sha256 FROM instances WHERE sop_instance_uid = ?1",
+                [instance.sop_instance_uid],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(stored) if stored == sha => return Ok((StoreOutcome::Duplicate, sha)),
+            Some(_) => {
+                let name = format!("{}.{}", instance.sop_instance_uid, &sha[..16]);
+                self.blobs.put_conflict(&name, instance.bytes)?;
+                self.db().execute(
+                    "INSERT INTO conflicts (sop_instance_uid, sha256, received_at) VALUES (?1, ?2, ?3)",
+                    params![instance.sop_instance_uid, sha, now_ms()],
+                )?;
+                return Ok((StoreOutcome::Conflict, sha));
+            }
+            None => {}
+        }
+        self.blobs.put(&sha, instance.bytes)?;
+        let inserted = self.commit_instance(CatalogRow {
+            sop_instance_uid: instance.sop_instance_uid.to_string(),
+            study_instance_uid: instance.study_instance_uid.to_string(),
+            series_instance_uid: instance.series_instance_uid.to_string(),
+            sha256: sha.clone(),
+            size: instance.bytes.len() as i64,
+            patient_id: instance.patient_id.to_string(),
+            accession_number: instance.accession_number.to_string(),
+            study_date: instance.study_date.to_string(),
+        })?;
+        if !inserted {
+            // Another stream (or an earlier instance of this one) stored the same UID a moment
+            // ago: answer as if it had been there before (duplicate or conflict).
+            return self.put_instance(instance);
+        }
+        Ok((StoreOutcome::Stored, sha))
+    }
+
+    fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        self.db()
+            .query_row(
+                &format!("{} WHERE s.study_instance_uid = ?1", Self::STUDY_SELECT),
+                [uid],
+                Self::study_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no instance of study {uid} was stored")))
+    }
+
+    fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        self.study(uid)?;
+        {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            // Queued unless its job is already queued or running (one conditional upsert).
+            let queued = tx.execute(
+                "INSERT INTO jobs (study_instance_uid, state, attempts, updated_at) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (study_instance_uid) DO UPDATE SET state = ?2, attempts = 0, last_error = '', updated_at = ?3
+                 WHERE jobs.state NOT IN (?2, ?4)",
+                params![uid, JobState::Queued, now_ms(), JobState::Running],
+            )?;
+            if queued > 0 {
+                tx.execute(
+                    "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
+                    params![uid, StudyState::Queued],
+                )?;
+            }
+            tx.commit()?;
+        }
+        self.study(uid)
+    }
+
+    fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT study_instance_uid FROM studies WHERE state = ?1 AND last_instance_at < ?2",
+        )?;
+        let rows = q.query_map(params![StudyState::Receiving, now_ms() - quiet_ms], |r| {
+            r.get(0)
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn queue_depth(&self) -> Result<i64, StoreError> {
+        Ok(self.db().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE state = ?1",
+            [JobState::Queued],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn take_job(&self) -> Result<Option<TakenJob>, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let oldest: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT study_instance_uid, updated_at FROM jobs WHERE state = ?1 ORDER BY updated_at LIMIT 1",
+                [JobState::Queued],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((uid, queued_at)) = oldest else {
+            return Ok(None);
+        };
+        let attempt: Option<u32> = tx
+            .query_row(
+                "UPDATE jobs SET state = ?2, attempts = attempts + 1, updated_at = ?3
+                 WHERE study_instance_uid = ?1 AND state = ?4 RETURNING attempts",
+                params![uid, JobState::Running, now_ms(), JobState::Queued],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(attempt) = attempt else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1",
+            params![uid, StudyState::Analyzing],
+        )?;
+        tx.commit()?;
+        Ok(Some(TakenJob {
+            study_instance_uid: uid,
+            waited_ms: (now_ms() - queued_at).max(0),
+            attempt,
+        }))
+    }
+
+    fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT sop_instance_uid, sha256 FROM instances WHERE study_instance_uid = ?1 ORDER BY received_at")?;
+        let rows = q.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn other_studies_of_patient(
+        &self,
+        patient_id: &str,
+        except: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT study_instance_uid, study_date FROM studies
+             WHERE patient_id = ?1 AND study_instance_uid != ?2 AND patient_id != ''
+             ORDER BY study_date DESC, study_instance_uid",
+        )?;
+        let rows = q.query_map([patient_id, except], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn finish_job(&self, uid: &str, item: &NewWorkItem) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let now = now_ms();
+        let finished = tx.execute(
+            "UPDATE jobs SET state = ?2, completions = completions + 1, updated_at = ?3
+             WHERE study_instance_uid = ?1 AND state = ?4",
+            params![uid, JobState::Done, now, JobState::Running],
+        )?;
+        if finished == 0 {
+            return Err(StoreError::Precondition(format!(
+                "the job of study {uid} is no longer running: its draft is not kept"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version)
+             VALUES (?1, ?8, ?2, ?3, NULL, ?4, ?5, ?6, ?7)
+             ON CONFLICT (study_instance_uid) DO UPDATE SET status = ?8, critical = ?2, priority = ?3, claimed_by = NULL,
+                 created_at = ?4, template = ?5, analysis_json = ?6, model_version = ?7, final_read = NULL, signed_at = NULL,
+                 comparison = NULL",
+            params![uid, item.critical, item.priority, now, item.template, item.analysis_json, item.model_version, WorkItemStatus::Unclaimed],
+        )?;
+        tx.execute(
+            "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
+            params![uid, StudyState::DraftReady],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn fail_job(
+        &self,
+        uid: &str,
+        error: &str,
+        max_attempts: u32,
+    ) -> Result<JobState, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let state: Option<JobState> = tx
+            .query_row(
+                "UPDATE jobs SET state = CASE WHEN attempts < ?4 THEN ?5 ELSE ?6 END, last_error = ?2, updated_at = ?3
+                 WHERE study_instance_uid = ?1 AND state = ?7
+                 RETURNING state",
+                params![uid, error, now_ms(), max_attempts, JobState::Queued, JobState::Failed, JobState::Running],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let state = state.ok_or_else(|| {
+            StoreError::Precondition(format!("the job of study {uid} is not running"))
+        })?;
+        let study_state = if state == JobState::Queued {
+            StudyState::Queued
+        } else {
+            StudyState::Failed
+        };
+        tx.execute(
+            "UPDATE studies SET state = ?2, failure_reason = ?3 WHERE study_instance_uid = ?1",
+            params![uid, study_state, error],
+        )?;
+        tx.commit()?;
+        Ok(state)
+    }
+
+    fn jobs(&self, state: Option<JobState>) -> Result<Vec<JobRow>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT study_instance_uid, state, attempts, last_error, completions FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY updated_at")?;
+        let rows = q.query_map([state], |r| {
+            Ok(JobRow {
+                study_instance_uid: r.get(0)?,
+                state: r.get(1)?,
+                attempts: r.get(2)?,
+                last_error: r.get(3)?,
+                completions: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
+        self.db()
+            .query_row(
+                &format!("{} WHERE study_instance_uid = ?1", Self::ITEM_SELECT),
+                [uid],
+                Self::item_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no work item for study {uid}")))
+    }
+
+    fn work_items(
+        &self,
+        statuses: &[WorkItemStatus],
+        critical_only: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<WorkItemRow>, StoreError> {
+        let db = self.db();
+        // The statuses are our own enum's texts, never the caller's.
+        let placeholders = statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut q = db.prepare(&format!(
+            "{} WHERE status IN ({placeholders}) AND (critical = 1 OR ?1 = 0)
+             ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid LIMIT ?2 OFFSET ?3",
+            Self::ITEM_SELECT
+        ))?;
+        let rows = q.query_map(params![critical_only, limit, offset], Self::item_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
+        let claimed = self.db().execute(
+            "UPDATE work_items SET status = ?3, claimed_by = ?2 WHERE study_instance_uid = ?1 AND status = ?4",
+            params![uid, who, WorkItemStatus::Claimed, WorkItemStatus::Unclaimed],
+        )?;
+        let item = self.work_item(uid)?;
+        if claimed == 1 {
+            return Ok(item);
+        }
+        match (item.status, item.claimed_by.as_deref()) {
+            (WorkItemStatus::Claimed, Some(holder)) if holder == who => Ok(item),
+            (WorkItemStatus::Claimed, Some(holder)) => {
+                Err(StoreError::Precondition(format!("claimed by {holder}")))
+            }
+            (status, _) => Err(StoreError::Precondition(format!(
+                "the work item is {status}"
+            ))),
+        }
+    }
+
+    fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
+        let released = self.db().execute(
+            "UPDATE work_items SET status = ?3, claimed_by = NULL
+             WHERE study_instance_uid = ?1 AND status = ?4 AND claimed_by = ?2",
+            params![uid, who, WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
+        )?;
+        let item = self.work_item(uid)?;
+        if released == 1 {
+            Ok(item)
+        } else {
+            Err(StoreError::Precondition(
+                "you do not hold this work item's claim".into(),
+            ))
+        }
+    }
+
+    fn sign(
+        &self,
+        uid: &str,
+        who: &str,
+        final_read: &[u8],
+        comparison: &str,
+    ) -> Result<WorkItemRow, StoreError> {
+        let signed = {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            let signed = tx.execute(
+                "UPDATE work_items SET status = ?5, final_read = ?3, signed_at = ?4, comparison = ?6
+                 WHERE study_instance_uid = ?1 AND status = ?7 AND claimed_by = ?2",
+                params![uid, who, final_read, now_ms(), WorkItemStatus::Signed, comparison, WorkItemStatus::Claimed],
+            )?;
+            if signed == 1 {
+                tx.execute(
+                    "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1",
+                    params![uid, StudyState::Signed],
+                )?;
+            }
+            tx.commit()?;
+            signed
+        };
+        let item = self.work_item(uid)?;
+        if signed == 1 {
+            return Ok(item);
+        }
+        Err(StoreError::Precondition(format!(
+            "sign only a work item you have claimed (it is {}{})",
+            item.status,
+            item.claimed_by
+                .map(|h| format!(" by {h}"))
+                .unwrap_or_default()
+        )))
+    }
+
+    fn signed_items(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+        model_version: &str,
+    ) -> Result<Vec<WorkItemRow>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "{} WHERE status = ?4 AND signed_at >= ?1 AND signed_at < ?2 AND (?3 = '' OR model_version = ?3)",
+            Self::ITEM_SELECT
+        ))?;
+        let rows = q.query_map(
+            params![
+                start.unwrap_or(i64::MIN),
+                end.unwrap_or(i64::MAX),
+                model_version,
+                WorkItemStatus::Signed
+            ],
+            Self::item_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO audit (at_ms, who, role, action, resource, peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![row.at_ms, row.who, row.role, row.action, row.resource, row.peer],
+        )?;
+        Ok(())
+    }
+
+    /// Audit rows since `since_ms`, optionally one caller's, oldest first.
+    fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT at_ms, who, role, action, resource, peer FROM audit WHERE at_ms >= ?1 AND (?2 = '' OR who = ?2) ORDER BY id")?;
+        let rows = q.query_map(params![since_ms, who], |r| {
+            Ok(AuditRow {
+                at_ms: r.get(0)?,
+                who: r.get(1)?,
+                role: r.get(2)?,
+                action: r.get(3)?,
+                resource: r.get(4)?,
+                peer: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+

@@ -1,0 +1,262 @@
+//! WorklistService: the radiologist's worklist (critical first, then priority, then age),
+//! claim and release, sign a final read, watch for new critical items, and render a study's
+//! image with its tube and line overlay.
+//!
+//! Claim, release and sign are the store's conditional updates (see [`super::lifecycle`]): of
+//! two radiologists claiming the same item at once, one holds it and the other is told who
+//! does. Signing computes the QA comparison of draft and final read once, here, so QA queries
+//! read it instead of labelling every report again. Every call that returns patient data is
+//! audited.
+
+use super::auth::caller;
+use super::convert::{study_pair, timestamp, uid_of, work_item_message};
+use super::ingest;
+use super::lifecycle::WorkItemStatus;
+use super::proto::worklist_service_server::WorklistService;
+use super::proto::*;
+use super::state::{Event, State};
+use super::watch::{async_stream, WatchStream};
+use prost::Message;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct WorklistApi(pub Arc<State>);
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+#[tonic::async_trait]
+impl WorklistService for WorklistApi {
+    async fn list_work_items(
+        &self,
+        request: Request<ListWorkItemsRequest>,
+    ) -> Result<Response<ListWorkItemsResponse>, Status> {
+        let state = &self.0;
+        let caller = caller(&request)?;
+        let r = request.get_ref();
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n if n < 0 => return Err(Status::invalid_argument("page_size must not be negative")),
+            n => i64::from(n).min(MAX_PAGE),
+        };
+        let offset = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token
+                .strip_prefix("o")
+                .and_then(|o| o.parse::<i64>().ok())
+                .filter(|o| *o >= 0)
+                .ok_or_else(|| Status::invalid_argument("page_token is not one this server gave"))?
+        };
+        let statuses: &'static [WorkItemStatus] =
+            match work_item::Status::try_from(r.status).unwrap_or(work_item::Status::Unspecified) {
+                work_item::Status::Unclaimed => &[WorkItemStatus::Unclaimed],
+                work_item::Status::Claimed => &[WorkItemStatus::Claimed],
+                work_item::Status::Signed => &[WorkItemStatus::Signed],
+                work_item::Status::Unspecified => {
+                    &[WorkItemStatus::Unclaimed, WorkItemStatus::Claimed]
+                }
+            };
+        let critical_only = r.critical_only;
+        let rows = state
+            .store_call(move |s| s.work_items(statuses, critical_only, offset, limit + 1))
+            .await?;
+        let more = rows.len() as i64 > limit;
+        let work_items = rows
+            .iter()
+            .take(limit as usize)
+            .map(work_item_message)
+            .collect::<Result<Vec<_>, _>>()?;
+        state
+            .audit(
+                &caller,
+                "ListWorkItems",
+                &format!("{} work items", work_items.len()),
+            )
+            .await?;
+        Ok(Response::new(ListWorkItemsResponse {
+            work_items,
+            next_page_token: if more {
+                format!("o{}", offset + limit)
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    async fn get_work_item(
+        &self,
+        request: Request<GetWorkItemRequest>,
+    ) -> Result<Response<WorkItem>, Status> {
+        let state = &self.0;
+        let caller = caller(&request)?;
+        let uid = uid_of(&request.get_ref().name, "workItems")?;
+        let row = self.work_item(&uid).await?;
+        state
+            .audit(&caller, "GetWorkItem", &format!("workItems/{uid}"))
+            .await?;
+        Ok(Response::new(work_item_message(&row)?))
+    }
+
+    async fn claim_work_item(
+        &self,
+        request: Request<ClaimWorkItemRequest>,
+    ) -> Result<Response<WorkItem>, Status> {
+        let state = &self.0;
+        let caller = caller(&request)?;
+        let uid = uid_of(&request.get_ref().name, "workItems")?;
+        let row = {
+            let (uid, who) = (uid.clone(), caller.name.clone());
+            state.store_call(move |s| s.claim(&uid, &who)).await?
+        };
+        state
+            .audit(&caller, "ClaimWorkItem", &format!("workItems/{uid}"))
+            .await?;
+        Ok(Response::new(work_item_message(&row)?))
+    }
+
+    async fn release_work_item(
+        &self,
+        request: Request<ReleaseWorkItemRequest>,
+    ) -> Result<Response<WorkItem>, Status> {
+        let state = &self.0;
+        let caller = caller(&request)?;
+        let uid = uid_of(&request.get_ref().name, "workItems")?;
+        let row = {
+            let (uid, who) = (uid.clone(), caller.name.clone());
+            state.store_call(move |s| s.release(&uid, &who)).await?
+        };
+        state
+            .audit(&caller, "ReleaseWorkItem", &format!("workItems/{uid}"))
+            .await?;
+        Ok(Response::new(work_item_message(&row)?))
+    }
+
+    async fn submit_final_read(
+        &self,
+        request: Request<SubmitFinalReadRequest>,
+    ) -> Result<Response<WorkItem>, Status> {
+        let state = &self.0;
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let uid = uid_of(&r.name, "workItems")?;
+        if r.text.trim().is_empty() {
+            return Err(Status::invalid_argument("the final read's text is empty"));
+        }
+        let read = FinalRead {
+            text: r.text,
+            radiologist: caller.name.clone(),
+            sign_time: Some(timestamp(super::store::now_ms())),
+            findings: r.findings,
+            devices: r.devices,
+        };
+        // The QA comparison is computed once, now (labelling is CPU work: off the async
+        // threads), and kept with the signed read.
+        let row = {
+            let (state, uid, who) = (state.clone(), uid.clone(), caller.name.clone());
+            tokio::task::spawn_blocking(move || -> Result<_, Status> {
+                let store = state.store.as_ref();
+                let current = store.work_item(&uid).map_err(super::convert::store_status)?;
+                let pair = study_pair(&current, &read)?;
+                let comparison = crate::qa::compare_study(&state.labeler, &pair, None)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let comparison = serde_json::to_string(&comparison)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                store
+                    .sign(&uid, &who, &read.encode_to_vec(), &comparison)
+                    .map_err(super::convert::store_status)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("signing: {e}")))??
+        };
+        state
+            .audit(&caller, "SubmitFinalRead", &format!("workItems/{uid}"))
+            .await?;
+        state.study_changed(&uid, false);
+        Ok(Response::new(work_item_message(&row)?))
+    }
+
+    type WatchCriticalItemsStream = WatchStream<WorkItem>;
+
+    async fn watch_critical_items(
+        &self,
+        request: Request<WatchCriticalItemsRequest>,
+    ) -> Result<Response<Self::WatchCriticalItemsStream>, Status> {
+        let api = self.clone();
+        let caller = caller(&request)?;
+        let mut events = api.0.events.subscribe();
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let uid = match events.recv().await {
+                    Ok(Event::CriticalItem(uid)) => uid,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let item = api
+                    .work_item(&uid)
+                    .await
+                    .and_then(|row| work_item_message(&row));
+                if let Ok(item) = &item {
+                    let _ = api.0.audit(&caller, "WatchCriticalItems", &item.name).await;
+                }
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn render_study_image(
+        &self,
+        request: Request<RenderStudyImageRequest>,
+    ) -> Result<Response<RenderedImage>, Status> {
+        let state = self.0.clone();
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let uid = uid_of(&r.name, "workItems")?;
+        let analysis = if r.overlay {
+            let row = self.work_item(&uid).await?;
+            let analysis: crate::analysis::StudyAnalysis = serde_json::from_str(&row.analysis_json)
+                .map_err(|e| Status::internal(format!("stored analysis: {e}")))?;
+            Some(analysis)
+        } else {
+            None
+        };
+        let size = match r.max_size {
+            0 => 1024,
+            n if n > 4096 => return Err(Status::invalid_argument("max_size is at most 4096")),
+            n => n as usize,
+        };
+        let instances = {
+            let uid = uid.clone();
+            state.store_call(move |s| s.study_instances(&uid)).await?
+        };
+        let (_, sha) = instances
+            .first()
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no instance of study {uid}")))?;
+        let store = state.store.clone();
+        let png = tokio::task::spawn_blocking(move || {
+            let radiograph = super::store::decode(store.blobs(), &sha)?;
+            ingest::render_png(&radiograph, size, analysis.as_ref())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::failed_precondition)?;
+        state
+            .audit(&caller, "RenderStudyImage", &format!("workItems/{uid}"))
+            .await?;
+        Ok(Response::new(png))
+    }
+}
+
+
+impl WorklistApi {
+    async fn work_item(&self, uid: &str) -> Result<super::store::WorkItemRow, Status> {
+        let uid = uid.to_string();
+        self.0.store_call(move |s| s.work_item(&uid)).await
+    }
+}
