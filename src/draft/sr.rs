@@ -216,7 +216,6 @@ fn plain_statements(text: &str) -> Vec<Statement> {
 
 /// Patient and study attributes copied from the source image (Type 2: present, maybe empty).
 const COPIED: &[(Tag, VR)] = &[
-    (tags::SPECIFIC_CHARACTER_SET, VR::CS),
     (tags::PATIENT_NAME, VR::PN),
     (tags::PATIENT_ID, VR::LO),
     (tags::ISSUER_OF_PATIENT_ID, VR::LO),
@@ -263,6 +262,14 @@ pub fn build(
             sr.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
         }
     }
+    // UTF-8 (ISO_IR 192): report text is whatever a radiologist typed or a model wrote, and the
+    // copied patient attributes were decoded from the source's own character set, so one
+    // repertoire that holds every character is the only one that never loses a name or a word.
+    sr.put(DataElement::new(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        PrimitiveValue::from("ISO_IR 192"),
+    ));
     if source.element(tags::STUDY_INSTANCE_UID).is_err() {
         return Err(
             "the source image has no Study Instance UID: the report cannot be placed in its study"

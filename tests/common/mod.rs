@@ -411,6 +411,17 @@ impl Server {
 
     /// As `start`, with more `[service]` keys (TOML lines).
     pub fn start_with(dir: &Path, service_keys: &str) -> Server {
+        Server::start_configured(dir, service_keys, "", &[])
+    }
+
+    /// As `start_with`, with more sections (TOML, e.g. an `[analysis]` table) and environment
+    /// variables for the server process.
+    pub fn start_configured(
+        dir: &Path,
+        service_keys: &str,
+        sections: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let stable = if service_keys.contains("stable_study_seconds") {
             ""
         } else {
@@ -428,7 +439,7 @@ impl Server {
                  [[service.tokens]]\ntoken = \"{RADIOLOGIST_TOKEN}\"\nname = \"dr-jane\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{SECOND_RADIOLOGIST_TOKEN}\"\nname = \"dr-omar\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{QA_TOKEN}\"\nname = \"qa-lee\"\nrole = \"qa\"\n\n\
-                 [[service.tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nname = \"it-admin\"\nrole = \"admin\"\n",
+                 [[service.tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nname = \"it-admin\"\nrole = \"admin\"\n\n{sections}\n",
                 root().join("models").display().to_string(),
                 data.display().to_string()
             ),
@@ -437,6 +448,7 @@ impl Server {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"));
         command
             .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .current_dir(root())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
@@ -577,7 +589,7 @@ pub fn redated_instance(path: &str, label: &str, date: &str) -> Vec<u8> {
 
 /// The Part-10 bytes of `path` (under the repository) with `values` put in (VRs from the
 /// dictionary) and the file meta's SOP Instance UID kept in step.
-fn rewritten(path: &str, values: &[(dicom_core::Tag, String)]) -> Vec<u8> {
+pub fn rewritten(path: &str, values: &[(dicom_core::Tag, String)]) -> Vec<u8> {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     use dicom_core::{DataElement, PrimitiveValue};
     use dicom_dictionary_std::{tags, StandardDataDictionary};
