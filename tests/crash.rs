@@ -8,7 +8,7 @@ use common::{chunks, reidentified_instance, uid_for, with_token, Server, PACS_TO
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::*;
 use sha2::{Digest, Sha256};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 fn hex(bytes: &[u8]) -> String {
@@ -61,29 +61,44 @@ async fn kill_9_during_ingest_loses_no_acknowledged_instance() {
             )
         })
         .collect();
-    // Stream them one per call; kill -9 the server part way through.
+    // Four pushers stream them, one instance per call; once KILL_AFTER acknowledgements have
+    // come back (counted, not timed), kill -9 the server while the others are in flight.
+    const KILL_AFTER: usize = 20;
     let pid = server.child.id();
-    let killer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    });
-    let mut acknowledged = Vec::new();
-    let mut client = IngestServiceClient::new(channel.clone());
-    for (sop, bytes) in &instances {
-        match client
-            .store_instances(with_token(tokio_stream::iter(chunks(0, bytes)), PACS_TOKEN))
-            .await
-        {
-            Ok(response) => {
-                let result = &response.into_inner().results[0];
-                assert_eq!(result.outcome, instance_result::Outcome::Stored as i32);
-                acknowledged.push((sop.clone(), hex(&Sha256::digest(bytes))));
-            }
-            Err(_) => break,
-        }
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let instances = std::sync::Arc::new(instances);
+    let pushers: Vec<_> = (0..4)
+        .map(|p| {
+            let (channel, instances, acknowledged) =
+                (channel.clone(), instances.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                let mut client = IngestServiceClient::new(channel);
+                for (sop, bytes) in instances.iter().skip(p).step_by(4) {
+                    let Ok(response) = client
+                        .store_instances(with_token(
+                            tokio_stream::iter(chunks(0, bytes)),
+                            PACS_TOKEN,
+                        ))
+                        .await
+                    else {
+                        return;
+                    };
+                    let result = &response.into_inner().results[0];
+                    assert_eq!(result.outcome, instance_result::Outcome::Stored as i32);
+                    let mut acked = acknowledged.lock().unwrap();
+                    acked.push((sop.clone(), hex(&Sha256::digest(bytes))));
+                    if acked.len() == KILL_AFTER {
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    }
+                }
+            })
+        })
+        .collect();
+    for pusher in pushers {
+        pusher.await.unwrap();
     }
-    killer.await.unwrap();
     server.kill();
+    let acknowledged = acknowledged.lock().unwrap().clone();
     eprintln!(
         "acknowledged {} of {} instances before kill -9",
         acknowledged.len(),
@@ -147,53 +162,52 @@ async fn kill_9_during_a_job_and_the_job_completes_exactly_once() {
         ))
         .await
         .unwrap();
-    // Kill as soon as the worker has taken the job.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut state = study::State::Unspecified;
-    while Instant::now() < deadline {
-        let s = ingest
-            .get_study(with_token(
-                GetStudyRequest {
-                    name: study.clone(),
-                },
-                PACS_TOKEN,
-            ))
+    // Kill the moment the study is ANALYZING (the watch's event, not a poll or a sleep).
+    let mut watch = ingest
+        .watch_study(with_token(
+            WatchStudyRequest {
+                name: study.clone(),
+            },
+            PACS_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = tokio::time::timeout_at(deadline, watch.message())
             .await
+            .expect("the job starts within 60 s")
             .unwrap()
-            .into_inner();
-        state = study::State::try_from(s.state).unwrap();
-        if state != study::State::Queued {
+            .expect("the watch ends only when the study settles");
+        if s.state == study::State::Analyzing as i32 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_ne!(s.state, study::State::DraftReady as i32, "missed ANALYZING");
     }
     server.kill();
-    eprintln!("killed with the study {state:?}");
+    // The kill landed while the job ran: the store says so, before any restart.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("data/radassist.sqlite")).unwrap();
+        let uid = study.trim_start_matches("studies/");
+        let (job, study_state): (String, String) = db
+            .query_row(
+                "SELECT j.state, s.state FROM jobs j JOIN studies s USING (study_instance_uid) WHERE study_instance_uid = ?1",
+                [uid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((job.as_str(), study_state.as_str()), ("running", "ANALYZING"));
+    }
 
     let server = Server::start(dir.path());
     let channel = connect(&server).await;
-    let mut ingest = IngestServiceClient::new(channel);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = ingest
-            .get_study(with_token(
-                GetStudyRequest {
-                    name: study.clone(),
-                },
-                PACS_TOKEN,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        if s.state == study::State::DraftReady as i32 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the interrupted job did not resume: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The restart queued the interrupted job again; it settles as DRAFT_READY.
+    assert_eq!(
+        common::watch_until_settled(&channel, &study).await,
+        study::State::DraftReady,
+        "the interrupted job did not resume"
+    );
     let db = rusqlite::Connection::open(server.data.join("radassist.sqlite")).unwrap();
     let uid = study.trim_start_matches("studies/");
     let (completions, attempts): (i64, i64) = db

@@ -419,3 +419,36 @@ fn find_ascii_case_insensitive(text: &str, title: &str) -> Option<usize> {
     (0..=haystack.len().checked_sub(needle.len())?)
         .find(|&at| haystack[at..at + needle.len()].eq_ignore_ascii_case(needle))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_sections;
+
+    #[test]
+    fn sections_of_non_ascii_text() {
+        assert_eq!(
+            split_sections("FINDINGS: ﬁﬁ IMPRESSION: none"),
+            ("ﬁﬁ".into(), "none".into())
+        );
+        assert_eq!(
+            split_sections("Findings: İİ Straße ß. Impression: ok 🫁"),
+            ("İİ Straße ß.".into(), "ok 🫁".into())
+        );
+        assert_eq!(
+            split_sections("e\u{301} only findings"),
+            ("e\u{301} only findings".into(), String::new())
+        );
+        assert_eq!(split_sections("impression: İ"), (String::new(), "İ".into()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_splits_without_panic(prefix in "\\PC{0,40}", middle in "\\PC{0,40}", rest in "\\PC{0,40}") {
+            let text = format!("{prefix}FINDINGS:{middle}IMPRESSION:{rest}");
+            let (findings, impression) = split_sections(&text);
+            proptest::prop_assert!(text.contains(findings.as_str()) || findings.is_empty());
+            proptest::prop_assert!(text.contains(impression.as_str()));
+            let _ = split_sections(&prefix);
+        }
+    }
+}

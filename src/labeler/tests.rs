@@ -173,3 +173,30 @@ fn sections_placeholders_and_exceptions() {
     // Position phrases are not findings: "over the heart".
     assert_labels("ECG leads over the heart.", &[("Cardiomegaly", Absent)]);
 }
+
+#[test]
+fn non_ascii_reports_are_labeled_without_panic() {
+    use Label::*;
+    // Ligatures, the Turkish dotted I (two chars when lower-cased), German sharp s, emoji and
+    // combining marks around the words the labeler reads.
+    assert_labels(
+        "FINDINGS: ﬁﬁ İİ Straße 🫁. No pneumothorax. IMPRESSION: e\u{301} no effusion.",
+        &[("Pneumothorax", Negative), ("Pleural Effusion", Negative)],
+    );
+    assert_labels(
+        "İmpression: İncreased cardiomegaly 👍🏽 and ß/ﬂ.",
+        &[("Cardiomegaly", Positive)],
+    );
+    for text in ["İ", "ß", "ﬁ", "🫁", "e\u{301}", "\u{301}", "İ/İ", "a/ß/b", "..ﬁ.."] {
+        let _ = labels(text);
+        let _ = crate::sentences::split_sentences(text);
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_text_is_labeled_without_panic(text in "\\PC{0,80}") {
+        let _ = labels(&text);
+        let _ = crate::sentences::split_sentences(&text);
+    }
+}

@@ -1,0 +1,121 @@
+//! The store's state changes under races: many threads at once, exactly one winner.
+
+use super::*;
+use crate::service::lifecycle::{JobState, StudyState, WorkItemStatus};
+
+fn store_with_item(dir: &std::path::Path, uid: &str) -> SqliteStore {
+    let store = SqliteStore::open(dir).unwrap();
+    let bytes = format!("instance of {uid}");
+    let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes.as_bytes()));
+    let sop = format!("{uid}.1");
+    store
+        .put_instance(&IncomingInstance {
+            bytes: bytes.as_bytes(),
+            sha256: &sha,
+            sop_instance_uid: &sop,
+            study_instance_uid: uid,
+            series_instance_uid: &format!("{uid}.2"),
+            patient_id: "P",
+            accession_number: "A",
+            study_date: "20260101",
+        })
+        .unwrap();
+    assert_eq!(store.complete_study(uid).unwrap().state, StudyState::Queued);
+    let job = store.take_job().unwrap().unwrap();
+    assert_eq!((job.study_instance_uid.as_str(), job.attempt), (uid, 1));
+    store
+        .finish_job(
+            uid,
+            &NewWorkItem {
+                critical: false,
+                priority: 10,
+                template: vec![],
+                analysis_json: "{}".into(),
+                model_version: "test".into(),
+            },
+        )
+        .unwrap();
+    store
+}
+
+#[test]
+fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(store_with_item(dir.path(), "1.2.3"));
+    for round in 0..5 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+        let claims: Vec<_> = (0..32)
+            .map(|i| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.claim("1.2.3", &format!("dr-{i}")).ok().map(|_| i)
+                })
+            })
+            .collect();
+        let winners: Vec<usize> = claims.into_iter().filter_map(|c| c.join().unwrap()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let holder = format!("dr-{}", winners[0]);
+        let item = store.work_item("1.2.3").unwrap();
+        assert_eq!((item.status, item.claimed_by.as_deref()), (WorkItemStatus::Claimed, Some(holder.as_str())));
+        assert!(store.release("1.2.3", "dr-somebody-else").is_err());
+        if round < 4 {
+            store.release("1.2.3", &holder).unwrap();
+            continue;
+        }
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+        let signs: Vec<_> = (0..32)
+            .map(|i| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                let who = if i % 2 == 0 { holder.clone() } else { format!("dr-{i}") };
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.sign("1.2.3", &who, format!("read {i}").as_bytes(), "{}").is_ok()
+                })
+            })
+            .collect();
+        let signed = signs.into_iter().map(|s| s.join().unwrap()).filter(|won| *won).count();
+        assert_eq!(signed, 1);
+        assert_eq!(store.study("1.2.3").unwrap().state, StudyState::Signed);
+    }
+}
+
+#[test]
+fn a_job_finishes_or_fails_only_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_item(dir.path(), "1.2.4");
+    let item = NewWorkItem {
+        critical: true,
+        priority: 100,
+        template: vec![],
+        analysis_json: "{}".into(),
+        model_version: "test".into(),
+    };
+    // Done already: a second finish (a worker that lost its job) is refused.
+    assert!(matches!(store.finish_job("1.2.4", &item), Err(StoreError::Precondition(_))));
+    assert!(matches!(store.fail_job("1.2.4", "late", 3), Err(StoreError::Precondition(_))));
+    store.complete_study("1.2.4").unwrap();
+    // Completing again while queued changes nothing.
+    store.complete_study("1.2.4").unwrap();
+    assert_eq!(store.queue_depth().unwrap(), 1);
+    store.take_job().unwrap().unwrap();
+    assert_eq!(store.fail_job("1.2.4", "boom", 2).unwrap(), JobState::Queued);
+    assert_eq!(store.take_job().unwrap().unwrap().attempt, 2);
+    assert_eq!(store.fail_job("1.2.4", "boom again", 2).unwrap(), JobState::Failed);
+    let study = store.study("1.2.4").unwrap();
+    assert_eq!((study.state, study.failure_reason.as_str()), (StudyState::Failed, "boom again"));
+    assert!(store.take_job().unwrap().is_none());
+}
+
+#[test]
+fn a_read_only_store_refuses_writes_and_recovers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = store_with_item(dir.path(), "1.2.5");
+    owner.complete_study("1.2.5").unwrap();
+    owner.take_job().unwrap().unwrap();
+    let inspector = SqliteStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(inspector.jobs(Some(JobState::Running)).unwrap().len(), 1);
+    assert!(inspector.claim("1.2.5", "dr-x").is_err());
+    assert!(inspector.complete_study("1.2.5").is_err());
+    assert_eq!(owner.jobs(Some(JobState::Running)).unwrap().len(), 1);
+}
