@@ -3,20 +3,15 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::{Parser, Subcommand};
+use cli::audit::audit;
+use cli::image::{decode, inspect, render, Bits};
+use cli::models::{embed_text, models_check, models_list, predict, report, runtime};
+use cli::text::label;
 use radassist::config::Config;
-use radassist::dicom::{self, DecodeLimits};
-use radassist::imaging::display::{choose_voi, display_values, VoiChoice};
-use radassist::imaging::output::{write_npy, write_png, PngDepth};
-use radassist::imaging::resize::{fit_longest_side, resize};
-use radassist::inference::manifest::{Manifest, Task};
-use radassist::inference::report::{PriorStudy, ReportModel, ReportRequest};
+use radassist::imaging::display::VoiChoice;
 use radassist::inference::session::{Provider, SessionSettings};
-use radassist::inference::{pack_folders, ModelPack, TEST_MODEL_WARNING};
-use radassist::labeler::Labeler;
-use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -125,7 +120,7 @@ enum Command {
     /// [analysis] section unless given here.
     Analyze {
         #[command(flatten)]
-        study: cli::StudyArgs,
+        study: cli::study::StudyArgs,
         /// Print the structured result as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -140,9 +135,9 @@ enum Command {
     /// evidence; preliminary until signed.
     Draft {
         #[command(flatten)]
-        study: cli::StudyArgs,
+        study: cli::study::StudyArgs,
         #[command(flatten)]
-        writer: cli::WriterArgs,
+        writer: cli::study::WriterArgs,
         /// Print the draft with its evidence as JSON instead of its text.
         #[arg(long)]
         json: bool,
@@ -151,11 +146,11 @@ enum Command {
     /// (preliminary, UNVERIFIED), or with --final the radiologist's signed read (VERIFIED).
     Export {
         #[arg(value_enum)]
-        format: cli::ExportFormat,
+        format: cli::study::ExportFormat,
         #[command(flatten)]
-        study: cli::StudyArgs,
+        study: cli::study::StudyArgs,
         #[command(flatten)]
-        writer: cli::WriterArgs,
+        writer: cli::study::WriterArgs,
         /// The output file (.dcm for SR, .json for FHIR).
         #[arg(short, long)]
         output: PathBuf,
@@ -233,7 +228,7 @@ enum QaAction {
         #[arg(long, value_name = "PAIRS")]
         jsonl: PathBuf,
         #[arg(long, value_enum, default_value = "all")]
-        by: cli::GroupBy,
+        by: cli::qa::GroupBy,
         /// What an uncertain label counts as.
         #[arg(long, value_enum, default_value = "positive")]
         uncertain: radassist::qa::UncertainPolicy,
@@ -252,14 +247,6 @@ enum QaAction {
         #[arg(long, value_enum)]
         provider: Option<Provider>,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Bits {
-    #[value(name = "8")]
-    Eight,
-    #[value(name = "16")]
-    Sixteen,
 }
 
 fn parse_window(text: &str) -> Result<(f64, f64), String> {
@@ -375,7 +362,7 @@ fn main() -> ExitCode {
                 (false, Some(pack)) => Some(pack),
                 (false, None) => config.analysis_packs().text,
             };
-            cli::qa_compare(
+            cli::qa::qa_compare(
                 &jsonl,
                 by,
                 uncertain,
@@ -395,7 +382,7 @@ fn main() -> ExitCode {
             json,
             overlay,
             subtraction,
-        } => cli::analyze(
+        } => cli::study::analyze(
             &config,
             &study,
             &settings(study.provider),
@@ -407,7 +394,7 @@ fn main() -> ExitCode {
             study,
             writer,
             json,
-        } => cli::draft(&config, &study, &writer, &settings(study.provider), json),
+        } => cli::study::draft(&config, &study, &writer, &settings(study.provider), json),
         Command::Export {
             format,
             study,
@@ -417,12 +404,12 @@ fn main() -> ExitCode {
             radiologist,
             organization,
         } => {
-            let signer = final_read.map(|text| cli::Signer {
+            let signer = final_read.map(|text| cli::study::Signer {
                 text,
                 radiologist: radiologist.unwrap_or_default(),
                 organization,
             });
-            cli::export(
+            cli::study::export(
                 &config,
                 format,
                 &study,
@@ -464,496 +451,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn inspect(file: &Path, json: bool) -> Result<(), String> {
-    let header = dicom::read_header(file, &DecodeLimits::default()).map_err(|e| e.to_string())?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&header).expect("headers serialise")
-        );
-        return Ok(());
-    }
-    let p = &header.pixels;
-    let a = &header.acquisition;
-    let g = &header.geometry;
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!(
-        "transfer syntax      {} ({})",
-        p.transfer_syntax, p.transfer_syntax_uid
-    );
-    println!("photometric          {:?}", p.photometric_interpretation);
-    println!("rows x columns       {} x {}", p.rows, p.columns);
-    println!(
-        "bits                 allocated {}, stored {}, high bit {}, {}",
-        p.bits_allocated,
-        p.bits_stored,
-        p.high_bit,
-        if p.signed { "signed" } else { "unsigned" }
-    );
-    match g.patient_spacing {
-        Some(s) => println!(
-            "spacing (patient)    {:.4} x {:.4} mm, from {:?}",
-            s.row_mm, s.column_mm, g.spacing_source
-        ),
-        None => println!("spacing (patient)    none: measurements are uncalibrated"),
-    }
-    if let Some(s) = g.detector_spacing {
-        println!(
-            "spacing (detector)   {:.4} x {:.4} mm",
-            s.row_mm, s.column_mm
-        );
-    }
-    println!(
-        "modality             {}{}",
-        or_dash(&a.modality),
-        if a.secondary_capture {
-            " (secondary capture)"
-        } else {
-            ""
-        }
-    );
-    println!(
-        "view                 {:?}{}",
-        a.view,
-        a.view_source
-            .map(|s| format!(" from {s}"))
-            .unwrap_or_default()
-    );
-    println!("laterality           {}", or_dash(&a.laterality));
-    println!("body part            {}", or_dash(&a.body_part));
-    match &a.patient_age {
-        Some(age) => println!(
-            "age                  {:.1} years, from {}",
-            age.years, age.source
-        ),
-        None => println!("age                  -"),
-    }
-    println!(
-        "modality LUT         {}",
-        serde_json::to_string(&header.modality_lut).expect("serialises")
-    );
-    println!(
-        "windows              {}",
-        serde_json::to_string(&header.display.windows).expect("serialises")
-    );
-    let i = &header.identity;
-    println!(
-        "study                {} {} {}",
-        or_dash(&i.study_instance_uid),
-        or_dash(&i.study_date),
-        or_dash(&i.study_time)
-    );
-    println!("series               {}", or_dash(&i.series_instance_uid));
-    println!("instance             {}", or_dash(&i.sop_instance_uid));
-    for warning in &header.warnings {
-        println!("warning              {warning}");
-    }
-    Ok(())
-}
-
-fn decode(input: &Path, output: &Path, jobs: Option<usize>) -> Result<(), String> {
-    let limits = DecodeLimits::default();
-    if !input.is_dir() {
-        let radiograph =
-            dicom::read_file(input, &limits).map_err(|e| format!("{}: {e}", input.display()))?;
-        return write_npy(output, radiograph.values.view())
-            .map_err(|e| format!("{}: {e}", output.display()));
-    }
-    let files = list_files(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs.unwrap_or(0))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let progress = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} {msg}")
-            .expect("valid template"),
-    );
-    let failures: Vec<(PathBuf, String)> = pool.install(|| {
-        files
-            .par_iter()
-            .filter_map(|file| {
-                let relative = file.strip_prefix(input).unwrap_or(file);
-                let target = npy_path_for(&output.join(relative));
-                let outcome = dicom::read_file(file, &limits)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| {
-                        if let Some(parent) = target.parent() {
-                            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                        }
-                        write_npy(&target, r.values.view())
-                            .map_err(|e| format!("writing {}: {e}", target.display()))
-                    });
-                progress.inc(1);
-                outcome.err().map(|reason| (file.clone(), reason))
-            })
-            .collect()
-    });
-    progress.finish();
-    let decoded = files.len() - failures.len();
-    eprintln!(
-        "decoded {decoded} of {} files into {}",
-        files.len(),
-        output.display()
-    );
-    if failures.is_empty() {
-        return Ok(());
-    }
-    for (file, reason) in &failures {
-        eprintln!("  failed {}: {reason}", file.display());
-    }
-    Err(format!(
-        "{} of {} files could not be decoded",
-        failures.len(),
-        files.len()
-    ))
-}
-
-/// OUT/a.dcm -> OUT/a.npy, but OUT/1.2.840.99 (files named by UID) -> OUT/1.2.840.99.npy, so
-/// that names differing only after their last dot do not collide.
-fn npy_path_for(target: &Path) -> PathBuf {
-    let is_dicom_extension = target
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"));
-    if is_dicom_extension {
-        target.with_extension("npy")
-    } else {
-        let mut name = target.as_os_str().to_owned();
-        name.push(".npy");
-        PathBuf::from(name)
-    }
-}
-
-/// Every regular file under `dir`, sorted, skipping hidden entries.
-pub(crate) fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn render(
-    file: &Path,
-    output: &Path,
-    size: Option<usize>,
-    bits: Bits,
-    choice: &VoiChoice,
-) -> Result<(), String> {
-    let radiograph = dicom::read_file(file, &DecodeLimits::default())
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let voi = choose_voi(&radiograph, choice).map_err(|e| e.to_string())?;
-    let mut display = display_values(&radiograph, &voi);
-    if let Some(longest) = size {
-        if longest == 0 {
-            return Err("--size must be at least 1".into());
-        }
-        let (rows, columns) = fit_longest_side(radiograph.rows(), radiograph.columns(), longest);
-        display = resize(display.view(), rows, columns);
-    }
-    let depth = match bits {
-        Bits::Eight => PngDepth::Eight,
-        Bits::Sixteen => PngDepth::Sixteen,
-    };
-    write_png(output, display.view(), depth).map_err(|e| format!("{}: {e}", output.display()))
-}
-
-fn runtime() -> Result<(), String> {
-    let runtime = radassist::runtime::load().map_err(|e| e.to_string())?;
-    println!("ONNX Runtime loaded from {}", runtime.library.display());
-    println!("{}", runtime.build_info);
-    Ok(())
-}
-
-fn models_list(models: &Path) -> Result<(), String> {
-    let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
-    if folders.is_empty() {
-        return Err(format!(
-            "no model packs (folders with a model.toml) in {}",
-            models.display()
-        ));
-    }
-    for folder in folders {
-        match Manifest::read(&folder.join("model.toml")) {
-            Ok(m) => println!(
-                "{:<16} {:<15} {:<40} {}{}",
-                m.name,
-                serde_json::to_value(m.task)
-                    .expect("serialises")
-                    .as_str()
-                    .unwrap_or("?"),
-                m.version,
-                m.licence,
-                if m.test_model {
-                    format!(" ({TEST_MODEL_WARNING})")
-                } else {
-                    String::new()
-                }
-            ),
-            Err(e) => println!("{:<16} invalid: {e}", folder.display()),
-        }
-    }
-    Ok(())
-}
-
-fn models_check(models: &Path, settings: &SessionSettings) -> Result<(), String> {
-    let folders = pack_folders(models).map_err(|e| format!("{}: {e}", models.display()))?;
-    if folders.is_empty() {
-        return Err(format!(
-            "no model packs (folders with a model.toml) in {}",
-            models.display()
-        ));
-    }
-    let mut failed = 0;
-    for folder in &folders {
-        let is_report =
-            Manifest::read(&folder.join("model.toml")).is_ok_and(|m| m.task == Task::Report);
-        let outcome = if is_report {
-            ReportModel::load(folder, settings).and_then(|mut model| {
-                let warm_up = model.warm_up()?;
-                Ok((model.manifest.clone(), model.provider, warm_up))
-            })
-        } else {
-            ModelPack::load(folder, settings).and_then(|mut pack| {
-                let warm_up = pack.warm_up()?;
-                Ok((pack.manifest.clone(), pack.provider, warm_up))
-            })
-        };
-        match outcome {
-            Ok((manifest, provider, warm_up)) => println!(
-                "ok      {:<16} provider {:?}, warm-up {:.1} ms{}",
-                manifest.name,
-                provider,
-                warm_up.as_secs_f64() * 1e3,
-                if manifest.test_model {
-                    format!(" ({TEST_MODEL_WARNING})")
-                } else {
-                    String::new()
-                }
-            ),
-            Err(e) => {
-                failed += 1;
-                println!("FAILED  {}: {e}", folder.display());
-            }
-        }
-    }
-    match failed {
-        0 => Ok(()),
-        n => Err(format!(
-            "{n} of {} model packs failed the check",
-            folders.len()
-        )),
-    }
-}
-
-fn embed_text(pack: &Path, settings: &SessionSettings, sentences: &[String]) -> Result<(), String> {
-    let pack = ModelPack::load(pack, settings).map_err(|e| e.to_string())?;
-    let mut embedder =
-        radassist::inference::text::TextEmbedder::new(pack).map_err(|e| e.to_string())?;
-    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let embeddings = embedder.embed(&refs).map_err(|e| e.to_string())?;
-    let test_model = embedder.pack().manifest.test_model;
-    for (sentence, row) in sentences.iter().zip(embeddings.rows()) {
-        let mut line = serde_json::json!({ "text": sentence, "embedding": row.to_vec() });
-        if test_model {
-            line["warning"] = TEST_MODEL_WARNING.into();
-        }
-        println!("{line}");
-    }
-    Ok(())
-}
-
-fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Result<(), String> {
-    use radassist::inference::vision::ImageModel;
-    let pack = ModelPack::load(pack, settings).map_err(|e| e.to_string())?;
-    let (task, test_model) = (pack.manifest.task, pack.manifest.test_model);
-    let mut model = ImageModel::new(pack).map_err(|e| e.to_string())?;
-    let limits = DecodeLimits::default();
-    let radiographs = files
-        .iter()
-        .map(|f| dicom::read_file(f, &limits).map_err(|e| format!("{}: {e}", f.display())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let batch: Vec<_> = radiographs.iter().collect();
-    let results: Vec<serde_json::Value> = match task {
-        Task::Findings => model.findings(&batch).map(|r| {
-            r.iter()
-                .map(|f| serde_json::json!({ "findings": f }))
-                .collect()
-        }),
-        Task::Landmarks => model.landmarks(&batch).map(|r| {
-            r.iter()
-                .map(|l| serde_json::json!({ "landmarks": l }))
-                .collect()
-        }),
-        _ => model.embeddings(&batch).map(|e| {
-            e.rows()
-                .into_iter()
-                .map(|row| serde_json::json!({ "embedding": row.to_vec() }))
-                .collect()
-        }),
-    }
-    .map_err(|e| e.to_string())?;
-    for (file, mut result) in files.iter().zip(results) {
-        result["file"] = file.display().to_string().into();
-        if test_model {
-            result["warning"] = TEST_MODEL_WARNING.into();
-        }
-        println!("{result}");
-    }
-    Ok(())
-}
-
-fn report(
-    pack: &Path,
-    settings: &SessionSettings,
-    file: &Path,
-    indication: &str,
-    prior: Option<&(PathBuf, String)>,
-    beams: usize,
-) -> Result<(), String> {
-    let mut model = ReportModel::load(pack, settings).map_err(|e| e.to_string())?;
-    let read = |f: &Path| {
-        dicom::read_file(f, &DecodeLimits::default()).map_err(|e| format!("{}: {e}", f.display()))
-    };
-    let image = read(file)?;
-    let prior_image = prior.map(|(path, _)| read(path)).transpose()?;
-    let prior = prior_image
-        .as_ref()
-        .zip(prior)
-        .map(|(image, (_, report))| PriorStudy { image, report });
-    let request = [ReportRequest {
-        image: &image,
-        indication,
-        prior,
-    }];
-    let draft = match beams {
-        0 => return Err("--beams must be at least 1".into()),
-        1 => model.generate_greedy(&request, true),
-        n => model.generate_beam(&request, n),
-    }
-    .map_err(|e| e.to_string())?
-    .remove(0);
-    let mut out = serde_json::json!({ "file": file.display().to_string(), "draft": draft, "preliminary": true });
-    if model.manifest.test_model {
-        out["warning"] = TEST_MODEL_WARNING.into();
-    }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).expect("serialises")
-    );
-    Ok(())
-}
-
-fn label(texts: &[String], jsonl: Option<&Path>, mentions: bool) -> Result<(), String> {
-    use std::io::{BufRead, Write};
-    let labeler = Labeler::new();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut write = |id: serde_json::Value, text: &str| -> Result<(), String> {
-        let found = labeler.label(text);
-        let mut line = serde_json::json!({ "id": id, "labels": found.labels });
-        if mentions {
-            line["mentions"] = serde_json::to_value(&found.mentions).expect("serialises");
-            line["sentences"] = serde_json::to_value(&found.sentences).expect("serialises");
-        }
-        writeln!(out, "{line}").map_err(|e| format!("writing the labels: {e}"))
-    };
-    let Some(input) = jsonl else {
-        if texts.is_empty() {
-            return Err("give report texts, or --jsonl FILE (- for standard input)".into());
-        }
-        for (i, text) in texts.iter().enumerate() {
-            write(serde_json::json!(i + 1), text)?;
-        }
-        return Ok(());
-    };
-    let (reader, total): (Box<dyn BufRead>, Option<u64>) = if input == Path::new("-") {
-        (Box::new(std::io::stdin().lock()), None)
-    } else {
-        let file = std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
-        let size = file.metadata().map(|m| m.len()).ok();
-        (Box::new(std::io::BufReader::new(file)), size)
-    };
-    // Progress by bytes read, on a terminal only, for large inputs.
-    let progress = match total {
-        Some(bytes) if bytes > 1 << 20 => ProgressBar::new(bytes).with_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
-                .expect("valid template"),
-        ),
-        _ => ProgressBar::hidden(),
-    };
-    for (number, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("{}: line {}: {e}", input.display(), number + 1))?;
-        progress.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| format!("{}: line {}: not JSON: {e}", input.display(), number + 1))?;
-        let (Some(id), Some(text)) = (
-            record.get("id"),
-            record.get("text").and_then(|t| t.as_str()),
-        ) else {
-            return Err(format!(
-                "{}: line {}: needs \"id\" and a string \"text\"",
-                input.display(),
-                number + 1
-            ));
-        };
-        write(id.clone(), text)?;
-    }
-    progress.finish_and_clear();
-    Ok(())
-}
-
-fn audit(
-    config: &Config,
-    since: Option<&str>,
-    who: Option<&str>,
-    json: bool,
-) -> Result<(), String> {
-    let since_ms = match since {
-        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .map_err(|e| {
-                format!("--since {text:?}: {e} (use RFC 3339, e.g. 2026-11-25T08:00:00Z)")
-            })?
-            .timestamp_millis(),
-        None => 0,
-    };
-    use radassist::service::store::Store;
-    // Read-only: no crash recovery, so it is safe beside a live server.
-    let store = radassist::service::store::SqliteStore::open_read_only(&config.service.data_dir)
-        .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?;
-    for row in store
-        .audit_log(since_ms, who.unwrap_or(""))
-        .map_err(|e| e.to_string())?
-    {
-        if json {
-            println!("{}", serde_json::to_string(&row).expect("serialises"));
-        } else {
-            let at = chrono::DateTime::from_timestamp_millis(row.at_ms)
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default();
-            println!(
-                "{at}  {:<16} {:<12} {:<20} {:<60} {}",
-                row.who, row.role, row.action, row.resource, row.peer
-            );
-        }
-    }
-    Ok(())
 }

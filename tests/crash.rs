@@ -197,7 +197,10 @@ async fn kill_9_during_a_job_and_the_job_completes_exactly_once() {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((job.as_str(), study_state.as_str()), ("running", "ANALYZING"));
+        assert_eq!(
+            (job.as_str(), study_state.as_str()),
+            ("running", "ANALYZING")
+        );
     }
 
     let server = Server::start(dir.path());

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    chunks, complete_and_wait, marked_film, rewritten, root, run_radassist, uid_for,
-    with_token, Server, ADMIN_TOKEN, PACS_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
+    chunks, complete_and_wait, marked_film, rewritten, root, run_radassist, uid_for, with_token,
+    Server, ADMIN_TOKEN, PACS_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::model_service_client::ModelServiceClient;
@@ -86,15 +86,28 @@ async fn the_report_pack_drafts_in_the_service_as_the_cli_does() {
         draft.warning
     );
     assert!(
-        draft.models.iter().any(|m| m.starts_with("report test-report")),
+        draft
+            .models
+            .iter()
+            .any(|m| m.starts_with("report test-report")),
         "{:?}",
         draft.models
     );
     // The structured sentences stay as the evidence.
     assert!(!draft.findings.is_empty() && draft.findings.iter().all(|s| !s.evidence.is_empty()));
 
-    let out = run_radassist(&["draft", CURRENT, "--report-pack", "models/test-report", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_radassist(&[
+        "draft",
+        CURRENT,
+        "--report-pack",
+        "models/test-report",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(draft.text, cli["text"].as_str().unwrap());
     assert!(!draft.text.is_empty());
@@ -105,7 +118,10 @@ async fn the_report_pack_drafts_in_the_service_as_the_cli_does() {
         .unwrap()
         .into_inner();
     let report = models.packs.iter().find(|p| p.task == "report").unwrap();
-    assert!(report.healthy && report.test_model && report.provider == "cpu", "{report:?}");
+    assert!(
+        report.healthy && report.test_model && report.provider == "cpu",
+        "{report:?}"
+    );
 }
 
 /// Many tasks claim the same item at the same moment, then sign it: one radiologist holds it,
@@ -119,7 +135,8 @@ async fn concurrent_claims_and_signs_have_exactly_one_winner() {
     let server = Server::start(dir.path());
     let channel = server.channel().await;
     for round in 0..3 {
-        let bytes = common::reidentified_instance(&format!("race-{round}"), &format!("race-study-{round}"));
+        let bytes =
+            common::reidentified_instance(&format!("race-{round}"), &format!("race-study-{round}"));
         let study = store_one(&channel, &bytes).await;
         assert_eq!(
             complete_and_wait(&channel, &study).await,
@@ -130,7 +147,11 @@ async fn concurrent_claims_and_signs_have_exactly_one_winner() {
         let claims: Vec<_> = (0..16)
             .map(|i| {
                 let (channel, name, barrier) = (channel.clone(), name.clone(), barrier.clone());
-                let token = if i % 2 == 0 { RADIOLOGIST_TOKEN } else { SECOND_RADIOLOGIST_TOKEN };
+                let token = if i % 2 == 0 {
+                    RADIOLOGIST_TOKEN
+                } else {
+                    SECOND_RADIOLOGIST_TOKEN
+                };
                 tokio::spawn(async move {
                     let mut worklist = WorklistServiceClient::new(channel);
                     barrier.wait().await;
@@ -157,14 +178,24 @@ async fn concurrent_claims_and_signs_have_exactly_one_winner() {
         }
         assert_eq!(holders.len(), 1, "round {round}: holders {holders:?}");
         assert_eq!(refused, 8, "the other radiologist's 8 claims are refused");
-        let holder_token = if holders.contains("dr-jane") { RADIOLOGIST_TOKEN } else { SECOND_RADIOLOGIST_TOKEN };
+        let holder_token = if holders.contains("dr-jane") {
+            RADIOLOGIST_TOKEN
+        } else {
+            SECOND_RADIOLOGIST_TOKEN
+        };
 
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let text = NON_ASCII_READS[round % NON_ASCII_READS.len()];
         let signs: Vec<_> = (0..16)
             .map(|i| {
                 let (channel, name, barrier) = (channel.clone(), name.clone(), barrier.clone());
-                let token = if i < 12 { holder_token } else if holder_token == RADIOLOGIST_TOKEN { SECOND_RADIOLOGIST_TOKEN } else { RADIOLOGIST_TOKEN };
+                let token = if i < 12 {
+                    holder_token
+                } else if holder_token == RADIOLOGIST_TOKEN {
+                    SECOND_RADIOLOGIST_TOKEN
+                } else {
+                    RADIOLOGIST_TOKEN
+                };
                 tokio::spawn(async move {
                     let mut worklist = WorklistServiceClient::new(channel);
                     barrier.wait().await;
@@ -224,34 +255,68 @@ async fn a_panicking_job_fails_with_its_reason_retries_and_the_next_study_is_dra
     );
     let mut ingest = IngestServiceClient::new(channel.clone());
     let failed = ingest
-        .get_study(with_token(GetStudyRequest { name: panics.clone() }, PACS_TOKEN))
+        .get_study(with_token(
+            GetStudyRequest {
+                name: panics.clone(),
+            },
+            PACS_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(failed.attempts, 2, "retried, then FAILED: {failed:?}");
     assert!(failed.failure_reason.contains("panicked"), "{failed:?}");
     let jobs = ModelServiceClient::new(channel.clone())
-        .list_jobs(with_token(ListJobsRequest { state: "failed".into() }, ADMIN_TOKEN))
+        .list_jobs(with_token(
+            ListJobsRequest {
+                state: "failed".into(),
+            },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();
-    assert!(jobs.jobs.iter().any(|j| j.study == panics && j.last_error.contains("panicked")));
+    assert!(jobs
+        .jobs
+        .iter()
+        .any(|j| j.study == panics && j.last_error.contains("panicked")));
 
     // The pool goes on: the next study is drafted.
-    let next = store_one(&channel, &common::reidentified_instance("after-panic", "after-panic-study")).await;
-    assert_eq!(complete_and_wait(&channel, &next).await, study::State::DraftReady);
+    let next = store_one(
+        &channel,
+        &common::reidentified_instance("after-panic", "after-panic-study"),
+    )
+    .await;
+    assert_eq!(
+        complete_and_wait(&channel, &next).await,
+        study::State::DraftReady
+    );
     let metrics = http_get(&server.metrics, "/metrics");
-    assert!(metrics.contains("radassist_job_panics_total 2"), "{metrics}");
-    assert!(metrics.contains("radassist_analysis_workers_alive 2"), "{metrics}");
-    assert!(metrics.contains("radassist_analysis_unavailable 0"), "{metrics}");
+    assert!(
+        metrics.contains("radassist_job_panics_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("radassist_analysis_workers_alive 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("radassist_analysis_unavailable 0"),
+        "{metrics}"
+    );
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap()
         .into_inner()
         .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }
 
 /// Without models that load, health says NOT_SERVING (overall and for ingest) and the metrics
@@ -259,7 +324,12 @@ async fn a_panicking_job_fails_with_its_reason_retries_and_the_next_study_is_dra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_analysis_possible_is_not_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_configured(dir.path(), "", "[analysis]\nfindings = \"no-such-pack\"\n", &[]);
+    let server = Server::start_configured(
+        dir.path(),
+        "",
+        "[analysis]\nfindings = \"no-such-pack\"\n",
+        &[],
+    );
     let channel = server.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let mut watch = health
@@ -282,14 +352,20 @@ async fn no_analysis_possible_is_not_serving() {
         }
     }
     let metrics = http_get(&server.metrics, "/metrics");
-    assert!(metrics.contains("radassist_analysis_unavailable 1"), "{metrics}");
+    assert!(
+        metrics.contains("radassist_analysis_unavailable 1"),
+        "{metrics}"
+    );
     let models = ModelServiceClient::new(channel)
         .list_models(with_token(ListModelsRequest {}, ADMIN_TOKEN))
         .await
         .unwrap()
         .into_inner();
     assert!(
-        models.packs.iter().any(|p| !p.healthy && p.error.contains("no-such-pack")),
+        models
+            .packs
+            .iter()
+            .any(|p| !p.healthy && p.error.contains("no-such-pack")),
         "{models:?}"
     );
 }
@@ -297,7 +373,11 @@ async fn no_analysis_possible_is_not_serving() {
 fn http_get(address: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     text
@@ -313,7 +393,12 @@ async fn critical_first_across_pages_and_watched_critical_items() {
     let dir = tempfile::tempdir().unwrap();
     // Without the findings pack (whose random weights call everything a pneumothorax), only the
     // tubes decide what is critical.
-    let server = Server::start_configured(dir.path(), "analysis_workers = 2\n", "[analysis]\nfindings = \"\"\n", &[]);
+    let server = Server::start_configured(
+        dir.path(),
+        "analysis_workers = 2\n",
+        "[analysis]\nfindings = \"\"\n",
+        &[],
+    );
     let channel = server.channel().await;
     let carina = (544.0, 396.0);
     let appropriate = [("carina", 0.0, 0.0), ("ett_tip", -3.5, -45.0)];
@@ -336,10 +421,16 @@ async fn critical_first_across_pages_and_watched_critical_items() {
         // A study of its own (the film keeps the sample's Study Instance UID).
         let bytes = rewritten(
             film.to_str().unwrap(),
-            &[(dicom_dictionary_std::tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study")))],
+            &[(
+                dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
+                uid_for(&format!("{label}/study")),
+            )],
         );
         let study = store_one(&channel, &bytes).await;
-        assert_eq!(complete_and_wait(&channel, &study).await, study::State::DraftReady);
+        assert_eq!(
+            complete_and_wait(&channel, &study).await,
+            study::State::DraftReady
+        );
         studies.push((label, study));
     }
     let mut worklist = WorklistServiceClient::new(channel.clone());
@@ -347,7 +438,11 @@ async fn critical_first_across_pages_and_watched_critical_items() {
     for _ in 0..10 {
         let page = worklist
             .list_work_items(with_token(
-                ListWorkItemsRequest { page_size: 2, page_token: token.clone(), ..Default::default() },
+                ListWorkItemsRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
                 RADIOLOGIST_TOKEN,
             ))
             .await
@@ -376,7 +471,10 @@ async fn critical_first_across_pages_and_watched_critical_items() {
                 .map(|(_, s)| s.replace("studies/", "workItems/")),
         )
         .collect();
-    assert_eq!(names, expected, "critical first, then by age; every item once");
+    assert_eq!(
+        names, expected,
+        "critical first, then by age; every item once"
+    );
     // Both critical items were delivered to the watcher, in the order they were drafted.
     let mut delivered = Vec::new();
     while delivered.len() < 2 {
@@ -392,7 +490,10 @@ async fn critical_first_across_pages_and_watched_critical_items() {
 
     let bad = worklist
         .list_work_items(with_token(
-            ListWorkItemsRequest { page_token: "x9".into(), ..Default::default() },
+            ListWorkItemsRequest {
+                page_token: "x9".into(),
+                ..Default::default()
+            },
             RADIOLOGIST_TOKEN,
         ))
         .await
@@ -436,13 +537,21 @@ fn audit_beside_a_live_store_changes_nothing() {
     let in_flight = data.join("blobs/tmp/in-flight");
     std::fs::write(&in_flight, b"half written").unwrap();
     let config = dir.path().join("radassist.toml");
-    std::fs::write(&config, format!("[service]\ndata_dir = {:?}\n", data.display().to_string())).unwrap();
+    std::fs::write(
+        &config,
+        format!("[service]\ndata_dir = {:?}\n", data.display().to_string()),
+    )
+    .unwrap();
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
         .args(["audit", "--json", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"who\":\"dr-jane\""));
     assert!(in_flight.exists(), "audit removed a blob being written");
     let running = live.jobs(Some(JobState::Running)).unwrap();
@@ -492,6 +601,10 @@ fn non_ascii_reads_export_without_panic_and_with_their_sections() {
         .unwrap();
         let (_, impression) = radassist::draft::split_sections(text);
         assert!(!impression.is_empty(), "{text:?} has an impression");
-        assert_eq!(fhir["conclusion"].as_str(), Some(impression.as_str()), "{fhir}");
+        assert_eq!(
+            fhir["conclusion"].as_str(),
+            Some(impression.as_str()),
+            "{fhir}"
+        );
     }
 }

@@ -187,7 +187,9 @@ fn non_ascii_reports_are_labeled_without_panic() {
         "İmpression: İncreased cardiomegaly 👍🏽 and ß/ﬂ.",
         &[("Cardiomegaly", Positive)],
     );
-    for text in ["İ", "ß", "ﬁ", "🫁", "e\u{301}", "\u{301}", "İ/İ", "a/ß/b", "..ﬁ.."] {
+    for text in [
+        "İ", "ß", "ﬁ", "🫁", "e\u{301}", "\u{301}", "İ/İ", "a/ß/b", "..ﬁ..",
+    ] {
         let _ = labels(text);
         let _ = crate::sentences::split_sentences(text);
     }

@@ -263,11 +263,19 @@ mod tests {
             Role::Pacs
         );
         let denied = l
-            .authorize("/radassist.v1.WorklistService/ClaimWorkItem", Some(&pacs), String::new())
+            .authorize(
+                "/radassist.v1.WorklistService/ClaimWorkItem",
+                Some(&pacs),
+                String::new(),
+            )
             .unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         let unknown = l
-            .authorize("/radassist.v1.IngestService/DropEverything", Some(&pacs), String::new())
+            .authorize(
+                "/radassist.v1.IngestService/DropEverything",
+                Some(&pacs),
+                String::new(),
+            )
             .unwrap_err();
         assert_eq!(unknown.code(), tonic::Code::PermissionDenied);
         let admin = bearer("admin-token-0123456789");

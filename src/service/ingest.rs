@@ -5,8 +5,8 @@
 //! must parse, carry its UIDs, be an image, and be CR or DX, or a secondary capture of a chest.
 
 use super::durable_file::AlignedBuffer;
-use super::proto::{instance_result::Outcome, InstanceResult, RenderedImage};
 use super::metrics::Metrics;
+use super::proto::{instance_result::Outcome, InstanceResult, RenderedImage};
 use super::store::{hex, IncomingInstance, Store, StoreOutcome};
 use crate::dicom::{parse_dicom, ImageHeader};
 use sha2::{Digest, Sha256};

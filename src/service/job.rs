@@ -93,7 +93,10 @@ fn find_prior(
         if date.is_empty() || date.as_str() > current_date {
             continue;
         }
-        if newest_eligible.as_ref().is_some_and(|newest| &date < newest) {
+        if newest_eligible
+            .as_ref()
+            .is_some_and(|newest| &date < newest)
+        {
             break;
         }
         let Some((sha, header)) = study_frontal_header(store, &other) else {

@@ -87,7 +87,11 @@ impl Metrics {
         };
         let r = &mut registry;
         r.register("ingest_bytes", "DICOM bytes stored", m.ingest_bytes.clone());
-        r.register("ingest_instances", "instances stored", m.ingest_instances.clone());
+        r.register(
+            "ingest_instances",
+            "instances stored",
+            m.ingest_instances.clone(),
+        );
         r.register(
             "ingest_rejected",
             "instances rejected or conflicting",
@@ -113,9 +117,17 @@ impl Metrics {
             "bytes received and not yet stored (all ingest streams)",
             m.ingest_memory_bytes.clone(),
         );
-        r.register("job_queue_depth", "analysis jobs waiting", m.queue_depth.clone());
+        r.register(
+            "job_queue_depth",
+            "analysis jobs waiting",
+            m.queue_depth.clone(),
+        );
         r.register("jobs_done", "analysis jobs done", m.jobs_done.clone());
-        r.register("jobs_failed", "analysis attempts failed", m.jobs_failed.clone());
+        r.register(
+            "jobs_failed",
+            "analysis attempts failed",
+            m.jobs_failed.clone(),
+        );
         r.register(
             "job_panics",
             "analysis attempts that panicked (also counted as failed)",
@@ -167,7 +179,9 @@ impl Metrics {
     /// A batch of `size` requests ran on `model` in `seconds`.
     pub fn model_batch(&self, model: &str, size: usize, seconds: f64) {
         let labels = vec![("model", model.to_string())];
-        self.model_requests.get_or_create(&labels).inc_by(size as u64);
+        self.model_requests
+            .get_or_create(&labels)
+            .inc_by(size as u64);
         self.model_batch_seconds
             .get_or_create(&labels)
             .observe(seconds);
@@ -250,4 +264,3 @@ where
         })
     }
 }
-

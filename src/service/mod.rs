@@ -220,7 +220,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         (Some(cert), Some(key)) => {
             let read =
                 |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            Some(tonic::transport::Identity::from_pem(read(cert)?, read(key)?))
+            Some(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ))
         }
         _ => None,
     };

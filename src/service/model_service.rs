@@ -2,9 +2,9 @@
 //! session really got, and why one is unhealthy), and the analysis jobs with their attempts
 //! and last errors.
 
+use super::lifecycle::JobState;
 use super::proto::model_service_server::ModelService;
 use super::proto::{self, *};
-use super::lifecycle::JobState;
 use super::state::State;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};

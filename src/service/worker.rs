@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 pub enum AnalysisHealth {
     /// The models are loading; studies are taken and wait in the queue.
     Loading,
-    Serving { workers: usize },
+    Serving {
+        workers: usize,
+    },
     /// No worker can run, and why.
     Unavailable(String),
 }
@@ -261,15 +263,16 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
     m.queue_wait_seconds.observe(job.waited_ms as f64 / 1000.0);
     let _ = state.events.send(Event::Study(uid.clone()));
     let started = Instant::now();
-    let outcome: Result<NewWorkItem, String> =
-        catch_unwind(AssertUnwindSafe(|| analyze_study(state.store.as_ref(), models, &uid)))
-            .unwrap_or_else(|payload| {
-                m.job_panics.inc();
-                Err(format!(
-                    "the analysis panicked (a defect: please report it with this study): {}",
-                    panic_message(payload.as_ref())
-                ))
-            });
+    let outcome: Result<NewWorkItem, String> = catch_unwind(AssertUnwindSafe(|| {
+        analyze_study(state.store.as_ref(), models, &uid)
+    }))
+    .unwrap_or_else(|payload| {
+        m.job_panics.inc();
+        Err(format!(
+            "the analysis panicked (a defect: please report it with this study): {}",
+            panic_message(payload.as_ref())
+        ))
+    });
     let seconds = started.elapsed().as_secs_f64();
     m.job_seconds.observe(seconds);
     match outcome.and_then(|item| {
@@ -281,7 +284,12 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
     }) {
         Ok(item) => {
             m.jobs_done.inc();
-            tracing::info!(seconds, attempt = job.attempt, critical = item.critical, "draft ready");
+            tracing::info!(
+                seconds,
+                attempt = job.attempt,
+                critical = item.critical,
+                "draft ready"
+            );
             let _ = state.events.send(Event::Study(uid.clone()));
             if item.critical {
                 let _ = state.events.send(Event::CriticalItem(uid));

@@ -50,15 +50,14 @@ impl WorklistService for WorklistApi {
                 .filter(|o| *o >= 0)
                 .ok_or_else(|| Status::invalid_argument("page_token is not one this server gave"))?
         };
-        let statuses: &'static [WorkItemStatus] =
-            match work_item::Status::try_from(r.status).unwrap_or(work_item::Status::Unspecified) {
-                work_item::Status::Unclaimed => &[WorkItemStatus::Unclaimed],
-                work_item::Status::Claimed => &[WorkItemStatus::Claimed],
-                work_item::Status::Signed => &[WorkItemStatus::Signed],
-                work_item::Status::Unspecified => {
-                    &[WorkItemStatus::Unclaimed, WorkItemStatus::Claimed]
-                }
-            };
+        let statuses: &'static [WorkItemStatus] = match work_item::Status::try_from(r.status)
+            .unwrap_or(work_item::Status::Unspecified)
+        {
+            work_item::Status::Unclaimed => &[WorkItemStatus::Unclaimed],
+            work_item::Status::Claimed => &[WorkItemStatus::Claimed],
+            work_item::Status::Signed => &[WorkItemStatus::Signed],
+            work_item::Status::Unspecified => &[WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
+        };
         let critical_only = r.critical_only;
         let rows = state
             .store_call(move |s| s.work_items(statuses, critical_only, offset, limit + 1))
@@ -158,7 +157,9 @@ impl WorklistService for WorklistApi {
             let (state, uid, who) = (state.clone(), uid.clone(), caller.name.clone());
             tokio::task::spawn_blocking(move || -> Result<_, Status> {
                 let store = state.store.as_ref();
-                let current = store.work_item(&uid).map_err(super::convert::store_status)?;
+                let current = store
+                    .work_item(&uid)
+                    .map_err(super::convert::store_status)?;
                 let pair = study_pair(&current, &read)?;
                 let comparison = crate::qa::compare_study(&state.labeler, &pair, None)
                     .map_err(|e| Status::internal(e.to_string()))?;
@@ -252,7 +253,6 @@ impl WorklistService for WorklistApi {
         Ok(Response::new(png))
     }
 }
-
 
 impl WorklistApi {
     async fn work_item(&self, uid: &str) -> Result<super::store::WorkItemRow, Status> {

@@ -152,10 +152,7 @@ impl BlobStore for FolderBlobStore {
 }
 
 /// A stored instance decoded (from its local file where the store has one).
-pub fn decode(
-    blobs: &dyn BlobStore,
-    sha256: &str,
-) -> Result<crate::imaging::Radiograph, String> {
+pub fn decode(blobs: &dyn BlobStore, sha256: &str) -> Result<crate::imaging::Radiograph, String> {
     let limits = crate::dicom::DecodeLimits::default();
     match blobs.local_path(sha256) {
         Some(path) => crate::dicom::read_file(&path, &limits),
@@ -193,6 +190,9 @@ mod tests {
         assert!(blobs.put("../../etc/passwd", b"x").is_err());
         assert!(blobs.put_conflict("../x", b"x").is_err());
         blobs.put_conflict("1.2.3.abcdef", b"other").unwrap();
-        assert!(std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().next().is_none());
+        assert!(std::fs::read_dir(dir.path().join("blobs/tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

@@ -10,7 +10,9 @@
 //! from `spawn_blocking`, the worker from its own threads.
 
 mod blobs;
+mod schema;
 mod sqlite;
+mod sqlite_ingest;
 
 pub use blobs::{decode, decode_header, BlobStore, FolderBlobStore};
 pub use sqlite::SqliteStore;
@@ -163,8 +165,7 @@ pub trait Store: Send + Sync {
     fn finish_job(&self, uid: &str, item: &NewWorkItem) -> Result<(), StoreError>;
     /// A running job's failed attempt: queued again while attempts remain, else failed.
     /// Returns the job's new state.
-    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32)
-        -> Result<JobState, StoreError>;
+    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<JobState, StoreError>;
     /// Jobs in `state` (all with None), oldest change first.
     fn jobs(&self, state: Option<JobState>) -> Result<Vec<JobRow>, StoreError>;
     fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError>;

@@ -7,6 +7,8 @@
 //! conditional `UPDATE`s whose row count says whether this caller won.
 
 use super::blobs::FolderBlobStore;
+use super::schema::{migrate, read_only_connection, DATABASE, SCHEMA};
+use super::sqlite_ingest::CommitOutcome;
 use super::*;
 use crate::service::lifecycle::{JobState, StudyState, WorkItemStatus};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -16,100 +18,10 @@ use std::sync::Mutex;
 pub struct SqliteStore {
     db: Mutex<Connection>,
     /// A read-only connection for lookups on ingest's path.
-    reader: Mutex<Connection>,
-    blobs: Box<dyn BlobStore>,
+    pub(super) reader: Mutex<Connection>,
+    pub(super) blobs: Box<dyn BlobStore>,
     /// Catalog rows waiting for the next group commit, each with where to send its outcome.
-    pending: Mutex<Vec<(CatalogRow, CommitOutcome)>>,
-}
-
-/// Where a committed row's outcome goes: inserted (true), already there (false), or the error.
-type CommitOutcome = std::sync::mpsc::Sender<Result<bool, String>>;
-
-/// An instance's catalog row (its blob is already durable).
-struct CatalogRow {
-    sop_instance_uid: String,
-    study_instance_uid: String,
-    series_instance_uid: String,
-    sha256: String,
-    size: i64,
-    patient_id: String,
-    accession_number: String,
-    study_date: String,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS instances (
-    sop_instance_uid TEXT PRIMARY KEY,
-    study_instance_uid TEXT NOT NULL,
-    series_instance_uid TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    received_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_instance_uid);
-CREATE TABLE IF NOT EXISTS conflicts (
-    id INTEGER PRIMARY KEY,
-    sop_instance_uid TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    received_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS studies (
-    study_instance_uid TEXT PRIMARY KEY,
-    patient_id TEXT NOT NULL,
-    accession_number TEXT NOT NULL,
-    study_date TEXT NOT NULL,
-    state TEXT NOT NULL,
-    last_instance_at INTEGER NOT NULL,
-    failure_reason TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS studies_by_patient ON studies (patient_id, study_date);
-CREATE TABLE IF NOT EXISTS jobs (
-    study_instance_uid TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT NOT NULL DEFAULT '',
-    completions INTEGER NOT NULL DEFAULT 0,
-    updated_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS work_items (
-    study_instance_uid TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    critical INTEGER NOT NULL,
-    priority INTEGER NOT NULL,
-    claimed_by TEXT,
-    created_at INTEGER NOT NULL,
-    template BLOB NOT NULL,
-    analysis_json TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    final_read BLOB,
-    signed_at INTEGER);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    who TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    peer TEXT NOT NULL);
-";
-
-const DATABASE: &str = "radassist.sqlite";
-
-/// Columns later versions added, for stores an earlier version made.
-fn migrate(db: &Connection) -> rusqlite::Result<()> {
-    let has_comparison = db
-        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'comparison'")?
-        .exists([])?;
-    if !has_comparison {
-        db.execute("ALTER TABLE work_items ADD COLUMN comparison TEXT", [])?;
-    }
-    Ok(())
-}
-
-/// WAL readers see the last commit without waiting for the writer (whose commits wait on fsync).
-fn read_only_connection(root: &Path) -> rusqlite::Result<Connection> {
-    let reader = Connection::open_with_flags(
-        root.join(DATABASE),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    reader.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(reader)
+    pub(super) pending: Mutex<Vec<(super::sqlite_ingest::CatalogRow, CommitOutcome)>>,
 }
 
 impl SqliteStore {
@@ -157,75 +69,10 @@ impl SqliteStore {
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Commits a catalog row; true if it was inserted (false: the UID was there already).
-    ///
-    /// Group commit: the row joins the pending list; whoever gets the database next commits every
-    /// pending row in one transaction (one fsync for all), and each caller gets its own outcome.
-    /// Many concurrent streams thus share the cost of `synchronous = FULL`.
-    fn commit_instance(&self, row: CatalogRow) -> Result<bool, StoreError> {
-        let (sender, outcome) = std::sync::mpsc::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((row, sender));
-        loop {
-            if let Ok(result) = outcome.try_recv() {
-                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
-            }
-            let mut db = self.db();
-            let batch =
-                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-            if batch.is_empty() {
-                // Our row went with the previous commit: its outcome is on the way.
-                drop(db);
-                let result = outcome
-                    .recv()
-                    .map_err(|_| StoreError::Io(std::io::Error::other("the commit was lost")))?;
-                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
-            }
-            let now = now_ms();
-            let committed = (|| -> rusqlite::Result<Vec<bool>> {
-                let tx = db.transaction()?;
-                let mut inserted = Vec::with_capacity(batch.len());
-                for (r, _) in &batch {
-                    let new = tx.execute(
-                        "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.sha256, r.size, now],
-                    )? > 0;
-                    if new {
-                        tx.execute(
-                            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
-                             VALUES (?1, ?2, ?3, ?4, ?6, ?5)
-                             ON CONFLICT (study_instance_uid) DO UPDATE SET state = ?6, last_instance_at = ?5",
-                            params![r.study_instance_uid, r.patient_id, r.accession_number, r.study_date, now, StudyState::Receiving],
-                        )?;
-                    }
-                    inserted.push(new);
-                }
-                tx.commit()?;
-                Ok(inserted)
-            })();
-            drop(db);
-            match committed {
-                Ok(inserted) => {
-                    for ((_, sender), new) in batch.into_iter().zip(inserted) {
-                        let _ = sender.send(Ok(new));
-                    }
-                }
-                Err(e) => {
-                    for (_, sender) in batch {
-                        let _ = sender.send(Err(e.to_string()));
-                    }
-                }
-            }
-        }
     }
 
     fn study_from_row(r: &rusqlite::Row) -> rusqlite::Result<StudyRow> {
@@ -272,53 +119,11 @@ impl Store for SqliteStore {
         self.blobs.as_ref()
     }
 
-    /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
-    /// or CONFLICT (same UID, other bytes: kept under conflicts/ for review).
     fn put_instance(
         &self,
         instance: &IncomingInstance,
     ) -> Result<(StoreOutcome, String), StoreError> {
-        let sha = instance.sha256.to_string();
-        let existing: Option<String> = self
-            .reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .query_row(
-                "SELECT sha256 FROM instances WHERE sop_instance_uid = ?1",
-                [instance.sop_instance_uid],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match existing {
-            Some(stored) if stored == sha => return Ok((StoreOutcome::Duplicate, sha)),
-            Some(_) => {
-                let name = format!("{}.{}", instance.sop_instance_uid, &sha[..16]);
-                self.blobs.put_conflict(&name, instance.bytes)?;
-                self.db().execute(
-                    "INSERT INTO conflicts (sop_instance_uid, sha256, received_at) VALUES (?1, ?2, ?3)",
-                    params![instance.sop_instance_uid, sha, now_ms()],
-                )?;
-                return Ok((StoreOutcome::Conflict, sha));
-            }
-            None => {}
-        }
-        self.blobs.put(&sha, instance.bytes)?;
-        let inserted = self.commit_instance(CatalogRow {
-            sop_instance_uid: instance.sop_instance_uid.to_string(),
-            study_instance_uid: instance.study_instance_uid.to_string(),
-            series_instance_uid: instance.series_instance_uid.to_string(),
-            sha256: sha.clone(),
-            size: instance.bytes.len() as i64,
-            patient_id: instance.patient_id.to_string(),
-            accession_number: instance.accession_number.to_string(),
-            study_date: instance.study_date.to_string(),
-        })?;
-        if !inserted {
-            // Another stream (or an earlier instance of this one) stored the same UID a moment
-            // ago: answer as if it had been there before (duplicate or conflict).
-            return self.put_instance(instance);
-        }
-        Ok((StoreOutcome::Stored, sha))
+        self.store_instance(instance)
     }
 
     fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
@@ -462,12 +267,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn fail_job(
-        &self,
-        uid: &str,
-        error: &str,
-        max_attempts: u32,
-    ) -> Result<JobState, StoreError> {
+    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<JobState, StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
         let state: Option<JobState> = tx
@@ -665,4 +465,3 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
-

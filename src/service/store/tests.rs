@@ -53,11 +53,17 @@ fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
                 })
             })
             .collect();
-        let winners: Vec<usize> = claims.into_iter().filter_map(|c| c.join().unwrap()).collect();
+        let winners: Vec<usize> = claims
+            .into_iter()
+            .filter_map(|c| c.join().unwrap())
+            .collect();
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
         let holder = format!("dr-{}", winners[0]);
         let item = store.work_item("1.2.3").unwrap();
-        assert_eq!((item.status, item.claimed_by.as_deref()), (WorkItemStatus::Claimed, Some(holder.as_str())));
+        assert_eq!(
+            (item.status, item.claimed_by.as_deref()),
+            (WorkItemStatus::Claimed, Some(holder.as_str()))
+        );
         assert!(store.release("1.2.3", "dr-somebody-else").is_err());
         if round < 4 {
             store.release("1.2.3", &holder).unwrap();
@@ -67,14 +73,24 @@ fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
         let signs: Vec<_> = (0..32)
             .map(|i| {
                 let (store, barrier) = (store.clone(), barrier.clone());
-                let who = if i % 2 == 0 { holder.clone() } else { format!("dr-{i}") };
+                let who = if i % 2 == 0 {
+                    holder.clone()
+                } else {
+                    format!("dr-{i}")
+                };
                 std::thread::spawn(move || {
                     barrier.wait();
-                    store.sign("1.2.3", &who, format!("read {i}").as_bytes(), "{}").is_ok()
+                    store
+                        .sign("1.2.3", &who, format!("read {i}").as_bytes(), "{}")
+                        .is_ok()
                 })
             })
             .collect();
-        let signed = signs.into_iter().map(|s| s.join().unwrap()).filter(|won| *won).count();
+        let signed = signs
+            .into_iter()
+            .map(|s| s.join().unwrap())
+            .filter(|won| *won)
+            .count();
         assert_eq!(signed, 1);
         assert_eq!(store.study("1.2.3").unwrap().state, StudyState::Signed);
     }
@@ -92,18 +108,33 @@ fn a_job_finishes_or_fails_only_while_running() {
         model_version: "test".into(),
     };
     // Done already: a second finish (a worker that lost its job) is refused.
-    assert!(matches!(store.finish_job("1.2.4", &item), Err(StoreError::Precondition(_))));
-    assert!(matches!(store.fail_job("1.2.4", "late", 3), Err(StoreError::Precondition(_))));
+    assert!(matches!(
+        store.finish_job("1.2.4", &item),
+        Err(StoreError::Precondition(_))
+    ));
+    assert!(matches!(
+        store.fail_job("1.2.4", "late", 3),
+        Err(StoreError::Precondition(_))
+    ));
     store.complete_study("1.2.4").unwrap();
     // Completing again while queued changes nothing.
     store.complete_study("1.2.4").unwrap();
     assert_eq!(store.queue_depth().unwrap(), 1);
     store.take_job().unwrap().unwrap();
-    assert_eq!(store.fail_job("1.2.4", "boom", 2).unwrap(), JobState::Queued);
+    assert_eq!(
+        store.fail_job("1.2.4", "boom", 2).unwrap(),
+        JobState::Queued
+    );
     assert_eq!(store.take_job().unwrap().unwrap().attempt, 2);
-    assert_eq!(store.fail_job("1.2.4", "boom again", 2).unwrap(), JobState::Failed);
+    assert_eq!(
+        store.fail_job("1.2.4", "boom again", 2).unwrap(),
+        JobState::Failed
+    );
     let study = store.study("1.2.4").unwrap();
-    assert_eq!((study.state, study.failure_reason.as_str()), (StudyState::Failed, "boom again"));
+    assert_eq!(
+        (study.state, study.failure_reason.as_str()),
+        (StudyState::Failed, "boom again")
+    );
     assert!(store.take_job().unwrap().is_none());
 }
 

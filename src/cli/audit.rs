@@ -1,0 +1,41 @@
+//! `radassist audit`: the audit log (who read which patient data, when, from where), read from
+//! the store without touching it: safe beside a live server.
+
+use radassist::config::Config;
+
+pub fn audit(
+    config: &Config,
+    since: Option<&str>,
+    who: Option<&str>,
+    json: bool,
+) -> Result<(), String> {
+    let since_ms = match since {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                format!("--since {text:?}: {e} (use RFC 3339, e.g. 2026-11-25T08:00:00Z)")
+            })?
+            .timestamp_millis(),
+        None => 0,
+    };
+    use radassist::service::store::Store;
+    // Read-only: no crash recovery, so it is safe beside a live server.
+    let store = radassist::service::store::SqliteStore::open_read_only(&config.service.data_dir)
+        .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?;
+    for row in store
+        .audit_log(since_ms, who.unwrap_or(""))
+        .map_err(|e| e.to_string())?
+    {
+        if json {
+            println!("{}", serde_json::to_string(&row).expect("serialises"));
+        } else {
+            let at = chrono::DateTime::from_timestamp_millis(row.at_ms)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            println!(
+                "{at}  {:<16} {:<12} {:<20} {:<60} {}",
+                row.who, row.role, row.action, row.resource, row.peer
+            );
+        }
+    }
+    Ok(())
+}

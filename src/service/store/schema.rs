@@ -1,0 +1,80 @@
+//! The SQLite catalogue's schema: tables a DBA can read, and the columns later versions added.
+
+use rusqlite::Connection;
+use std::path::Path;
+
+pub const DATABASE: &str = "radassist.sqlite";
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL,
+    series_instance_uid TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_instance_uid);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id INTEGER PRIMARY KEY,
+    sop_instance_uid TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    received_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (
+    study_instance_uid TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    accession_number TEXT NOT NULL,
+    study_date TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_instance_at INTEGER NOT NULL,
+    failure_reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS studies_by_patient ON studies (patient_id, study_date);
+CREATE TABLE IF NOT EXISTS jobs (
+    study_instance_uid TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    completions INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS work_items (
+    study_instance_uid TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    critical INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    claimed_by TEXT,
+    created_at INTEGER NOT NULL,
+    template BLOB NOT NULL,
+    analysis_json TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    final_read BLOB,
+    signed_at INTEGER,
+    comparison TEXT);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    peer TEXT NOT NULL);
+";
+
+/// Columns later versions added, for stores an earlier version made.
+pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
+    let has_comparison = db
+        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'comparison'")?
+        .exists([])?;
+    if !has_comparison {
+        db.execute("ALTER TABLE work_items ADD COLUMN comparison TEXT", [])?;
+    }
+    Ok(())
+}
+
+/// WAL readers see the last commit without waiting for the writer (whose commits wait on fsync).
+pub fn read_only_connection(root: &Path) -> rusqlite::Result<Connection> {
+    let reader = Connection::open_with_flags(
+        root.join(DATABASE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    reader.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(reader)
+}

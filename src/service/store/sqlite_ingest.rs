@@ -1,0 +1,138 @@
+//! Ingest's path through the SQLite store: the blob made durable, then its catalogue row by
+//! group commit (many concurrent streams share one fsync), then the outcome.
+
+use super::sqlite::SqliteStore;
+use super::*;
+use crate::service::lifecycle::StudyState;
+use rusqlite::{params, OptionalExtension};
+
+/// Where a committed row's outcome goes: inserted (true), already there (false), or the error.
+pub(super) type CommitOutcome = std::sync::mpsc::Sender<Result<bool, String>>;
+
+/// An instance's catalog row (its blob is already durable).
+pub(super) struct CatalogRow {
+    sop_instance_uid: String,
+    study_instance_uid: String,
+    series_instance_uid: String,
+    sha256: String,
+    size: i64,
+    patient_id: String,
+    accession_number: String,
+    study_date: String,
+}
+
+impl SqliteStore {
+    /// Commits a catalog row; true if it was inserted (false: the UID was there already).
+    ///
+    /// Group commit: the row joins the pending list; whoever gets the database next commits every
+    /// pending row in one transaction (one fsync for all), and each caller gets its own outcome.
+    /// Many concurrent streams thus share the cost of `synchronous = FULL`.
+    fn commit_instance(&self, row: CatalogRow) -> Result<bool, StoreError> {
+        let (sender, outcome) = std::sync::mpsc::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((row, sender));
+        loop {
+            if let Ok(result) = outcome.try_recv() {
+                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
+            }
+            let mut db = self.db();
+            let batch =
+                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                // Our row went with the previous commit: its outcome is on the way.
+                drop(db);
+                let result = outcome
+                    .recv()
+                    .map_err(|_| StoreError::Io(std::io::Error::other("the commit was lost")))?;
+                return result.map_err(|e| StoreError::Io(std::io::Error::other(e)));
+            }
+            let now = now_ms();
+            let committed = (|| -> rusqlite::Result<Vec<bool>> {
+                let tx = db.transaction()?;
+                let mut inserted = Vec::with_capacity(batch.len());
+                for (r, _) in &batch {
+                    let new = tx.execute(
+                        "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.sha256, r.size, now],
+                    )? > 0;
+                    if new {
+                        tx.execute(
+                            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
+                             VALUES (?1, ?2, ?3, ?4, ?6, ?5)
+                             ON CONFLICT (study_instance_uid) DO UPDATE SET state = ?6, last_instance_at = ?5",
+                            params![r.study_instance_uid, r.patient_id, r.accession_number, r.study_date, now, StudyState::Receiving],
+                        )?;
+                    }
+                    inserted.push(new);
+                }
+                tx.commit()?;
+                Ok(inserted)
+            })();
+            drop(db);
+            match committed {
+                Ok(inserted) => {
+                    for ((_, sender), new) in batch.into_iter().zip(inserted) {
+                        let _ = sender.send(Ok(new));
+                    }
+                }
+                Err(e) => {
+                    for (_, sender) in batch {
+                        let _ = sender.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
+    /// or CONFLICT (same UID, other bytes: kept under conflicts/ for review).
+    pub(super) fn store_instance(
+        &self,
+        instance: &IncomingInstance,
+    ) -> Result<(StoreOutcome, String), StoreError> {
+        let sha = instance.sha256.to_string();
+        let existing: Option<String> = self
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .query_row(
+                "SELECT sha256 FROM instances WHERE sop_instance_uid = ?1",
+                [instance.sop_instance_uid],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(stored) if stored == sha => return Ok((StoreOutcome::Duplicate, sha)),
+            Some(_) => {
+                let name = format!("{}.{}", instance.sop_instance_uid, &sha[..16]);
+                self.blobs.put_conflict(&name, instance.bytes)?;
+                self.db().execute(
+                    "INSERT INTO conflicts (sop_instance_uid, sha256, received_at) VALUES (?1, ?2, ?3)",
+                    params![instance.sop_instance_uid, sha, now_ms()],
+                )?;
+                return Ok((StoreOutcome::Conflict, sha));
+            }
+            None => {}
+        }
+        self.blobs.put(&sha, instance.bytes)?;
+        let inserted = self.commit_instance(CatalogRow {
+            sop_instance_uid: instance.sop_instance_uid.to_string(),
+            study_instance_uid: instance.study_instance_uid.to_string(),
+            series_instance_uid: instance.series_instance_uid.to_string(),
+            sha256: sha.clone(),
+            size: instance.bytes.len() as i64,
+            patient_id: instance.patient_id.to_string(),
+            accession_number: instance.accession_number.to_string(),
+            study_date: instance.study_date.to_string(),
+        })?;
+        if !inserted {
+            // Another stream (or an earlier instance of this one) stored the same UID a moment
+            // ago: answer as if it had been there before (duplicate or conflict).
+            return self.store_instance(instance);
+        }
+        Ok((StoreOutcome::Stored, sha))
+    }
+}
