@@ -7,11 +7,12 @@
 //! averaging, and [`output`] writes PNG and `.npy` files.
 
 pub mod display;
+pub mod header;
 pub mod lut;
 pub mod output;
 pub mod resize;
 
-pub use crate::dicom::ImageHeader;
+pub use header::ImageHeader;
 use ndarray::Array2;
 
 /// One decoded radiograph: the canonical type that every analysis sees.

@@ -6,7 +6,7 @@
 
 use super::durable_file::AlignedBuffer;
 use super::metrics::Metrics;
-use super::proto::{instance_result::Outcome, InstanceResult, RenderedImage};
+use super::proto::{instance_result::Outcome, InstanceResult};
 use super::store::{hex, IncomingInstance, Store, StoreOutcome};
 use crate::dicom::{parse_dicom, ImageHeader};
 use sha2::{Digest, Sha256};
@@ -138,52 +138,4 @@ fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> 
         }
     }
     result
-}
-
-/// The stored instance as a display PNG, longer side at most `size`; with `analysis`, the tube
-/// and line overlay drawn on it (the overlay is at most 1024 pixels on its longer side).
-pub fn render_png(
-    radiograph: &crate::imaging::Radiograph,
-    size: usize,
-    analysis: Option<&crate::analysis::StudyAnalysis>,
-) -> Result<RenderedImage, String> {
-    let display = crate::analysis::display(radiograph);
-    let (rows, cols) = display.dim();
-    let image = match analysis {
-        Some(analysis) => {
-            let drawn = crate::analysis::overlay::draw(display.view(), analysis);
-            let (w, h) = drawn.dimensions();
-            let (th, tw) = crate::imaging::resize::fit_longest_side(
-                h as usize,
-                w as usize,
-                size.min(h.max(w) as usize),
-            );
-            image::DynamicImage::ImageRgb8(drawn).resize_exact(
-                tw as u32,
-                th as u32,
-                image::imageops::FilterType::Triangle,
-            )
-        }
-        None => {
-            let (h, w) =
-                crate::imaging::resize::fit_longest_side(rows, cols, size.min(rows.max(cols)));
-            let small = crate::imaging::resize::resize(display.view(), h, w);
-            let pixels = crate::imaging::output::quantise(
-                small.view(),
-                crate::imaging::output::PngDepth::Eight,
-            );
-            image::DynamicImage::ImageLuma8(
-                image::GrayImage::from_raw(w as u32, h as u32, pixels).ok_or("rendering")?,
-            )
-        }
-    };
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
-    Ok(RenderedImage {
-        png: png.into(),
-        width: image.width(),
-        height: image.height(),
-    })
 }

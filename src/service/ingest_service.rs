@@ -2,86 +2,22 @@
 //! follow a study's state.
 //!
 //! An instance is acknowledged STORED only once its blob is durable and its catalogue row
-//! committed (see [`super::ingest`]). Memory is bounded twice: at most
-//! `max_concurrent_streams` streams (more get RESOURCE_EXHAUSTED with `retry-after-ms`), and at
-//! most `max_ingest_memory_bytes` received and not yet stored, all streams together ([`IngestLimits`]).
+//! committed (see [`super::ingest`]). Memory is bounded twice ([`super::ingest_limits`]): at
+//! most `max_concurrent_streams` streams (more get RESOURCE_EXHAUSTED with `retry-after-ms`),
+//! and at most `max_ingest_memory_bytes` received and not yet stored, all streams together.
 
 use super::auth::caller;
 use super::convert::{study_message, study_state, uid_of};
 use super::ingest;
+use super::ingest_limits::retry_later;
 use super::lifecycle::StudyState;
 use super::proto::ingest_service_server::IngestService;
 use super::proto::{self, *};
 use super::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
-use crate::config::ServiceConfig;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, OwnedSemaphorePermit};
 use tonic::{Request, Response, Status, Streaming};
-
-/// How much ingest the server takes at once.
-pub struct IngestLimits {
-    pub slots: Arc<Semaphore>,
-    /// Bytes received and not yet stored, all streams together: a permit per byte, at most
-    /// `max_ingest_memory_bytes`.
-    memory: Arc<Semaphore>,
-    capacity: usize,
-}
-
-impl IngestLimits {
-    pub fn new(config: &ServiceConfig) -> IngestLimits {
-        // As far as a semaphore counts.
-        let capacity = config.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS);
-        IngestLimits {
-            slots: Arc::new(Semaphore::new(config.max_concurrent_streams.max(1))),
-            memory: Arc::new(Semaphore::new(capacity)),
-            capacity,
-        }
-    }
-
-    /// Bytes received and not yet stored.
-    pub fn memory_in_use(&self) -> usize {
-        self.capacity - self.memory.available_permits()
-    }
-
-    /// Room in the ingest memory for `bytes` of instance `index`. Waiting here stops reading
-    /// the stream, so HTTP/2 flow control holds its sender back; after `ingest_memory_wait_ms`
-    /// without room, RESOURCE_EXHAUSTED.
-    async fn room_for(
-        &self,
-        state: &State,
-        bytes: usize,
-        index: u32,
-    ) -> Result<OwnedSemaphorePermit, Status> {
-        // A chunk is at most the 64 MiB message limit: it fits in a u32.
-        let bytes = bytes as u32;
-        if let Ok(permit) = self.memory.clone().try_acquire_many_owned(bytes) {
-            return Ok(permit);
-        }
-        state.metrics.ingest_memory_waits.inc();
-        let wait = Duration::from_millis(state.config.ingest_memory_wait_ms);
-        match tokio::time::timeout(wait, self.memory.clone().acquire_many_owned(bytes)).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => {
-                state.metrics.ingest_memory_refusals.inc();
-                Err(retry_later(format!(
-                    "the server's ingest memory (max_ingest_memory_bytes, {} bytes) stayed full for {} ms: instances this stream finished before instance {index} may be stored; send the stream again after the retry-after-ms trailer (stored instances come back as duplicates)",
-                    state.config.max_ingest_memory_bytes, state.config.ingest_memory_wait_ms
-                )))
-            }
-        }
-    }
-}
-
-/// RESOURCE_EXHAUSTED with a `retry-after-ms` trailer: come back in a second.
-fn retry_later(message: String) -> Status {
-    let mut status = Status::resource_exhausted(message);
-    status
-        .metadata_mut()
-        .insert("retry-after-ms", "1000".parse().expect("ascii"));
-    status
-}
 
 #[derive(Clone)]
 pub struct IngestApi(pub Arc<State>);
@@ -144,7 +80,12 @@ impl IngestService for IngestApi {
                 } else {
                     let room = state
                         .ingest
-                        .room_for(state, message.chunk.len(), message.instance_index)
+                        .room_for(
+                            &state.metrics,
+                            &state.config,
+                            message.chunk.len(),
+                            message.instance_index,
+                        )
                         .await?;
                     match memory {
                         Some(held) => held.merge(room),

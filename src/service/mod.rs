@@ -21,6 +21,7 @@ pub mod auth;
 pub mod convert;
 mod durable_file;
 pub mod ingest;
+pub mod ingest_limits;
 pub mod ingest_service;
 pub mod job;
 pub mod lifecycle;

@@ -6,7 +6,7 @@
 
 use super::auth::Caller;
 use super::convert::store_status;
-use super::ingest_service::IngestLimits;
+use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
 use super::store::{AuditRow, Store, StoreError};
 use crate::config::ServiceConfig;

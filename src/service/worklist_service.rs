@@ -10,7 +10,6 @@
 
 use super::auth::caller;
 use super::convert::{study_pair, timestamp, uid_of, work_item_message};
-use super::ingest;
 use super::lifecycle::WorkItemStatus;
 use super::proto::worklist_service_server::WorklistService;
 use super::proto::*;
@@ -242,7 +241,7 @@ impl WorklistService for WorklistApi {
         let store = state.store.clone();
         let png = tokio::task::spawn_blocking(move || {
             let radiograph = super::store::decode(store.blobs(), &sha)?;
-            ingest::render_png(&radiograph, size, analysis.as_ref())
+            render_png(&radiograph, size, analysis.as_ref())
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -259,4 +258,52 @@ impl WorklistApi {
         let uid = uid.to_string();
         self.0.store_call(move |s| s.work_item(&uid)).await
     }
+}
+
+/// The stored instance as a display PNG, longer side at most `size`; with `analysis`, the tube
+/// and line overlay drawn on it (the overlay is at most 1024 pixels on its longer side).
+pub fn render_png(
+    radiograph: &crate::imaging::Radiograph,
+    size: usize,
+    analysis: Option<&crate::analysis::StudyAnalysis>,
+) -> Result<RenderedImage, String> {
+    let display = crate::analysis::display(radiograph);
+    let (rows, cols) = display.dim();
+    let image = match analysis {
+        Some(analysis) => {
+            let drawn = crate::analysis::overlay::draw(display.view(), analysis);
+            let (w, h) = drawn.dimensions();
+            let (th, tw) = crate::imaging::resize::fit_longest_side(
+                h as usize,
+                w as usize,
+                size.min(h.max(w) as usize),
+            );
+            image::DynamicImage::ImageRgb8(drawn).resize_exact(
+                tw as u32,
+                th as u32,
+                image::imageops::FilterType::Triangle,
+            )
+        }
+        None => {
+            let (h, w) =
+                crate::imaging::resize::fit_longest_side(rows, cols, size.min(rows.max(cols)));
+            let small = crate::imaging::resize::resize(display.view(), h, w);
+            let pixels = crate::imaging::output::quantise(
+                small.view(),
+                crate::imaging::output::PngDepth::Eight,
+            );
+            image::DynamicImage::ImageLuma8(
+                image::GrayImage::from_raw(w as u32, h as u32, pixels).ok_or("rendering")?,
+            )
+        }
+    };
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    Ok(RenderedImage {
+        png: png.into(),
+        width: image.width(),
+        height: image.height(),
+    })
 }
