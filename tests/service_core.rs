@@ -119,7 +119,7 @@ async fn the_report_pack_drafts_in_the_service_as_the_cli_does() {
         .into_inner();
     let report = models.packs.iter().find(|p| p.task == "report").unwrap();
     assert!(
-        report.healthy && report.test_model && report.provider == "cpu",
+        report.healthy && report.test_model && report.provider == "CPUExecutionProvider",
         "{report:?}"
     );
 }

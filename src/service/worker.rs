@@ -110,9 +110,11 @@ fn status(m: &ModelUsed, provider: Option<ProviderUsed>) -> ModelStatus {
         task: m.task.clone(),
         version: m.version.clone(),
         test_model: m.test_model,
-        provider: provider
-            .map(|p| format!("{p:?}").to_lowercase())
-            .unwrap_or_default(),
+        provider: match provider {
+            Some(ProviderUsed::Cuda) => "CUDAExecutionProvider".into(),
+            Some(ProviderUsed::Cpu) => "CPUExecutionProvider".into(),
+            None => String::new(),
+        },
         healthy: true,
         error: String::new(),
     }
