@@ -14,47 +14,15 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{complete_and_wait, rewritten, uid_for, with_token, Server, ADMIN_TOKEN, PACS_TOKEN};
+use common::{complete_and_wait, rewritten, uid_for, with_token, Server, PACS_TOKEN};
 use dicom_dictionary_std::tags;
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::model_service_client::ModelServiceClient;
 use radassist::service::proto::*;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-use tonic::transport::Channel;
+use std::time::Instant;
 
 const STUDIES: usize = 24;
 const SAMPLE: &str = "sample-dicom/derived/siim_chest_pa_devices.dcm";
-
-async fn wait_for_models(channel: &Channel) -> Vec<ModelPack> {
-    let mut models = ModelServiceClient::new(channel.clone());
-    for _ in 0..600 {
-        let packs = models
-            .list_models(with_token(ListModelsRequest {}, ADMIN_TOKEN))
-            .await
-            .unwrap()
-            .into_inner()
-            .packs;
-        if !packs.is_empty() {
-            return packs;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server's models did not load within a minute");
-}
-
-fn metrics_text(address: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
 
 /// Per model: (batches, mean batch size), from the batch-size histogram's count and sum.
 fn batch_sizes(text: &str) -> BTreeMap<String, (f64, f64)> {
@@ -98,7 +66,7 @@ async fn run(writer: &str, workers: usize) {
         &[],
     );
     let channel = server.channel().await;
-    let packs = wait_for_models(&channel).await;
+    let packs = common::wait_for_models(&channel).await;
     let provider = packs
         .first()
         .map(|p| p.provider.clone())
@@ -149,7 +117,7 @@ async fn run(writer: &str, workers: usize) {
     let wall = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
-    let batches = batch_sizes(&metrics_text(&server.metrics));
+    let batches = batch_sizes(&common::http_get(&server.metrics, "/metrics"));
     let batches = batches
         .iter()
         .map(|(m, (n, mean))| format!("{m}: {n:.0} batches, mean {mean:.2}"))

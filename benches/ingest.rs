@@ -17,10 +17,9 @@ mod common;
 
 use common::{
     chunks, complete_and_wait, redated_instance, reidentified_instance, with_token, Server,
-    ADMIN_TOKEN, PACS_TOKEN,
+    PACS_TOKEN,
 };
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::model_service_client::ModelServiceClient;
 use radassist::service::proto::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -159,31 +158,12 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Waits until the worker has loaded its models, so that loading does not share the CPU with
-/// the first round.
-async fn wait_for_models(channel: &Channel) {
-    let mut models = ModelServiceClient::new(channel.clone());
-    for _ in 0..600 {
-        let packs = models
-            .list_models(with_token(ListModelsRequest {}, ADMIN_TOKEN))
-            .await
-            .unwrap()
-            .into_inner()
-            .packs;
-        if !packs.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server's models did not load within a minute");
-}
-
 /// A server on a new store under target/, its models loaded.
 async fn fresh_server() -> (tempfile::TempDir, Server, Channel) {
     let dir = tempfile::tempdir_in(common::root().join("target")).unwrap();
     let server = Server::start(dir.path());
     let channel = server.channel().await;
-    wait_for_models(&channel).await;
+    common::wait_for_models(&channel).await;
     (dir, server, channel)
 }
 

@@ -14,10 +14,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{chunks, rewritten, uid_for, with_token, Server, ADMIN_TOKEN, PACS_TOKEN};
+use common::{chunks, rewritten, uid_for, with_token, Server, PACS_TOKEN};
 use dicom_dictionary_std::tags;
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::model_service_client::ModelServiceClient;
 use radassist::service::proto::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,11 +36,7 @@ fn resident_mb(pid: u32) -> f64 {
 }
 
 fn metric(address: &str, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
+    let text = common::http_get(address, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.parse().ok())
@@ -102,7 +97,9 @@ async fn push(
                 }
                 let _ = ingest
                     .complete_study(with_token(
-                        CompleteStudyRequest { name: results[0].study.clone() },
+                        CompleteStudyRequest {
+                            name: results[0].study.clone(),
+                        },
                         PACS_TOKEN,
                     ))
                     .await;
@@ -144,17 +141,7 @@ async fn main() {
     let server = Server::start_with(dir.path(), "analysis_workers = 2\n");
     let channel = server.channel().await;
     // The models loaded before the clock starts.
-    let mut models = ModelServiceClient::new(channel.clone());
-    while models
-        .list_models(with_token(ListModelsRequest {}, ADMIN_TOKEN))
-        .await
-        .unwrap()
-        .into_inner()
-        .packs
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_models(&channel).await;
     let pid = server.child.id();
     let counts = Arc::new(Counts::default());
     let started = Instant::now();

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    chunks, complete_and_wait, root, with_token, Server, ADMIN_TOKEN, PACS_TOKEN, QA_TOKEN,
-    RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
+    chunks, complete_and_wait, http_get, root, with_token, Server, ADMIN_TOKEN, PACS_TOKEN,
+    QA_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::model_service_client::ModelServiceClient;
@@ -344,22 +344,6 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     let started = std::time::Instant::now();
     assert!(server.terminate().success());
     assert!(started.elapsed() < Duration::from_secs(15));
-}
-
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 /// What each role may call: (call, roles allowed besides admin).

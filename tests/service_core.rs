@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    chunks, complete_and_wait, marked_film, rewritten, root, run_radassist, uid_for, with_token,
-    Server, ADMIN_TOKEN, PACS_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
+    chunks, complete_and_wait, http_get, marked_film, rewritten, root, run_radassist, uid_for,
+    with_token, Server, ADMIN_TOKEN, PACS_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::model_service_client::ModelServiceClient;
@@ -368,19 +368,6 @@ async fn no_analysis_possible_is_not_serving() {
             .any(|p| !p.healthy && p.error.contains("no-such-pack")),
         "{models:?}"
     );
-}
-
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
 }
 
 /// Critical results first, then priority, then age, across pages; a new critical item reaches

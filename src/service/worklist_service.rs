@@ -102,34 +102,28 @@ impl WorklistService for WorklistApi {
         &self,
         request: Request<ClaimWorkItemRequest>,
     ) -> Result<Response<WorkItem>, Status> {
-        let state = &self.0;
         let caller = caller(&request)?;
-        let uid = uid_of(&request.get_ref().name, "workItems")?;
-        let row = {
-            let (uid, who) = (uid.clone(), caller.name.clone());
-            state.store_call(move |s| s.claim(&uid, &who)).await?
-        };
-        state
-            .audit(&caller, "ClaimWorkItem", &format!("workItems/{uid}"))
-            .await?;
-        Ok(Response::new(work_item_message(&row)?))
+        self.change_claim(
+            caller,
+            &request.get_ref().name,
+            "ClaimWorkItem",
+            |s, uid, who| s.claim(uid, who),
+        )
+        .await
     }
 
     async fn release_work_item(
         &self,
         request: Request<ReleaseWorkItemRequest>,
     ) -> Result<Response<WorkItem>, Status> {
-        let state = &self.0;
         let caller = caller(&request)?;
-        let uid = uid_of(&request.get_ref().name, "workItems")?;
-        let row = {
-            let (uid, who) = (uid.clone(), caller.name.clone());
-            state.store_call(move |s| s.release(&uid, &who)).await?
-        };
-        state
-            .audit(&caller, "ReleaseWorkItem", &format!("workItems/{uid}"))
-            .await?;
-        Ok(Response::new(work_item_message(&row)?))
+        self.change_claim(
+            caller,
+            &request.get_ref().name,
+            "ReleaseWorkItem",
+            |s, uid, who| s.release(uid, who),
+        )
+        .await
     }
 
     async fn submit_final_read(
@@ -253,7 +247,33 @@ impl WorklistService for WorklistApi {
     }
 }
 
+/// A claim change: the store's conditional update for (work item, caller).
+type ClaimChange = fn(
+    &dyn super::store::Store,
+    &str,
+    &str,
+) -> Result<super::store::WorkItemRow, super::store::StoreError>;
+
 impl WorklistApi {
+    /// Claims or releases `name` for `caller` (`change`), audited as `action`.
+    async fn change_claim(
+        &self,
+        caller: super::auth::Caller,
+        name: &str,
+        action: &str,
+        change: ClaimChange,
+    ) -> Result<Response<WorkItem>, Status> {
+        let uid = uid_of(name, "workItems")?;
+        let row = {
+            let (uid, who) = (uid.clone(), caller.name.clone());
+            self.0.store_call(move |s| change(s, &uid, &who)).await?
+        };
+        self.0
+            .audit(&caller, action, &format!("workItems/{uid}"))
+            .await?;
+        Ok(Response::new(work_item_message(&row)?))
+    }
+
     async fn work_item(&self, uid: &str) -> Result<super::store::WorkItemRow, Status> {
         let uid = uid.to_string();
         self.0.store_call(move |s| s.work_item(&uid)).await

@@ -654,3 +654,42 @@ pub async fn complete_and_wait(
         .unwrap();
     watch_until_settled(channel, study).await
 }
+
+/// An HTTP GET on the loopback (the metrics endpoint): the whole response, headers included.
+pub fn http_get(address: &str, path: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Waits (at most a minute) until the server's workers have loaded their models, so that
+/// loading does not share the CPU with what is measured; the packs.
+pub async fn wait_for_models(
+    channel: &tonic::transport::Channel,
+) -> Vec<radassist::service::proto::ModelPack> {
+    use radassist::service::proto::{model_service_client::ModelServiceClient, ListModelsRequest};
+    let mut models = ModelServiceClient::new(channel.clone());
+    for _ in 0..600 {
+        let packs = models
+            .list_models(with_token(ListModelsRequest {}, ADMIN_TOKEN))
+            .await
+            .unwrap()
+            .into_inner()
+            .packs;
+        if !packs.is_empty() {
+            return packs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the server's models did not load within a minute");
+}
