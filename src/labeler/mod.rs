@@ -17,6 +17,7 @@
 //! Cardiomegaly uncertain, and No Finding is positive only when no observation other than
 //! Support Devices is positive or uncertain.
 
+mod normal;
 mod patterns;
 mod scope;
 
@@ -124,6 +125,10 @@ pub struct Labeler {
     negation: PatternSet,
     post_negation_uncertainty: PatternSet,
     sections: patterns::Sections,
+    normality: normal::Normality,
+    /// "X is stable", "unchanged X": a comparison, which for a finding means it is still there.
+    stable_after: regex::Regex,
+    stable_before: regex::Regex,
 }
 
 macro_rules! phrase_files {
@@ -243,6 +248,12 @@ impl Labeler {
                 patterns::OWN_POST_NEGATION_UNCERTAINTY,
             ),
             sections: patterns::Sections::new(include_str!("radtext/section_titles.txt")),
+            normality: normal::Normality::new(),
+            stable_after: regex::Regex::new(
+                r"^ (?:is|are|appears?|remains?) (?:stable|unchanged)(?:$|[^\w])",
+            )
+            .expect("compiles"),
+            stable_before: regex::Regex::new(r"(?:^|[^\w])(?:unchanged|stable) $").expect("compiles"),
         }
     }
 
@@ -277,13 +288,29 @@ impl Labeler {
                     }
                 }
                 for (start, end) in merged {
-                    let (label, rule) = self.classify(sentence, start, end);
+                    let (label, rule) = self.classify(sentence, &sentence[start..end], start, end);
                     mentions.push(Mention {
                         observation: observation.name,
                         text: sentence[start..end].to_string(),
                         sentence: index,
                         label,
                         rule,
+                    });
+                }
+            }
+        }
+        for (index, sentence) in sentences.iter().enumerate() {
+            if self.normality.clear_lungs(sentence) {
+                for &observation in normal::CLEAR_LUNGS_DENY {
+                    mentions.push(Mention {
+                        observation: OBSERVATIONS
+                            .iter()
+                            .find(|o| **o == observation)
+                            .expect("a CheXpert observation"),
+                        text: "lungs clear".into(),
+                        sentence: index,
+                        label: Label::Negative,
+                        rule: Some("normality: the lungs are clear".into()),
                     });
                 }
             }
@@ -297,7 +324,18 @@ impl Labeler {
     }
 
     /// The NegBio order: uncertainty before negation, negation, uncertainty after negation.
-    fn classify(&self, sentence: &str, start: usize, end: usize) -> (Label, Option<String>) {
+    ///
+    /// Two refinements: "X is stable" and "unchanged X" compare, and for a finding (not
+    /// anatomy such as "heart size") mean that it is still there, so they do not negate; and
+    /// anatomy said to be normal ("the heart and mediastinum are within normal limits") is a
+    /// negation ([`normal`]).
+    fn classify(
+        &self,
+        sentence: &str,
+        text: &str,
+        start: usize,
+        end: usize,
+    ) -> (Label, Option<String>) {
         let (word_start, word_end) = word_span(sentence, start, end);
         let before = &sentence[..word_start];
         let after = &sentence[word_end..];
@@ -307,7 +345,20 @@ impl Labeler {
         {
             return (Label::Uncertain, Some(id));
         }
-        if let Some(id) = first(&self.negation).or_else(|| scope::negated(before)) {
+        let comparison_only = |id: &str| {
+            !normal::is_anatomy(text)
+                && ((id == "rn40" && self.stable_after.is_match(after))
+                    || (id == "rn41" && self.stable_before.is_match(before)))
+        };
+        let negation = first(&self.negation)
+            .filter(|id| !comparison_only(id))
+            .or_else(|| scope::negated(before))
+            .or_else(|| {
+                self.normality
+                    .denies(text, after)
+                    .then(|| "normality: anatomy said to be normal".to_string())
+            });
+        if let Some(id) = negation {
             return (Label::Negative, Some(id));
         }
         if let Some(id) =

@@ -89,6 +89,18 @@ pub const OWN_NEGATION: &[(&str, &str)] = &[
         "ra-n5",
         r"XXXXX (is|are|appears?|remains?) (within normal limits|of normal size)",
     ),
+    // "no focal opacity to suggest pneumonia": the negated finding would be the evidence.
+    (
+        "ra-n6",
+        r"(no|without)\b[^;]{0,80}\b(to suggest|suggestive of|to indicate|indicative of|concerning for|characteristic of|diagnostic of|typical of|consistent with)( an?)? XXXXX",
+    ),
+    // Post-negations without a copula, and what has gone.
+    (
+        "ra-n7",
+        r"XXXXX (no longer|not) (seen|present|visible|visualized|evident|identified|demonstrated|appreciated)",
+    ),
+    ("ra-n8", r"XXXXX (has|have) (resolved|cleared|been removed)"),
+    ("ra-n9", r"XXXXX (is|are) not (enlarged|present)"),
 ];
 
 pub const OWN_PRE_NEGATION_UNCERTAINTY: &[(&str, &str)] = &[

@@ -77,40 +77,89 @@ const TERMINATORS: &[&str] = &[
     "new",
     "and",
 ];
-/// How many words may come between a cue and the mention.
+/// How many words of one list item may come between a cue and the mention ("no evidence of
+/// focal airspace disease" is one item of four words)...
 const MAX_WORDS_BETWEEN: usize = 5;
+/// ...and through how many items of a coordinated list the cue reaches ("without evidence of
+/// focal airspace disease, pleural effusion, or pneumothorax": the third).
+const MAX_LIST_ITEMS: usize = 8;
 
-fn words(text: &str) -> Vec<&str> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '(' | ')'))
-        .filter(|w| !w.is_empty())
-        .collect()
+/// Words and the list separators between them (",", ";" ends a clause and is kept out).
+fn tokens(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for piece in text.split(|c: char| c.is_whitespace() || matches!(c, ':' | '(' | ')')) {
+        let mut rest = piece;
+        while let Some(at) = rest.find([',', ';']) {
+            if at > 0 {
+                out.push(&rest[..at]);
+            }
+            out.push(&rest[at..at + 1]);
+            rest = &rest[at + 1..];
+        }
+        if !rest.is_empty() {
+            out.push(rest);
+        }
+    }
+    out
 }
 
-/// The cue that reaches the end of `before` (the text up to the mention), if any.
+/// Joins list items: "a, b, or c", "a or b", "a nor b", "a, b and c".
+fn is_list_separator(token: &str, in_comma_list: bool) -> bool {
+    matches!(token, "," | "or" | "nor" | "and/or") || (token == "and" && in_comma_list)
+}
+
+/// The cue that reaches the end of `before` (the text up to the mention), if any: within
+/// MAX_WORDS_BETWEEN words of the mention's list item, through up to MAX_LIST_ITEMS items of a
+/// coordinated list, and not past a word that ends the scope or a ";".
 fn reaching_cue(before: &str, cues: &[&str], rule: &str) -> Option<String> {
-    let words = words(before);
-    for between in 0..=MAX_WORDS_BETWEEN.min(words.len()) {
-        let cue_end = words.len() - between;
-        for length in (1..=3).rev() {
-            if length > cue_end {
-                continue;
-            }
-            let cue = words[cue_end - length..cue_end].join(" ");
+    let tokens = tokens(before);
+    let in_comma_list = tokens.contains(&",");
+    let (mut words_in_item, mut items, mut after_separator) = (0usize, 1usize, false);
+    let mut end = tokens.len();
+    loop {
+        // A cue of up to three words ending here.
+        let words: Vec<&str> = tokens[..end]
+            .iter()
+            .rev()
+            .take(3)
+            .take_while(|t| *t != &"," && *t != &";")
+            .copied()
+            .collect();
+        for length in (1..=words.len()).rev() {
+            let cue = words[..length].iter().rev().copied().collect::<Vec<_>>().join(" ");
             if cues.contains(&cue.as_str()) {
                 return Some(format!("{rule}: \"{cue}\""));
             }
         }
-        // The word just before the next step back ends the scope ("and" only when it does not
-        // join the mention to a list: "no effusion, pneumothorax, and consolidation").
-        if cue_end > 0 {
-            let word = words[cue_end - 1];
-            let list_and = word == "and" && between <= 1 && before.contains(',');
-            if TERMINATORS.contains(&word) && !list_and {
+        if end == 0 {
+            return None;
+        }
+        let token = tokens[end - 1];
+        if token == ";" {
+            return None;
+        }
+        if is_list_separator(token, in_comma_list) {
+            // Consecutive separators (", or") make one boundary.
+            if !after_separator {
+                items += 1;
+            }
+            after_separator = true;
+            words_in_item = 0;
+            if items > MAX_LIST_ITEMS {
+                return None;
+            }
+        } else {
+            if TERMINATORS.contains(&token) {
+                return None;
+            }
+            after_separator = false;
+            words_in_item += 1;
+            if words_in_item > MAX_WORDS_BETWEEN {
                 return None;
             }
         }
+        end -= 1;
     }
-    None
 }
 
 pub fn negated(before: &str) -> Option<String> {

@@ -202,3 +202,68 @@ proptest::proptest! {
         let _ = crate::sentences::split_sentences(&text);
     }
 }
+
+/// One sentence per phenomenon real reports need (written for these tests, not taken from any
+/// collection), with the label it must get.
+#[test]
+fn phenomena_of_real_reports() {
+    use Label::*;
+    let cases: &[(&str, &str, Label)] = &[
+        // Negation across a coordinated list, to its last item.
+        ("Without evidence of focal airspace disease, pleural effusion, or pneumothorax.", "Pneumothorax", Negative),
+        ("Without evidence of focal airspace disease, pleural effusion, or pneumothorax.", "Pleural Effusion", Negative),
+        ("No focal consolidation, suspicious opacity, large pleural effusion, or pneumothorax is identified.", "Pneumothorax", Negative),
+        ("Negative for pneumothorax, pleural effusion, and focal consolidation.", "Consolidation", Negative),
+        ("No pneumonia, effusions, edema, pneumothorax, adenopathy, nodules or masses.", "Lung Lesion", Negative),
+        ("No effusion or pneumothorax.", "Pneumothorax", Negative),
+        // ...but not past a clause that asserts.
+        ("No effusion, but there is a small pneumothorax.", "Pneumothorax", Positive),
+        ("No effusion; small right pneumothorax.", "Pneumothorax", Positive),
+        // Post-negations.
+        ("The pneumothorax is no longer seen.", "Pneumothorax", Negative),
+        ("Pneumothorax not seen.", "Pneumothorax", Negative),
+        ("The left effusion has resolved.", "Pleural Effusion", Negative),
+        ("The right pneumothorax has resolved.", "Pneumothorax", Negative),
+        // Normality phrases about the heart.
+        ("The cardiac silhouette and mediastinum size are within normal limits.", "Cardiomegaly", Negative),
+        ("Heart size and mediastinal contour are within normal limits.", "Cardiomegaly", Negative),
+        ("The heart is normal in size.", "Cardiomegaly", Negative),
+        ("Heart size is top normal.", "Cardiomegaly", Negative),
+        ("The heart is not enlarged.", "Cardiomegaly", Negative),
+        ("Heart size, mediastinal contour, and pulmonary vascularity are unremarkable.", "Cardiomegaly", Negative),
+        ("The heart is mildly enlarged.", "Cardiomegaly", Positive),
+        ("Cardiomegaly, lungs are otherwise normal.", "Cardiomegaly", Positive),
+        // "The lungs are clear" denies the lung observations.
+        ("The lungs are clear.", "Consolidation", Negative),
+        ("Clear lungs.", "Edema", Negative),
+        ("Lungs are clear except for a right basilar opacity.", "Consolidation", Absent),
+        // Uncertainty.
+        ("Opacity may represent pneumonia.", "Pneumonia", Uncertain),
+        ("Findings could suggest early edema.", "Edema", Uncertain),
+        ("A small effusion cannot be excluded.", "Pleural Effusion", Uncertain),
+        ("Cannot exclude pneumonia.", "Pneumonia", Uncertain),
+        ("Possible left lower lobe pneumonia.", "Pneumonia", Uncertain),
+        // A negated finding that would be the evidence for another.
+        ("There is no focal opacity to suggest pneumonia.", "Pneumonia", Negative),
+        // Comparison only: a stable finding is still there; stable anatomy is not a finding.
+        ("Cardiomegaly is unchanged.", "Cardiomegaly", Positive),
+        ("Unchanged cardiomegaly.", "Cardiomegaly", Positive),
+        ("Stable small left pleural effusion.", "Pleural Effusion", Positive),
+        ("Heart size is stable.", "Cardiomegaly", Negative),
+    ];
+    let labeler = Labeler::new();
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(text, observation, expected)| {
+            let found = labeler.label(text);
+            (found.get(observation) != *expected).then(|| {
+                format!(
+                    "{text:?}: {observation} {:?}, expected {expected:?} ({:?})",
+                    found.get(observation),
+                    found.mentions.iter().filter(|m| m.observation == *observation).collect::<Vec<_>>()
+                )
+            })
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
