@@ -198,7 +198,7 @@ impl Labeler {
         }
         // As the CheXpert labeler adds them: "over the heart", "in the left mediastinum" and the
         // like are positions, not findings.
-        let positional: Vec<String> = ["over the", "overly the", "in the"]
+        let positional: Vec<String> = ["over the", "overly the", "overlying the", "in the"]
             .iter()
             .flat_map(|a| ["", " superior", " left", " right"].map(|b| format!("{a}{b}")))
             .collect();
@@ -289,6 +289,9 @@ impl Labeler {
                 }
                 for (start, end) in merged {
                     let (label, rule) = self.classify(sentence, &sentence[start..end], start, end);
+                    if label == Label::Absent {
+                        continue;
+                    }
                     mentions.push(Mention {
                         observation: observation.name,
                         text: sentence[start..end].to_string(),
@@ -365,6 +368,12 @@ impl Labeler {
             first(&self.post_negation_uncertainty).or_else(|| scope::uncertain(before))
         {
             return (Label::Uncertain, Some(id));
+        }
+        if self.normality.states_nothing(text, sentence) {
+            return (
+                Label::Absent,
+                Some("anatomy named without an abnormality".into()),
+            );
         }
         (Label::Positive, None)
     }

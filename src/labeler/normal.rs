@@ -48,6 +48,8 @@ pub struct Normality {
     not_normal: Regex,
     clear_lungs: Regex,
     clear_lungs_exception: Regex,
+    /// A word that says anatomy is abnormal ("the heart is enlarged").
+    abnormal: Regex,
 }
 
 impl Default for Normality {
@@ -58,10 +60,10 @@ impl Default for Normality {
 
 impl Normality {
     pub fn new() -> Normality {
-        let phrase = r"(?:within normal limits|within the normal limits|normal|unremarkable|not enlarged|not significantly enlarged|normal in size|of normal size|top normal|top-normal|upper limits? of normal|upper normal|at the upper limits? of normal|stable and normal|stable in size and normal)";
+        let phrase = r"(?:within normal limits|within the normal limits|normal|unremarkable|not enlarged|not significantly enlarged|normal in size|of normal size|(?:near |at )?(?:the )?(?:top|upper)[- ](?:normal|limits? of normal|normal limits)|stable and normal|stable in size and normal|(?:grossly )?stable)";
         Normality {
             after_anatomy: Regex::new(&format!(
-                r"^(?:(?:,|,? and|,? or)(?: [a-z-]+){{1,4}})*,? (?:is|are|appears?|remains?|looks?|seems?)((?: [a-z-]+){{0,6}}?) {phrase}(?:$|[^\w])"
+                r"^(?:(?:,|,? and|,? or)(?: [a-z-]+){{1,4}})*,?(?: (?:is|are|appears?|remains?|looks?|seems?)((?: [a-z-]+){{0,6}}?))? {phrase}(?:$|[^\w])"
             ))
             .expect("normality pattern compiles"),
             not_normal: Regex::new(r"\b(?:not|no longer|abnormal|enlarg\w*|increas\w*|prominent|large|borderline|mildly|moderately|markedly)\b")
@@ -69,6 +71,8 @@ impl Normality {
             clear_lungs: Regex::new(r"\b(?:lungs? (?:are|is|remain|remains|appear|appears) (?:grossly |essentially |otherwise )?(?:clear|normal|well expanded and clear)|clear lungs)\b")
                 .expect("compiles"),
             clear_lungs_exception: Regex::new(r"\b(?:except|other than|aside from|apart from|but|without|however|besides|save for)\b")
+                .expect("compiles"),
+            abnormal: Regex::new(r"\b(?:enlarg\w*|large|larger|big|increas\w*|prominen\w*|widen\w*|cardiomegaly|globular|dilat\w*|borderline|mild\w*|moderate\w*|severe\w*|marked\w*|massive\w*|abnormal\w*|exaggerat\w*|accentuat\w*)\b")
                 .expect("compiles"),
         }
     }
@@ -82,6 +86,12 @@ impl Normality {
         self.after_anatomy
             .captures(after)
             .is_some_and(|c| !self.not_normal.is_match(c.get(1).map_or("", |g| g.as_str())))
+    }
+
+    /// Whether an anatomy mention's sentence says nothing abnormal about it ("stable cardiac
+    /// silhouette", "the heart and lungs have not changed"): then it asserts no finding.
+    pub fn states_nothing(&self, text: &str, sentence: &str) -> bool {
+        is_anatomy(text) && !self.abnormal.is_match(sentence)
     }
 
     /// Whether the (cleaned) sentence says the lungs are clear, without an exception.

@@ -46,6 +46,8 @@ pub struct PatternSet {
 impl PatternSet {
     /// radtext's YAML list, then radassist's own (id, pattern) additions.
     pub fn radtext(yaml: &str, own: &[(&str, &str)]) -> PatternSet {
+        // radtext's rub160 ("minimal XXXXX" uncertain): minimal atelectasis is atelectasis.
+        const LEFT_OUT: &[&str] = &["rub160"];
         let mut patterns = Vec::new();
         let mut id = String::new();
         for line in yaml.lines() {
@@ -53,7 +55,7 @@ impl PatternSet {
             if let Some(value) = line.strip_prefix("- id:") {
                 id = value.trim().to_string();
             } else if let Some(value) = line.trim_start().strip_prefix("pattern:") {
-                if !line.starts_with('#') {
+                if !line.starts_with('#') && !LEFT_OUT.contains(&id.as_str()) {
                     patterns.extend(Pattern::new(&id, value.trim()));
                 }
             }
@@ -101,6 +103,10 @@ pub const OWN_NEGATION: &[(&str, &str)] = &[
     ),
     ("ra-n8", r"XXXXX (has|have) (resolved|cleared|been removed)"),
     ("ra-n9", r"XXXXX (is|are) not (enlarged|present)"),
+    (
+        "ra-n10",
+        r"normal (size|appearance|configuration|contour)( and (size|appearance|configuration|contour))? of( the)? XXXXX",
+    ),
 ];
 
 pub const OWN_PRE_NEGATION_UNCERTAINTY: &[(&str, &str)] = &[
