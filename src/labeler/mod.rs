@@ -170,6 +170,19 @@ const UNMENTION_FILES: [(&str, &str); 3] = [
     ),
 ];
 
+/// Phrases that contain a mention but are not one (see [`Labeler::new`]).
+const OWN_UNMENTIONS: &[(&str, &[&str])] = &[
+    (SUPPORT_DEVICES, &["tubercul", "tuberos"]),
+    (
+        "Pneumonia",
+        &[
+            "granulomatous infection",
+            "granulomatous disease",
+            "granulomatous process",
+        ],
+    ),
+];
+
 /// A phrase file's lines, with "_" standing for a space (as the CheXpert labeler reads them).
 fn phrases(text: &str) -> Vec<String> {
     text.lines()
@@ -195,6 +208,17 @@ impl Labeler {
                 .position(|(s, _)| *s == stem)
                 .expect("known stem");
             observations[index].unmentions = phrases(text);
+        }
+        // radassist's own unmentions: words that contain a mention and mean something else
+        // ("tube" in "tuberculous"), and old granulomatous disease, which is not a pneumonia.
+        for (name, own) in OWN_UNMENTIONS {
+            let observation = observations
+                .iter_mut()
+                .find(|o| o.name == *name)
+                .expect("a CheXpert observation");
+            observation
+                .unmentions
+                .extend(own.iter().map(|u| u.to_string()));
         }
         // As the CheXpert labeler adds them: "over the heart", "in the left mediastinum" and the
         // like are positions, not findings.
@@ -253,7 +277,8 @@ impl Labeler {
                 r"^ (?:is|are|appears?|remains?) (?:stable|unchanged)(?:$|[^\w])",
             )
             .expect("compiles"),
-            stable_before: regex::Regex::new(r"(?:^|[^\w])(?:unchanged|stable) $").expect("compiles"),
+            stable_before: regex::Regex::new(r"(?:^|[^\w])(?:unchanged|stable) $")
+                .expect("compiles"),
         }
     }
 

@@ -83,9 +83,11 @@ impl Normality {
         if !is_anatomy(text) {
             return false;
         }
-        self.after_anatomy
-            .captures(after)
-            .is_some_and(|c| !self.not_normal.is_match(c.get(1).map_or("", |g| g.as_str())))
+        self.after_anatomy.captures(after).is_some_and(|c| {
+            !self
+                .not_normal
+                .is_match(c.get(1).map_or("", |g| g.as_str()))
+        })
     }
 
     /// Whether an anatomy mention's sentence says nothing abnormal about it ("stable cardiac
@@ -107,8 +109,14 @@ mod tests {
     #[test]
     fn anatomy_said_to_be_normal() {
         let n = Normality::new();
-        assert!(n.denies("heart size", " and mediastinal contour are within normal limits."));
-        assert!(n.denies("heart", ", pulmonary vascularity and mediastinum are normal"));
+        assert!(n.denies(
+            "heart size",
+            " and mediastinal contour are within normal limits."
+        ));
+        assert!(n.denies(
+            "heart",
+            ", pulmonary vascularity and mediastinum are normal"
+        ));
         assert!(n.denies("the heart", " is not enlarged."));
         assert!(n.denies("heart size", " is top normal"));
         assert!(n.denies(

@@ -94,7 +94,7 @@ pub const OWN_NEGATION: &[(&str, &str)] = &[
     // "no focal opacity to suggest pneumonia": the negated finding would be the evidence.
     (
         "ra-n6",
-        r"(no|without)\b[^;]{0,80}\b(to suggest|suggestive of|to indicate|indicative of|concerning for|characteristic of|diagnostic of|typical of|consistent with)( an?)? XXXXX",
+        r"(no|without)\b[^;]{0,80}\b(to suggest|suggestive of|to indicate|indicative of|concerning for|characteristic of|diagnostic of|typical of|consistent with)( an?)?( [a-z-]+| or| and|,){0,6} XXXXX",
     ),
     // Post-negations without a copula, and what has gone.
     (

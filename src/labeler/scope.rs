@@ -34,6 +34,7 @@ const UNCERTAINTY_CUES: &[&str] = &[
     "suspect",
     "suspected",
     "question of",
+    "question",
     "questionable",
     "equivocal",
     "versus",
@@ -126,7 +127,12 @@ fn reaching_cue(before: &str, cues: &[&str], rule: &str) -> Option<String> {
             .copied()
             .collect();
         for length in (1..=words.len()).rev() {
-            let cue = words[..length].iter().rev().copied().collect::<Vec<_>>().join(" ");
+            let cue = words[..length]
+                .iter()
+                .rev()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
             if cues.contains(&cue.as_str()) {
                 return Some(format!("{rule}: \"{cue}\""));
             }
