@@ -595,3 +595,34 @@ fn non_ascii_reads_export_without_panic_and_with_their_sections() {
         );
     }
 }
+
+/// Plain text on an address that is not loopback is refused at start, before anything is bound,
+/// saying what to set.
+#[test]
+fn plaintext_outside_loopback_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radassist.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[service]\nlisten = \"0.0.0.0:0\"\nmetrics_listen = \"\"\ndata_dir = {:?}\n{extra}\n\
+                 [[service.tokens]]\ntoken = \"{PACS_TOKEN}\"\nname = \"pacs\"\nrole = \"pacs\"\n",
+                dir.path().join("data").display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not loopback") && stderr.contains("allow_plaintext"),
+        "{stderr}"
+    );
+    // (allow_plaintext = true is tested without binding outside loopback: src/service/mod.rs.)
+}

@@ -228,11 +228,17 @@ pub async fn serve(config: Config) -> Result<(), String> {
         }
         _ => None,
     };
+    // Checked before anything is bound: every address the name stands for.
+    for address in tokio::net::lookup_host(&sc.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", sc.listen))?
+    {
+        check_plaintext(address, tls.is_some(), sc.allow_plaintext)?;
+    }
     let listener = tokio::net::TcpListener::bind(&sc.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", sc.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    check_plaintext(address, tls.is_some(), sc.allow_plaintext)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (health_tx, health_rx) = tokio::sync::watch::channel(AnalysisHealth::Loading);
