@@ -80,6 +80,7 @@ use crate::inference::batcher::BatchingConfig;
 use crate::inference::session::{Provider, SessionSettings};
 use crate::placement::rules::RuleTable;
 use crate::priors::ChangeThresholds;
+use crate::roles::Role;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -120,7 +121,7 @@ pub struct TokenConfig {
     pub token: String,
     pub name: String,
     /// pacs, radiologist, qa or admin.
-    pub role: String,
+    pub role: Role,
 }
 
 impl Default for ServiceConfig {
@@ -288,12 +289,6 @@ impl Config {
             self.service.data_dir = value.into();
         }
         for t in &self.service.tokens {
-            if !matches!(t.role.as_str(), "pacs" | "radiologist" | "qa" | "admin") {
-                return Err(format!(
-                    "service.tokens: {} has role {:?}: use pacs, radiologist, qa or admin",
-                    t.name, t.role
-                ));
-            }
             if t.token.len() < 16 {
                 return Err(format!(
                     "service.tokens: {}'s token is shorter than 16 characters",

@@ -21,6 +21,7 @@ pub mod labeler;
 pub mod placement;
 pub mod priors;
 pub mod qa;
+pub mod roles;
 pub mod runtime;
 pub mod sentences;
 pub mod service;

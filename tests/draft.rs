@@ -5,7 +5,7 @@
 mod common;
 
 use common::{marked_film, root, run_radassist};
-use radassist::labeler::{Label, Labeler};
+use radassist::labeler::{Label, Labeler, Observation};
 use std::path::Path;
 use std::process::Command;
 
@@ -81,7 +81,7 @@ fn every_sentence_has_its_evidence_and_the_labeler_reads_the_draft_as_meant() {
             if e["kind"] != "model_output" {
                 continue;
             }
-            let observation = e["observation"].as_str().unwrap();
+            let observation = Observation::parse(e["observation"].as_str().unwrap()).unwrap();
             let expect = if e["probability"].as_f64().unwrap() >= 0.5 {
                 Label::Positive
             } else {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use radassist::labeler::{Labeler, OBSERVATIONS};
+use radassist::labeler::{Labeler, Observation};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -23,7 +23,10 @@ fn reproduces_the_chexpert_labelers_labels_on_its_sample_reports() {
     let reports = csv_rows("sample_reports.csv");
     let labeled = csv_rows("labeled_reports.csv");
     let header = &labeled[0];
-    assert_eq!(header.iter().skip(1).collect::<Vec<_>>(), OBSERVATIONS);
+    assert_eq!(
+        header.iter().skip(1).collect::<Vec<_>>(),
+        Observation::ALL.map(|o| o.name())
+    );
     assert_eq!(reports.len(), labeled.len() - 1);
     let labeler = Labeler::new();
     for (report, expected) in reports.iter().zip(&labeled[1..]) {
@@ -35,17 +38,17 @@ fn reproduces_the_chexpert_labelers_labels_on_its_sample_reports() {
             .mentions
             .iter()
             .any(|m| m.rule.as_deref() == Some("normality: the lungs are clear"));
-        for (observation, value) in OBSERVATIONS.iter().zip(expected.iter().skip(1)) {
+        for (observation, value) in Observation::ALL.into_iter().zip(expected.iter().skip(1)) {
             let mut want: Option<i8> =
                 (!value.is_empty()).then(|| value.parse::<f32>().unwrap() as i8);
             let denied = [
-                "Lung Opacity",
-                "Consolidation",
-                "Pneumonia",
-                "Edema",
-                "Atelectasis",
+                Observation::LungOpacity,
+                Observation::Consolidation,
+                Observation::Pneumonia,
+                Observation::Edema,
+                Observation::Atelectasis,
             ];
-            if clear_lungs && want.is_none() && denied.contains(observation) {
+            if clear_lungs && want.is_none() && denied.contains(&observation) {
                 want = Some(0);
             }
             assert_eq!(

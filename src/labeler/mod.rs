@@ -18,6 +18,7 @@
 //! Support Devices is positive or uncertain.
 
 mod normal;
+mod observation;
 mod patterns;
 mod scope;
 
@@ -25,28 +26,7 @@ use patterns::{Pattern, PatternSet};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The 14 CheXpert observations, in the CheXpert order.
-pub const OBSERVATIONS: [&str; 14] = [
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-];
-
-const NO_FINDING: &str = "No Finding";
-const SUPPORT_DEVICES: &str = "Support Devices";
-const CARDIOMEGALY: &str = "Cardiomegaly";
-const ENLARGED_CARDIOMEDIASTINUM: &str = "Enlarged Cardiomediastinum";
+pub use observation::Observation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,7 +61,7 @@ impl Label {
 /// One phrase found in a sentence, and how it was classified.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Mention {
-    pub observation: &'static str,
+    pub observation: Observation,
     /// The words matched, as they appear in the cleaned sentence.
     pub text: String,
     pub sentence: usize,
@@ -94,7 +74,7 @@ pub struct Mention {
 #[derive(Debug, Clone, Serialize)]
 pub struct Labels {
     /// Every one of the 14 observations, in the CheXpert order.
-    pub labels: BTreeMap<&'static str, Label>,
+    pub labels: BTreeMap<Observation, Label>,
     pub mentions: Vec<Mention>,
     /// The cleaned sentences that were searched.
     pub sentences: Vec<String>,
@@ -103,23 +83,24 @@ pub struct Labels {
 }
 
 impl Labels {
-    pub fn get(&self, observation: &str) -> Label {
+    pub fn get(&self, observation: Observation) -> Label {
         self.labels
-            .get(observation)
+            .get(&observation)
             .copied()
             .unwrap_or(Label::Absent)
     }
 }
 
-struct Observation {
-    name: &'static str,
+/// One observation's phrases.
+struct Phrases {
+    name: Observation,
     mentions: Vec<String>,
     unmentions: Vec<String>,
 }
 
 /// The loaded phrase lists and patterns; build once, label many reports.
 pub struct Labeler {
-    observations: Vec<Observation>,
+    observations: Vec<Phrases>,
     pre_negation_uncertainty: PatternSet,
     double_negation: PatternSet,
     negation: PatternSet,
@@ -171,10 +152,10 @@ const UNMENTION_FILES: [(&str, &str); 3] = [
 ];
 
 /// Phrases that contain a mention but are not one (see [`Labeler::new`]).
-const OWN_UNMENTIONS: &[(&str, &[&str])] = &[
-    (SUPPORT_DEVICES, &["tubercul", "tuberos"]),
+const OWN_UNMENTIONS: &[(Observation, &[&str])] = &[
+    (Observation::SupportDevices, &["tubercul", "tuberos"]),
     (
-        "Pneumonia",
+        Observation::Pneumonia,
         &[
             "granulomatous infection",
             "granulomatous disease",
@@ -193,10 +174,10 @@ fn phrases(text: &str) -> Vec<String> {
 
 impl Labeler {
     pub fn new() -> Labeler {
-        let mut observations: Vec<Observation> = MENTION_FILES
+        let mut observations: Vec<Phrases> = MENTION_FILES
             .iter()
-            .zip(OBSERVATIONS)
-            .map(|(&(_, text), name)| Observation {
+            .zip(Observation::ALL)
+            .map(|(&(_, text), name)| Phrases {
                 name,
                 mentions: phrases(text),
                 unmentions: vec![],
@@ -228,11 +209,11 @@ impl Labeler {
             .collect();
         let cardiomegaly = observations
             .iter()
-            .position(|o| o.name == CARDIOMEGALY)
+            .position(|o| o.name == Observation::Cardiomegaly)
             .unwrap();
         let enlarged = observations
             .iter()
-            .position(|o| o.name == ENLARGED_CARDIOMEDIASTINUM)
+            .position(|o| o.name == Observation::EnlargedCardiomediastinum)
             .unwrap();
         observations[cardiomegaly].unmentions = positional
             .iter()
@@ -331,10 +312,7 @@ impl Labeler {
             if self.normality.clear_lungs(sentence) {
                 for &observation in normal::CLEAR_LUNGS_DENY {
                     mentions.push(Mention {
-                        observation: OBSERVATIONS
-                            .iter()
-                            .find(|o| **o == observation)
-                            .expect("a CheXpert observation"),
+                        observation,
                         text: "lungs clear".into(),
                         sentence: index,
                         label: Label::Negative,
@@ -455,35 +433,35 @@ fn overlaps_unmention(sentence: &str, unmentions: &[String], start: usize, end: 
 }
 
 /// The CheXpert labeler's aggregation of mentions into one label per observation.
-fn aggregate(mentions: &[Mention]) -> BTreeMap<&'static str, Label> {
-    let mut found: BTreeMap<&'static str, Vec<Label>> = BTreeMap::new();
+fn aggregate(mentions: &[Mention]) -> BTreeMap<Observation, Label> {
+    let mut found: BTreeMap<Observation, Vec<Label>> = BTreeMap::new();
     let mut no_finding = true;
     for m in mentions {
         let finding = matches!(m.label, Label::Positive | Label::Uncertain);
-        if m.observation != SUPPORT_DEVICES && finding {
+        if m.observation != Observation::SupportDevices && finding {
             no_finding = false;
         }
-        if m.observation == NO_FINDING {
+        if m.observation == Observation::NoFinding {
             continue;
         }
         if finding && (m.text == "chf" || m.text == "heart failure") {
             found
-                .entry(CARDIOMEGALY)
+                .entry(Observation::Cardiomegaly)
                 .or_default()
                 .push(Label::Uncertain);
         }
         found.entry(m.observation).or_default().push(m.label);
     }
     if no_finding {
-        found.insert(NO_FINDING, vec![Label::Positive]);
+        found.insert(Observation::NoFinding, vec![Label::Positive]);
     }
     // The CheXpert labeler's rules for conflicting mentions, in its order: negative and
     // uncertain give uncertain (even with a positive too), negative and positive give positive,
     // uncertain and positive give positive.
-    OBSERVATIONS
-        .iter()
-        .map(|&name| {
-            let label = match found.get(name) {
+    Observation::ALL
+        .into_iter()
+        .map(|name| {
+            let label = match found.get(&name) {
                 None => Label::Absent,
                 Some(labels) => {
                     let has = |l: Label| labels.contains(&l);

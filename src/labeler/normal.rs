@@ -4,6 +4,7 @@
 //! enlarged" deny Cardiomegaly (and an enlarged cardiomediastinum); "the lungs are clear" and
 //! "clear lungs" deny the lung observations.
 
+use super::Observation;
 use regex::Regex;
 
 /// Mentions that name anatomy, not a finding: a normality phrase about them is a negation.
@@ -27,12 +28,12 @@ const ANATOMY: &[&str] = &[
 ];
 
 /// The lung observations that "the lungs are clear" denies.
-pub const CLEAR_LUNGS_DENY: &[&str] = &[
-    "Lung Opacity",
-    "Consolidation",
-    "Pneumonia",
-    "Edema",
-    "Atelectasis",
+pub const CLEAR_LUNGS_DENY: &[Observation] = &[
+    Observation::LungOpacity,
+    Observation::Consolidation,
+    Observation::Pneumonia,
+    Observation::Edema,
+    Observation::Atelectasis,
 ];
 
 /// Whether a mention names anatomy rather than a finding.

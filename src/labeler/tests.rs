@@ -1,5 +1,10 @@
 use super::*;
 
+/// The observation of a CheXpert name (the tests name them as reports do).
+fn named(name: &str) -> Observation {
+    Observation::parse(name).unwrap_or_else(|| panic!("{name:?} is not an observation"))
+}
+
 fn labels(text: &str) -> Labels {
     Labeler::new().label(text)
 }
@@ -8,7 +13,7 @@ fn assert_labels(text: &str, expected: &[(&str, Label)]) {
     let found = labels(text);
     for (observation, label) in expected {
         assert_eq!(
-            found.get(observation),
+            found.get(named(observation)),
             *label,
             "{observation} in {text:?}: {:?}",
             found.mentions
@@ -100,7 +105,10 @@ fn uncertainty() {
         &[("Pneumonia", Uncertain)],
     );
     // Uncertain findings are findings: No Finding is not positive.
-    assert_eq!(labels("Possible pneumonia.").get("No Finding"), Absent);
+    assert_eq!(
+        labels("Possible pneumonia.").get(named("No Finding")),
+        Absent
+    );
 }
 
 #[test]
@@ -150,10 +158,10 @@ fn sections_placeholders_and_exceptions() {
     let found = labels(report);
     assert_eq!(found.scope, "findings and impression");
     // Not the indication's "pneumonia" (uncertain): the clear lungs of the findings.
-    assert_eq!(found.get("Pneumonia"), Negative);
+    assert_eq!(found.get(named("Pneumonia")), Negative);
     assert!(!found.mentions.iter().any(|m| m.text == "pneumonia"));
-    assert_eq!(found.get("Pneumothorax"), Negative);
-    assert_eq!(found.get("No Finding"), Positive);
+    assert_eq!(found.get(named("Pneumothorax")), Negative);
+    assert_eq!(found.get(named("No Finding")), Positive);
     // De-identification placeholders are words like any other.
     assert_labels(
         "XXXX XXXX normal. No XXXX pneumothorax. XXXX catheter in place.",
@@ -271,14 +279,14 @@ fn phenomena_of_real_reports() {
         .iter()
         .filter_map(|(text, observation, expected)| {
             let found = labeler.label(text);
-            (found.get(observation) != *expected).then(|| {
+            (found.get(named(observation)) != *expected).then(|| {
                 format!(
                     "{text:?}: {observation} {:?}, expected {expected:?} ({:?})",
-                    found.get(observation),
+                    found.get(named(observation)),
                     found
                         .mentions
                         .iter()
-                        .filter(|m| m.observation == *observation)
+                        .filter(|m| m.observation.name() == *observation)
                         .collect::<Vec<_>>()
                 )
             })

@@ -15,7 +15,7 @@
 
 use crate::inference::text::TextEmbedder;
 use crate::inference::InferenceError;
-use crate::labeler::{Label, Labeler, OBSERVATIONS};
+use crate::labeler::{Label, Labeler, Observation};
 use crate::sentences::split_sentences;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -81,34 +81,13 @@ pub struct SentenceMatches {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudyComparison {
     pub id: serde_json::Value,
-    #[serde(deserialize_with = "observation_keys")]
-    pub labels: BTreeMap<&'static str, ObservationAgreement>,
+    pub labels: BTreeMap<Observation, ObservationAgreement>,
     pub devices: Vec<DeviceAgreement>,
     /// Word-level Levenshtein distance from draft to final read, and that over the longer
     /// text's word count (0: unchanged, 1: rewritten).
     pub edit_distance: usize,
     pub edit_fraction: f64,
     pub sentences: Option<SentenceMatches>,
-}
-
-/// The labels of a stored comparison, keyed by the labeler's own observation names (a name
-/// it does not know is an error, not a new observation).
-fn observation_keys<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<BTreeMap<&'static str, ObservationAgreement>, D::Error> {
-    let named = BTreeMap::<String, ObservationAgreement>::deserialize(deserializer)?;
-    named
-        .into_iter()
-        .map(|(name, agreement)| {
-            OBSERVATIONS
-                .iter()
-                .find(|o| **o == name)
-                .map(|o| (*o, agreement))
-                .ok_or_else(|| {
-                    serde::de::Error::custom(format!("{name:?} is not a CheXpert observation"))
-                })
-        })
-        .collect()
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -190,9 +169,9 @@ pub fn compare_study(
     embedder: Option<&mut TextEmbedder>,
 ) -> Result<StudyComparison, InferenceError> {
     let (draft, final_read) = (labeler.label(&pair.draft), labeler.label(&pair.final_read));
-    let labels = OBSERVATIONS
-        .iter()
-        .map(|&o| {
+    let labels = Observation::ALL
+        .into_iter()
+        .map(|o| {
             let (d, f) = (draft.get(o), final_read.get(o));
             (
                 o,
@@ -338,7 +317,7 @@ impl Table {
 /// An observation's agreement over a group of studies.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObservationStatistics {
-    pub observation: &'static str,
+    pub observation: Observation,
     pub table: Table,
     /// Studies left out (uncertain under `exclude`).
     pub excluded: u64,
@@ -364,7 +343,7 @@ pub struct Agreement {
 pub struct AgreementBuilder {
     group: String,
     policy: UncertainPolicy,
-    tables: BTreeMap<&'static str, (Table, u64)>,
+    tables: BTreeMap<Observation, (Table, u64)>,
     studies: u64,
     devices: (u64, u64),
     edit_sum: f64,
@@ -420,10 +399,10 @@ impl AgreementBuilder {
     }
 
     pub fn finish(&self) -> Agreement {
-        let observations = OBSERVATIONS
-            .iter()
-            .map(|&o| {
-                let (table, excluded) = self.tables.get(o).copied().unwrap_or_default();
+        let observations = Observation::ALL
+            .into_iter()
+            .map(|o| {
+                let (table, excluded) = self.tables.get(&o).copied().unwrap_or_default();
                 ObservationStatistics {
                     observation: o,
                     table,

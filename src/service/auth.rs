@@ -17,34 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::Status;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Pacs,
-    Radiologist,
-    Qa,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(text: &str) -> Option<Role> {
-        Some(match text {
-            "pacs" => Role::Pacs,
-            "radiologist" => Role::Radiologist,
-            "qa" => Role::Qa,
-            "admin" => Role::Admin,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Pacs => "pacs",
-            Role::Radiologist => "radiologist",
-            Role::Qa => "qa",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::roles::Role;
 
 /// Who is calling: the token's holder, their role, and where from.
 #[derive(Debug, Clone)]
@@ -96,9 +69,7 @@ impl AuthLayer {
             tokens: Arc::new(
                 tokens
                     .iter()
-                    .filter_map(|t| {
-                        Role::parse(&t.role).map(|r| (t.token.clone(), (t.name.clone(), r)))
-                    })
+                    .map(|t| (t.token.clone(), (t.name.clone(), t.role)))
                     .collect(),
             ),
         }
@@ -241,7 +212,7 @@ mod tests {
         let token = |token: &str, name: &str, role: &str| TokenConfig {
             token: token.into(),
             name: name.into(),
-            role: role.into(),
+            role: Role::parse(role).unwrap(),
         };
         AuthLayer::new(&[
             token("pacs-token-0123456789", "router", "pacs"),

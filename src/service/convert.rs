@@ -161,7 +161,7 @@ pub fn agreement_message(a: &crate::qa::Agreement) -> proto::Agreement {
             .observations
             .iter()
             .map(|o| proto::ObservationStatistics {
-                observation: o.observation.into(),
+                observation: o.observation.name().into(),
                 true_positive: o.table.true_positive as u32,
                 false_positive: o.table.false_positive as u32,
                 false_negative: o.table.false_negative as u32,
