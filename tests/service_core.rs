@@ -626,3 +626,36 @@ fn plaintext_outside_loopback_refuses_to_start() {
     );
     // (allow_plaintext = true is tested without binding outside loopback: src/service/mod.rs.)
 }
+
+/// The service's stderr closed (its supervisor's pipe gone): SIGTERM still ends it cleanly, not
+/// by SIGPIPE or a panic on the next line it writes.
+#[test]
+fn a_closed_stderr_does_not_stop_the_service() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radassist.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[service]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\ndata_dir = {:?}\n\
+             [[service.tokens]]\ntoken = \"{PACS_TOKEN}\"\nname = \"pacs\"\nrole = \"pacs\"\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("radassist: listening on ")));
+    drop(lines);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -57,25 +57,35 @@ use std::time::Duration;
 use worker::{AnalysisHealth, WorkerPool};
 use worklist_service::WorklistApi;
 
+/// Writes a line for the operator on stderr. Unlike `eprintln!`, a closed stderr (the
+/// terminal or the supervisor's pipe gone) is ignored: it must never stop the service.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// How long in-flight calls get to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Largest gRPC message (a chunk of an instance, or a rendered image).
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT or SIGTERM, the handlers installed now (before the service says it listens, so a
+/// signal that follows that line at once is a clean stop, not the default kill).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("handling SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("handling SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
+    })
 }
 
 /// Sets the gauges that are read off other parts (the queue, the ingest memory).
@@ -235,6 +245,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     {
         check_plaintext(address, tls.is_some(), sc.allow_plaintext)?;
     }
+    let stop_signal = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(&sc.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", sc.listen))?;
@@ -248,7 +259,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(&sc.metrics_listen)
             .await
             .map_err(|e| format!("metrics_listen {}: {e}", sc.metrics_listen))?;
-        eprintln!(
+        say!(
             "radassist: metrics on http://{}/metrics",
             listener.local_addr().map_err(|e| e.to_string())?
         );
@@ -282,7 +293,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| format!("TLS: {e}"))?;
     }
-    eprintln!(
+    say!(
         "radassist: listening on {address}{}",
         if tls.is_some() { " (TLS)" } else { "" }
     );
@@ -290,10 +301,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // client connection must not hold the process).
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let signal = async move {
-        shutdown_signal().await;
-        eprintln!(
-            "radassist: stopping: finishing the calls in flight (at most {SHUTDOWN_GRACE:?})"
-        );
+        stop_signal.await;
+        say!("radassist: stopping: finishing the calls in flight (at most {SHUTDOWN_GRACE:?})");
         let _ = stopping_tx.send(true);
     };
     let grace = async move {
@@ -323,11 +332,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let result = tokio::select! {
         served = serving => served.map_err(|e| format!("serving: {e}")),
         _ = grace => {
-            eprintln!("radassist: calls still open after {SHUTDOWN_GRACE:?}: closing them");
+            say!("radassist: calls still open after {SHUTDOWN_GRACE:?}: closing them");
             Ok(())
         }
     };
-    eprintln!("radassist: shutting down: the workers finish their current jobs");
+    say!("radassist: shutting down: the workers finish their current jobs");
     stop.store(true, Ordering::Relaxed);
     state.jobs.notify();
     let _ = tokio::task::spawn_blocking(move || workers.join()).await;
