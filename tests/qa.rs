@@ -93,6 +93,25 @@ fn compare_counts_agreement_per_observation_and_group() {
     assert_eq!(by_month["agreement"][0]["group"], "2026-10");
     assert_eq!(by_month["agreement"][1]["studies"], 3);
 
+    // Beside each observation, the labeler's own F1 on real reports; low ones are flagged.
+    let edema = groups[0]["observations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["observation"] == "Edema")
+        .unwrap();
+    assert!(edema["labeler_f1"].as_f64().unwrap() < 0.8, "{edema}");
+    let text = String::from_utf8(
+        common::run_radassist(&["qa", "compare", "--jsonl", pairs_path, "--no-sentences"]).stdout,
+    )
+    .unwrap();
+    assert!(text.contains("labeler F1"), "{text}");
+    assert!(
+        text.contains("note: the labeler's own F1 on real reports is below 0.80 for")
+            && text.contains("Edema (0.62)"),
+        "{text}"
+    );
+
     // Per study, with MiniLM sentence matching.
     if !common::onnx_runtime_available() {
         return;

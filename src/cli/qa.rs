@@ -102,13 +102,22 @@ pub fn qa_compare(
                 .map_or("-".into(), |f| format!("{f:.2}"))
         );
         println!(
-            "  {:<27} {:>4} {:>4} {:>4} {:>4}  {:<19} {:<19} {:>5}  {:<20}",
-            "observation", "TP", "FP", "FN", "TN", "sensitivity", "PPV", "F1", "kappa"
+            "  {:<27} {:>4} {:>4} {:>4} {:>4}  {:<19} {:<19} {:>5}  {:<20} {:>10}",
+            "observation",
+            "TP",
+            "FP",
+            "FN",
+            "TN",
+            "sensitivity",
+            "PPV",
+            "F1",
+            "kappa",
+            "labeler F1"
         );
         for o in &s.observations {
             let t = &o.table;
             println!(
-                "  {:<27} {:>4} {:>4} {:>4} {:>4}  {:<19} {:<19} {:>5}  {:<20}",
+                "  {:<27} {:>4} {:>4} {:>4} {:>4}  {:<19} {:<19} {:>5}  {:<20} {:>10}",
                 o.observation,
                 t.true_positive,
                 t.false_positive,
@@ -117,7 +126,25 @@ pub fn qa_compare(
                 fmt(&o.sensitivity),
                 fmt(&o.ppv),
                 o.f1.map_or("-".into(), |f| format!("{f:.2}")),
-                fmt(&o.kappa)
+                fmt(&o.kappa),
+                o.labeler_f1.map_or("-".into(), |f| format!("{f:.2}"))
+            );
+        }
+        let untrusted: Vec<String> = s
+            .observations
+            .iter()
+            .filter_map(|o| {
+                let f1 = o.labeler_f1?;
+                (f1 < radassist::labeler::trust::TRUSTED_F1)
+                    .then(|| format!("{} ({f1:.2})", o.observation))
+            })
+            .collect();
+        if !untrusted.is_empty() {
+            println!(
+                "  note: the labeler's own F1 on real reports is below {:.2} for {}: these rows compare labels that are often wrong themselves ({}).",
+                radassist::labeler::trust::TRUSTED_F1,
+                untrusted.join(", "),
+                radassist::labeler::trust::MEASURED
             );
         }
     }

@@ -21,6 +21,7 @@ mod normal;
 mod observation;
 mod patterns;
 mod scope;
+pub mod trust;
 
 use patterns::{Pattern, PatternSet};
 use serde::Serialize;

@@ -325,6 +325,9 @@ pub struct ObservationStatistics {
     pub ppv: Estimate,
     pub f1: Option<f64>,
     pub kappa: Estimate,
+    /// The labeler's own F1 for this observation on real reports
+    /// ([`crate::labeler::trust`]): how far the labels behind these figures can be trusted.
+    pub labeler_f1: Option<f64>,
 }
 
 /// Agreement over a group of studies (a model version, a month, or all).
@@ -411,6 +414,7 @@ impl AgreementBuilder {
                     ppv: table.ppv(),
                     f1: table.f1(),
                     kappa: table.kappa(),
+                    labeler_f1: crate::labeler::trust::labeler_f1(o),
                 }
             })
             .collect();
