@@ -155,8 +155,7 @@ pub enum AnalysisError {
     NoTextModel,
 }
 
-/// Told of every batch a model ran: the model ("task:name"), the batch's size and its seconds.
-pub type BatchObserver = Arc<dyn Fn(&str, usize, f64) + Send + Sync>;
+pub use crate::inference::batcher::BatchObserver;
 
 /// An image model behind its batching thread ([`Batcher`]): callers on any thread prepare their
 /// image (the pack's preprocessing, in parallel on the callers' threads) and submit it; the
@@ -186,12 +185,12 @@ impl<R: Send + 'static> BatchedImageModel<R> {
     ) -> Self {
         let name = format!("{task}:{}", model.pack().manifest.name);
         let spec = model.spec().clone();
-        let batcher = Batcher::spawn(&name.clone(), batching, move |prepared: Vec<Prepared>| {
-            let started = Instant::now();
-            let result = run(&mut model, &prepared);
-            observer(&name, prepared.len(), started.elapsed().as_secs_f64());
-            result
-        });
+        let batcher = Batcher::spawn_observed(
+            &name,
+            batching,
+            Some(observer),
+            move |prepared: Vec<Prepared>| run(&mut model, &prepared),
+        );
         BatchedImageModel { spec, batcher }
     }
 

@@ -14,7 +14,6 @@ use crate::inference::InferenceError;
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// How drafts are generated (`[analysis.generation]`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -73,29 +72,29 @@ impl ReportWriter {
         let provider = model.provider;
         let name = format!("report:{}", used.name);
         let beams = generation.beams.max(1);
-        let batcher = Batcher::spawn(&name.clone(), batching, move |batch: Vec<WriterRequest>| {
-            let requests: Vec<ReportRequest> = batch
-                .iter()
-                .map(|r| ReportRequest {
-                    image: &r.image,
-                    indication: &r.indication,
-                    prior: r.prior.as_ref().map(|(image, report)| PriorStudy {
-                        image: image.as_ref(),
-                        report,
-                    }),
-                })
-                .collect();
-            let started = Instant::now();
-            let generated = if beams == 1 {
-                model.generate_greedy(&requests, true)
-            } else {
-                model.generate_beam(&requests, beams)
-            };
-            if let Some(observer) = &observer {
-                observer(&name, requests.len(), started.elapsed().as_secs_f64());
-            }
-            generated
-        });
+        let batcher = Batcher::spawn_observed(
+            &name,
+            batching,
+            observer,
+            move |batch: Vec<WriterRequest>| {
+                let requests: Vec<ReportRequest> = batch
+                    .iter()
+                    .map(|r| ReportRequest {
+                        image: &r.image,
+                        indication: &r.indication,
+                        prior: r.prior.as_ref().map(|(image, report)| PriorStudy {
+                            image: image.as_ref(),
+                            report,
+                        }),
+                    })
+                    .collect();
+                if beams == 1 {
+                    model.generate_greedy(&requests, true)
+                } else {
+                    model.generate_beam(&requests, beams)
+                }
+            },
+        );
         Ok(ReportWriter {
             batcher,
             model: used,

@@ -83,6 +83,10 @@ struct Job<Req, Resp> {
     reply: SyncSender<Result<Resp, InferenceError>>,
 }
 
+/// Told of every batch a batcher ran: its name (the model, "task:name"), the batch's size and
+/// its compute seconds (the service's metrics listen here).
+pub type BatchObserver = Arc<dyn Fn(&str, usize, f64) + Send + Sync>;
+
 /// The submitting side; cloning it shares the same worker.
 pub struct Batcher<Req, Resp> {
     queue: SyncSender<Job<Req, Resp>>,
@@ -101,7 +105,20 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the worker. `run_batch` gets up to `max_batch` requests and must answer each, in
     /// order. The worker stops when every `Batcher` handle is dropped.
-    pub fn spawn<F>(name: &str, config: BatchingConfig, mut run_batch: F) -> Batcher<Req, Resp>
+    pub fn spawn<F>(name: &str, config: BatchingConfig, run_batch: F) -> Batcher<Req, Resp>
+    where
+        F: FnMut(Vec<Req>) -> Result<Vec<Resp>, InferenceError> + Send + 'static,
+    {
+        Batcher::spawn_observed(name, config, None, run_batch)
+    }
+
+    /// As [`Batcher::spawn`], and `observer` (if any) is told of every batch.
+    pub fn spawn_observed<F>(
+        name: &str,
+        config: BatchingConfig,
+        observer: Option<BatchObserver>,
+        mut run_batch: F,
+    ) -> Batcher<Req, Resp>
     where
         F: FnMut(Vec<Req>) -> Result<Vec<Resp>, InferenceError> + Send + 'static,
     {
@@ -142,9 +159,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                             "the model {name} panicked on this batch"
                         )))
                     });
+                    let computed = started.elapsed();
+                    if let Some(observer) = &observer {
+                        observer(&name, size, computed.as_secs_f64());
+                    }
                     counters
                         .compute_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        .fetch_add(computed.as_micros() as u64, Ordering::Relaxed);
                     counters.queue_micros.fetch_add(queued, Ordering::Relaxed);
                     counters.requests.fetch_add(size as u64, Ordering::Relaxed);
                     counters.batches.fetch_add(1, Ordering::Relaxed);

@@ -213,19 +213,15 @@ fn work(
     while !stop.load(Ordering::Relaxed) {
         let seen = state.jobs.seen();
         match state.store.take_job() {
-            Ok(Some(job)) => {
+            Ok(job) => {
                 if store_failures >= STORE_FAILURES_UNAVAILABLE {
                     recovered(state, config, health);
                 }
                 store_failures = 0;
-                run_job(state, models, config, job);
-            }
-            Ok(None) => {
-                if store_failures >= STORE_FAILURES_UNAVAILABLE {
-                    recovered(state, config, health);
+                match job {
+                    Some(job) => run_job(state, models, config, job),
+                    None => state.jobs.wait(seen, FALLBACK_POLL),
                 }
-                store_failures = 0;
-                state.jobs.wait(seen, FALLBACK_POLL);
             }
             Err(e) => {
                 store_failures += 1;
