@@ -14,7 +14,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{chunks, rewritten, uid_for, with_token, Server, PACS_TOKEN};
+use common::{chunks, metric, rewritten, uid_for, with_token, Server, PACS_TOKEN};
 use dicom_dictionary_std::tags;
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::*;
@@ -33,14 +33,6 @@ fn resident_mb(pid: u32) -> f64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn metric(address: &str, name: &str) -> f64 {
-    let text = common::http_get(address, "/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 #[derive(Default)]

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    chunks, complete_and_wait, http_get, root, with_token, Server, ADMIN_TOKEN, PACS_TOKEN,
-    QA_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
+    chunks, complete_and_wait, http_get, metric, root, store_instances, with_token, Server,
+    ADMIN_TOKEN, PACS_TOKEN, QA_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::model_service_client::ModelServiceClient;
@@ -22,21 +22,6 @@ const PRIOR: &str = "sample-dicom/derived/siim_chest_pa_prior.dcm";
 
 fn read(path: &str) -> Vec<u8> {
     std::fs::read(root().join(path)).unwrap()
-}
-
-async fn store(channel: &Channel, instances: &[Vec<u8>]) -> Vec<InstanceResult> {
-    let messages: Vec<StoreInstancesRequest> = instances
-        .iter()
-        .enumerate()
-        .flat_map(|(i, b)| chunks(i as u32, b))
-        .collect();
-    let mut client = IngestServiceClient::new(channel.clone());
-    client
-        .store_instances(with_token(tokio_stream::iter(messages), PACS_TOKEN))
-        .await
-        .unwrap()
-        .into_inner()
-        .results
 }
 
 async fn sign(channel: &Channel, item: &str, text: &str) -> WorkItem {
@@ -81,7 +66,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
 
     eprintln!("e2e: The prior study first");
     // The prior study first, worked and signed, so the current study has a prior with a report.
-    let results = store(&channel, &[read(PRIOR)]).await;
+    let results = store_instances(&channel, &[read(PRIOR)]).await;
     assert_eq!(
         results[0].outcome,
         instance_result::Outcome::Stored as i32,
@@ -98,7 +83,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     eprintln!("e2e: The current study");
     // The current study: stored, then a duplicate of it, answered per instance.
     let current = read(CURRENT);
-    let results = store(&channel, &[current.clone(), current.clone()]).await;
+    let results = store_instances(&channel, &[current.clone(), current.clone()]).await;
     assert_eq!(results.len(), 2);
     // Instances of one stream are stored concurrently: one copy is STORED, the other a
     // DUPLICATE, whichever was committed first.
@@ -258,7 +243,7 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     let n = conflicting.len();
     conflicting[n - 10] ^= 0xff;
     let non_chest = read("sample-dicom/non_chest/RG2_J2KI.dcm");
-    let results = store(
+    let results = store_instances(
         &channel,
         &[
             conflicting,
@@ -596,7 +581,7 @@ async fn a_study_that_goes_quiet_is_completed_without_complete_study() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), "stable_study_seconds = 1");
     let channel = server.channel().await;
-    let results = store(&channel, &[read(PRIOR)]).await;
+    let results = store_instances(&channel, &[read(PRIOR)]).await;
     let study = results[0].study.clone();
     // No CompleteStudy: the stable-study timer queues it after a quiet second.
     let last = common::watch_until_settled(&channel, &study).await;
@@ -635,7 +620,10 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
                 .collect()
         })
         .collect();
-    let (first, second) = tokio::join!(store(&channel, &batches[0]), store(&channel, &batches[1]));
+    let (first, second) = tokio::join!(
+        store_instances(&channel, &batches[0]),
+        store_instances(&channel, &batches[1])
+    );
     for results in [first, second] {
         assert_eq!(results.len(), 8);
         assert!(
@@ -645,12 +633,15 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
             "{results:?}"
         );
     }
-    assert!(metric(&server, "radassist_ingest_memory_waits_total") > 0.0);
+    assert!(metric(&server.metrics, "radassist_ingest_memory_waits_total") > 0.0);
     assert_eq!(
-        metric(&server, "radassist_ingest_memory_refusals_total"),
+        metric(&server.metrics, "radassist_ingest_memory_refusals_total"),
         0.0
     );
-    assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), 0.0);
+    assert_eq!(
+        metric(&server.metrics, "radassist_ingest_memory_bytes"),
+        0.0
+    );
 
     // Two streams hold two instances' worth of chunks without their last chunk.
     let mut holders = Vec::new();
@@ -676,12 +667,15 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
     // Wait until the server holds all of their chunks but the last.
     let held = 2.0 * (size - chunks(0, &instance("x")).pop().unwrap().chunk.len()) as f64;
     for _ in 0..200 {
-        if metric(&server, "radassist_ingest_memory_bytes") >= held {
+        if metric(&server.metrics, "radassist_ingest_memory_bytes") >= held {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), held);
+    assert_eq!(
+        metric(&server.metrics, "radassist_ingest_memory_bytes"),
+        held
+    );
     // A third stream finds no room for its instance, and is told to come back.
     let third = instance("third");
     let mut client = IngestServiceClient::new(channel.clone());
@@ -711,24 +705,16 @@ async fn ingest_memory_is_bounded_streams_wait_for_room_and_a_full_memory_refuse
             "{results:?}"
         );
     }
-    let retried = store(&channel, &[third]).await;
+    let retried = store_instances(&channel, &[third]).await;
     assert_eq!(retried[0].outcome, instance_result::Outcome::Stored as i32);
     assert_eq!(
-        metric(&server, "radassist_ingest_memory_refusals_total"),
+        metric(&server.metrics, "radassist_ingest_memory_refusals_total"),
         1.0
     );
-    assert_eq!(metric(&server, "radassist_ingest_memory_bytes"), 0.0);
-}
-
-/// One value from the server's /metrics.
-fn metric(server: &Server, name: &str) -> f64 {
-    let text = http_get(&server.metrics, "/metrics");
-    let prefix = format!("\n{name} ");
-    let at = text
-        .find(&prefix)
-        .unwrap_or_else(|| panic!("no {name} in {text}"));
-    let rest = &text[at + prefix.len()..];
-    rest[..rest.find('\n').unwrap()].parse().unwrap()
+    assert_eq!(
+        metric(&server.metrics, "radassist_ingest_memory_bytes"),
+        0.0
+    );
 }
 
 /// Of a patient's studies in the store, the most recent one before the current study is its
@@ -748,10 +734,10 @@ async fn the_most_recent_earlier_study_in_the_store_is_the_prior() {
         common::redated_instance(PRIOR, "later-study", "20240401"),
     ];
     for instance in &history {
-        let results = store(&channel, std::slice::from_ref(instance)).await;
+        let results = store_instances(&channel, std::slice::from_ref(instance)).await;
         assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32);
     }
-    let results = store(&channel, &[read(CURRENT)]).await;
+    let results = store_instances(&channel, &[read(CURRENT)]).await;
     let study = results[0].study.clone();
     assert_eq!(
         complete_and_wait(&channel, &study).await,

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    chunks, complete_and_wait, http_get, marked_film, rewritten, root, run_radassist, uid_for,
-    with_token, Server, ADMIN_TOKEN, PACS_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
+    complete_and_wait, http_get, marked_film, rewritten, root, run_radassist, uid_for, with_token,
+    Server, ADMIN_TOKEN, PACS_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
 use radassist::service::proto::ingest_service_client::IngestServiceClient;
 use radassist::service::proto::model_service_client::ModelServiceClient;
@@ -31,17 +31,13 @@ pub const NON_ASCII_READS: &[&str] = &[
 ];
 
 async fn store_one(channel: &Channel, bytes: &[u8]) -> String {
-    let result = IngestServiceClient::new(channel.clone())
-        .store_instances(with_token(tokio_stream::iter(chunks(0, bytes)), PACS_TOKEN))
-        .await
-        .unwrap()
-        .into_inner();
+    let results = common::store_instances(channel, &[bytes.to_vec()]).await;
     assert_eq!(
-        result.results[0].outcome,
+        results[0].outcome,
         instance_result::Outcome::Stored as i32,
-        "{result:?}"
+        "{results:?}"
     );
-    result.results[0].study.clone()
+    results[0].study.clone()
 }
 
 async fn work_item(channel: &Channel, name: &str) -> WorkItem {

@@ -693,3 +693,33 @@ pub async fn wait_for_models(
     }
     panic!("the server's models did not load within a minute");
 }
+
+/// Pushes `instances` in one StoreInstances stream (1 MiB chunks); the result per instance.
+pub async fn store_instances(
+    channel: &tonic::transport::Channel,
+    instances: &[Vec<u8>],
+) -> Vec<radassist::service::proto::InstanceResult> {
+    use radassist::service::proto::ingest_service_client::IngestServiceClient;
+    let messages: Vec<_> = instances
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| chunks(i as u32, b))
+        .collect();
+    IngestServiceClient::new(channel.clone())
+        .store_instances(with_token(tokio_stream::iter(messages), PACS_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+}
+
+/// The value of an unlabelled metric on the server's /metrics (at `address`).
+pub fn metric(address: &str, name: &str) -> f64 {
+    let text = http_get(address, "/metrics");
+    let prefix = format!("\n{name} ");
+    let at = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    let rest = &text[at + prefix.len()..];
+    rest[..rest.find('\n').unwrap()].trim().parse().unwrap()
+}
