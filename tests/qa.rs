@@ -94,13 +94,18 @@ fn compare_counts_agreement_per_observation_and_group() {
     assert_eq!(by_month["agreement"][1]["studies"], 3);
 
     // Beside each observation, the labeler's own F1 on real reports; low ones are flagged.
-    let edema = groups[0]["observations"]
-        .as_array()
-        .unwrap()
+    let observations = groups[0]["observations"].as_array().unwrap();
+    let measured: Vec<(&str, f64)> = observations
         .iter()
-        .find(|o| o["observation"] == "Edema")
+        .filter_map(|o| Some((o["observation"].as_str()?, o["labeler_f1"].as_f64()?)))
+        .collect();
+    assert_eq!(measured.len(), 10, "{observations:?}");
+    let (weakest, weakest_f1) = measured
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap();
-    assert!(edema["labeler_f1"].as_f64().unwrap() < 0.8, "{edema}");
+    assert!(weakest_f1 < 0.8, "the test needs one low F1: {measured:?}");
     let text = String::from_utf8(
         common::run_radassist(&["qa", "compare", "--jsonl", pairs_path, "--no-sentences"]).stdout,
     )
@@ -108,7 +113,7 @@ fn compare_counts_agreement_per_observation_and_group() {
     assert!(text.contains("labeler F1"), "{text}");
     assert!(
         text.contains("note: the labeler's own F1 on real reports is below 0.80 for")
-            && text.contains("Edema (0.62)"),
+            && text.contains(&format!("{weakest} ({weakest_f1:.2})")),
         "{text}"
     );
 

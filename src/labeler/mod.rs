@@ -95,8 +95,14 @@ impl Labels {
 /// One observation's phrases.
 struct Phrases {
     name: Observation,
+    /// The CheXpert labeler's, matched anywhere as it matches them ("atelecta").
     mentions: Vec<String>,
+    /// radassist's own, matched only as whole words ("port" but not "report").
+    word_mentions: Vec<&'static str>,
     unmentions: Vec<String>,
+    /// Mentions that are signs of the observation, not the observation itself: at most
+    /// uncertain ("vascular congestion" for Edema).
+    signs: &'static [&'static str],
 }
 
 /// The loaded phrase lists and patterns; build once, label many reports.
@@ -106,6 +112,7 @@ pub struct Labeler {
     double_negation: PatternSet,
     negation: PatternSet,
     post_negation_uncertainty: PatternSet,
+    not_a_finding: PatternSet,
     sections: patterns::Sections,
     normality: normal::Normality,
     /// "X is stable", "unchanged X": a comparison, which for a finding means it is still there.
@@ -152,9 +159,28 @@ const UNMENTION_FILES: [(&str, &str); 3] = [
     ),
 ];
 
+/// The CheXpert labeler's unmentions that radassist does not use: a calcified nodule is a
+/// (benign) lung lesion, and radiologists' reads code it as a nodule.
+const LEFT_OUT_UNMENTIONS: &[&str] = &["calcified nodul"];
+
 /// Phrases that contain a mention but are not one (see [`Labeler::new`]).
 const OWN_UNMENTIONS: &[(Observation, &[&str])] = &[
-    (Observation::SupportDevices, &["tubercul", "tuberos"]),
+    (
+        Observation::SupportDevices,
+        &[
+            "tubercul",
+            "tuberos",
+            "endplate",
+            "end plate",
+            "platelike",
+            "plate-like",
+            "b lines",
+            "b-lines",
+            "kerley",
+            "scapular tip",
+            "tip of the scapula",
+        ],
+    ),
     (
         Observation::Pneumonia,
         &[
@@ -164,6 +190,34 @@ const OWN_UNMENTIONS: &[(Observation, &[&str])] = &[
         ],
     ),
 ];
+
+/// Observations that a past cue ("prior", "old", "history of") takes out of the present: an
+/// old infection is not a pneumonia now (an old fracture is still a fracture).
+const PAST_APPLIES: &[Observation] = &[Observation::Pneumonia];
+
+/// Devices that the CheXpert list does not name, as whole words: what carries a "tip" in a
+/// chest radiograph report is a line or tube, and monitor leads, generators, stimulators,
+/// shunts, stents, ports and prostheses are devices as much as a "pacer" is.
+const OWN_WORD_MENTIONS: &[(Observation, &[&str])] = &[(
+    Observation::SupportDevices,
+    &[
+        "tip", "tips", "lead", "leads", "generator", "stimulator", "shunt", "stent", "stents",
+        "port", "port-a-cath", "tracheostomy", "prosthesis", "prosthetic", "fixation",
+    ],
+)];
+
+/// Mentions that are signs, not the observation: pulmonary vascular congestion and its
+/// companions are the stage before interstitial edema, and a report that names only them has
+/// not said there is edema (the CheXpert list counts them as edema outright).
+const SIGNS: &[(Observation, &[&str])] = &[(
+    Observation::Edema,
+    &[
+        "vascular congestion",
+        "pulmonary congestion",
+        "indistinctness",
+        "vascular prominence",
+    ],
+)];
 
 /// A phrase file's lines, with "_" standing for a space (as the CheXpert labeler reads them).
 fn phrases(text: &str) -> Vec<String> {
@@ -181,7 +235,9 @@ impl Labeler {
             .map(|(&(_, text), name)| Phrases {
                 name,
                 mentions: phrases(text),
+                word_mentions: own_list(OWN_WORD_MENTIONS, name).to_vec(),
                 unmentions: vec![],
+                signs: own_list(SIGNS, name),
             })
             .collect();
         for (stem, text) in UNMENTION_FILES {
@@ -189,7 +245,10 @@ impl Labeler {
                 .iter()
                 .position(|(s, _)| *s == stem)
                 .expect("known stem");
-            observations[index].unmentions = phrases(text);
+            observations[index].unmentions = phrases(text)
+                .into_iter()
+                .filter(|u| !LEFT_OUT_UNMENTIONS.contains(&u.as_str()))
+                .collect();
         }
         // radassist's own unmentions: words that contain a mention and mean something else
         // ("tube" in "tuberculous"), and old granulomatous disease, which is not a pneumonia.
@@ -253,6 +312,7 @@ impl Labeler {
                 include_str!("radtext/patterns/regex_uncertainty_post_negation.yml"),
                 patterns::OWN_POST_NEGATION_UNCERTAINTY,
             ),
+            not_a_finding: PatternSet::radtext("", patterns::OWN_NOT_A_FINDING),
             sections: patterns::Sections::new(include_str!("radtext/section_titles.txt")),
             normality: normal::Normality::new(),
             stable_after: regex::Regex::new(
@@ -274,30 +334,47 @@ impl Labeler {
         let mut mentions = Vec::new();
         for (index, sentence) in sentences.iter().enumerate() {
             for observation in &self.observations {
-                let mut spans: Vec<(usize, usize)> = observation
-                    .mentions
-                    .iter()
-                    .flat_map(|phrase| {
-                        sentence
-                            .match_indices(phrase.as_str())
-                            .map(move |(start, _)| (start, start + phrase.len()))
-                    })
+                let anywhere = observation.mentions.iter().flat_map(|phrase| {
+                    sentence
+                        .match_indices(phrase.as_str())
+                        .map(move |(start, _)| (start, start + phrase.len()))
+                });
+                let whole_words = observation.word_mentions.iter().flat_map(|phrase| {
+                    sentence
+                        .match_indices(phrase)
+                        .map(move |(start, _)| (start, start + phrase.len()))
+                        .filter(|&(s, e)| word_span(sentence, s, e) == (s, e))
+                });
+                let spans: Vec<(usize, usize)> = anywhere
+                    .chain(whole_words)
                     .filter(|&(s, e)| !overlaps_unmention(sentence, &observation.unmentions, s, e))
                     .collect();
                 // Overlapping phrases of one observation are one mention ("the heart" and
                 // "heart size" in "the heart size is normal").
+                // Phrases padded with spaces ("_line_") are trimmed to their word, and
+                // touching phrases are one mention too ("picc" and " line ").
+                let mut spans: Vec<(usize, usize)> = spans
+                    .into_iter()
+                    .map(|(s, e)| trim_span(sentence, s, e))
+                    .filter(|(s, e)| s < e)
+                    .collect();
                 spans.sort_unstable();
                 let mut merged: Vec<(usize, usize)> = Vec::new();
                 for (s, e) in spans {
                     match merged.last_mut() {
-                        Some(last) if s < last.1 => last.1 = last.1.max(e),
+                        Some(last) if s <= last.1 + 1 => last.1 = last.1.max(e),
                         _ => merged.push((s, e)),
                     }
                 }
                 for (start, end) in merged {
-                    let (label, rule) = self.classify(sentence, &sentence[start..end], start, end);
+                    let text = &sentence[start..end];
+                    let (mut label, mut rule) = self.classify(observation.name, sentence, text, start, end);
                     if label == Label::Absent {
                         continue;
+                    }
+                    if label == Label::Positive && observation.signs.contains(&text) {
+                        label = Label::Uncertain;
+                        rule = Some(format!("a sign of {}, not the finding", observation.name.name()));
                     }
                     mentions.push(Mention {
                         observation: observation.name,
@@ -338,6 +415,7 @@ impl Labeler {
     /// negation ([`normal`]).
     fn classify(
         &self,
+        observation: Observation,
         sentence: &str,
         text: &str,
         start: usize,
@@ -347,6 +425,9 @@ impl Labeler {
         let before = &sentence[..word_start];
         let after = &sentence[word_end..];
         let first = |set: &PatternSet| set.first_match(before, after).map(Pattern::id);
+        if let Some(id) = first(&self.not_a_finding) {
+            return (Label::Absent, Some(id));
+        }
         if let Some(id) =
             first(&self.pre_negation_uncertainty).or_else(|| first(&self.double_negation))
         {
@@ -367,6 +448,11 @@ impl Labeler {
             });
         if let Some(id) = negation {
             return (Label::Negative, Some(id));
+        }
+        if PAST_APPLIES.contains(&observation) {
+            if let Some(id) = scope::past(before) {
+                return (Label::Absent, Some(id));
+            }
         }
         if let Some(id) =
             first(&self.post_negation_uncertainty).or_else(|| scope::uncertain(before))
@@ -389,6 +475,16 @@ impl Default for Labeler {
     }
 }
 
+/// One observation's entry in one of radassist's own lists (empty when it has none).
+fn own_list(
+    list: &'static [(Observation, &'static [&'static str])],
+    observation: Observation,
+) -> &'static [&'static str] {
+    list.iter()
+        .find(|(o, _)| *o == observation)
+        .map_or(&[], |(_, phrases)| phrases)
+}
+
 /// The CheXpert labeler's cleaning: lower case, "and/or" and "a/b" to "or", no double full
 /// stops, a space after full stops and commas, single spaces.
 pub fn clean(report: &str) -> String {
@@ -407,6 +503,14 @@ pub fn clean(report: &str) -> String {
     }
     let out = out.replace("..", ".").replace('.', ". ").replace(',', ", ");
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A span without the spaces at its ends.
+fn trim_span(sentence: &str, start: usize, end: usize) -> (usize, usize) {
+    let text = &sentence[start..end];
+    let start = start + (text.len() - text.trim_start().len());
+    let end = end - (text.len() - text.trim_end().len());
+    (start, end.max(start))
 }
 
 /// The span of the whole words a phrase match lies in ("atelecta" -> "atelectasis").

@@ -127,6 +127,21 @@ pub const OWN_POST_NEGATION_UNCERTAINTY: &[(&str, &str)] = &[
         r"XXXXX (is|are|was|were) (likely|possible|probable|suspected|questioned|not excluded)",
     ),
     ("ra-ub3", r"XXXXX (versus|vs\.?|or) "),
+    (
+        "ra-ub4",
+        r"XXXXX( [a-z,-]+){0,10} (would|could|might|may|is|are) (be |also be )?(a )?(consideration|considered)",
+    ),
+];
+
+/// What a report says about the study's limits rather than the patient ("nondisplaced
+/// fractures may not be demonstrated"), and densities it explains as outside the lungs
+/// ("nodular densities ... consistent with nipple shadows"): not mentions.
+pub const OWN_NOT_A_FINDING: &[(&str, &str)] = &[
+    (
+        "ra-d1",
+        r"XXXXX (may|might|can|could|will|would) not be (demonstrated|seen|visible|detected|apparent|identified)",
+    ),
+    ("ra-d2", r"XXXXX[^.;]{0,100}\bnipples?\b"),
 ];
 
 /// Section titles (radtext's list), to keep a report's Findings and Impression.

@@ -16,6 +16,8 @@ const NEGATION_CUES: &[&str] = &[
     "no evidence of",
     "no signs of",
     "clear of",
+    "removal of",
+    "removed",
 ];
 /// Cues that make what follows them uncertain.
 const UNCERTAINTY_CUES: &[&str] = &[
@@ -46,6 +48,34 @@ const UNCERTAINTY_CUES: &[&str] = &[
     "uncertain",
     "indeterminate",
     "presumed",
+    // Requests and differentials name what is to be looked for, not what was found.
+    "correlate for",
+    "correlation for",
+    "clinically for",
+    "as to",
+    "evaluate for",
+    "evaluation for",
+    "exclude",
+    "considerations include",
+    "diagnosis include",
+    "diagnosis includes",
+    "diagnosis including",
+    "consideration of",
+    "to identify",
+    "rule out",
+    "rule-out",
+];
+/// Cues that put what follows them in the past: "prior tuberculous infection" is not a
+/// current pneumonia.
+const PAST_CUES: &[&str] = &[
+    "prior",
+    "previous",
+    "old",
+    "remote",
+    "history of",
+    "healed",
+    "sequela of",
+    "sequelae of",
 ];
 /// Words that end a cue's scope.
 const TERMINATORS: &[&str] = &[
@@ -77,6 +107,16 @@ const TERMINATORS: &[&str] = &[
     "improved",
     "new",
     "and",
+];
+/// Post-negation verbs close the negated phrase ("no effusion seen, nodule in the left lung"
+/// does not negate the nodule), except where they stand before a noun.
+const CLOSING: &[&str] = &[
+    "seen",
+    "identified",
+    "noted",
+    "demonstrated",
+    "visualized",
+    "evident",
 ];
 /// How many words of one list item may come between a cue and the mention ("no evidence of
 /// focal airspace disease" is one item of four words)...
@@ -155,7 +195,12 @@ fn reaching_cue(before: &str, cues: &[&str], rule: &str) -> Option<String> {
                 return None;
             }
         } else {
-            if TERMINATORS.contains(&token) {
+            // "no visualized pneumothorax", "no effusion or visualized pneumothorax": the
+            // verb is an adjective there and does not close the phrase.
+            let adjective = end < 2
+                || cues.contains(&tokens[end - 2])
+                || is_list_separator(tokens[end - 2], in_comma_list);
+            if TERMINATORS.contains(&token) || (CLOSING.contains(&token) && !adjective) {
                 return None;
             }
             after_separator = false;
@@ -174,4 +219,8 @@ pub fn negated(before: &str) -> Option<String> {
 
 pub fn uncertain(before: &str) -> Option<String> {
     reaching_cue(before, UNCERTAINTY_CUES, "uncertainty scope")
+}
+
+pub fn past(before: &str) -> Option<String> {
+    reaching_cue(before, PAST_CUES, "past scope")
 }

@@ -273,6 +273,38 @@ fn phenomena_of_real_reports() {
         ("Unchanged cardiomegaly.", "Cardiomegaly", Positive),
         ("Stable small left pleural effusion.", "Pleural Effusion", Positive),
         ("Heart size is stable.", "Cardiomegaly", Negative),
+        // Signs are not the finding: congestion alone is at most uncertain edema.
+        ("Mild pulmonary vascular congestion.", "Edema", Uncertain),
+        ("Vascular congestion with interstitial edema.", "Edema", Positive),
+        // Requests and differentials look for a finding; they do not report it.
+        ("Please correlate clinically for pneumonia.", "Pneumonia", Uncertain),
+        ("Recommend clinical correlation for infection.", "Pneumonia", Uncertain),
+        ("Differential diagnosis including fibrosis, infectious process, or drug reaction.", "Pneumonia", Uncertain),
+        ("CT is recommended to rule-out an underlying nodule.", "Lung Lesion", Uncertain),
+        ("A superimposed pneumonia would be a consideration.", "Pneumonia", Uncertain),
+        ("Evaluation for pneumothorax is limited by the apices being excluded.", "Pneumothorax", Uncertain),
+        // A past infection is not a current pneumonia.
+        ("Apical cavity from prior tuberculous infection.", "Pneumonia", Absent),
+        ("History of pneumonia. The lungs are clear.", "Pneumonia", Negative),
+        // The study's limits and external objects are not findings.
+        ("Please note that nondisplaced rib fractures may not be demonstrated.", "Fracture", Absent),
+        ("Nodular densities over both lower ribs are consistent with nipple shadows.", "Lung Lesion", Absent),
+        ("A calcified nodule in the left upper lobe.", "Lung Lesion", Positive),
+        // A post-negation verb closes the negated phrase; before a noun it does not.
+        ("No effusion seen, dense nodule in the left lung.", "Lung Lesion", Positive),
+        ("No visualized pneumothorax.", "Pneumothorax", Negative),
+        ("No large effusion or visualized pneumothorax.", "Pneumothorax", Negative),
+        // Devices named as whole words, and what only looks like one.
+        ("Right chest port with its tip at the cavoatrial junction.", "Support Devices", Positive),
+        ("External cardiac monitor leads overlie the chest.", "Support Devices", Positive),
+        ("Left chest pacemaker generator with two leads.", "Support Devices", Positive),
+        ("Degenerative endplate changes of the thoracic spine.", "Support Devices", Absent),
+        ("Platelike atelectasis at the left base.", "Support Devices", Absent),
+        ("Portable view. The report follows.", "Support Devices", Absent),
+        ("Kerley B lines at both bases.", "Support Devices", Absent),
+        // A device taken out is no longer there.
+        ("Interval removal of the left PICC line.", "Support Devices", Negative),
+        ("The left-sided PICC line has been removed.", "Support Devices", Negative),
     ];
     let labeler = Labeler::new();
     let wrong: Vec<String> = cases
