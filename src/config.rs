@@ -57,6 +57,18 @@
 //! name = "pacs-router-1"     # who, in the audit log
 //! role = "pacs"              # pacs | radiologist | qa | admin
 //!
+//! [dicom]                    # the DICOM listener of radassist serve (C-ECHO, C-STORE)
+//! listen = "127.0.0.1:11112" # "" (the default) disables it
+//! ae_title = "RADASSIST"     # the Called AE Title it answers to (others are rejected)
+//! max_associations = 16      # open at once; more are rejected (transient, local limit)
+//! max_pdu_length = 65536     # the largest P-DATA PDU it takes (4096 to 16777216)
+//! idle_timeout_seconds = 60  # an association silent this long is aborted
+//!
+//! [[dicom.peers]]            # who may associate, and where radassist reaches them
+//! ae_title = "ORTHANC"       # the Calling AE Title; accepted only from `host`'s addresses
+//! host = "127.0.0.1"
+//! port = 4242
+//!
 //! [placement]                # tube and line rules (src/placement/rules.rs has every value
 //!                            # and its source)
 //! paediatric_below_years = 18.0
@@ -92,6 +104,41 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     pub placement: RuleTable,
     pub service: ServiceConfig,
+    pub dicom: DicomConfig,
+}
+
+/// The DICOM listener of `radassist serve`, and the DICOM nodes it knows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DicomConfig {
+    pub listen: String,
+    pub ae_title: String,
+    pub max_associations: usize,
+    pub max_pdu_length: u32,
+    pub idle_timeout_seconds: u64,
+    pub peers: Vec<DicomPeer>,
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        DicomConfig {
+            listen: String::new(),
+            ae_title: "RADASSIST".into(),
+            max_associations: 16,
+            max_pdu_length: 65536,
+            idle_timeout_seconds: 60,
+            peers: vec![],
+        }
+    }
+}
+
+/// A DICOM node (a PACS, a router) that may associate with radassist.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomPeer {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
 }
 
 /// `radassist serve`.

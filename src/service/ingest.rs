@@ -1,4 +1,5 @@
-//! One received instance: validated, stored durably, answered.
+//! One received instance: validated, stored durably, answered, the same for every way in
+//! (gRPC's IngestService and the DICOM C-STORE listener).
 //!
 //! Validation is the structure walk and header read of [`crate::dicom`] (no pixel decoding:
 //! that is the worker's job, and a failure there fails the job with its reason): the instance
@@ -11,12 +12,79 @@ use super::store::{hex, IncomingInstance, Store, StoreOutcome};
 use crate::dicom::{parse_dicom, ImageHeader};
 use sha2::{Digest, Sha256};
 
+/// An instance the store answered for: stored now, already held with the same bytes, or a
+/// conflict (held before with other bytes; the new bytes are kept for review).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub outcome: StoreOutcome,
+    pub sop_instance_uid: String,
+    pub study_instance_uid: String,
+    pub sha256: String,
+}
+
+/// Why an instance was not taken, in the words PS3.4's C-STORE statuses distinguish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// It does not parse as DICOM, or lacks what every instance must carry.
+    Unreadable,
+    /// It parses, but is not what the sender said it is (the command's SOP Class or Instance).
+    DoesNotMatch,
+    /// A well-formed instance radassist does not take (not a chest CR/DX radiograph).
+    NotTaken,
+    /// The server could not store it now: send it again.
+    StoreFailed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub refusal: Refusal,
+    pub reason: String,
+    pub sha256: String,
+}
+
+/// What the sender said the instance is (a C-STORE request's Affected SOP Class and Instance
+/// UIDs), checked against its data set.
+pub struct Declared<'a> {
+    pub sop_class_uid: &'a str,
+    pub sop_instance_uid: &'a str,
+}
+
+/// Why a conflict's bytes were not taken as the instance.
+pub const CONFLICT: &str = "this SOP Instance UID was stored before with different bytes: kept for review, the stored instance is unchanged";
+
 pub fn rejected(index: u32, reason: &str) -> InstanceResult {
     InstanceResult {
         instance_index: index,
         outcome: Outcome::Rejected as i32,
         reason: reason.to_string(),
         ..Default::default()
+    }
+}
+
+/// The gRPC answer for one instance.
+pub fn instance_result(index: u32, stored: Result<Received, Refused>) -> InstanceResult {
+    match stored {
+        Ok(a) => InstanceResult {
+            instance_index: index,
+            outcome: match a.outcome {
+                StoreOutcome::Stored => Outcome::Stored,
+                StoreOutcome::Duplicate => Outcome::Duplicate,
+                StoreOutcome::Conflict => Outcome::Conflict,
+            } as i32,
+            sop_instance_uid: a.sop_instance_uid,
+            study: format!("studies/{}", a.study_instance_uid),
+            reason: if a.outcome == StoreOutcome::Conflict {
+                CONFLICT.into()
+            } else {
+                String::new()
+            },
+            sha256: a.sha256,
+            ..Default::default()
+        },
+        Err(r) => InstanceResult {
+            sha256: r.sha256,
+            ..rejected(index, &r.reason)
+        },
     }
 }
 
@@ -57,16 +125,16 @@ const KEPT_ASSEMBLY_BYTES: usize = 64 << 20;
 
 static ASSEMBLY_BUFFERS: std::sync::Mutex<Vec<AlignedBuffer>> = std::sync::Mutex::new(Vec::new());
 
-/// Validates, stores and answers one instance received as `chunks`.
+/// Validates and stores one instance received as `chunks` (gathered into one buffer first).
 pub fn store_received(
     store: &dyn Store,
     metrics: &Metrics,
-    index: u32,
     chunks: &[bytes::Bytes],
-) -> InstanceResult {
+    declared: Option<&Declared>,
+) -> Result<Received, Refused> {
     let kept = || ASSEMBLY_BUFFERS.lock().unwrap_or_else(|p| p.into_inner());
     let mut buffer = kept().pop().unwrap_or_default();
-    let result = store_one(store, metrics, index, buffer.assemble(chunks));
+    let result = store_instance(store, metrics, buffer.assemble(chunks), declared);
     let mut kept = kept();
     if kept.iter().map(AlignedBuffer::capacity).sum::<usize>() + buffer.capacity()
         <= KEPT_ASSEMBLY_BYTES
@@ -76,30 +144,62 @@ pub fn store_received(
     result
 }
 
-fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> InstanceResult {
+/// Validates and stores one Part 10 instance: answered only once it is durable.
+pub fn store_instance(
+    store: &dyn Store,
+    metrics: &Metrics,
+    bytes: &[u8],
+    declared: Option<&Declared>,
+) -> Result<Received, Refused> {
     let sha = hex(&Sha256::digest(bytes));
-    let fail = |reason: String| {
+    let fail = |refusal: Refusal, reason: String| {
         metrics.ingest_rejected.inc();
-        InstanceResult {
+        Err(Refused {
+            refusal,
+            reason,
             sha256: sha.clone(),
-            ..rejected(index, &reason)
-        }
+        })
     };
     let header = match parse_dicom(bytes).and_then(|instance| ImageHeader::from_instance(&instance))
     {
         Ok(header) => header,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(Refusal::Unreadable, e.to_string()),
     };
-    if let Some(reason) = not_accepted(&header) {
-        return fail(reason);
-    }
     let id = &header.identity;
+    if let Some(declared) = declared {
+        let sop_class = id.sop_class_uid.as_deref().unwrap_or("");
+        let sop_instance = id.sop_instance_uid.as_deref().unwrap_or("");
+        if sop_instance != declared.sop_instance_uid {
+            return fail(
+                Refusal::DoesNotMatch,
+                format!(
+                    "SOP Instance UID {sop_instance:?} in the data set, {:?} in the command",
+                    declared.sop_instance_uid
+                ),
+            );
+        }
+        if sop_class != declared.sop_class_uid {
+            return fail(
+                Refusal::DoesNotMatch,
+                format!(
+                    "SOP Class UID {sop_class:?} in the data set, {:?} in the command",
+                    declared.sop_class_uid
+                ),
+            );
+        }
+    }
+    if let Some(reason) = not_accepted(&header) {
+        return fail(Refusal::NotTaken, reason);
+    }
     let (Some(sop), Some(study), Some(series)) = (
         &id.sop_instance_uid,
         &id.study_instance_uid,
         &id.series_instance_uid,
     ) else {
-        return fail("SOP Instance, Study Instance and Series Instance UIDs are required".into());
+        return fail(
+            Refusal::Unreadable,
+            "SOP Instance, Study Instance and Series Instance UIDs are required".into(),
+        );
     };
     let incoming = IncomingInstance {
         bytes,
@@ -111,31 +211,30 @@ fn store_one(store: &dyn Store, metrics: &Metrics, index: u32, bytes: &[u8]) -> 
         accession_number: id.accession_number.as_deref().unwrap_or(""),
         study_date: id.study_date.as_deref().unwrap_or(""),
     };
-    let mut result = InstanceResult {
-        instance_index: index,
-        sop_instance_uid: sop.clone(),
-        study: format!("studies/{study}"),
-        sha256: sha.clone(),
-        ..Default::default()
-    };
-    match store.put_instance(&incoming) {
-        Ok((StoreOutcome::Stored, _)) => {
-            metrics.ingest_instances.inc();
-            metrics.ingest_bytes.inc_by(bytes.len() as u64);
-            result.outcome = Outcome::Stored as i32;
-        }
-        Ok((StoreOutcome::Duplicate, _)) => result.outcome = Outcome::Duplicate as i32,
-        Ok((StoreOutcome::Conflict, _)) => {
-            metrics.ingest_rejected.inc();
-            result.outcome = Outcome::Conflict as i32;
-            result.reason = "this SOP Instance UID was stored before with different bytes: kept for review, the stored instance is unchanged".into();
-        }
+    let outcome = match store.put_instance(&incoming) {
+        Ok((outcome, _)) => outcome,
         Err(e) => {
             tracing::error!("storing an instance: {e}");
-            return fail(format!(
-                "the server could not store it ({e}): send it again"
-            ));
+            return fail(
+                Refusal::StoreFailed,
+                format!("the server could not store it ({e}): send it again"),
+            );
         }
+    };
+    match outcome {
+        StoreOutcome::Stored => {
+            metrics.ingest_instances.inc();
+            metrics.ingest_bytes.inc_by(bytes.len() as u64);
+        }
+        StoreOutcome::Conflict => {
+            metrics.ingest_rejected.inc();
+        }
+        StoreOutcome::Duplicate => {}
     }
-    result
+    Ok(Received {
+        outcome,
+        sop_instance_uid: sop.clone(),
+        study_instance_uid: study.clone(),
+        sha256: sha,
+    })
 }

@@ -108,8 +108,10 @@ impl IngestService for IngestApi {
                             state.events.clone(),
                         );
                         tokio::task::spawn_blocking(move || {
-                            let result =
-                                ingest::store_received(store.as_ref(), &metrics, index, &chunks);
+                            let result = ingest::instance_result(
+                                index,
+                                ingest::store_received(store.as_ref(), &metrics, &chunks, None),
+                            );
                             // The instance's memory is free again.
                             drop((chunks, memory));
                             if result.outcome == instance_result::Outcome::Stored as i32 {

@@ -52,6 +52,12 @@ pub struct Metrics {
     pub model_batch_size: Family<Labels, Histogram, fn() -> Histogram>,
     /// Per RPC: latency and status code.
     pub rpc_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// DICOM associations, by how they went ("accepted", "rejected", "busy", "failed").
+    pub dicom_associations: Family<Labels, Counter>,
+    /// DICOM associations open now.
+    pub dicom_open_associations: Gauge,
+    /// DIMSE requests answered, by command and status ("C-STORE", "0000").
+    pub dicom_requests: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -83,6 +89,9 @@ impl Metrics {
             model_batch_seconds: Family::new_with_constructor(seconds_histogram),
             model_batch_size: Family::new_with_constructor(batch_histogram),
             rpc_seconds: Family::new_with_constructor(seconds_histogram),
+            dicom_associations: Family::default(),
+            dicom_open_associations: Gauge::default(),
+            dicom_requests: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -173,7 +182,37 @@ impl Metrics {
             "gRPC call latency (streams: until the response starts), per method and code",
             m.rpc_seconds.clone(),
         );
+        r.register(
+            "dicom_associations",
+            "DICOM associations, by outcome (accepted, rejected, busy, failed)",
+            m.dicom_associations.clone(),
+        );
+        r.register(
+            "dicom_open_associations",
+            "DICOM associations open now",
+            m.dicom_open_associations.clone(),
+        );
+        r.register(
+            "dicom_requests",
+            "DIMSE requests answered, by command and status (hex)",
+            m.dicom_requests.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    pub fn dicom_association(&self, outcome: &'static str) {
+        self.dicom_associations
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    pub fn dicom_request(&self, command: &'static str, status: u16) {
+        self.dicom_requests
+            .get_or_create(&vec![
+                ("command", command.to_string()),
+                ("status", format!("{status:04X}")),
+            ])
+            .inc();
     }
 
     /// A batch of `size` requests ran on `model` in `seconds`.

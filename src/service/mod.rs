@@ -5,6 +5,7 @@
 //!   roles, and puts the [`auth::Caller`] in the request;
 //! - [`ingest_service`] and [`ingest`]: instances received, validated, stored durably
 //!   ([`store`]: the catalogue in SQLite, the blobs in a [`store::BlobStore`]) and acknowledged;
+//! - [`dicom`]: the DICOM listener (C-ECHO, C-STORE) takes instances into the same path;
 //! - the stable-study timer here completes studies that went quiet;
 //! - [`worker`] and [`job`]: a pool of analysis workers sharing batched models turns each
 //!   queued study into its work item (analysis, prior comparison, draft);
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod dicom;
 mod durable_file;
 pub mod ingest;
 pub mod ingest_limits;
@@ -264,6 +266,15 @@ pub async fn serve(config: Config) -> Result<(), String> {
             listener.local_addr().map_err(|e| e.to_string())?
         );
         tokio::spawn(serve_metrics(listener, state.clone()));
+    }
+
+    if let Some(dicom) = dicom::Listener::bind(&config.dicom, state.clone()).await? {
+        say!(
+            "radassist: DICOM listener on {} (AE title {})",
+            dicom.local_addr()?,
+            config.dicom.ae_title
+        );
+        tokio::spawn(dicom.run());
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -399,6 +399,8 @@ pub struct Server {
     pub child: std::process::Child,
     pub address: String,
     pub metrics: String,
+    /// The DICOM listener's address, when `[dicom] listen` is set.
+    pub dicom: String,
     pub config: PathBuf,
     pub data: PathBuf,
 }
@@ -473,7 +475,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let (mut address, mut metrics) = (String::new(), String::new());
+        let (mut address, mut metrics, mut dicom) = (String::new(), String::new(), String::new());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while address.is_empty() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -486,11 +488,15 @@ impl Server {
             if let Some(m) = line.strip_prefix("radassist: metrics on http://") {
                 metrics = m.trim_end_matches("/metrics").to_string();
             }
+            if let Some(d) = line.strip_prefix("radassist: DICOM listener on ") {
+                dicom = d.split_whitespace().next().unwrap().to_string();
+            }
         }
         Server {
             child,
             address,
             metrics,
+            dicom,
             config,
             data,
         }

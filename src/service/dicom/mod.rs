@@ -1,0 +1,243 @@
+//! The DICOM listener of `radassist serve`: how a PACS or router reaches radassist as PACS
+//! really route, by DICOM upper-layer associations ([dicom-ul]).
+//!
+//! It accepts associations whose Called AE Title is radassist's and whose Calling AE Title is
+//! a configured peer connecting from that peer's host; others get A-ASSOCIATE-RJ. It
+//! negotiates Verification and the storage SOP classes of chest radiographs (CR, DX for
+//! presentation and for processing, Secondary Capture) in every transfer syntax radassist
+//! decodes, taken as sent (no transcoding); other presentation contexts are refused in the
+//! A-ASSOCIATE-AC. Each association runs in its own task ([`association`]); at most
+//! `max_associations` are open, beyond that an association is rejected as transient (local
+//! limit exceeded). A C-STORE goes through the same durable path as gRPC ingest
+//! ([`super::ingest`]) before it is answered.
+//!
+//! [dicom-ul]: https://docs.rs/dicom-ul
+
+mod association;
+pub mod dimse;
+
+use super::state::State;
+use crate::config::DicomConfig;
+use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
+use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The Verification SOP Class (C-ECHO).
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+/// The storage SOP classes radassist takes: the radiographs it analyses.
+pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
+    ("1.2.840.10008.5.1.4.1.1.1", "CR Image Storage"),
+    (
+        "1.2.840.10008.5.1.4.1.1.1.1",
+        "Digital X-Ray Image Storage - For Presentation",
+    ),
+    (
+        "1.2.840.10008.5.1.4.1.1.1.1.1",
+        "Digital X-Ray Image Storage - For Processing",
+    ),
+    ("1.2.840.10008.5.1.4.1.1.7", "Secondary Capture Image Storage"),
+];
+
+/// The transfer syntaxes radassist decodes (README, "Decoding: what is supported").
+pub const TRANSFER_SYNTAXES: &[(&str, &str)] = &[
+    ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
+    ("1.2.840.10008.1.2", "Implicit VR Little Endian"),
+    ("1.2.840.10008.1.2.2", "Explicit VR Big Endian"),
+    ("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"),
+    ("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"),
+    ("1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)"),
+    ("1.2.840.10008.1.2.4.57", "JPEG Lossless (Process 14)"),
+    ("1.2.840.10008.1.2.4.70", "JPEG Lossless SV1"),
+    ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"),
+    ("1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless"),
+    ("1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless"),
+    ("1.2.840.10008.1.2.4.91", "JPEG 2000"),
+    ("1.2.840.10008.1.2.5", "RLE Lossless"),
+];
+
+/// The smallest and largest P-DATA PDU radassist accepts to receive (PS3.8 allows any).
+const PDU_LENGTH_RANGE: std::ops::RangeInclusive<u32> = 4096..=16 << 20;
+
+/// At most this many connections beyond `max_associations` are read to be rejected politely
+/// (A-ASSOCIATE-RJ); past that a connection is closed at once.
+const MAX_REJECTING: usize = 64;
+
+/// How long a connection beyond the limit gets to send its A-ASSOCIATE-RQ.
+const REJECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who may associate: each peer's AE title and the addresses its host resolved to at start.
+#[derive(Debug, Clone)]
+struct Peers(Arc<HashMap<String, Vec<IpAddr>>>);
+
+/// The access rule of one connection: radassist's AE title called, by a known peer, from
+/// one of its addresses.
+#[derive(Debug, Clone)]
+struct PeerAccess {
+    peers: Peers,
+    remote: IpAddr,
+}
+
+impl AccessControl for PeerAccess {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if called_ae_title.trim() != this_ae_title {
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        match self.peers.0.get(calling_ae_title.trim()) {
+            Some(addresses) if addresses.contains(&self.remote) => Ok(()),
+            _ => Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized),
+        }
+    }
+}
+
+/// A valid AE title: 1 to 16 characters of the default repertoire, no backslash or control
+/// characters, not only spaces (PS3.5 table 6.2-1, AE).
+fn check_ae_title(what: &str, title: &str) -> Result<(), String> {
+    let ok = !title.trim().is_empty()
+        && title.len() <= 16
+        && title.chars().all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {title:?} is not an AE title: 1 to 16 ASCII characters, no backslash or control characters"
+        ))
+    }
+}
+
+/// The listener, bound and ready to run.
+pub struct Listener {
+    listener: tokio::net::TcpListener,
+    options: ServerAssociationOptions<'static, dicom_ul::association::server::AcceptAny, dicom_ul::association::server::DefaultNegotiation>,
+    peers: Peers,
+    max_associations: usize,
+    state: Arc<State>,
+}
+
+impl Listener {
+    /// Checks the configuration, resolves the peers' hosts and binds `listen`; None when the
+    /// listener is disabled (`listen = ""`).
+    pub async fn bind(config: &DicomConfig, state: Arc<State>) -> Result<Option<Listener>, String> {
+        if config.listen.is_empty() {
+            return Ok(None);
+        }
+        check_ae_title("dicom.ae_title", &config.ae_title)?;
+        if !PDU_LENGTH_RANGE.contains(&config.max_pdu_length) {
+            return Err(format!(
+                "dicom.max_pdu_length {} is outside {} to {}",
+                config.max_pdu_length,
+                PDU_LENGTH_RANGE.start(),
+                PDU_LENGTH_RANGE.end()
+            ));
+        }
+        if config.max_associations == 0 || config.idle_timeout_seconds == 0 {
+            return Err("dicom.max_associations and dicom.idle_timeout_seconds must be at least 1".into());
+        }
+        let mut peers = HashMap::new();
+        for peer in &config.peers {
+            check_ae_title("dicom.peers.ae_title", &peer.ae_title)?;
+            let addresses: Vec<IpAddr> = tokio::net::lookup_host((peer.host.as_str(), peer.port))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "dicom.peers {:?}: host {:?} does not resolve ({e}): fix the host or remove the peer",
+                        peer.ae_title, peer.host
+                    )
+                })?
+                .map(|a| a.ip())
+                .collect();
+            if peers.insert(peer.ae_title.clone(), addresses).is_some() {
+                return Err(format!(
+                    "dicom.peers: AE title {:?} is listed twice",
+                    peer.ae_title
+                ));
+            }
+        }
+        let idle = Duration::from_secs(config.idle_timeout_seconds);
+        let mut options = ServerAssociationOptions::new()
+            .ae_title(config.ae_title.clone())
+            .max_pdu_length(config.max_pdu_length)
+            .strict(true)
+            .read_timeout(idle)
+            .write_timeout(idle)
+            .with_abstract_syntax(VERIFICATION);
+        for (uid, _) in STORAGE_SOP_CLASSES {
+            options = options.with_abstract_syntax(*uid);
+        }
+        for (uid, _) in TRANSFER_SYNTAXES {
+            options = options.with_transfer_syntax(*uid);
+        }
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| format!("dicom.listen {}: {e}", config.listen))?;
+        Ok(Some(Listener {
+            listener,
+            options,
+            peers: Peers(Arc::new(peers)),
+            max_associations: config.max_associations,
+            state,
+        }))
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, String> {
+        self.listener.local_addr().map_err(|e| e.to_string())
+    }
+
+    /// Accepts associations until the task is dropped.
+    pub async fn run(self) {
+        let open = Arc::new(Semaphore::new(self.max_associations));
+        let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
+        loop {
+            let (stream, remote) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors (EMFILE) and the like: accepting again at once
+                    // would spin; wait for connections to close.
+                    tracing::warn!("dicom: accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let options = self.options.clone().ae_access_control(PeerAccess {
+                peers: self.peers.clone(),
+                remote: remote.ip(),
+            });
+            let state = self.state.clone();
+            match open.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    tokio::spawn(async move {
+                        state.metrics.dicom_open_associations.inc();
+                        association::serve(stream, remote, options, state.clone()).await;
+                        state.metrics.dicom_open_associations.dec();
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    state.metrics.dicom_association("busy");
+                    let Ok(permit) = rejecting.clone().try_acquire_owned() else {
+                        continue; // the stream is dropped: closed
+                    };
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(
+                            REJECT_TIMEOUT,
+                            association::reject_busy(stream),
+                        )
+                        .await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+}
