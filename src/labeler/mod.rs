@@ -201,8 +201,21 @@ const PAST_APPLIES: &[Observation] = &[Observation::Pneumonia];
 const OWN_WORD_MENTIONS: &[(Observation, &[&str])] = &[(
     Observation::SupportDevices,
     &[
-        "tip", "tips", "lead", "leads", "generator", "stimulator", "shunt", "stent", "stents",
-        "port", "port-a-cath", "tracheostomy", "prosthesis", "prosthetic", "fixation",
+        "tip",
+        "tips",
+        "lead",
+        "leads",
+        "generator",
+        "stimulator",
+        "shunt",
+        "stent",
+        "stents",
+        "port",
+        "port-a-cath",
+        "tracheostomy",
+        "prosthesis",
+        "prosthetic",
+        "fixation",
     ],
 )];
 
@@ -368,13 +381,17 @@ impl Labeler {
                 }
                 for (start, end) in merged {
                     let text = &sentence[start..end];
-                    let (mut label, mut rule) = self.classify(observation.name, sentence, text, start, end);
+                    let (mut label, mut rule) =
+                        self.classify(observation.name, sentence, text, start, end);
                     if label == Label::Absent {
                         continue;
                     }
                     if label == Label::Positive && observation.signs.contains(&text) {
                         label = Label::Uncertain;
-                        rule = Some(format!("a sign of {}, not the finding", observation.name.name()));
+                        rule = Some(format!(
+                            "a sign of {}, not the finding",
+                            observation.name.name()
+                        ));
                     }
                     mentions.push(Mention {
                         observation: observation.name,

@@ -79,7 +79,6 @@ pub fn instance_result(index: u32, stored: Result<Received, Refused>) -> Instanc
                 String::new()
             },
             sha256: a.sha256,
-            ..Default::default()
         },
         Err(r) => InstanceResult {
             sha256: r.sha256,

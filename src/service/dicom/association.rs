@@ -88,7 +88,10 @@ pub async fn serve<A: AccessControl>(
         Ok(association) => association,
         Err(dicom_ul::association::Error::Rejected { association_rj, .. }) => {
             state.metrics.dicom_association("rejected");
-            tracing::info!("dicom: rejected an association from {remote}: {}", association_rj.source);
+            tracing::info!(
+                "dicom: rejected an association from {remote}: {}",
+                association_rj.source
+            );
             return;
         }
         Err(e) => {
@@ -115,7 +118,9 @@ pub async fn serve<A: AccessControl>(
         match pdu {
             Pdu::PData { data } => {
                 for value in data {
-                    if let Err(why) = handle_value(&mut association, &state, &mut pending, value).await {
+                    if let Err(why) =
+                        handle_value(&mut association, &state, &mut pending, value).await
+                    {
                         tracing::warn!("dicom: aborting the association with {peer}: {why}");
                         let _ = association.abort().await;
                         return;
@@ -132,7 +137,10 @@ pub async fn serve<A: AccessControl>(
                 return;
             }
             other => {
-                tracing::warn!("dicom: aborting the association with {peer}: unexpected {}", other.short_description());
+                tracing::warn!(
+                    "dicom: aborting the association with {peer}: unexpected {}",
+                    other.short_description()
+                );
                 let _ = association
                     .send(&Pdu::AbortRQ {
                         source: AbortRQSource::ServiceProvider(
@@ -171,7 +179,9 @@ async fn handle_value(
                 return Err("a command set arrived before the last data set was complete".into());
             }
             if pending.command.len() + value.data.len() > MAX_COMMAND_BYTES {
-                return Err(format!("a command set longer than {MAX_COMMAND_BYTES} bytes"));
+                return Err(format!(
+                    "a command set longer than {MAX_COMMAND_BYTES} bytes"
+                ));
             }
             pending.command.extend_from_slice(&value.data);
             if !value.is_last {
@@ -181,11 +191,16 @@ async fn handle_value(
             match request.command {
                 CommandField::CEchoRq => {
                     state.metrics.dicom_request("C-ECHO", 0);
-                    send_command(association, context.id, dimse::echo_response(request.message_id)).await
+                    send_command(
+                        association,
+                        context.id,
+                        dimse::echo_response(request.message_id),
+                    )
+                    .await
                 }
                 CommandField::CStoreRq if request.has_data_set => {
-                    let refused = (request.affected_sop_class_uid != context.abstract_syntax)
-                        .then(|| {
+                    let refused =
+                        (request.affected_sop_class_uid != context.abstract_syntax).then(|| {
                             (
                                 StoreStatus::DataSetDoesNotMatch,
                                 format!(
@@ -243,7 +258,11 @@ async fn handle_value(
 }
 
 /// Sends a response command set on presentation context `id`.
-async fn send_command(association: &mut Association, id: u8, command: Vec<u8>) -> Result<(), String> {
+async fn send_command(
+    association: &mut Association,
+    id: u8,
+    command: Vec<u8>,
+) -> Result<(), String> {
     association
         .send(&Pdu::PData {
             data: vec![PDataValue {
@@ -269,7 +288,10 @@ async fn store(
         return refused;
     }
     let Some((fragments, memory)) = incoming.fragments else {
-        return (StoreStatus::OutOfResources, "the data set was dropped: send it again".into());
+        return (
+            StoreStatus::OutOfResources,
+            "the data set was dropped: send it again".into(),
+        );
     };
     let request = incoming.request;
     let meta = match file_meta(&request, transfer_syntax, calling_ae_title) {
@@ -292,8 +314,13 @@ async fn store(
     })
     .await;
     match stored {
-        Err(e) => (StoreStatus::OutOfResources, format!("storing failed ({e}): send it again")),
-        Ok(Err(Refused { refusal, reason, .. })) => (StoreStatus::of_refusal(refusal), reason),
+        Err(e) => (
+            StoreStatus::OutOfResources,
+            format!("storing failed ({e}): send it again"),
+        ),
+        Ok(Err(Refused {
+            refusal, reason, ..
+        })) => (StoreStatus::of_refusal(refusal), reason),
         Ok(Ok(received)) => match received.outcome {
             StoreOutcome::Stored => {
                 let _ = state.events.send(Event::Study(received.study_instance_uid));
@@ -306,7 +333,11 @@ async fn store(
 }
 
 /// The 128-byte preamble, "DICM" and the file meta group of a received data set.
-fn file_meta(request: &Request, transfer_syntax: &str, calling_ae_title: &str) -> Result<Vec<u8>, String> {
+fn file_meta(
+    request: &Request,
+    transfer_syntax: &str,
+    calling_ae_title: &str,
+) -> Result<Vec<u8>, String> {
     if !STORAGE_SOP_CLASSES
         .iter()
         .any(|(uid, _)| *uid == request.affected_sop_class_uid)

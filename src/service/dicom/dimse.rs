@@ -65,8 +65,7 @@ pub fn read_request(bytes: &[u8]) -> Result<Request, String> {
         message_id: number(tags::MESSAGE_ID, "Message ID")?,
         affected_sop_class_uid: text(tags::AFFECTED_SOP_CLASS_UID),
         affected_sop_instance_uid: text(tags::AFFECTED_SOP_INSTANCE_UID),
-        has_data_set: number(tags::COMMAND_DATA_SET_TYPE, "Command Data Set Type")?
-            != NO_DATA_SET,
+        has_data_set: number(tags::COMMAND_DATA_SET_TYPE, "Command Data Set Type")? != NO_DATA_SET,
     })
 }
 

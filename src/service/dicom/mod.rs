@@ -40,7 +40,10 @@ pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
         "1.2.840.10008.5.1.4.1.1.1.1.1",
         "Digital X-Ray Image Storage - For Processing",
     ),
-    ("1.2.840.10008.5.1.4.1.1.7", "Secondary Capture Image Storage"),
+    (
+        "1.2.840.10008.5.1.4.1.1.7",
+        "Secondary Capture Image Storage",
+    ),
 ];
 
 /// The transfer syntaxes radassist decodes (README, "Decoding: what is supported").
@@ -48,7 +51,10 @@ pub const TRANSFER_SYNTAXES: &[(&str, &str)] = &[
     ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
     ("1.2.840.10008.1.2", "Implicit VR Little Endian"),
     ("1.2.840.10008.1.2.2", "Explicit VR Big Endian"),
-    ("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"),
+    (
+        "1.2.840.10008.1.2.1.99",
+        "Deflated Explicit VR Little Endian",
+    ),
     ("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"),
     ("1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)"),
     ("1.2.840.10008.1.2.4.57", "JPEG Lossless (Process 14)"),
@@ -105,7 +111,9 @@ impl AccessControl for PeerAccess {
 fn check_ae_title(what: &str, title: &str) -> Result<(), String> {
     let ok = !title.trim().is_empty()
         && title.len() <= 16
-        && title.chars().all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\');
+        && title
+            .chars()
+            .all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\');
     if ok {
         Ok(())
     } else {
@@ -118,7 +126,11 @@ fn check_ae_title(what: &str, title: &str) -> Result<(), String> {
 /// The listener, bound and ready to run.
 pub struct Listener {
     listener: tokio::net::TcpListener,
-    options: ServerAssociationOptions<'static, dicom_ul::association::server::AcceptAny, dicom_ul::association::server::DefaultNegotiation>,
+    options: ServerAssociationOptions<
+        'static,
+        dicom_ul::association::server::AcceptAny,
+        dicom_ul::association::server::DefaultNegotiation,
+    >,
     peers: Peers,
     max_associations: usize,
     state: Arc<State>,
@@ -141,7 +153,9 @@ impl Listener {
             ));
         }
         if config.max_associations == 0 || config.idle_timeout_seconds == 0 {
-            return Err("dicom.max_associations and dicom.idle_timeout_seconds must be at least 1".into());
+            return Err(
+                "dicom.max_associations and dicom.idle_timeout_seconds must be at least 1".into(),
+            );
         }
         let mut peers = HashMap::new();
         for peer in &config.peers {
@@ -229,11 +243,9 @@ impl Listener {
                         continue; // the stream is dropped: closed
                     };
                     tokio::spawn(async move {
-                        let _ = tokio::time::timeout(
-                            REJECT_TIMEOUT,
-                            association::reject_busy(stream),
-                        )
-                        .await;
+                        let _ =
+                            tokio::time::timeout(REJECT_TIMEOUT, association::reject_busy(stream))
+                                .await;
                         drop(permit);
                     });
                 }
