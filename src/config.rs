@@ -51,6 +51,8 @@
 //! analysis_workers = 2       # studies analysed at once; their images and prompts share
 //!                            # batches of each model (inference.batching)
 //! metrics_listen = "127.0.0.1:9464"  # Prometheus text at /metrics ("" disables)
+//! organization = ""          # who signs: the signed SR's Verifying Organization ("": the
+//!                            # image's Institution Name, else "not recorded")
 //!
 //! [[service.tokens]]         # bearer tokens (at least 16 characters) and their roles
 //! token = "..."
@@ -68,6 +70,7 @@
 //! ae_title = "ORTHANC"       # the Calling AE Title; accepted only from `host`'s addresses
 //! host = "127.0.0.1"
 //! port = 4242
+//! send_results = false       # radassist C-STOREs its SRs here (draft, then signed)
 //!
 //! [placement]                # tube and line rules (src/placement/rules.rs has every value
 //!                            # and its source)
@@ -139,6 +142,9 @@ pub struct DicomPeer {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
+    /// radassist sends its SRs (draft and signed) here by C-STORE.
+    #[serde(default)]
+    pub send_results: bool,
 }
 
 /// `radassist serve`.
@@ -159,6 +165,8 @@ pub struct ServiceConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tokens: Vec<TokenConfig>,
+    /// The organisation whose radiologists sign: the signed SR's Verifying Organization.
+    pub organization: String,
 }
 
 /// A bearer token and who holds it.
@@ -188,6 +196,7 @@ impl Default for ServiceConfig {
             tls_cert: None,
             tls_key: None,
             tokens: vec![],
+            organization: String::new(),
         }
     }
 }

@@ -31,7 +31,7 @@ const PERTINENT_NEGATIVES: &[&str] =
     &["Pneumothorax", "Pleural Effusion", "Consolidation", "Edema"];
 
 /// Why a sentence is in the draft.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Evidence {
     /// A findings model's probability for one observation, and the threshold it crossed.
@@ -70,7 +70,7 @@ pub enum Evidence {
 }
 
 /// One sentence and why it is there.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Statement {
     pub text: String,
     pub evidence: Vec<Evidence>,
@@ -78,7 +78,7 @@ pub struct Statement {
     pub critical: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportStatus {
     /// A draft: not read by a radiologist.
@@ -88,7 +88,7 @@ pub enum ReportStatus {
 }
 
 /// A source image the report is about.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ImageReference {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
@@ -97,7 +97,7 @@ pub struct ImageReference {
 }
 
 /// The draft of one study.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Draft {
     pub status: ReportStatus,
     /// The report text the radiologist edits: Findings and Impression.
@@ -114,7 +114,7 @@ pub struct Draft {
 }
 
 /// A radiologist's signed read of a study.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct FinalRead {
     pub text: String,
     pub radiologist: String,

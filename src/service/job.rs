@@ -10,6 +10,7 @@
 
 use super::convert::work_item_template;
 use super::proto;
+use super::results::{draft_results, ReportSource};
 use super::store::{decode, decode_header, NewWorkItem, Store};
 use crate::analysis::{Analyzer, PriorInput};
 use crate::dicom::{ImageHeader, ProjectionView};
@@ -39,11 +40,12 @@ fn frontal(header: &ImageHeader) -> bool {
 }
 
 /// The study's first decodable frontal image.
-fn study_image(store: &dyn Store, uid: &str) -> Result<Radiograph, String> {
+/// The study's first decodable frontal image, and its blob.
+fn study_image(store: &dyn Store, uid: &str) -> Result<(Radiograph, String), String> {
     let mut reasons = Vec::new();
     for (sop, sha) in store.study_instances(uid).map_err(|e| e.to_string())? {
         match decode(store.blobs(), &sha) {
-            Ok(r) if frontal(&r.header) => return Ok(r),
+            Ok(r) if frontal(&r.header) => return Ok((r, sha)),
             Ok(_) => reasons.push(format!("{sop}: not a frontal view")),
             Err(e) => reasons.push(format!("{sop}: {e}")),
         }
@@ -126,16 +128,20 @@ fn find_prior(
 }
 
 /// Analyses study `uid` and drafts its report.
+/// Analyses study `uid`, drafts its report, and builds the draft's SR for each of
+/// `result_peers`.
 pub fn analyze_study(
     store: &dyn Store,
     models: &JobModels,
     uid: &str,
+    result_peers: &[String],
 ) -> Result<NewWorkItem, String> {
     let study = store.study(uid).map_err(|e| e.to_string())?;
     if std::env::var(PANIC_HOOK).is_ok_and(|a| !a.is_empty() && a == study.accession_number) {
         panic!("test hook {PANIC_HOOK}: this study's job panics");
     }
-    let current = Arc::new(study_image(store, uid)?);
+    let (current, source_sha256) = study_image(store, uid)?;
+    let current = Arc::new(current);
     let prior = find_prior(store, uid, &study.patient_id, &current.header)?;
     let prior = prior.map(|(radiograph, report)| (Arc::new(radiograph), report));
     let inputs: Vec<PriorInput> = prior
@@ -149,14 +155,7 @@ pub fn analyze_study(
         .analyzer
         .analyze(&current, &inputs)
         .map_err(|e| e.to_string())?;
-    let id = &current.header.identity;
-    let reference = ImageReference {
-        sop_class_uid: id.sop_class_uid.clone().unwrap_or_default(),
-        sop_instance_uid: id.sop_instance_uid.clone().unwrap_or_default(),
-        series_instance_uid: id.series_instance_uid.clone().unwrap_or_default(),
-        study_instance_uid: uid.to_string(),
-    };
-    let mut draft = Draft::from_analysis(&analysis, vec![reference]);
+    let mut draft = Draft::from_analysis(&analysis, vec![image_reference(&current)]);
     if let Some(writer) = &models.writer {
         let request = WriterRequest {
             image: current.clone(),
@@ -191,6 +190,12 @@ pub fn analyze_study(
     } else {
         10
     };
+    let source = ReportSource {
+        draft,
+        source_sha256,
+        priors: prior.iter().map(|(p, _)| image_reference(p)).collect(),
+    };
+    let results = draft_results(store, result_peers, &source)?;
     let mut models_used = analysis.models.clone();
     models_used.extend(models.writer.as_ref().map(|w| w.model().clone()));
     Ok(NewWorkItem {
@@ -203,5 +208,18 @@ pub fn analyze_study(
             .map(|m| format!("{}:{}@{}", m.task, m.name, m.version))
             .collect::<Vec<_>>()
             .join(","),
+        report_json: serde_json::to_string(&source).map_err(|e| e.to_string())?,
+        results,
     })
+}
+
+/// How an SR refers to a radiograph.
+fn image_reference(radiograph: &Radiograph) -> ImageReference {
+    let id = &radiograph.header.identity;
+    ImageReference {
+        sop_class_uid: id.sop_class_uid.clone().unwrap_or_default(),
+        sop_instance_uid: id.sop_instance_uid.clone().unwrap_or_default(),
+        series_instance_uid: id.series_instance_uid.clone().unwrap_or_default(),
+        study_instance_uid: id.study_instance_uid.clone().unwrap_or_default(),
+    }
 }

@@ -11,6 +11,8 @@
 //! job:       queued -> running -> done | queued (retry) | failed
 //! work item: UNCLAIMED --claim--> CLAIMED(by R) --release by R--> UNCLAIMED
 //!            CLAIMED(by R) --sign by R--> SIGNED
+//! result:    (draft committed, or signed) pending --peer answered Success--> sent
+//!            pending --send failed--> pending (attempts + 1, next attempt later)
 //! ```
 //!
 //! The store makes each change as one conditional update (`UPDATE ... WHERE status = <from>`)
@@ -95,6 +97,22 @@ text_enum!(
         Unclaimed => "UNCLAIMED",
         Claimed => "CLAIMED",
         Signed => "SIGNED",
+    }
+);
+
+text_enum!(
+    /// Which SR a result sent to a PACS is: the draft (preliminary) or the signed read (final).
+    ResultKind {
+        Draft => "draft",
+        Final => "final",
+    }
+);
+
+text_enum!(
+    /// Where a result waiting for a peer is: pending (until the peer answers Success) or sent.
+    OutboxState {
+        Pending => "pending",
+        Sent => "sent",
     }
 );
 

@@ -58,6 +58,12 @@ pub struct Metrics {
     pub dicom_open_associations: Gauge,
     /// DIMSE requests answered, by command and status ("C-STORE", "0000").
     pub dicom_requests: Family<Labels, Counter>,
+    /// SRs a peer acknowledged, attempts that failed, restarts of the sender loop.
+    pub results_sent: Counter,
+    pub results_failed: Counter,
+    pub results_sender_restarts: Counter,
+    /// Results waiting for a peer.
+    pub results_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,6 +98,10 @@ impl Metrics {
             dicom_associations: Family::default(),
             dicom_open_associations: Gauge::default(),
             dicom_requests: Family::default(),
+            results_sent: Counter::default(),
+            results_failed: Counter::default(),
+            results_sender_restarts: Counter::default(),
+            results_pending: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -196,6 +206,26 @@ impl Metrics {
             "dicom_requests",
             "DIMSE requests answered, by command and status (hex)",
             m.dicom_requests.clone(),
+        );
+        r.register(
+            "results_sent",
+            "SRs a DICOM peer acknowledged",
+            m.results_sent.clone(),
+        );
+        r.register(
+            "results_failed",
+            "attempts to send an SR that failed (retried)",
+            m.results_failed.clone(),
+        );
+        r.register(
+            "results_sender_restarts",
+            "restarts of the results sender after a panic",
+            m.results_sender_restarts.clone(),
+        );
+        r.register(
+            "results_pending",
+            "SRs waiting for a DICOM peer",
+            m.results_pending.clone(),
         );
         Metrics { registry, ..m }
     }

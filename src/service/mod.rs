@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model_service;
 pub mod quality_service;
+pub mod results;
 pub mod state;
 pub mod store;
 pub mod watch;
@@ -94,6 +95,11 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
 async fn refresh_gauges(state: &State) {
     let depth = state.store_call(|s| s.queue_depth()).await.unwrap_or(-1);
     state.metrics.queue_depth.set(depth);
+    let pending = state
+        .store_call(|s| s.pending_results())
+        .await
+        .unwrap_or(-1);
+    state.metrics.results_pending.set(pending);
     state
         .metrics
         .ingest_memory_bytes
@@ -228,7 +234,14 @@ pub async fn serve(config: Config) -> Result<(), String> {
         )
     };
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State::new(store, sc.clone(), metrics));
+    let result_peers = config
+        .dicom
+        .peers
+        .iter()
+        .filter(|p| p.send_results)
+        .map(|p| p.ae_title.clone())
+        .collect();
+    let state = Arc::new(State::new(store, sc.clone(), metrics, result_peers));
     let tls = match (&sc.tls_cert, &sc.tls_key) {
         (Some(cert), Some(key)) => {
             let read =
@@ -276,6 +289,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
         );
         tokio::spawn(dicom.run());
     }
+    tokio::spawn(dicom::sender::supervise(
+        state.clone(),
+        config.dicom.peers.clone(),
+        config.dicom.ae_title.clone(),
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<IngestServiceServer<IngestApi>>().await;

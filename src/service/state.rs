@@ -73,10 +73,17 @@ pub struct State {
     pub jobs: JobSignal,
     /// Built once (its patterns compile at start): labels reads when they are signed.
     pub labeler: Labeler,
+    /// The AE titles of the DICOM peers that take radassist's SRs (`send_results`).
+    pub result_peers: Vec<String>,
 }
 
 impl State {
-    pub fn new(store: Arc<dyn Store>, config: ServiceConfig, metrics: Arc<Metrics>) -> State {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: ServiceConfig,
+        metrics: Arc<Metrics>,
+        result_peers: Vec<String>,
+    ) -> State {
         let (events, _) = broadcast::channel(1024);
         State {
             store,
@@ -87,6 +94,7 @@ impl State {
             models: RwLock::new(vec![]),
             jobs: JobSignal::default(),
             labeler: Labeler::new(),
+            result_peers,
         }
     }
 

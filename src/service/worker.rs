@@ -262,7 +262,7 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
     let _ = state.events.send(Event::Study(uid.clone()));
     let started = Instant::now();
     let outcome: Result<NewWorkItem, String> = catch_unwind(AssertUnwindSafe(|| {
-        analyze_study(state.store.as_ref(), models, &uid)
+        analyze_study(state.store.as_ref(), models, &uid, &state.result_peers)
     }))
     .unwrap_or_else(|payload| {
         m.job_panics.inc();

@@ -13,6 +13,7 @@ use super::convert::{study_pair, timestamp, uid_of, work_item_message};
 use super::lifecycle::WorkItemStatus;
 use super::proto::worklist_service_server::WorklistService;
 use super::proto::*;
+use super::results::{final_results, ReportSource};
 use super::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
 use prost::Message;
@@ -158,8 +159,24 @@ impl WorklistService for WorklistApi {
                     .map_err(|e| Status::internal(e.to_string()))?;
                 let comparison = serde_json::to_string(&comparison)
                     .map_err(|e| Status::internal(e.to_string()))?;
+                let results = match &current.report_json {
+                    Some(json) if !state.result_peers.is_empty() => {
+                        let source: ReportSource = serde_json::from_str(json).map_err(|e| {
+                            Status::internal(format!("the work item's report: {e}"))
+                        })?;
+                        let signed = crate::draft::FinalRead {
+                            text: read.text.clone(),
+                            radiologist: who.clone(),
+                            organization: state.config.organization.clone(),
+                            signed_at: chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
+                        };
+                        final_results(store, &state.result_peers, &source, &signed)
+                            .map_err(|e| Status::internal(format!("the final SR: {e}")))?
+                    }
+                    _ => vec![],
+                };
                 store
-                    .sign(&uid, &who, &read.encode_to_vec(), &comparison)
+                    .sign(&uid, &who, &read.encode_to_vec(), &comparison, &results)
                     .map_err(super::convert::store_status)
             })
             .await

@@ -186,6 +186,52 @@ pub fn store_response(request: &Request, status: StoreStatus, reason: &str) -> V
     encode(InMemDicomObject::command_from_element_iter(elements))
 }
 
+/// C-STORE-RQ for an instance of `sop_class_uid` (medium priority, a data set follows).
+pub fn store_request(message_id: u16, sop_class_uid: &str, sop_instance_uid: &str) -> Vec<u8> {
+    encode(InMemDicomObject::command_from_element_iter([
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            dicom_value!(Str, sop_class_uid),
+        ),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [0x0001])),
+        DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [message_id])),
+        DataElement::new(tags::PRIORITY, VR::US, dicom_value!(U16, [0x0000])),
+        DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            dicom_value!(U16, [0x0000]),
+        ),
+        DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            dicom_value!(Str, sop_instance_uid),
+        ),
+    ]))
+}
+
+/// A response's Status and Error Comment.
+pub fn read_status(bytes: &[u8]) -> Result<(u16, String), String> {
+    let object = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| format!("the response's command set does not parse: {e}"))?;
+    let status = object
+        .get(tags::STATUS)
+        .ok_or("the response has no Status")?
+        .uint16()
+        .map_err(|e| format!("the response's Status: {e}"))?;
+    let comment = object
+        .get(tags::ERROR_COMMENT)
+        .and_then(|e| e.to_str().ok())
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default();
+    Ok((status, comment))
+}
+
+/// Success, or a warning (PS3.4 B.2.3: the instance was stored, perhaps coerced).
+pub fn stored(status: u16) -> bool {
+    status == 0x0000 || status == 0x0001 || (status & 0xF000) == 0xB000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

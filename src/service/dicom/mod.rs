@@ -15,6 +15,7 @@
 
 mod association;
 pub mod dimse;
+pub mod sender;
 
 use super::state::State;
 use crate::config::DicomConfig;

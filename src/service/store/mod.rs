@@ -17,7 +17,7 @@ mod sqlite_ingest;
 pub use blobs::{decode, decode_header, BlobStore, FolderBlobStore};
 pub use sqlite::SqliteStore;
 
-use super::lifecycle::{JobState, StudyState, WorkItemStatus};
+use super::lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,32 @@ pub struct WorkItemRow {
     pub final_read: Option<Vec<u8>>,
     pub signed_at: Option<i64>,
     pub comparison: Option<String>,
+    /// What the SRs of this item are built from (JSON of `super::results::ReportSource`).
+    pub report_json: Option<String>,
+}
+
+/// An SR to send to one peer, its bytes already a durable blob.
+#[derive(Debug, Clone)]
+pub struct OutgoingResult {
+    pub study_instance_uid: String,
+    pub sop_instance_uid: String,
+    pub kind: ResultKind,
+    /// The peer's AE title.
+    pub peer: String,
+    pub sha256: String,
+}
+
+/// A result in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub result: OutgoingResult,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub last_error: String,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub sent_at: Option<i64>,
 }
 
 /// What a finished job makes: the study's new current work item.
@@ -101,6 +127,10 @@ pub struct NewWorkItem {
     pub template: Vec<u8>,
     pub analysis_json: String,
     pub model_version: String,
+    /// What its SRs are built from (JSON), and the draft SR for each peer that takes results,
+    /// queued in the same transaction.
+    pub report_json: String,
+    pub results: Vec<OutgoingResult>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,14 +211,25 @@ pub trait Store: Send + Sync {
     fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
     /// CLAIMED by `who` -> UNCLAIMED.
     fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
-    /// CLAIMED by `who` -> SIGNED, with the final read and its QA comparison (study -> SIGNED).
+    /// CLAIMED by `who` -> SIGNED, with the final read and its QA comparison (study -> SIGNED),
+    /// and the final SR queued for each peer in `results`, in the same transaction.
     fn sign(
         &self,
         uid: &str,
         who: &str,
         final_read: &[u8],
         comparison: &str,
+        results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError>;
+    /// Pending results whose next attempt is due at `now_ms`, oldest first.
+    fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
+    /// pending -> sent (the peer answered Success); false when it was not pending.
+    fn result_sent(&self, id: i64) -> Result<bool, StoreError>;
+    /// A failed attempt: attempts + 1, the error, and when to try again.
+    fn result_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError>;
+    fn pending_results(&self) -> Result<i64, StoreError>;
+    /// The outbox, pending first, then the most recently sent.
+    fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
     /// Signed items in a period (ms since the epoch; None: no limit), optionally one version.
     fn signed_items(
         &self,

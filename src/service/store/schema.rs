@@ -47,7 +47,23 @@ CREATE TABLE IF NOT EXISTS work_items (
     model_version TEXT NOT NULL,
     final_read BLOB,
     signed_at INTEGER,
-    comparison TEXT);
+    comparison TEXT,
+    report_json TEXT);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    sent_at INTEGER,
+    UNIQUE (sop_instance_uid, peer));
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,
@@ -65,6 +81,12 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
         .exists([])?;
     if !has_comparison {
         db.execute("ALTER TABLE work_items ADD COLUMN comparison TEXT", [])?;
+    }
+    let has_report = db
+        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'report_json'")?
+        .exists([])?;
+    if !has_report {
+        db.execute("ALTER TABLE work_items ADD COLUMN report_json TEXT", [])?;
     }
     Ok(())
 }

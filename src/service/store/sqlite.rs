@@ -108,10 +108,46 @@ impl SqliteStore {
             final_read: r.get(9)?,
             signed_at: r.get(10)?,
             comparison: r.get(11)?,
+            report_json: r.get(12)?,
         })
     }
 
-    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison FROM work_items";
+    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json FROM work_items";
+
+    fn outbox_from_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
+        Ok(OutboxRow {
+            id: r.get(0)?,
+            result: OutgoingResult {
+                study_instance_uid: r.get(1)?,
+                sop_instance_uid: r.get(2)?,
+                kind: r.get(3)?,
+                peer: r.get(4)?,
+                sha256: r.get(5)?,
+            },
+            state: r.get(6)?,
+            attempts: r.get(7)?,
+            last_error: r.get(8)?,
+            created_at: r.get(9)?,
+            next_attempt_at: r.get(10)?,
+            sent_at: r.get(11)?,
+        })
+    }
+
+    const OUTBOX_SELECT: &'static str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at FROM outbox";
+}
+
+/// Queues results in `tx` (a result already queued for that peer stays as it is).
+fn queue_results(tx: &rusqlite::Transaction, results: &[OutgoingResult]) -> rusqlite::Result<()> {
+    let now = now_ms();
+    for r in results {
+        tx.execute(
+            "INSERT INTO outbox (study_instance_uid, sop_instance_uid, kind, peer, sha256, state, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (sop_instance_uid, peer) DO NOTHING",
+            params![r.study_instance_uid, r.sop_instance_uid, r.kind, r.peer, r.sha256, OutboxState::Pending, now],
+        )?;
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -252,13 +288,14 @@ impl Store for SqliteStore {
             )));
         }
         tx.execute(
-            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version)
-             VALUES (?1, ?8, ?2, ?3, NULL, ?4, ?5, ?6, ?7)
+            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
+             VALUES (?1, ?8, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?9)
              ON CONFLICT (study_instance_uid) DO UPDATE SET status = ?8, critical = ?2, priority = ?3, claimed_by = NULL,
                  created_at = ?4, template = ?5, analysis_json = ?6, model_version = ?7, final_read = NULL, signed_at = NULL,
-                 comparison = NULL",
-            params![uid, item.critical, item.priority, now, item.template, item.analysis_json, item.model_version, WorkItemStatus::Unclaimed],
+                 comparison = NULL, report_json = ?9",
+            params![uid, item.critical, item.priority, now, item.template, item.analysis_json, item.model_version, WorkItemStatus::Unclaimed, item.report_json],
         )?;
+        queue_results(&tx, &item.results)?;
         tx.execute(
             "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
             params![uid, StudyState::DraftReady],
@@ -386,6 +423,7 @@ impl Store for SqliteStore {
         who: &str,
         final_read: &[u8],
         comparison: &str,
+        results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError> {
         let signed = {
             let mut db = self.db();
@@ -400,6 +438,7 @@ impl Store for SqliteStore {
                     "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1",
                     params![uid, StudyState::Signed],
                 )?;
+                queue_results(&tx, results)?;
             }
             tx.commit()?;
             signed
@@ -415,6 +454,55 @@ impl Store for SqliteStore {
                 .map(|h| format!(" by {h}"))
                 .unwrap_or_default()
         )))
+    }
+
+    fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "{} WHERE state = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at, id LIMIT ?3",
+            Self::OUTBOX_SELECT
+        ))?;
+        let rows = q.query_map(
+            params![OutboxState::Pending, now_ms, limit],
+            Self::outbox_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn result_sent(&self, id: i64) -> Result<bool, StoreError> {
+        let changed = self.db().execute(
+            "UPDATE outbox SET state = ?2, sent_at = ?3, attempts = attempts + 1, last_error = ''
+             WHERE id = ?1 AND state = ?4",
+            params![id, OutboxState::Sent, now_ms(), OutboxState::Pending],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn result_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+             WHERE id = ?1 AND state = ?4",
+            params![id, error, next_attempt_at, OutboxState::Pending],
+        )?;
+        Ok(())
+    }
+
+    fn pending_results(&self) -> Result<i64, StoreError> {
+        Ok(self.db().query_row(
+            "SELECT COUNT(*) FROM outbox WHERE state = ?1",
+            params![OutboxState::Pending],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "{} ORDER BY state = ?1 DESC, COALESCE(sent_at, created_at) DESC LIMIT ?2",
+            Self::OUTBOX_SELECT
+        ))?;
+        let rows = q.query_map(params![OutboxState::Pending, limit], Self::outbox_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn signed_items(

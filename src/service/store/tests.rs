@@ -32,6 +32,8 @@ fn store_with_item(dir: &std::path::Path, uid: &str) -> SqliteStore {
                 template: vec![],
                 analysis_json: "{}".into(),
                 model_version: "test".into(),
+                report_json: "{}".into(),
+                results: vec![],
             },
         )
         .unwrap();
@@ -81,7 +83,7 @@ fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     store
-                        .sign("1.2.3", &who, format!("read {i}").as_bytes(), "{}")
+                        .sign("1.2.3", &who, format!("read {i}").as_bytes(), "{}", &[])
                         .is_ok()
                 })
             })
@@ -106,6 +108,8 @@ fn a_job_finishes_or_fails_only_while_running() {
         template: vec![],
         analysis_json: "{}".into(),
         model_version: "test".into(),
+        report_json: "{}".into(),
+        results: vec![],
     };
     // Done already: a second finish (a worker that lost its job) is refused.
     assert!(matches!(
@@ -149,4 +153,43 @@ fn a_read_only_store_refuses_writes_and_recovers_nothing() {
     assert!(inspector.claim("1.2.5", "dr-x").is_err());
     assert!(inspector.complete_study("1.2.5").is_err());
     assert_eq!(owner.jobs(Some(JobState::Running)).unwrap().len(), 1);
+}
+
+#[test]
+fn a_result_is_queued_with_its_draft_and_sent_once() {
+    use crate::service::lifecycle::{OutboxState, ResultKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_item(dir.path(), "1.2.5");
+    let result = |peer: &str| OutgoingResult {
+        study_instance_uid: "1.2.5".into(),
+        sop_instance_uid: "2.25.1".into(),
+        kind: ResultKind::Draft,
+        peer: peer.into(),
+        sha256: "ab".repeat(32),
+    };
+    // Queued by the same commit as the draft (here the signature of a claimed item).
+    store.claim("1.2.5", "dr-a").unwrap();
+    store
+        .sign(
+            "1.2.5",
+            "dr-a",
+            b"read",
+            "{}",
+            &[result("PACS"), result("ARCHIVE")],
+        )
+        .unwrap();
+    let due = store.due_results(now_ms(), 10).unwrap();
+    assert_eq!(due.len(), 2);
+    // A failed attempt waits for its next time; the other is sent, once.
+    store
+        .result_failed(due[0].id, "connection refused", now_ms() + 60_000)
+        .unwrap();
+    assert!(store.result_sent(due[1].id).unwrap());
+    assert!(!store.result_sent(due[1].id).unwrap());
+    assert!(store.due_results(now_ms(), 10).unwrap().is_empty());
+    let outbox = store.outbox(10).unwrap();
+    assert_eq!(outbox[0].state, OutboxState::Pending);
+    assert_eq!(outbox[0].attempts, 1);
+    assert_eq!(outbox[0].last_error, "connection refused");
+    assert_eq!(outbox[1].state, OutboxState::Sent);
 }

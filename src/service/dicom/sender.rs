@@ -1,0 +1,235 @@
+//! The results outbox's sender: every SR queued for a peer (see [`crate::service::results`])
+//! goes by C-STORE (dicom-ul, async), one association per result, retried with backoff while
+//! the peer is down or refuses it, and marked sent only once the peer answered Success (or a
+//! warning: stored). A crash between the peer's Success and that mark sends it again at the
+//! next start (the peer then holds the same SOP Instance twice over, which PACS take as a
+//! duplicate); nothing the peer did not acknowledge is ever marked sent.
+//!
+//! The loop is supervised: a panic is logged, counted in `radassist_results_sender_restarts`
+//! and the loop starts again.
+
+use super::super::state::State;
+use super::super::store::{now_ms, OutboxRow};
+use super::dimse;
+use crate::config::DicomPeer;
+use dicom_object::meta::FileMetaTable;
+use dicom_ul::association::client::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::Pdu;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the outbox is looked at when nothing is due.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a peer gets to connect, and to answer each PDU.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest wait between attempts.
+const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
+
+/// The wait before attempt `attempts + 1`: 2 s, 4 s, 8 s, ... at most 5 minutes.
+fn backoff_ms(attempts: u32) -> i64 {
+    (2000i64 << attempts.min(16)).min(MAX_BACKOFF_MS)
+}
+
+/// Runs the sender, restarting it if it panics.
+pub async fn supervise(state: Arc<State>, peers: Vec<DicomPeer>, ae_title: String) {
+    let peers: Arc<HashMap<String, DicomPeer>> = Arc::new(
+        peers
+            .into_iter()
+            .filter(|p| p.send_results)
+            .map(|p| (p.ae_title.clone(), p))
+            .collect(),
+    );
+    if peers.is_empty() {
+        return;
+    }
+    loop {
+        let run = tokio::spawn(run(state.clone(), peers.clone(), ae_title.clone()));
+        match run.await {
+            Ok(()) => return,
+            Err(e) => {
+                state.metrics.results_sender_restarts.inc();
+                tracing::error!("results sender stopped ({e}): starting it again");
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+async fn run(state: Arc<State>, peers: Arc<HashMap<String, DicomPeer>>, ae_title: String) {
+    loop {
+        let due = state.store_call(|s| s.due_results(now_ms(), 16)).await;
+        let due = match due {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!("results sender: reading the outbox: {}", e.message());
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        for row in due {
+            let outcome = match peers.get(&row.result.peer) {
+                Some(peer) => send(&state, peer, &ae_title, &row).await,
+                None => Err(format!(
+                    "peer {} is no longer configured with send_results",
+                    row.result.peer
+                )),
+            };
+            let id = row.id;
+            match outcome {
+                Ok(()) => {
+                    state.metrics.results_sent.inc();
+                    tracing::info!(
+                        "results: {} SR {} sent to {}",
+                        row.result.kind,
+                        row.result.sop_instance_uid,
+                        row.result.peer
+                    );
+                    let _ = state.store_call(move |s| s.result_sent(id)).await;
+                }
+                Err(error) => {
+                    state.metrics.results_failed.inc();
+                    tracing::warn!(
+                        "results: sending {} to {} failed (attempt {}): {error}",
+                        row.result.sop_instance_uid,
+                        row.result.peer,
+                        row.attempts + 1
+                    );
+                    let next = now_ms() + backoff_ms(row.attempts);
+                    let _ = state
+                        .store_call(move |s| s.result_failed(id, &error, next))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// One C-STORE of one result to one peer.
+async fn send(
+    state: &Arc<State>,
+    peer: &DicomPeer,
+    ae_title: &str,
+    row: &OutboxRow,
+) -> Result<(), String> {
+    let sha = row.result.sha256.clone();
+    let bytes = state
+        .store_call(move |s| s.blobs().get(&sha).map_err(Into::into))
+        .await
+        .map_err(|e| format!("reading the SR: {}", e.message()))?;
+    let (meta, data_set) = split_part10(&bytes)?;
+    let sop_class = meta.media_storage_sop_class_uid().to_string();
+    let transfer_syntax = meta.transfer_syntax().to_string();
+    let mut association = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        ClientAssociationOptions::new()
+            .calling_ae_title(ae_title)
+            .called_ae_title(peer.ae_title.as_str())
+            .with_presentation_context(sop_class.as_str(), vec![transfer_syntax.as_str()])
+            .read_timeout(ANSWER_TIMEOUT)
+            .write_timeout(ANSWER_TIMEOUT)
+            .establish_async((peer.host.as_str(), peer.port)),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "{}:{} did not answer in {CONNECT_TIMEOUT:?}",
+            peer.host, peer.port
+        )
+    })?
+    .map_err(|e| {
+        format!(
+            "associating with {} at {}:{}: {e}",
+            peer.ae_title, peer.host, peer.port
+        )
+    })?;
+    let context = association
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| pc.id)
+        .ok_or_else(|| {
+            format!(
+                "{} accepts no {sop_class} in {transfer_syntax}",
+                peer.ae_title
+            )
+        })?;
+    let value = |value_type, is_last, data| Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: context,
+            value_type,
+            is_last,
+            data,
+        }],
+    };
+    let command = dimse::store_request(1, &sop_class, &row.result.sop_instance_uid);
+    association
+        .send(&value(PDataValueType::Command, true, command))
+        .await
+        .map_err(|e| format!("sending the command: {e}"))?;
+    // Each P-DATA value within the peer's maximum PDU (12 bytes of PDU and value headers).
+    let max = match association.acceptor_max_pdu_length() {
+        0 => 1 << 20,
+        n => n as usize,
+    };
+    let chunk = max.saturating_sub(12).max(1024);
+    let pieces: Vec<&[u8]> = data_set.chunks(chunk).collect();
+    for (index, piece) in pieces.iter().enumerate() {
+        association
+            .send(&value(
+                PDataValueType::Data,
+                index + 1 == pieces.len(),
+                piece.to_vec(),
+            ))
+            .await
+            .map_err(|e| format!("sending the data set: {e}"))?;
+    }
+    let answer = association
+        .receive()
+        .await
+        .map_err(|e| format!("waiting for the C-STORE-RSP: {e}"))?;
+    let Pdu::PData { data } = answer else {
+        return Err(format!("the peer answered {}", answer.short_description()));
+    };
+    let response = data.first().ok_or("an empty P-DATA answer")?;
+    let (status, comment) = dimse::read_status(&response.data)?;
+    let _ = association.release().await;
+    if dimse::stored(status) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} answered status {status:04X}: {comment}",
+            peer.ae_title
+        ))
+    }
+}
+
+/// A Part 10 file's meta table and its data set bytes.
+fn split_part10(bytes: &[u8]) -> Result<(FileMetaTable, &[u8]), String> {
+    let body = bytes.get(128..).ok_or("the SR blob is too short")?;
+    let meta = FileMetaTable::from_reader(body).map_err(|e| format!("the SR's meta group: {e}"))?;
+    // "DICM", then the group length element (12 bytes), then the group.
+    let start = 128 + 4 + 12 + meta.information_group_length as usize;
+    let data_set = bytes
+        .get(start..)
+        .ok_or("the SR blob ends in its meta group")?;
+    Ok((meta, data_set))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        assert_eq!(backoff_ms(0), 2000);
+        assert_eq!(backoff_ms(1), 4000);
+        assert_eq!(backoff_ms(30), MAX_BACKOFF_MS);
+    }
+}

@@ -1,0 +1,108 @@
+//! What radassist sends back to the PACS: the SR of each draft (preliminary) and of each
+//! signed read (final, verified), in the original study, queued for every DICOM peer with
+//! `send_results` in the same transaction that commits the draft or the signature (so a crash
+//! cannot lose one), and sent by [`super::dicom::sender`].
+//!
+//! A work item keeps what its SRs are built from ([`ReportSource`]: the draft, the source
+//! image's blob and the priors it was compared with), so the final SR is built at signing from
+//! the same draft the radiologist read.
+
+use super::lifecycle::ResultKind;
+use super::store::{hex, OutgoingResult, Store};
+use crate::draft::{sr, Draft, FinalRead, ImageReference};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What a work item's SRs are built from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportSource {
+    pub draft: Draft,
+    /// The blob of the image the draft is about (its patient and study attributes go into the
+    /// SR).
+    pub source_sha256: String,
+    pub priors: Vec<ImageReference>,
+}
+
+/// The draft's SR, stored as a blob and queued for each of `peers` (none: nothing is built).
+pub fn draft_results(
+    store: &dyn Store,
+    peers: &[String],
+    source: &ReportSource,
+) -> Result<Vec<OutgoingResult>, String> {
+    sr_results(store, peers, source, None)
+}
+
+/// The signed read's SR, likewise.
+pub fn final_results(
+    store: &dyn Store,
+    peers: &[String],
+    source: &ReportSource,
+    read: &FinalRead,
+) -> Result<Vec<OutgoingResult>, String> {
+    sr_results(store, peers, source, Some(read))
+}
+
+fn sr_results(
+    store: &dyn Store,
+    peers: &[String],
+    source: &ReportSource,
+    signed: Option<&FinalRead>,
+) -> Result<Vec<OutgoingResult>, String> {
+    if peers.is_empty() {
+        return Ok(vec![]);
+    }
+    let image = store
+        .blobs()
+        .get(&source.source_sha256)
+        .map_err(|e| format!("the source image of the SR: {e}"))?;
+    let image = crate::dicom::parse_dicom(&image).map_err(|e| e.to_string())?;
+    // Verifying Organization is Type 1: the configured one, else the image's institution.
+    let signed = signed.map(|read| {
+        let mut read = read.clone();
+        if read.organization.trim().is_empty() {
+            read.organization = image
+                .element(dicom_dictionary_std::tags::INSTITUTION_NAME)
+                .ok()
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "not recorded".into());
+        }
+        read
+    });
+    let document = sr::build(&source.draft, signed.as_ref(), &image, &source.priors)?;
+    let mut bytes = Vec::new();
+    document
+        .write_all(&mut bytes)
+        .map_err(|e| format!("writing the SR: {e}"))?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    store
+        .blobs()
+        .put(&sha256, &bytes)
+        .map_err(|e| format!("storing the SR: {e}"))?;
+    let uid = |tag| {
+        document
+            .element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches('\0').to_string())
+            .ok_or_else(|| "the SR has no SOP Instance UID".to_string())
+    };
+    let sop_instance_uid = uid(dicom_dictionary_std::tags::SOP_INSTANCE_UID)?;
+    let study_instance_uid = uid(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)?;
+    let kind = if signed.is_some() {
+        ResultKind::Final
+    } else {
+        ResultKind::Draft
+    };
+    Ok(peers
+        .iter()
+        .map(|peer| OutgoingResult {
+            study_instance_uid: study_instance_uid.clone(),
+            sop_instance_uid: sop_instance_uid.clone(),
+            kind,
+            peer: peer.clone(),
+            sha256: sha256.clone(),
+        })
+        .collect())
+}

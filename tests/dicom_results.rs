@@ -1,0 +1,243 @@
+//! Results back to the PACS: a study stored by dcmtk's storescu is drafted, its SR reaches a
+//! real storage SCP playing the PACS (pynetdicom's storescp, which can listen on loopback
+//! only; dcmtk 3.6.7's storescp listens on every interface), the signed SR follows once the
+//! PACS is back after an outage, exactly once, and both SRs pass dicom3tools' dciodvfy.
+
+mod common;
+
+use common::{root, with_token, Server, RADIOLOGIST_TOKEN};
+use radassist::service::proto::worklist_service_client::WorklistServiceClient;
+use radassist::service::proto::{ClaimWorkItemRequest, SubmitFinalReadRequest};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const STUDY: &str = "sample-dicom/derived/siim_chest_pa_devices.dcm";
+
+/// pynetdicom's storescp as the PACS, on loopback; each line it logs comes through `lines`.
+struct Pacs {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Pacs {
+    fn start(python: &Path, port: u16, out: &Path) -> Pacs {
+        let mut child = Command::new(python)
+            .args(["-m", "pynetdicom", "storescp", &port.to_string()])
+            .args(["-aet", "PACS", "-ba", "127.0.0.1", "-v", "-od"])
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[pacs] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        // Ready once it accepts a connection (pynetdicom logs nothing on start).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the PACS did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Pacs { child, lines }
+    }
+
+    /// The file names of the next `n` instances it stores.
+    fn stored_srs(&self, n: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .expect("the PACS receives the SR");
+            // "<prefix>.<SOP Instance UID>"; pynetdicom's prefix for Comprehensive SR is "UN".
+            if let Some(name) = line.strip_prefix("I: Storing DICOM file: ") {
+                out.push(name.trim().to_string());
+            }
+        }
+        // It logs the name before it writes the file: the association's release comes after.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).expect("the association is released");
+            if line.contains("Association Released") {
+                return out;
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Pacs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// dciodvfy's error lines for a file.
+fn dciodvfy_errors(path: &Path) -> Vec<String> {
+    let out = Command::new("dciodvfy")
+        .arg(path)
+        .output()
+        .expect("dciodvfy (dicom3tools) is installed by scripts/setup");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stdout).lines())
+        .filter(|l| l.starts_with("Error"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    common::metric(&server.metrics, name)
+}
+
+#[test]
+fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let python = root().join(".radassist/test-venv/bin/python");
+    assert!(
+        python.exists(),
+        "run scripts/setup: the Python test environment is missing"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pacs_dir: PathBuf = dir.path().join("pacs");
+    std::fs::create_dir(&pacs_dir).unwrap();
+    let port = free_port();
+    let pacs = Pacs::start(&python, port, &pacs_dir);
+    let server = Server::start_configured(
+        dir.path(),
+        "stable_study_seconds = 1",
+        &format!(
+            "[dicom]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[dicom.peers]]\nae_title = \"STORESCU\"\nhost = \"127.0.0.1\"\nport = 11113\n\n\
+             [[dicom.peers]]\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\n"
+        ),
+        &[],
+    );
+    let (host, dicom_port) = server.dicom.rsplit_once(':').unwrap();
+    let sent = Command::new("storescu")
+        .args(["-aet", "STORESCU", "-aec", "RADASSIST", host, dicom_port])
+        .arg(root().join(STUDY))
+        .status()
+        .unwrap();
+    assert!(sent.success());
+
+    // The draft SR, once the study went quiet and was analysed.
+    let draft = pacs.stored_srs(1, Duration::from_secs(120)).remove(0);
+    let draft_file = pacs_dir.join(&draft);
+    assert_eq!(
+        dciodvfy_errors(&draft_file),
+        Vec::<String>::new(),
+        "the draft SR"
+    );
+    let dump = String::from_utf8_lossy(
+        &Command::new("dsrdump")
+            .arg(&draft_file)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        dump.contains("PRELIMINARY") || dump.contains("Preliminary"),
+        "{dump}"
+    );
+
+    // The PACS goes down; the radiologist signs; the final SR waits and is retried.
+    pacs.stop();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = server.channel().await;
+        let mut worklist = WorklistServiceClient::new(channel);
+        let header = radassist::dicom::parse_dicom(&std::fs::read(root().join(STUDY)).unwrap())
+            .unwrap();
+        let header = radassist::dicom::ImageHeader::from_instance(&header).unwrap();
+        let name = format!("workItems/{}", header.identity.study_instance_uid.unwrap());
+        worklist
+            .claim_work_item(with_token(ClaimWorkItemRequest { name: name.clone() }, RADIOLOGIST_TOKEN))
+            .await
+            .unwrap();
+        worklist
+            .submit_final_read(with_token(
+                SubmitFinalReadRequest {
+                    name,
+                    text: "Findings: endotracheal tube 4 cm above the carina. Impression: no acute disease.".into(),
+                    ..Default::default()
+                },
+                RADIOLOGIST_TOKEN,
+            ))
+            .await
+            .unwrap();
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&server, "radassist_results_failed_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no attempt to reach the stopped PACS"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&server, "radassist_results_pending"), 1.0);
+
+    // Back up: the final SR arrives, once.
+    let pacs = Pacs::start(&python, port, &pacs_dir);
+    let final_sr = pacs.stored_srs(1, Duration::from_secs(60)).remove(0);
+    assert_ne!(final_sr, draft);
+    let final_file = pacs_dir.join(&final_sr);
+    assert_eq!(
+        dciodvfy_errors(&final_file),
+        Vec::<String>::new(),
+        "the final SR"
+    );
+    let dump = String::from_utf8_lossy(
+        &Command::new("dsrdump")
+            .arg(&final_file)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        dump.contains("VERIFIED") || dump.contains("Verified"),
+        "{dump}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&server, "radassist_results_pending") != 0.0 {
+        assert!(Instant::now() < deadline, "the final SR stays pending");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&server, "radassist_results_sent_total"), 2.0);
+    // Nothing more comes: the sender's next looks find nothing due.
+    assert!(
+        pacs.lines
+            .recv_timeout(Duration::from_secs(3))
+            .map_or(true, |l| !l.contains("Received Store Request")),
+        "an SR was sent again"
+    );
+}
