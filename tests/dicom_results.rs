@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{root, with_token, Server, RADIOLOGIST_TOKEN};
+use common::{root, with_token, Server, ADMIN_TOKEN, RADIOLOGIST_TOKEN};
 use radassist::service::proto::worklist_service_client::WorklistServiceClient;
 use radassist::service::proto::{ClaimWorkItemRequest, SubmitFinalReadRequest};
 use std::io::BufRead;
@@ -70,7 +70,10 @@ impl Pacs {
         // It logs the name before it writes the file: the association's release comes after.
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).expect("the association is released");
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .expect("the association is released");
             if line.contains("Association Released") {
                 return out;
             }
@@ -204,6 +207,35 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(metric(&server, "radassist_results_pending"), 1.0);
+    // Admins see what waits, why and since when.
+    let results = || {
+        runtime.block_on(async {
+            use radassist::service::proto::{
+                model_service_client::ModelServiceClient, ListResultsRequest,
+            };
+            ModelServiceClient::new(server.channel().await)
+                .list_results(with_token(ListResultsRequest { limit: 0 }, ADMIN_TOKEN))
+                .await
+                .unwrap()
+                .into_inner()
+                .results
+        })
+    };
+    let waiting = results();
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    assert_eq!(
+        (waiting[0].state.as_str(), waiting[0].kind.as_str()),
+        ("pending", "final")
+    );
+    assert!(
+        waiting[0].attempts >= 1 && !waiting[0].last_error.is_empty(),
+        "{waiting:?}"
+    );
+    assert!(waiting[0].next_attempt_time.is_some());
+    assert_eq!(
+        (waiting[1].state.as_str(), waiting[1].kind.as_str()),
+        ("sent", "draft")
+    );
 
     // Back up: the final SR arrives, once.
     let pacs = Pacs::start(&python, port, &pacs_dir);
@@ -233,6 +265,9 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(metric(&server, "radassist_results_sent_total"), 2.0);
+    assert!(results()
+        .iter()
+        .all(|r| r.state == "sent" && r.sent_time.is_some()));
     // Nothing more comes: the sender's next looks find nothing due.
     assert!(
         pacs.lines

@@ -46,6 +46,7 @@ pub const RPC_ROLES: &[(&str, &str, &[Role])] = &[
     ("QualityService", "GetAgreement", &[Qa]),
     ("ModelService", "ListModels", &[]),
     ("ModelService", "ListJobs", &[]),
+    ("ModelService", "ListResults", &[]),
 ];
 
 /// Services anyone may call.

@@ -1,8 +1,9 @@
 //! ModelService (admin): the model packs the workers loaded (with the execution provider each
 //! session really got, and why one is unhealthy), and the analysis jobs with their attempts
-//! and last errors.
+//! and last errors, and the results outbox (SRs for DICOM peers).
 
-use super::lifecycle::JobState;
+use super::convert::timestamp;
+use super::lifecycle::{JobState, OutboxState};
 use super::proto::model_service_server::ModelService;
 use super::proto::{self, *};
 use super::state::State;
@@ -68,5 +69,35 @@ impl ModelService for ModelApi {
             })
             .collect();
         Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn list_results(
+        &self,
+        request: Request<ListResultsRequest>,
+    ) -> Result<Response<ListResultsResponse>, Status> {
+        let limit = match request.get_ref().limit {
+            0 => 100,
+            n => i64::from(n.min(10_000)),
+        };
+        let results = self
+            .0
+            .store_call(move |s| s.outbox(limit))
+            .await?
+            .into_iter()
+            .map(|r| proto::OutgoingResult {
+                study: format!("studies/{}", r.result.study_instance_uid),
+                sop_instance_uid: r.result.sop_instance_uid,
+                kind: r.result.kind.as_str().into(),
+                peer: r.result.peer,
+                state: r.state.as_str().into(),
+                attempts: r.attempts,
+                last_error: r.last_error,
+                create_time: Some(timestamp(r.created_at)),
+                next_attempt_time: (r.state == OutboxState::Pending)
+                    .then(|| timestamp(r.next_attempt_at)),
+                sent_time: r.sent_at.map(timestamp),
+            })
+            .collect();
+        Ok(Response::new(ListResultsResponse { results }))
     }
 }
