@@ -343,7 +343,6 @@ fn refusals_carry_the_status_ps3_4_gives_and_say_why() {
 
 mod raw {
     //! What no well-behaved peer sends, through dicom-ul's client or a bare socket.
-    use dicom_core::{dicom_value, DataElement, VR};
     use dicom_dictionary_std::tags;
     use dicom_object::InMemDicomObject;
     use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
@@ -364,31 +363,7 @@ mod raw {
     }
 
     pub fn store_command(sop_instance_uid: &str) -> Vec<u8> {
-        let command = InMemDicomObject::command_from_element_iter([
-            DataElement::new(
-                tags::AFFECTED_SOP_CLASS_UID,
-                VR::UI,
-                dicom_value!(Str, CR_STORAGE),
-            ),
-            DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [0x0001])),
-            DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [1])),
-            DataElement::new(tags::PRIORITY, VR::US, dicom_value!(U16, [0])),
-            DataElement::new(
-                tags::COMMAND_DATA_SET_TYPE,
-                VR::US,
-                dicom_value!(U16, [0x0000]),
-            ),
-            DataElement::new(
-                tags::AFFECTED_SOP_INSTANCE_UID,
-                VR::UI,
-                dicom_value!(Str, sop_instance_uid),
-            ),
-        ]);
-        let mut out = Vec::new();
-        command
-            .write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-            .unwrap();
-        out
+        radassist::service::dicom::dimse::store_request(1, CR_STORAGE, sop_instance_uid)
     }
 
     pub fn value(id: u8, value_type: PDataValueType, is_last: bool, data: Vec<u8>) -> Pdu {

@@ -114,6 +114,20 @@ fn dciodvfy_errors(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// An SR the PACS stored: valid for dciodvfy, and with `flag` (its Verification or Preliminary
+/// Flag) in dcmtk's dsrdump.
+fn check_sr(path: &Path, flag: &str) {
+    assert_eq!(
+        dciodvfy_errors(path),
+        Vec::<String>::new(),
+        "{}",
+        path.display()
+    );
+    let dump = Command::new("dsrdump").arg(path).output().unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout).to_uppercase();
+    assert!(dump.contains(flag), "{flag} not in {dump}");
+}
+
 fn metric(server: &Server, name: &str) -> f64 {
     common::metric(&server.metrics, name)
 }
@@ -153,24 +167,7 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
 
     // The draft SR, once the study went quiet and was analysed.
     let draft = pacs.stored_srs(1, Duration::from_secs(120)).remove(0);
-    let draft_file = pacs_dir.join(&draft);
-    assert_eq!(
-        dciodvfy_errors(&draft_file),
-        Vec::<String>::new(),
-        "the draft SR"
-    );
-    let dump = String::from_utf8_lossy(
-        &Command::new("dsrdump")
-            .arg(&draft_file)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .to_string();
-    assert!(
-        dump.contains("PRELIMINARY") || dump.contains("Preliminary"),
-        "{dump}"
-    );
+    check_sr(&pacs_dir.join(&draft), "PRELIMINARY");
 
     // The PACS goes down; the radiologist signs; the final SR waits and is retried.
     pacs.stop();
@@ -241,24 +238,7 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
     let pacs = Pacs::start(&python, port, &pacs_dir);
     let final_sr = pacs.stored_srs(1, Duration::from_secs(60)).remove(0);
     assert_ne!(final_sr, draft);
-    let final_file = pacs_dir.join(&final_sr);
-    assert_eq!(
-        dciodvfy_errors(&final_file),
-        Vec::<String>::new(),
-        "the final SR"
-    );
-    let dump = String::from_utf8_lossy(
-        &Command::new("dsrdump")
-            .arg(&final_file)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .to_string();
-    assert!(
-        dump.contains("VERIFIED") || dump.contains("Verified"),
-        "{dump}"
-    );
+    check_sr(&pacs_dir.join(&final_sr), "VERIFIED");
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(&server, "radassist_results_pending") != 0.0 {
         assert!(Instant::now() < deadline, "the final SR stays pending");

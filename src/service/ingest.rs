@@ -166,25 +166,24 @@ pub fn store_instance(
     };
     let id = &header.identity;
     if let Some(declared) = declared {
-        let sop_class = id.sop_class_uid.as_deref().unwrap_or("");
-        let sop_instance = id.sop_instance_uid.as_deref().unwrap_or("");
-        if sop_instance != declared.sop_instance_uid {
-            return fail(
-                Refusal::DoesNotMatch,
-                format!(
-                    "SOP Instance UID {sop_instance:?} in the data set, {:?} in the command",
-                    declared.sop_instance_uid
-                ),
-            );
-        }
-        if sop_class != declared.sop_class_uid {
-            return fail(
-                Refusal::DoesNotMatch,
-                format!(
-                    "SOP Class UID {sop_class:?} in the data set, {:?} in the command",
-                    declared.sop_class_uid
-                ),
-            );
+        let pairs = [
+            (
+                "SOP Instance UID",
+                &id.sop_instance_uid,
+                declared.sop_instance_uid,
+            ),
+            ("SOP Class UID", &id.sop_class_uid, declared.sop_class_uid),
+        ];
+        for (name, in_data_set, in_command) in pairs {
+            let in_data_set = in_data_set.as_deref().unwrap_or("");
+            if in_data_set != in_command {
+                return fail(
+                    Refusal::DoesNotMatch,
+                    format!(
+                        "{name} {in_data_set:?} in the data set, {in_command:?} in the command"
+                    ),
+                );
+            }
         }
     }
     if let Some(reason) = not_accepted(&header) {
