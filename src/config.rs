@@ -65,6 +65,8 @@
 //! max_associations = 16      # open at once; more are rejected (transient, local limit)
 //! max_pdu_length = 65536     # the largest P-DATA PDU it takes (4096 to 16777216)
 //! idle_timeout_seconds = 60  # an association silent this long is aborted
+//! tls = false                # DICOM TLS (PS3.15 BCP 195: TLS 1.2 or 1.3) on the listener,
+//!                            # with service.tls_cert and tls_key; plain DICOM is then refused
 //!
 //! [[dicom.peers]]            # who may associate, and where radassist reaches them
 //! ae_title = "ORTHANC"       # the Calling AE Title; accepted only from `host`'s addresses
@@ -119,6 +121,8 @@ pub struct DicomConfig {
     pub max_associations: usize,
     pub max_pdu_length: u32,
     pub idle_timeout_seconds: u64,
+    /// The listener speaks DICOM TLS with service.tls_cert and service.tls_key.
+    pub tls: bool,
     pub peers: Vec<DicomPeer>,
 }
 
@@ -130,6 +134,7 @@ impl Default for DicomConfig {
             max_associations: 16,
             max_pdu_length: 65536,
             idle_timeout_seconds: 60,
+            tls: false,
             peers: vec![],
         }
     }

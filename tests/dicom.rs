@@ -681,3 +681,47 @@ fn every_instance_answered_success_survives_kill_9() {
         stored.len()
     );
 }
+
+/// DICOM TLS on the listener: dcmtk's echoscu and storescu with TLS (its default BCP 195
+/// profile, the server's certificate trusted) are served; a plain association is not.
+#[test]
+fn the_listener_speaks_dicom_tls_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = Server::start_configured(
+        dir.path(),
+        &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
+        &format!(
+            "[dicom]\nlisten = \"127.0.0.1:0\"\ntls = true\nidle_timeout_seconds = 5\n\n\
+             [[dicom.peers]]\nae_title = \"{PEER}\"\nhost = \"127.0.0.1\"\nport = 11113\n"
+        ),
+        &[],
+    );
+    let cert = cert.to_str().unwrap();
+    let (ok, text) = dcmtk(
+        "echoscu",
+        &server,
+        PEER,
+        "RADASSIST",
+        &["+tla", "+cf", cert],
+    );
+    assert!(ok, "{text}");
+    let sample = root().join("sample-dicom/derived/CR-MONO1-10-chest_RLE.dcm");
+    let (ok, text) = dcmtk(
+        "storescu",
+        &server,
+        PEER,
+        "RADASSIST",
+        &["+tla", "+cf", cert, "-R", "-xr", sample.to_str().unwrap()],
+    );
+    assert!(ok && !text.contains("Failed"), "{text}");
+    assert_eq!(stored_instances(&server.data).len(), 1);
+    // Plain DICOM to a TLS listener gets nothing.
+    let (ok, text) = dcmtk("echoscu", &server, PEER, "RADASSIST", &[]);
+    assert!(!ok, "{text}");
+}

@@ -281,11 +281,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
         tokio::spawn(serve_metrics(listener, state.clone()));
     }
 
-    if let Some(dicom) = dicom::Listener::bind(&config.dicom, state.clone()).await? {
+    if let Some(dicom) = dicom::Listener::bind(&config.dicom, &sc, state.clone()).await? {
         say!(
-            "radassist: DICOM listener on {} (AE title {})",
+            "radassist: DICOM listener on {} (AE title {}{})",
             dicom.local_addr()?,
-            config.dicom.ae_title
+            config.dicom.ae_title,
+            if config.dicom.tls { ", TLS" } else { "" }
         );
         tokio::spawn(dicom.run());
     }

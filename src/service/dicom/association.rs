@@ -29,7 +29,9 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-type Association = AsyncServerAssociation<TcpStream>;
+/// The stream under an association: TCP, or TLS over TCP.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
 
 /// A data set being received for a C-STORE request.
 struct Incoming {
@@ -77,29 +79,55 @@ pub async fn reject_busy(mut stream: TcpStream) {
     }
 }
 
-/// Negotiates an association and serves it until release or abort.
+/// Negotiates an association (over TLS when `tls`) and serves it until release or abort.
 pub async fn serve<A: AccessControl>(
     stream: TcpStream,
     remote: SocketAddr,
     options: ServerAssociationOptions<'static, A, DefaultNegotiation>,
     state: Arc<State>,
+    tls: bool,
+    idle: std::time::Duration,
 ) {
-    let mut association = match options.establish_async(stream).await {
-        Ok(association) => association,
-        Err(dicom_ul::association::Error::Rejected { association_rj, .. }) => {
+    // The whole negotiation, TLS handshake included, within the idle timeout: a peer that
+    // connects and says nothing must not hold an association slot.
+    let rejected = |e: dicom_ul::association::Error| match e {
+        dicom_ul::association::Error::Rejected { association_rj, .. } => {
             state.metrics.dicom_association("rejected");
             tracing::info!(
                 "dicom: rejected an association from {remote}: {}",
                 association_rj.source
             );
-            return;
         }
-        Err(e) => {
+        e => {
             state.metrics.dicom_association("failed");
             tracing::info!("dicom: no association with {remote}: {e}");
-            return;
         }
     };
+    let timed_out = || {
+        state.metrics.dicom_association("failed");
+        tracing::info!("dicom: {remote} did not associate within {idle:?}");
+    };
+    if tls {
+        match tokio::time::timeout(idle, options.establish_tls_async(stream)).await {
+            Ok(Ok(association)) => run(association, remote, &state).await,
+            Ok(Err(e)) => rejected(e),
+            Err(_) => timed_out(),
+        }
+    } else {
+        match tokio::time::timeout(idle, options.establish_async(stream)).await {
+            Ok(Ok(association)) => run(association, remote, &state).await,
+            Ok(Err(e)) => rejected(e),
+            Err(_) => timed_out(),
+        }
+    }
+}
+
+/// Serves an established association until release or abort.
+async fn run<S: Stream>(
+    mut association: AsyncServerAssociation<S>,
+    remote: SocketAddr,
+    state: &Arc<State>,
+) {
     state.metrics.dicom_association("accepted");
     let peer = association.peer_ae_title().to_string();
     tracing::info!("dicom: association with {peer} at {remote}");
@@ -119,7 +147,7 @@ pub async fn serve<A: AccessControl>(
             Pdu::PData { data } => {
                 for value in data {
                     if let Err(why) =
-                        handle_value(&mut association, &state, &mut pending, value).await
+                        handle_value(&mut association, state, &mut pending, value).await
                     {
                         tracing::warn!("dicom: aborting the association with {peer}: {why}");
                         let _ = association.abort().await;
@@ -155,8 +183,8 @@ pub async fn serve<A: AccessControl>(
 }
 
 /// One P-DATA value: part of a command set or of a data set.
-async fn handle_value(
-    association: &mut Association,
+async fn handle_value<S: Stream>(
+    association: &mut AsyncServerAssociation<S>,
     state: &Arc<State>,
     pending: &mut Pending,
     value: PDataValue,
@@ -258,8 +286,8 @@ async fn handle_value(
 }
 
 /// Sends a response command set on presentation context `id`.
-async fn send_command(
-    association: &mut Association,
+async fn send_command<S: Stream>(
+    association: &mut AsyncServerAssociation<S>,
     id: u8,
     command: Vec<u8>,
 ) -> Result<(), String> {

@@ -9,7 +9,8 @@
 //! A-ASSOCIATE-AC. Each association runs in its own task ([`association`]); at most
 //! `max_associations` are open, beyond that an association is rejected as transient (local
 //! limit exceeded). A C-STORE goes through the same durable path as gRPC ingest
-//! ([`super::ingest`]) before it is answered.
+//! ([`super::ingest`]) before it is answered. With `tls = true` the listener speaks DICOM TLS
+//! (TLS 1.2 or 1.3) with the service's certificate, and nothing else.
 //!
 //! [dicom-ul]: https://docs.rs/dicom-ul
 
@@ -134,13 +135,44 @@ pub struct Listener {
     >,
     peers: Peers,
     max_associations: usize,
+    /// DICOM TLS on the listener.
+    tls: bool,
+    idle: Duration,
     state: Arc<State>,
+}
+
+/// The listener's TLS configuration (PS3.15 BCP 195: TLS 1.2 or 1.3, rustls's cipher suites,
+/// all ECDHE with AEAD) from the service's certificate chain and key (PEM).
+fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("service.tls_cert {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("service.tls_key {}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| format!("DICOM TLS: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("DICOM TLS with service.tls_cert and tls_key: {e}"))?;
+    Ok(Arc::new(config))
 }
 
 impl Listener {
     /// Checks the configuration, resolves the peers' hosts and binds `listen`; None when the
     /// listener is disabled (`listen = ""`).
-    pub async fn bind(config: &DicomConfig, state: Arc<State>) -> Result<Option<Listener>, String> {
+    pub async fn bind(
+        config: &DicomConfig,
+        service: &crate::config::ServiceConfig,
+        state: Arc<State>,
+    ) -> Result<Option<Listener>, String> {
         if config.listen.is_empty() {
             return Ok(None);
         }
@@ -192,6 +224,12 @@ impl Listener {
         for (uid, _) in TRANSFER_SYNTAXES {
             options = options.with_transfer_syntax(*uid);
         }
+        if config.tls {
+            let (Some(cert), Some(key)) = (&service.tls_cert, &service.tls_key) else {
+                return Err("dicom.tls = true needs service.tls_cert and service.tls_key".into());
+            };
+            options = options.tls_config(server_tls(cert, key)?);
+        }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("dicom.listen {}: {e}", config.listen))?;
@@ -200,6 +238,8 @@ impl Listener {
             options,
             peers: Peers(Arc::new(peers)),
             max_associations: config.max_associations,
+            tls: config.tls,
+            idle,
             state,
         }))
     }
@@ -229,11 +269,12 @@ impl Listener {
                 remote: remote.ip(),
             });
             let state = self.state.clone();
+            let (tls, idle) = (self.tls, self.idle);
             match open.clone().try_acquire_owned() {
                 Ok(slot) => {
                     tokio::spawn(async move {
                         state.metrics.dicom_open_associations.inc();
-                        association::serve(stream, remote, options, state.clone()).await;
+                        association::serve(stream, remote, options, state.clone(), tls, idle).await;
                         state.metrics.dicom_open_associations.dec();
                         drop(slot);
                     });
