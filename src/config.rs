@@ -123,6 +123,9 @@ pub struct DicomConfig {
     pub idle_timeout_seconds: u64,
     /// The listener speaks DICOM TLS with service.tls_cert and service.tls_key.
     pub tls: bool,
+    /// The longest a PACS query for priors (C-FIND, then C-MOVE of the chosen prior) may hold
+    /// up a draft; past it the draft says that no prior could be retrieved.
+    pub prior_retrieval_timeout_seconds: u64,
     pub peers: Vec<DicomPeer>,
 }
 
@@ -135,6 +138,7 @@ impl Default for DicomConfig {
             max_pdu_length: 65536,
             idle_timeout_seconds: 60,
             tls: false,
+            prior_retrieval_timeout_seconds: 30,
             peers: vec![],
         }
     }
@@ -150,6 +154,11 @@ pub struct DicomPeer {
     /// radassist sends its SRs (draft and signed) here by C-STORE.
     #[serde(default)]
     pub send_results: bool,
+    /// radassist asks it for a study's priors (C-FIND, Study Root) when the local store holds
+    /// none, and retrieves the chosen prior's frontal image and its SR by C-MOVE to itself
+    /// (the peer must know radassist's AE title, host and port as a move destination).
+    #[serde(default)]
+    pub query_priors: bool,
 }
 
 /// `radassist serve`.

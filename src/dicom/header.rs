@@ -479,14 +479,10 @@ fn read_geometry(attrs: Attributes, warnings: &mut Vec<String>) -> Result<Geomet
 
 fn read_view(attrs: Attributes) -> (ProjectionView, Option<&'static str>) {
     if let Some(position) = attrs.text(tags::VIEW_POSITION) {
-        let view = match position.to_ascii_uppercase().as_str() {
-            "PA" => ProjectionView::Pa,
-            "AP" => ProjectionView::Ap,
-            "LL" | "LLAT" => ProjectionView::Ll,
-            "RL" | "RLAT" => ProjectionView::Rl,
-            other => ProjectionView::Other(other.to_string()),
-        };
-        return (view, Some("ViewPosition"));
+        return (
+            ProjectionView::from_view_position(&position),
+            Some("ViewPosition"),
+        );
     }
     if let Some(item) = attrs.items(tags::VIEW_CODE_SEQUENCE).first() {
         let item = Attributes(item);

@@ -9,6 +9,7 @@
 //! wrong and what to do; no input may cause a panic, a hang, a giant allocation or a wrong image.
 
 mod attributes;
+pub(crate) use attributes::Attributes;
 mod codestream;
 mod error;
 mod file;

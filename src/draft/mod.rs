@@ -13,6 +13,7 @@
 
 pub mod fhir;
 pub mod sr;
+pub mod sr_text;
 pub mod writer;
 
 use crate::analysis::{ModelUsed, StudyAnalysis};
@@ -67,6 +68,8 @@ pub enum Evidence {
         prior_value: Option<f64>,
         current_value: Option<f64>,
     },
+    /// The search for a prior at the PACS, when it failed: which peers, and why.
+    PriorSearch { peers: Vec<String>, reason: String },
 }
 
 /// One sentence and why it is there.
@@ -372,6 +375,36 @@ impl Draft {
             self.warning = Some(crate::inference::TEST_MODEL_WARNING.into());
         }
         self.models.push(pack.clone());
+        self
+    }
+
+    /// Says, first in the Findings, that no prior could be retrieved from `peers` (and why,
+    /// in the evidence): the radiologist knows the draft was written without a comparison
+    /// the PACS may hold. A report pack's text gets the sentence in front.
+    pub fn with_prior_unavailable(mut self, peers: Vec<String>, reason: &str) -> Draft {
+        let sentence = "No prior study could be retrieved from the PACS for comparison.";
+        self.findings.insert(
+            0,
+            Statement {
+                text: sentence.into(),
+                evidence: vec![Evidence::PriorSearch {
+                    peers,
+                    reason: reason.to_string(),
+                }],
+                critical: false,
+            },
+        );
+        self.text = if self.author == "radassist structured renderer" {
+            self.rendered_sections()
+        } else {
+            let (findings, impression) = split_sections(&self.text);
+            let findings = format!("FINDINGS: {sentence} {findings}");
+            if impression.is_empty() {
+                findings
+            } else {
+                format!("{findings}\n\nIMPRESSION: {impression}")
+            }
+        };
         self
     }
 

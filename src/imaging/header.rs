@@ -35,6 +35,19 @@ pub enum ProjectionView {
     Unknown,
 }
 
+impl ProjectionView {
+    /// The view a View Position (0018,5101) value names (a non-empty one).
+    pub fn from_view_position(position: &str) -> ProjectionView {
+        match position.trim().to_ascii_uppercase().as_str() {
+            "PA" => ProjectionView::Pa,
+            "AP" => ProjectionView::Ap,
+            "LL" | "LLAT" => ProjectionView::Ll,
+            "RL" | "RLAT" => ProjectionView::Rl,
+            other => ProjectionView::Other(other.to_string()),
+        }
+    }
+}
+
 /// The patient's age at the study.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Age {

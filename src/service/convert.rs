@@ -54,6 +54,7 @@ pub fn study_state(state: StudyState) -> study::State {
         StudyState::DraftReady => study::State::DraftReady,
         StudyState::Failed => study::State::Failed,
         StudyState::Signed => study::State::Signed,
+        StudyState::Prior => study::State::Prior,
     }
 }
 
@@ -225,6 +226,12 @@ fn evidence(e: &Evidence) -> proto::Evidence {
                 prior_study_date.as_deref().unwrap_or("the prior")
             ),
             current_value.unwrap_or(f64::NAN),
+            String::new(),
+        ),
+        Evidence::PriorSearch { peers, reason } => (
+            "prior_search",
+            format!("no prior retrieved from {}: {reason}", peers.join(", ")),
+            f64::NAN,
             String::new(),
         ),
     };

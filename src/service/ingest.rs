@@ -6,10 +6,12 @@
 //! must parse, carry its UIDs, be an image, and be CR or DX, or a secondary capture of a chest.
 
 use super::durable_file::AlignedBuffer;
+use super::expected_priors::ExpectedPriors;
 use super::metrics::Metrics;
 use super::proto::{instance_result::Outcome, InstanceResult};
-use super::store::{hex, IncomingInstance, Store, StoreOutcome};
-use crate::dicom::{parse_dicom, ImageHeader};
+use super::store::{hex, IncomingInstance, PriorReport, Store, StoreOutcome};
+use crate::dicom::{parse_dicom, DicomInstance, ImageHeader};
+use crate::draft::sr_text::{content_date_time, report_text, TEXT_SR_SOP_CLASSES};
 use sha2::{Digest, Sha256};
 
 /// An instance the store answered for: stored now, already held with the same bytes, or a
@@ -31,6 +33,9 @@ pub enum Refusal {
     DoesNotMatch,
     /// A well-formed instance radassist does not take (not a chest CR/DX radiograph).
     NotTaken,
+    /// An instance of a SOP class radassist takes only in a retrieval (an SR that is not the
+    /// report of a prior being retrieved).
+    SopClassNotTaken,
     /// The server could not store it now: send it again.
     StoreFailed,
 }
@@ -43,10 +48,12 @@ pub struct Refused {
 }
 
 /// What the sender said the instance is (a C-STORE request's Affected SOP Class and Instance
-/// UIDs), checked against its data set.
+/// UIDs), checked against its data set; and the studies radassist is retrieving as priors
+/// now (a C-STORE may be a sub-operation of radassist's own C-MOVE).
 pub struct Declared<'a> {
     pub sop_class_uid: &'a str,
     pub sop_instance_uid: &'a str,
+    pub expected: Option<&'a ExpectedPriors>,
 }
 
 /// Why a conflict's bytes were not taken as the instance.
@@ -159,6 +166,17 @@ pub fn store_instance(
             sha256: sha.clone(),
         })
     };
+    if let Some(declared) = declared.filter(|d| {
+        TEXT_SR_SOP_CLASSES
+            .iter()
+            .any(|(uid, _)| *uid == d.sop_class_uid)
+    }) {
+        return match parse_dicom(bytes) {
+            Ok(sr) => store_prior_report(store, bytes, &sha, &sr, declared)
+                .or_else(|(refusal, reason)| fail(refusal, reason)),
+            Err(e) => fail(Refusal::Unreadable, e.to_string()),
+        };
+    }
     let header = match parse_dicom(bytes).and_then(|instance| ImageHeader::from_instance(&instance))
     {
         Ok(header) => header,
@@ -208,6 +226,9 @@ pub fn store_instance(
         patient_id: id.patient_id.as_deref().unwrap_or(""),
         accession_number: id.accession_number.as_deref().unwrap_or(""),
         study_date: id.study_date.as_deref().unwrap_or(""),
+        prior: declared
+            .and_then(|d| d.expected)
+            .is_some_and(|expected| expected.expects(study)),
     };
     let outcome = match store.put_instance(&incoming) {
         Ok((outcome, _)) => outcome,
@@ -234,5 +255,70 @@ pub fn store_instance(
         sop_instance_uid: sop.clone(),
         study_instance_uid: study.clone(),
         sha256: sha,
+    })
+}
+
+/// An SR received while its study is being retrieved as a prior: its text becomes the prior's
+/// report (the SR itself kept as a blob). Any other SR is refused: radassist sends its own
+/// reports and takes others' only as priors' reports.
+fn store_prior_report(
+    store: &dyn Store,
+    bytes: &[u8],
+    sha: &str,
+    sr: &DicomInstance,
+    declared: &Declared,
+) -> Result<Received, (Refusal, String)> {
+    let attrs = crate::dicom::Attributes(sr);
+    let uid = |tag| attrs.text(tag).unwrap_or_default();
+    let (sop, study) = (
+        uid(dicom_dictionary_std::tags::SOP_INSTANCE_UID),
+        uid(dicom_dictionary_std::tags::STUDY_INSTANCE_UID),
+    );
+    if sop != declared.sop_instance_uid {
+        return Err((
+            Refusal::DoesNotMatch,
+            format!(
+                "SOP Instance UID {sop:?} in the data set, {:?} in the command",
+                declared.sop_instance_uid
+            ),
+        ));
+    }
+    if !declared.expected.is_some_and(|e| e.expects(&study)) {
+        return Err((
+            Refusal::SopClassNotTaken,
+            "an SR is taken only as the report of a prior radassist retrieves".into(),
+        ));
+    }
+    let text = report_text(sr).map_err(|e| (Refusal::NotTaken, e))?;
+    let kept = store
+        .blobs()
+        .put(sha, bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            store
+                .put_prior_report(&PriorReport {
+                    study_instance_uid: &study,
+                    sop_instance_uid: &sop,
+                    sha256: sha,
+                    content_date_time: &content_date_time(sr),
+                    text: &text,
+                })
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            (
+                Refusal::StoreFailed,
+                format!("the server could not store it ({e}): send it again"),
+            )
+        })?;
+    Ok(Received {
+        outcome: if kept {
+            StoreOutcome::Stored
+        } else {
+            StoreOutcome::Duplicate
+        },
+        sop_instance_uid: sop,
+        study_instance_uid: study,
+        sha256: sha.to_string(),
     })
 }

@@ -2,16 +2,20 @@
 //!
 //! The study's first decodable frontal chest image is the current image. The prior is the
 //! patient's most recent earlier study in the store (same Patient ID, chest, frontal; its
-//! signed read as the prior report when there is one). The [`Analyzer`] runs the findings,
+//! signed read, or the SR retrieved with it, as the prior report when there is one). When the
+//! store holds none and peers are asked for priors, the PACS is searched within its deadline
+//! ([`super::dicom::priors`]); if no peer could answer, the draft says so. The [`Analyzer`] runs the findings,
 //! landmarks and prior comparison; the draft is written by the report pack when one is
 //! configured (given the current image, the prior image and report, and the indication from
 //! the header), else by the structured renderer; the structured results stay as the evidence
 //! of every sentence either way.
 
 use super::convert::work_item_template;
+use super::dicom::priors::RemotePrior;
 use super::proto;
 use super::results::{draft_results, ReportSource};
-use super::store::{decode, decode_header, NewWorkItem, Store};
+use super::state::State;
+use super::store::{decode, decode_header, now_ms, AuditRow, NewWorkItem, Store};
 use crate::analysis::{Analyzer, PriorInput};
 use crate::dicom::{ImageHeader, ProjectionView};
 use crate::draft::writer::{ReportWriter, WriterRequest};
@@ -118,31 +122,62 @@ fn find_prior(
             Some((other.clone(), decode(store.blobs(), sha).ok()?))
         });
     Ok(prior.map(|(other, radiograph)| {
-        let report = store.work_item(&other).ok().and_then(|row| {
-            proto::FinalRead::decode(row.final_read?.as_slice())
-                .ok()
-                .map(|r| r.text)
-        });
+        // Its signed read here, else the report retrieved with it from the PACS.
+        let report = store
+            .work_item(&other)
+            .ok()
+            .and_then(|row| {
+                proto::FinalRead::decode(row.final_read?.as_slice())
+                    .ok()
+                    .map(|r| r.text)
+            })
+            .or_else(|| store.prior_report(&other).ok().flatten());
         (radiograph, report)
     }))
 }
 
-/// Analyses study `uid` and drafts its report.
-/// Analyses study `uid`, drafts its report, and builds the draft's SR for each of
-/// `result_peers`.
-pub fn analyze_study(
-    store: &dyn Store,
-    models: &JobModels,
-    uid: &str,
-    result_peers: &[String],
-) -> Result<NewWorkItem, String> {
+/// Whether study `other` (just retrieved) holds a frontal image that is a prior of `current`.
+fn gives_prior(store: &dyn Store, other: &str, current: &ImageHeader) -> bool {
+    study_frontal_header(store, other)
+        .is_some_and(|(_, header)| crate::priors::check_prior(current, &header).is_ok())
+}
+
+/// Analyses study `uid`, drafts its report, and builds the draft's SR for each peer that
+/// takes results.
+pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<NewWorkItem, String> {
+    let store = state.store.as_ref();
     let study = store.study(uid).map_err(|e| e.to_string())?;
     if std::env::var(PANIC_HOOK).is_ok_and(|a| !a.is_empty() && a == study.accession_number) {
         panic!("test hook {PANIC_HOOK}: this study's job panics");
     }
     let (current, source_sha256) = study_image(store, uid)?;
     let current = Arc::new(current);
-    let prior = find_prior(store, uid, &study.patient_id, &current.header)?;
+    let mut prior = find_prior(store, uid, &study.patient_id, &current.header)?;
+    let mut prior_unavailable = None;
+    if let (None, Some(remote)) = (&prior, &state.prior_retrieval) {
+        let outcome = remote.retrieve(&current.header, &state.metrics, &|other| {
+            gives_prior(store, other, &current.header)
+        });
+        match outcome {
+            RemotePrior::Retrieved { peer, study_uid } => {
+                tracing::info!("priors: {study_uid} retrieved from {peer} for {uid}");
+                let _ = store.audit(&AuditRow {
+                    at_ms: now_ms(),
+                    who: peer,
+                    role: "dicom peer".into(),
+                    action: "retrieved prior".into(),
+                    resource: format!("studies/{study_uid} for studies/{uid}"),
+                    peer: String::new(),
+                });
+                prior = find_prior(store, uid, &study.patient_id, &current.header)?;
+            }
+            RemotePrior::NoneHeld => {}
+            RemotePrior::Unavailable(reason) => {
+                let peers = remote.peers.iter().map(|p| p.ae_title.clone()).collect();
+                prior_unavailable = Some((peers, reason));
+            }
+        }
+    }
     let prior = prior.map(|(radiograph, report)| (Arc::new(radiograph), report));
     let inputs: Vec<PriorInput> = prior
         .iter()
@@ -175,6 +210,9 @@ pub fn analyze_study(
             .map_err(|e| format!("the report pack: {e}"))?;
         draft = draft.with_generated_text(&generated.text, writer.model());
     }
+    if let Some((peers, reason)) = prior_unavailable {
+        draft = draft.with_prior_unavailable(peers, &reason);
+    }
     let template = work_item_template(uid, &study, &draft, &analysis);
     let critical = draft.critical;
     let malpositioned = analysis
@@ -195,7 +233,7 @@ pub fn analyze_study(
         source_sha256,
         priors: prior.iter().map(|(p, _)| image_reference(p)).collect(),
     };
-    let results = draft_results(store, result_peers, &source)?;
+    let results = draft_results(store, &state.result_peers, &source)?;
     let mut models_used = analysis.models.clone();
     models_used.extend(models.writer.as_ref().map(|w| w.model().clone()));
     Ok(NewWorkItem {

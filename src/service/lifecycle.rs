@@ -8,6 +8,8 @@
 //!            ANALYZING --failed, attempts left--> QUEUED;  --no attempts left--> FAILED
 //!            any state --a new instance arrives--> RECEIVING (the study is analysed again)
 //!            ANALYZING --crash--> QUEUED (at the next start)
+//!            (retrieved from a PACS as another study's prior) PRIOR; it stays PRIOR as more
+//!            retrieved instances arrive, and a pushed instance makes it RECEIVING
 //! job:       queued -> running -> done | queued (retry) | failed
 //! work item: UNCLAIMED --claim--> CLAIMED(by R) --release by R--> UNCLAIMED
 //!            CLAIMED(by R) --sign by R--> SIGNED
@@ -78,6 +80,7 @@ text_enum!(
         DraftReady => "DRAFT_READY",
         Failed => "FAILED",
         Signed => "SIGNED",
+        Prior => "PRIOR",
     }
 );
 

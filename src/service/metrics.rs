@@ -58,6 +58,9 @@ pub struct Metrics {
     pub dicom_open_associations: Gauge,
     /// DIMSE requests answered, by command and status ("C-STORE", "0000").
     pub dicom_requests: Family<Labels, Counter>,
+    /// Searches of the PACS for a study's prior, by outcome ("retrieved", "none_held",
+    /// "unavailable").
+    pub dicom_prior_searches: Family<Labels, Counter>,
     /// SRs a peer acknowledged, attempts that failed, restarts of the sender loop.
     pub results_sent: Counter,
     pub results_failed: Counter,
@@ -98,6 +101,7 @@ impl Metrics {
             dicom_associations: Family::default(),
             dicom_open_associations: Gauge::default(),
             dicom_requests: Family::default(),
+            dicom_prior_searches: Family::default(),
             results_sent: Counter::default(),
             results_failed: Counter::default(),
             results_sender_restarts: Counter::default(),
@@ -208,6 +212,11 @@ impl Metrics {
             m.dicom_requests.clone(),
         );
         r.register(
+            "dicom_prior_searches",
+            "searches of the PACS for a prior (C-FIND, C-MOVE), by outcome (retrieved, none_held, unavailable)",
+            m.dicom_prior_searches.clone(),
+        );
+        r.register(
             "results_sent",
             "SRs a DICOM peer acknowledged",
             m.results_sent.clone(),
@@ -242,6 +251,12 @@ impl Metrics {
                 ("command", command.to_string()),
                 ("status", format!("{status:04X}")),
             ])
+            .inc();
+    }
+
+    pub fn dicom_prior_search(&self, outcome: &'static str) {
+        self.dicom_prior_searches
+            .get_or_create(&vec![("outcome", outcome.to_string())])
             .inc();
     }
 

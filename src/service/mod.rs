@@ -22,6 +22,7 @@ pub mod auth;
 pub mod convert;
 pub mod dicom;
 mod durable_file;
+pub mod expected_priors;
 pub mod ingest;
 pub mod ingest_limits;
 pub mod ingest_service;
@@ -234,14 +235,15 @@ pub async fn serve(config: Config) -> Result<(), String> {
         )
     };
     let metrics = Arc::new(Metrics::new());
-    let result_peers = config
-        .dicom
-        .peers
-        .iter()
-        .filter(|p| p.send_results)
-        .map(|p| p.ae_title.clone())
-        .collect();
-    let state = Arc::new(State::new(store, sc.clone(), metrics, result_peers));
+    if let Some(peer) = config.dicom.peers.iter().find(|p| p.query_priors) {
+        if config.dicom.listen.is_empty() {
+            return Err(format!(
+                "dicom.peers {:?} has query_priors, but dicom.listen is empty: priors arrive by C-MOVE to radassist's own listener, so set dicom.listen",
+                peer.ae_title
+            ));
+        }
+    }
+    let state = Arc::new(State::new(store, sc.clone(), metrics, &config.dicom));
     let tls = match (&sc.tls_cert, &sc.tls_key) {
         (Some(cert), Some(key)) => {
             let read =

@@ -6,10 +6,11 @@
 
 use super::auth::Caller;
 use super::convert::store_status;
+use super::dicom::priors::PriorRetrieval;
 use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
 use super::store::{AuditRow, Store, StoreError};
-use crate::config::ServiceConfig;
+use crate::config::{DicomConfig, ServiceConfig};
 use crate::labeler::Labeler;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -75,6 +76,9 @@ pub struct State {
     pub labeler: Labeler,
     /// The AE titles of the DICOM peers that take radassist's SRs (`send_results`).
     pub result_peers: Vec<String>,
+    /// The peers asked for priors (`query_priors`), and the studies being retrieved from
+    /// them now; None when no peer is.
+    pub prior_retrieval: Option<PriorRetrieval>,
 }
 
 impl State {
@@ -82,8 +86,14 @@ impl State {
         store: Arc<dyn Store>,
         config: ServiceConfig,
         metrics: Arc<Metrics>,
-        result_peers: Vec<String>,
+        dicom: &DicomConfig,
     ) -> State {
+        let result_peers = dicom
+            .peers
+            .iter()
+            .filter(|p| p.send_results)
+            .map(|p| p.ae_title.clone())
+            .collect();
         let (events, _) = broadcast::channel(1024);
         State {
             store,
@@ -95,6 +105,7 @@ impl State {
             jobs: JobSignal::default(),
             labeler: Labeler::new(),
             result_peers,
+            prior_retrieval: PriorRetrieval::from_config(dicom),
         }
     }
 

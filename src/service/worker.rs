@@ -261,16 +261,16 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
     m.queue_wait_seconds.observe(job.waited_ms as f64 / 1000.0);
     let _ = state.events.send(Event::Study(uid.clone()));
     let started = Instant::now();
-    let outcome: Result<NewWorkItem, String> = catch_unwind(AssertUnwindSafe(|| {
-        analyze_study(state.store.as_ref(), models, &uid, &state.result_peers)
-    }))
-    .unwrap_or_else(|payload| {
-        m.job_panics.inc();
-        Err(format!(
-            "the analysis panicked (a defect: please report it with this study): {}",
-            panic_message(payload.as_ref())
-        ))
-    });
+    let outcome: Result<NewWorkItem, String> =
+        catch_unwind(AssertUnwindSafe(|| analyze_study(state, models, &uid))).unwrap_or_else(
+            |payload| {
+                m.job_panics.inc();
+                Err(format!(
+                    "the analysis panicked (a defect: please report it with this study): {}",
+                    panic_message(payload.as_ref())
+                ))
+            },
+        );
     let seconds = started.elapsed().as_secs_f64();
     m.job_seconds.observe(seconds);
     match outcome.and_then(|item| {

@@ -14,6 +14,7 @@ use super::super::state::{Event, State};
 use super::super::store::StoreOutcome;
 use super::dimse::{self, CommandField, Request, StoreStatus};
 use super::STORAGE_SOP_CLASSES;
+use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
 use bytes::Bytes;
 use dicom_object::FileMetaTableBuilder;
 use dicom_ul::association::server::{AccessControl, DefaultNegotiation, ServerAssociationOptions};
@@ -330,10 +331,12 @@ async fn store(
     chunks.push(Bytes::from(meta));
     chunks.extend(fragments);
     let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    let expected = state.prior_retrieval.as_ref().map(|r| r.expected.clone());
     let stored = tokio::task::spawn_blocking(move || {
         let declared = Declared {
             sop_class_uid: &request.affected_sop_class_uid,
             sop_instance_uid: &request.affected_sop_instance_uid,
+            expected: expected.as_ref(),
         };
         let stored = ingest::store_received(store.as_ref(), &metrics, &chunks, Some(&declared));
         // The instance's memory is free again.
@@ -368,6 +371,7 @@ fn file_meta(
 ) -> Result<Vec<u8>, String> {
     if !STORAGE_SOP_CLASSES
         .iter()
+        .chain(TEXT_SR_SOP_CLASSES)
         .any(|(uid, _)| *uid == request.affected_sop_class_uid)
     {
         return Err(format!(

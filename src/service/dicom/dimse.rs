@@ -1,6 +1,7 @@
 //! DIMSE command sets (PS3.7 section 9 and annex E): reading the requests radassist serves
 //! (C-ECHO-RQ, C-STORE-RQ) and writing their responses, with the statuses PS3.4 gives
-//! C-STORE. Command sets are always Implicit VR Little Endian.
+//! C-STORE; and the requests radassist makes of peers (C-STORE of its SRs, C-FIND and C-MOVE
+//! for priors) with the responses it reads. Command sets are always Implicit VR Little Endian.
 
 use super::super::ingest::Refusal;
 use dicom_core::{dicom_value, DataElement, VR};
@@ -76,6 +77,8 @@ pub enum StoreStatus {
     Success,
     /// 0111 (PS3.7 C.4): the SOP Instance UID is held with other bytes.
     DuplicateSopInstance,
+    /// 0122: refused, SOP Class not supported (an SR outside a retrieval of priors).
+    SopClassNotSupported,
     /// A700: refused, out of resources (memory or storage now): send it again later.
     OutOfResources,
     /// A900: the data set does not match the command's SOP Class or Instance, or the
@@ -92,6 +95,7 @@ impl StoreStatus {
         match self {
             StoreStatus::Success => 0x0000,
             StoreStatus::DuplicateSopInstance => 0x0111,
+            StoreStatus::SopClassNotSupported => 0x0122,
             StoreStatus::OutOfResources => 0xA700,
             StoreStatus::DataSetDoesNotMatch => 0xA900,
             StoreStatus::CannotUnderstand => 0xC000,
@@ -104,6 +108,7 @@ impl StoreStatus {
             Refusal::Unreadable => StoreStatus::CannotUnderstand,
             Refusal::DoesNotMatch => StoreStatus::DataSetDoesNotMatch,
             Refusal::NotTaken => StoreStatus::NotAChestRadiograph,
+            Refusal::SopClassNotTaken => StoreStatus::SopClassNotSupported,
             Refusal::StoreFailed => StoreStatus::OutOfResources,
         }
     }
@@ -210,21 +215,84 @@ pub fn store_request(message_id: u16, sop_class_uid: &str, sop_instance_uid: &st
     ]))
 }
 
-/// A response's Status and Error Comment.
-pub fn read_status(bytes: &[u8]) -> Result<(u16, String), String> {
+/// A response's command set, as far as radassist reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub command_field: u16,
+    pub status: u16,
+    pub error_comment: String,
+    pub has_data_set: bool,
+    /// A C-MOVE's sub-operations (PS3.7 9.3.4.2): completed, failed, with warnings.
+    pub completed: u16,
+    pub failed: u16,
+    pub warning: u16,
+}
+
+/// Reads a response's command set.
+pub fn read_response(bytes: &[u8]) -> Result<Response, String> {
     let object = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .map_err(|e| format!("the response's command set does not parse: {e}"))?;
-    let status = object
-        .get(tags::STATUS)
-        .ok_or("the response has no Status")?
-        .uint16()
-        .map_err(|e| format!("the response's Status: {e}"))?;
-    let comment = object
-        .get(tags::ERROR_COMMENT)
-        .and_then(|e| e.to_str().ok())
-        .map(|c| c.trim().to_string())
-        .unwrap_or_default();
-    Ok((status, comment))
+    let number = |tag| object.get(tag).and_then(|e| e.uint16().ok());
+    Ok(Response {
+        command_field: number(tags::COMMAND_FIELD).ok_or("the response has no Command Field")?,
+        status: number(tags::STATUS).ok_or("the response has no Status")?,
+        error_comment: object
+            .get(tags::ERROR_COMMENT)
+            .and_then(|e| e.to_str().ok())
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default(),
+        has_data_set: number(tags::COMMAND_DATA_SET_TYPE) != Some(NO_DATA_SET),
+        completed: number(tags::NUMBER_OF_COMPLETED_SUBOPERATIONS).unwrap_or(0),
+        failed: number(tags::NUMBER_OF_FAILED_SUBOPERATIONS).unwrap_or(0),
+        warning: number(tags::NUMBER_OF_WARNING_SUBOPERATIONS).unwrap_or(0),
+    })
+}
+
+/// A response's Status and Error Comment.
+pub fn read_status(bytes: &[u8]) -> Result<(u16, String), String> {
+    read_response(bytes).map(|r| (r.status, r.error_comment))
+}
+
+/// Pending (PS3.4 C.4.1.1.4, C.4.2.1.5): more responses follow.
+pub fn pending(status: u16) -> bool {
+    status == 0xFF00 || status == 0xFF01
+}
+
+/// A query/retrieve request with an identifier following: C-FIND-RQ (0x0020) or, with a Move
+/// Destination, C-MOVE-RQ (0x0021); medium priority.
+pub fn query_request(
+    message_id: u16,
+    sop_class_uid: &str,
+    move_destination: Option<&str>,
+) -> Vec<u8> {
+    let field: u16 = if move_destination.is_some() {
+        0x0021
+    } else {
+        0x0020
+    };
+    let mut elements = vec![
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            dicom_value!(Str, sop_class_uid),
+        ),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [field])),
+        DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [message_id])),
+        DataElement::new(tags::PRIORITY, VR::US, dicom_value!(U16, [0x0000])),
+        DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            dicom_value!(U16, [0x0000]),
+        ),
+    ];
+    if let Some(destination) = move_destination {
+        elements.push(DataElement::new(
+            tags::MOVE_DESTINATION,
+            VR::AE,
+            dicom_value!(Str, destination),
+        ));
+    }
+    encode(InMemDicomObject::command_from_element_iter(elements))
 }
 
 /// Success, or a warning (PS3.4 B.2.3: the instance was stored, perhaps coerced).

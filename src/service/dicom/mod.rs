@@ -9,13 +9,17 @@
 //! A-ASSOCIATE-AC. Each association runs in its own task ([`association`]); at most
 //! `max_associations` are open, beyond that an association is rejected as transient (local
 //! limit exceeded). A C-STORE goes through the same durable path as gRPC ingest
-//! ([`super::ingest`]) before it is answered. With `tls = true` the listener speaks DICOM TLS
+//! ([`super::ingest`]) before it is answered. When a peer is asked for priors
+//! ([`priors`], over [`query`]), the text SR classes are negotiated too, for the priors'
+//! reports that its C-MOVE sends. With `tls = true` the listener speaks DICOM TLS
 //! (TLS 1.2 or 1.3) with the service's certificate, and nothing else.
 //!
 //! [dicom-ul]: https://docs.rs/dicom-ul
 
 mod association;
 pub mod dimse;
+pub mod priors;
+pub mod query;
 pub mod sender;
 
 use super::state::State;
@@ -220,6 +224,13 @@ impl Listener {
             .with_abstract_syntax(VERIFICATION);
         for (uid, _) in STORAGE_SOP_CLASSES {
             options = options.with_abstract_syntax(*uid);
+        }
+        // Priors' reports arrive by C-MOVE as SRs: negotiated only when a peer is asked for
+        // priors, and stored only while their study is being retrieved (else 0122).
+        if state.prior_retrieval.is_some() {
+            for (uid, _) in crate::draft::sr_text::TEXT_SR_SOP_CLASSES {
+                options = options.with_abstract_syntax(*uid);
+            }
         }
         for (uid, _) in TRANSFER_SYNTAXES {
             options = options.with_transfer_syntax(*uid);

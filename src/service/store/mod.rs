@@ -50,6 +50,21 @@ pub struct IncomingInstance<'a> {
     pub patient_id: &'a str,
     pub accession_number: &'a str,
     pub study_date: &'a str,
+    /// Retrieved from a PACS as another study's prior: its study is kept (PRIOR), not
+    /// analysed.
+    pub prior: bool,
+}
+
+/// The signed report of a prior study, taken from an SR retrieved with it.
+#[derive(Debug, Clone)]
+pub struct PriorReport<'a> {
+    pub study_instance_uid: &'a str,
+    pub sop_instance_uid: &'a str,
+    /// The SR's blob (durable before the row is written).
+    pub sha256: &'a str,
+    /// Its Content Date and Time (YYYYMMDDHHMMSS, may be empty): the newest report wins.
+    pub content_date_time: &'a str,
+    pub text: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +205,11 @@ pub trait Store: Send + Sync {
         patient_id: &str,
         except: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Keeps a prior study's report (a second SR of the same study replaces it only if it
+    /// is newer); false if that SR was kept before.
+    fn put_prior_report(&self, report: &PriorReport) -> Result<bool, StoreError>;
+    /// The newest report kept for a prior study.
+    fn prior_report(&self, study_uid: &str) -> Result<Option<String>, StoreError>;
     /// A running job's draft becomes the study's one current work item, in the same
     /// transaction as the job's completion (running -> done, study -> DRAFT_READY).
     fn finish_job(&self, uid: &str, item: &NewWorkItem) -> Result<(), StoreError>;

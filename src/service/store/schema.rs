@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at INTEGER,
     UNIQUE (sop_instance_uid, peer));
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS prior_reports (
+    study_instance_uid TEXT PRIMARY KEY,
+    sop_instance_uid TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    content_date_time TEXT NOT NULL,
+    text TEXT NOT NULL,
+    received_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,

@@ -258,6 +258,21 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn put_prior_report(&self, report: &PriorReport) -> Result<bool, StoreError> {
+        self.keep_prior_report(report)
+    }
+
+    fn prior_report(&self, study_uid: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT text FROM prior_reports WHERE study_instance_uid = ?1",
+                [study_uid],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     fn other_studies_of_patient(
         &self,
         patient_id: &str,

@@ -19,6 +19,7 @@ pub(super) struct CatalogRow {
     patient_id: String,
     accession_number: String,
     study_date: String,
+    prior: bool,
 }
 
 impl SqliteStore {
@@ -58,7 +59,16 @@ impl SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         params![r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.sha256, r.size, now],
                     )? > 0;
-                    if new {
+                    if new && r.prior {
+                        // A retrieved prior: a new study is kept as PRIOR; a known one keeps
+                        // its state (a retrieval never restarts an analysis).
+                        tx.execute(
+                            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
+                             VALUES (?1, ?2, ?3, ?4, ?6, ?5)
+                             ON CONFLICT (study_instance_uid) DO NOTHING",
+                            params![r.study_instance_uid, r.patient_id, r.accession_number, r.study_date, now, StudyState::Prior],
+                        )?;
+                    } else if new {
                         tx.execute(
                             "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
                              VALUES (?1, ?2, ?3, ?4, ?6, ?5)
@@ -127,6 +137,7 @@ impl SqliteStore {
             patient_id: instance.patient_id.to_string(),
             accession_number: instance.accession_number.to_string(),
             study_date: instance.study_date.to_string(),
+            prior: instance.prior,
         })?;
         if !inserted {
             // Another stream (or an earlier instance of this one) stored the same UID a moment
@@ -134,5 +145,30 @@ impl SqliteStore {
             return self.store_instance(instance);
         }
         Ok((StoreOutcome::Stored, sha))
+    }
+}
+
+impl SqliteStore {
+    /// See [`Store::put_prior_report`].
+    pub(super) fn keep_prior_report(&self, report: &PriorReport) -> Result<bool, StoreError> {
+        let changed = self.db().execute(
+            "INSERT INTO prior_reports (study_instance_uid, sop_instance_uid, sha256, content_date_time, text, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (study_instance_uid) DO UPDATE SET
+                 sop_instance_uid = excluded.sop_instance_uid, sha256 = excluded.sha256,
+                 content_date_time = excluded.content_date_time, text = excluded.text,
+                 received_at = excluded.received_at
+             WHERE excluded.sop_instance_uid != prior_reports.sop_instance_uid
+               AND excluded.content_date_time >= prior_reports.content_date_time",
+            params![
+                report.study_instance_uid,
+                report.sop_instance_uid,
+                report.sha256,
+                report.content_date_time,
+                report.text,
+                now_ms()
+            ],
+        )?;
+        Ok(changed > 0)
     }
 }

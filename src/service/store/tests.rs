@@ -18,6 +18,7 @@ fn store_with_item(dir: &std::path::Path, uid: &str) -> SqliteStore {
             patient_id: "P",
             accession_number: "A",
             study_date: "20260101",
+            prior: false,
         })
         .unwrap();
     assert_eq!(store.complete_study(uid).unwrap().state, StudyState::Queued);

@@ -1,0 +1,390 @@
+//! Priors from the PACS: when the local store holds no eligible prior of a study, radassist
+//! asks the peers with `query_priors` for one (DESIGN.md section 5).
+//!
+//! For each such peer in turn, within one deadline (`prior_retrieval_timeout_seconds`): a
+//! C-FIND (Study Root, STUDY level) for the patient's studies up to the current Study Date;
+//! the earlier ones with CR or DX images (or no Modalities in Study), most recent first, are
+//! looked into (SERIES, then IMAGE level) for their frontal image: the one whose View Position
+//! matches the current view, else PA, else AP, else one without a View Position, never a
+//! lateral. That one image is retrieved by C-MOVE to radassist's own AE title while the
+//! listener expects its study ([`crate::service::expected_priors`]), so it is stored as a
+//! PRIOR and not analysed. The caller then applies the same prior rules as to local priors
+//! (`accept`); if the image passes, the study's text SRs are retrieved too, and the newest
+//! becomes the prior's report. The first study that yields an accepted image is the prior.
+
+use super::query::{identifier, QueryAssociation};
+use super::STORAGE_SOP_CLASSES;
+use crate::config::DicomPeer;
+use crate::dicom::{ImageHeader, ProjectionView};
+use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
+use crate::service::expected_priors::ExpectedPriors;
+use crate::service::metrics::Metrics;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use std::time::{Duration, Instant};
+
+/// Earlier studies looked into per peer, most recent first.
+const MAX_STUDIES: usize = 3;
+/// Images of one study retrieved before it is given up (a header can fail the prior rules
+/// that the query's answers could not show).
+const MAX_IMAGES: usize = 2;
+/// Reports retrieved of one prior study.
+const MAX_REPORTS: usize = 3;
+
+/// What a search for a prior at the PACS came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemotePrior {
+    /// A prior is now in the local store.
+    Retrieved { peer: String, study_uid: String },
+    /// The peers answered and hold no eligible prior.
+    NoneHeld,
+    /// No peer could be asked or could send one: why.
+    Unavailable(String),
+}
+
+/// The peers to ask, and how.
+#[derive(Clone)]
+pub struct PriorRetrieval {
+    pub peers: Vec<DicomPeer>,
+    /// radassist's AE title: the calling AE and the Move Destination.
+    pub ae_title: String,
+    pub timeout: Duration,
+    pub expected: ExpectedPriors,
+}
+
+fn text(object: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+    crate::dicom::Attributes(object)
+        .text(tag)
+        .unwrap_or_default()
+}
+
+/// A study the peer holds that may be a prior.
+#[derive(Debug)]
+struct Candidate {
+    study_uid: String,
+    /// (Study Date, Study Time) as DICOM writes them.
+    moment: (String, String),
+}
+
+/// An image of a candidate, as the IMAGE-level query showed it.
+#[derive(Debug)]
+struct RemoteImage {
+    series_uid: String,
+    sop_uid: String,
+    view: ProjectionView,
+}
+
+/// A text SR of a candidate: its series and instance.
+#[derive(Debug)]
+struct RemoteReport {
+    series_uid: String,
+    sop_uid: String,
+}
+
+/// A candidate's frontal images in the order they are tried, and its reports, newest first.
+#[derive(Debug)]
+struct StudyContents {
+    images: Vec<RemoteImage>,
+    reports: Vec<RemoteReport>,
+}
+
+/// (YYYYMMDD, HHMMSS...) of the current study, from its header (stored ISO-like).
+fn current_moment(current: &ImageHeader) -> Option<(String, String)> {
+    let digits = |s: &str| -> String { s.chars().filter(char::is_ascii_digit).collect::<String>() };
+    let date = digits(current.identity.study_date.as_deref()?);
+    (date.len() == 8).then(|| {
+        let time = digits(current.identity.study_time.as_deref().unwrap_or(""));
+        (date, time)
+    })
+}
+
+/// Study Time compared as digits padded to HHMMSS.
+fn earlier(then: &(String, String), now: &(String, String)) -> bool {
+    let time = |t: &str| -> String {
+        let t: String = t.chars().take_while(char::is_ascii_digit).take(6).collect();
+        format!("{t:0<6}")
+    };
+    (then.0.as_str(), time(&then.1)) < (now.0.as_str(), time(&now.1))
+}
+
+impl PriorRetrieval {
+    /// The peers with `query_priors` (None when there are none).
+    pub fn from_config(config: &crate::config::DicomConfig) -> Option<PriorRetrieval> {
+        let peers: Vec<DicomPeer> = config
+            .peers
+            .iter()
+            .filter(|p| p.query_priors)
+            .cloned()
+            .collect();
+        (!peers.is_empty() && !config.listen.is_empty()).then(|| PriorRetrieval {
+            peers,
+            ae_title: config.ae_title.clone(),
+            timeout: Duration::from_secs(config.prior_retrieval_timeout_seconds),
+            expected: ExpectedPriors::default(),
+        })
+    }
+
+    /// Asks each peer in turn for a prior of `current`; `accept(study_uid)` says whether the
+    /// retrieved study now gives an eligible prior in the local store.
+    pub fn retrieve(
+        &self,
+        current: &ImageHeader,
+        metrics: &Metrics,
+        accept: &dyn Fn(&str) -> bool,
+    ) -> RemotePrior {
+        let deadline = Instant::now() + self.timeout;
+        let (Some(patient_id), Some(now)) = (
+            current
+                .identity
+                .patient_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|p| !p.is_empty()),
+            current_moment(current),
+        ) else {
+            return RemotePrior::NoneHeld;
+        };
+        let mut failures = Vec::new();
+        for peer in &self.peers {
+            match self.ask(peer, patient_id, &now, current, deadline, accept) {
+                Ok(Some(study_uid)) => {
+                    metrics.dicom_prior_search("retrieved");
+                    return RemotePrior::Retrieved {
+                        peer: peer.ae_title.clone(),
+                        study_uid,
+                    };
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::warn!("priors: {reason}");
+                    failures.push(reason);
+                }
+            }
+        }
+        if failures.len() == self.peers.len() {
+            metrics.dicom_prior_search("unavailable");
+            RemotePrior::Unavailable(failures.join("; "))
+        } else {
+            metrics.dicom_prior_search("none_held");
+            RemotePrior::NoneHeld
+        }
+    }
+
+    /// One peer: the study UID of the prior retrieved from it, if any.
+    fn ask(
+        &self,
+        peer: &DicomPeer,
+        patient_id: &str,
+        now: &(String, String),
+        current: &ImageHeader,
+        deadline: Instant,
+        accept: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<String>, String> {
+        let mut association = QueryAssociation::open(peer, &self.ae_title, deadline)?;
+        let found = self.search(&mut association, patient_id, now, current, accept);
+        association.release();
+        found
+    }
+
+    fn search(
+        &self,
+        association: &mut QueryAssociation,
+        patient_id: &str,
+        now: &(String, String),
+        current: &ImageHeader,
+        accept: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<String>, String> {
+        let current_uid = current.identity.study_instance_uid.as_deref().unwrap_or("");
+        let studies = association.find(&identifier(
+            "STUDY",
+            &[
+                (tags::PATIENT_ID, patient_id),
+                (tags::STUDY_DATE, &format!("-{}", now.0)),
+                (tags::STUDY_TIME, ""),
+                (tags::STUDY_INSTANCE_UID, ""),
+                (tags::MODALITIES_IN_STUDY, ""),
+                (tags::ACCESSION_NUMBER, ""),
+            ],
+        ))?;
+        let mut candidates: Vec<Candidate> = studies
+            .iter()
+            .filter(|s| text(s, tags::PATIENT_ID) == patient_id)
+            .filter(|s| {
+                let modalities = text(s, tags::MODALITIES_IN_STUDY);
+                modalities.is_empty() || modalities.split('\\').any(|m| m == "CR" || m == "DX")
+            })
+            .map(|s| Candidate {
+                study_uid: text(s, tags::STUDY_INSTANCE_UID),
+                moment: (text(s, tags::STUDY_DATE), text(s, tags::STUDY_TIME)),
+            })
+            .filter(|c| {
+                !c.study_uid.is_empty()
+                    && c.study_uid != current_uid
+                    && c.moment.0.len() == 8
+                    && earlier(&c.moment, now)
+            })
+            .collect();
+        candidates.sort_by(|a, b| b.moment.cmp(&a.moment));
+        for candidate in candidates.iter().take(MAX_STUDIES) {
+            let study = &candidate.study_uid;
+            let contents = self.contents(association, study, current)?;
+            for image in contents.images.iter().take(MAX_IMAGES) {
+                let _expecting = self.expected.expect(study);
+                let moved =
+                    self.move_instance(association, study, &image.series_uid, &image.sop_uid)?;
+                if moved.completed == 0 || !accept(study) {
+                    continue;
+                }
+                for report in contents.reports.iter().take(MAX_REPORTS) {
+                    if let Err(e) =
+                        self.move_instance(association, study, &report.series_uid, &report.sop_uid)
+                    {
+                        // The image is here: a prior without its report is still a prior.
+                        tracing::warn!(
+                            "priors: the report {} was not retrieved: {e}",
+                            report.sop_uid
+                        );
+                    }
+                }
+                return Ok(Some(study.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// C-MOVE of one instance to radassist itself.
+    fn move_instance(
+        &self,
+        association: &mut QueryAssociation,
+        study_uid: &str,
+        series_uid: &str,
+        sop_uid: &str,
+    ) -> Result<super::query::Moved, String> {
+        association.retrieve(
+            &identifier(
+                "IMAGE",
+                &[
+                    (tags::STUDY_INSTANCE_UID, study_uid),
+                    (tags::SERIES_INSTANCE_UID, series_uid),
+                    (tags::SOP_INSTANCE_UID, sop_uid),
+                ],
+            ),
+            &self.ae_title,
+        )
+    }
+
+    /// What a candidate study holds that radassist could retrieve.
+    fn contents(
+        &self,
+        association: &mut QueryAssociation,
+        study_uid: &str,
+        current: &ImageHeader,
+    ) -> Result<StudyContents, String> {
+        let series = association.find(&identifier(
+            "SERIES",
+            &[
+                (tags::STUDY_INSTANCE_UID, study_uid),
+                (tags::SERIES_INSTANCE_UID, ""),
+                (tags::MODALITY, ""),
+                (tags::BODY_PART_EXAMINED, ""),
+            ],
+        ))?;
+        let mut images = Vec::new();
+        // (Content Date and Time, the report).
+        let mut reports: Vec<(String, RemoteReport)> = Vec::new();
+        for s in &series {
+            let series_uid = text(s, tags::SERIES_INSTANCE_UID);
+            let modality = text(s, tags::MODALITY);
+            let body_part = text(s, tags::BODY_PART_EXAMINED);
+            let radiograph = matches!(modality.as_str(), "CR" | "DX" | "")
+                && (body_part.is_empty() || body_part.eq_ignore_ascii_case("CHEST"));
+            if series_uid.is_empty() || !(radiograph || modality == "SR") {
+                continue;
+            }
+            let instances = association.find(&identifier(
+                "IMAGE",
+                &[
+                    (tags::STUDY_INSTANCE_UID, study_uid),
+                    (tags::SERIES_INSTANCE_UID, &series_uid),
+                    (tags::SOP_INSTANCE_UID, ""),
+                    (tags::SOP_CLASS_UID, ""),
+                    (tags::VIEW_POSITION, ""),
+                    (tags::CONTENT_DATE, ""),
+                    (tags::CONTENT_TIME, ""),
+                ],
+            ))?;
+            for instance in &instances {
+                let sop_uid = text(instance, tags::SOP_INSTANCE_UID);
+                let sop_class = text(instance, tags::SOP_CLASS_UID);
+                if sop_uid.is_empty() {
+                    continue;
+                }
+                if TEXT_SR_SOP_CLASSES.iter().any(|(uid, _)| *uid == sop_class) {
+                    let written = format!(
+                        "{}{}",
+                        text(instance, tags::CONTENT_DATE),
+                        text(instance, tags::CONTENT_TIME)
+                    );
+                    reports.push((
+                        written,
+                        RemoteReport {
+                            series_uid: series_uid.clone(),
+                            sop_uid,
+                        },
+                    ));
+                } else if radiograph
+                    && (sop_class.is_empty()
+                        || STORAGE_SOP_CLASSES.iter().any(|(uid, _)| *uid == sop_class))
+                {
+                    let position = text(instance, tags::VIEW_POSITION);
+                    let view = if position.is_empty() {
+                        ProjectionView::Unknown
+                    } else {
+                        ProjectionView::from_view_position(&position)
+                    };
+                    if matches!(
+                        view,
+                        ProjectionView::Pa | ProjectionView::Ap | ProjectionView::Unknown
+                    ) {
+                        images.push(RemoteImage {
+                            series_uid: series_uid.clone(),
+                            sop_uid,
+                            view,
+                        });
+                    }
+                }
+            }
+        }
+        let rank = |view: &ProjectionView| {
+            if *view == current.acquisition.view {
+                0
+            } else {
+                match view {
+                    ProjectionView::Pa => 1,
+                    ProjectionView::Ap => 2,
+                    _ => 3,
+                }
+            }
+        };
+        images.sort_by_key(|image| rank(&image.view));
+        reports.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(StudyContents {
+            images,
+            reports: reports.into_iter().map(|(_, report)| report).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_study_earlier_the_same_day_is_earlier_and_one_later_is_not() {
+        let now = ("20240315".to_string(), "101500".to_string());
+        assert!(earlier(&("20240315".into(), "0915".into()), &now));
+        assert!(earlier(&("20240301".into(), "".into()), &now));
+        assert!(!earlier(&("20240315".into(), "101500.000".into()), &now));
+        assert!(!earlier(&("20240316".into(), "000000".into()), &now));
+    }
+}

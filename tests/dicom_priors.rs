@@ -1,0 +1,399 @@
+//! Priors from the PACS, against a real Orthanc (Debian's package, started here with a JSON
+//! configuration and a Lua script written by the test): Orthanc holds a patient's prior study
+//! with its signed report (a Basic Text SR written by pydicom); a new study of that patient sent
+//! to Orthanc by the modality is forwarded to radassist when stable (Lua `OnStableStudy`);
+//! radassist finds the prior by C-FIND, retrieves its frontal image and its report by C-MOVE,
+//! drafts with the comparison, and its draft SR then shows in the new study in Orthanc's REST
+//! API. And a PACS that accepts connections but never answers holds the draft up by the
+//! configured timeout only; the draft then says that no prior could be retrieved.
+//!
+//! Orthanc has no bind-address option for DICOM: it listens on every interface of the test
+//! machine, and all traffic here goes to it on loopback.
+
+mod common;
+
+use common::{root, with_token, Server, RADIOLOGIST_TOKEN};
+use radassist::service::proto::worklist_service_client::WorklistServiceClient;
+use radassist::service::proto::{GetWorkItemRequest, WorkItem};
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CURRENT: &str = "sample-dicom/derived/siim_chest_pa_devices.dcm";
+const PRIOR: &str = "sample-dicom/derived/siim_chest_pa_prior.dcm";
+const PRIOR_REPORT: &str = "sample-dicom/derived/siim_chest_pa_prior_report.txt";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn uid_of(path: &str, tag: dicom_core::Tag) -> String {
+    let object = radassist::dicom::parse_dicom(&std::fs::read(root().join(path)).unwrap()).unwrap();
+    object
+        .element(tag)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+/// Forwards to radassist what came from the modality (not what the archive or radassist sent).
+const LUA: &str = r#"
+function OnStableStudy(studyId, tags, metadata)
+  local instances = ParseJson(RestApiGet('/studies/' .. studyId .. '/instances'))
+  local send = {}
+  for i, instance in pairs(instances) do
+    local meta = ParseJson(RestApiGet('/instances/' .. instance['ID'] .. '/metadata?expand'))
+    if meta['RemoteAET'] == 'MODALITY' then
+      table.insert(send, instance['ID'])
+    end
+  end
+  if #send > 0 then
+    print('forwarding ' .. #send .. ' instance(s) of ' .. studyId .. ' to radassist')
+    RestApiPost('/modalities/radassist/store', DumpJson(send, true))
+  end
+end
+"#;
+
+struct Orthanc {
+    child: Child,
+    http: String,
+    dicom_port: u16,
+}
+
+impl Orthanc {
+    /// Orthanc on `dicom_port`, knowing radassist as a modality at `radassist_port`.
+    fn start(dir: &Path, dicom_port: u16, radassist_port: u16) -> Orthanc {
+        let http_port = free_port();
+        let storage = dir.join("orthanc-storage");
+        std::fs::create_dir_all(&storage).unwrap();
+        let lua = dir.join("forward.lua");
+        std::fs::write(&lua, LUA).unwrap();
+        let config = serde_json::json!({
+            "Name": "radassist-test-pacs",
+            "StorageDirectory": storage,
+            "IndexDirectory": storage,
+            "DicomAet": "ORTHANC",
+            "DicomPort": dicom_port,
+            "HttpPort": http_port,
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": false,
+            "DicomCheckCalledAet": true,
+            "StableAge": 2,
+            "LuaScripts": [lua],
+            "Plugins": [],
+            "DicomModalities": {
+                "radassist": ["RADASSIST", "127.0.0.1", radassist_port]
+            }
+        });
+        let config_path = dir.join("orthanc.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let mut child = Command::new("Orthanc")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("Orthanc is installed by scripts/setup");
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[orthanc] {line}");
+            }
+        });
+        let orthanc = Orthanc {
+            child,
+            http: format!("127.0.0.1:{http_port}"),
+            dicom_port,
+        };
+        // Ready once its REST API answers (it opens the DICOM port before).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&orthanc.http).is_err()
+            || !common::http_get(&orthanc.http, "/system").contains("\"DicomAet\"")
+        {
+            assert!(Instant::now() < deadline, "Orthanc did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        orthanc
+    }
+
+    /// A REST GET's JSON body.
+    fn get(&self, path: &str) -> serde_json::Value {
+        let response = common::http_get(&self.http, path);
+        let (_, body) = response.split_once("\r\n\r\n").unwrap();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    /// Sends `files` with storescu as `calling` (the modality, or the archive).
+    fn store(&self, calling: &str, files: &[&Path]) {
+        let status = Command::new("storescu")
+            .args(["-aet", calling, "-aec", "ORTHANC", "127.0.0.1"])
+            .arg(self.dicom_port.to_string())
+            .args(files)
+            .status()
+            .unwrap();
+        assert!(status.success(), "storescu to Orthanc");
+    }
+
+    /// The Orthanc study whose Study Instance UID is `uid`, expanded.
+    fn study(&self, uid: &str) -> Option<serde_json::Value> {
+        self.get("/studies?expand")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["MainDicomTags"]["StudyInstanceUID"] == uid)
+            .cloned()
+    }
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The work item of `study_uid`, once its draft is ready.
+fn draft_of(server: &Server, study_uid: &str, within: Duration) -> WorkItem {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut worklist = WorklistServiceClient::new(server.channel().await);
+        let name = format!("workItems/{study_uid}");
+        let deadline = Instant::now() + within;
+        loop {
+            match worklist
+                .get_work_item(with_token(
+                    GetWorkItemRequest { name: name.clone() },
+                    RADIOLOGIST_TOKEN,
+                ))
+                .await
+            {
+                Ok(item) => return item.into_inner(),
+                Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+                    assert!(Instant::now() < deadline, "no draft for {study_uid}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    })
+}
+
+fn evidence<'a>(item: &'a WorkItem, kind: &str) -> Vec<&'a str> {
+    item.draft
+        .iter()
+        .flat_map(|d| d.findings.iter().chain(&d.impression))
+        .flat_map(|s| &s.evidence)
+        .filter(|e| e.kind == kind)
+        .map(|e| e.description.as_str())
+        .collect()
+}
+
+#[test]
+fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let python = root().join(".radassist/test-venv/bin/python");
+    assert!(
+        python.exists(),
+        "run scripts/setup: the Python test environment is missing"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let prior_sr = dir.path().join("prior_sr.dcm");
+    let made = Command::new(&python)
+        .arg(root().join("tests/python/prior_sr.py"))
+        .args([
+            root().join(PRIOR),
+            root().join(PRIOR_REPORT),
+            prior_sr.clone(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success(), "the prior's SR was not written");
+
+    let orthanc_port = free_port();
+    let server = Server::start_configured(
+        dir.path(),
+        "stable_study_seconds = 1",
+        &format!(
+            "[dicom]\nlisten = \"127.0.0.1:0\"\nprior_retrieval_timeout_seconds = 60\n\n\
+             [[dicom.peers]]\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = {orthanc_port}\n\
+             send_results = true\nquery_priors = true\n"
+        ),
+        &[],
+    );
+    let radassist_port: u16 = server.dicom.rsplit_once(':').unwrap().1.parse().unwrap();
+    // Orthanc on the port radassist was told (free a moment ago).
+    let orthanc = Orthanc::start(dir.path(), orthanc_port, radassist_port);
+
+    // The archive holds the prior and its report; then the modality sends the new study.
+    orthanc.store("ARCHIVE", &[&root().join(PRIOR), &prior_sr]);
+    orthanc.store("MODALITY", &[&root().join(CURRENT)]);
+
+    let current_uid = uid_of(CURRENT, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+    let prior_uid = uid_of(PRIOR, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+    let item = draft_of(&server, &current_uid, Duration::from_secs(180));
+
+    // The draft compares with the prior retrieved from Orthanc: the tube moved 2 cm since.
+    let draft = item.draft.clone().unwrap();
+    assert!(
+        draft.findings.iter().any(|s| s
+            .text
+            .starts_with("Endotracheal tube tip has moved by 20 mm")),
+        "{:#?}",
+        draft.findings
+    );
+    let comparisons = evidence(&item, "comparison");
+    assert!(!comparisons.is_empty());
+    assert!(
+        comparisons.iter().all(|c| c.contains("since 2024-03-01")),
+        "{comparisons:?}"
+    );
+    assert!(evidence(&item, "prior_search").is_empty());
+    assert_eq!(
+        common::metric(
+            &server.metrics,
+            "radassist_dicom_prior_searches_total{outcome=\"retrieved\"}"
+        ),
+        1.0
+    );
+
+    // The prior is kept as a prior, not analysed, and its report came with it: the analysis
+    // matched the prior report's sentences (from the SR pydicom wrote) to the new results.
+    let db = rusqlite::Connection::open_with_flags(
+        server.data.join("radassist.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let state: String = db
+        .query_row(
+            "SELECT state FROM studies WHERE study_instance_uid = ?1",
+            [&prior_uid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "PRIOR");
+    let analysed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM work_items WHERE study_instance_uid = ?1",
+            [&prior_uid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(analysed, 0, "the retrieved prior was analysed as a study");
+    let analysis: String = db
+        .query_row(
+            "SELECT analysis_json FROM work_items WHERE study_instance_uid = ?1",
+            [&current_uid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let analysis: serde_json::Value = serde_json::from_str(&analysis).unwrap();
+    let matched = analysis["comparisons"][0]["prior_report"].to_string();
+    assert!(matched.contains("Left chest tube in place."), "{matched}");
+    // Only the frontal image and the report were retrieved.
+    let retrieved: i64 = db
+        .query_row(
+            "SELECT count(*) FROM instances WHERE study_instance_uid = ?1",
+            [&prior_uid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(retrieved, 1);
+
+    // Orthanc shows the draft SR inside the new study, pointing at the prior it compared with.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sr = loop {
+        let study = orthanc
+            .study(&current_uid)
+            .expect("the new study is in Orthanc");
+        let sr = study["Series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|series| {
+                let series = orthanc.get(&format!("/series/{}", series.as_str().unwrap()));
+                (series["MainDicomTags"]["Modality"] == "SR")
+                    .then(|| series["Instances"][0].as_str().unwrap().to_string())
+            });
+        if let Some(sr) = sr {
+            break sr;
+        }
+        assert!(Instant::now() < deadline, "no SR in the study in Orthanc");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let tags = orthanc.get(&format!("/instances/{sr}/simplified-tags"));
+    assert_eq!(tags["StudyInstanceUID"], current_uid.as_str());
+    assert_eq!(tags["PreliminaryFlag"], "PRELIMINARY");
+    assert_eq!(tags["VerificationFlag"], "UNVERIFIED");
+    let evidence = tags["PertinentOtherEvidenceSequence"].to_string();
+    assert!(evidence.contains(&prior_uid), "{evidence}");
+}
+
+#[test]
+fn a_pacs_that_never_answers_delays_the_draft_by_the_timeout_and_the_draft_says_so() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    // A peer that accepts the connection and then says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let (stream, _) = silent.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let _ = std::io::Read::read(&mut &stream, &mut [0u8; 1024]);
+        stream
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_configured(
+        dir.path(),
+        "stable_study_seconds = 1",
+        &format!(
+            "[dicom]\nlisten = \"127.0.0.1:0\"\nprior_retrieval_timeout_seconds = 3\n\n\
+             [[dicom.peers]]\nae_title = \"STORESCU\"\nhost = \"127.0.0.1\"\nport = 11113\n\n\
+             [[dicom.peers]]\nae_title = \"SLOWPACS\"\nhost = \"127.0.0.1\"\nport = {silent_port}\nquery_priors = true\n"
+        ),
+        &[],
+    );
+    let (host, port) = server.dicom.rsplit_once(':').unwrap();
+    let sent = Command::new("storescu")
+        .args(["-aet", "STORESCU", "-aec", "RADASSIST", host, port])
+        .arg(root().join(CURRENT))
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let current_uid = uid_of(CURRENT, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+    let item = draft_of(&server, &current_uid, Duration::from_secs(120));
+    let draft = item.draft.clone().unwrap();
+    assert!(
+        draft.text.starts_with(
+            "FINDINGS: No prior study could be retrieved from the PACS for comparison."
+        ),
+        "{}",
+        draft.text
+    );
+    let why = evidence(&item, "prior_search");
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("SLOWPACS"), "{why:?}");
+    assert!(evidence(&item, "comparison").is_empty());
+    assert_eq!(
+        common::metric(
+            &server.metrics,
+            "radassist_dicom_prior_searches_total{outcome=\"unavailable\"}"
+        ),
+        1.0
+    );
+    // The silent peer was connected to (and is let go now).
+    drop(held.join().unwrap());
+}
