@@ -177,3 +177,31 @@ fn parse_bare_data_set(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
             reason: format!("a bare data set without SOP Class and Instance UIDs ({err})"),
         })
 }
+
+/// Reads a bare data set (no preamble, no meta group) encoded in `transfer_syntax_uid`, one of
+/// the uncompressed syntaxes: a DIMSE command set or a query identifier from a peer. Its
+/// structure is checked first, so that no length a peer wrote is allocated before it is shown
+/// to fit in the bytes.
+pub fn read_data_set(bytes: &[u8], transfer_syntax_uid: &str) -> Result<InMemDicomObject, String> {
+    let encoding = match transfer_syntax_uid {
+        uids::IMPLICIT_VR_LITTLE_ENDIAN => Encoding {
+            explicit_vr: false,
+            big_endian: false,
+        },
+        EXPLICIT_VR_BIG_ENDIAN => Encoding {
+            explicit_vr: true,
+            big_endian: true,
+        },
+        uids::EXPLICIT_VR_LITTLE_ENDIAN => EXPLICIT_LE,
+        other => {
+            return Err(format!(
+                "transfer syntax {other} is not one for a bare data set"
+            ))
+        }
+    };
+    structure::check_data_set(bytes, 0, encoding)?;
+    let syntax = TransferSyntaxRegistry
+        .get(transfer_syntax_uid)
+        .ok_or_else(|| format!("unknown transfer syntax {transfer_syntax_uid}"))?;
+    InMemDicomObject::read_dataset_with_ts(bytes, syntax).map_err(|e| e.to_string())
+}

@@ -20,7 +20,7 @@ mod rle;
 mod structure;
 
 pub use error::DecodeError;
-pub use file::{parse_dicom, DicomInstance};
+pub use file::{parse_dicom, read_data_set, DicomInstance};
 pub use header::{
     Acquisition, Age, Geometry, Identity, ImageHeader, PixelEncoding, ProjectionView, Spacing,
     SpacingSource,

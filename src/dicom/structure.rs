@@ -31,6 +31,16 @@ pub(crate) const EXPLICIT_LE: Encoding = Encoding {
     big_endian: false,
 };
 
+/// The size of one value of a binary VR (None: text, bytes or sequence).
+fn binary_value_size(vr: VR) -> Option<usize> {
+    match vr {
+        VR::US | VR::SS | VR::OW => Some(2),
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OF | VR::OL => Some(4),
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => Some(8),
+        _ => None,
+    }
+}
+
 /// Where a walk stopped: the end of the data, or a delimiter of the enclosing sequence or item.
 #[derive(Debug, PartialEq)]
 enum Stop {
@@ -108,6 +118,16 @@ impl Walker<'_> {
                     end - value
                 ));
             }
+            // dicom-rs reads a binary value as whole numbers and the next element from where
+            // they end: a length that is no multiple of the value size would shift every
+            // header after it (and a shifted header can claim gigabytes).
+            if let Some((vr, size)) = vr.and_then(|vr| Some((vr, binary_value_size(vr)?))) {
+                if length % size != 0 {
+                    return Err(format!(
+                        "element {tag} at offset {at} has a {vr:?} value of {length} bytes, not a whole number of {size}-byte values"
+                    ));
+                }
+            }
             if vr == Some(VR::SQ) {
                 self.items(value, value + length, depth + 1)?;
             }
@@ -152,9 +172,15 @@ impl Walker<'_> {
             }
             return Ok((vr, u32::from(self.u16_at(at + 6)), 8));
         }
-        let vr = match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
-            Some(VirtualVr::Exact(VR::SQ)) => Some(VR::SQ),
-            _ => None,
+        // Implicit VR: the VR dicom-rs will read the value as, from the dictionary (group
+        // lengths, (gggg,0000), are UL in every group).
+        let vr = if tag.element() == 0x0000 {
+            Some(VR::UL)
+        } else {
+            match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
+                Some(VirtualVr::Exact(vr)) => Some(vr),
+                _ => None,
+            }
         };
         Ok((vr, self.u32_at(at + 4), 8))
     }
@@ -274,6 +300,13 @@ pub(crate) fn check_meta_group(data: &[u8], at: usize) -> Result<(usize, Option<
     while cursor < next {
         let tag = walker.tag_at(cursor);
         let (_, length, header) = walker.element_header(cursor, next, tag)?;
+        // The meta group holds no sequences: an undefined length there (the walk took it
+        // for one) is refused, not stepped over.
+        if length == UNDEFINED {
+            return Err(format!(
+                "meta group element {tag} at offset {cursor} has an undefined length"
+            ));
+        }
         let value = &data[cursor + header..cursor + header + length as usize];
         if tag == Tag(0x0002, 0x0010) {
             let uid = String::from_utf8_lossy(value);
@@ -354,5 +387,35 @@ mod tests {
         }
         let err = check_data_set(&data, 0, EXPLICIT_LE).unwrap_err();
         assert!(err.contains("nested"), "{err}");
+    }
+
+    /// Found by the cstore_dataset fuzz target: a 26-byte SL value (six and a half values)
+    /// made dicom-rs read the next header two bytes early, where it found an OB claiming
+    /// 775 MB, which it allocated; the check passed it, since 26 bytes fit.
+    #[test]
+    fn a_binary_value_that_is_no_whole_number_of_values_fails() {
+        let data = [
+            element((0x0008, 0x0016), b"SL", &[b'1'; 26]),
+            element((0x0008, 0x0018), b"UI", b"1.2.3.4\0"),
+        ]
+        .concat();
+        let err = check_data_set(&data, 0, EXPLICIT_LE).unwrap_err();
+        assert!(err.contains("not a whole number of 4-byte values"), "{err}");
+        let fine = element((0x0028, 0x0010), b"US", &[0, 2]);
+        assert!(check_data_set(&fine, 0, EXPLICIT_LE).is_ok());
+    }
+
+    /// Found by the cstore_dataset fuzz target: a group 0002 element of undefined length
+    /// after the meta group passed the walk (as a sequence) and then panicked the second pass,
+    /// which stepped over it by its length.
+    #[test]
+    fn a_meta_group_element_of_undefined_length_fails_without_a_panic() {
+        let mut data = element((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0");
+        data.extend_from_slice(&[
+            0x02, 0x00, 0x20, 0x00, b'U', b'N', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        data.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let err = check_meta_group(&data, 0).unwrap_err();
+        assert!(err.contains("undefined length"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 //! for priors) with the responses it reads. Command sets are always Implicit VR Little Endian.
 
 use super::super::ingest::Refusal;
+use crate::dicom::read_data_set;
 use dicom_core::{dicom_value, DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
@@ -44,8 +45,7 @@ pub struct Request {
 
 /// Reads a command set; the error says which element is missing or malformed.
 pub fn read_request(bytes: &[u8]) -> Result<Request, String> {
-    let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
-    let object = InMemDicomObject::read_dataset_with_ts(bytes, &ts)
+    let object = read_data_set(bytes, IMPLICIT_VR_LITTLE_ENDIAN.uid())
         .map_err(|e| format!("the command set does not parse: {e}"))?;
     let number = |tag, name: &str| -> Result<u16, String> {
         object
@@ -230,7 +230,7 @@ pub struct Response {
 
 /// Reads a response's command set.
 pub fn read_response(bytes: &[u8]) -> Result<Response, String> {
-    let object = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+    let object = read_data_set(bytes, IMPLICIT_VR_LITTLE_ENDIAN.uid())
         .map_err(|e| format!("the response's command set does not parse: {e}"))?;
     let number = |tag| object.get(tag).and_then(|e| e.uint16().ok());
     Ok(Response {
@@ -344,5 +344,22 @@ mod tests {
         let error = read_request(&encode(object)).unwrap_err();
         assert!(error.contains("Command Field"), "{error}");
         assert!(read_request(b"\x00\x01garbage").is_err());
+    }
+
+    /// Found by the dicom_pdu fuzz target: an element of a 24-byte command set claiming 2 GiB
+    /// made the parser reserve 2 GiB before reading; the structure check refuses it first.
+    #[test]
+    fn a_command_element_longer_than_the_command_set_is_refused_before_anything_is_allocated() {
+        let mut bytes = vec![0x00, 0x00, 0x02, 0x00];
+        bytes.extend_from_slice(&0x8000_0000u32.to_le_bytes());
+        bytes.extend_from_slice(b"1.2.840.10008.1.1\0");
+        for read in [
+            read_request(&bytes).map(|_| ()),
+            read_response(&bytes).map(|_| ()),
+        ] {
+            // The structure check's words: the parser itself was never reached.
+            let error = read.unwrap_err();
+            assert!(error.contains("claims 2147483648 bytes"), "{error}");
+        }
     }
 }

@@ -203,17 +203,13 @@ impl QueryAssociation {
                                 self.peer
                             ));
                         };
-                        let syntax = TransferSyntaxRegistry
-                            .get(&context.transfer_syntax)
-                            .ok_or_else(|| format!("{}: unknown transfer syntax", self.peer))?;
-                        let identifier =
-                            InMemDicomObject::read_dataset_with_ts(data.as_slice(), syntax)
-                                .map_err(|e| {
-                                    format!(
-                                        "{} sent an identifier that does not parse: {e}",
-                                        self.peer
-                                    )
-                                })?;
+                        let identifier = crate::dicom::read_data_set(
+                            &data,
+                            &context.transfer_syntax,
+                        )
+                        .map_err(|e| {
+                            format!("{} sent an identifier that does not parse: {e}", self.peer)
+                        })?;
                         return Ok((read, Some(identifier)));
                     }
                     _ => {}
