@@ -4,6 +4,9 @@
 //! Validation is the structure walk and header read of [`crate::dicom`] (no pixel decoding:
 //! that is the worker's job, and a failure there fails the job with its reason): the instance
 //! must parse, carry its UIDs, be an image, and be CR or DX, or a secondary capture of a chest.
+//! The one exception comes by the listener: while a study is retrieved as a prior (see
+//! [`super::expected_priors`]), its images are kept as that prior's and a text SR of it is
+//! taken as the prior's report.
 
 use super::durable_file::AlignedBuffer;
 use super::expected_priors::ExpectedPriors;
