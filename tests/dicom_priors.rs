@@ -24,14 +24,6 @@ const CURRENT: &str = "sample-dicom/derived/siim_chest_pa_devices.dcm";
 const PRIOR: &str = "sample-dicom/derived/siim_chest_pa_prior.dcm";
 const PRIOR_REPORT: &str = "sample-dicom/derived/siim_chest_pa_prior_report.txt";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn uid_of(path: &str, tag: dicom_core::Tag) -> String {
     let object = radassist::dicom::parse_dicom(&std::fs::read(root().join(path)).unwrap()).unwrap();
     object
@@ -70,7 +62,7 @@ struct Orthanc {
 impl Orthanc {
     /// Orthanc on `dicom_port`, knowing radassist as a modality at `radassist_port`.
     fn start(dir: &Path, dicom_port: u16, radassist_port: u16) -> Orthanc {
-        let http_port = free_port();
+        let http_port = common::free_port();
         let storage = dir.join("orthanc-storage");
         std::fs::create_dir_all(&storage).unwrap();
         let lua = dir.join("forward.lua");
@@ -220,7 +212,7 @@ fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_i
         .unwrap();
     assert!(made.success(), "the prior's SR was not written");
 
-    let orthanc_port = free_port();
+    let orthanc_port = common::free_port();
     let server = Server::start_configured(
         dir.path(),
         "stable_study_seconds = 1",
@@ -274,40 +266,36 @@ fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_i
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .unwrap();
-    let state: String = db
-        .query_row(
-            "SELECT state FROM studies WHERE study_instance_uid = ?1",
-            [&prior_uid],
-            |r| r.get(0),
-        )
-        .unwrap();
+    // One value of the catalogue, for one study.
+    fn value<T: rusqlite::types::FromSql>(db: &rusqlite::Connection, sql: &str, study: &str) -> T {
+        db.query_row(sql, [study], |r| r.get(0)).unwrap()
+    }
+    let state: String = value(
+        &db,
+        "SELECT state FROM studies WHERE study_instance_uid = ?1",
+        &prior_uid,
+    );
     assert_eq!(state, "PRIOR");
-    let analysed: i64 = db
-        .query_row(
-            "SELECT count(*) FROM work_items WHERE study_instance_uid = ?1",
-            [&prior_uid],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let analysed: i64 = value(
+        &db,
+        "SELECT count(*) FROM work_items WHERE study_instance_uid = ?1",
+        &prior_uid,
+    );
     assert_eq!(analysed, 0, "the retrieved prior was analysed as a study");
-    let analysis: String = db
-        .query_row(
-            "SELECT analysis_json FROM work_items WHERE study_instance_uid = ?1",
-            [&current_uid],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let analysis: String = value(
+        &db,
+        "SELECT analysis_json FROM work_items WHERE study_instance_uid = ?1",
+        &current_uid,
+    );
     let analysis: serde_json::Value = serde_json::from_str(&analysis).unwrap();
     let matched = analysis["comparisons"][0]["prior_report"].to_string();
     assert!(matched.contains("Left chest tube in place."), "{matched}");
     // Only the frontal image and the report were retrieved.
-    let retrieved: i64 = db
-        .query_row(
-            "SELECT count(*) FROM instances WHERE study_instance_uid = ?1",
-            [&prior_uid],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let retrieved: i64 = value(
+        &db,
+        "SELECT count(*) FROM instances WHERE study_instance_uid = ?1",
+        &prior_uid,
+    );
     assert_eq!(retrieved, 1);
 
     // Orthanc shows the draft SR inside the new study, pointing at the prior it compared with.
@@ -366,13 +354,7 @@ fn a_pacs_that_never_answers_delays_the_draft_by_the_timeout_and_the_draft_says_
         ),
         &[],
     );
-    let (host, port) = server.dicom.rsplit_once(':').unwrap();
-    let sent = Command::new("storescu")
-        .args(["-aet", "STORESCU", "-aec", "RADASSIST", host, port])
-        .arg(root().join(CURRENT))
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    common::storescu_to(&server, &root().join(CURRENT));
     let current_uid = uid_of(CURRENT, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
     let item = draft_of(&server, &current_uid, Duration::from_secs(120));
     let draft = item.draft.clone().unwrap();

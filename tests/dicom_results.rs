@@ -92,14 +92,6 @@ impl Drop for Pacs {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// dciodvfy's error lines for a file.
 fn dciodvfy_errors(path: &Path) -> Vec<String> {
     let out = Command::new("dciodvfy")
@@ -145,7 +137,7 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let pacs_dir: PathBuf = dir.path().join("pacs");
     std::fs::create_dir(&pacs_dir).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let pacs = Pacs::start(&python, port, &pacs_dir);
     let server = Server::start_configured(
         dir.path(),
@@ -157,13 +149,7 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
         ),
         &[],
     );
-    let (host, dicom_port) = server.dicom.rsplit_once(':').unwrap();
-    let sent = Command::new("storescu")
-        .args(["-aet", "STORESCU", "-aec", "RADASSIST", host, dicom_port])
-        .arg(root().join(STUDY))
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    common::storescu_to(&server, &root().join(STUDY));
 
     // The draft SR, once the study went quiet and was analysed.
     let draft = pacs.stored_srs(1, Duration::from_secs(120)).remove(0);

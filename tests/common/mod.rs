@@ -661,6 +661,28 @@ pub async fn complete_and_wait(
     watch_until_settled(channel, study).await
 }
 
+/// A loopback port that was free a moment ago (for a peer that must be told its port before
+/// it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `file` to the server's DICOM listener with dcmtk's storescu, calling as STORESCU
+/// (the tests' configured peer).
+pub fn storescu_to(server: &Server, file: &Path) {
+    let (host, port) = server.dicom.rsplit_once(':').unwrap();
+    let sent = std::process::Command::new("storescu")
+        .args(["-aet", "STORESCU", "-aec", "RADASSIST", host, port])
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(sent.success(), "storescu {}", file.display());
+}
+
 /// An HTTP GET on the loopback (the metrics endpoint): the whole response, headers included.
 pub fn http_get(address: &str, path: &str) -> String {
     use std::io::Write;
