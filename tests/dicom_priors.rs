@@ -7,8 +7,9 @@
 //! API. And a PACS that accepts connections but never answers holds the draft up by the
 //! configured timeout only; the draft then says that no prior could be retrieved.
 //!
-//! Orthanc has no bind-address option for DICOM: it listens on every interface of the test
-//! machine, and all traffic here goes to it on loopback.
+//! Orthanc has no bind-address option for DICOM, so the Orthanc test runs in a network
+//! namespace of its own (`unshare -n`) whose only interface is loopback: nothing outside can
+//! reach Orthanc or radassist.
 
 mod common;
 
@@ -192,6 +193,11 @@ fn evidence<'a>(item: &'a WorkItem, kind: &str) -> Vec<&'a str> {
 #[test]
 fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study() {
     if !common::onnx_runtime_available() {
+        return;
+    }
+    if !common::in_own_network(
+        "a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study",
+    ) {
         return;
     }
     let python = root().join(".radassist/test-venv/bin/python");

@@ -671,6 +671,48 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Set in a test's re-run inside its own network namespace (see `in_own_network`).
+const IN_OWN_NETWORK: &str = "RADASSIST_TEST_OWN_NETWORK";
+
+/// For tests whose peer cannot be bound to loopback (dcmtk 3.6.7's storescp, Orthanc's DICOM
+/// port): runs the test `name` again inside a network namespace whose only interface is
+/// loopback, and says whether the caller is that run (then it does the work; otherwise the
+/// re-run has passed and the caller returns). Nothing outside the namespace can reach the peers
+/// or radassist.
+pub fn in_own_network(name: &str) -> bool {
+    if std::env::var_os(IN_OWN_NETWORK).is_some() {
+        return true;
+    }
+    // As root a plain network namespace; otherwise in a user namespace of its own too.
+    let mut unshare = std::process::Command::new("unshare");
+    if !is_root() {
+        unshare.arg("--map-root-user");
+    }
+    let status = unshare
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_OWN_NETWORK, "1")
+        .status()
+        .expect("unshare (util-linux) and ip (iproute2) are installed by scripts/setup");
+    assert!(
+        status.success(),
+        "{name} failed in its network namespace (see its output above; if unshare itself \
+         failed, this machine does not allow network namespaces)"
+    );
+    false
+}
+
+fn is_root() -> bool {
+    let out = std::process::Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
 /// Sends `file` to the server's DICOM listener with dcmtk's storescu, calling as STORESCU
 /// (the tests' configured peer).
 pub fn storescu_to(server: &Server, file: &Path) {
