@@ -67,12 +67,18 @@
 //! idle_timeout_seconds = 60  # an association silent this long is aborted
 //! tls = false                # DICOM TLS (PS3.15 BCP 195: TLS 1.2 or 1.3) on the listener,
 //!                            # with service.tls_cert and tls_key; plain DICOM is then refused
+//! prior_retrieval_timeout_seconds = 30  # the most a PACS search for a prior delays a draft
 //!
 //! [[dicom.peers]]            # who may associate, and where radassist reaches them
 //! ae_title = "ORTHANC"       # the Calling AE Title; accepted only from `host`'s addresses
 //! host = "127.0.0.1"
 //! port = 4242
 //! send_results = false       # radassist C-STOREs its SRs here (draft, then signed)
+//! query_priors = false       # radassist asks it for priors (C-FIND) and retrieves them (C-MOVE)
+//! tls = false                # radassist reaches it over DICOM TLS (TLS 1.2 or 1.3), showing
+//!                            # service.tls_cert and tls_key when set (for peers that ask)
+//! tls_ca = "pacs-ca.pem"     # with tls: the PEM CA certificate(s) its certificate must chain to
+//! tls_server_name = "pacs.example.org"  # the name its certificate must carry (default: host)
 //!
 //! [placement]                # tube and line rules (src/placement/rules.rs has every value
 //!                            # and its source)
@@ -159,6 +165,15 @@ pub struct DicomPeer {
     /// (the peer must know radassist's AE title, host and port as a move destination).
     #[serde(default)]
     pub query_priors: bool,
+    /// radassist's associations with it (results, queries, retrievals) use DICOM TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// With `tls`: the PEM certificate(s) of the CA its certificate must chain to.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// With `tls`: the DNS name or IP address its certificate must carry (default: `host`).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
 }
 
 /// `radassist serve`.

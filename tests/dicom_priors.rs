@@ -5,7 +5,8 @@
 //! radassist finds the prior by C-FIND, retrieves its frontal image and its report by C-MOVE,
 //! drafts with the comparison, and its draft SR then shows in the new study in Orthanc's REST
 //! API. And a PACS that accepts connections but never answers holds the draft up by the
-//! configured timeout only; the draft then says that no prior could be retrieved.
+//! configured timeout only; the draft then says that no prior could be retrieved. The Orthanc
+//! case runs twice: in plain DICOM, and over DICOM TLS between every pair of nodes.
 //!
 //! Orthanc has no bind-address option for DICOM, so the Orthanc test runs in a network
 //! namespace of its own (`unshare -n`) whose only interface is loopback: nothing outside can
@@ -17,7 +18,7 @@ use common::{root, with_token, Server, RADIOLOGIST_TOKEN};
 use radassist::service::proto::worklist_service_client::WorklistServiceClient;
 use radassist::service::proto::{GetWorkItemRequest, WorkItem};
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,21 +55,57 @@ function OnStableStudy(studyId, tags, metadata)
 end
 "#;
 
+/// DICOM TLS between the test's nodes: each one's certificate and key (self-signed), and
+/// which each trusts: Orthanc trusts radassist's and the storescu's, radassist and the
+/// storescu trust Orthanc's.
+struct Certificates {
+    orthanc: (PathBuf, PathBuf),
+    radassist: (PathBuf, PathBuf),
+    storescu: (PathBuf, PathBuf),
+    /// radassist's and the storescu's certificates in one PEM file.
+    trusted_by_orthanc: PathBuf,
+}
+
+impl Certificates {
+    fn write(dir: &Path) -> Certificates {
+        let orthanc = common::certificate(dir, "orthanc", &["127.0.0.1"]);
+        let radassist = common::certificate(dir, "radassist", &["localhost", "127.0.0.1"]);
+        let storescu = common::certificate(dir, "storescu", &["127.0.0.1"]);
+        let trusted_by_orthanc = dir.join("orthanc-trusted.pem");
+        let both = [&radassist.0, &storescu.0].map(|p| std::fs::read_to_string(p).unwrap());
+        std::fs::write(&trusted_by_orthanc, both.concat()).unwrap();
+        Certificates {
+            orthanc,
+            radassist,
+            storescu,
+            trusted_by_orthanc,
+        }
+    }
+}
+
 struct Orthanc {
     child: Child,
     http: String,
     dicom_port: u16,
+    /// storescu's TLS options, when Orthanc speaks DICOM TLS.
+    storescu_tls: Vec<PathBuf>,
 }
 
 impl Orthanc {
-    /// Orthanc on `dicom_port`, knowing radassist as a modality at `radassist_port`.
-    fn start(dir: &Path, dicom_port: u16, radassist_port: u16) -> Orthanc {
+    /// Orthanc on `dicom_port`, knowing radassist as a modality at `radassist_port`; with
+    /// `tls`, its DICOM port and its associations with radassist speak DICOM TLS only.
+    fn start(
+        dir: &Path,
+        dicom_port: u16,
+        radassist_port: u16,
+        tls: Option<&Certificates>,
+    ) -> Orthanc {
         let http_port = common::free_port();
         let storage = dir.join("orthanc-storage");
         std::fs::create_dir_all(&storage).unwrap();
         let lua = dir.join("forward.lua");
         std::fs::write(&lua, LUA).unwrap();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "Name": "radassist-test-pacs",
             "StorageDirectory": storage,
             "IndexDirectory": storage,
@@ -85,6 +122,24 @@ impl Orthanc {
                 "radassist": ["RADASSIST", "127.0.0.1", radassist_port]
             }
         });
+        let mut storescu_tls = vec![];
+        if let Some(tls) = tls {
+            config["DicomTlsEnabled"] = true.into();
+            config["DicomTlsCertificate"] = serde_json::json!(tls.orthanc.0);
+            config["DicomTlsPrivateKey"] = serde_json::json!(tls.orthanc.1);
+            config["DicomTlsTrustedCertificates"] = serde_json::json!(tls.trusted_by_orthanc);
+            config["DicomTlsRemoteCertificateRequired"] = true.into();
+            config["DicomModalities"]["radassist"] = serde_json::json!({
+                "AET": "RADASSIST", "Host": "127.0.0.1", "Port": radassist_port, "UseDicomTls": true
+            });
+            storescu_tls = vec![
+                "+tls".into(),
+                tls.storescu.1.clone(),
+                tls.storescu.0.clone(),
+                "+cf".into(),
+                tls.orthanc.0.clone(),
+            ];
+        }
         let config_path = dir.join("orthanc.json");
         std::fs::write(&config_path, config.to_string()).unwrap();
         let mut child = Command::new("Orthanc")
@@ -106,6 +161,7 @@ impl Orthanc {
             child,
             http: format!("127.0.0.1:{http_port}"),
             dicom_port,
+            storescu_tls,
         };
         // Ready once its REST API answers (it opens the DICOM port before).
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -128,6 +184,7 @@ impl Orthanc {
     /// Sends `files` with storescu as `calling` (the modality, or the archive).
     fn store(&self, calling: &str, files: &[&Path]) {
         let status = Command::new("storescu")
+            .args(&self.storescu_tls)
             .args(["-aet", calling, "-aec", "ORTHANC", "127.0.0.1"])
             .arg(self.dicom_port.to_string())
             .args(files)
@@ -192,14 +249,26 @@ fn evidence<'a>(item: &'a WorkItem, kind: &str) -> Vec<&'a str> {
 
 #[test]
 fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study() {
-    if !common::onnx_runtime_available() {
-        return;
-    }
-    if !common::in_own_network(
+    if common::onnx_runtime_available() && common::in_own_network(
         "a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study",
     ) {
-        return;
+        prior_from_orthanc(false);
     }
+}
+
+/// The same over DICOM TLS everywhere: the modality and the archive to Orthanc, Orthanc's
+/// forward and C-MOVE to radassist's TLS listener, radassist's C-FIND and its SR to Orthanc;
+/// every node shows its certificate and trusts the others'.
+#[test]
+fn a_prior_held_by_orthanc_comes_and_the_draft_goes_over_dicom_tls() {
+    if common::onnx_runtime_available()
+        && common::in_own_network("a_prior_held_by_orthanc_comes_and_the_draft_goes_over_dicom_tls")
+    {
+        prior_from_orthanc(true);
+    }
+}
+
+fn prior_from_orthanc(tls: bool) {
     let python = root().join(".radassist/test-venv/bin/python");
     assert!(
         python.exists(),
@@ -219,19 +288,40 @@ fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_i
     assert!(made.success(), "the prior's SR was not written");
 
     let orthanc_port = common::free_port();
+    let certificates = tls.then(|| Certificates::write(dir.path()));
+    let (service_tls, listener_tls, peer_tls) = match &certificates {
+        None => Default::default(),
+        Some(c) => (
+            format!(
+                "tls_cert = {:?}\ntls_key = {:?}",
+                c.radassist.0, c.radassist.1
+            ),
+            "tls = true\n".to_string(),
+            format!("tls = true\ntls_ca = {:?}\n", c.orthanc.0),
+        ),
+    };
     let server = Server::start_configured(
         dir.path(),
-        "stable_study_seconds = 1",
+        &format!("stable_study_seconds = 1\n{service_tls}"),
         &format!(
-            "[dicom]\nlisten = \"127.0.0.1:0\"\nprior_retrieval_timeout_seconds = 60\n\n\
+            "[dicom]\nlisten = \"127.0.0.1:0\"\nprior_retrieval_timeout_seconds = 60\n{listener_tls}\n\
              [[dicom.peers]]\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = {orthanc_port}\n\
-             send_results = true\nquery_priors = true\n"
+             send_results = true\nquery_priors = true\n{peer_tls}"
         ),
         &[],
     );
+    let server = match &certificates {
+        Some(c) => server.trusting(&c.radassist.0),
+        None => server,
+    };
     let radassist_port: u16 = server.dicom.rsplit_once(':').unwrap().1.parse().unwrap();
     // Orthanc on the port radassist was told (free a moment ago).
-    let orthanc = Orthanc::start(dir.path(), orthanc_port, radassist_port);
+    let orthanc = Orthanc::start(
+        dir.path(),
+        orthanc_port,
+        radassist_port,
+        certificates.as_ref(),
+    );
 
     // The archive holds the prior and its report; then the modality sends the new study.
     orthanc.store("ARCHIVE", &[&root().join(PRIOR), &prior_sr]);

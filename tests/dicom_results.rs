@@ -1,6 +1,7 @@
 //! Results back to the PACS: a study stored by dcmtk's storescu is drafted, its SR reaches
 //! dcmtk's storescp playing the PACS, the signed SR follows once the PACS is back after an
-//! outage, exactly once, and both SRs pass dicom3tools' dciodvfy.
+//! outage, exactly once, and both SRs pass dicom3tools' dciodvfy. Over DICOM TLS the SR
+//! reaches a storescp whose certificate radassist trusts, and not one whose it does not.
 //!
 //! dcmtk 3.6.7's storescp cannot be bound to one address, so the test runs in a network
 //! namespace of its own (`unshare -n`) whose only interface is loopback: radassist, storescp
@@ -27,8 +28,15 @@ struct Pacs {
 
 impl Pacs {
     fn start(port: u16, out: &Path) -> Pacs {
+        Pacs::start_with(port, out, &[])
+    }
+
+    /// With more storescp options (its TLS ones).
+    fn start_with(port: u16, out: &Path, options: &[&Path]) -> Pacs {
         let mut child = Command::new("storescp")
-            .args(["-v", "-aet", "PACS", "-od"])
+            .args(["-v", "-aet", "PACS"])
+            .args(options)
+            .arg("-od")
             .arg(out)
             .arg(port.to_string())
             // Its log goes to stderr; stdout carries only a progress bar.
@@ -253,4 +261,90 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
         stored, 2,
         "the PACS holds the draft and the final SR, once each"
     );
+}
+
+/// DICOM TLS to the PACS: dcmtk's storescp with TLS (its default BCP 195 profile, requiring
+/// the caller's certificate and trusting radassist's) receives the draft SR; the same storescp
+/// configured as a second peer whose CA radassist was given as another one gets nothing, and
+/// that result waits with the certificate error as its reason.
+#[test]
+fn results_go_over_dicom_tls_only_to_a_pacs_whose_certificate_is_trusted() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    if !common::in_own_network(
+        "results_go_over_dicom_tls_only_to_a_pacs_whose_certificate_is_trusted",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (pacs_cert, pacs_key) = common::certificate(dir.path(), "pacs", &["127.0.0.1"]);
+    let (radassist_cert, radassist_key) =
+        common::certificate(dir.path(), "radassist", &["localhost", "127.0.0.1"]);
+    let (stranger_cert, _) = common::certificate(dir.path(), "stranger", &["127.0.0.1"]);
+    let pacs_dir: PathBuf = dir.path().join("pacs");
+    std::fs::create_dir(&pacs_dir).unwrap();
+    let port = common::free_port();
+    // +tls KEY CERT; +cf: the callers' certificates it trusts (one is required, -rc).
+    let pacs = Pacs::start_with(
+        port,
+        &pacs_dir,
+        &[
+            Path::new("+tls"),
+            &pacs_key,
+            &pacs_cert,
+            Path::new("+cf"),
+            &radassist_cert,
+        ],
+    );
+    let server = Server::start_configured(
+        dir.path(),
+        &format!("stable_study_seconds = 1\ntls_cert = {radassist_cert:?}\ntls_key = {radassist_key:?}"),
+        &format!(
+            "[dicom]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[dicom.peers]]\nae_title = \"STORESCU\"\nhost = \"127.0.0.1\"\nport = 11113\n\n\
+             [[dicom.peers]]\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\n\
+             tls = true\ntls_ca = {pacs_cert:?}\n\n\
+             [[dicom.peers]]\nae_title = \"ELSEWHERE\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\n\
+             tls = true\ntls_ca = {stranger_cert:?}\n"
+        ),
+        &[],
+    );
+    common::storescu_to(&server, &root().join(STUDY));
+
+    let draft = pacs.stored_srs(1, Duration::from_secs(120)).remove(0);
+    check_sr(&pacs_dir.join(&draft), "PRELIMINARY");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&server, "radassist_results_failed_total") < 1.0 {
+        assert!(Instant::now() < deadline, "no attempt to reach ELSEWHERE");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let server = server.trusting(&radassist_cert);
+    let results = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use radassist::service::proto::{
+            model_service_client::ModelServiceClient, ListResultsRequest,
+        };
+        ModelServiceClient::new(server.channel().await)
+            .list_results(with_token(ListResultsRequest { limit: 0 }, ADMIN_TOKEN))
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+    });
+    let state = |peer: &str| {
+        results
+            .iter()
+            .find(|r| r.peer == peer)
+            .unwrap_or_else(|| panic!("no result for {peer}: {results:?}"))
+    };
+    assert_eq!(state("PACS").state, "sent", "{results:?}");
+    let refused = state("ELSEWHERE");
+    assert_eq!(refused.state, "pending", "{results:?}");
+    assert!(
+        refused.last_error.contains("(TLS)") && refused.last_error.contains("certificate"),
+        "{}",
+        refused.last_error
+    );
+    let stored = std::fs::read_dir(&pacs_dir).unwrap().count();
+    assert_eq!(stored, 1, "only the trusted association stored the SR");
 }

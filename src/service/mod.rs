@@ -243,7 +243,15 @@ pub async fn serve(config: Config) -> Result<(), String> {
             ));
         }
     }
-    let state = Arc::new(State::new(store, sc.clone(), metrics, &config.dicom));
+    // Every TLS peer's certificates are read now: a wrong path stops the start, not a send.
+    let client_tls = dicom::tls::client_configs(&config.dicom, &sc)?;
+    let state = Arc::new(State::new(
+        store,
+        sc.clone(),
+        metrics,
+        &config.dicom,
+        &client_tls,
+    ));
     let tls = match (&sc.tls_cert, &sc.tls_key) {
         (Some(cert), Some(key)) => {
             let read =
@@ -295,6 +303,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     tokio::spawn(dicom::sender::supervise(
         state.clone(),
         config.dicom.peers.clone(),
+        client_tls,
         config.dicom.ae_title.clone(),
     ));
 

@@ -7,11 +7,13 @@
 use super::auth::Caller;
 use super::convert::store_status;
 use super::dicom::priors::PriorRetrieval;
+use super::dicom::tls::ClientTls;
 use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
 use super::store::{AuditRow, Store, StoreError};
 use crate::config::{DicomConfig, ServiceConfig};
 use crate::labeler::Labeler;
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -87,6 +89,7 @@ impl State {
         config: ServiceConfig,
         metrics: Arc<Metrics>,
         dicom: &DicomConfig,
+        client_tls: &HashMap<String, ClientTls>,
     ) -> State {
         let result_peers = dicom
             .peers
@@ -105,7 +108,7 @@ impl State {
             jobs: JobSignal::default(),
             labeler: Labeler::new(),
             result_peers,
-            prior_retrieval: PriorRetrieval::from_config(dicom),
+            prior_retrieval: PriorRetrieval::from_config(dicom, client_tls),
         }
     }
 

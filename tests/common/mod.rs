@@ -403,6 +403,8 @@ pub struct Server {
     pub dicom: String,
     pub config: PathBuf,
     pub data: PathBuf,
+    /// The PEM certificate to trust when gRPC is served over TLS (see `trusting`).
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Server {
@@ -499,7 +501,15 @@ impl Server {
             dicom,
             config,
             data,
+            tls_ca: None,
         }
+    }
+
+    /// For a server started with `tls_cert`: `channel` then speaks TLS, trusting `cert` (whose
+    /// names include "localhost").
+    pub fn trusting(mut self, cert: &Path) -> Server {
+        self.tls_ca = Some(std::fs::read(cert).unwrap());
+        self
     }
 
     pub fn url(&self) -> String {
@@ -508,7 +518,19 @@ impl Server {
 
     /// A connected client channel.
     pub async fn channel(&self) -> tonic::transport::Channel {
-        tonic::transport::Channel::from_shared(self.url())
+        let Some(ca) = &self.tls_ca else {
+            return tonic::transport::Channel::from_shared(self.url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        };
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+            .domain_name("localhost");
+        tonic::transport::Channel::from_shared(format!("https://{}", self.address))
+            .unwrap()
+            .tls_config(tls)
             .unwrap()
             .connect()
             .await
@@ -669,6 +691,26 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A self-signed certificate (its own CA) for `names` (DNS names or IP addresses), its
+/// Common Name `name` (each its own, so that a file of several trusted ones finds the right
+/// issuer), written as NAME.pem and NAME.key in `dir`.
+pub fn certificate(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("radassist test {name}"));
+    let signing_key = rcgen::KeyPair::generate().unwrap();
+    let certified = params.self_signed(&signing_key).unwrap();
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, certified.pem()).unwrap();
+    std::fs::write(&key, signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 /// Set in a test's re-run inside its own network namespace (see `in_own_network`).

@@ -12,7 +12,8 @@
 //! ([`super::ingest`]) before it is answered. When a peer is asked for priors
 //! ([`priors`], over [`query`]), the text SR classes are negotiated too, for the priors'
 //! reports that its C-MOVE sends. With `tls = true` the listener speaks DICOM TLS
-//! (TLS 1.2 or 1.3) with the service's certificate, and nothing else.
+//! (TLS 1.2 or 1.3) with the service's certificate, and nothing else; a peer with `tls = true`
+//! is reached over DICOM TLS ([`tls`]) when radassist sends it results or asks it for priors.
 //!
 //! [dicom-ul]: https://docs.rs/dicom-ul
 
@@ -21,6 +22,7 @@ pub mod dimse;
 pub mod priors;
 pub mod query;
 pub mod sender;
+pub mod tls;
 
 use super::state::State;
 use crate::config::DicomConfig;
@@ -31,6 +33,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+
+/// An error followed by the errors that caused it ("could not connect to server: invalid peer
+/// certificate: UnknownIssuer"): dicom-ul's own messages leave the cause out.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = e.source();
+    }
+    text
+}
 
 /// The Verification SOP Class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
@@ -145,30 +162,6 @@ pub struct Listener {
     state: Arc<State>,
 }
 
-/// The listener's TLS configuration (PS3.15 BCP 195: TLS 1.2 or 1.3, rustls's cipher suites,
-/// all ECDHE with AEAD) from the service's certificate chain and key (PEM).
-fn server_tls(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("service.tls_cert {}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("service.tls_key {}: {e}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| format!("DICOM TLS: {e}"))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("DICOM TLS with service.tls_cert and tls_key: {e}"))?;
-    Ok(Arc::new(config))
-}
-
 impl Listener {
     /// Checks the configuration, resolves the peers' hosts and binds `listen`; None when the
     /// listener is disabled (`listen = ""`).
@@ -236,10 +229,7 @@ impl Listener {
             options = options.with_transfer_syntax(*uid);
         }
         if config.tls {
-            let (Some(cert), Some(key)) = (&service.tls_cert, &service.tls_key) else {
-                return Err("dicom.tls = true needs service.tls_cert and service.tls_key".into());
-            };
-            options = options.tls_config(server_tls(cert, key)?);
+            options = options.tls_config(tls::server_config(service)?);
         }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -13,6 +13,7 @@
 //! becomes the prior's report. The first study that yields an accepted image is the prior.
 
 use super::query::{identifier, QueryAssociation};
+use super::tls::ClientTls;
 use super::STORAGE_SOP_CLASSES;
 use crate::config::DicomPeer;
 use crate::dicom::{ImageHeader, ProjectionView};
@@ -21,6 +22,7 @@ use crate::service::expected_priors::ExpectedPriors;
 use crate::service::metrics::Metrics;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Earlier studies looked into per peer, most recent first.
@@ -46,6 +48,8 @@ pub enum RemotePrior {
 #[derive(Clone)]
 pub struct PriorRetrieval {
     pub peers: Vec<DicomPeer>,
+    /// The client TLS of the peers with `tls = true`, by AE title.
+    pub tls: HashMap<String, ClientTls>,
     /// radassist's AE title: the calling AE and the Move Destination.
     pub ae_title: String,
     pub timeout: Duration,
@@ -109,7 +113,10 @@ fn earlier(then: &(String, String), now: &(String, String)) -> bool {
 
 impl PriorRetrieval {
     /// The peers with `query_priors` (None when there are none).
-    pub fn from_config(config: &crate::config::DicomConfig) -> Option<PriorRetrieval> {
+    pub fn from_config(
+        config: &crate::config::DicomConfig,
+        tls: &HashMap<String, ClientTls>,
+    ) -> Option<PriorRetrieval> {
         let peers: Vec<DicomPeer> = config
             .peers
             .iter()
@@ -117,6 +124,10 @@ impl PriorRetrieval {
             .cloned()
             .collect();
         (!peers.is_empty() && !config.listen.is_empty()).then(|| PriorRetrieval {
+            tls: peers
+                .iter()
+                .filter_map(|p| Some((p.ae_title.clone(), tls.get(&p.ae_title)?.clone())))
+                .collect(),
             peers,
             ae_title: config.ae_title.clone(),
             timeout: Duration::from_secs(config.prior_retrieval_timeout_seconds),
@@ -180,7 +191,8 @@ impl PriorRetrieval {
         deadline: Instant,
         accept: &dyn Fn(&str) -> bool,
     ) -> Result<Option<String>, String> {
-        let mut association = QueryAssociation::open(peer, &self.ae_title, deadline)?;
+        let tls = self.tls.get(&peer.ae_title);
+        let mut association = QueryAssociation::open(peer, tls, &self.ae_title, deadline)?;
         let found = self.search(&mut association, patient_id, now, current, accept);
         association.release();
         found

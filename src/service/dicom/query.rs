@@ -1,5 +1,6 @@
-//! Query/Retrieve as a user (PS3.4 annex C, Study Root): one association with a peer over
-//! which radassist sends C-FIND requests and C-MOVE requests, and reads their responses.
+//! Query/Retrieve as a user (PS3.4 annex C, Study Root): one association with a peer (over
+//! DICOM TLS when the peer has `tls`) over which radassist sends C-FIND requests and C-MOVE
+//! requests, and reads their responses.
 //!
 //! It runs on an analysis worker's thread (dicom-ul's blocking client), within a deadline:
 //! every read and write waits at most until then, so a peer that is down, slow or silent
@@ -7,12 +8,15 @@
 //! peer cannot make radassist hold more than a few megabytes.
 
 use super::dimse::{self, Response};
+use super::tls::ClientTls;
 use crate::config::DicomPeer;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
-use dicom_ul::association::client::{ClientAssociation, ClientAssociationOptions};
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::association::client::{ClientAssociation, ClientAssociationOptions, TlsStream};
+use dicom_ul::pdu::{
+    PDataValue, PDataValueType, PresentationContextNegotiated, PresentationContextResultReason,
+};
 use dicom_ul::Pdu;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -47,9 +51,53 @@ pub struct Moved {
     pub warning: u16,
 }
 
+/// An association over TCP, or over DICOM TLS when the peer has `tls`.
+enum Link {
+    Plain(ClientAssociation<TcpStream>),
+    Tls(ClientAssociation<TlsStream>),
+}
+
+impl Link {
+    fn send(&mut self, pdu: &Pdu) -> Result<(), dicom_ul::association::Error> {
+        match self {
+            Link::Plain(a) => a.send(pdu),
+            Link::Tls(a) => a.send(pdu),
+        }
+    }
+
+    fn receive(&mut self) -> Result<Pdu, dicom_ul::association::Error> {
+        match self {
+            Link::Plain(a) => a.receive(),
+            Link::Tls(a) => a.receive(),
+        }
+    }
+
+    fn presentation_contexts(&self) -> &[PresentationContextNegotiated] {
+        match self {
+            Link::Plain(a) => a.presentation_contexts(),
+            Link::Tls(a) => a.presentation_contexts(),
+        }
+    }
+
+    /// The TCP connection underneath (for its timeouts).
+    fn tcp(&mut self) -> &TcpStream {
+        match self {
+            Link::Plain(a) => a.inner_stream(),
+            Link::Tls(a) => &a.inner_stream().sock,
+        }
+    }
+
+    fn release(self) {
+        let _ = match self {
+            Link::Plain(a) => a.release(),
+            Link::Tls(a) => a.release(),
+        };
+    }
+}
+
 /// An open association with one peer for queries and retrievals.
 pub struct QueryAssociation {
-    association: ClientAssociation<TcpStream>,
+    association: Link,
     find: Context,
     retrieve: Context,
     message_id: u16,
@@ -64,9 +112,11 @@ fn wait_until(deadline: Instant) -> Duration {
 }
 
 impl QueryAssociation {
-    /// Associates with `peer` as `ae_title`, proposing Study Root FIND and MOVE.
+    /// Associates with `peer` as `ae_title` (over DICOM TLS with `tls`), proposing Study Root
+    /// FIND and MOVE.
     pub fn open(
         peer: &DicomPeer,
+        tls: Option<&ClientTls>,
         ae_title: &str,
         deadline: Instant,
     ) -> Result<QueryAssociation, String> {
@@ -75,21 +125,32 @@ impl QueryAssociation {
             .map_err(|e| format!("{}: host {:?}: {e}", peer.ae_title, peer.host))?
             .next()
             .ok_or_else(|| format!("{}: host {:?} has no address", peer.ae_title, peer.host))?;
-        let association = ClientAssociationOptions::new()
+        let options = ClientAssociationOptions::new()
             .calling_ae_title(ae_title)
             .called_ae_title(peer.ae_title.as_str())
             .with_presentation_context(STUDY_ROOT_FIND, IDENTIFIER_SYNTAXES.to_vec())
             .with_presentation_context(STUDY_ROOT_MOVE, IDENTIFIER_SYNTAXES.to_vec())
             .connection_timeout(wait)
             .read_timeout(wait)
-            .write_timeout(wait)
-            .establish(address)
-            .map_err(|e| {
-                format!(
-                    "associating with {} at {}:{}: {e}",
-                    peer.ae_title, peer.host, peer.port
-                )
-            })?;
+            .write_timeout(wait);
+        let established = match tls {
+            None => options.establish(address).map(Link::Plain),
+            Some(tls) => options
+                .tls_config(tls.config.clone())
+                .server_name(&tls.server_name)
+                .establish_tls(address)
+                .map(Link::Tls),
+        };
+        let association = established.map_err(|e| {
+            format!(
+                "associating with {} at {}:{}{}: {e}",
+                peer.ae_title,
+                peer.host,
+                peer.port,
+                if tls.is_some() { " (TLS)" } else { "" },
+                e = super::with_causes(&e)
+            )
+        })?;
         let context = |abstract_syntax: &str, name: &str| {
             association
                 .presentation_contexts()
@@ -122,7 +183,7 @@ impl QueryAssociation {
         if Instant::now() > self.deadline {
             return Err(format!("{} did not finish in time", self.peer));
         }
-        let stream = self.association.inner_stream();
+        let stream = self.association.tcp();
         stream
             .set_read_timeout(Some(wait))
             .and_then(|()| stream.set_write_timeout(Some(wait)))
@@ -299,7 +360,7 @@ impl QueryAssociation {
     }
 
     pub fn release(self) {
-        let _ = self.association.release();
+        self.association.release();
     }
 }
 

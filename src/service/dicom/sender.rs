@@ -11,9 +11,10 @@
 use super::super::state::State;
 use super::super::store::{now_ms, OutboxRow};
 use super::dimse;
+use super::tls::ClientTls;
 use crate::config::DicomPeer;
 use dicom_object::meta::FileMetaTable;
-use dicom_ul::association::client::ClientAssociationOptions;
+use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::Pdu;
 use std::collections::HashMap;
@@ -33,13 +34,32 @@ fn backoff_ms(attempts: u32) -> i64 {
     (2000i64 << attempts.min(16)).min(MAX_BACKOFF_MS)
 }
 
-/// Runs the sender, restarting it if it panics.
-pub async fn supervise(state: Arc<State>, peers: Vec<DicomPeer>, ae_title: String) {
-    let peers: Arc<HashMap<String, DicomPeer>> = Arc::new(
+/// A peer results go to, and how it is reached.
+struct Peer {
+    config: DicomPeer,
+    /// DICOM TLS, when the peer has `tls`.
+    tls: Option<ClientTls>,
+}
+
+/// Runs the sender, restarting it if it panics. `tls` holds the client TLS of the peers with
+/// `tls = true` (see [`super::tls::client_configs`]).
+pub async fn supervise(
+    state: Arc<State>,
+    peers: Vec<DicomPeer>,
+    tls: HashMap<String, ClientTls>,
+    ae_title: String,
+) {
+    let peers: Arc<HashMap<String, Peer>> = Arc::new(
         peers
             .into_iter()
             .filter(|p| p.send_results)
-            .map(|p| (p.ae_title.clone(), p))
+            .map(|config| {
+                let peer = Peer {
+                    tls: tls.get(&config.ae_title).cloned(),
+                    config,
+                };
+                (peer.config.ae_title.clone(), peer)
+            })
             .collect(),
     );
     if peers.is_empty() {
@@ -58,7 +78,7 @@ pub async fn supervise(state: Arc<State>, peers: Vec<DicomPeer>, ae_title: Strin
     }
 }
 
-async fn run(state: Arc<State>, peers: Arc<HashMap<String, DicomPeer>>, ae_title: String) {
+async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: String) {
     loop {
         let due = state.store_call(|s| s.due_results(now_ms(), 16)).await;
         let due = match due {
@@ -111,10 +131,10 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, DicomPeer>>, ae_title
     }
 }
 
-/// One C-STORE of one result to one peer.
+/// One C-STORE of one result to one peer, over DICOM TLS when the peer has `tls`.
 async fn send(
     state: &Arc<State>,
-    peer: &DicomPeer,
+    peer: &Peer,
     ae_title: &str,
     row: &OutboxRow,
 ) -> Result<(), String> {
@@ -126,87 +146,134 @@ async fn send(
     let (meta, data_set) = split_part10(&bytes)?;
     let sop_class = meta.media_storage_sop_class_uid().to_string();
     let transfer_syntax = meta.transfer_syntax().to_string();
-    let mut association = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        ClientAssociationOptions::new()
-            .calling_ae_title(ae_title)
-            .called_ae_title(peer.ae_title.as_str())
-            .with_presentation_context(sop_class.as_str(), vec![transfer_syntax.as_str()])
-            .read_timeout(ANSWER_TIMEOUT)
-            .write_timeout(ANSWER_TIMEOUT)
-            .establish_async((peer.host.as_str(), peer.port)),
-    )
-    .await
-    .map_err(|_| {
+    let config = &peer.config;
+    let options = ClientAssociationOptions::new()
+        .calling_ae_title(ae_title)
+        .called_ae_title(config.ae_title.as_str())
+        .with_presentation_context(sop_class.as_str(), vec![transfer_syntax.as_str()])
+        .read_timeout(ANSWER_TIMEOUT)
+        .write_timeout(ANSWER_TIMEOUT);
+    let address = (config.host.as_str(), config.port);
+    let timed_out = |_| {
         format!(
             "{}:{} did not answer in {CONNECT_TIMEOUT:?}",
-            peer.host, peer.port
+            config.host, config.port
         )
-    })?
-    .map_err(|e| {
+    };
+    let refused = |e: dicom_ul::association::Error| {
         format!(
-            "associating with {} at {}:{}: {e}",
-            peer.ae_title, peer.host, peer.port
+            "associating with {} at {}:{}{}: {e}",
+            config.ae_title,
+            config.host,
+            config.port,
+            if peer.tls.is_some() { " (TLS)" } else { "" },
+            e = super::with_causes(&e)
         )
-    })?;
-    let context = association
-        .presentation_contexts()
-        .iter()
-        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| pc.id)
-        .ok_or_else(|| {
-            format!(
-                "{} accepts no {sop_class} in {transfer_syntax}",
-                peer.ae_title
-            )
-        })?;
-    let value = |value_type, is_last, data| Pdu::PData {
-        data: vec![PDataValue {
-            presentation_context_id: context,
-            value_type,
-            is_last,
-            data,
-        }],
     };
-    let command = dimse::store_request(1, &sop_class, &row.result.sop_instance_uid);
-    association
-        .send(&value(PDataValueType::Command, true, command))
-        .await
-        .map_err(|e| format!("sending the command: {e}"))?;
-    // Each P-DATA value within the peer's maximum PDU (12 bytes of PDU and value headers).
-    let max = match association.acceptor_max_pdu_length() {
-        0 => 1 << 20,
-        n => n as usize,
+    let store = Store {
+        peer: &config.ae_title,
+        sop_class: &sop_class,
+        transfer_syntax: &transfer_syntax,
+        sop_instance_uid: &row.result.sop_instance_uid,
+        data_set,
     };
-    let chunk = max.saturating_sub(12).max(1024);
-    let pieces: Vec<&[u8]> = data_set.chunks(chunk).collect();
-    for (index, piece) in pieces.iter().enumerate() {
-        association
-            .send(&value(
-                PDataValueType::Data,
-                index + 1 == pieces.len(),
-                piece.to_vec(),
-            ))
-            .await
-            .map_err(|e| format!("sending the data set: {e}"))?;
+    match &peer.tls {
+        None => {
+            let association =
+                tokio::time::timeout(CONNECT_TIMEOUT, options.establish_async(address))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(refused)?;
+            store.over(association).await
+        }
+        Some(tls) => {
+            let options = options
+                .tls_config(tls.config.clone())
+                .server_name(&tls.server_name);
+            let association =
+                tokio::time::timeout(CONNECT_TIMEOUT, options.establish_tls_async(address))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(refused)?;
+            store.over(association).await
+        }
     }
-    let answer = association
-        .receive()
-        .await
-        .map_err(|e| format!("waiting for the C-STORE-RSP: {e}"))?;
-    let Pdu::PData { data } = answer else {
-        return Err(format!("the peer answered {}", answer.short_description()));
-    };
-    let response = data.first().ok_or("an empty P-DATA answer")?;
-    let (status, comment) = dimse::read_status(&response.data)?;
-    let _ = association.release().await;
-    if dimse::stored(status) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} answered status {status:04X}: {comment}",
-            peer.ae_title
-        ))
+}
+
+/// A C-STORE request: the SR's data set and what its command names.
+struct Store<'a> {
+    peer: &'a str,
+    sop_class: &'a str,
+    transfer_syntax: &'a str,
+    sop_instance_uid: &'a str,
+    data_set: &'a [u8],
+}
+
+impl Store<'_> {
+    /// Sends the request over an established association (TCP or TLS) and reads the answer.
+    async fn over<S>(&self, mut association: AsyncClientAssociation<S>) -> Result<(), String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let context = association
+            .presentation_contexts()
+            .iter()
+            .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+            .map(|pc| pc.id)
+            .ok_or_else(|| {
+                format!(
+                    "{} accepts no {} in {}",
+                    self.peer, self.sop_class, self.transfer_syntax
+                )
+            })?;
+        let value = |value_type, is_last, data| Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type,
+                is_last,
+                data,
+            }],
+        };
+        let command = dimse::store_request(1, self.sop_class, self.sop_instance_uid);
+        association
+            .send(&value(PDataValueType::Command, true, command))
+            .await
+            .map_err(|e| format!("sending the command: {e}"))?;
+        // Each P-DATA value within the peer's maximum PDU (12 bytes of PDU and value headers).
+        let max = match association.acceptor_max_pdu_length() {
+            0 => 1 << 20,
+            n => n as usize,
+        };
+        let chunk = max.saturating_sub(12).max(1024);
+        let pieces: Vec<&[u8]> = self.data_set.chunks(chunk).collect();
+        for (index, piece) in pieces.iter().enumerate() {
+            association
+                .send(&value(
+                    PDataValueType::Data,
+                    index + 1 == pieces.len(),
+                    piece.to_vec(),
+                ))
+                .await
+                .map_err(|e| format!("sending the data set: {e}"))?;
+        }
+        let answer = association
+            .receive()
+            .await
+            .map_err(|e| format!("waiting for the C-STORE-RSP: {e}"))?;
+        let Pdu::PData { data } = answer else {
+            return Err(format!("the peer answered {}", answer.short_description()));
+        };
+        let response = data.first().ok_or("an empty P-DATA answer")?;
+        let (status, comment) = dimse::read_status(&response.data)?;
+        let _ = association.release().await;
+        if dimse::stored(status) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} answered status {status:04X}: {comment}",
+                self.peer
+            ))
+        }
     }
 }
 

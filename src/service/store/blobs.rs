@@ -91,9 +91,11 @@ impl FolderBlobStore {
         sync_dir(folder)
     }
 
-    /// Creates `folder` (inside the store) and its missing parents, and fsyncs each parent so
-    /// that their entries survive a crash: once per folder and process, before the first blob
-    /// in it is acknowledged (whichever thread created it).
+    /// Creates `folder` (inside the store) and its missing parents, and fsyncs the parent of
+    /// each so that their entries survive a crash: once per folder and process, before the
+    /// first blob in it is acknowledged (whichever thread created it). The walk up stops at the
+    /// first folder already durable: a new `blobs/ab/cd` costs one fsync (of `blobs/ab`), not
+    /// one for every folder up to the data folder.
     fn ensure_folder(&self, folder: &Path) -> io::Result<()> {
         let durable = || {
             self.durable_folders
@@ -104,13 +106,16 @@ impl FolderBlobStore {
             return Ok(());
         }
         std::fs::create_dir_all(folder)?;
+        let mut made_durable = vec![];
         let mut at = folder;
-        while at != self.root {
+        while at != self.root && !durable().contains(at) {
             let Some(parent) = at.parent() else { break };
             sync_dir(parent)?;
+            made_durable.push(at.to_path_buf());
             at = parent;
         }
-        durable().insert(folder.to_path_buf());
+        // Only now, with every entry up the chain synced, may other threads skip these.
+        durable().extend(made_durable);
         Ok(())
     }
 }
