@@ -54,7 +54,8 @@ pub struct Moved {
 /// An association over TCP, or over DICOM TLS when the peer has `tls`.
 enum Link {
     Plain(ClientAssociation<TcpStream>),
-    Tls(ClientAssociation<TlsStream>),
+    /// Boxed: rustls's connection state is large.
+    Tls(Box<ClientAssociation<TlsStream>>),
 }
 
 impl Link {
@@ -90,7 +91,7 @@ impl Link {
     fn release(self) {
         let _ = match self {
             Link::Plain(a) => a.release(),
-            Link::Tls(a) => a.release(),
+            Link::Tls(a) => (*a).release(),
         };
     }
 }
@@ -139,7 +140,7 @@ impl QueryAssociation {
                 .tls_config(tls.config.clone())
                 .server_name(&tls.server_name)
                 .establish_tls(address)
-                .map(Link::Tls),
+                .map(|a| Link::Tls(Box::new(a))),
         };
         let association = established.map_err(|e| {
             format!(
