@@ -111,7 +111,7 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
                         row.result.sop_instance_uid,
                         row.result.peer
                     );
-                    let _ = state.store_call(move |s| s.result_sent(id)).await;
+                    mark_sent(&state, id, &row.result.sop_instance_uid).await;
                 }
                 Err(error) => {
                     state.metrics.results_failed.inc();
@@ -127,6 +127,29 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
                         .await;
                 }
             }
+        }
+    }
+}
+
+/// Marks a result the peer acknowledged as sent. The store may fail for a moment (a full
+/// disk, a lock): the mark is tried a few times, a second apart, before the result is left
+/// pending, to be sent again (a duplicate the PACS takes as such), and that is logged.
+async fn mark_sent(state: &Arc<State>, id: i64, sop_instance_uid: &str) {
+    const TRIES: u32 = 5;
+    for attempt in 1..=TRIES {
+        match state.store_call(move |s| s.result_sent(id)).await {
+            Ok(_) => return,
+            Err(e) if attempt < TRIES => {
+                tracing::warn!(
+                    "results: marking {sop_instance_uid} sent failed ({}): trying again",
+                    e.message()
+                );
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => tracing::error!(
+                "results: {sop_instance_uid} was stored by the peer but could not be marked sent ({}): it will be sent again",
+                e.message()
+            ),
         }
     }
 }
