@@ -136,6 +136,22 @@ fn metric(server: &Server, name: &str) -> f64 {
     common::metric(&server.metrics, name)
 }
 
+/// The results outbox as an admin sees it (ModelService.ListResults).
+fn list_results(
+    runtime: &tokio::runtime::Runtime,
+    server: &Server,
+) -> Vec<radassist::service::proto::OutgoingResult> {
+    use radassist::service::proto::{model_service_client::ModelServiceClient, ListResultsRequest};
+    runtime.block_on(async {
+        ModelServiceClient::new(server.channel().await)
+            .list_results(with_token(ListResultsRequest { limit: 0 }, ADMIN_TOKEN))
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+    })
+}
+
 #[test]
 fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
     if !common::onnx_runtime_available() {
@@ -202,19 +218,7 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
     }
     assert_eq!(metric(&server, "radassist_results_pending"), 1.0);
     // Admins see what waits, why and since when.
-    let results = || {
-        runtime.block_on(async {
-            use radassist::service::proto::{
-                model_service_client::ModelServiceClient, ListResultsRequest,
-            };
-            ModelServiceClient::new(server.channel().await)
-                .list_results(with_token(ListResultsRequest { limit: 0 }, ADMIN_TOKEN))
-                .await
-                .unwrap()
-                .into_inner()
-                .results
-        })
-    };
+    let results = || list_results(&runtime, &server);
     let waiting = results();
     assert_eq!(waiting.len(), 2, "{waiting:?}");
     assert_eq!(
@@ -320,17 +324,7 @@ fn results_go_over_dicom_tls_only_to_a_pacs_whose_certificate_is_trusted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let server = server.trusting(&radassist_cert);
-    let results = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        use radassist::service::proto::{
-            model_service_client::ModelServiceClient, ListResultsRequest,
-        };
-        ModelServiceClient::new(server.channel().await)
-            .list_results(with_token(ListResultsRequest { limit: 0 }, ADMIN_TOKEN))
-            .await
-            .unwrap()
-            .into_inner()
-            .results
-    });
+    let results = list_results(&tokio::runtime::Runtime::new().unwrap(), &server);
     let state = |peer: &str| {
         results
             .iter()

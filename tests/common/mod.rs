@@ -727,7 +727,7 @@ pub fn in_own_network(name: &str) -> bool {
     }
     // As root a plain network namespace; otherwise in a user namespace of its own too.
     let mut unshare = std::process::Command::new("unshare");
-    if !is_root() {
+    if unsafe { libc::geteuid() } != 0 {
         unshare.arg("--map-root-user");
     }
     let status = unshare
@@ -748,11 +748,6 @@ pub fn in_own_network(name: &str) -> bool {
          failed, this machine does not allow network namespaces)"
     );
     false
-}
-
-fn is_root() -> bool {
-    let out = std::process::Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 /// Sends `file` to the server's DICOM listener with dcmtk's storescu, calling as STORESCU
