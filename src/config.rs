@@ -116,6 +116,30 @@ pub struct Config {
     pub placement: RuleTable,
     pub service: ServiceConfig,
     pub dicom: DicomConfig,
+    pub web: WebConfig,
+}
+
+/// The web reading room of `radassist serve` (HTTPS with `service.tls_cert` when that is set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Where the web app listens; "" disables it. Not loopback needs TLS (or
+    /// `service.allow_plaintext` behind a TLS-terminating proxy), as the gRPC listener.
+    pub listen: String,
+    /// A session ends this long after its last request.
+    pub session_idle_minutes: u64,
+    /// ... and at the latest this long after its login.
+    pub session_hours: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8080".into(),
+            session_idle_minutes: 30,
+            session_hours: 12,
+        }
+    }
 }
 
 /// The DICOM listener of `radassist serve`, and the DICOM nodes it knows.

@@ -25,3 +25,4 @@ pub mod roles;
 pub mod runtime;
 pub mod sentences;
 pub mod service;
+pub mod web;

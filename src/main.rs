@@ -192,6 +192,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The people who log in to the web reading room (kept in the service's store).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
     /// Quality: the model's drafts against the radiologists' signed reads.
     Qa {
         #[command(subcommand)]
@@ -215,6 +220,27 @@ enum ModelsAction {
     /// Load every pack, check its manifest against its graph, run a warm-up, and print the
     /// execution provider each session really got. Exit 1 if any pack fails.
     Check,
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Add a person; the password (at least 12 characters) is read from standard input.
+    Add {
+        /// Their login name: letters, digits, '.', '_' and '-'.
+        name: String,
+        #[arg(long, value_enum)]
+        role: cli::users::WebRole,
+        /// Read the password from standard input (its first line); required, so that it
+        /// never appears in the shell's history or the process list.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Everyone who may log in, with their role and whether they are disabled.
+    List,
+    /// Stop a person from logging in (their open sessions end).
+    Disable { name: String },
+    /// Let a disabled person log in again.
+    Enable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -344,6 +370,16 @@ fn main() -> ExitCode {
         Command::Audit { since, who, json } => {
             audit(&config, since.as_deref(), who.as_deref(), json)
         }
+        Command::Users { action } => match action {
+            UsersAction::Add {
+                name,
+                role,
+                password_stdin,
+            } => cli::users::add(&config, &name, role, password_stdin),
+            UsersAction::List => cli::users::list(&config),
+            UsersAction::Disable { name } => cli::users::set_disabled(&config, &name, true),
+            UsersAction::Enable { name } => cli::users::set_disabled(&config, &name, false),
+        },
         Command::Qa {
             action:
                 QaAction::Compare {

@@ -334,13 +334,17 @@ fn legend(canvas: &mut Canvas, study: &StudyAnalysis) {
 /// darker is denser on the prior (1 display unit = 255 grey levels); black where the prior
 /// does not cover the current image.
 pub fn subtraction_png(difference: &Array2<Option<f32>>, path: &Path) -> image::ImageResult<()> {
+    subtraction_grey(difference).save(path)
+}
+
+/// The subtraction as an 8-bit grey image (see [`subtraction_png`]).
+pub fn subtraction_grey(difference: &Array2<Option<f32>>) -> image::GrayImage {
     let (rows, cols) = difference.dim();
-    let image = image::GrayImage::from_fn(cols as u32, rows as u32, |x, y| {
+    image::GrayImage::from_fn(cols as u32, rows as u32, |x, y| {
         let v = match difference[(y as usize, x as usize)] {
             Some(d) => (128.0 + d * 255.0).round().clamp(1.0, 255.0) as u8,
             None => 0,
         };
         image::Luma([v])
-    });
-    image.save(path)
+    })
 }

@@ -5,7 +5,8 @@
 //! - [`image`]: `inspect`, `decode`, `render` (DICOM in, header, pixels, display PNG);
 //! - [`models`]: `runtime`, `models list|check`, `embed-text`, `predict`, `report`;
 //! - [`study`]: `analyze`, `draft`, `export sr|fhir` (a study's analysis and its draft);
-//! - [`text`]: `label`; [`qa`]: `qa compare`; [`audit`]: `audit`.
+//! - [`text`]: `label`; [`qa`]: `qa compare`; [`audit`]: `audit`;
+//! - [`users`]: `users add|list|disable|enable` (who logs in to the web reading room).
 
 pub mod audit;
 pub mod image;
@@ -13,3 +14,4 @@ pub mod models;
 pub mod qa;
 pub mod study;
 pub mod text;
+pub mod users;

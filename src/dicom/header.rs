@@ -59,6 +59,7 @@ impl ImageHeader {
 
 fn read_identity(attrs: Attributes) -> Identity {
     Identity {
+        patient_name: attrs.text(tags::PATIENT_NAME),
         patient_id: attrs.text(tags::PATIENT_ID),
         study_instance_uid: attrs.text(tags::STUDY_INSTANCE_UID),
         series_instance_uid: attrs.text(tags::SERIES_INSTANCE_UID),

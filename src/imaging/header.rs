@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 /// Who and what the image belongs to.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Identity {
+    /// Patient's Name as the header holds it (PN: family^given^middle^prefix^suffix).
+    pub patient_name: Option<String>,
     pub patient_id: Option<String>,
     pub study_instance_uid: Option<String>,
     pub series_instance_uid: Option<String>,

@@ -258,10 +258,12 @@ fn statements(s: &[crate::draft::Statement]) -> Vec<proto::Statement> {
 pub fn work_item_template(
     uid: &str,
     study: &StudyRow,
+    patient_name: &str,
     draft: &Draft,
     analysis: &StudyAnalysis,
 ) -> WorkItem {
     WorkItem {
+        patient_name: patient_name.to_string(),
         name: format!("workItems/{uid}"),
         study: format!("studies/{uid}"),
         critical: draft.critical,

@@ -213,7 +213,14 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
     if let Some((peers, reason)) = prior_unavailable {
         draft = draft.with_prior_unavailable(peers, &reason);
     }
-    let template = work_item_template(uid, &study, &draft, &analysis);
+    let patient_name = current.header.identity.patient_name.as_deref();
+    let template = work_item_template(
+        uid,
+        &study,
+        patient_name.unwrap_or_default(),
+        &draft,
+        &analysis,
+    );
     let critical = draft.critical;
     let malpositioned = analysis
         .current

@@ -200,7 +200,7 @@ async fn follow_analysis_health(
 
 /// Whether `listen` may serve in plain text: loopback always; elsewhere only when the site
 /// says a TLS-terminating proxy is in front.
-fn check_plaintext(
+pub(crate) fn check_plaintext(
     address: std::net::SocketAddr,
     tls: bool,
     allow_plaintext: bool,
@@ -299,6 +299,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
             if config.dicom.tls { ", TLS" } else { "" }
         );
         tokio::spawn(dicom.run());
+    }
+    if let Some((url, web)) = crate::web::bind(&config, state.clone()).await? {
+        say!("radassist: web app on {url}");
+        tokio::spawn(web);
     }
     tokio::spawn(dicom::sender::supervise(
         state.clone(),

@@ -58,9 +58,13 @@ impl WorklistService for WorklistApi {
             work_item::Status::Signed => &[WorkItemStatus::Signed],
             work_item::Status::Unspecified => &[WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
         };
-        let critical_only = r.critical_only;
+        let filter = super::store::WorkItemFilter {
+            statuses: statuses.to_vec(),
+            critical_only: r.critical_only,
+            ..Default::default()
+        };
         let rows = state
-            .store_call(move |s| s.work_items(statuses, critical_only, offset, limit + 1))
+            .store_call(move |s| s.work_items(&filter, offset, limit + 1))
             .await?;
         let more = rows.len() as i64 > limit;
         let work_items = rows
@@ -135,57 +139,18 @@ impl WorklistService for WorklistApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let uid = uid_of(&r.name, "workItems")?;
-        if r.text.trim().is_empty() {
-            return Err(Status::invalid_argument("the final read's text is empty"));
-        }
-        let read = FinalRead {
-            text: r.text,
-            radiologist: caller.name.clone(),
-            sign_time: Some(timestamp(super::store::now_ms())),
-            findings: r.findings,
-            devices: r.devices,
-        };
-        // The QA comparison is computed once, now (labelling is CPU work: off the async
-        // threads), and kept with the signed read.
-        let row = {
-            let (state, uid, who) = (state.clone(), uid.clone(), caller.name.clone());
-            tokio::task::spawn_blocking(move || -> Result<_, Status> {
-                let store = state.store.as_ref();
-                let current = store
-                    .work_item(&uid)
-                    .map_err(super::convert::store_status)?;
-                let pair = study_pair(&current, &read)?;
-                let comparison = crate::qa::compare_study(&state.labeler, &pair, None)
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                let comparison = serde_json::to_string(&comparison)
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                let results = match &current.report_json {
-                    Some(json) if !state.result_peers.is_empty() => {
-                        let source: ReportSource = serde_json::from_str(json).map_err(|e| {
-                            Status::internal(format!("the work item's report: {e}"))
-                        })?;
-                        let signed = crate::draft::FinalRead {
-                            text: read.text.clone(),
-                            radiologist: who.clone(),
-                            organization: state.config.organization.clone(),
-                            signed_at: chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
-                        };
-                        final_results(store, &state.result_peers, &source, &signed)
-                            .map_err(|e| Status::internal(format!("the final SR: {e}")))?
-                    }
-                    _ => vec![],
-                };
-                store
-                    .sign(&uid, &who, &read.encode_to_vec(), &comparison, &results)
-                    .map_err(super::convert::store_status)
-            })
-            .await
-            .map_err(|e| Status::internal(format!("signing: {e}")))??
-        };
+        let row = sign(
+            state.clone(),
+            &uid,
+            &caller.name,
+            r.text,
+            r.findings,
+            r.devices,
+        )
+        .await?;
         state
             .audit(&caller, "SubmitFinalRead", &format!("workItems/{uid}"))
             .await?;
-        state.study_changed(&uid, false);
         Ok(Response::new(work_item_message(&row)?))
     }
 
@@ -262,6 +227,67 @@ impl WorklistService for WorklistApi {
             .await?;
         Ok(Response::new(png))
     }
+}
+
+/// Signs the work item `uid` held by `who` with the final read `text` and their agreement
+/// per finding and device: the QA comparison is computed once, now, the final SR queued for
+/// every peer that takes results, and watchers told. The one path of the gRPC API and the
+/// web app.
+pub async fn sign(
+    state: Arc<State>,
+    uid: &str,
+    who: &str,
+    text: String,
+    findings: Vec<FindingAgreement>,
+    devices: Vec<DeviceAgreement>,
+) -> Result<super::store::WorkItemRow, Status> {
+    if text.trim().is_empty() {
+        return Err(Status::invalid_argument("the final read's text is empty"));
+    }
+    let read = FinalRead {
+        text,
+        radiologist: who.to_string(),
+        sign_time: Some(timestamp(super::store::now_ms())),
+        findings,
+        devices,
+    };
+    // Labelling is CPU work: off the async threads.
+    let row = {
+        let (state, uid, who) = (state.clone(), uid.to_string(), who.to_string());
+        tokio::task::spawn_blocking(move || -> Result<_, Status> {
+            let store = state.store.as_ref();
+            let current = store
+                .work_item(&uid)
+                .map_err(super::convert::store_status)?;
+            let pair = study_pair(&current, &read)?;
+            let comparison = crate::qa::compare_study(&state.labeler, &pair, None)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let comparison =
+                serde_json::to_string(&comparison).map_err(|e| Status::internal(e.to_string()))?;
+            let results = match &current.report_json {
+                Some(json) if !state.result_peers.is_empty() => {
+                    let source: ReportSource = serde_json::from_str(json)
+                        .map_err(|e| Status::internal(format!("the work item's report: {e}")))?;
+                    let signed = crate::draft::FinalRead {
+                        text: read.text.clone(),
+                        radiologist: who.clone(),
+                        organization: state.config.organization.clone(),
+                        signed_at: chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
+                    };
+                    final_results(store, &state.result_peers, &source, &signed)
+                        .map_err(|e| Status::internal(format!("the final SR: {e}")))?
+                }
+                _ => vec![],
+            };
+            store
+                .sign(&uid, &who, &read.encode_to_vec(), &comparison, &results)
+                .map_err(super::convert::store_status)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("signing: {e}")))??
+    };
+    state.study_changed(uid, false);
+    Ok(row)
 }
 
 /// A claim change: the store's conditional update for (work item, caller).

@@ -401,6 +401,8 @@ pub struct Server {
     pub metrics: String,
     /// The DICOM listener's address, when `[dicom] listen` is set.
     pub dicom: String,
+    /// The web app's URL (http://127.0.0.1:PORT unless a test configures `[web]`).
+    pub web: String,
     pub config: PathBuf,
     pub data: PathBuf,
     /// The PEM certificate to trust when gRPC is served over TLS (see `trusting`).
@@ -432,6 +434,12 @@ impl Server {
             "stable_study_seconds = 3600\n"
         };
         use std::io::BufRead;
+        // Every test server has its own web port (the default, 8080, would be shared).
+        let web_section = if sections.contains("[web]") {
+            ""
+        } else {
+            "[web]\nlisten = \"127.0.0.1:0\"\n"
+        };
         let data = dir.join("data");
         let config = dir.join("radassist.toml");
         std::fs::write(
@@ -443,7 +451,7 @@ impl Server {
                  [[service.tokens]]\ntoken = \"{RADIOLOGIST_TOKEN}\"\nname = \"dr-jane\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{SECOND_RADIOLOGIST_TOKEN}\"\nname = \"dr-omar\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{QA_TOKEN}\"\nname = \"qa-lee\"\nrole = \"qa\"\n\n\
-                 [[service.tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nname = \"it-admin\"\nrole = \"admin\"\n\n{sections}\n",
+                 [[service.tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nname = \"it-admin\"\nrole = \"admin\"\n\n{web_section}{sections}\n",
                 root().join("models").display().to_string(),
                 data.display().to_string()
             ),
@@ -477,7 +485,8 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let (mut address, mut metrics, mut dicom) = (String::new(), String::new(), String::new());
+        let (mut address, mut metrics, mut dicom, mut web) =
+            (String::new(), String::new(), String::new(), String::new());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while address.is_empty() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -490,6 +499,9 @@ impl Server {
             if let Some(m) = line.strip_prefix("radassist: metrics on http://") {
                 metrics = m.trim_end_matches("/metrics").to_string();
             }
+            if let Some(w) = line.strip_prefix("radassist: web app on ") {
+                web = w.trim().to_string();
+            }
             if let Some(d) = line.strip_prefix("radassist: DICOM listener on ") {
                 dicom = d.split_whitespace().next().unwrap().to_string();
             }
@@ -499,6 +511,7 @@ impl Server {
             address,
             metrics,
             dicom,
+            web,
             config,
             data,
             tls_ca: None,

@@ -10,11 +10,14 @@
 //! from `spawn_blocking`, the worker from its own threads.
 
 mod blobs;
+pub mod reading_room;
 mod schema;
 mod sqlite;
 mod sqlite_ingest;
+mod sqlite_reading_room;
 
 pub use blobs::{decode, decode_header, BlobStore, FolderBlobStore};
+pub use reading_room::ReadingRoomStore;
 pub use sqlite::SqliteStore;
 
 use super::lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
@@ -110,6 +113,18 @@ pub struct WorkItemRow {
     pub report_json: Option<String>,
 }
 
+/// Which work items a worklist shows.
+#[derive(Debug, Clone, Default)]
+pub struct WorkItemFilter {
+    /// Any of these statuses.
+    pub statuses: Vec<WorkItemStatus>,
+    pub critical_only: bool,
+    /// Only items claimed by (or signed by) this radiologist.
+    pub claimed_by: Option<String>,
+    /// Only studies of this Study Date (YYYY-MM-DD).
+    pub study_date: Option<String>,
+}
+
 /// An SR to send to one peer, its bytes already a durable blob.
 #[derive(Debug, Clone)]
 pub struct OutgoingResult {
@@ -180,7 +195,7 @@ pub struct AuditRow {
 /// What the service needs of its store. [`SqliteStore`] is the embedded default; a PostgreSQL
 /// catalogue with an S3-compatible blob store implements the same calls (jobs taken with
 /// `FOR UPDATE SKIP LOCKED`, so several workers share one queue).
-pub trait Store: Send + Sync {
+pub trait Store: ReadingRoomStore + Send + Sync {
     fn blobs(&self) -> &dyn BlobStore;
     /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
     /// or CONFLICT (same UID, other bytes: kept for review). Returns the blob's SHA-256.
@@ -222,11 +237,13 @@ pub trait Store: Send + Sync {
     /// Work items in worklist order (critical first, then priority, then age), from `offset`.
     fn work_items(
         &self,
-        statuses: &[WorkItemStatus],
-        critical_only: bool,
+        filter: &WorkItemFilter,
         offset: i64,
         limit: i64,
     ) -> Result<Vec<WorkItemRow>, StoreError>;
+    /// A failed job queued again (failed -> queued, attempts from 0, study -> QUEUED), for an
+    /// admin who fixed its cause; Precondition when the job is not failed.
+    fn retry_job(&self, uid: &str) -> Result<(), StoreError>;
     /// UNCLAIMED -> CLAIMED by `who` (already claimed by `who`: unchanged).
     fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
     /// CLAIMED by `who` -> UNCLAIMED.

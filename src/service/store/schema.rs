@@ -79,6 +79,31 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     resource TEXT NOT NULL,
     peer TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS work_items_in_worklist_order
+    ON work_items (status, critical DESC, priority DESC, created_at);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS login_failures (
+    username TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    peer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS draft_edits (
+    study_instance_uid TEXT PRIMARY KEY,
+    radiologist TEXT NOT NULL,
+    text TEXT NOT NULL,
+    agreements TEXT NOT NULL,
+    saved_at INTEGER NOT NULL);
 ";
 
 /// Columns later versions added, for stores an earlier version made.

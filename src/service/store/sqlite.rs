@@ -375,25 +375,57 @@ impl Store for SqliteStore {
 
     fn work_items(
         &self,
-        statuses: &[WorkItemStatus],
-        critical_only: bool,
+        filter: &WorkItemFilter,
         offset: i64,
         limit: i64,
     ) -> Result<Vec<WorkItemRow>, StoreError> {
         let db = self.db();
         // The statuses are our own enum's texts, never the caller's.
-        let placeholders = statuses
+        let placeholders = filter
+            .statuses
             .iter()
             .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
             .join(",");
         let mut q = db.prepare(&format!(
             "{} WHERE status IN ({placeholders}) AND (critical = 1 OR ?1 = 0)
+                 AND (?4 IS NULL OR claimed_by = ?4)
+                 AND (?5 IS NULL OR study_instance_uid IN
+                      (SELECT study_instance_uid FROM studies WHERE study_date = ?5))
              ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid LIMIT ?2 OFFSET ?3",
             Self::ITEM_SELECT
         ))?;
-        let rows = q.query_map(params![critical_only, limit, offset], Self::item_from_row)?;
+        let rows = q.query_map(
+            params![
+                filter.critical_only,
+                limit,
+                offset,
+                filter.claimed_by,
+                filter.study_date
+            ],
+            Self::item_from_row,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn retry_job(&self, uid: &str) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let retried = tx.execute(
+            "UPDATE jobs SET state = ?2, attempts = 0, updated_at = ?4 WHERE study_instance_uid = ?1 AND state = ?3",
+            params![uid, JobState::Queued, JobState::Failed, now_ms()],
+        )?;
+        if retried == 0 {
+            return Err(StoreError::Precondition(format!(
+                "the job of study {uid} is not failed: only a failed job can be retried"
+            )));
+        }
+        tx.execute(
+            "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
+            params![uid, StudyState::Queued],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {

@@ -1,0 +1,97 @@
+//! `radassist users`: the people who log in to the web reading room. They are kept in the
+//! service's store (argon2id hashes), so these commands open it as the server does; SQLite's
+//! locking makes that safe beside a running server.
+
+use radassist::config::Config;
+use radassist::roles::Role;
+use radassist::service::store::reading_room::{ReadingRoomStore, UserRow};
+use radassist::service::store::{now_ms, SqliteStore};
+use radassist::web::passwords;
+
+/// The roles a person can have (a PACS is a machine: it gets a bearer token, not a login).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum WebRole {
+    Radiologist,
+    Qa,
+    Admin,
+}
+
+impl WebRole {
+    fn role(self) -> Role {
+        match self {
+            WebRole::Radiologist => Role::Radiologist,
+            WebRole::Qa => Role::Qa,
+            WebRole::Admin => Role::Admin,
+        }
+    }
+}
+
+fn open(config: &Config) -> Result<SqliteStore, String> {
+    SqliteStore::open(&config.service.data_dir)
+        .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))
+}
+
+/// Whether `name` can be a login name (it appears in URLs and the audit log as it is).
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} cannot be a login name: use 1 to 64 letters, digits, '.', '_' or '-'"
+        ))
+    }
+}
+
+pub fn add(config: &Config, name: &str, role: WebRole, password_stdin: bool) -> Result<(), String> {
+    check_name(name)?;
+    if !password_stdin {
+        return Err(
+            "give the password on standard input with --password-stdin (never as an argument)"
+                .into(),
+        );
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from standard input: {e}"))?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    passwords::check_new(password)?;
+    let user = UserRow {
+        name: name.to_string(),
+        role: role.role(),
+        password_hash: passwords::hash(password)?,
+        disabled: false,
+        created_at: now_ms(),
+    };
+    open(config)?.add_user(&user).map_err(|e| e.to_string())?;
+    println!("added {name} ({})", user.role.as_str());
+    Ok(())
+}
+
+pub fn list(config: &Config) -> Result<(), String> {
+    for u in open(config)?.users().map_err(|e| e.to_string())? {
+        let since = chrono::DateTime::from_timestamp_millis(u.created_at)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        println!(
+            "{:<24} {:<12} {:<9} since {since}",
+            u.name,
+            u.role.as_str(),
+            if u.disabled { "disabled" } else { "active" }
+        );
+    }
+    Ok(())
+}
+
+pub fn set_disabled(config: &Config, name: &str, disabled: bool) -> Result<(), String> {
+    open(config)?
+        .set_user_disabled(name, disabled)
+        .map_err(|e| e.to_string())?;
+    println!("{name} {}", if disabled { "disabled" } else { "enabled" });
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Charts for the QA page, drawn as SVG on the server: no script, nothing to download, and
+//! they print. One kind is enough for QA: values (0–1) per group (a month, a model version)
+//! as lines with their 95 % intervals as whiskers. Every text in the SVG is escaped here,
+//! since the page includes the SVG as it is.
+
+use std::fmt::Write;
+
+/// One line of a chart.
+pub struct Series {
+    pub name: String,
+    /// Its CSS class (the colour): s1, s2, s3.
+    pub class: &'static str,
+    /// One value per group (None: no data there), with its interval when it has one.
+    pub points: Vec<Option<(f64, Option<(f64, f64)>)>>,
+}
+
+/// Text fit for SVG (XML) content and attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 260.0;
+const LEFT: f64 = 48.0;
+const RIGHT: f64 = 16.0;
+const TOP: f64 = 28.0;
+const BOTTOM: f64 = 56.0;
+
+/// A chart of `series` over `groups` (the x axis), values from 0 to 1 shown as percent.
+pub fn line_chart(id: &str, title: &str, groups: &[String], series: &[Series]) -> String {
+    let mut svg = String::new();
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x = |i: usize| {
+        if groups.len() <= 1 {
+            LEFT + plot_w / 2.0
+        } else {
+            LEFT + plot_w * i as f64 / (groups.len() - 1) as f64
+        }
+    };
+    let y = |v: f64| TOP + plot_h * (1.0 - v.clamp(0.0, 1.0));
+    let _ = write!(
+        svg,
+        r#"<svg id="{}" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
+        escape(id),
+        escape(title)
+    );
+    let _ = write!(svg, r#"<text class="title" x="{LEFT}" y="16">{}</text>"#, escape(title));
+    for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{}" y="{:.1}" text-anchor="end">{:.0}%</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            y(tick) + 4.0,
+            tick * 100.0,
+            y = y(tick),
+        );
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            x(i),
+            HEIGHT - BOTTOM + 16.0,
+            escape(g)
+        );
+    }
+    for s in series {
+        let mut path = String::new();
+        for (i, p) in s.points.iter().enumerate() {
+            let Some((v, interval)) = p else { continue };
+            let _ = write!(
+                path,
+                "{}{:.1},{:.1} ",
+                if path.is_empty() { "M" } else { "L" },
+                x(i),
+                y(*v)
+            );
+            if let Some((low, high)) = interval {
+                let _ = write!(
+                    svg,
+                    r#"<line class="whisker {}" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/>"#,
+                    s.class,
+                    y(*low),
+                    y(*high),
+                    x = x(i)
+                );
+            }
+            let _ = write!(
+                svg,
+                r#"<circle class="point {}" cx="{:.1}" cy="{:.1}" r="3.5"><title>{}: {}: {:.1}%</title></circle>"#,
+                s.class,
+                x(i),
+                y(*v),
+                escape(&s.name),
+                escape(&groups[i]),
+                v * 100.0
+            );
+        }
+        if !path.is_empty() {
+            let _ = write!(svg, r#"<path class="line {}" d="{}"/>"#, s.class, path.trim_end());
+        }
+    }
+    for (k, s) in series.iter().enumerate() {
+        let lx = LEFT + k as f64 * 200.0;
+        let ly = HEIGHT - 12.0;
+        let _ = write!(
+            svg,
+            r#"<rect class="key {}" x="{lx:.1}" y="{:.1}" width="12" height="4"/><text class="legend" x="{:.1}" y="{ly:.1}">{}</text>"#,
+            s.class,
+            ly - 5.0,
+            lx + 16.0,
+            escape(&s.name)
+        );
+    }
+    if groups.is_empty() {
+        let _ = write!(
+            svg,
+            r#"<text class="empty" x="{:.1}" y="{:.1}" text-anchor="middle">No signed studies in this period.</text>"#,
+            WIDTH / 2.0,
+            HEIGHT / 2.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_escapes_its_labels_and_draws_each_point() {
+        let svg = line_chart(
+            "c",
+            "Agreement <by month>",
+            &["2026-11".into(), "<script>".into()],
+            &[Series {
+                name: "labels".into(),
+                class: "s1",
+                points: vec![Some((0.5, Some((0.4, 0.6)))), None],
+            }],
+        );
+        assert!(svg.contains("&lt;script&gt;") && !svg.contains("<script>"));
+        assert_eq!(svg.matches("<circle").count(), 1);
+        assert_eq!(svg.matches("whisker").count(), 1);
+    }
+}

@@ -1,0 +1,292 @@
+//! The reading room: the web app that radiologists, QA staff and IT open in a browser.
+//!
+//! `radassist serve` serves it beside the gRPC API (`[web] listen`), over HTTPS with the
+//! service's certificate when TLS is configured. Pages are rendered on the server (axum and
+//! askama templates, every value escaped) with a little JavaScript of our own for what must be
+//! interactive: the image viewer, the editor's autosave, live worklist updates. Its assets are
+//! compiled into the binary; nothing is fetched from anywhere at run time.
+//!
+//! The parts: [`session`] (login, cookies, CSRF), [`worklist`], [`reading`] (one study: the
+//! draft, the devices, signing) with [`image`] (pixels for the viewer), [`quality`] (QA, with
+//! [`chart`]), [`admin`], [`events`] (server-sent events), [`page`] (the templates),
+//! [`assets`] (stylesheet and scripts) and [`passwords`]. Every response carries a strict Content-Security-Policy: no inline script,
+//! nothing from another origin.
+
+pub mod admin;
+pub mod assets;
+pub mod chart;
+pub mod events;
+pub mod image;
+pub mod page;
+pub mod passwords;
+pub mod quality;
+pub mod reading;
+pub mod session;
+pub mod worklist;
+
+use crate::config::Config;
+use crate::service::state::State;
+use crate::service::store::reading_room::SessionLimits;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What every handler shares.
+pub struct WebApp {
+    pub state: Arc<State>,
+    pub limits: SessionLimits,
+    /// Served over TLS: cookies are Secure.
+    pub secure: bool,
+}
+
+pub type App = Arc<WebApp>;
+
+/// An error a page shows: its status and a sentence saying what was wrong and what to do.
+#[derive(Debug)]
+pub struct WebError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Where to send a browser that must log in first.
+    login: Option<String>,
+}
+
+impl WebError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> WebError {
+        WebError {
+            status,
+            message: message.into(),
+            login: None,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> WebError {
+        WebError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> WebError {
+        WebError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// Not logged in: a page redirects to the login, anything else gets 401.
+    pub fn login_required(path: &str) -> WebError {
+        WebError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "you are not logged in (or your session has expired): log in again".into(),
+            login: Some(path.to_string()),
+        }
+    }
+}
+
+impl From<tonic::Status> for WebError {
+    fn from(s: tonic::Status) -> WebError {
+        use tonic::Code;
+        let status = match s.code() {
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            Code::FailedPrecondition | Code::Aborted | Code::AlreadyExists => {
+                StatusCode::CONFLICT
+            }
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        WebError::new(status, s.message().to_string())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if let Some(path) = &self.login {
+            // Pages (and the worklist's fragments) go to the login page; the rest get 401.
+            if !path.starts_with("/api/") {
+                let to = format!("/login?next={}", session::percent_encode(path));
+                return Redirect::to(&to).into_response();
+            }
+        }
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, "web: {}", self.message);
+        }
+        let mut response = page::error(self.status, &self.message).into_response();
+        *response.status_mut() = self.status;
+        // For scripts: the reason without parsing the page (newlines and non-ASCII dropped).
+        let reason: String = self
+            .message
+            .chars()
+            .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { ' ' })
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&reason) {
+            response.headers_mut().insert("x-error-message", value);
+        }
+        response
+    }
+}
+
+/// The headers every response carries: what the browser may load and run, and that patient
+/// data is neither cached nor leaked in a Referer.
+async fn security_headers(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Every route of the app.
+pub fn router(app: App) -> Router {
+    let pages = Router::new()
+        .route("/", get(|| async { Redirect::to("/worklist") }))
+        .route("/logout", post(session::logout))
+        .route("/worklist", get(worklist::page))
+        .route("/worklist/rows", get(worklist::rows))
+        .route("/events", get(events::stream))
+        .route("/studies/{uid}", get(reading::page))
+        .route("/studies/{uid}/claim", post(reading::claim))
+        .route("/studies/{uid}/release", post(reading::release))
+        .route("/studies/{uid}/draft", post(reading::save_draft))
+        .route("/studies/{uid}/sign", post(reading::sign))
+        .route("/studies/{uid}/pixels", get(image::pixels))
+        .route("/studies/{uid}/subtraction.png", get(image::subtraction))
+        .route("/qa", get(quality::page))
+        .route("/qa/export.csv", get(quality::export))
+        .route("/qa/studies/{uid}", get(quality::study))
+        .route("/admin", get(admin::page))
+        .route("/admin/jobs/{uid}/retry", post(admin::retry_job))
+        .route("/admin/users/{name}/disabled", post(admin::set_disabled))
+        .route_layer(middleware::from_fn_with_state(app.clone(), session::guard));
+    Router::new()
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/assets/{name}", get(assets::serve))
+        .merge(pages)
+        .fallback(|| async { WebError::not_found("there is no such page in radassist") })
+        .layer(middleware::from_fn(security_headers))
+        .with_state(app)
+}
+
+/// A TCP listener whose connections are TLS: each handshake runs in its own task (a slow
+/// client must not hold the others up), and the connections that complete are handed on.
+struct TlsListener {
+    local: SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+}
+
+/// A TLS handshake gets this long.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl TlsListener {
+    fn new(tcp: tokio::net::TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("web: accepting a connection: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("web: TLS handshake with {peer}: {e}"),
+                        Err(_) => tracing::debug!("web: TLS handshake with {peer} timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { local, ready })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        match self.ready.recv().await {
+            Some(ready) => ready,
+            // The accept task never ends while the listener lives.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// Binds the web app (None when `web.listen` is ""), and returns its address and the task that
+/// serves it.
+pub async fn bind(
+    config: &Config,
+    state: Arc<State>,
+) -> Result<Option<(String, impl std::future::Future<Output = ()>)>, String> {
+    let web = &config.web;
+    if web.listen.is_empty() {
+        return Ok(None);
+    }
+    let sc = &config.service;
+    let tls = sc.tls_cert.is_some() && sc.tls_key.is_some();
+    for address in tokio::net::lookup_host(&web.listen)
+        .await
+        .map_err(|e| format!("web.listen {}: {e}", web.listen))?
+    {
+        crate::service::check_plaintext(address, tls, sc.allow_plaintext)
+            .map_err(|e| format!("web.{e}"))?;
+    }
+    let tcp = tokio::net::TcpListener::bind(&web.listen)
+        .await
+        .map_err(|e| format!("web.listen {}: {e}", web.listen))?;
+    let local = tcp.local_addr().map_err(|e| e.to_string())?;
+    let app = Arc::new(WebApp {
+        state,
+        limits: SessionLimits {
+            idle_ms: (web.session_idle_minutes * 60_000) as i64,
+            absolute_ms: (web.session_hours * 3_600_000) as i64,
+        },
+        secure: tls,
+    });
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    use axum::serve::ListenerExt;
+    let url = format!("{}://{local}", if tls { "https" } else { "http" });
+    let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if tls {
+        let listener = TlsListener::new(tcp, crate::service::dicom::tls::server_config(sc)?)
+            .map_err(|e| e.to_string())?
+            .tap_io(|_| ());
+        Box::pin(async move {
+            if let Err(e) = axum::serve(listener, service).await {
+                tracing::error!("web app: {e}");
+            }
+        })
+    } else {
+        let listener = tcp.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        Box::pin(async move {
+            if let Err(e) = axum::serve(listener, service).await {
+                tracing::error!("web app: {e}");
+            }
+        })
+    };
+    Ok(Some((url, serving)))
+}

@@ -1,0 +1,576 @@
+//! Reading one study: the page with the viewer, the draft in its editor with each sentence's
+//! evidence, the devices with their measurements and thresholds, agreement per finding and
+//! device; and the actions on it: claim, release, save the edit (as the radiologist types),
+//! sign.
+//!
+//! Every action goes through the same store calls as the gRPC API (claim and release are
+//! conditional updates; signing is [`crate::service::worklist_service::sign`]), so a rule holds
+//! whichever way a radiologist works.
+
+use super::page::{self, Chrome};
+use super::session::Viewer;
+use super::worklist::{badge, Badge};
+use super::{App, WebError};
+use crate::analysis::StudyAnalysis;
+use crate::draft::Evidence;
+use crate::roles::Role;
+use crate::service::convert::work_item_message;
+use crate::service::lifecycle::WorkItemStatus;
+use crate::service::proto::{DeviceAgreement, FindingAgreement};
+use crate::service::results::ReportSource;
+use crate::service::store::reading_room::DraftEdit;
+use crate::service::store::{now_ms, WorkItemRow};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The radiologist's agreement with the draft: per finding (observation -> agrees) and per
+/// device (device -> "agree" or the verdict they give instead).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Agreements {
+    #[serde(default)]
+    pub findings: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub devices: BTreeMap<String, String>,
+}
+
+/// The verdicts a radiologist may give a device instead of the draft's (the API's words).
+pub const VERDICTS: [&str; 5] = [
+    "appropriate",
+    "borderline",
+    "malpositioned",
+    "not_assessable",
+    "absent",
+];
+
+/// A sentence of the draft with its evidence and, when it has one, its place on the image.
+#[derive(Serialize)]
+pub struct StatementView {
+    pub section: &'static str,
+    pub text: String,
+    pub critical: bool,
+    pub evidence: Vec<String>,
+    /// Image points (source pixels) the sentence is about.
+    pub points: Vec<[f64; 2]>,
+}
+
+pub struct DeviceView {
+    pub key: String,
+    pub title: String,
+    pub badge: Badge,
+    pub statement: String,
+    pub measurements: Vec<String>,
+    pub thresholds: Vec<String>,
+    pub landmarks: Vec<String>,
+    pub agreement: String,
+    /// What the radiologist can answer ("agree" or a verdict), and which they chose.
+    pub options: Vec<(&'static str, bool)>,
+}
+
+pub struct FindingView {
+    pub observation: String,
+    pub probability: String,
+    pub stated: bool,
+    /// "", "agree" or "disagree".
+    pub agreement: &'static str,
+}
+
+pub struct FinalView {
+    pub text: String,
+    pub radiologist: String,
+    pub signed_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "reading.html")]
+struct ReadingPage {
+    chrome: Chrome,
+    uid: String,
+    patient: String,
+    patient_id: String,
+    accession: String,
+    study_date: String,
+    status: &'static str,
+    claimed_by: String,
+    mine: bool,
+    critical: bool,
+    warning: String,
+    text: String,
+    saved: String,
+    statements: Vec<StatementView>,
+    devices: Vec<DeviceView>,
+    findings: Vec<FindingView>,
+    prior: String,
+    final_read: Option<FinalView>,
+    /// What the viewer and editor scripts need (JSON, escaped as an attribute).
+    data: String,
+}
+
+/// The stored analysis and report source of a work item.
+fn parts(row: &WorkItemRow) -> Result<(StudyAnalysis, ReportSource), WebError> {
+    let analysis = serde_json::from_str(&row.analysis_json)
+        .map_err(|e| WebError::internal(format!("the stored analysis: {e}")))?;
+    let source = row
+        .report_json
+        .as_deref()
+        .ok_or_else(|| WebError::internal("the work item has no report source"))
+        .and_then(|j| {
+            serde_json::from_str(j).map_err(|e| WebError::internal(format!("the stored report: {e}")))
+        })?;
+    Ok((analysis, source))
+}
+
+/// The image points a piece of evidence is about.
+fn points(evidence: &Evidence, analysis: &StudyAnalysis) -> Vec<[f64; 2]> {
+    match evidence {
+        Evidence::Landmark { x, y, .. } => vec![[*x, *y]],
+        Evidence::Measurement { device, .. } => analysis
+            .current
+            .placement
+            .devices
+            .iter()
+            .filter(|d| d.device == *device)
+            .flat_map(|d| d.landmarks.iter().map(|l| [l.x, l.y]))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn describe(e: &Evidence) -> String {
+    match e {
+        Evidence::ModelOutput {
+            model,
+            observation,
+            probability,
+            threshold,
+        } => format!("{model}: {observation} probability {probability:.2} (threshold {threshold:.2})"),
+        Evidence::Measurement {
+            name,
+            value,
+            unit,
+            verdict,
+            thresholds,
+            ..
+        } => {
+            let t: Vec<String> = thresholds
+                .iter()
+                .map(|t| format!("{} {:.0} mm ({})", t.name, t.value_mm, t.source))
+                .collect();
+            format!(
+                "{name}: {value:.1} {} → {}; thresholds: {}",
+                format!("{unit:?}").to_lowercase(),
+                verdict.as_str(),
+                t.join("; ")
+            )
+        }
+        Evidence::Landmark {
+            model,
+            name,
+            x,
+            y,
+            confidence,
+        } => format!("{model}: {name} at ({x:.0}, {y:.0}) px, confidence {confidence:.2}"),
+        Evidence::Comparison {
+            prior_study_date,
+            subject,
+            change,
+            ..
+        } => format!(
+            "{subject}: {change} since {}",
+            prior_study_date.as_deref().map(page::dicom_date).unwrap_or_else(|| "the prior".into())
+        ),
+        Evidence::PriorSearch { peers, reason } => {
+            format!("no prior retrieved from {}: {reason}", peers.join(", "))
+        }
+    }
+}
+
+/// What the viewer draws over the image: each device's landmarks and callipers.
+#[derive(Serialize)]
+struct OverlayDevice {
+    title: String,
+    verdict: String,
+    critical: bool,
+    landmarks: Vec<(String, f64, f64, f32)>,
+    callipers: Vec<([f64; 2], [f64; 2], String)>,
+}
+
+fn overlay(analysis: &StudyAnalysis) -> Vec<OverlayDevice> {
+    analysis
+        .current
+        .placement
+        .devices
+        .iter()
+        .filter(|d| !d.landmarks.is_empty())
+        .map(|d| {
+            let at = |name: &str| {
+                d.landmarks
+                    .iter()
+                    .find(|l| l.name == name)
+                    .map(|l| [l.x, l.y])
+            };
+            OverlayDevice {
+                title: d.device.title().to_string(),
+                verdict: d.verdict.as_str().to_string(),
+                critical: d.critical,
+                landmarks: d
+                    .landmarks
+                    .iter()
+                    .map(|l| (l.name.replace('_', " "), l.x, l.y, l.confidence))
+                    .collect(),
+                callipers: d
+                    .measurements
+                    .iter()
+                    .filter_map(|m| {
+                        Some((
+                            at(&m.from)?,
+                            at(&m.to)?,
+                            format!(
+                                "{:.0} {}",
+                                m.value,
+                                format!("{:?}", m.unit).to_lowercase()
+                            ),
+                        ))
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+async fn work_item(app: &App, uid: &str) -> Result<WorkItemRow, WebError> {
+    let uid = uid.to_string();
+    Ok(app.state.store_call(move |s| s.work_item(&uid)).await?)
+}
+
+pub async fn page(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(uid): Path<String>,
+) -> Result<Response, WebError> {
+    viewer.require(&[Role::Radiologist])?;
+    let row = work_item(&app, &uid).await?;
+    let edit = {
+        let uid = uid.clone();
+        app.state.store_call(move |s| s.draft_edit(&uid)).await?
+    };
+    let message = work_item_message(&row)?;
+    let (analysis, source) = parts(&row)?;
+    let draft = &source.draft;
+    let agreements: Agreements = edit
+        .as_ref()
+        .and_then(|e| serde_json::from_str(&e.agreements).ok())
+        .unwrap_or_default();
+    let statements: Vec<StatementView> = draft
+        .findings
+        .iter()
+        .map(|s| ("Findings", s))
+        .chain(draft.impression.iter().map(|s| ("Impression", s)))
+        .map(|(section, s)| StatementView {
+            section,
+            text: s.text.clone(),
+            critical: s.critical,
+            evidence: s.evidence.iter().map(describe).collect(),
+            points: s.evidence.iter().flat_map(|e| points(e, &analysis)).collect(),
+        })
+        .collect();
+    let devices = analysis
+        .current
+        .placement
+        .devices
+        .iter()
+        .map(|d| {
+            let name = |v: serde_json::Result<serde_json::Value>| {
+                v.ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            };
+            let key = name(serde_json::to_value(d.device));
+            let verdict = name(serde_json::to_value(d.verdict));
+            DeviceView {
+                title: d.device.title().to_string(),
+                badge: badge(d.device.title(), &verdict, d.critical),
+                statement: d.statement.clone(),
+                measurements: d
+                    .measurements
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}: {:.1} {} ({} → {}){}",
+                            m.name,
+                            m.value,
+                            format!("{:?}", m.unit).to_lowercase(),
+                            m.from.replace('_', " "),
+                            m.to.replace('_', " "),
+                            if m.calibrated { "" } else { ", not calibrated" }
+                        )
+                    })
+                    .collect(),
+                thresholds: d
+                    .thresholds
+                    .iter()
+                    .map(|t| format!("{}: {:.0} mm — {}", t.name, t.value_mm, t.source))
+                    .collect(),
+                landmarks: d
+                    .landmarks
+                    .iter()
+                    .map(|l| format!("{} (confidence {:.2})", l.name.replace('_', " "), l.confidence))
+                    .collect(),
+                options: std::iter::once("agree")
+                    .chain(VERDICTS)
+                    .map(|v| (v, agreements.devices.get(&key).is_some_and(|a| a == v)))
+                    .collect(),
+                agreement: agreements.devices.get(&key).cloned().unwrap_or_default(),
+                key,
+            }
+        })
+        .collect();
+    let stated: Vec<String> = draft
+        .findings
+        .iter()
+        .chain(&draft.impression)
+        .flat_map(|s| &s.evidence)
+        .filter_map(|e| match e {
+            Evidence::ModelOutput { observation, .. } => Some(observation.clone()),
+            _ => None,
+        })
+        .collect();
+    let findings = analysis
+        .current
+        .findings
+        .iter()
+        .map(|f| FindingView {
+            observation: f.label.clone(),
+            probability: format!("{:.2}", f.probability),
+            stated: stated.contains(&f.label),
+            agreement: match agreements.findings.get(&f.label) {
+                Some(true) => "agree",
+                Some(false) => "disagree",
+                None => "",
+            },
+        })
+        .collect();
+    let prior = analysis
+        .comparisons
+        .first()
+        .map(|c| {
+            c.prior
+                .image
+                .study_date
+                .as_deref()
+                .map(page::dicom_date)
+                .unwrap_or_else(|| "undated".into())
+        })
+        .unwrap_or_default();
+    let final_read = message.final_read.as_ref().map(|f| FinalView {
+        text: f.text.clone(),
+        radiologist: f.radiologist.clone(),
+        signed_at: f
+            .sign_time
+            .as_ref()
+            .map(|t| page::when(crate::service::convert::millis(t)))
+            .unwrap_or_default(),
+    });
+    let mine = row.status == WorkItemStatus::Claimed
+        && row.claimed_by.as_deref() == Some(viewer.name.as_str());
+    let data = serde_json::json!({
+        "uid": uid,
+        "editable": mine,
+        "prior": !prior.is_empty(),
+        "overlay": overlay(&analysis),
+        "statements": &statements,
+        "source": [analysis.current.image.columns, analysis.current.image.rows],
+    })
+    .to_string();
+    viewer.audit(&app, "web: view study", &format!("studies/{uid}")).await?;
+    let draft_message = message.draft.clone().unwrap_or_default();
+    Ok(page::render(&ReadingPage {
+        chrome: Chrome::of(&viewer, "worklist"),
+        patient: page::person_name(&message.patient_name),
+        patient_id: message.patient_id.clone(),
+        accession: message.accession_number.clone(),
+        study_date: page::dicom_date(&message.study_date),
+        status: row.status.as_str(),
+        claimed_by: row.claimed_by.clone().unwrap_or_default(),
+        mine,
+        critical: row.critical,
+        warning: draft_message.warning.clone(),
+        text: edit
+            .as_ref()
+            .map(|e| e.text.clone())
+            .unwrap_or_else(|| draft.text.clone()),
+        saved: edit.as_ref().map(|e| page::when(e.saved_at)).unwrap_or_default(),
+        statements,
+        devices,
+        findings,
+        prior,
+        final_read,
+        data,
+        uid,
+    }))
+}
+
+/// Claims (or releases) the study for the viewer, then shows it again.
+async fn change_claim(
+    app: App,
+    viewer: Viewer,
+    uid: String,
+    claim: bool,
+) -> Result<Response, WebError> {
+    viewer.require(&[Role::Radiologist])?;
+    {
+        let (uid, who) = (uid.clone(), viewer.name.clone());
+        app.state
+            .store_call(move |s| {
+                if claim {
+                    s.claim(&uid, &who)
+                } else {
+                    s.release(&uid, &who)
+                }
+            })
+            .await?;
+    }
+    let action = if claim { "web: claim" } else { "web: release" };
+    viewer.audit(&app, action, &format!("workItems/{uid}")).await?;
+    app.state.study_changed(&uid, false);
+    Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
+}
+
+pub async fn claim(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(uid): Path<String>,
+) -> Result<Response, WebError> {
+    change_claim(app, viewer, uid, true).await
+}
+
+pub async fn release(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(uid): Path<String>,
+) -> Result<Response, WebError> {
+    change_claim(app, viewer, uid, false).await
+}
+
+/// What the editor sends as the radiologist types.
+#[derive(Deserialize)]
+pub struct DraftForm {
+    text: String,
+    #[serde(default)]
+    agreements: Agreements,
+}
+
+/// The longest report text accepted.
+const MAX_TEXT: usize = 64 << 10;
+
+fn check_text(text: &str) -> Result<(), WebError> {
+    if text.len() > MAX_TEXT {
+        return Err(WebError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the report is longer than {MAX_TEXT} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_agreements(a: &Agreements) -> Result<(), WebError> {
+    if let Some((device, v)) = a
+        .devices
+        .iter()
+        .find(|(_, v)| *v != "agree" && !VERDICTS.contains(&v.as_str()))
+    {
+        return Err(WebError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{device}: {v:?} is not a verdict (agree, or one of {})", VERDICTS.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// Saves the edit in progress (only the radiologist holding the claim can).
+pub async fn save_draft(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(uid): Path<String>,
+    Json(form): Json<DraftForm>,
+) -> Result<Response, WebError> {
+    viewer.require(&[Role::Radiologist])?;
+    check_text(&form.text)?;
+    check_agreements(&form.agreements)?;
+    let edit = DraftEdit {
+        study_instance_uid: uid.clone(),
+        radiologist: viewer.name.clone(),
+        text: form.text,
+        agreements: serde_json::to_string(&form.agreements)
+            .map_err(|e| WebError::internal(e.to_string()))?,
+        saved_at: now_ms(),
+    };
+    let saved_at = edit.saved_at;
+    app.state.store_call(move |s| s.save_draft_edit(&edit)).await?;
+    Ok(Json(serde_json::json!({ "saved": page::when(saved_at) })).into_response())
+}
+
+/// The sign form: the text and the agreements (JSON) as the editor holds them.
+#[derive(Deserialize)]
+pub struct SignForm {
+    text: String,
+    #[serde(default)]
+    agreements: String,
+}
+
+pub async fn sign(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(uid): Path<String>,
+    Form(form): Form<SignForm>,
+) -> Result<Response, WebError> {
+    viewer.require(&[Role::Radiologist])?;
+    check_text(&form.text)?;
+    let agreements: Agreements = if form.agreements.trim().is_empty() {
+        Agreements::default()
+    } else {
+        serde_json::from_str(&form.agreements).map_err(|e| {
+            WebError::new(StatusCode::BAD_REQUEST, format!("the agreements are not valid: {e}"))
+        })?
+    };
+    check_agreements(&agreements)?;
+    let row = work_item(&app, &uid).await?;
+    let message = work_item_message(&row)?;
+    let findings = agreements
+        .findings
+        .iter()
+        .map(|(observation, &agrees)| FindingAgreement {
+            observation: observation.clone(),
+            agrees,
+        })
+        .collect();
+    // A device the radiologist agreed with keeps the draft's verdict.
+    let devices = agreements
+        .devices
+        .iter()
+        .filter_map(|(device, said)| {
+            let draft = message.devices.iter().find(|d| &d.device == device)?;
+            let agrees = said == "agree" || *said == draft.verdict;
+            Some(DeviceAgreement {
+                device: device.clone(),
+                verdict: if agrees { draft.verdict.clone() } else { said.clone() },
+                agrees,
+            })
+        })
+        .collect();
+    crate::service::worklist_service::sign(
+        app.state.clone(),
+        &uid,
+        &viewer.name,
+        form.text,
+        findings,
+        devices,
+    )
+    .await?;
+    viewer.audit(&app, "web: sign", &format!("workItems/{uid}")).await?;
+    Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
+}

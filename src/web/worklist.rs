@@ -1,0 +1,246 @@
+//! The worklist: the studies waiting for a radiologist, critical results first, then
+//! priority, then age, with filters (status, critical, study date, mine). The page renders its
+//! rows on the server; `worklist.js` fetches them again (`/worklist/rows`, the same query)
+//! whenever [`super::events`] says a study changed, and raises an alert for a new critical one.
+
+use super::page::{self, Chrome};
+use super::session::Viewer;
+use super::{App, WebError};
+use crate::roles::Role;
+use crate::service::convert::work_item_message;
+use crate::service::lifecycle::WorkItemStatus;
+use crate::service::store::{now_ms, WorkItemFilter, WorkItemRow};
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+
+/// Rows a page shows; "more" pages on.
+pub const PAGE_ROWS: i64 = 200;
+
+/// Which statuses the worklist shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusFilter {
+    /// Unclaimed and claimed: what still needs a read.
+    #[default]
+    Open,
+    Unclaimed,
+    Claimed,
+    Signed,
+    All,
+}
+
+impl StatusFilter {
+    fn statuses(self) -> Vec<WorkItemStatus> {
+        use WorkItemStatus::*;
+        match self {
+            StatusFilter::Open => vec![Unclaimed, Claimed],
+            StatusFilter::Unclaimed => vec![Unclaimed],
+            StatusFilter::Claimed => vec![Claimed],
+            StatusFilter::Signed => vec![Signed],
+            StatusFilter::All => vec![Unclaimed, Claimed, Signed],
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Open => "open",
+            StatusFilter::Unclaimed => "unclaimed",
+            StatusFilter::Claimed => "claimed",
+            StatusFilter::Signed => "signed",
+            StatusFilter::All => "all",
+        }
+    }
+}
+
+/// The worklist's query string (checkboxes send "on" or nothing).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Filters {
+    #[serde(default)]
+    pub status: StatusFilter,
+    #[serde(default)]
+    pub critical: String,
+    #[serde(default)]
+    pub date: String,
+    #[serde(default)]
+    pub mine: String,
+    #[serde(default)]
+    pub offset: i64,
+}
+
+impl Filters {
+    fn store_filter(&self, viewer: &Viewer) -> Result<WorkItemFilter, WebError> {
+        let date = self.date.trim();
+        if !date.is_empty() && chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
+            return Err(WebError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("the date {date:?} is not a date: use YYYY-MM-DD"),
+            ));
+        }
+        Ok(WorkItemFilter {
+            statuses: self.status.statuses(),
+            critical_only: !self.critical.is_empty(),
+            claimed_by: (!self.mine.is_empty()).then(|| viewer.name.clone()),
+            // The catalogue keeps the header's DICOM date (YYYYMMDD).
+            study_date: (!date.is_empty()).then(|| date.replace('-', "")),
+        })
+    }
+
+    /// This query as a query string (for the "more" link and the live refresh).
+    fn query(&self, offset: i64) -> String {
+        let mut q = format!("status={}", self.status.as_str());
+        if !self.critical.is_empty() {
+            q.push_str("&critical=on");
+        }
+        if !self.date.trim().is_empty() {
+            q.push_str(&format!("&date={}", super::session::percent_encode(self.date.trim())));
+        }
+        if !self.mine.is_empty() {
+            q.push_str("&mine=on");
+        }
+        if offset > 0 {
+            q.push_str(&format!("&offset={offset}"));
+        }
+        q
+    }
+}
+
+/// A device's verdict as a badge.
+pub struct Badge {
+    pub device: String,
+    pub verdict: String,
+    /// The badge's CSS class: critical, warn, ok or na.
+    pub class: &'static str,
+}
+
+pub fn badge(device: &str, verdict: &str, critical: bool) -> Badge {
+    let class = match verdict {
+        _ if critical => "critical",
+        "malpositioned" | "borderline" => "warn",
+        "appropriate" => "ok",
+        _ => "na",
+    };
+    Badge {
+        device: device.replace('_', " "),
+        verdict: verdict.replace('_', " "),
+        class,
+    }
+}
+
+/// One row of the worklist.
+pub struct Row {
+    pub uid: String,
+    pub patient: String,
+    pub patient_id: String,
+    pub accession: String,
+    pub study_date: String,
+    pub age: String,
+    pub status: &'static str,
+    pub claimed_by: String,
+    pub critical: bool,
+    pub priority: i64,
+    pub impression: String,
+    pub badges: Vec<Badge>,
+    pub test_model: bool,
+}
+
+fn row(item: &WorkItemRow, now: i64) -> Result<Row, WebError> {
+    let message = work_item_message(item)?;
+    let draft = message.draft.unwrap_or_default();
+    let impression = draft
+        .impression
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Row {
+        uid: item.study_instance_uid.clone(),
+        patient: page::person_name(&message.patient_name),
+        patient_id: message.patient_id,
+        accession: message.accession_number,
+        study_date: page::dicom_date(&message.study_date),
+        age: page::age(item.created_at, now),
+        status: item.status.as_str(),
+        claimed_by: item.claimed_by.clone().unwrap_or_default(),
+        critical: item.critical,
+        priority: item.priority,
+        impression,
+        badges: message
+            .devices
+            .iter()
+            .filter(|d| d.verdict != "absent")
+            .map(|d| badge(&d.device, &d.verdict, d.critical))
+            .collect(),
+        test_model: !draft.warning.is_empty(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "worklist.html")]
+struct WorklistPage {
+    chrome: Chrome,
+    filters: Filters,
+    status: &'static str,
+    rows: Vec<Row>,
+    more: Option<String>,
+    refresh: String,
+}
+
+#[derive(Template)]
+#[template(path = "worklist_rows.html")]
+struct RowsFragment {
+    rows: Vec<Row>,
+    more: Option<String>,
+}
+
+/// The rows of `filters`, and the query of the next page when there is one.
+async fn rows_of(
+    app: &App,
+    viewer: &Viewer,
+    filters: &Filters,
+) -> Result<(Vec<Row>, Option<String>), WebError> {
+    viewer.require(&[Role::Radiologist])?;
+    let filter = filters.store_filter(viewer)?;
+    let offset = filters.offset.max(0);
+    let items = app
+        .state
+        .store_call(move |s| s.work_items(&filter, offset, PAGE_ROWS + 1))
+        .await?;
+    let more = (items.len() as i64 > PAGE_ROWS).then(|| filters.query(offset + PAGE_ROWS));
+    let now = now_ms();
+    let rows = items
+        .iter()
+        .take(PAGE_ROWS as usize)
+        .map(|item| row(item, now))
+        .collect::<Result<_, _>>()?;
+    viewer
+        .audit(app, "web: worklist", &format!("{} work items", filters.query(offset)))
+        .await?;
+    Ok((rows, more))
+}
+
+pub async fn page(
+    State(app): State<App>,
+    viewer: Viewer,
+    Query(filters): Query<Filters>,
+) -> Result<Response, WebError> {
+    let (rows, more) = rows_of(&app, &viewer, &filters).await?;
+    Ok(page::render(&WorklistPage {
+        chrome: Chrome::of(&viewer, "worklist"),
+        status: filters.status.as_str(),
+        refresh: filters.query(0),
+        filters,
+        rows,
+        more,
+    }))
+}
+
+/// The rows alone, for the page's live refresh.
+pub async fn rows(
+    State(app): State<App>,
+    viewer: Viewer,
+    Query(filters): Query<Filters>,
+) -> Result<Response, WebError> {
+    let (rows, more) = rows_of(&app, &viewer, &filters).await?;
+    Ok(page::render(&RowsFragment { rows, more }))
+}
