@@ -13,11 +13,16 @@ scale 1.02: more would change the ring sizes the test landmark pack tells apart;
 with pydicom as 16-bit explicit VR little endian (the 8-bit values times 256).
 
     .radassist/venv/bin/python scripts/make-sample-study.py
+
+`make-sample-study.py critical` writes only `siim_chest_pa_critical.dcm`: another patient's film
+(2024-03-20) whose endotracheal tube tip is 1.0 cm above the carina, a critical result, for
+`scripts/demo` and the reading room's tests (it needs numpy and pydicom, not OpenCV).
 """
 import json
 from pathlib import Path
 
-import cv2
+import sys
+
 import numpy as np
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -32,6 +37,7 @@ CURRENT = {"carina": (0.0, 0.0), "ett_tip": (-3.5, -45.0), "left_hemidiaphragm":
            "ngt_tip": (26.8, 81.4), "cvc_tip": (-12.0, 25.0), "chest_tube_tip": (40.0, 12.5)}
 PRIOR = {"carina": (0.0, 0.0), "ett_tip": (-3.5, -25.0), "left_hemidiaphragm": (36.2, 51.4),
          "ngt_tip": (26.8, 81.4), "chest_tube_tip": (40.0, 12.5)}
+CRITICAL = {"carina": (0.0, 0.0), "ett_tip": (-3.5, -10.0)}
 PRIOR_REPORT = """FINDINGS: Endotracheal tube tip is 2.5 cm above the carina. Enteric tube courses below the
 diaphragm with its tip in the stomach. Left chest tube in place. No central venous catheter.
 No pneumothorax. Lungs are clear.
@@ -80,7 +86,18 @@ def write(ds, values, name, study_uid, date, padding=False):
     print("wrote", OUT / name)
 
 
+def critical():
+    ds = pydicom.dcmread(SOURCE)
+    film = ds.pixel_array.astype(np.float64)
+    marked = draw_markers(film, float(ds.PixelSpacing[0]), CRITICAL)
+    ds.PatientName = "CRITICAL^DEMO"
+    ds.PatientID = "RA-DEMO-CRITICAL"
+    write(ds, np.round(marked * 256), "siim_chest_pa_critical.dcm", generate_uid(), "20240320")
+
+
 def main():
+    import cv2
+
     ds = pydicom.dcmread(SOURCE)
     film = ds.pixel_array.astype(np.float64)
     spacing = float(ds.PixelSpacing[0])
@@ -101,4 +118,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    critical() if sys.argv[1:] == ["critical"] else main()

@@ -634,7 +634,7 @@ fn a_closed_stderr_does_not_stop_the_service() {
     std::fs::write(
         &config,
         format!(
-            "[service]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\ndata_dir = {:?}\n\
+            "[web]\nlisten = \"127.0.0.1:0\"\n[service]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\ndata_dir = {:?}\n\
              [[service.tokens]]\ntoken = \"{PACS_TOKEN}\"\nname = \"pacs\"\nrole = \"pacs\"\n",
             dir.path().join("data").display().to_string()
         ),

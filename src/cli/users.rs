@@ -27,7 +27,7 @@ impl WebRole {
 }
 
 fn open(config: &Config) -> Result<SqliteStore, String> {
-    SqliteStore::open(&config.service.data_dir)
+    SqliteStore::open_beside_server(&config.service.data_dir)
         .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))
 }
 

@@ -102,6 +102,16 @@ pub fn person_name(pn: &str) -> String {
     }
 }
 
+/// A work item's status in the reading room's words.
+pub fn status_word(status: crate::service::lifecycle::WorkItemStatus) -> &'static str {
+    use crate::service::lifecycle::WorkItemStatus::*;
+    match status {
+        Unclaimed => "unclaimed",
+        Claimed => "claimed",
+        Signed => "signed",
+    }
+}
+
 /// A DICOM date (YYYYMMDD) as YYYY-MM-DD; anything else as it is.
 pub fn dicom_date(date: &str) -> String {
     let d = date.trim();

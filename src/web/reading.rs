@@ -394,7 +394,7 @@ pub async fn page(
         patient_id: message.patient_id.clone(),
         accession: message.accession_number.clone(),
         study_date: page::dicom_date(&message.study_date),
-        status: row.status.as_str(),
+        status: page::status_word(row.status),
         claimed_by: row.claimed_by.clone().unwrap_or_default(),
         mine,
         critical: row.critical,

@@ -81,8 +81,8 @@ impl Filters {
             statuses: self.status.statuses(),
             critical_only: !self.critical.is_empty(),
             claimed_by: (!self.mine.is_empty()).then(|| viewer.name.clone()),
-            // The catalogue keeps the header's DICOM date (YYYYMMDD).
-            study_date: (!date.is_empty()).then(|| date.replace('-', "")),
+            // The catalogue keeps the Study Date as YYYY-MM-DD.
+            study_date: (!date.is_empty()).then(|| date.to_string()),
         })
     }
 
@@ -160,7 +160,7 @@ fn row(item: &WorkItemRow, now: i64) -> Result<Row, WebError> {
         accession: message.accession_number,
         study_date: page::dicom_date(&message.study_date),
         age: page::age(item.created_at, now),
-        status: item.status.as_str(),
+        status: page::status_word(item.status),
         claimed_by: item.claimed_by.clone().unwrap_or_default(),
         critical: item.critical,
         priority: item.priority,

@@ -121,7 +121,7 @@ pub struct WorkItemFilter {
     pub critical_only: bool,
     /// Only items claimed by (or signed by) this radiologist.
     pub claimed_by: Option<String>,
-    /// Only studies of this Study Date (YYYY-MM-DD).
+    /// Only studies of this Study Date (YYYY-MM-DD, as the catalogue keeps it).
     pub study_date: Option<String>,
 }
 

@@ -28,6 +28,25 @@ impl SqliteStore {
     /// Opens (or creates) the store in `root` as the one process that owns it: jobs a crash
     /// left running are queued again and half-written blobs removed.
     pub fn open(root: &Path) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore::open_beside_server(root)?;
+        {
+            let db = store.db();
+            db.execute(
+                "UPDATE jobs SET state = ?1 WHERE state = ?2",
+                params![JobState::Queued, JobState::Running],
+            )?;
+            db.execute(
+                "UPDATE studies SET state = ?1 WHERE state = ?2",
+                params![StudyState::Queued, StudyState::Analyzing],
+            )?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the store for an administrator's command (`radassist users`) that may run beside
+    /// a live server: the schema is brought up to date, but no crash recovery runs (the
+    /// server's running jobs are its own).
+    pub fn open_beside_server(root: &Path) -> Result<SqliteStore, StoreError> {
         let blobs = FolderBlobStore::open(root, true)?;
         let db = Connection::open(root.join(DATABASE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -35,14 +54,6 @@ impl SqliteStore {
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.execute_batch(SCHEMA)?;
         migrate(&db)?;
-        db.execute(
-            "UPDATE jobs SET state = ?1 WHERE state = ?2",
-            params![JobState::Queued, JobState::Running],
-        )?;
-        db.execute(
-            "UPDATE studies SET state = ?1 WHERE state = ?2",
-            params![StudyState::Queued, StudyState::Analyzing],
-        )?;
         let reader = read_only_connection(root)?;
         Ok(SqliteStore {
             db: Mutex::new(db),
