@@ -1,0 +1,218 @@
+"""The reading room in a real browser: Debian's chromium driven through chromium-driver by
+selenium, against a radassist that tests/web.rs started and filled.
+
+    reading_room.py URL SCREENSHOT_DIR
+
+Reads JSON from its first stdin line: the users' passwords and the studies' UIDs. Writes
+"ready-for-critical" when the worklist is open and waits for a line on stdin (the Rust test then
+pushes a new critical study); prints "first-image-ms N" and "ok" at the end. Any failed check
+raises, so the exit status is not 0.
+"""
+import json
+import sys
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE, SHOTS = sys.argv[1], sys.argv[2]
+FACTS = json.loads(sys.stdin.readline())
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+HOSTILE_NAME = "<script>alert(1)</script>, <b>Bold</b>"
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1600,1000"]:
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+d = browser()
+wait = WebDriverWait(d, 30)
+
+
+def check(condition, message):
+    if not condition:
+        d.save_screenshot(f"{SHOTS}/failure.png")
+        raise AssertionError(message)
+
+
+def say(line):
+    print(line, flush=True)
+
+
+def login(name, password, refused=False):
+    d.delete_all_cookies()
+    d.get(BASE + "/login")
+    d.find_element(By.ID, "username").send_keys(name)
+    d.find_element(By.ID, "password").send_keys(password)
+    d.find_element(By.ID, "login").click()
+    if refused:
+        wait.until(ec.presence_of_element_located((By.ID, "login-failed")))
+    else:
+        wait.until(lambda _: "/login" not in d.current_url)
+
+
+def status_of_page():
+    return d.title.split(" ")[0]
+
+
+def canvas_stats(canvas_id):
+    return d.execute_script(
+        """const c = document.getElementById(arguments[0]);
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let sum = 0, sq = 0, n = 0, hash = 0;
+        for (let i = 0; i < px.length; i += 4) { const v = px[i]; sum += v; sq += v * v; n++; hash = (hash * 31 + v) | 0; }
+        const mean = sum / n;
+        return {mean: mean, sd: Math.sqrt(sq / n - mean * mean), hash: hash, w: c.width, h: c.height};""",
+        canvas_id)
+
+
+def no_script_ran():
+    # An alert() would also have failed the next command (an unexpected alert).
+    check(d.execute_script("return window.__xss === undefined"), "a hostile value ran as script")
+
+
+# 1. A wrong password is refused.
+login("dr-web", "not the password at all", refused=True)
+check("/login" in d.current_url, "a wrong password left the login page: " + d.current_url)
+d.save_screenshot(f"{SHOTS}/login.png")
+
+# 2. The radiologist logs in; the critical study is first.
+login("dr-web", FACTS["radiologist"])
+wait.until(ec.presence_of_element_located((By.ID, "rows")))
+rows = d.find_elements(By.CSS_SELECTOR, "#rows tr.item")
+check(len(rows) >= 3, f"the worklist shows {len(rows)} studies")
+check(rows[0].get_attribute("data-uid") == FACTS["critical"], "the critical study is not first")
+check("critical" in rows[0].get_attribute("class"), "the first row is not marked critical")
+check(d.find_elements(By.CSS_SELECTOR, "#rows tr.item .badge.critical"), "no critical device badge")
+
+# 3. Hostile header values stay text.
+names = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#rows .patient")]
+check(HOSTILE_NAME in names, f"the hostile Patient's Name is not shown as text: {names}")
+check(not d.find_elements(By.CSS_SELECTOR, "#rows script, #rows b"), "a header value became an element")
+no_script_ran()
+check(not d.find_elements(By.LINK_TEXT, "QA") and not d.find_elements(By.LINK_TEXT, "Admin"),
+      "a radiologist's menu offers QA or Admin")
+
+# 4. A new critical study appears without a reload, with an alert.
+wait.until(lambda _: "on" in d.find_element(By.ID, "live").get_attribute("class"))
+say("ready-for-critical")
+sys.stdin.readline()
+wait.until(lambda _: d.find_elements(By.CSS_SELECTOR, f'#rows tr.item[data-uid="{FACTS["late_critical"]}"]'))
+alert = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#alerts .critical-alert")))
+check("New critical result" in alert.text, "the critical alert says: " + alert.text)
+d.save_screenshot(f"{SHOTS}/worklist.png")
+
+# 5. The keyboard alone opens a study: j moves, Enter opens.
+first = d.find_element(By.CSS_SELECTOR, "#rows tr.item")
+first.send_keys("j")
+focused = d.switch_to.active_element.get_attribute("data-uid")
+check(focused is not None, "j did not move the focus to a row")
+
+# 6. Reading: the image is drawn, window/level changes it, the overlay toggles.
+d.get(BASE + "/studies/" + FACTS["current"])
+d.find_element(By.ID, "claim").click()
+wait.until(ec.presence_of_element_located((By.ID, "release")))
+wait.until(lambda _: d.find_element(By.ID, "current").get_attribute("data-drawn") == "true")
+first_image_ms = d.execute_script(
+    "const m = performance.getEntriesByName('radassist:first-image'); return m.length ? m[0].startTime : null")
+check(first_image_ms is not None, "the page recorded no first image")
+before = canvas_stats("current")
+check(before["sd"] > 5, f"the drawn image is uniform: {before}")
+canvas = d.find_element(By.ID, "current")
+ActionChains(d).move_to_element(canvas).click_and_hold().move_by_offset(120, 60).release().perform()
+after = canvas_stats("current")
+check(after["hash"] != before["hash"] and abs(after["mean"] - before["mean"]) > 1,
+      f"a window/level drag did not change the pixels: {before} -> {after}")
+readout = d.find_element(By.ID, "wl-readout").text
+marks = len(d.find_elements(By.CSS_SELECTOR, "#overlay circle.landmark"))
+check(marks >= 4, f"the overlay shows {marks} landmarks")
+d.find_element(By.ID, "toggle-overlay").click()
+check(len(d.find_elements(By.CSS_SELECTOR, "#overlay circle.landmark")) == 0, "the overlay did not turn off")
+d.find_element(By.ID, "toggle-overlay").click()
+check(len(d.find_elements(By.CSS_SELECTOR, "#overlay circle.landmark")) == marks, "the overlay did not come back")
+d.find_element(By.ID, "toggle-prior").click()
+wait.until(lambda _: canvas_stats("prior")["sd"] > 5)
+d.find_element(By.ID, "toggle-subtraction").click()
+wait.until(lambda _: canvas_stats("subtraction")["sd"] > 1)
+# Evidence: selecting the first sentence shows its evidence and marks its place.
+d.find_element(By.CSS_SELECTOR, "#statements li").click()
+evidence = d.find_element(By.ID, "evidence").text
+check("Endotracheal" in evidence or "ett" in evidence.lower(), "the first sentence's evidence: " + evidence)
+check(d.find_elements(By.CSS_SELECTOR, "#overlay circle.highlight"), "the sentence's place is not marked")
+d.find_element(By.ID, "toggle-subtraction").click()
+d.save_screenshot(f"{SHOTS}/reading.png")
+
+# 7. An edit survives a reload; a device and a finding get the radiologist's verdict.
+editor = d.find_element(By.ID, "editor")
+editor.send_keys(Keys.END, " Radiologist's note: " + HOSTILE + ".")
+select = d.find_element(By.CSS_SELECTOR, "select.device-agreement")
+select.send_keys("agree")
+wait.until(lambda _: d.find_element(By.ID, "save-state").get_attribute("data-saved") == "true")
+d.refresh()
+wait.until(ec.presence_of_element_located((By.ID, "editor")))
+check(HOSTILE in d.find_element(By.ID, "editor").get_attribute("value"), "the edit did not survive a reload")
+check(d.find_element(By.CSS_SELECTOR, "select.device-agreement").get_attribute("value") == "agree",
+      "the device agreement did not survive a reload")
+
+# 8. A POST without the CSRF token is refused.
+refused = d.execute_script(
+    "return fetch('/studies/' + arguments[0] + '/release', {method: 'POST'}).then(r => r.status)",
+    FACTS["current"])
+check(refused == 403, f"a POST without the CSRF token got {refused}")
+check(d.find_elements(By.ID, "release"), "the study was released by a forged POST")
+
+# 9. Sign, with the confirmation; the read is then read-only, the hostile text still text.
+d.find_element(By.ID, "sign").click()
+confirm = wait.until(ec.visibility_of_element_located((By.ID, "sign-confirm")))
+confirm.click()
+final = wait.until(ec.presence_of_element_located((By.ID, "final-text")))
+check(HOSTILE in final.text, "the signed read does not show the radiologist's text")
+check(not d.find_elements(By.CSS_SELECTOR, "#final-text img"), "the signed text became HTML")
+check(not d.find_elements(By.ID, "editor"), "the signed read is still editable")
+no_script_ran()
+
+# 10. A radiologist cannot open QA or admin: the server refuses the URLs.
+for path in ["/qa", "/admin", "/qa/export.csv"]:
+    d.get(BASE + path)
+    check(status_of_page() == "403", f"{path} gave a radiologist: {d.title}")
+
+# 11. QA: the signed study is in the table and the charts.
+login("qa-web", FACTS["qa"])
+d.get(BASE + "/qa")
+check(d.find_elements(By.CSS_SELECTOR, f'#qa-rows tr[data-uid="{FACTS["current"]}"]'),
+      "the signed study is not in the QA table")
+check(d.find_elements(By.CSS_SELECTOR, "#chart-month circle.point"), "the monthly chart has no point")
+check(d.find_elements(By.CSS_SELECTOR, "#chart-version circle.point"), "the version chart has no point")
+check(int(d.find_element(By.ID, "qa-studies").text) >= 1, "QA counts no signed study")
+d.save_screenshot(f"{SHOTS}/qa.png")
+d.find_element(By.CSS_SELECTOR, f'#qa-rows tr[data-uid="{FACTS["current"]}"] a').click()
+wait.until(ec.presence_of_element_located((By.ID, "diff-final")))
+check(d.find_elements(By.CSS_SELECTOR, "#diff-final .ins"), "the QA diff marks no added words")
+check(not d.find_elements(By.CSS_SELECTOR, "#diff-final img"), "the QA diff turned text into HTML")
+no_script_ran()
+d.save_screenshot(f"{SHOTS}/qa-study.png")
+d.get(BASE + "/worklist")
+check(status_of_page() == "403", "QA staff can open the worklist: " + d.title)
+
+# 12. Admin sees everything.
+login("it-web", FACTS["admin"])
+d.get(BASE + "/admin")
+check(d.find_elements(By.CSS_SELECTOR, "#models tbody tr"), "no model pack on the admin page")
+check("web: sign" in d.find_element(By.ID, "audit").text, "the audit log lacks the signature")
+d.save_screenshot(f"{SHOTS}/admin.png")
+
+say(f"first-image-ms {first_image_ms:.0f}")
+d.quit()
+say("ok")

@@ -1,0 +1,298 @@
+//! The web reading room. A real browser (Debian's chromium, driven through chromium-driver by
+//! Python selenium: tests/python/reading_room.py) logs in as a radiologist, QA staff and an
+//! administrator against a radassist that this test starts and fills with the sample studies,
+//! and works a study from the worklist to its signature; the HTTP tests check what a browser
+//! does not show: sessions, backoff, CSRF and roles, answered by the server itself.
+//!
+//! Screenshots go to target/web-screenshots (RADASSIST_SCREENSHOTS to choose another folder).
+
+mod common;
+
+use common::{root, rewritten, uid_for, with_token, Server, RADIOLOGIST_TOKEN};
+use dicom_dictionary_std::tags;
+use radassist::service::proto::instance_result;
+use radassist::service::proto::worklist_service_client::WorklistServiceClient;
+use radassist::service::proto::GetWorkItemRequest;
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A report sentence that would run as script if it were HTML.
+const HOSTILE: &str = "<img src=x onerror=window.__xss=1>";
+/// A Patient's Name (PN: family^given; '=' would start its ideographic form) likewise.
+const HOSTILE_NAME: &str = "<script>alert(1)</script>^<b>Bold</b>";
+const PASSWORD: &str = "a long test password";
+
+/// Adds a person through the command line, as a site's administrator would.
+fn add_user(server: &Server, name: &str, role: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["users", "add", name, "--role", role, "--password-stdin", "--config"])
+        .arg(&server.config)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Stores one instance by gRPC, completes its study and waits for its draft; the study UID.
+async fn push(server: &Server, bytes: Vec<u8>) -> String {
+    let channel = server.channel().await;
+    let results = common::store_instances(&channel, &[bytes]).await;
+    assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32, "{results:?}");
+    let study = results[0].study.clone();
+    let state = common::complete_and_wait(&channel, &study).await;
+    assert_eq!(state, radassist::service::proto::study::State::DraftReady, "{study}");
+    study.trim_start_matches("studies/").to_string()
+}
+
+/// A copy of `path` as a study of its own (new UIDs from `label`), with more `values`.
+fn another_study(path: &str, label: &str, values: &[(dicom_core::Tag, &str)]) -> Vec<u8> {
+    let mut all = vec![
+        (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}/sop"))),
+        (tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study"))),
+        (tags::SERIES_INSTANCE_UID, uid_for(&format!("{label}/series"))),
+    ];
+    all.extend(values.iter().map(|(t, v)| (*t, v.to_string())));
+    rewritten(path, &all)
+}
+
+fn screenshots() -> PathBuf {
+    let dir = std::env::var_os("RADASSIST_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/web-screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts a server whose only findings come from the devices (no findings pack), so that
+/// exactly the films with a misplaced tube are critical.
+fn start(dir: &std::path::Path) -> Server {
+    Server::start_configured(dir, "", "[analysis]\nfindings = \"\"\n", &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    add_user(&server, "dr-web", "radiologist", PASSWORD);
+    add_user(&server, "qa-web", "qa", PASSWORD);
+    add_user(&server, "it-web", "admin", PASSWORD);
+    let read = |p: &str| std::fs::read(root().join(p)).unwrap();
+    // The prior first: it is the current study's prior when that is analysed.
+    push(&server, read("sample-dicom/derived/siim_chest_pa_prior.dcm")).await;
+    let current = push(&server, read("sample-dicom/derived/siim_chest_pa_devices.dcm")).await;
+    let critical = push(&server, read("sample-dicom/derived/siim_chest_pa_critical.dcm")).await;
+    push(
+        &server,
+        another_study(
+            "sample-dicom/derived/siim_chest_pa_devices.dcm",
+            "web/hostile",
+            &[(tags::PATIENT_NAME, HOSTILE_NAME), (tags::PATIENT_ID, "RA-HOSTILE")],
+        ),
+    )
+    .await;
+    let late = another_study(
+        "sample-dicom/derived/siim_chest_pa_critical.dcm",
+        "web/late-critical",
+        &[(tags::PATIENT_ID, "RA-LATE")],
+    );
+    let late_uid = uid_for("web/late-critical/study");
+
+    let mut browser = Command::new(root().join(".radassist/test-venv/bin/python"))
+        .arg(root().join("tests/python/reading_room.py"))
+        .arg(&server.web)
+        .arg(screenshots())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the test venv (scripts/setup) has selenium");
+    let mut stdin = browser.stdin.take().unwrap();
+    let facts = serde_json::json!({
+        "radiologist": PASSWORD, "qa": PASSWORD, "admin": PASSWORD,
+        "current": current, "critical": critical, "late_critical": late_uid,
+    });
+    writeln!(stdin, "{facts}").unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = browser.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("[browser] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut first_image_ms = None;
+    let mut ok = false;
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line == "ready-for-critical" {
+            assert_eq!(push(&server, late.clone()).await, late_uid);
+            writeln!(stdin, "go").unwrap();
+        } else if let Some(ms) = line.strip_prefix("first-image-ms ") {
+            first_image_ms = Some(ms.to_string());
+        } else if line == "ok" {
+            ok = true;
+        }
+    }
+    let status = browser.wait().unwrap();
+    assert!(ok && status.success(), "the browser session failed ({status:?}); see its output and target/web-screenshots/failure.png");
+    eprintln!("first image on screen after {} ms", first_image_ms.unwrap_or_default());
+
+    // What the browser did is what the service holds.
+    let item = WorklistServiceClient::new(server.channel().await)
+        .get_work_item(with_token(
+            GetWorkItemRequest { name: format!("workItems/{current}") },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let read = item.final_read.expect("signed in the browser");
+    assert_eq!(read.radiologist, "dr-web");
+    assert!(read.text.contains(HOSTILE), "{}", read.text);
+    assert!(read.devices.iter().any(|d| d.agrees), "{:?}", read.devices);
+    let audit = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["audit", "--json", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    for action in ["login failed", "login", "web: view study", "web: view image", "web: sign", "web: QA"] {
+        assert!(audit.contains(&format!("\"action\":\"{action}\"")), "no {action:?} in the audit log");
+    }
+}
+
+/// One HTTP/1.1 exchange with the web app: (status, headers, body); header names are
+/// lower case (HTTP/1 as hyper writes them), values as sent.
+fn http(web: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    let address = web.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+/// Logs in; the session cookie ("radassist_session=...").
+fn login(web: &str, name: &str, password: &str) -> Result<String, (u16, String)> {
+    let form = format!("username={name}&password={}", password.replace(' ', "+"));
+    let (status, head, body) = http(web, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded")], &form);
+    let cookie = head.lines().find_map(|l| {
+        l.to_lowercase().starts_with("set-cookie: ").then(|| l["set-cookie: ".len()..].to_string())
+    });
+    match cookie {
+        Some(cookie) if status == 303 => Ok(cookie.split(';').next().unwrap().to_string()),
+        _ => Err((status, format!("{head}\n{body}"))),
+    }
+}
+
+#[test]
+fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    add_user(&server, "dr-http", "radiologist", PASSWORD);
+    add_user(&server, "qa-http", "qa", PASSWORD);
+    let web = &server.web;
+
+    // Pages need a login; the login page itself is served with a strict policy.
+    let (status, head, _) = http(web, "GET", "/worklist", &[], "");
+    assert_eq!(status, 303);
+    assert!(head.contains("location: /login?next=/worklist"), "{head}");
+    let (status, head, _) = http(web, "GET", "/login", &[], "");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{head}");
+    assert!(!head.contains("unsafe-inline"), "{head}");
+
+    // A cross-site login form is refused, whatever its password.
+    let (status, _, _) = http(web, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded"), ("Origin", "https://evil.example")], "username=dr-http&password=a+long+test+password");
+    assert_eq!(status, 403);
+
+    // Cookies: HttpOnly and SameSite=Strict.
+    let (_, head, _) = http(web, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded")], "username=dr-http&password=a+long+test+password");
+    assert!(head.contains("HttpOnly") && head.contains("SameSite=Strict"), "{head}");
+
+    // Roles: the server refuses the URLs, not only the menu.
+    let radiologist = login(web, "dr-http", PASSWORD).unwrap();
+    let qa = login(web, "qa-http", PASSWORD).unwrap();
+    for path in ["/qa", "/qa/export.csv", "/admin"] {
+        let (status, _, body) = http(web, "GET", path, &[("Cookie", &radiologist)], "");
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    for path in ["/worklist", "/worklist/rows", "/events", "/admin"] {
+        let (status, _, _) = http(web, "GET", path, &[("Cookie", &qa)], "");
+        assert_eq!(status, 403, "{path}");
+    }
+    let (status, head, body) = http(web, "GET", "/qa/export.csv", &[("Cookie", &qa)], "");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/csv") && body.starts_with("study_instance_uid,"), "{body}");
+
+    // CSRF: a state-changing request without the session's token is refused, with a reason.
+    let (status, head, _) = http(web, "POST", "/logout", &[("Cookie", &radiologist)], "");
+    assert_eq!(status, 403);
+    assert!(head.contains("x-error-message: the request carried no valid CSRF token"), "{head}");
+    let (status, _, _) = http(web, "POST", "/logout", &[("Cookie", &radiologist), ("Content-Type", "application/x-www-form-urlencoded")], "csrf=forged");
+    assert_eq!(status, 403);
+    // ... and still logged in.
+    let (status, _, page) = http(web, "GET", "/worklist", &[("Cookie", &radiologist)], "");
+    assert_eq!(status, 200);
+    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    // With the token, logout ends the session.
+    let (status, _, _) = http(web, "POST", "/logout", &[("Cookie", &radiologist), ("x-csrf-token", &csrf)], "");
+    assert_eq!(status, 303);
+    let (status, _, _) = http(web, "GET", "/worklist", &[("Cookie", &radiologist)], "");
+    assert_eq!(status, 303, "the session outlived its logout");
+
+    // Backoff: after three failures in a row a name must wait, even with the right password.
+    for _ in 0..3 {
+        assert_eq!(login(web, "qa-http", "wrong password here").unwrap_err().0, 303);
+    }
+    let (status, body) = login(web, "qa-http", PASSWORD).unwrap_err();
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("wait"), "{body}");
+
+    // A disabled person's sessions end.
+    let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["users", "disable", "qa-http", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (status, _, _) = http(web, "GET", "/qa", &[("Cookie", &qa)], "");
+    assert_eq!(status, 303, "a disabled person's session still works");
+
+    // The command line refuses short passwords and odd names, saying why.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["users", "add", "dr-short", "--role", "radiologist", "--password-stdin", "--config"])
+        .arg(&server.config)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "short").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["users", "add", "<script>", "--role", "qa", "--password-stdin", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be a login name"));
+}
