@@ -4,11 +4,12 @@
 //!
 //! `GET /studies/{uid}/pixels?image=current|prior&size=N` answers one binary body:
 //! a little-endian u32 n, n bytes of JSON (width, height, slope, intercept, the header's
-//! window presets, whether the image displays inverted, the source size), padding to an even
-//! offset, then width × height little-endian u16 values v, each standing for the modality
-//! value intercept + slope · v. The image is resampled (area-weighted) to at most `size`
-//! (default 1024, at most 4096) on its longer side; when the values are whole numbers spanning
-//! less than 65,536 (every CR/DX) and the size is the source's, they are exact.
+//! window presets, whether the image displays inverted, the code of padding pixels, the source
+//! size), padding to an even offset, then width × height little-endian u16 values v, each
+//! standing for the modality value intercept + slope · v. The image is resampled
+//! (area-weighted) to at most `size` (default 1024, at most 4096) on its longer side; when the
+//! values are whole numbers spanning less than 65,535 (every CR/DX) and the size is the
+//! source's, they are exact.
 
 use super::session::Viewer;
 use super::{App, WebError};
@@ -95,24 +96,45 @@ async fn decode(app: &App, sha: String) -> Result<Radiograph, WebError> {
         .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the image cannot be decoded: {e}")))
 }
 
-/// The viewer's body for `radiograph` at most `size` on its longer side.
+/// The viewer's body for `radiograph` at most `size` on its longer side. Padding pixels (Pixel
+/// Padding Value) are sent as 65535, which the viewer draws black, and take no part in the
+/// value range.
 pub fn encode_pixels(radiograph: &Radiograph, size: usize) -> Vec<u8> {
     let (rows, cols) = (radiograph.rows(), radiograph.columns());
     let (h, w) = crate::imaging::resize::fit_longest_side(rows, cols, size.min(rows.max(cols)));
-    let values = crate::imaging::resize::resize(radiograph.values.view(), h, w);
+    let padding = radiograph.padding.as_ref();
+    let is_image = |r: usize, c: usize| padding.is_none_or(|p| !p[(r, c)]);
     let (mut low, mut high) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in values.iter().filter(|v| v.is_finite()) {
-        low = low.min(v);
-        high = high.max(v);
+    for ((r, c), &v) in radiograph.values.indexed_iter() {
+        if v.is_finite() && is_image(r, c) {
+            low = low.min(v);
+            high = high.max(v);
+        }
     }
     if !low.is_finite() {
         (low, high) = (0.0, 0.0);
     }
+    // Padding takes the lowest image value before resampling, so that it bleeds into nothing.
+    let source = match padding {
+        Some(mask) => {
+            let mut filled = radiograph.values.clone();
+            ndarray::Zip::from(&mut filled).and(mask).for_each(|v, &p| {
+                if p {
+                    *v = low;
+                }
+            });
+            std::borrow::Cow::Owned(filled)
+        }
+        None => std::borrow::Cow::Borrowed(&radiograph.values),
+    };
+    let values = crate::imaging::resize::resize(source.view(), h, w);
+    // Codes 0..=65534 carry values; 65535 marks padding.
+    const PADDING: u16 = 65_535;
     let whole = (h, w) == (rows, cols) && values.iter().all(|v| v.fract() == 0.0);
-    let slope = if whole && high - low < 65_536.0 {
+    let slope = if whole && high - low < 65_535.0 {
         1.0
     } else {
-        f64::from(high - low).max(f64::MIN_POSITIVE) / 65_535.0
+        f64::from(high - low).max(f64::MIN_POSITIVE) / 65_534.0
     };
     let intercept = f64::from(low);
     let display = &radiograph.header.display;
@@ -140,6 +162,7 @@ pub fn encode_pixels(radiograph: &Radiograph, size: usize) -> Vec<u8> {
         "height": h,
         "slope": slope,
         "intercept": intercept,
+        "padding": padding.is_some().then_some(PADDING),
         "presets": presets,
         "inverted": display.inverted,
         "source": [cols, rows],
@@ -151,9 +174,13 @@ pub fn encode_pixels(radiograph: &Radiograph, size: usize) -> Vec<u8> {
     if body.len() % 2 == 1 {
         body.push(b' ');
     }
-    for &v in values.iter() {
-        let q = if v.is_finite() {
-            ((f64::from(v) - intercept) / slope).round().clamp(0.0, 65_535.0) as u16
+    for ((r, c), &v) in values.indexed_iter() {
+        // The source pixel under this one (nearest), for the padding mask.
+        let (sr, sc) = ((r * rows) / h, (c * cols) / w);
+        let q = if !is_image(sr, sc) {
+            PADDING
+        } else if v.is_finite() {
+            ((f64::from(v) - intercept) / slope).round().clamp(0.0, 65_534.0) as u16
         } else {
             0
         };

@@ -48,6 +48,8 @@
       d = d < 0 ? 0 : d > 255 ? 255 : d;
       lut[v] = pane.invert ? 255 - d : d;
     }
+    // Padding (outside the exposed field) is black whatever the window.
+    if (img.padding !== null && img.padding !== undefined) lut[img.padding] = 0;
     const ctx = img.offscreen.getContext("2d");
     const data = ctx.createImageData(img.width, img.height);
     const out = new Uint32Array(data.data.buffer);
@@ -212,7 +214,7 @@
       applyPreset(panes.prior, 0);
     }
     document.getElementById("panes").classList.toggle("two", on || !document.getElementById("pane-subtraction").hidden);
-    draw();
+    fit();
   }
 
   async function showSubtraction(on) {
@@ -226,7 +228,7 @@
       panes.subtraction.picture = picture;
     }
     document.getElementById("panes").classList.toggle("two", on || !document.getElementById("pane-prior").hidden);
-    draw();
+    fit();
   }
 
   function setOverlay(on) {
