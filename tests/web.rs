@@ -296,3 +296,41 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be a login name"));
 }
+
+/// With the service's certificate configured, the web app speaks only HTTPS, and its session
+/// cookie is Secure.
+#[test]
+fn the_web_app_serves_https_with_the_services_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = common::certificate(dir.path(), "web", &["localhost", "127.0.0.1"]);
+    let server = Server::start_configured(
+        dir.path(),
+        &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
+        "",
+        &[],
+    );
+    assert!(server.web.starts_with("https://127.0.0.1:"), "{}", server.web);
+    add_user(&server, "dr-tls", "radiologist", PASSWORD);
+    let port = server.web.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}/login");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--cacert"])
+        .arg(&cert)
+        .args(["--resolve", &resolve, "--data", "username=dr-tls&password=a+long+test+password", &url])
+        .output()
+        .expect("curl (scripts/setup) is installed");
+    let response = String::from_utf8_lossy(&out.stdout);
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}{}", String::from_utf8_lossy(&out.stderr));
+    let cookie = response
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie:"))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP to the same port gets no page.
+    let plain = Command::new("curl")
+        .args(["-sS", "-m", "10", &format!("http://127.0.0.1:{port}/login")])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("<form"), "plain HTTP was served");
+}

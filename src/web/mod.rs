@@ -125,11 +125,18 @@ impl IntoResponse for WebError {
     }
 }
 
-/// The headers every response carries: what the browser may load and run, and that patient
-/// data is neither cached nor leaked in a Referer.
+/// The headers every response carries: what the browser may load and run, that patient data
+/// is neither cached nor leaked in a Referer, and how long the server took (Server-Timing).
 async fn security_headers(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let started = std::time::Instant::now();
     let mut response = next.run(request).await;
     let h = response.headers_mut();
+    // The server's own time for this response (headers ready), for browsers' dev tools and
+    // the benchmark (benches/web.rs).
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
+        h.insert("server-timing", value);
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
