@@ -89,7 +89,7 @@ async fn main() {
         db.execute(
             "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at, failure_reason)
              SELECT ?2, patient_id || '-' || ?3, accession_number || ?3, study_date, state, last_instance_at, '' FROM studies WHERE study_instance_uid = ?1",
-            rusqlite::params![uid, copy, i],
+            rusqlite::params![uid, copy, i as i64],
         )
         .unwrap();
         db.execute(
