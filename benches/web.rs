@@ -137,7 +137,7 @@ async fn main() {
 
     // The first image on screen, in Chromium.
     let out = Command::new(root().join(".radassist/test-venv/bin/python"))
-        .arg(root().join("scripts/bench_web_first_image.py"))
+        .arg(root().join("tests/python/first_image.py"))
         .args([&web, "bench-radiologist", PASSWORD, &format!("/studies/{uid}"), "5"])
         .output()
         .expect("the test venv (scripts/setup) has selenium");

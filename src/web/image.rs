@@ -13,10 +13,8 @@
 
 use super::session::Viewer;
 use super::{App, WebError};
-use crate::analysis::StudyAnalysis;
 use crate::imaging::Radiograph;
 use crate::roles::Role;
-use crate::service::results::ReportSource;
 use crate::service::store::WorkItemRow;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -51,14 +49,7 @@ struct Preset {
 
 /// The blob of the current or the prior image of a work item.
 async fn blob_of(app: &App, row: &WorkItemRow, which: Which) -> Result<String, WebError> {
-    let source: ReportSource = row
-        .report_json
-        .as_deref()
-        .ok_or_else(|| WebError::internal("the work item has no report source"))
-        .and_then(|j| {
-            serde_json::from_str(j)
-                .map_err(|e| WebError::internal(format!("the stored report: {e}")))
-        })?;
+    let source = super::reading::report_source(row)?;
     match which {
         Which::Current => Ok(source.source_sha256),
         Which::Prior => {
@@ -81,11 +72,6 @@ async fn blob_of(app: &App, row: &WorkItemRow, which: Which) -> Result<String, W
                 })
         }
     }
-}
-
-async fn work_item(app: &App, uid: &str) -> Result<WorkItemRow, WebError> {
-    let uid = uid.to_string();
-    Ok(app.state.store_call(move |s| s.work_item(&uid)).await?)
 }
 
 async fn decode(app: &App, sha: String) -> Result<Radiograph, WebError> {
@@ -203,7 +189,7 @@ pub async fn pixels(
             format!("size must be between 1 and {MAX_SIZE} pixels"),
         ));
     }
-    let row = work_item(&app, &uid).await?;
+    let row = app.work_item(&uid).await?;
     let sha = blob_of(&app, &row, q.image).await?;
     let radiograph = decode(&app, sha).await?;
     let body = tokio::task::spawn_blocking(move || encode_pixels(&radiograph, size))
@@ -228,10 +214,8 @@ pub async fn subtraction(
     Path(uid): Path<String>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
-    let row = work_item(&app, &uid).await?;
-    let analysis: StudyAnalysis = serde_json::from_str(&row.analysis_json)
-        .map_err(|e| WebError::internal(format!("the stored analysis: {e}")))?;
-    let comparison = analysis
+    let row = app.work_item(&uid).await?;
+    let comparison = super::reading::analysis(&row)?
         .comparisons
         .into_iter()
         .next()

@@ -45,6 +45,17 @@ pub struct WebApp {
 
 pub type App = Arc<WebApp>;
 
+impl WebApp {
+    /// The work item of study `uid` (NotFound says so).
+    pub async fn work_item(
+        &self,
+        uid: &str,
+    ) -> Result<crate::service::store::WorkItemRow, WebError> {
+        let uid = uid.to_string();
+        Ok(self.state.store_call(move |s| s.work_item(&uid)).await?)
+    }
+}
+
 /// An error a page shows: its status and a sentence saying what was wrong and what to do.
 #[derive(Debug)]
 pub struct WebError {

@@ -402,10 +402,7 @@ pub async fn study(
     Path(uid): Path<String>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Qa])?;
-    let row = {
-        let uid = uid.clone();
-        app.state.store_call(move |s| s.work_item(&uid)).await?
-    };
+    let row = app.work_item(&uid).await?;
     let message = work_item_message(&row)?;
     let (Some(read), Some(stored)) = (&message.final_read, &row.comparison) else {
         return Err(WebError::new(

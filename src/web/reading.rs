@@ -110,18 +110,20 @@ struct ReadingPage {
     data: String,
 }
 
-/// The stored analysis and report source of a work item.
-fn parts(row: &WorkItemRow) -> Result<(StudyAnalysis, ReportSource), WebError> {
-    let analysis = serde_json::from_str(&row.analysis_json)
-        .map_err(|e| WebError::internal(format!("the stored analysis: {e}")))?;
-    let source = row
+/// What a work item's SRs are built from: the draft with its typed evidence, the image it is
+/// about, the priors.
+pub fn report_source(row: &WorkItemRow) -> Result<ReportSource, WebError> {
+    let json = row
         .report_json
         .as_deref()
-        .ok_or_else(|| WebError::internal("the work item has no report source"))
-        .and_then(|j| {
-            serde_json::from_str(j).map_err(|e| WebError::internal(format!("the stored report: {e}")))
-        })?;
-    Ok((analysis, source))
+        .ok_or_else(|| WebError::internal("the work item has no report source"))?;
+    serde_json::from_str(json).map_err(|e| WebError::internal(format!("the stored report: {e}")))
+}
+
+/// The analysis stored with a work item.
+pub fn analysis(row: &WorkItemRow) -> Result<StudyAnalysis, WebError> {
+    serde_json::from_str(&row.analysis_json)
+        .map_err(|e| WebError::internal(format!("the stored analysis: {e}")))
 }
 
 /// The image points a piece of evidence is about.
@@ -242,24 +244,19 @@ fn overlay(analysis: &StudyAnalysis) -> Vec<OverlayDevice> {
         .collect()
 }
 
-async fn work_item(app: &App, uid: &str) -> Result<WorkItemRow, WebError> {
-    let uid = uid.to_string();
-    Ok(app.state.store_call(move |s| s.work_item(&uid)).await?)
-}
-
 pub async fn page(
     State(app): State<App>,
     viewer: Viewer,
     Path(uid): Path<String>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
-    let row = work_item(&app, &uid).await?;
+    let row = app.work_item(&uid).await?;
     let edit = {
         let uid = uid.clone();
         app.state.store_call(move |s| s.draft_edit(&uid)).await?
     };
     let message = work_item_message(&row)?;
-    let (analysis, source) = parts(&row)?;
+    let (analysis, source) = (analysis(&row)?, report_source(&row)?);
     let draft = &source.draft;
     let agreements: Agreements = edit
         .as_ref()
@@ -538,7 +535,7 @@ pub async fn sign(
         })?
     };
     check_agreements(&agreements)?;
-    let row = work_item(&app, &uid).await?;
+    let row = app.work_item(&uid).await?;
     let message = work_item_message(&row)?;
     let findings = agreements
         .findings

@@ -12,9 +12,7 @@ import json
 import sys
 import time
 
-from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
-from selenium.webdriver.chrome.service import Service
+from browser import chromium
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -27,17 +25,7 @@ HOSTILE = "<img src=x onerror=window.__xss=1>"
 HOSTILE_NAME = "<script>alert(1)</script>, <b>Bold</b>"
 
 
-def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1600,1000"]:
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-
-
-d = browser()
+d = chromium()
 wait = WebDriverWait(d, 30)
 
 

@@ -2,24 +2,17 @@
 times, and prints the time from navigation start to the image drawn (the page's
 performance mark radassist:first-image), median and worst.
 
-    bench_web_first_image.py URL USER PASSWORD PATH N
+    first_image.py URL USER PASSWORD PATH N
 """
 import statistics
 import sys
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser import chromium
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 base, user, password, path, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--window-size=1600,1000"]:
-    options.add_argument(arg)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+d = chromium()
 wait = WebDriverWait(d, 60)
 d.get(base + "/login")
 d.find_element(By.ID, "username").send_keys(user)
