@@ -36,7 +36,10 @@
           headers: { "content-type": "application/json", "x-csrf-token": csrf },
           body,
         });
-        if (response.ok) {
+        if (response.redirected) {
+          state.textContent = "Not saved: your session has ended. Log in again in another tab; the edit stays here and is saved as you type.";
+          state.dataset.saved = "false";
+        } else if (response.ok) {
           const answer = await response.json();
           state.textContent = "Saved " + answer.saved;
           state.dataset.saved = "true";

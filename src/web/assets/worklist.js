@@ -19,7 +19,8 @@
       const focused = document.activeElement && document.activeElement.dataset
         ? document.activeElement.dataset.uid : null;
       const response = await fetch("/worklist/rows?" + query, { credentials: "same-origin" });
-      if (response.status === 401) { location.reload(); return; }
+      // The session ended: the server sent the login page instead; show it.
+      if (response.redirected || response.status === 401) { location.reload(); return; }
       if (!response.ok) return;
       // The fragment is server-rendered HTML with every value escaped.
       const html = await response.text();
