@@ -1,6 +1,7 @@
 //! Results back to the PACS: a study stored by dcmtk's storescu is drafted, its SR reaches
 //! dcmtk's storescp playing the PACS, the signed SR follows once the PACS is back after an
-//! outage, exactly once, and both SRs pass dicom3tools' dciodvfy. Over DICOM TLS the SR
+//! outage, exactly once, and an amendment's SR names the final one it replaces; every SR
+//! passes dicom3tools' dciodvfy. Over DICOM TLS the SR
 //! reaches a storescp whose certificate radassist trusts, and not one whose it does not.
 //!
 //! dcmtk 3.6.7's storescp cannot be bound to one address, so the test runs in a network
@@ -11,7 +12,9 @@ mod common;
 
 use common::{root, with_token, Server, ADMIN_TOKEN, RADIOLOGIST_TOKEN};
 use radassist::service::proto::worklist_service_client::WorklistServiceClient;
-use radassist::service::proto::{ClaimWorkItemRequest, SubmitFinalReadRequest};
+use radassist::service::proto::{
+    AmendFinalReadRequest, ClaimWorkItemRequest, SubmitFinalReadRequest,
+};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -265,6 +268,44 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
         stored, 2,
         "the PACS holds the draft and the final SR, once each"
     );
+
+    // An amendment: a third SR, verified, naming the final SR it replaces (PS3.3 C.17.2.3).
+    runtime.block_on(async {
+        let header = radassist::dicom::parse_dicom(&std::fs::read(root().join(STUDY)).unwrap())
+            .unwrap();
+        let header = radassist::dicom::ImageHeader::from_instance(&header).unwrap();
+        let name = format!("workItems/{}", header.identity.study_instance_uid.unwrap());
+        let mut worklist = WorklistServiceClient::new(server.channel().await);
+        let amended = worklist
+            .amend_final_read(with_token(
+                AmendFinalReadRequest {
+                    name,
+                    text: "Findings: endotracheal tube 3 cm above the carina. Impression: no acute disease.".into(),
+                    reason: "tube position misread".into(),
+                    ..Default::default()
+                },
+                common::SECOND_RADIOLOGIST_TOKEN,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let read = amended.final_read.unwrap();
+        assert_eq!((read.amendment, read.radiologist.as_str()), (1, "dr-omar"));
+    });
+    let amended_sr = pacs.stored_srs(1, Duration::from_secs(60)).remove(0);
+    check_sr(&pacs_dir.join(&amended_sr), "VERIFIED");
+    let dump = Command::new("dcmdump").arg(pacs_dir.join(&amended_sr)).output().unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    let final_uid = final_sr.split_once('.').unwrap().1;
+    let predecessor = dump
+        .split("(0040,a360)")
+        .nth(1)
+        .expect("the amended SR has a Predecessor Documents Sequence");
+    let predecessor = &predecessor[..predecessor.find("(0040,a375)").unwrap_or(predecessor.len())];
+    assert!(predecessor.contains(final_uid), "{predecessor}");
+    assert!(dump.contains("3 cm above the carina"), "{dump}");
+    assert_eq!(std::fs::read_dir(&pacs_dir).unwrap().count(), 3);
+    assert!(results().iter().any(|r| r.kind == "amended" && r.state == "sent"));
 }
 
 /// DICOM TLS to the PACS: dcmtk's storescp with TLS (its default BCP 195 profile, requiring

@@ -158,6 +158,7 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     let read = item.final_read.expect("signed in the browser");
     assert_eq!(read.radiologist, "dr-web");
     assert!(read.text.contains(HOSTILE), "{}", read.text);
+    assert_eq!((read.amendment, read.amendment_reason.as_str()), (1, "addendum after review"));
     assert!(read.devices.iter().any(|d| d.agrees), "{:?}", read.devices);
     let audit = Command::new(env!("CARGO_BIN_EXE_radassist"))
         .args(["audit", "--json", "--config"])
@@ -165,7 +166,7 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
         .output()
         .unwrap();
     let audit = String::from_utf8_lossy(&audit.stdout);
-    for action in ["login failed", "login", "web: view study", "web: view image", "web: sign", "web: QA"] {
+    for action in ["login failed", "login", "web: view study", "web: view image", "web: sign", "web: amend", "web: QA"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "no {action:?} in the audit log");
     }
 }

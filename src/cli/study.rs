@@ -329,6 +329,7 @@ pub fn export(
                 radiologist: s.radiologist.clone(),
                 organization: s.organization.clone(),
                 signed_at: chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
+                replaces: None,
             })
         })
         .transpose()?;

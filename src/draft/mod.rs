@@ -124,6 +124,9 @@ pub struct FinalRead {
     pub organization: String,
     /// When it was signed: YYYYMMDDHHMMSS (DICOM DT, UTC).
     pub signed_at: String,
+    /// For an amended read: the SR of the read it replaces (its Predecessor Document).
+    #[serde(default)]
+    pub replaces: Option<ImageReference>,
 }
 
 fn sentence_for(observation: &str) -> Option<&'static str> {

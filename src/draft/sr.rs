@@ -9,7 +9,8 @@
 //! Findings container (DCM 121070) of TEXT findings, each INFERRED FROM the NUM measurements
 //! (UCUM mm) and image it rests on, and an Impression container (DCM 121073). A draft is
 //! Completion Flag PARTIAL, Verification Flag UNVERIFIED, Preliminary Flag PRELIMINARY; a
-//! signed read is COMPLETE, VERIFIED (with the Verifying Observer) and FINAL. The models are
+//! signed read is COMPLETE, VERIFIED (with the Verifying Observer) and FINAL; an amended read
+//! is one too, naming the SR it replaces in its Predecessor Documents Sequence. The models are
 //! recorded as Contributing Equipment, and as the device observer.
 
 use super::{split_sections, Draft, Evidence, FinalRead, ImageReference, Statement};
@@ -317,6 +318,13 @@ pub fn build(
                 text(tags::VERIFYING_ORGANIZATION, VR::LO, &read.organization),
                 text(tags::VERIFICATION_DATE_TIME, VR::DT, &read.signed_at),
             ])],
+        ));
+    }
+    // An amended read names the SR it replaces (PS3.3 C.17.2.3: Predecessor Documents).
+    if let Some(previous) = signed.and_then(|r| r.replaces.as_ref()) {
+        sr.put(evidence_sequence(
+            tags::PREDECESSOR_DOCUMENTS_SEQUENCE,
+            std::slice::from_ref(previous),
         ));
     }
     sr.put(evidence_sequence(

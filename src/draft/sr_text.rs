@@ -121,6 +121,7 @@ mod tests {
             radiologist: "Doe^Jane".into(),
             organization: "General Hospital".into(),
             signed_at: "20240301120000".into(),
+            replaces: None,
         };
         let sr = crate::draft::sr::build(&draft, Some(&read), &source, &[]).unwrap();
         assert_eq!(report_text(&sr).unwrap(), text);

@@ -40,6 +40,7 @@ pub const RPC_ROLES: &[(&str, &str, &[Role])] = &[
     ("WorklistService", "ClaimWorkItem", &[Radiologist]),
     ("WorklistService", "ReleaseWorkItem", &[Radiologist]),
     ("WorklistService", "SubmitFinalRead", &[Radiologist]),
+    ("WorklistService", "AmendFinalRead", &[Radiologist]),
     ("WorklistService", "WatchCriticalItems", &[Radiologist]),
     ("WorklistService", "RenderStudyImage", &[Radiologist, Qa]),
     ("QualityService", "GetStudyComparison", &[Qa]),

@@ -108,6 +108,7 @@ text_enum!(
     ResultKind {
         Draft => "draft",
         Final => "final",
+        Amended => "amended",
     }
 );
 

@@ -9,8 +9,8 @@
 //! - the stable-study timer here completes studies that went quiet;
 //! - [`worker`] and [`job`]: a pool of analysis workers sharing batched models turns each
 //!   queued study into its work item (analysis, prior comparison, draft);
-//! - [`worklist_service`], [`quality_service`], [`model_service`]: the worklist and signing,
-//!   QA, and the admin's view of models and jobs;
+//! - [`worklist_service`], [`quality_service`], [`model_service`]: the worklist, QA, and the
+//!   admin's view of models and jobs; [`signing`]: signing and amending a read;
 //! - [`lifecycle`]: every state and change; [`convert`]: domain <-> proto; [`state`]: what the
 //!   parts share; [`metrics`]: Prometheus text at `/metrics`; [`watch`]: server streams.
 //!
@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod model_service;
 pub mod quality_service;
 pub mod results;
+pub mod signing;
 pub mod state;
 pub mod store;
 pub mod watch;

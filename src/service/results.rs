@@ -1,5 +1,6 @@
-//! What radassist sends back to the PACS: the SR of each draft (preliminary) and of each
-//! signed read (final, verified), in the original study, queued for every DICOM peer with
+//! What radassist sends back to the PACS: the SR of each draft (preliminary), of each signed
+//! read (final, verified) and of each amendment (verified, naming the SR it replaces in its
+//! Predecessor Documents Sequence), in the original study, queued for every DICOM peer with
 //! `send_results` in the same transaction that commits the draft or the signature (so a crash
 //! cannot lose one), and sent by [`super::dicom::sender`].
 //!
@@ -21,6 +22,33 @@ pub struct ReportSource {
     /// SR).
     pub source_sha256: String,
     pub priors: Vec<ImageReference>,
+}
+
+/// The SR that an amendment of study `uid` replaces: the newest signed SR made for it, as
+/// its Predecessor Documents Sequence references it (None when none was made).
+pub fn predecessor(store: &dyn Store, uid: &str) -> Result<Option<ImageReference>, String> {
+    let Some((sop_instance_uid, sha256)) = store.latest_signed_sr(uid).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let bytes = store
+        .blobs()
+        .get(&sha256)
+        .map_err(|e| format!("the SR being amended: {e}"))?;
+    let sr = crate::dicom::parse_dicom(&bytes).map_err(|e| e.to_string())?;
+    let text = |tag| {
+        sr.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches('\0').trim().to_string())
+            .ok_or_else(|| format!("the SR being amended has no {tag}"))
+    };
+    Ok(Some(ImageReference {
+        sop_class_uid: text(dicom_dictionary_std::tags::SOP_CLASS_UID)?,
+        sop_instance_uid,
+        series_instance_uid: text(dicom_dictionary_std::tags::SERIES_INSTANCE_UID)?,
+        study_instance_uid: text(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)?,
+    }))
 }
 
 /// The draft's SR, stored as a blob and queued for each of `peers` (none: nothing is built).
@@ -90,10 +118,10 @@ fn sr_results(
     };
     let sop_instance_uid = uid(dicom_dictionary_std::tags::SOP_INSTANCE_UID)?;
     let study_instance_uid = uid(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)?;
-    let kind = if signed.is_some() {
-        ResultKind::Final
-    } else {
-        ResultKind::Draft
+    let kind = match &signed {
+        Some(read) if read.replaces.is_some() => ResultKind::Amended,
+        Some(_) => ResultKind::Final,
+        None => ResultKind::Draft,
     };
     Ok(peers
         .iter()

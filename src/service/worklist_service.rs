@@ -1,6 +1,6 @@
 //! WorklistService: the radiologist's worklist (critical first, then priority, then age),
-//! claim and release, sign a final read, watch for new critical items, and render a study's
-//! image with its tube and line overlay.
+//! claim and release, sign and amend a final read ([`super::signing`]), watch for new
+//! critical items, and render a study's image with its tube and line overlay.
 //!
 //! Claim, release and sign are the store's conditional updates (see [`super::lifecycle`]): of
 //! two radiologists claiming the same item at once, one holds it and the other is told who
@@ -9,14 +9,13 @@
 //! audited.
 
 use super::auth::caller;
-use super::convert::{study_pair, timestamp, uid_of, work_item_message};
+use super::convert::{uid_of, work_item_message};
 use super::lifecycle::WorkItemStatus;
 use super::proto::worklist_service_server::WorklistService;
 use super::proto::*;
-use super::results::{final_results, ReportSource};
+use super::signing::{sign, sign_time_ms, Read, Signing};
 use super::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
-use prost::Message;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
@@ -139,17 +138,48 @@ impl WorklistService for WorklistApi {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let uid = uid_of(&r.name, "workItems")?;
-        let row = sign(
-            state.clone(),
-            &uid,
-            &caller.name,
-            r.text,
-            r.findings,
-            r.devices,
-        )
-        .await?;
+        let read = Read {
+            text: r.text,
+            findings: r.findings,
+            devices: r.devices,
+        };
+        let row = sign(state.clone(), &uid, &caller.name, read, Signing::First).await?;
         state
             .audit(&caller, "SubmitFinalRead", &format!("workItems/{uid}"))
+            .await?;
+        Ok(Response::new(work_item_message(&row)?))
+    }
+
+    async fn amend_final_read(
+        &self,
+        request: Request<AmendFinalReadRequest>,
+    ) -> Result<Response<WorkItem>, Status> {
+        let state = &self.0;
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let uid = uid_of(&r.name, "workItems")?;
+        let replaces = match &r.replaces {
+            Some(t) => super::convert::millis(t),
+            // Without it: the read as it is now (the caller accepts to overwrite whatever is
+            // there; the replaced read is kept all the same).
+            None => {
+                let row = self.work_item(&uid).await?;
+                let current = work_item_message(&row)?;
+                current.final_read.as_ref().map(sign_time_ms).unwrap_or_default()
+            }
+        };
+        let read = Read {
+            text: r.text,
+            findings: r.findings,
+            devices: r.devices,
+        };
+        let signing = Signing::Amendment {
+            reason: r.reason,
+            replaces,
+        };
+        let row = sign(state.clone(), &uid, &caller.name, read, signing).await?;
+        state
+            .audit(&caller, "AmendFinalRead", &format!("workItems/{uid}"))
             .await?;
         Ok(Response::new(work_item_message(&row)?))
     }
@@ -227,67 +257,6 @@ impl WorklistService for WorklistApi {
             .await?;
         Ok(Response::new(png))
     }
-}
-
-/// Signs the work item `uid` held by `who` with the final read `text` and their agreement
-/// per finding and device: the QA comparison is computed once, now, the final SR queued for
-/// every peer that takes results, and watchers told. The one path of the gRPC API and the
-/// web app.
-pub async fn sign(
-    state: Arc<State>,
-    uid: &str,
-    who: &str,
-    text: String,
-    findings: Vec<FindingAgreement>,
-    devices: Vec<DeviceAgreement>,
-) -> Result<super::store::WorkItemRow, Status> {
-    if text.trim().is_empty() {
-        return Err(Status::invalid_argument("the final read's text is empty"));
-    }
-    let read = FinalRead {
-        text,
-        radiologist: who.to_string(),
-        sign_time: Some(timestamp(super::store::now_ms())),
-        findings,
-        devices,
-    };
-    // Labelling is CPU work: off the async threads.
-    let row = {
-        let (state, uid, who) = (state.clone(), uid.to_string(), who.to_string());
-        tokio::task::spawn_blocking(move || -> Result<_, Status> {
-            let store = state.store.as_ref();
-            let current = store
-                .work_item(&uid)
-                .map_err(super::convert::store_status)?;
-            let pair = study_pair(&current, &read)?;
-            let comparison = crate::qa::compare_study(&state.labeler, &pair, None)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            let comparison =
-                serde_json::to_string(&comparison).map_err(|e| Status::internal(e.to_string()))?;
-            let results = match &current.report_json {
-                Some(json) if !state.result_peers.is_empty() => {
-                    let source: ReportSource = serde_json::from_str(json)
-                        .map_err(|e| Status::internal(format!("the work item's report: {e}")))?;
-                    let signed = crate::draft::FinalRead {
-                        text: read.text.clone(),
-                        radiologist: who.clone(),
-                        organization: state.config.organization.clone(),
-                        signed_at: chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
-                    };
-                    final_results(store, &state.result_peers, &source, &signed)
-                        .map_err(|e| Status::internal(format!("the final SR: {e}")))?
-                }
-                _ => vec![],
-            };
-            store
-                .sign(&uid, &who, &read.encode_to_vec(), &comparison, &results)
-                .map_err(super::convert::store_status)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("signing: {e}")))??
-    };
-    state.study_changed(uid, false);
-    Ok(row)
 }
 
 /// A claim change: the store's conditional update for (work item, caller).

@@ -179,6 +179,7 @@ pub fn router(app: App) -> Router {
         .route("/studies/{uid}/release", post(reading::release))
         .route("/studies/{uid}/draft", post(reading::save_draft))
         .route("/studies/{uid}/sign", post(reading::sign))
+        .route("/studies/{uid}/amend", post(reading::amend))
         .route("/studies/{uid}/pixels", get(image::pixels))
         .route("/studies/{uid}/subtraction.png", get(image::subtraction))
         .route("/qa", get(quality::page))

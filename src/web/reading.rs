@@ -1,10 +1,10 @@
 //! Reading one study: the page with the viewer, the draft in its editor with each sentence's
 //! evidence, the devices with their measurements and thresholds, agreement per finding and
 //! device; and the actions on it: claim, release, save the edit (as the radiologist types),
-//! sign.
+//! sign, and amend a signed read.
 //!
 //! Every action goes through the same store calls as the gRPC API (claim and release are
-//! conditional updates; signing is [`crate::service::worklist_service::sign`]), so a rule holds
+//! conditional updates; signing and amending are [`crate::service::signing`]), so a rule holds
 //! whichever way a radiologist works.
 
 use super::page::{self, Chrome};
@@ -18,6 +18,7 @@ use crate::service::convert::work_item_message;
 use crate::service::lifecycle::WorkItemStatus;
 use crate::service::proto::{DeviceAgreement, FindingAgreement};
 use crate::service::results::ReportSource;
+use crate::service::signing::{self, Read, Signing};
 use crate::service::store::reading_room::DraftEdit;
 use crate::service::store::{now_ms, WorkItemRow};
 use askama::Template;
@@ -83,6 +84,11 @@ pub struct FinalView {
     pub text: String,
     pub radiologist: String,
     pub signed_at: String,
+    /// 0: as first signed; n: the n-th amendment.
+    pub amendment: i32,
+    pub reason: String,
+    /// Its sign time (ms), which an amendment names.
+    pub sign_time_ms: i64,
 }
 
 #[derive(Template)]
@@ -371,6 +377,9 @@ pub async fn page(
             .as_ref()
             .map(|t| page::when(crate::service::convert::millis(t)))
             .unwrap_or_default(),
+        amendment: f.amendment,
+        reason: f.amendment_reason.clone(),
+        sign_time_ms: signing::sign_time_ms(f),
     });
     let mine = row.status == WorkItemStatus::Claimed
         && row.claimed_by.as_deref() == Some(viewer.name.as_str());
@@ -559,15 +568,47 @@ pub async fn sign(
             })
         })
         .collect();
-    crate::service::worklist_service::sign(
-        app.state.clone(),
-        &uid,
-        &viewer.name,
-        form.text,
+    let read = Read {
+        text: form.text,
         findings,
         devices,
-    )
-    .await?;
+    };
+    signing::sign(app.state.clone(), &uid, &viewer.name, read, Signing::First).await?;
     viewer.audit(&app, "web: sign", &format!("workItems/{uid}")).await?;
+    Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
+}
+
+/// The amendment form: the new text, why, and which read it was written against.
+#[derive(Deserialize)]
+pub struct AmendForm {
+    text: String,
+    reason: String,
+    replaces: i64,
+}
+
+/// Amends the signed read: the text changes, the agreements stay the read's.
+pub async fn amend(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(uid): Path<String>,
+    Form(form): Form<AmendForm>,
+) -> Result<Response, WebError> {
+    viewer.require(&[Role::Radiologist])?;
+    check_text(&form.text)?;
+    let row = app.work_item(&uid).await?;
+    let current = work_item_message(&row)?
+        .final_read
+        .ok_or_else(|| WebError::new(StatusCode::CONFLICT, "this study is not signed: sign it first"))?;
+    let read = Read {
+        text: form.text,
+        findings: current.findings,
+        devices: current.devices,
+    };
+    let signing = Signing::Amendment {
+        reason: form.reason,
+        replaces: form.replaces,
+    };
+    signing::sign(app.state.clone(), &uid, &viewer.name, read, signing).await?;
+    viewer.audit(&app, "web: amend", &format!("workItems/{uid}")).await?;
     Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
 }

@@ -171,6 +171,18 @@ check(not d.find_elements(By.CSS_SELECTOR, "#final-text img"), "the signed text 
 check(not d.find_elements(By.ID, "editor"), "the signed read is still editable")
 no_script_ran()
 
+# 9b. Amend the signed read: the new text replaces it, marked as an amendment with its reason.
+d.find_element(By.CSS_SELECTOR, "#amend summary").click()
+amend_text = d.find_element(By.ID, "amend-text")
+amend_text.send_keys(Keys.END, " Addendum: tube position confirmed.")
+d.find_element(By.ID, "amend-reason").send_keys("addendum after review")
+d.find_element(By.ID, "amend-sign").click()
+wait.until(ec.presence_of_element_located((By.ID, "amended")))
+check("Addendum: tube position confirmed." in d.find_element(By.ID, "final-text").text,
+      "the amended text is not shown")
+check("addendum after review" in d.find_element(By.ID, "signed-by").text, "the amendment's reason is not shown")
+no_script_ran()
+
 # 10. A radiologist cannot open QA or admin: the server refuses the URLs.
 for path in ["/qa", "/admin", "/qa/export.csv"]:
     d.get(BASE + path)

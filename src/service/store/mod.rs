@@ -248,16 +248,35 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
     /// CLAIMED by `who` -> UNCLAIMED.
     fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
-    /// CLAIMED by `who` -> SIGNED, with the final read and its QA comparison (study -> SIGNED),
-    /// and the final SR queued for each peer in `results`, in the same transaction.
+    /// CLAIMED by `who` -> SIGNED at `signed_at` (ms, the read's own sign time), with the final
+    /// read and its QA comparison (study -> SIGNED), and the final SR queued for each peer in
+    /// `results`, in the same transaction.
     fn sign(
         &self,
         uid: &str,
         who: &str,
+        signed_at: i64,
         final_read: &[u8],
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError>;
+    /// SIGNED -> SIGNED with an amended read signed at `signed_at`: the read it replaces
+    /// is kept in `superseded_reads`, the QA comparison is the new one's, and the amended SR is
+    /// queued for each peer in `results`, in the same transaction. Precondition unless signed,
+    /// or when `replaces` (the signing time of the read the amendment was written against) is
+    /// no longer the current read's: two amendments cannot both win.
+    fn amend(
+        &self,
+        uid: &str,
+        replaces: i64,
+        signed_at: i64,
+        final_read: &[u8],
+        comparison: &str,
+        results: &[OutgoingResult],
+    ) -> Result<WorkItemRow, StoreError>;
+    /// The newest signed SR (final or amended) queued for study `uid`: its SOP Instance UID
+    /// and blob; None when no SR was made (no peer takes results).
+    fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError>;
     /// Pending results whose next attempt is due at `now_ms`, oldest first.
     fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
     /// pending -> sent (the peer answered Success); false when it was not pending.

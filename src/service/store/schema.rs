@@ -98,6 +98,11 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     created_at INTEGER NOT NULL,
     last_seen_at INTEGER NOT NULL,
     peer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS superseded_reads (
+    study_instance_uid TEXT NOT NULL,
+    final_read BLOB NOT NULL,
+    signed_at INTEGER NOT NULL,
+    superseded_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS draft_edits (
     study_instance_uid TEXT PRIMARY KEY,
     radiologist TEXT NOT NULL,

@@ -479,6 +479,7 @@ impl Store for SqliteStore {
         &self,
         uid: &str,
         who: &str,
+        signed_at: i64,
         final_read: &[u8],
         comparison: &str,
         results: &[OutgoingResult],
@@ -489,7 +490,7 @@ impl Store for SqliteStore {
             let signed = tx.execute(
                 "UPDATE work_items SET status = ?5, final_read = ?3, signed_at = ?4, comparison = ?6
                  WHERE study_instance_uid = ?1 AND status = ?7 AND claimed_by = ?2",
-                params![uid, who, final_read, now_ms(), WorkItemStatus::Signed, comparison, WorkItemStatus::Claimed],
+                params![uid, who, final_read, signed_at, WorkItemStatus::Signed, comparison, WorkItemStatus::Claimed],
             )?;
             if signed == 1 {
                 tx.execute(
@@ -512,6 +513,59 @@ impl Store for SqliteStore {
                 .map(|h| format!(" by {h}"))
                 .unwrap_or_default()
         )))
+    }
+
+    fn amend(
+        &self,
+        uid: &str,
+        replaces: i64,
+        signed_at: i64,
+        final_read: &[u8],
+        comparison: &str,
+        results: &[OutgoingResult],
+    ) -> Result<WorkItemRow, StoreError> {
+        let amended = {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            let now = now_ms();
+            let kept = tx.execute(
+                "INSERT INTO superseded_reads (study_instance_uid, final_read, signed_at, superseded_at)
+                 SELECT study_instance_uid, final_read, signed_at, ?3 FROM work_items
+                 WHERE study_instance_uid = ?1 AND status = ?2 AND signed_at = ?4 AND final_read IS NOT NULL",
+                params![uid, WorkItemStatus::Signed, now, replaces],
+            )?;
+            if kept == 1 {
+                tx.execute(
+                    "UPDATE work_items SET final_read = ?2, signed_at = ?3, comparison = ?4
+                     WHERE study_instance_uid = ?1",
+                    params![uid, final_read, signed_at, comparison],
+                )?;
+                queue_results(&tx, results)?;
+            }
+            tx.commit()?;
+            kept
+        };
+        let item = self.work_item(uid)?;
+        if amended == 1 {
+            return Ok(item);
+        }
+        Err(StoreError::Precondition(if item.status != WorkItemStatus::Signed {
+            format!("only a signed read can be amended (this one is {})", item.status)
+        } else {
+            "the read was amended by someone else meanwhile: reload it and amend the new one".into()
+        }))
+    }
+
+    fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT sop_instance_uid, sha256 FROM outbox
+                 WHERE study_instance_uid = ?1 AND kind IN (?2, ?3) ORDER BY id DESC LIMIT 1",
+                params![uid, ResultKind::Final, ResultKind::Amended],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
     }
 
     fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {

@@ -84,7 +84,7 @@ fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     store
-                        .sign("1.2.3", &who, format!("read {i}").as_bytes(), "{}", &[])
+                        .sign("1.2.3", &who, now_ms(), format!("read {i}").as_bytes(), "{}", &[])
                         .is_ok()
                 })
             })
@@ -174,6 +174,7 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
         .sign(
             "1.2.5",
             "dr-a",
+            now_ms(),
             b"read",
             "{}",
             &[result("PACS"), result("ARCHIVE")],
@@ -193,4 +194,53 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
     assert_eq!(outbox[0].attempts, 1);
     assert_eq!(outbox[0].last_error, "connection refused");
     assert_eq!(outbox[1].state, OutboxState::Sent);
+}
+
+#[test]
+fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
+    use crate::service::lifecycle::ResultKind;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(store_with_item(dir.path(), "1.2.7"));
+    assert!(
+        matches!(store.amend("1.2.7", 0, 1, b"x", "{}", &[]), Err(StoreError::Precondition(_))),
+        "an unsigned item was amended"
+    );
+    store.claim("1.2.7", "dr-a").unwrap();
+    let signed_at = 1_000;
+    store.sign("1.2.7", "dr-a", signed_at, b"read", "{}", &[]).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let amendments: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let result = OutgoingResult {
+                    study_instance_uid: "1.2.7".into(),
+                    sop_instance_uid: format!("2.25.{i}"),
+                    kind: ResultKind::Amended,
+                    peer: "PACS".into(),
+                    sha256: "cd".repeat(32),
+                };
+                let text = format!("amended {i}");
+                store
+                    .amend("1.2.7", signed_at, signed_at + 1, text.as_bytes(), "{}", &[result])
+                    .ok()
+                    .map(|_| i)
+            })
+        })
+        .collect();
+    let winners: Vec<usize> = amendments.into_iter().filter_map(|a| a.join().unwrap()).collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let item = store.work_item("1.2.7").unwrap();
+    assert_eq!(item.final_read.as_deref(), Some(format!("amended {}", winners[0]).as_bytes()));
+    assert_eq!((item.status, item.signed_at), (WorkItemStatus::Signed, Some(signed_at + 1)));
+    // Only the winner's SR is queued, and it is the newest signed SR of the study.
+    assert_eq!(store.pending_results().unwrap(), 1);
+    let latest = store.latest_signed_sr("1.2.7").unwrap().unwrap();
+    assert_eq!(latest.0, format!("2.25.{}", winners[0]));
+    let kept: i64 = store
+        .db()
+        .query_row("SELECT COUNT(*) FROM superseded_reads WHERE study_instance_uid = '1.2.7' AND final_read = X'72656164'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 1, "the replaced read is not kept");
 }
