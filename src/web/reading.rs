@@ -420,12 +420,20 @@ pub async fn page(
     }))
 }
 
-/// Claims (or releases) the study for the viewer, then shows it again.
+/// Where a claim or release came from: the worklist's rows go back to it.
+#[derive(Deserialize, Default)]
+pub struct ClaimForm {
+    #[serde(default)]
+    back: String,
+}
+
+/// Claims (or releases) the study for the viewer, then shows it (or the worklist).
 async fn change_claim(
     app: App,
     viewer: Viewer,
     uid: String,
     claim: bool,
+    back_to_worklist: bool,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
     {
@@ -443,6 +451,9 @@ async fn change_claim(
     let action = if claim { "web: claim" } else { "web: release" };
     viewer.audit(&app, action, &format!("workItems/{uid}")).await?;
     app.state.study_changed(&uid, false);
+    if back_to_worklist {
+        return Ok(Redirect::to("/worklist").into_response());
+    }
     Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
 }
 
@@ -450,16 +461,18 @@ pub async fn claim(
     State(app): State<App>,
     viewer: Viewer,
     Path(uid): Path<String>,
+    Form(form): Form<ClaimForm>,
 ) -> Result<Response, WebError> {
-    change_claim(app, viewer, uid, true).await
+    change_claim(app, viewer, uid, true, form.back == "worklist").await
 }
 
 pub async fn release(
     State(app): State<App>,
     viewer: Viewer,
     Path(uid): Path<String>,
+    Form(form): Form<ClaimForm>,
 ) -> Result<Response, WebError> {
-    change_claim(app, viewer, uid, false).await
+    change_claim(app, viewer, uid, false, form.back == "worklist").await
 }
 
 /// What the editor sends as the radiologist types.

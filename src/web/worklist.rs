@@ -184,6 +184,8 @@ struct WorklistPage {
     rows: Vec<Row>,
     more: Option<String>,
     refresh: String,
+    me: String,
+    csrf: String,
 }
 
 #[derive(Template)]
@@ -191,6 +193,9 @@ struct WorklistPage {
 struct RowsFragment {
     rows: Vec<Row>,
     more: Option<String>,
+    /// The viewer's name and CSRF token, for each row's claim and release.
+    me: String,
+    csrf: String,
 }
 
 /// The rows of `filters`, and the query of the next page when there is one.
@@ -232,6 +237,8 @@ pub async fn page(
         filters,
         rows,
         more,
+        me: viewer.name.clone(),
+        csrf: viewer.csrf.clone(),
     }))
 }
 
@@ -242,5 +249,10 @@ pub async fn rows(
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
     let (rows, more) = rows_of(&app, &viewer, &filters).await?;
-    Ok(page::render(&RowsFragment { rows, more }))
+    Ok(page::render(&RowsFragment {
+        rows,
+        more,
+        me: viewer.name.clone(),
+        csrf: viewer.csrf.clone(),
+    }))
 }

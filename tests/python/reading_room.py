@@ -107,6 +107,13 @@ first = d.find_element(By.CSS_SELECTOR, "#rows tr.item")
 first.send_keys("j")
 focused = d.switch_to.active_element.get_attribute("data-uid")
 check(focused is not None, "j did not move the focus to a row")
+# c claims the focused row's study and opens it; Release gives it back.
+d.switch_to.active_element.send_keys("c")
+wait.until(ec.presence_of_element_located((By.ID, "release")))
+check(focused in d.current_url, f"c opened {d.current_url}, not {focused}")
+check("claimed by dr-web" in d.find_element(By.CSS_SELECTOR, ".study-head").text, "c did not claim")
+d.find_element(By.ID, "release").click()
+wait.until(ec.presence_of_element_located((By.ID, "claim")))
 
 # 6. Reading: the image is drawn, window/level changes it, the overlay toggles.
 d.get(BASE + "/studies/" + FACTS["current"])

@@ -70,7 +70,7 @@
 
   tbody.addEventListener("click", (e) => {
     const row = e.target.closest("tr.item");
-    if (row && !e.target.closest("a")) location.href = row.dataset.href;
+    if (row && !e.target.closest("a, button, form")) location.href = row.dataset.href;
   });
   document.addEventListener("keydown", (e) => {
     if (e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -78,6 +78,9 @@
     else if (e.key === "k" || e.key === "ArrowUp") { move(-1); e.preventDefault(); }
     else if (e.key === "Enter" && document.activeElement.matches("tr.item")) {
       location.href = document.activeElement.dataset.href;
+    } else if (e.key === "c" && document.activeElement.matches("tr.item")) {
+      const claim = document.activeElement.querySelector("button.claim");
+      if (claim) claim.click();
     } else if (e.key === "/") { document.getElementById("filter-status").focus(); e.preventDefault(); }
     else if (e.key === "r") { refresh(); }
   });
