@@ -335,3 +335,57 @@ fn the_web_app_serves_https_with_the_services_certificate() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("<form"), "plain HTTP was served");
 }
+
+/// An admin finds a failed job with its reason and queues it again; the worker takes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    add_user(&server, "it-http", "admin", PASSWORD);
+    // Two frames: stored (ingest takes it), but no analysis can read it.
+    let bytes = std::fs::read(root().join("sample-dicom/derived/CR-MONO1-10-chest_TWO_FRAMES.dcm")).unwrap();
+    let channel = server.channel().await;
+    let results = common::store_instances(&channel, &[bytes]).await;
+    assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32, "{results:?}");
+    let study = results[0].study.clone();
+    let uid = study.trim_start_matches("studies/").to_string();
+    let state = common::complete_and_wait(&channel, &study).await;
+    assert_eq!(state, radassist::service::proto::study::State::Failed);
+
+    let web = server.web.clone();
+    let admin = login(&web, "it-http", PASSWORD).unwrap();
+    let (status, _, page) = http(&web, "GET", "/admin", &[("Cookie", &admin)], "");
+    assert_eq!(status, 200);
+    let jobs = page.split("id=\"jobs\"").nth(1).unwrap().split("</table>").next().unwrap();
+    assert!(jobs.contains(&uid) && jobs.contains("failed") && jobs.contains("frame"), "{jobs}");
+    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (status, _, body) = http(
+        &web,
+        "POST",
+        &format!("/admin/jobs/{uid}/retry"),
+        &[("Cookie", &admin), ("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status, 303, "{body}");
+    // Taken again by a worker, and failed again for the same reason.
+    assert_eq!(
+        common::watch_until_settled(&channel, &study).await,
+        radassist::service::proto::study::State::Failed
+    );
+    let (_, _, page) = http(&web, "GET", "/admin", &[("Cookie", &admin)], "");
+    let audit = page.split("id=\"audit\"").nth(1).unwrap();
+    assert!(audit.contains("web: retry job"), "the retry is not in the audit log");
+    // A job that is not failed cannot be retried: the reason says so.
+    let (status, head, _) = http(
+        &web,
+        "POST",
+        "/admin/jobs/1.2.3.4/retry",
+        &[("Cookie", &admin), ("x-csrf-token", &csrf)],
+        "",
+    );
+    assert_eq!(status, 409, "{head}");
+    assert!(head.contains("only a failed job can be retried"), "{head}");
+}
