@@ -278,6 +278,17 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
     let (status, _, _) = http(web, "GET", "/qa", &[("Cookie", &qa)], "");
     assert_eq!(status, 303, "a disabled person's session still works");
 
+    // Metrics: each route's latency by status, logins by outcome, the app serving.
+    let metrics = common::http_get(&server.metrics, "/metrics");
+    for line in [
+        "radassist_web_request_duration_seconds_count{route=\"/worklist\",status=\"303\"}",
+        "radassist_web_logins_total{outcome=\"failed\"} 3",
+        "radassist_web_logins_total{outcome=\"backoff\"} 1",
+        "radassist_web_serving 1",
+    ] {
+        assert!(metrics.contains(line), "no {line} in {metrics}");
+    }
+
     // The command line refuses short passwords and odd names, saying why.
     let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
         .args(["users", "add", "dr-short", "--role", "radiologist", "--password-stdin", "--config"])

@@ -3,7 +3,8 @@
 //! Counters for ingest, histograms for job duration, queue wait, model compute per batch and
 //! RPC latency, the batch sizes each model saw, gauges for the queue depth, the ingest memory
 //! in use and the analysis workers alive (with the reason when none can run). Everything is
-//! registered once in [`Metrics::new`]; [`RpcMetricsLayer`] times every gRPC call.
+//! registered once in [`Metrics::new`]; [`RpcMetricsLayer`] times every gRPC call, and the web
+//! app times each of its responses.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -67,6 +68,10 @@ pub struct Metrics {
     pub results_sender_restarts: Counter,
     /// Results waiting for a peer.
     pub results_pending: Gauge,
+    /// Web app: latency per route and status; logins by outcome; 1 while it serves.
+    pub web_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub web_logins: Family<Labels, Counter>,
+    pub web_serving: Gauge,
 }
 
 impl Default for Metrics {
@@ -101,6 +106,9 @@ impl Metrics {
             dicom_associations: Family::default(),
             dicom_open_associations: Gauge::default(),
             dicom_requests: Family::default(),
+            web_seconds: Family::new_with_constructor(seconds_histogram),
+            web_logins: Family::default(),
+            web_serving: Gauge::default(),
             dicom_prior_searches: Family::default(),
             results_sent: Counter::default(),
             results_failed: Counter::default(),
@@ -236,7 +244,37 @@ impl Metrics {
             "SRs waiting for a DICOM peer",
             m.results_pending.clone(),
         );
+        r.register(
+            "web_request_duration_seconds",
+            "web app response time (headers ready), per route and HTTP status",
+            m.web_seconds.clone(),
+        );
+        r.register(
+            "web_logins",
+            "web app logins, by outcome (success, failed, backoff)",
+            m.web_logins.clone(),
+        );
+        r.register(
+            "web_serving",
+            "1 while the web app serves (0: it stopped; see the log)",
+            m.web_serving.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    pub fn web_request(&self, route: &str, status: u16, seconds: f64) {
+        self.web_seconds
+            .get_or_create(&vec![
+                ("route", route.to_string()),
+                ("status", status.to_string()),
+            ])
+            .observe(seconds);
+    }
+
+    pub fn web_login(&self, outcome: &'static str) {
+        self.web_logins
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
     }
 
     pub fn dicom_association(&self, outcome: &'static str) {

@@ -138,13 +138,26 @@ impl IntoResponse for WebError {
 
 /// The headers every response carries: what the browser may load and run, that patient data
 /// is neither cached nor leaked in a Referer, and how long the server took (Server-Timing).
-async fn security_headers(request: axum::extract::Request, next: middleware::Next) -> Response {
+async fn security_headers(
+    axum::extract::State(app): axum::extract::State<App>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
     let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let mut response = next.run(request).await;
+    let seconds = started.elapsed().as_secs_f64();
+    app.state
+        .metrics
+        .web_request(&route, response.status().as_u16(), seconds);
     let h = response.headers_mut();
     // The server's own time for this response (headers ready), for browsers' dev tools and
     // the benchmark (benches/web.rs).
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ms = seconds * 1000.0;
     if let Ok(value) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
         h.insert("server-timing", value);
     }
@@ -194,7 +207,7 @@ pub fn router(app: App) -> Router {
         .route("/assets/{name}", get(assets::serve))
         .merge(pages)
         .fallback(|| async { WebError::not_found("there is no such page in radassist") })
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(app.clone(), security_headers))
         .with_state(app)
 }
 
@@ -287,6 +300,7 @@ pub async fn bind(
         },
         secure: tls,
     });
+    let metrics = app.state.metrics.clone();
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
     use axum::serve::ListenerExt;
     let url = format!("{}://{local}", if tls { "https" } else { "http" });
@@ -309,5 +323,11 @@ pub async fn bind(
             }
         })
     };
-    Ok(Some((url, serving)))
+    // Serving ends only on an error (logged): the gauge then says so.
+    let watched = async move {
+        metrics.web_serving.set(1);
+        serving.await;
+        metrics.web_serving.set(0);
+    };
+    Ok(Some((url, watched)))
 }

@@ -282,6 +282,7 @@ pub async fn login(
             .as_millis() as i64;
         let left = last + wait - now_ms();
         if left > 0 {
+            app.state.metrics.web_login("backoff");
             let row = audit(&username, "", "login refused (backoff)");
             app.state.store_call(move |s| s.audit(&row)).await?;
             return Err(WebError::new(
@@ -315,6 +316,7 @@ pub async fn login(
                 s.audit(&row)
             })
             .await?;
+        app.state.metrics.web_login("failed");
         tracing::warn!(username, peer, "web login failed");
         let to = format!(
             "/login?failed=1&next={}",
@@ -331,6 +333,7 @@ pub async fn login(
         last_seen_at: now_ms(),
         peer: peer.clone(),
     };
+    app.state.metrics.web_login("success");
     let row = audit(&user.name, user.role.as_str(), "login");
     app.state
         .store_call(move |s| {
