@@ -80,6 +80,12 @@
 //! tls_ca = "pacs-ca.pem"     # with tls: the PEM CA certificate(s) its certificate must chain to
 //! tls_server_name = "pacs.example.org"  # the name its certificate must carry (default: host)
 //!
+//! [web]                      # the reading room (people log in: `radassist users add`)
+//! listen = "127.0.0.1:8080"  # "" disables it; HTTPS with service.tls_cert and tls_key, and
+//!                            # not loopback needs them (or service.allow_plaintext)
+//! session_idle_minutes = 30  # a session ends this long after its last request
+//! session_hours = 12         # ... and at the latest this long after its login
+//!
 //! [placement]                # tube and line rules (src/placement/rules.rs has every value
 //!                            # and its source)
 //! paediatric_below_years = 18.0
