@@ -5,13 +5,16 @@
 
 use std::fmt::Write;
 
+/// A value (0 to 1) with its 95 % interval when it has one.
+pub type Point = (f64, Option<(f64, f64)>);
+
 /// One line of a chart.
 pub struct Series {
     pub name: String,
     /// Its CSS class (the colour): s1, s2, s3.
     pub class: &'static str,
     /// One value per group (None: no data there), with its interval when it has one.
-    pub points: Vec<Option<(f64, Option<(f64, f64)>)>>,
+    pub points: Vec<Option<Point>>,
 }
 
 /// Text fit for SVG (XML) content and attributes.
