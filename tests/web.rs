@@ -240,6 +240,9 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
         let (status, _, _) = http(web, "GET", path, &[("Cookie", &qa)], "");
         assert_eq!(status, 403, "{path}");
     }
+    let (status, _, body) = http(web, "GET", "/qa?observation=Nonsense", &[("Cookie", &qa)], "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not one of the 14 observations"), "{body}");
     let (status, head, body) = http(web, "GET", "/qa/export.csv", &[("Cookie", &qa)], "");
     assert_eq!(status, 200);
     assert!(head.contains("text/csv") && body.starts_with("study_instance_uid,"), "{body}");

@@ -11,6 +11,7 @@ use super::chart::{line_chart, Series};
 use super::page::{self, Chrome};
 use super::session::Viewer;
 use super::{App, WebError};
+use crate::labeler::Observation;
 use crate::qa::{wilson, AgreementBuilder, Estimate, StudyComparison, UncertainPolicy};
 use crate::roles::Role;
 use crate::service::convert::work_item_message;
@@ -31,6 +32,9 @@ pub struct Period {
     pub to: String,
     #[serde(default)]
     pub version: String,
+    /// The observation whose sensitivity and PPV are charted (default: Pneumothorax).
+    #[serde(default)]
+    pub observation: String,
 }
 
 impl Period {
@@ -54,13 +58,19 @@ impl Period {
         Ok((from, to))
     }
 
+    /// The observation to chart; an unknown name is refused when the page is built.
+    fn charted(&self) -> Observation {
+        Observation::parse(self.observation.trim()).unwrap_or(Observation::Pneumothorax)
+    }
+
     fn query(&self) -> String {
         use super::session::percent_encode as e;
         format!(
-            "from={}&to={}&version={}",
+            "from={}&to={}&version={}&observation={}",
             e(self.from.trim()),
             e(self.to.trim()),
-            e(self.version.trim())
+            e(self.version.trim()),
+            e(self.charted().name())
         )
     }
 }
@@ -156,6 +166,10 @@ struct QaPage {
     mean_edit: String,
     by_month: String,
     by_version: String,
+    observation_by_month: String,
+    observation_by_version: String,
+    /// The observations to chart, and which one is.
+    choices: Vec<(String, bool)>,
     rows: Vec<StudyRowView>,
 }
 
@@ -192,18 +206,42 @@ fn group_series(groups: &BTreeMap<String, Vec<&Signed>>) -> Vec<Series> {
     ]
 }
 
-fn chart_by<'a>(
+/// One observation's sensitivity and PPV in each group, with their intervals.
+fn observation_series(groups: &BTreeMap<String, Vec<&Signed>>, o: Observation) -> Vec<Series> {
+    let (mut sensitivity, mut ppv) = (vec![], vec![]);
+    for members in groups.values() {
+        let mut builder = AgreementBuilder::new("group", UncertainPolicy::Positive);
+        for s in members {
+            builder.add(&s.comparison);
+        }
+        let agreement = builder.finish();
+        let stats = agreement.observations.iter().find(|x| x.observation == o);
+        let point = |e: Option<Estimate>| {
+            e.and_then(|e| e.value.map(|v| (v, e.low.zip(e.high))))
+        };
+        sensitivity.push(point(stats.map(|x| x.sensitivity)));
+        ppv.push(point(stats.map(|x| x.ppv)));
+    }
+    vec![
+        Series { name: format!("{o}: sensitivity"), class: "s1", points: sensitivity },
+        Series { name: format!("{o}: PPV"), class: "s2", points: ppv },
+    ]
+}
+
+/// Studies grouped by `key` (a month, a model version), charted by `series`.
+fn chart_by(
     id: &str,
     title: &str,
-    studies: &'a [Signed],
+    studies: &[Signed],
     key: impl Fn(&Signed) -> String,
+    series: impl Fn(&BTreeMap<String, Vec<&Signed>>) -> Vec<Series>,
 ) -> String {
-    let mut groups: BTreeMap<String, Vec<&'a Signed>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<&Signed>> = BTreeMap::new();
     for s in studies {
         groups.entry(key(s)).or_default().push(s);
     }
     let names: Vec<String> = groups.keys().cloned().collect();
-    line_chart(id, title, &names, &group_series(&groups))
+    line_chart(id, title, &names, &series(&groups))
 }
 
 pub async fn page(
@@ -236,12 +274,36 @@ pub async fn page(
             labeler_weak: o.labeler_f1.is_some_and(|f| f < 0.8),
         })
         .collect();
-    let by_month = chart_by("chart-month", "By month of signing", &studies, |s| {
-        page::when(s.signed_at).get(..7).unwrap_or("").to_string()
-    });
-    let by_version = chart_by("chart-version", "By model version", &studies, |s| {
-        s.model_version.clone()
-    });
+    if !period.observation.trim().is_empty() && Observation::parse(period.observation.trim()).is_none() {
+        return Err(WebError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not one of the 14 observations", period.observation),
+        ));
+    }
+    let charted = period.charted();
+    let month = |s: &Signed| page::when(s.signed_at).get(..7).unwrap_or("").to_string();
+    let version = |s: &Signed| s.model_version.clone();
+    let by_month = chart_by("chart-month", "By month of signing", &studies, month, group_series);
+    let by_version = chart_by("chart-version", "By model version", &studies, version, group_series);
+    let observation_series = |groups: &BTreeMap<String, Vec<&Signed>>| observation_series(groups, charted);
+    let observation_by_month = chart_by(
+        "chart-observation-month",
+        &format!("{charted} by month of signing"),
+        &studies,
+        month,
+        observation_series,
+    );
+    let observation_by_version = chart_by(
+        "chart-observation-version",
+        &format!("{charted} by model version"),
+        &studies,
+        version,
+        observation_series,
+    );
+    let choices = Observation::ALL
+        .iter()
+        .map(|o| (o.name().to_string(), *o == charted))
+        .collect();
     let rows = studies
         .iter()
         .map(|s| StudyRowView {
@@ -271,6 +333,9 @@ pub async fn page(
             .unwrap_or_else(|| "—".into()),
         by_month,
         by_version,
+        observation_by_month,
+        observation_by_version,
+        choices,
         rows,
         period,
     }))
@@ -293,7 +358,7 @@ pub async fn export(
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Qa])?;
     let studies = signed(&app, &period).await?;
-    let observations = crate::labeler::Observation::ALL;
+    let observations = Observation::ALL;
     let mut csv = String::from(
         "study_instance_uid,accession_number,study_date,signed_at,radiologist,model_version,edit_distance_words,edit_fraction,devices_agreeing,devices_compared",
     );

@@ -203,6 +203,11 @@ check(d.find_elements(By.CSS_SELECTOR, f'#qa-rows tr[data-uid="{FACTS["current"]
 check(d.find_elements(By.CSS_SELECTOR, "#chart-month circle.point"), "the monthly chart has no point")
 check(d.find_elements(By.CSS_SELECTOR, "#chart-version circle.point"), "the version chart has no point")
 check(int(d.find_element(By.ID, "qa-studies").text) >= 1, "QA counts no signed study")
+d.get(BASE + "/qa?observation=Support+Devices")
+check(d.find_elements(By.CSS_SELECTOR, "#chart-observation-month circle.point"),
+      "the Support Devices chart by month has no point")
+check("Support Devices" in d.find_element(By.ID, "chart-observation-version").text,
+      "the observation chart does not name its observation")
 d.save_screenshot(f"{SHOTS}/qa.png")
 d.find_element(By.CSS_SELECTOR, f'#qa-rows tr[data-uid="{FACTS["current"]}"] a').click()
 wait.until(ec.presence_of_element_located((By.ID, "diff-final")))
