@@ -16,52 +16,16 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{root, Server};
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use common::{add_web_user, root, web_login, web_request, Server};
+use std::process::Command;
+use std::time::Instant;
 
 const ITEMS: usize = 10_000;
 const REQUESTS: usize = 30;
 const PASSWORD: &str = "a long bench password";
 
-fn http(web: &str, path: &str, cookie: &str) -> (String, Duration) {
-    let address = web.trim_start_matches("http://");
-    let started = Instant::now();
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    (response, started.elapsed())
-}
-
-fn login(web: &str, name: &str) -> String {
-    let address = web.trim_start_matches("http://");
-    let body = format!("username={name}&password={}", PASSWORD.replace(' ', "+"));
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "POST /login HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let line = response
-        .lines()
-        .find(|l| l.to_lowercase().starts_with("set-cookie: "))
-        .expect("logged in");
-    line["set-cookie: ".len()..].split(';').next().unwrap().to_string()
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn add_user(config: &std::path::Path, name: &str, role: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(["users", "add", name, "--role", role, "--password-stdin", "--config"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -101,24 +65,26 @@ async fn main() {
     }
     db.execute_batch("COMMIT").unwrap();
     drop(db);
-    add_user(&config, "bench-radiologist", "radiologist");
+    add_web_user(&config, "bench-radiologist", "radiologist", PASSWORD);
 
     let server = Server::start(dir.path());
     let web = server.web.clone();
-    let cookie = login(&web, "bench-radiologist");
+    let cookie = web_login(&web, "bench-radiologist", PASSWORD).expect("logged in");
     let mut server_ms = vec![];
     let mut total_ms = vec![];
     let mut rows = 0;
     for _ in 0..REQUESTS {
-        let (response, took) = http(&web, "/worklist", &cookie);
-        assert!(response.starts_with("HTTP/1.1 200"), "{}", &response[..200.min(response.len())]);
-        let timing = response
+        let started = Instant::now();
+        let (status, head, body) = web_request(&web, "GET", "/worklist", &[("Cookie", &cookie)], "");
+        let took = started.elapsed();
+        assert_eq!(status, 200, "{head}");
+        let timing = head
             .lines()
             .find_map(|l| l.strip_prefix("server-timing: app;dur="))
             .expect("a Server-Timing header");
         server_ms.push(timing.trim().parse::<f64>().unwrap());
         total_ms.push(took.as_secs_f64() * 1000.0);
-        rows = response.matches("<tr class=\"item").count();
+        rows = body.matches("<tr class=\"item").count();
     }
     server_ms.sort_by(f64::total_cmp);
     total_ms.sort_by(f64::total_cmp);

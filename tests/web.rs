@@ -8,12 +8,15 @@
 
 mod common;
 
-use common::{root, rewritten, uid_for, with_token, Server, RADIOLOGIST_TOKEN};
+use common::{
+    add_web_user, root, rewritten, uid_for, web_login as login, web_request as http, with_token,
+    Server, RADIOLOGIST_TOKEN,
+};
 use dicom_dictionary_std::tags;
 use radassist::service::proto::instance_result;
 use radassist::service::proto::worklist_service_client::WorklistServiceClient;
 use radassist::service::proto::GetWorkItemRequest;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,22 +26,6 @@ const HOSTILE: &str = "<img src=x onerror=window.__xss=1>";
 /// A Patient's Name (PN: family^given; '=' would start its ideographic form) likewise.
 const HOSTILE_NAME: &str = "<script>alert(1)</script>^<b>Bold</b>";
 const PASSWORD: &str = "a long test password";
-
-/// Adds a person through the command line, as a site's administrator would.
-fn add_user(server: &Server, name: &str, role: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(["users", "add", name, "--role", role, "--password-stdin", "--config"])
-        .arg(&server.config)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Stores one instance by gRPC, completes its study and waits for its draft; the study UID.
 async fn push(server: &Server, bytes: Vec<u8>) -> String {
@@ -83,9 +70,9 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    add_user(&server, "dr-web", "radiologist", PASSWORD);
-    add_user(&server, "qa-web", "qa", PASSWORD);
-    add_user(&server, "it-web", "admin", PASSWORD);
+    add_web_user(&server.config, "dr-web", "radiologist", PASSWORD);
+    add_web_user(&server.config, "qa-web", "qa", PASSWORD);
+    add_web_user(&server.config, "it-web", "admin", PASSWORD);
     let read = |p: &str| std::fs::read(root().join(p)).unwrap();
     // The prior first: it is the current study's prior when that is analysed.
     push(&server, read("sample-dicom/derived/siim_chest_pa_prior.dcm")).await;
@@ -171,45 +158,12 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     }
 }
 
-/// One HTTP/1.1 exchange with the web app: (status, headers, body); header names are
-/// lower case (HTTP/1 as hyper writes them), values as sent.
-fn http(web: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
-    let address = web.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_string(), body.to_string())
-}
-
-/// Logs in; the session cookie ("radassist_session=...").
-fn login(web: &str, name: &str, password: &str) -> Result<String, (u16, String)> {
-    let form = format!("username={name}&password={}", password.replace(' ', "+"));
-    let (status, head, body) = http(web, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded")], &form);
-    let cookie = head.lines().find_map(|l| {
-        l.to_lowercase().starts_with("set-cookie: ").then(|| l["set-cookie: ".len()..].to_string())
-    });
-    match cookie {
-        Some(cookie) if status == 303 => Ok(cookie.split(';').next().unwrap().to_string()),
-        _ => Err((status, format!("{head}\n{body}"))),
-    }
-}
-
 #[test]
 fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    add_user(&server, "dr-http", "radiologist", PASSWORD);
-    add_user(&server, "qa-http", "qa", PASSWORD);
+    add_web_user(&server.config, "dr-http", "radiologist", PASSWORD);
+    add_web_user(&server.config, "qa-http", "qa", PASSWORD);
     let web = &server.web;
 
     // Pages need a login; the login page itself is served with a strict policy.
@@ -325,7 +279,7 @@ fn the_web_app_serves_https_with_the_services_certificate() {
         &[],
     );
     assert!(server.web.starts_with("https://127.0.0.1:"), "{}", server.web);
-    add_user(&server, "dr-tls", "radiologist", PASSWORD);
+    add_web_user(&server.config, "dr-tls", "radiologist", PASSWORD);
     let port = server.web.rsplit(':').next().unwrap();
     let url = format!("https://localhost:{port}/login");
     let resolve = format!("localhost:{port}:127.0.0.1");
@@ -358,7 +312,7 @@ async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    add_user(&server, "it-http", "admin", PASSWORD);
+    add_web_user(&server.config, "it-http", "admin", PASSWORD);
     // Two frames: stored (ingest takes it), but no analysis can read it.
     let bytes = std::fs::read(root().join("sample-dicom/derived/CR-MONO1-10-chest_TWO_FRAMES.dcm")).unwrap();
     let channel = server.channel().await;

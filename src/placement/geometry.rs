@@ -27,6 +27,16 @@ pub enum LengthUnit {
     Px,
 }
 
+impl LengthUnit {
+    /// The unit's symbol, as reports and the API write it (and serde names it).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            LengthUnit::Mm => "mm",
+            LengthUnit::Px => "px",
+        }
+    }
+}
+
 /// How image directions relate to the patient, with the spacing measurements use.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatientFrame {

@@ -176,7 +176,16 @@ pub fn agreement_message(a: &crate::qa::Agreement) -> proto::Agreement {
         device_agreement: a.device_agreement.value.unwrap_or(f64::NAN),
     }
 }
-fn evidence(e: &Evidence) -> proto::Evidence {
+/// An enum's name as the API writes it (its serde name: `endotracheal_tube`, `not_assessable`).
+pub fn api_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A piece of evidence as the API (and the reading room) describes it.
+pub fn evidence(e: &Evidence) -> proto::Evidence {
     let (kind, description, value, unit) = match e {
         Evidence::ModelOutput {
             model,
@@ -199,7 +208,7 @@ fn evidence(e: &Evidence) -> proto::Evidence {
             "measurement",
             format!("{name} {value:.1} ({})", verdict.as_str()),
             *value,
-            format!("{unit:?}").to_lowercase(),
+            unit.symbol().to_string(),
         ),
         Evidence::Landmark {
             model,
@@ -289,14 +298,8 @@ pub fn work_item_template(
             .devices
             .iter()
             .map(|d| proto::DeviceCheck {
-                device: serde_json::to_value(d.device)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                verdict: serde_json::to_value(d.verdict)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                device: api_name(d.device),
+                verdict: api_name(d.verdict),
                 critical: d.critical,
                 statement: d.statement.clone(),
                 measurements: d
@@ -305,7 +308,7 @@ pub fn work_item_template(
                     .map(|m| proto::Measurement {
                         name: m.name.clone(),
                         value: m.value,
-                        unit: format!("{:?}", m.unit).to_lowercase(),
+                        unit: m.unit.symbol().to_string(),
                     })
                     .collect(),
             })

@@ -11,6 +11,9 @@
 use super::lifecycle::ResultKind;
 use super::store::{hex, OutgoingResult, Store};
 use crate::draft::{sr, Draft, FinalRead, ImageReference};
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -36,19 +39,21 @@ pub fn predecessor(store: &dyn Store, uid: &str) -> Result<Option<ImageReference
         .get(&sha256)
         .map_err(|e| format!("the SR being amended: {e}"))?;
     let sr = crate::dicom::parse_dicom(&bytes).map_err(|e| e.to_string())?;
-    let text = |tag| {
-        sr.element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches('\0').trim().to_string())
-            .ok_or_else(|| format!("the SR being amended has no {tag}"))
-    };
     Ok(Some(ImageReference {
-        sop_class_uid: text(dicom_dictionary_std::tags::SOP_CLASS_UID)?,
+        sop_class_uid: uid_in(&sr, tags::SOP_CLASS_UID)?,
         sop_instance_uid,
-        series_instance_uid: text(dicom_dictionary_std::tags::SERIES_INSTANCE_UID)?,
-        study_instance_uid: text(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)?,
+        series_instance_uid: uid_in(&sr, tags::SERIES_INSTANCE_UID)?,
+        study_instance_uid: uid_in(&sr, tags::STUDY_INSTANCE_UID)?,
     }))
+}
+
+/// A UID of an SR radassist made (its value without the padding NUL).
+fn uid_in(sr: &InMemDicomObject, tag: Tag) -> Result<String, String> {
+    sr.element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches('\0').trim().to_string())
+        .ok_or_else(|| format!("the SR has no {tag}"))
 }
 
 /// The draft's SR, stored as a blob and queued for each of `peers` (none: nothing is built).
@@ -89,7 +94,7 @@ fn sr_results(
         let mut read = read.clone();
         if read.organization.trim().is_empty() {
             read.organization = image
-                .element(dicom_dictionary_std::tags::INSTITUTION_NAME)
+                .element(tags::INSTITUTION_NAME)
                 .ok()
                 .and_then(|e| e.to_str().ok())
                 .map(|s| s.trim().to_string())
@@ -108,16 +113,8 @@ fn sr_results(
         .blobs()
         .put(&sha256, &bytes)
         .map_err(|e| format!("storing the SR: {e}"))?;
-    let uid = |tag| {
-        document
-            .element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches('\0').to_string())
-            .ok_or_else(|| "the SR has no SOP Instance UID".to_string())
-    };
-    let sop_instance_uid = uid(dicom_dictionary_std::tags::SOP_INSTANCE_UID)?;
-    let study_instance_uid = uid(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)?;
+    let sop_instance_uid = uid_in(&document, tags::SOP_INSTANCE_UID)?;
+    let study_instance_uid = uid_in(&document, tags::STUDY_INSTANCE_UID)?;
     let kind = match &signed {
         Some(read) if read.replaces.is_some() => ResultKind::Amended,
         Some(_) => ResultKind::Final,

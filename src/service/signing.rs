@@ -70,9 +70,12 @@ fn sign_now(
 ) -> Result<WorkItemRow, Status> {
     let store = state.store.as_ref();
     let current = store.work_item(uid).map_err(super::convert::store_status)?;
-    let (amendment, reason) = match &signing {
-        Signing::First => (0, String::new()),
-        Signing::Amendment { reason, .. } => {
+    // An amendment counts on from the read it replaces, and is signed after it even should
+    // the clock have stepped back.
+    let now = super::store::now_ms();
+    let (amendment, reason, signed_at) = match &signing {
+        Signing::First => (0, String::new(), now),
+        Signing::Amendment { reason, replaces } => {
             let previous = current
                 .final_read
                 .as_deref()
@@ -82,13 +85,8 @@ fn sign_now(
                 .ok_or_else(|| {
                     Status::failed_precondition("only a signed read can be amended: sign it first")
                 })?;
-            (previous.amendment + 1, reason.trim().to_string())
+            (previous.amendment + 1, reason.trim().to_string(), now.max(replaces + 1))
         }
-    };
-    // After the read it amends, even should the clock have stepped back.
-    let signed_at = match &signing {
-        Signing::First => super::store::now_ms(),
-        Signing::Amendment { replaces, .. } => super::store::now_ms().max(replaces + 1),
     };
     let message = FinalRead {
         text: read.text,

@@ -15,7 +15,7 @@ use super::session::Viewer;
 use super::{App, WebError};
 use crate::imaging::Radiograph;
 use crate::roles::Role;
-use crate::service::store::WorkItemRow;
+use crate::service::results::ReportSource;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,11 +47,10 @@ struct Preset {
     width: f64,
 }
 
-/// The blob of the current or the prior image of a work item.
-async fn blob_of(app: &App, row: &WorkItemRow, which: Which) -> Result<String, WebError> {
-    let source = super::reading::report_source(row)?;
+/// The blob of the current or the prior image of a work item (from its report source).
+async fn blob_of(app: &App, source: &ReportSource, which: Which) -> Result<String, WebError> {
     match which {
-        Which::Current => Ok(source.source_sha256),
+        Which::Current => Ok(source.source_sha256.clone()),
         Which::Prior => {
             let prior = source
                 .priors
@@ -190,7 +189,7 @@ pub async fn pixels(
         ));
     }
     let row = app.work_item(&uid).await?;
-    let sha = blob_of(&app, &row, q.image).await?;
+    let sha = blob_of(&app, &super::reading::report_source(&row)?, q.image).await?;
     let radiograph = decode(&app, sha).await?;
     let body = tokio::task::spawn_blocking(move || encode_pixels(&radiograph, size))
         .await
@@ -220,8 +219,9 @@ pub async fn subtraction(
         .into_iter()
         .next()
         .ok_or_else(|| WebError::not_found("this study was compared with no prior"))?;
-    let current = decode(&app, blob_of(&app, &row, Which::Current).await?).await?;
-    let prior = decode(&app, blob_of(&app, &row, Which::Prior).await?).await?;
+    let source = super::reading::report_source(&row)?;
+    let current = decode(&app, blob_of(&app, &source, Which::Current).await?).await?;
+    let prior = decode(&app, blob_of(&app, &source, Which::Prior).await?).await?;
     let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let difference = crate::analysis::subtraction_image(&current, &prior, &comparison);
         let grey = crate::analysis::overlay::subtraction_grey(&difference);

@@ -14,7 +14,7 @@ use super::{App, WebError};
 use crate::analysis::StudyAnalysis;
 use crate::draft::Evidence;
 use crate::roles::Role;
-use crate::service::convert::work_item_message;
+use crate::service::convert::{api_name, work_item_message};
 use crate::service::lifecycle::WorkItemStatus;
 use crate::service::proto::{DeviceAgreement, FindingAgreement};
 use crate::service::results::ReportSource;
@@ -148,52 +148,19 @@ fn points(evidence: &Evidence, analysis: &StudyAnalysis) -> Vec<[f64; 2]> {
     }
 }
 
+/// A piece of evidence in words: the API's description, with a measurement's thresholds and
+/// their sources, which the reviewer needs beside the number.
 fn describe(e: &Evidence) -> String {
+    let description = crate::service::convert::evidence(e).description;
     match e {
-        Evidence::ModelOutput {
-            model,
-            observation,
-            probability,
-            threshold,
-        } => format!("{model}: {observation} probability {probability:.2} (threshold {threshold:.2})"),
-        Evidence::Measurement {
-            name,
-            value,
-            unit,
-            verdict,
-            thresholds,
-            ..
-        } => {
+        Evidence::Measurement { thresholds, .. } if !thresholds.is_empty() => {
             let t: Vec<String> = thresholds
                 .iter()
                 .map(|t| format!("{} {:.0} mm ({})", t.name, t.value_mm, t.source))
                 .collect();
-            format!(
-                "{name}: {value:.1} {} → {}; thresholds: {}",
-                format!("{unit:?}").to_lowercase(),
-                verdict.as_str(),
-                t.join("; ")
-            )
+            format!("{description}; thresholds: {}", t.join("; "))
         }
-        Evidence::Landmark {
-            model,
-            name,
-            x,
-            y,
-            confidence,
-        } => format!("{model}: {name} at ({x:.0}, {y:.0}) px, confidence {confidence:.2}"),
-        Evidence::Comparison {
-            prior_study_date,
-            subject,
-            change,
-            ..
-        } => format!(
-            "{subject}: {change} since {}",
-            prior_study_date.as_deref().map(page::dicom_date).unwrap_or_else(|| "the prior".into())
-        ),
-        Evidence::PriorSearch { peers, reason } => {
-            format!("no prior retrieved from {}: {reason}", peers.join(", "))
-        }
+        _ => description,
     }
 }
 
@@ -237,11 +204,7 @@ fn overlay(analysis: &StudyAnalysis) -> Vec<OverlayDevice> {
                         Some((
                             at(&m.from)?,
                             at(&m.to)?,
-                            format!(
-                                "{:.0} {}",
-                                m.value,
-                                format!("{:?}", m.unit).to_lowercase()
-                            ),
+                            format!("{:.0} {}", m.value, m.unit.symbol()),
                         ))
                     })
                     .collect(),
@@ -287,13 +250,8 @@ pub async fn page(
         .devices
         .iter()
         .map(|d| {
-            let name = |v: serde_json::Result<serde_json::Value>| {
-                v.ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            };
-            let key = name(serde_json::to_value(d.device));
-            let verdict = name(serde_json::to_value(d.verdict));
+            let key = api_name(d.device);
+            let verdict = api_name(d.verdict);
             DeviceView {
                 title: d.device.title().to_string(),
                 badge: badge(d.device.title(), &verdict, d.critical),
@@ -306,7 +264,7 @@ pub async fn page(
                             "{}: {:.1} {} ({} → {}){}",
                             m.name,
                             m.value,
-                            format!("{:?}", m.unit).to_lowercase(),
+                            m.unit.symbol(),
                             m.from.replace('_', " "),
                             m.to.replace('_', " "),
                             if m.calibrated { "" } else { ", not calibrated" }

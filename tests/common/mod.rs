@@ -843,3 +843,77 @@ pub fn metric(address: &str, name: &str) -> f64 {
     let rest = &text[at + prefix.len()..];
     rest[..rest.find('\n').unwrap()].trim().parse().unwrap()
 }
+
+// The web reading room, over plain HTTP (tests/web.rs, benches/web.rs).
+
+/// Adds a person through the command line, as a site's administrator would.
+pub fn add_web_user(config: &Path, name: &str, role: &str, password: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["users", "add", name, "--role", role, "--password-stdin", "--config"])
+        .arg(config)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// One HTTP/1.1 exchange with the web app at `web` (http://ADDRESS): (status, headers, body);
+/// header names are lower case (HTTP/1 as hyper writes them), values as sent.
+pub fn web_request(
+    web: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use std::io::Write;
+    let address = web.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+/// Logs in to the web app; the session cookie ("radassist_session=..."), or the status and
+/// response when the login is refused.
+pub fn web_login(web: &str, name: &str, password: &str) -> Result<String, (u16, String)> {
+    let form = format!("username={name}&password={}", password.replace(' ', "+"));
+    let (status, head, body) = web_request(
+        web,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    );
+    let cookie = head.lines().find_map(|l| {
+        l.to_lowercase()
+            .starts_with("set-cookie: ")
+            .then(|| l["set-cookie: ".len()..].to_string())
+    });
+    match cookie {
+        Some(cookie) if status == 303 => Ok(cookie.split(';').next().unwrap().to_string()),
+        _ => Err((status, format!("{head}\n{body}"))),
+    }
+}

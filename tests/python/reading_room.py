@@ -10,7 +10,6 @@ raises, so the exit status is not 0.
 """
 import json
 import sys
-import time
 
 from browser import chromium
 from selenium.webdriver.common.action_chains import ActionChains
