@@ -75,7 +75,8 @@ async fn main() {
     let mut rows = 0;
     for _ in 0..REQUESTS {
         let started = Instant::now();
-        let (status, head, body) = web_request(&web, "GET", "/worklist", &[("Cookie", &cookie)], "");
+        let (status, head, body) =
+            web_request(&web, "GET", "/worklist", &[("Cookie", &cookie)], "");
         let took = started.elapsed();
         assert_eq!(status, 200, "{head}");
         let timing = head
@@ -104,9 +105,19 @@ async fn main() {
     // The first image on screen, in Chromium.
     let out = Command::new(root().join(".radassist/test-venv/bin/python"))
         .arg(root().join("tests/python/first_image.py"))
-        .args([&web, "bench-radiologist", PASSWORD, &format!("/studies/{uid}"), "5"])
+        .args([
+            &web,
+            "bench-radiologist",
+            PASSWORD,
+            &format!("/studies/{uid}"),
+            "5",
+        ])
         .output()
         .expect("the test venv (scripts/setup) has selenium");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     print!("{}", String::from_utf8_lossy(&out.stdout));
 }

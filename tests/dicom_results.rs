@@ -294,7 +294,10 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
     });
     let amended_sr = pacs.stored_srs(1, Duration::from_secs(60)).remove(0);
     check_sr(&pacs_dir.join(&amended_sr), "VERIFIED");
-    let dump = Command::new("dcmdump").arg(pacs_dir.join(&amended_sr)).output().unwrap();
+    let dump = Command::new("dcmdump")
+        .arg(pacs_dir.join(&amended_sr))
+        .output()
+        .unwrap();
     let dump = String::from_utf8_lossy(&dump.stdout);
     let final_uid = final_sr.split_once('.').unwrap().1;
     let predecessor = dump
@@ -305,7 +308,9 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
     assert!(predecessor.contains(final_uid), "{predecessor}");
     assert!(dump.contains("3 cm above the carina"), "{dump}");
     assert_eq!(std::fs::read_dir(&pacs_dir).unwrap().count(), 3);
-    assert!(results().iter().any(|r| r.kind == "amended" && r.state == "sent"));
+    assert!(results()
+        .iter()
+        .any(|r| r.kind == "amended" && r.state == "sent"));
 }
 
 /// DICOM TLS to the PACS: dcmtk's storescp with TLS (its default BCP 195 profile, requiring

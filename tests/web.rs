@@ -9,7 +9,7 @@
 mod common;
 
 use common::{
-    add_web_user, root, rewritten, uid_for, web_login as login, web_request as http, with_token,
+    add_web_user, rewritten, root, uid_for, web_login as login, web_request as http, with_token,
     Server, RADIOLOGIST_TOKEN,
 };
 use dicom_dictionary_std::tags;
@@ -31,10 +31,18 @@ const PASSWORD: &str = "a long test password";
 async fn push(server: &Server, bytes: Vec<u8>) -> String {
     let channel = server.channel().await;
     let results = common::store_instances(&channel, &[bytes]).await;
-    assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32, "{results:?}");
+    assert_eq!(
+        results[0].outcome,
+        instance_result::Outcome::Stored as i32,
+        "{results:?}"
+    );
     let study = results[0].study.clone();
     let state = common::complete_and_wait(&channel, &study).await;
-    assert_eq!(state, radassist::service::proto::study::State::DraftReady, "{study}");
+    assert_eq!(
+        state,
+        radassist::service::proto::study::State::DraftReady,
+        "{study}"
+    );
     study.trim_start_matches("studies/").to_string()
 }
 
@@ -43,7 +51,10 @@ fn another_study(path: &str, label: &str, values: &[(dicom_core::Tag, &str)]) ->
     let mut all = vec![
         (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}/sop"))),
         (tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study"))),
-        (tags::SERIES_INSTANCE_UID, uid_for(&format!("{label}/series"))),
+        (
+            tags::SERIES_INSTANCE_UID,
+            uid_for(&format!("{label}/series")),
+        ),
     ];
     all.extend(values.iter().map(|(t, v)| (*t, v.to_string())));
     rewritten(path, &all)
@@ -75,15 +86,30 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     add_web_user(&server.config, "it-web", "admin", PASSWORD);
     let read = |p: &str| std::fs::read(root().join(p)).unwrap();
     // The prior first: it is the current study's prior when that is analysed.
-    push(&server, read("sample-dicom/derived/siim_chest_pa_prior.dcm")).await;
-    let current = push(&server, read("sample-dicom/derived/siim_chest_pa_devices.dcm")).await;
-    let critical = push(&server, read("sample-dicom/derived/siim_chest_pa_critical.dcm")).await;
+    push(
+        &server,
+        read("sample-dicom/derived/siim_chest_pa_prior.dcm"),
+    )
+    .await;
+    let current = push(
+        &server,
+        read("sample-dicom/derived/siim_chest_pa_devices.dcm"),
+    )
+    .await;
+    let critical = push(
+        &server,
+        read("sample-dicom/derived/siim_chest_pa_critical.dcm"),
+    )
+    .await;
     push(
         &server,
         another_study(
             "sample-dicom/derived/siim_chest_pa_devices.dcm",
             "web/hostile",
-            &[(tags::PATIENT_NAME, HOSTILE_NAME), (tags::PATIENT_ID, "RA-HOSTILE")],
+            &[
+                (tags::PATIENT_NAME, HOSTILE_NAME),
+                (tags::PATIENT_ID, "RA-HOSTILE"),
+            ],
         ),
     )
     .await;
@@ -111,7 +137,10 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     let (tx, lines) = std::sync::mpsc::channel();
     let stdout = browser.stdout.take().unwrap();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             eprintln!("[browser] {line}");
             let _ = tx.send(line);
         }
@@ -131,12 +160,17 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     }
     let status = browser.wait().unwrap();
     assert!(ok && status.success(), "the browser session failed ({status:?}); see its output and target/web-screenshots/failure.png");
-    eprintln!("first image on screen after {} ms", first_image_ms.unwrap_or_default());
+    eprintln!(
+        "first image on screen after {} ms",
+        first_image_ms.unwrap_or_default()
+    );
 
     // What the browser did is what the service holds.
     let item = WorklistServiceClient::new(server.channel().await)
         .get_work_item(with_token(
-            GetWorkItemRequest { name: format!("workItems/{current}") },
+            GetWorkItemRequest {
+                name: format!("workItems/{current}"),
+            },
             RADIOLOGIST_TOKEN,
         ))
         .await
@@ -145,7 +179,10 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     let read = item.final_read.expect("signed in the browser");
     assert_eq!(read.radiologist, "dr-web");
     assert!(read.text.contains(HOSTILE), "{}", read.text);
-    assert_eq!((read.amendment, read.amendment_reason.as_str()), (1, "addendum after review"));
+    assert_eq!(
+        (read.amendment, read.amendment_reason.as_str()),
+        (1, "addendum after review")
+    );
     assert!(read.devices.iter().any(|d| d.agrees), "{:?}", read.devices);
     let audit = Command::new(env!("CARGO_BIN_EXE_radassist"))
         .args(["audit", "--json", "--config"])
@@ -153,8 +190,19 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
         .output()
         .unwrap();
     let audit = String::from_utf8_lossy(&audit.stdout);
-    for action in ["login failed", "login", "web: view study", "web: view image", "web: sign", "web: amend", "web: QA"] {
-        assert!(audit.contains(&format!("\"action\":\"{action}\"")), "no {action:?} in the audit log");
+    for action in [
+        "login failed",
+        "login",
+        "web: view study",
+        "web: view image",
+        "web: sign",
+        "web: amend",
+        "web: QA",
+    ] {
+        assert!(
+            audit.contains(&format!("\"action\":\"{action}\"")),
+            "no {action:?} in the audit log"
+        );
     }
 }
 
@@ -172,16 +220,37 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
     assert!(head.contains("location: /login?next=/worklist"), "{head}");
     let (status, head, _) = http(web, "GET", "/login", &[], "");
     assert_eq!(status, 200);
-    assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{head}"
+    );
     assert!(!head.contains("unsafe-inline"), "{head}");
 
     // A cross-site login form is refused, whatever its password.
-    let (status, _, _) = http(web, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded"), ("Origin", "https://evil.example")], "username=dr-http&password=a+long+test+password");
+    let (status, _, _) = http(
+        web,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "https://evil.example"),
+        ],
+        "username=dr-http&password=a+long+test+password",
+    );
     assert_eq!(status, 403);
 
     // Cookies: HttpOnly and SameSite=Strict.
-    let (_, head, _) = http(web, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded")], "username=dr-http&password=a+long+test+password");
-    assert!(head.contains("HttpOnly") && head.contains("SameSite=Strict"), "{head}");
+    let (_, head, _) = http(
+        web,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "username=dr-http&password=a+long+test+password",
+    );
+    assert!(
+        head.contains("HttpOnly") && head.contains("SameSite=Strict"),
+        "{head}"
+    );
 
     // Roles: the server refuses the URLs, not only the menu.
     let radiologist = login(web, "dr-http", PASSWORD).unwrap();
@@ -194,32 +263,69 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
         let (status, _, _) = http(web, "GET", path, &[("Cookie", &qa)], "");
         assert_eq!(status, 403, "{path}");
     }
-    let (status, _, body) = http(web, "GET", "/qa?observation=Nonsense", &[("Cookie", &qa)], "");
+    let (status, _, body) = http(
+        web,
+        "GET",
+        "/qa?observation=Nonsense",
+        &[("Cookie", &qa)],
+        "",
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not one of the 14 observations"), "{body}");
     let (status, head, body) = http(web, "GET", "/qa/export.csv", &[("Cookie", &qa)], "");
     assert_eq!(status, 200);
-    assert!(head.contains("text/csv") && body.starts_with("study_instance_uid,"), "{body}");
+    assert!(
+        head.contains("text/csv") && body.starts_with("study_instance_uid,"),
+        "{body}"
+    );
 
     // CSRF: a state-changing request without the session's token is refused, with a reason.
     let (status, head, _) = http(web, "POST", "/logout", &[("Cookie", &radiologist)], "");
     assert_eq!(status, 403);
-    assert!(head.contains("x-error-message: the request carried no valid CSRF token"), "{head}");
-    let (status, _, _) = http(web, "POST", "/logout", &[("Cookie", &radiologist), ("Content-Type", "application/x-www-form-urlencoded")], "csrf=forged");
+    assert!(
+        head.contains("x-error-message: the request carried no valid CSRF token"),
+        "{head}"
+    );
+    let (status, _, _) = http(
+        web,
+        "POST",
+        "/logout",
+        &[
+            ("Cookie", &radiologist),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "csrf=forged",
+    );
     assert_eq!(status, 403);
     // ... and still logged in.
     let (status, _, page) = http(web, "GET", "/worklist", &[("Cookie", &radiologist)], "");
     assert_eq!(status, 200);
-    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     // With the token, logout ends the session.
-    let (status, _, _) = http(web, "POST", "/logout", &[("Cookie", &radiologist), ("x-csrf-token", &csrf)], "");
+    let (status, _, _) = http(
+        web,
+        "POST",
+        "/logout",
+        &[("Cookie", &radiologist), ("x-csrf-token", &csrf)],
+        "",
+    );
     assert_eq!(status, 303);
     let (status, _, _) = http(web, "GET", "/worklist", &[("Cookie", &radiologist)], "");
     assert_eq!(status, 303, "the session outlived its logout");
 
     // Backoff: after three failures in a row a name must wait, even with the right password.
     for _ in 0..3 {
-        assert_eq!(login(web, "qa-http", "wrong password here").unwrap_err().0, 303);
+        assert_eq!(
+            login(web, "qa-http", "wrong password here").unwrap_err().0,
+            303
+        );
     }
     let (status, body) = login(web, "qa-http", PASSWORD).unwrap_err();
     assert_eq!(status, 429, "{body}");
@@ -248,7 +354,15 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
 
     // The command line refuses short passwords and odd names, saying why.
     let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(["users", "add", "dr-short", "--role", "radiologist", "--password-stdin", "--config"])
+        .args([
+            "users",
+            "add",
+            "dr-short",
+            "--role",
+            "radiologist",
+            "--password-stdin",
+            "--config",
+        ])
         .arg(&server.config)
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -257,9 +371,21 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
     writeln!(child.stdin.take().unwrap(), "short").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 12"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(["users", "add", "<script>", "--role", "qa", "--password-stdin", "--config"])
+        .args([
+            "users",
+            "add",
+            "<script>",
+            "--role",
+            "qa",
+            "--password-stdin",
+            "--config",
+        ])
         .arg(&server.config)
         .output()
         .unwrap();
@@ -278,7 +404,11 @@ fn the_web_app_serves_https_with_the_services_certificate() {
         "",
         &[],
     );
-    assert!(server.web.starts_with("https://127.0.0.1:"), "{}", server.web);
+    assert!(
+        server.web.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.web
+    );
     add_web_user(&server.config, "dr-tls", "radiologist", PASSWORD);
     let port = server.web.rsplit(':').next().unwrap();
     let url = format!("https://localhost:{port}/login");
@@ -286,11 +416,21 @@ fn the_web_app_serves_https_with_the_services_certificate() {
     let out = Command::new("curl")
         .args(["-sS", "-i", "--cacert"])
         .arg(&cert)
-        .args(["--resolve", &resolve, "--data", "username=dr-tls&password=a+long+test+password", &url])
+        .args([
+            "--resolve",
+            &resolve,
+            "--data",
+            "username=dr-tls&password=a+long+test+password",
+            &url,
+        ])
         .output()
         .expect("curl (scripts/setup) is installed");
     let response = String::from_utf8_lossy(&out.stdout);
-    assert!(response.starts_with("HTTP/1.1 303"), "{response}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        response.starts_with("HTTP/1.1 303"),
+        "{response}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cookie = response
         .lines()
         .find(|l| l.to_lowercase().starts_with("set-cookie:"))
@@ -301,7 +441,10 @@ fn the_web_app_serves_https_with_the_services_certificate() {
         .args(["-sS", "-m", "10", &format!("http://127.0.0.1:{port}/login")])
         .output()
         .unwrap();
-    assert!(!String::from_utf8_lossy(&plain.stdout).contains("<form"), "plain HTTP was served");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("<form"),
+        "plain HTTP was served"
+    );
 }
 
 /// An admin finds a failed job with its reason and queues it again; the worker takes it again.
@@ -314,10 +457,15 @@ async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
     let server = start(dir.path());
     add_web_user(&server.config, "it-http", "admin", PASSWORD);
     // Two frames: stored (ingest takes it), but no analysis can read it.
-    let bytes = std::fs::read(root().join("sample-dicom/derived/CR-MONO1-10-chest_TWO_FRAMES.dcm")).unwrap();
+    let bytes = std::fs::read(root().join("sample-dicom/derived/CR-MONO1-10-chest_TWO_FRAMES.dcm"))
+        .unwrap();
     let channel = server.channel().await;
     let results = common::store_instances(&channel, &[bytes]).await;
-    assert_eq!(results[0].outcome, instance_result::Outcome::Stored as i32, "{results:?}");
+    assert_eq!(
+        results[0].outcome,
+        instance_result::Outcome::Stored as i32,
+        "{results:?}"
+    );
     let study = results[0].study.clone();
     let uid = study.trim_start_matches("studies/").to_string();
     let state = common::complete_and_wait(&channel, &study).await;
@@ -327,14 +475,33 @@ async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
     let admin = login(&web, "it-http", PASSWORD).unwrap();
     let (status, _, page) = http(&web, "GET", "/admin", &[("Cookie", &admin)], "");
     assert_eq!(status, 200);
-    let jobs = page.split("id=\"jobs\"").nth(1).unwrap().split("</table>").next().unwrap();
-    assert!(jobs.contains(&uid) && jobs.contains("failed") && jobs.contains("frame"), "{jobs}");
-    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let jobs = page
+        .split("id=\"jobs\"")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(
+        jobs.contains(&uid) && jobs.contains("failed") && jobs.contains("frame"),
+        "{jobs}"
+    );
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let (status, _, body) = http(
         &web,
         "POST",
         &format!("/admin/jobs/{uid}/retry"),
-        &[("Cookie", &admin), ("Content-Type", "application/x-www-form-urlencoded")],
+        &[
+            ("Cookie", &admin),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
         &format!("csrf={csrf}"),
     );
     assert_eq!(status, 303, "{body}");
@@ -345,7 +512,10 @@ async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
     );
     let (_, _, page) = http(&web, "GET", "/admin", &[("Cookie", &admin)], "");
     let audit = page.split("id=\"audit\"").nth(1).unwrap();
-    assert!(audit.contains("web: retry job"), "the retry is not in the audit log");
+    assert!(
+        audit.contains("web: retry job"),
+        "the retry is not in the audit log"
+    );
     // A job that is not failed cannot be retried: the reason says so.
     let (status, head, _) = http(
         &web,

@@ -30,7 +30,8 @@ pub struct ReportSource {
 /// The SR that an amendment of study `uid` replaces: the newest signed SR made for it, as
 /// its Predecessor Documents Sequence references it (None when none was made).
 pub fn predecessor(store: &dyn Store, uid: &str) -> Result<Option<ImageReference>, String> {
-    let Some((sop_instance_uid, sha256)) = store.latest_signed_sr(uid).map_err(|e| e.to_string())?
+    let Some((sop_instance_uid, sha256)) =
+        store.latest_signed_sr(uid).map_err(|e| e.to_string())?
     else {
         return Ok(None);
     };

@@ -85,7 +85,11 @@ fn sign_now(
                 .ok_or_else(|| {
                     Status::failed_precondition("only a signed read can be amended: sign it first")
                 })?;
-            (previous.amendment + 1, reason.trim().to_string(), now.max(replaces + 1))
+            (
+                previous.amendment + 1,
+                reason.trim().to_string(),
+                now.max(replaces + 1),
+            )
         }
     };
     let message = FinalRead {

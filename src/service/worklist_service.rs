@@ -165,7 +165,11 @@ impl WorklistService for WorklistApi {
             None => {
                 let row = self.work_item(&uid).await?;
                 let current = work_item_message(&row)?;
-                current.final_read.as_ref().map(sign_time_ms).unwrap_or_default()
+                current
+                    .final_read
+                    .as_ref()
+                    .map(sign_time_ms)
+                    .unwrap_or_default()
             }
         };
         let read = Read {

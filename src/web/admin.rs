@@ -92,7 +92,10 @@ pub async fn page(
         "" => 0,
         text => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map_err(|_| {
-                WebError::new(StatusCode::BAD_REQUEST, format!("since {text:?} is not a date: use YYYY-MM-DD"))
+                WebError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("since {text:?} is not a date: use YYYY-MM-DD"),
+                )
             })?
             .and_hms_opt(0, 0, 0)
             .expect("midnight")
@@ -104,7 +107,12 @@ pub async fn page(
         let who = who.clone();
         app.state
             .store_call(move |s| {
-                Ok((s.jobs(None)?, s.outbox(50)?, s.audit_log(since_ms, &who)?, s.users()?))
+                Ok((
+                    s.jobs(None)?,
+                    s.outbox(50)?,
+                    s.audit_log(since_ms, &who)?,
+                    s.users()?,
+                ))
             })
             .await?
     };
@@ -171,7 +179,9 @@ pub async fn page(
             name: u.name,
         })
         .collect();
-    viewer.audit(&app, "web: admin", "jobs, models, audit, users").await?;
+    viewer
+        .audit(&app, "web: admin", "jobs, models, audit, users")
+        .await?;
     Ok(page::render(&AdminPage {
         chrome: Chrome::of(&viewer, "admin"),
         jobs,
@@ -196,7 +206,9 @@ pub async fn retry_job(
         let uid = uid.clone();
         app.state.store_call(move |s| s.retry_job(&uid)).await?;
     }
-    viewer.audit(&app, "web: retry job", &format!("studies/{uid}")).await?;
+    viewer
+        .audit(&app, "web: retry job", &format!("studies/{uid}"))
+        .await?;
     app.state.study_changed(&uid, true);
     Ok(Redirect::to("/admin").into_response())
 }
@@ -232,9 +244,15 @@ pub async fn set_disabled(
     }
     {
         let name = name.clone();
-        app.state.store_call(move |s| s.set_user_disabled(&name, disabled)).await?;
+        app.state
+            .store_call(move |s| s.set_user_disabled(&name, disabled))
+            .await?;
     }
-    let action = if disabled { "web: disable user" } else { "web: enable user" };
+    let action = if disabled {
+        "web: disable user"
+    } else {
+        "web: enable user"
+    };
     viewer.audit(&app, action, &format!("users/{name}")).await?;
     Ok(Redirect::to("/admin").into_response())
 }

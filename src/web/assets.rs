@@ -8,10 +8,26 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.css", "text/css; charset=utf-8", include_str!("assets/app.css")),
-    ("worklist.js", "text/javascript; charset=utf-8", include_str!("assets/worklist.js")),
-    ("viewer.js", "text/javascript; charset=utf-8", include_str!("assets/viewer.js")),
-    ("editor.js", "text/javascript; charset=utf-8", include_str!("assets/editor.js")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/app.css"),
+    ),
+    (
+        "worklist.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/worklist.js"),
+    ),
+    (
+        "viewer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/viewer.js"),
+    ),
+    (
+        "editor.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/editor.js"),
+    ),
 ];
 
 pub async fn serve(Path(name): Path<String>) -> Response {
@@ -25,6 +41,8 @@ pub async fn serve(Path(name): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => super::WebError::not_found(format!("there is no asset named {name:?}")).into_response(),
+        None => {
+            super::WebError::not_found(format!("there is no asset named {name:?}")).into_response()
+        }
     }
 }

@@ -59,7 +59,11 @@ pub fn line_chart(id: &str, title: &str, groups: &[String], series: &[Series]) -
         escape(id),
         escape(title)
     );
-    let _ = write!(svg, r#"<text class="title" x="{LEFT}" y="16">{}</text>"#, escape(title));
+    let _ = write!(
+        svg,
+        r#"<text class="title" x="{LEFT}" y="16">{}</text>"#,
+        escape(title)
+    );
     for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let _ = write!(
             svg,
@@ -113,7 +117,12 @@ pub fn line_chart(id: &str, title: &str, groups: &[String], series: &[Series]) -
             );
         }
         if !path.is_empty() {
-            let _ = write!(svg, r#"<path class="line {}" d="{}"/>"#, s.class, path.trim_end());
+            let _ = write!(
+                svg,
+                r#"<path class="line {}" d="{}"/>"#,
+                s.class,
+                path.trim_end()
+            );
         }
     }
     for (k, s) in series.iter().enumerate() {

@@ -58,7 +58,10 @@ async fn blob_of(app: &App, source: &ReportSource, which: Which) -> Result<Strin
                 .cloned()
                 .ok_or_else(|| WebError::not_found("this study was compared with no prior"))?;
             let study = prior.study_instance_uid.clone();
-            let instances = app.state.store_call(move |s| s.study_instances(&study)).await?;
+            let instances = app
+                .state
+                .store_call(move |s| s.study_instances(&study))
+                .await?;
             instances
                 .into_iter()
                 .find(|(sop, _)| *sop == prior.sop_instance_uid)
@@ -78,7 +81,12 @@ async fn decode(app: &App, sha: String) -> Result<Radiograph, WebError> {
     tokio::task::spawn_blocking(move || crate::service::store::decode(store.blobs(), &sha))
         .await
         .map_err(|e| WebError::internal(e.to_string()))?
-        .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the image cannot be decoded: {e}")))
+        .map_err(|e| {
+            WebError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the image cannot be decoded: {e}"),
+            )
+        })
 }
 
 /// The viewer's body for `radiograph` at most `size` on its longer side. Padding pixels (Pixel
@@ -165,7 +173,9 @@ pub fn encode_pixels(radiograph: &Radiograph, size: usize) -> Vec<u8> {
         let q = if !is_image(sr, sc) {
             PADDING
         } else if v.is_finite() {
-            ((f64::from(v) - intercept) / slope).round().clamp(0.0, 65_534.0) as u16
+            ((f64::from(v) - intercept) / slope)
+                .round()
+                .clamp(0.0, 65_534.0) as u16
         } else {
             0
         };
@@ -194,15 +204,19 @@ pub async fn pixels(
     let body = tokio::task::spawn_blocking(move || encode_pixels(&radiograph, size))
         .await
         .map_err(|e| WebError::internal(e.to_string()))?;
-    let what = if q.image == Which::Prior { "prior image" } else { "image" };
+    let what = if q.image == Which::Prior {
+        "prior image"
+    } else {
+        "image"
+    };
     viewer
-        .audit(&app, &format!("web: view {what}"), &format!("studies/{uid}"))
+        .audit(
+            &app,
+            &format!("web: view {what}"),
+            &format!("studies/{uid}"),
+        )
         .await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 /// The temporal subtraction (current − prior, aligned) as a grey PNG at the current image's
@@ -245,13 +259,17 @@ mod tests {
 
     #[test]
     fn whole_values_at_full_size_come_back_exact() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-dicom/nih_dx_implicit_le.dcm");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sample-dicom/nih_dx_implicit_le.dcm");
         let r = crate::dicom::read_file(&path, &Default::default()).unwrap();
         let body = encode_pixels(&r, 4096);
         let n = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
         let meta: serde_json::Value = serde_json::from_slice(&body[4..4 + n]).unwrap();
         let start = (4 + n + 1) & !1;
-        let (slope, intercept) = (meta["slope"].as_f64().unwrap(), meta["intercept"].as_f64().unwrap());
+        let (slope, intercept) = (
+            meta["slope"].as_f64().unwrap(),
+            meta["intercept"].as_f64().unwrap(),
+        );
         assert_eq!(slope, 1.0);
         assert_eq!(meta["width"].as_u64().unwrap() as usize, r.columns());
         for (i, v) in r.values.iter().enumerate().step_by(997) {

@@ -98,9 +98,7 @@ impl From<tonic::Status> for WebError {
         let status = match s.code() {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::InvalidArgument => StatusCode::BAD_REQUEST,
-            Code::FailedPrecondition | Code::Aborted | Code::AlreadyExists => {
-                StatusCode::CONFLICT
-            }
+            Code::FailedPrecondition | Code::Aborted | Code::AlreadyExists => StatusCode::CONFLICT,
             Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,7 +125,13 @@ impl IntoResponse for WebError {
         let reason: String = self
             .message
             .chars()
-            .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { ' ' })
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    ' '
+                }
+            })
             .collect();
         if let Ok(value) = HeaderValue::from_str(&reason) {
             response.headers_mut().insert("x-error-message", value);
@@ -168,10 +172,16 @@ async fn security_headers(
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on form
     // posts, and the login checks the Origin.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -207,7 +217,10 @@ pub fn router(app: App) -> Router {
         .route("/assets/{name}", get(assets::serve))
         .merge(pages)
         .fallback(|| async { WebError::not_found("there is no such page in radassist") })
-        .layer(middleware::from_fn_with_state(app.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            security_headers,
+        ))
         .with_state(app)
 }
 
@@ -215,14 +228,20 @@ pub fn router(app: App) -> Router {
 /// client must not hold the others up), and the connections that complete are handed on.
 struct TlsListener {
     local: SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
 }
 
 /// A TLS handshake gets this long.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl TlsListener {
-    fn new(tcp: tokio::net::TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    fn new(
+        tcp: tokio::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let (tx, ready) = tokio::sync::mpsc::channel(64);

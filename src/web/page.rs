@@ -43,7 +43,11 @@ pub fn render(template: &impl Template) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!("web: rendering a page: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
@@ -165,7 +169,10 @@ mod tests {
         }
         .render()
         .unwrap();
-        assert!(html.contains("&#60;img src=x onerror=alert(1)&#62;") || html.contains("&lt;img"), "{html}");
+        assert!(
+            html.contains("&#60;img src=x onerror=alert(1)&#62;") || html.contains("&lt;img"),
+            "{html}"
+        );
         assert!(!html.contains("<img src=x"));
     }
 }

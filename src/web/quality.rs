@@ -45,7 +45,14 @@ impl Period {
                 return Ok(None);
             }
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis()))
+                .map(|d| {
+                    Some(
+                        d.and_hms_opt(0, 0, 0)
+                            .expect("midnight")
+                            .and_utc()
+                            .timestamp_millis(),
+                    )
+                })
                 .map_err(|_| {
                     WebError::new(
                         StatusCode::BAD_REQUEST,
@@ -105,7 +112,10 @@ async fn signed(app: &App, period: &Period) -> Result<Vec<Signed>, WebError> {
                 accession: message.accession_number,
                 study_date: page::dicom_date(&message.study_date),
                 signed_at: row.signed_at.unwrap_or(row.created_at),
-                radiologist: message.final_read.map(|f| f.radiologist).unwrap_or_default(),
+                radiologist: message
+                    .final_read
+                    .map(|f| f.radiologist)
+                    .unwrap_or_default(),
                 model_version: row.model_version.clone(),
                 comparison: serde_json::from_str(comparison)
                     .map_err(|e| WebError::internal(format!("a stored comparison: {e}")))?,
@@ -116,7 +126,9 @@ async fn signed(app: &App, period: &Period) -> Result<Vec<Signed>, WebError> {
 
 fn percent(e: &Estimate) -> String {
     match (e.value, e.low, e.high) {
-        (Some(v), Some(l), Some(h)) => format!("{:.0}% ({:.0}–{:.0})", v * 100.0, l * 100.0, h * 100.0),
+        (Some(v), Some(l), Some(h)) => {
+            format!("{:.0}% ({:.0}–{:.0})", v * 100.0, l * 100.0, h * 100.0)
+        }
         _ => "—".into(),
     }
 }
@@ -193,16 +205,34 @@ fn group_series(groups: &BTreeMap<String, Vec<&Signed>>) -> Vec<Series> {
             .filter(|d| d.draft.is_some() && d.final_read.is_some())
             .map(|d| d.agree)
             .collect();
-        let device = wilson(both.iter().filter(|a| **a).count() as u64, both.len() as u64);
+        let device = wilson(
+            both.iter().filter(|a| **a).count() as u64,
+            both.len() as u64,
+        );
         devices.push(device.value.map(|v| (v, device.low.zip(device.high))));
-        let mean = members.iter().map(|s| s.comparison.edit_fraction).sum::<f64>()
+        let mean = members
+            .iter()
+            .map(|s| s.comparison.edit_fraction)
+            .sum::<f64>()
             / members.len().max(1) as f64;
         edits.push((!members.is_empty()).then_some((mean, None)));
     }
     vec![
-        Series { name: "Finding labels agree".into(), class: "s1", points: labels },
-        Series { name: "Device verdicts agree".into(), class: "s2", points: devices },
-        Series { name: "Words edited (mean)".into(), class: "s3", points: edits },
+        Series {
+            name: "Finding labels agree".into(),
+            class: "s1",
+            points: labels,
+        },
+        Series {
+            name: "Device verdicts agree".into(),
+            class: "s2",
+            points: devices,
+        },
+        Series {
+            name: "Words edited (mean)".into(),
+            class: "s3",
+            points: edits,
+        },
     ]
 }
 
@@ -216,15 +246,21 @@ fn observation_series(groups: &BTreeMap<String, Vec<&Signed>>, o: Observation) -
         }
         let agreement = builder.finish();
         let stats = agreement.observations.iter().find(|x| x.observation == o);
-        let point = |e: Option<Estimate>| {
-            e.and_then(|e| e.value.map(|v| (v, e.low.zip(e.high))))
-        };
+        let point = |e: Option<Estimate>| e.and_then(|e| e.value.map(|v| (v, e.low.zip(e.high))));
         sensitivity.push(point(stats.map(|x| x.sensitivity)));
         ppv.push(point(stats.map(|x| x.ppv)));
     }
     vec![
-        Series { name: format!("{o}: sensitivity"), class: "s1", points: sensitivity },
-        Series { name: format!("{o}: PPV"), class: "s2", points: ppv },
+        Series {
+            name: format!("{o}: sensitivity"),
+            class: "s1",
+            points: sensitivity,
+        },
+        Series {
+            name: format!("{o}: PPV"),
+            class: "s2",
+            points: ppv,
+        },
     ]
 }
 
@@ -268,13 +304,21 @@ pub async fn page(
             tn: o.table.true_negative,
             sensitivity: percent(&o.sensitivity),
             ppv: percent(&o.ppv),
-            f1: o.f1.map(|f| format!("{f:.2}")).unwrap_or_else(|| "—".into()),
+            f1: o
+                .f1
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "—".into()),
             kappa: kappa(&o.kappa),
-            labeler_f1: o.labeler_f1.map(|f| format!("{f:.2}")).unwrap_or_else(|| "—".into()),
+            labeler_f1: o
+                .labeler_f1
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "—".into()),
             labeler_weak: o.labeler_f1.is_some_and(|f| f < 0.8),
         })
         .collect();
-    if !period.observation.trim().is_empty() && Observation::parse(period.observation.trim()).is_none() {
+    if !period.observation.trim().is_empty()
+        && Observation::parse(period.observation.trim()).is_none()
+    {
         return Err(WebError::new(
             StatusCode::BAD_REQUEST,
             format!("{:?} is not one of the 14 observations", period.observation),
@@ -283,9 +327,22 @@ pub async fn page(
     let charted = period.charted();
     let month = |s: &Signed| page::when(s.signed_at).get(..7).unwrap_or("").to_string();
     let version = |s: &Signed| s.model_version.clone();
-    let by_month = chart_by("chart-month", "By month of signing", &studies, month, group_series);
-    let by_version = chart_by("chart-version", "By model version", &studies, version, group_series);
-    let observation_series = |groups: &BTreeMap<String, Vec<&Signed>>| observation_series(groups, charted);
+    let by_month = chart_by(
+        "chart-month",
+        "By month of signing",
+        &studies,
+        month,
+        group_series,
+    );
+    let by_version = chart_by(
+        "chart-version",
+        "By model version",
+        &studies,
+        version,
+        group_series,
+    );
+    let observation_series =
+        |groups: &BTreeMap<String, Vec<&Signed>>| observation_series(groups, charted);
     let observation_by_month = chart_by(
         "chart-observation-month",
         &format!("{charted} by month of signing"),
@@ -315,11 +372,19 @@ pub async fn page(
             model_version: s.model_version.clone(),
             disagreements: s.comparison.labels.values().filter(|a| !a.agree).count()
                 + s.comparison.devices.iter().filter(|d| !d.agree).count(),
-            edit: format!("{} words ({:.0}%)", s.comparison.edit_distance, s.comparison.edit_fraction * 100.0),
+            edit: format!(
+                "{} words ({:.0}%)",
+                s.comparison.edit_distance,
+                s.comparison.edit_fraction * 100.0
+            ),
         })
         .collect();
     viewer
-        .audit(&app, "web: QA", &format!("{} signed studies ({})", studies.len(), period.query()))
+        .audit(
+            &app,
+            "web: QA",
+            &format!("{} signed studies ({})", studies.len(), period.query()),
+        )
         .await?;
     Ok(page::render(&QaPage {
         chrome: Chrome::of(&viewer, "qa"),
@@ -368,7 +433,11 @@ pub async fn export(
     csv.push('\n');
     for s in &studies {
         let c = &s.comparison;
-        let compared: Vec<_> = c.devices.iter().filter(|d| d.draft.is_some() && d.final_read.is_some()).collect();
+        let compared: Vec<_> = c
+            .devices
+            .iter()
+            .filter(|d| d.draft.is_some() && d.final_read.is_some())
+            .collect();
         let fields = [
             csv_field(&s.uid),
             csv_field(&s.accession),
@@ -394,12 +463,19 @@ pub async fn export(
         csv.push('\n');
     }
     viewer
-        .audit(&app, "web: QA export", &format!("{} signed studies", studies.len()))
+        .audit(
+            &app,
+            "web: QA export",
+            &format!("{} signed studies", studies.len()),
+        )
         .await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"radassist-qa.csv\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"radassist-qa.csv\"",
+            ),
         ],
         csv,
     )
@@ -421,8 +497,14 @@ pub fn word_diff(draft: &str, final_read: &str) -> (Vec<Word>, Vec<Word>) {
         let text = change.value().to_string();
         match change.tag() {
             ChangeTag::Equal => {
-                left.push(Word { text: text.clone(), class: "same" });
-                right.push(Word { text, class: "same" });
+                left.push(Word {
+                    text: text.clone(),
+                    class: "same",
+                });
+                right.push(Word {
+                    text,
+                    class: "same",
+                });
             }
             ChangeTag::Delete => left.push(Word { text, class: "del" }),
             ChangeTag::Insert => right.push(Word { text, class: "ins" }),
@@ -477,9 +559,15 @@ pub async fn study(
     };
     let comparison: StudyComparison = serde_json::from_str(stored)
         .map_err(|e| WebError::internal(format!("the stored comparison: {e}")))?;
-    let draft_text = message.draft.as_ref().map(|d| d.text.as_str()).unwrap_or("");
+    let draft_text = message
+        .draft
+        .as_ref()
+        .map(|d| d.text.as_str())
+        .unwrap_or("");
     let (draft, final_read) = word_diff(draft_text, &read.text);
-    viewer.audit(&app, "web: QA study", &format!("studies/{uid}")).await?;
+    viewer
+        .audit(&app, "web: QA study", &format!("studies/{uid}"))
+        .await?;
     Ok(page::render(&QaStudy {
         chrome: Chrome::of(&viewer, "qa"),
         accession: message.accession_number.clone(),
@@ -529,7 +617,10 @@ mod tests {
 
     #[test]
     fn the_word_diff_marks_what_the_radiologist_changed() {
-        let (l, r) = word_diff("No pneumothorax. Tube in place.", "Small pneumothorax. Tube in place.");
+        let (l, r) = word_diff(
+            "No pneumothorax. Tube in place.",
+            "Small pneumothorax. Tube in place.",
+        );
         assert!(l.iter().any(|w| w.class == "del" && w.text == "No"));
         assert!(r.iter().any(|w| w.class == "ins" && w.text == "Small"));
     }

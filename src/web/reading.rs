@@ -241,7 +241,11 @@ pub async fn page(
             text: s.text.clone(),
             critical: s.critical,
             evidence: s.evidence.iter().map(describe).collect(),
-            points: s.evidence.iter().flat_map(|e| points(e, &analysis)).collect(),
+            points: s
+                .evidence
+                .iter()
+                .flat_map(|e| points(e, &analysis))
+                .collect(),
         })
         .collect();
     let devices = analysis
@@ -279,7 +283,13 @@ pub async fn page(
                 landmarks: d
                     .landmarks
                     .iter()
-                    .map(|l| format!("{} (confidence {:.2})", l.name.replace('_', " "), l.confidence))
+                    .map(|l| {
+                        format!(
+                            "{} (confidence {:.2})",
+                            l.name.replace('_', " "),
+                            l.confidence
+                        )
+                    })
                     .collect(),
                 options: std::iter::once("agree")
                     .chain(VERDICTS)
@@ -350,7 +360,9 @@ pub async fn page(
         "source": [analysis.current.image.columns, analysis.current.image.rows],
     })
     .to_string();
-    viewer.audit(&app, "web: view study", &format!("studies/{uid}")).await?;
+    viewer
+        .audit(&app, "web: view study", &format!("studies/{uid}"))
+        .await?;
     let draft_message = message.draft.clone().unwrap_or_default();
     Ok(page::render(&ReadingPage {
         chrome: Chrome::of(&viewer, "worklist"),
@@ -367,7 +379,10 @@ pub async fn page(
             .as_ref()
             .map(|e| e.text.clone())
             .unwrap_or_else(|| draft.text.clone()),
-        saved: edit.as_ref().map(|e| page::when(e.saved_at)).unwrap_or_default(),
+        saved: edit
+            .as_ref()
+            .map(|e| page::when(e.saved_at))
+            .unwrap_or_default(),
         statements,
         devices,
         findings,
@@ -407,7 +422,9 @@ async fn change_claim(
             .await?;
     }
     let action = if claim { "web: claim" } else { "web: release" };
-    viewer.audit(&app, action, &format!("workItems/{uid}")).await?;
+    viewer
+        .audit(&app, action, &format!("workItems/{uid}"))
+        .await?;
     app.state.study_changed(&uid, false);
     if back_to_worklist {
         return Ok(Redirect::to("/worklist").into_response());
@@ -462,7 +479,10 @@ fn check_agreements(a: &Agreements) -> Result<(), WebError> {
     {
         return Err(WebError::new(
             StatusCode::BAD_REQUEST,
-            format!("{device}: {v:?} is not a verdict (agree, or one of {})", VERDICTS.join(", ")),
+            format!(
+                "{device}: {v:?} is not a verdict (agree, or one of {})",
+                VERDICTS.join(", ")
+            ),
         ));
     }
     Ok(())
@@ -487,7 +507,9 @@ pub async fn save_draft(
         saved_at: now_ms(),
     };
     let saved_at = edit.saved_at;
-    app.state.store_call(move |s| s.save_draft_edit(&edit)).await?;
+    app.state
+        .store_call(move |s| s.save_draft_edit(&edit))
+        .await?;
     Ok(Json(serde_json::json!({ "saved": page::when(saved_at) })).into_response())
 }
 
@@ -511,7 +533,10 @@ pub async fn sign(
         Agreements::default()
     } else {
         serde_json::from_str(&form.agreements).map_err(|e| {
-            WebError::new(StatusCode::BAD_REQUEST, format!("the agreements are not valid: {e}"))
+            WebError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the agreements are not valid: {e}"),
+            )
         })?
     };
     check_agreements(&agreements)?;
@@ -534,7 +559,11 @@ pub async fn sign(
             let agrees = said == "agree" || *said == draft.verdict;
             Some(DeviceAgreement {
                 device: device.clone(),
-                verdict: if agrees { draft.verdict.clone() } else { said.clone() },
+                verdict: if agrees {
+                    draft.verdict.clone()
+                } else {
+                    said.clone()
+                },
                 agrees,
             })
         })
@@ -545,7 +574,9 @@ pub async fn sign(
         devices,
     };
     signing::sign(app.state.clone(), &uid, &viewer.name, read, Signing::First).await?;
-    viewer.audit(&app, "web: sign", &format!("workItems/{uid}")).await?;
+    viewer
+        .audit(&app, "web: sign", &format!("workItems/{uid}"))
+        .await?;
     Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
 }
 
@@ -567,9 +598,12 @@ pub async fn amend(
     viewer.require(&[Role::Radiologist])?;
     check_text(&form.text)?;
     let row = app.work_item(&uid).await?;
-    let current = work_item_message(&row)?
-        .final_read
-        .ok_or_else(|| WebError::new(StatusCode::CONFLICT, "this study is not signed: sign it first"))?;
+    let current = work_item_message(&row)?.final_read.ok_or_else(|| {
+        WebError::new(
+            StatusCode::CONFLICT,
+            "this study is not signed: sign it first",
+        )
+    })?;
     let read = Read {
         text: form.text,
         findings: current.findings,
@@ -580,6 +614,8 @@ pub async fn amend(
         replaces: form.replaces,
     };
     signing::sign(app.state.clone(), &uid, &viewer.name, read, signing).await?;
-    viewer.audit(&app, "web: amend", &format!("workItems/{uid}")).await?;
+    viewer
+        .audit(&app, "web: amend", &format!("workItems/{uid}"))
+        .await?;
     Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
 }

@@ -318,10 +318,7 @@ pub async fn login(
             .await?;
         app.state.metrics.web_login("failed");
         tracing::warn!(username, peer, "web login failed");
-        let to = format!(
-            "/login?failed=1&next={}",
-            percent_encode(&next)
-        );
+        let to = format!("/login?failed=1&next={}", percent_encode(&next));
         return Ok(Redirect::to(&to).into_response());
     };
     let token = random_token()?;
@@ -346,11 +343,7 @@ pub async fn login(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
         if app.secure { "; Secure" } else { "" }
     );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Redirect::to(&next),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
 }
 
 pub async fn logout(State(app): State<App>, viewer: Viewer) -> Result<Response, WebError> {
@@ -391,7 +384,10 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; radassist_session=tok; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; radassist_session=tok; b=2".parse().unwrap(),
+        );
         assert_eq!(session_token(&h), Some("tok"));
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("a", "ab"));
     }

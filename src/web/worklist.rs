@@ -93,7 +93,10 @@ impl Filters {
             q.push_str("&critical=on");
         }
         if !self.date.trim().is_empty() {
-            q.push_str(&format!("&date={}", super::session::percent_encode(self.date.trim())));
+            q.push_str(&format!(
+                "&date={}",
+                super::session::percent_encode(self.date.trim())
+            ));
         }
         if !self.mine.is_empty() {
             q.push_str("&mine=on");
@@ -219,7 +222,11 @@ async fn rows_of(
         .map(|item| row(item, now))
         .collect::<Result<_, _>>()?;
     viewer
-        .audit(app, "web: worklist", &format!("{} work items", filters.query(offset)))
+        .audit(
+            app,
+            "web: worklist",
+            &format!("{} work items", filters.query(offset)),
+        )
         .await?;
     Ok((rows, more))
 }

@@ -851,7 +851,15 @@ pub fn add_web_user(config: &Path, name: &str, role: &str, password: &str) {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(["users", "add", name, "--role", role, "--password-stdin", "--config"])
+        .args([
+            "users",
+            "add",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+            "--config",
+        ])
         .arg(config)
         .current_dir(root())
         .stdin(Stdio::piped())
@@ -861,7 +869,11 @@ pub fn add_web_user(config: &Path, name: &str, role: &str, password: &str) {
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One HTTP/1.1 exchange with the web app at `web` (http://ADDRESS): (status, headers, body);

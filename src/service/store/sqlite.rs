@@ -549,11 +549,17 @@ impl Store for SqliteStore {
         if amended == 1 {
             return Ok(item);
         }
-        Err(StoreError::Precondition(if item.status != WorkItemStatus::Signed {
-            format!("only a signed read can be amended (this one is {})", item.status)
-        } else {
-            "the read was amended by someone else meanwhile: reload it and amend the new one".into()
-        }))
+        Err(StoreError::Precondition(
+            if item.status != WorkItemStatus::Signed {
+                format!(
+                    "only a signed read can be amended (this one is {})",
+                    item.status
+                )
+            } else {
+                "the read was amended by someone else meanwhile: reload it and amend the new one"
+                    .into()
+            },
+        ))
     }
 
     fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError> {

@@ -44,7 +44,11 @@ impl ReadingRoomStore for SqliteStore {
     fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
         Ok(self
             .db()
-            .query_row(&format!("{USER_SELECT} WHERE name = ?1"), [name], user_from_row)
+            .query_row(
+                &format!("{USER_SELECT} WHERE name = ?1"),
+                [name],
+                user_from_row,
+            )
             .optional()?)
     }
 

@@ -84,7 +84,14 @@ fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     store
-                        .sign("1.2.3", &who, now_ms(), format!("read {i}").as_bytes(), "{}", &[])
+                        .sign(
+                            "1.2.3",
+                            &who,
+                            now_ms(),
+                            format!("read {i}").as_bytes(),
+                            "{}",
+                            &[],
+                        )
                         .is_ok()
                 })
             })
@@ -202,12 +209,17 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(store_with_item(dir.path(), "1.2.7"));
     assert!(
-        matches!(store.amend("1.2.7", 0, 1, b"x", "{}", &[]), Err(StoreError::Precondition(_))),
+        matches!(
+            store.amend("1.2.7", 0, 1, b"x", "{}", &[]),
+            Err(StoreError::Precondition(_))
+        ),
         "an unsigned item was amended"
     );
     store.claim("1.2.7", "dr-a").unwrap();
     let signed_at = 1_000;
-    store.sign("1.2.7", "dr-a", signed_at, b"read", "{}", &[]).unwrap();
+    store
+        .sign("1.2.7", "dr-a", signed_at, b"read", "{}", &[])
+        .unwrap();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
     let amendments: Vec<_> = (0..8)
         .map(|i| {
@@ -223,17 +235,33 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
                 };
                 let text = format!("amended {i}");
                 store
-                    .amend("1.2.7", signed_at, signed_at + 1, text.as_bytes(), "{}", &[result])
+                    .amend(
+                        "1.2.7",
+                        signed_at,
+                        signed_at + 1,
+                        text.as_bytes(),
+                        "{}",
+                        &[result],
+                    )
                     .ok()
                     .map(|_| i)
             })
         })
         .collect();
-    let winners: Vec<usize> = amendments.into_iter().filter_map(|a| a.join().unwrap()).collect();
+    let winners: Vec<usize> = amendments
+        .into_iter()
+        .filter_map(|a| a.join().unwrap())
+        .collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
     let item = store.work_item("1.2.7").unwrap();
-    assert_eq!(item.final_read.as_deref(), Some(format!("amended {}", winners[0]).as_bytes()));
-    assert_eq!((item.status, item.signed_at), (WorkItemStatus::Signed, Some(signed_at + 1)));
+    assert_eq!(
+        item.final_read.as_deref(),
+        Some(format!("amended {}", winners[0]).as_bytes())
+    );
+    assert_eq!(
+        (item.status, item.signed_at),
+        (WorkItemStatus::Signed, Some(signed_at + 1))
+    );
     // Only the winner's SR is queued, and it is the newest signed SR of the study.
     assert_eq!(store.pending_results().unwrap(), 1);
     let latest = store.latest_signed_sr("1.2.7").unwrap().unwrap();
