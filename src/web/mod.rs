@@ -226,6 +226,8 @@ pub fn router(app: App) -> Router {
 
 /// A TCP listener whose connections are TLS: each handshake runs in its own task (a slow
 /// client must not hold the others up), and the connections that complete are handed on.
+/// Written here because axum serves any `Listener` and tokio-rustls (with the rustls the
+/// gRPC and DICOM listeners use) is already a dependency: a few lines, no further crate.
 struct TlsListener {
     local: SocketAddr,
     ready: tokio::sync::mpsc::Receiver<(
