@@ -86,6 +86,27 @@
 //! session_idle_minutes = 30  # a session ends this long after its last request
 //! session_hours = 12         # ... and at the latest this long after its login
 //!
+//! [store]                    # the catalogue: studies, jobs, drafts, reads, audit
+//! backend = "sqlite"         # sqlite (embedded, in service.data_dir) | postgres
+//! url = "host=db.example.org user=radassist dbname=radassist"  # postgres: a libpq-style
+//!                            # string or postgresql:// URL; the password goes in the
+//!                            # environment (RADASSIST_STORE_PASSWORD), not here
+//! pool_size = 16             # postgres: connections this process holds at most
+//! job_lease_seconds = 60     # postgres: a worker renews its job's lease; a job whose lease
+//!                            # ran out (its worker died) is taken again
+//! connect_timeout_seconds = 10  # postgres: how long a start waits for the database
+//!
+//! [blobs]                    # where the DICOM instances themselves live
+//! backend = "folder"         # folder | s3
+//! path = "/srv/radassist"    # folder: the folder (default: service.data_dir); several
+//!                            # processes may share one (a network file system)
+//! bucket = "radassist"       # s3: the bucket, which must exist
+//! endpoint = "https://s3.example.org"  # s3: the S3-compatible server ("": AWS itself)
+//! region = "us-east-1"       # s3
+//! allow_http = false         # s3: a plain-HTTP endpoint (a loopback test server, say)
+//!                            # credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in
+//!                            # the environment, never in this file and never logged
+//!
 //! [placement]                # tube and line rules (src/placement/rules.rs has every value
 //!                            # and its source)
 //! paediatric_below_years = 18.0
@@ -123,6 +144,100 @@ pub struct Config {
     pub service: ServiceConfig,
     pub dicom: DicomConfig,
     pub web: WebConfig,
+    pub store: StoreConfig,
+    pub blobs: BlobsConfig,
+}
+
+/// Which database holds the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in `service.data_dir`: one process.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server: any number of front ends and workers.
+    Postgres,
+}
+
+/// The catalogue's database (`[store]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// PostgreSQL: a libpq-style connection string or a postgresql:// URL. The password is
+    /// read from `RADASSIST_STORE_PASSWORD` when set, so that it need not be in a file.
+    pub url: String,
+    /// PostgreSQL: the most connections this process holds.
+    pub pool_size: u32,
+    /// PostgreSQL: how long a taken job is a worker's without a renewal.
+    pub job_lease_seconds: u64,
+    /// PostgreSQL: how long a start (or a pool checkout) waits for the database.
+    pub connect_timeout_seconds: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Sqlite,
+            url: String::new(),
+            pool_size: 16,
+            job_lease_seconds: 60,
+            connect_timeout_seconds: 10,
+        }
+    }
+}
+
+/// The connection string may carry a password: never printed.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("url", &"(not shown)")
+            .field("pool_size", &self.pool_size)
+            .field("job_lease_seconds", &self.job_lease_seconds)
+            .finish()
+    }
+}
+
+/// Where the DICOM blobs live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    /// A folder of the file system.
+    #[default]
+    Folder,
+    /// An S3-compatible object store.
+    S3,
+}
+
+/// The blob store (`[blobs]`). S3 credentials come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobsConfig {
+    pub backend: BlobBackend,
+    /// Folder: where (default: `service.data_dir`).
+    pub path: Option<PathBuf>,
+    /// S3: the bucket (it must exist).
+    pub bucket: String,
+    /// S3: the server's URL ("": AWS).
+    pub endpoint: String,
+    pub region: String,
+    /// S3: allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        BlobsConfig {
+            backend: BlobBackend::Folder,
+            path: None,
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            allow_http: false,
+        }
+    }
 }
 
 /// The web reading room of `radassist serve` (HTTPS with `service.tls_cert` when that is set).

@@ -18,9 +18,18 @@ pub fn audit(
         None => 0,
     };
     use radassist::service::store::Store;
-    // Read-only: no crash recovery, so it is safe beside a live server.
-    let store = radassist::service::store::SqliteStore::open_read_only(&config.service.data_dir)
-        .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?;
+    // SQLite read-only: no crash recovery and no write, so it is safe beside a live server;
+    // PostgreSQL: a plain read.
+    let store: std::sync::Arc<dyn Store> = match config.store.backend {
+        radassist::config::StoreBackend::Sqlite => std::sync::Arc::new(
+            radassist::service::store::SqliteStore::open_read_only(&config.service.data_dir)
+                .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?,
+        ),
+        radassist::config::StoreBackend::Postgres => radassist::service::store::open_store(
+            config,
+            radassist::service::store::Recovery::BesideServer,
+        )?,
+    };
     for row in store
         .audit_log(since_ms, who.unwrap_or(""))
         .map_err(|e| e.to_string())?

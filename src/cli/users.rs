@@ -1,12 +1,14 @@
 //! `radassist users`: the people who log in to the web reading room. They are kept in the
-//! service's store (argon2id hashes), so these commands open it as the server does; SQLite's
-//! locking makes that safe beside a running server.
+//! service's store (argon2id hashes), so these commands open the store the configuration names,
+//! without crash recovery: SQLite's locking (or PostgreSQL) makes that safe beside a running
+//! server.
 
 use radassist::config::Config;
 use radassist::roles::Role;
-use radassist::service::store::reading_room::{ReadingRoomStore, UserRow};
-use radassist::service::store::{now_ms, SqliteStore};
+use radassist::service::store::reading_room::UserRow;
+use radassist::service::store::{now_ms, open_store, Recovery, Store};
 use radassist::web::passwords;
+use std::sync::Arc;
 
 /// The roles a person can have (a PACS is a machine: it gets a bearer token, not a login).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -26,9 +28,8 @@ impl WebRole {
     }
 }
 
-fn open(config: &Config) -> Result<SqliteStore, String> {
-    SqliteStore::open_beside_server(&config.service.data_dir)
-        .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))
+fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
+    open_store(config, Recovery::BesideServer)
 }
 
 /// Whether `name` can be a login name (it appears in URLs and the audit log as it is).

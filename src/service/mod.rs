@@ -163,9 +163,11 @@ async fn stable_study_timer(state: Arc<State>) {
         for uid in uids {
             let completed = {
                 let uid = uid.clone();
-                state.store_call(move |s| s.complete_study(&uid)).await
+                state
+                    .store_call(move |s| s.complete_stable_study(&uid, quiet_ms))
+                    .await
             };
-            if let Ok(row) = completed {
+            if let Ok(Some(row)) = completed {
                 state.study_changed(&uid, row.state == lifecycle::StudyState::Queued);
             }
         }
@@ -227,13 +229,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         );
     }
     let store: Arc<dyn store::Store> = {
-        let dir = sc.data_dir.clone();
-        Arc::new(
-            tokio::task::spawn_blocking(move || store::SqliteStore::open(&dir))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("{}: {e}", sc.data_dir.display()))?,
-        )
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || store::open_store(&config, store::Recovery::Owner))
+            .await
+            .map_err(|e| e.to_string())??
     };
     let metrics = Arc::new(Metrics::new());
     if let Some(peer) = config.dicom.peers.iter().find(|p| p.query_priors) {

@@ -2,6 +2,8 @@
 //! scripts/make-fixtures.py (pydicom / dcmtk values), and readers for `.npy.gz` and PNG.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -326,6 +328,7 @@ pub const STORED_SCALE: f32 = 256.0;
 pub fn run_radassist(args: &[&str]) -> std::process::Output {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"))
         .args(args)
+        .envs(backends::environment())
         .current_dir(root())
         .output()
         .unwrap();
@@ -442,6 +445,12 @@ impl Server {
         };
         let data = dir.join("data");
         let config = dir.join("radassist.toml");
+        // The selected store backend, unless the test names its own.
+        let backend = if sections.contains("[store]") {
+            String::new()
+        } else {
+            backends::sections_for(&data)
+        };
         std::fs::write(
             &config,
             format!(
@@ -451,7 +460,7 @@ impl Server {
                  [[service.tokens]]\ntoken = \"{RADIOLOGIST_TOKEN}\"\nname = \"dr-jane\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{SECOND_RADIOLOGIST_TOKEN}\"\nname = \"dr-omar\"\nrole = \"radiologist\"\n\n\
                  [[service.tokens]]\ntoken = \"{QA_TOKEN}\"\nname = \"qa-lee\"\nrole = \"qa\"\n\n\
-                 [[service.tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nname = \"it-admin\"\nrole = \"admin\"\n\n{web_section}{sections}\n",
+                 [[service.tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nname = \"it-admin\"\nrole = \"admin\"\n\n{web_section}{backend}{sections}\n",
                 root().join("models").display().to_string(),
                 data.display().to_string()
             ),
@@ -460,6 +469,7 @@ impl Server {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"));
         command
             .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(backends::environment())
             .envs(env.iter().copied())
             .current_dir(root())
             .stdout(std::process::Stdio::null())
@@ -861,6 +871,7 @@ pub fn add_web_user(config: &Path, name: &str, role: &str, password: &str) {
             "--config",
         ])
         .arg(config)
+        .envs(backends::environment())
         .current_dir(root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -3,21 +3,31 @@
 //!
 //! [`Store`] is the interface the service uses; [`SqliteStore`] is the embedded default (SQLite
 //! in WAL mode with `synchronous = FULL`, and a [`BlobStore`] for the blobs, a folder by
-//! default). Blobs are written durably before their catalogue row commits, and only then is the
+//! default); [`PgStore`] keeps the catalogue in PostgreSQL for several processes, with the blobs
+//! in a shared folder or an S3-compatible object store ([`S3BlobStore`]). Blobs are written durably before their catalogue row commits, and only then is the
 //! sender told STORED. Every state change is a conditional update (see
 //! [`super::lifecycle`]): of two callers racing for it, one wins and the other gets
 //! [`StoreError::Precondition`] with the reason. Every call blocks: the async service calls it
 //! from `spawn_blocking`, the worker from its own threads.
 
 mod blobs;
+mod open;
+mod outcomes;
+pub mod pg;
+mod pg_ingest;
+mod pg_reading_room;
 pub mod reading_room;
+mod s3_blobs;
 mod schema;
 mod sqlite;
 mod sqlite_ingest;
 mod sqlite_reading_room;
 
 pub use blobs::{decode, decode_header, BlobStore, FolderBlobStore};
+pub use open::{open_blobs, open_store, Recovery};
+pub use pg::PgStore;
 pub use reading_room::ReadingRoomStore;
+pub use s3_blobs::S3BlobStore;
 pub use sqlite::SqliteStore;
 
 use super::lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
@@ -27,6 +37,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum StoreError {
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
     #[error("blob store: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -192,9 +206,9 @@ pub struct AuditRow {
     pub peer: String,
 }
 
-/// What the service needs of its store. [`SqliteStore`] is the embedded default; a PostgreSQL
-/// catalogue with an S3-compatible blob store implements the same calls (jobs taken with
-/// `FOR UPDATE SKIP LOCKED`, so several workers share one queue).
+/// What the service needs of its store. [`SqliteStore`] is the embedded default; [`PgStore`]
+/// implements the same calls on PostgreSQL (jobs taken with `FOR UPDATE SKIP LOCKED` under a
+/// lease, so several workers share one queue).
 pub trait Store: ReadingRoomStore + Send + Sync {
     fn blobs(&self) -> &dyn BlobStore;
     /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
@@ -206,6 +220,14 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     fn study(&self, uid: &str) -> Result<StudyRow, StoreError>;
     /// Queues the study's analysis (once: an already queued or running job stays as it is).
     fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError>;
+    /// The stable-study timer's completion: queued only while the study is still RECEIVING
+    /// with no instance for `quiet_ms`, so that of several front ends' timers exactly one
+    /// queues it (None: another did, or an instance arrived meanwhile).
+    fn complete_stable_study(
+        &self,
+        uid: &str,
+        quiet_ms: i64,
+    ) -> Result<Option<StudyRow>, StoreError>;
     /// Studies still receiving whose last instance is older than `quiet_ms`.
     fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError>;
     fn queue_depth(&self) -> Result<i64, StoreError>;

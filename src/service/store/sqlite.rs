@@ -7,6 +7,7 @@
 //! conditional `UPDATE`s whose row count says whether this caller won.
 
 use super::blobs::FolderBlobStore;
+use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
 use super::schema::{migrate, read_only_connection, DATABASE, SCHEMA};
 use super::sqlite_ingest::CommitOutcome;
 use super::*;
@@ -28,7 +29,15 @@ impl SqliteStore {
     /// Opens (or creates) the store in `root` as the one process that owns it: jobs a crash
     /// left running are queued again and half-written blobs removed.
     pub fn open(root: &Path) -> Result<SqliteStore, StoreError> {
-        let store = SqliteStore::open_beside_server(root)?;
+        SqliteStore::open_with_blobs(root, Box::new(FolderBlobStore::open(root, true)?))
+    }
+
+    /// As [`SqliteStore::open`], with the blobs in `blobs` (a folder elsewhere, or a bucket).
+    pub fn open_with_blobs(
+        root: &Path,
+        blobs: Box<dyn BlobStore>,
+    ) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore::open_catalogue(root, blobs)?;
         {
             let db = store.db();
             db.execute(
@@ -46,8 +55,15 @@ impl SqliteStore {
     /// Opens the store for an administrator's command (`radassist users`) that may run beside
     /// a live server: the schema is brought up to date, but no crash recovery runs (the
     /// server's running jobs are its own).
-    pub fn open_beside_server(root: &Path) -> Result<SqliteStore, StoreError> {
-        let blobs = FolderBlobStore::open(root, true)?;
+    pub fn open_beside_server(
+        root: &Path,
+        blobs: Box<dyn BlobStore>,
+    ) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_catalogue(root, blobs)
+    }
+
+    fn open_catalogue(root: &Path, blobs: Box<dyn BlobStore>) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(root)?;
         let db = Connection::open(root.join(DATABASE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
@@ -58,7 +74,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             db: Mutex::new(db),
             reader: Mutex::new(reader),
-            blobs: Box::new(blobs),
+            blobs,
             pending: Mutex::new(Vec::new()),
         })
     }
@@ -147,6 +163,24 @@ impl SqliteStore {
     const OUTBOX_SELECT: &'static str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at FROM outbox";
 }
 
+/// Queues study `uid`'s analysis unless it is already queued or running (one conditional
+/// upsert); the study becomes QUEUED when it was.
+fn queue_job(tx: &rusqlite::Transaction, uid: &str) -> rusqlite::Result<bool> {
+    let queued = tx.execute(
+        "INSERT INTO jobs (study_instance_uid, state, attempts, updated_at) VALUES (?1, ?2, 0, ?3)
+         ON CONFLICT (study_instance_uid) DO UPDATE SET state = ?2, attempts = 0, last_error = '', updated_at = ?3
+         WHERE jobs.state NOT IN (?2, ?4)",
+        params![uid, JobState::Queued, now_ms(), JobState::Running],
+    )?;
+    if queued > 0 {
+        tx.execute(
+            "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
+            params![uid, StudyState::Queued],
+        )?;
+    }
+    Ok(queued > 0)
+}
+
 /// Queues results in `tx` (a result already queued for that peer stays as it is).
 fn queue_results(tx: &rusqlite::Transaction, results: &[OutgoingResult]) -> rusqlite::Result<()> {
     let now = now_ms();
@@ -189,22 +223,31 @@ impl Store for SqliteStore {
         {
             let mut db = self.db();
             let tx = db.transaction()?;
-            // Queued unless its job is already queued or running (one conditional upsert).
-            let queued = tx.execute(
-                "INSERT INTO jobs (study_instance_uid, state, attempts, updated_at) VALUES (?1, ?2, 0, ?3)
-                 ON CONFLICT (study_instance_uid) DO UPDATE SET state = ?2, attempts = 0, last_error = '', updated_at = ?3
-                 WHERE jobs.state NOT IN (?2, ?4)",
-                params![uid, JobState::Queued, now_ms(), JobState::Running],
-            )?;
-            if queued > 0 {
-                tx.execute(
-                    "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
-                    params![uid, StudyState::Queued],
-                )?;
-            }
+            queue_job(&tx, uid)?;
             tx.commit()?;
         }
         self.study(uid)
+    }
+
+    fn complete_stable_study(
+        &self,
+        uid: &str,
+        quiet_ms: i64,
+    ) -> Result<Option<StudyRow>, StoreError> {
+        {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            let still_quiet = tx.execute(
+                "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1 AND state = ?3 AND last_instance_at < ?4",
+                params![uid, StudyState::Queued, StudyState::Receiving, now_ms() - quiet_ms],
+            )?;
+            if still_quiet == 0 {
+                return Ok(None);
+            }
+            queue_job(&tx, uid)?;
+            tx.commit()?;
+        }
+        self.study(uid).map(Some)
     }
 
     fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
@@ -445,18 +488,7 @@ impl Store for SqliteStore {
             params![uid, who, WorkItemStatus::Claimed, WorkItemStatus::Unclaimed],
         )?;
         let item = self.work_item(uid)?;
-        if claimed == 1 {
-            return Ok(item);
-        }
-        match (item.status, item.claimed_by.as_deref()) {
-            (WorkItemStatus::Claimed, Some(holder)) if holder == who => Ok(item),
-            (WorkItemStatus::Claimed, Some(holder)) => {
-                Err(StoreError::Precondition(format!("claimed by {holder}")))
-            }
-            (status, _) => Err(StoreError::Precondition(format!(
-                "the work item is {status}"
-            ))),
-        }
+        claim_outcome(claimed as u64, item, who)
     }
 
     fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
@@ -466,13 +498,7 @@ impl Store for SqliteStore {
             params![uid, who, WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
         )?;
         let item = self.work_item(uid)?;
-        if released == 1 {
-            Ok(item)
-        } else {
-            Err(StoreError::Precondition(
-                "you do not hold this work item's claim".into(),
-            ))
-        }
+        release_outcome(released as u64, item)
     }
 
     fn sign(
@@ -503,16 +529,7 @@ impl Store for SqliteStore {
             signed
         };
         let item = self.work_item(uid)?;
-        if signed == 1 {
-            return Ok(item);
-        }
-        Err(StoreError::Precondition(format!(
-            "sign only a work item you have claimed (it is {}{})",
-            item.status,
-            item.claimed_by
-                .map(|h| format!(" by {h}"))
-                .unwrap_or_default()
-        )))
+        sign_outcome(signed as u64, item)
     }
 
     fn amend(
@@ -546,20 +563,7 @@ impl Store for SqliteStore {
             kept
         };
         let item = self.work_item(uid)?;
-        if amended == 1 {
-            return Ok(item);
-        }
-        Err(StoreError::Precondition(
-            if item.status != WorkItemStatus::Signed {
-                format!(
-                    "only a signed read can be amended (this one is {})",
-                    item.status
-                )
-            } else {
-                "the read was amended by someone else meanwhile: reload it and amend the new one"
-                    .into()
-            },
-        ))
+        amend_outcome(amended as u64, item)
     }
 
     fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError> {

@@ -1,0 +1,865 @@
+//! The catalogue on PostgreSQL, for several front ends and workers sharing one database: the
+//! same tables and the same conditional updates as the SQLite store, a connection pool sized in
+//! the configuration, and versioned migrations applied at start under an advisory lock (two
+//! processes starting together do not race).
+//!
+//! Jobs: a worker takes the oldest queued job with `FOR UPDATE SKIP LOCKED` (workers never wait
+//! on each other's rows) and holds it under a lease that this process renews while it runs the
+//! job. A job whose lease ran out (its process died or lost the database) is taken again by
+//! another worker, and the old holder's finish is then refused: its lease and attempt no longer
+//! match, so a study's draft is kept exactly once.
+//!
+//! Every call blocks (the `postgres` crate runs its own small runtime per connection); the
+//! service makes them on blocking threads, as for SQLite.
+
+use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
+use super::*;
+use crate::config::StoreConfig;
+use crate::service::lifecycle::{JobState, StudyState, WorkItemStatus};
+use postgres::{GenericClient, NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The migrations, oldest first: (version, name, SQL). Applied ones are recorded in
+/// `schema_migrations`; a database newer than this binary is refused.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "catalogue",
+    include_str!("migrations/0001_catalogue.sql"),
+)];
+
+/// The advisory lock that serialises migrations ("radassist" in ASCII, as a number).
+const MIGRATION_LOCK: i64 = 0x7261_6461_7373_6973;
+
+pub struct PgStore {
+    pool: Pool,
+    pub(super) blobs: Box<dyn BlobStore>,
+    /// Who holds a lease: this process (host, pid and a random part).
+    owner: String,
+    lease_ms: i64,
+    /// The jobs this process runs now, with their attempt numbers: their leases are renewed.
+    held: Arc<Mutex<HashMap<String, i32>>>,
+}
+
+/// The connection settings of `config`, with the password from `RADASSIST_STORE_PASSWORD`.
+pub fn connection_config(config: &StoreConfig) -> Result<postgres::Config, String> {
+    if config.url.is_empty() {
+        return Err("store.backend is postgres but store.url is empty: set it to a connection string such as \"host=127.0.0.1 user=radassist dbname=radassist\"".into());
+    }
+    let mut pg: postgres::Config = config
+        .url
+        .parse()
+        .map_err(|e| format!("store.url is not a PostgreSQL connection string: {e}"))?;
+    if let Ok(password) = std::env::var("RADASSIST_STORE_PASSWORD") {
+        pg.password(password);
+    }
+    pg.application_name("radassist")
+        .connect_timeout(Duration::from_secs(config.connect_timeout_seconds.max(1)));
+    Ok(pg)
+}
+
+/// Where `pg` points, for messages (never its password).
+pub fn describe(pg: &postgres::Config) -> String {
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    format!(
+        "database {:?} on {} as {:?}",
+        pg.get_dbname().unwrap_or("(default)"),
+        if hosts.is_empty() {
+            "(default host)".into()
+        } else {
+            hosts.join(",")
+        },
+        pg.get_user().unwrap_or("(default user)")
+    )
+}
+
+/// Brings the schema up to date (under the advisory lock); returns the version it is at.
+pub fn migrate(client: &mut postgres::Client) -> Result<i32, StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             name TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .get(0);
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if applied > newest {
+        return Err(StoreError::Precondition(format!(
+            "the database's schema is at version {applied}, newer than this radassist knows ({newest}): run the radassist that migrated it, or a newer one"
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )?;
+        tracing::info!("PostgreSQL schema migrated to version {version} ({name})");
+    }
+    tx.commit()?;
+    Ok(newest)
+}
+
+impl PgStore {
+    /// Connects (waiting at most `connect_timeout_seconds`), migrates, and starts renewing the
+    /// leases of the jobs this process will take.
+    pub fn open(config: &StoreConfig, blobs: Box<dyn BlobStore>) -> Result<PgStore, String> {
+        let pg = connection_config(config)?;
+        let place = describe(&pg);
+        let unreachable = |e: &dyn std::fmt::Display| {
+            format!("cannot use the PostgreSQL {place}: {e}. Check store.url, that the server runs and accepts this user (pg_hba.conf), and RADASSIST_STORE_PASSWORD")
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(config.connect_timeout_seconds.max(1)))
+            .build(PostgresConnectionManager::new(pg, NoTls))
+            .map_err(|e| unreachable(&e))?;
+        {
+            let mut client = pool.get().map_err(|e| unreachable(&e))?;
+            migrate(&mut client).map_err(|e| unreachable(&e))?;
+        }
+        let lease_ms = (config.job_lease_seconds.max(1) * 1000) as i64;
+        let store = PgStore {
+            pool,
+            blobs,
+            owner: format!(
+                "{}:{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().as_simple()
+            ),
+            lease_ms,
+            held: Arc::default(),
+        };
+        store.renew_leases_while_open();
+        Ok(store)
+    }
+
+    pub(super) fn client(
+        &self,
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// The pool, for the event relay's own connection settings and for health.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Renews the leases of the jobs this process holds, every third of a lease, until the
+    /// store is dropped. A failed renewal is logged and tried again at the next turn: should the
+    /// lease run out meanwhile, another worker takes the job and this one's finish is refused.
+    fn renew_leases_while_open(&self) {
+        let pool = self.pool.clone();
+        let held = Arc::downgrade(&self.held);
+        let owner = self.owner.clone();
+        let lease_ms = self.lease_ms;
+        let spawned = std::thread::Builder::new()
+            .name("job-leases".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis((lease_ms / 3).max(100) as u64));
+                let Some(held) = held.upgrade() else { return };
+                let uids: Vec<String> = held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect();
+                drop(held);
+                if uids.is_empty() {
+                    continue;
+                }
+                let renewed = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
+                    c.execute(
+                        "UPDATE jobs SET lease_until = $3
+                         WHERE study_instance_uid = ANY($1) AND lease_owner = $2 AND state = $4",
+                        &[&uids, &owner, &(now_ms() + lease_ms), &JobState::Running],
+                    )
+                    .map_err(|e| e.to_string())
+                });
+                match renewed {
+                    Ok(n) if n as usize == uids.len() => {}
+                    Ok(n) => tracing::warn!(
+                        "job leases: {n} of {} renewed; the others were taken again elsewhere",
+                        uids.len()
+                    ),
+                    Err(e) => tracing::error!("job leases: renewal failed, retrying: {e}"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("job leases: cannot start the renewal thread: {e}");
+        }
+    }
+
+    /// The attempt this process holds of study `uid`'s job.
+    fn held_attempt(&self, uid: &str) -> Result<i32, StoreError> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uid)
+            .copied()
+            .ok_or_else(|| {
+                StoreError::Precondition(format!(
+                    "this process does not hold the job of study {uid}: its draft is not kept"
+                ))
+            })
+    }
+
+    fn forget_job(&self, uid: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+    }
+
+    pub(super) fn study_from_row(r: &Row) -> StudyRow {
+        StudyRow {
+            study_instance_uid: r.get(0),
+            state: r.get(1),
+            instance_count: r.get::<_, i64>(2) as u32,
+            last_instance_at: r.get(3),
+            attempts: r.get::<_, Option<i32>>(4).unwrap_or(0) as u32,
+            failure_reason: r.get(5),
+            patient_id: r.get(6),
+            accession_number: r.get(7),
+            study_date: r.get(8),
+        }
+    }
+
+    const STUDY_SELECT: &'static str = "SELECT s.study_instance_uid, s.state,
+            (SELECT COUNT(*) FROM instances i WHERE i.study_instance_uid = s.study_instance_uid),
+            s.last_instance_at, j.attempts, s.failure_reason, s.patient_id, s.accession_number, s.study_date
+        FROM studies s LEFT JOIN jobs j ON j.study_instance_uid = s.study_instance_uid";
+
+    fn item_from_row(r: &Row) -> WorkItemRow {
+        WorkItemRow {
+            study_instance_uid: r.get(0),
+            status: r.get(1),
+            critical: r.get(2),
+            priority: r.get(3),
+            claimed_by: r.get(4),
+            created_at: r.get(5),
+            template: r.get(6),
+            analysis_json: r.get(7),
+            model_version: r.get(8),
+            final_read: r.get(9),
+            signed_at: r.get(10),
+            comparison: r.get(11),
+            report_json: r.get(12),
+        }
+    }
+
+    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json FROM work_items";
+
+    fn outbox_from_row(r: &Row) -> OutboxRow {
+        OutboxRow {
+            id: r.get(0),
+            result: OutgoingResult {
+                study_instance_uid: r.get(1),
+                sop_instance_uid: r.get(2),
+                kind: r.get(3),
+                peer: r.get(4),
+                sha256: r.get(5),
+            },
+            state: r.get(6),
+            attempts: r.get::<_, i32>(7) as u32,
+            last_error: r.get(8),
+            created_at: r.get(9),
+            next_attempt_at: r.get(10),
+            sent_at: r.get(11),
+        }
+    }
+
+    const OUTBOX_SELECT: &'static str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at FROM outbox";
+}
+
+/// Queues results (a result already queued for that peer stays as it is).
+fn queue_results(
+    tx: &mut impl GenericClient,
+    results: &[OutgoingResult],
+) -> Result<(), postgres::Error> {
+    let now = now_ms();
+    for r in results {
+        tx.execute(
+            "INSERT INTO outbox (study_instance_uid, sop_instance_uid, kind, peer, sha256, state, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (sop_instance_uid, peer) DO NOTHING",
+            &[&r.study_instance_uid, &r.sop_instance_uid, &r.kind, &r.peer, &r.sha256, &OutboxState::Pending, &now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Queues study `uid`'s analysis unless it is already queued or running (one conditional
+/// upsert); the study becomes QUEUED when it was.
+fn queue_job(tx: &mut impl GenericClient, uid: &str) -> Result<bool, postgres::Error> {
+    let queued = tx.execute(
+        "INSERT INTO jobs (study_instance_uid, state, attempts, updated_at) VALUES ($1, $2, 0, $3)
+         ON CONFLICT (study_instance_uid) DO UPDATE SET state = $2, attempts = 0, last_error = '',
+             updated_at = $3, lease_owner = NULL, lease_until = NULL
+         WHERE jobs.state NOT IN ($2, $4)",
+        &[&uid, &JobState::Queued, &now_ms(), &JobState::Running],
+    )?;
+    if queued > 0 {
+        tx.execute(
+            "UPDATE studies SET state = $2, failure_reason = '' WHERE study_instance_uid = $1",
+            &[&uid, &StudyState::Queued],
+        )?;
+    }
+    Ok(queued > 0)
+}
+
+impl Store for PgStore {
+    fn blobs(&self) -> &dyn BlobStore {
+        self.blobs.as_ref()
+    }
+
+    fn put_instance(
+        &self,
+        instance: &IncomingInstance,
+    ) -> Result<(StoreOutcome, String), StoreError> {
+        self.store_instance(instance)
+    }
+
+    fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        self.client()?
+            .query_opt(
+                &format!("{} WHERE s.study_instance_uid = $1", Self::STUDY_SELECT),
+                &[&uid],
+            )?
+            .map(|r| Self::study_from_row(&r))
+            .ok_or_else(|| StoreError::NotFound(format!("no instance of study {uid} was stored")))
+    }
+
+    fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
+        self.study(uid)?;
+        {
+            let mut client = self.client()?;
+            let mut tx = client.transaction()?;
+            queue_job(&mut tx, uid)?;
+            tx.commit()?;
+        }
+        self.study(uid)
+    }
+
+    fn complete_stable_study(
+        &self,
+        uid: &str,
+        quiet_ms: i64,
+    ) -> Result<Option<StudyRow>, StoreError> {
+        {
+            let mut client = self.client()?;
+            let mut tx = client.transaction()?;
+            let still_quiet = tx.execute(
+                "UPDATE studies SET state = $2 WHERE study_instance_uid = $1 AND state = $3 AND last_instance_at < $4",
+                &[&uid, &StudyState::Queued, &StudyState::Receiving, &(now_ms() - quiet_ms)],
+            )?;
+            if still_quiet == 0 {
+                return Ok(None);
+            }
+            queue_job(&mut tx, uid)?;
+            tx.commit()?;
+        }
+        self.study(uid).map(Some)
+    }
+
+    fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT study_instance_uid FROM studies WHERE state = $1 AND last_instance_at < $2",
+                &[&StudyState::Receiving, &(now_ms() - quiet_ms)],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn queue_depth(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .client()?
+            .query_one(
+                "SELECT COUNT(*) FROM jobs WHERE state = $1",
+                &[&JobState::Queued],
+            )?
+            .get(0))
+    }
+
+    fn take_job(&self) -> Result<Option<TakenJob>, StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let now = now_ms();
+        // The oldest queued job, or a running one whose lease ran out; rows other workers are
+        // taking at this moment are skipped, not waited for.
+        let taken = tx.query_opt(
+            "WITH next AS (
+                 SELECT study_instance_uid, updated_at FROM jobs
+                 WHERE state = $1 OR (state = $2 AND lease_until < $3)
+                 ORDER BY updated_at LIMIT 1
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE jobs j SET state = $2, attempts = j.attempts + 1, updated_at = $3,
+                 lease_owner = $4, lease_until = $5
+             FROM next WHERE j.study_instance_uid = next.study_instance_uid
+             RETURNING j.study_instance_uid, next.updated_at, j.attempts",
+            &[
+                &JobState::Queued,
+                &JobState::Running,
+                &now,
+                &self.owner,
+                &(now + self.lease_ms),
+            ],
+        )?;
+        let Some(row) = taken else {
+            return Ok(None);
+        };
+        let uid: String = row.get(0);
+        let queued_at: i64 = row.get(1);
+        let attempt: i32 = row.get(2);
+        tx.execute(
+            "UPDATE studies SET state = $2 WHERE study_instance_uid = $1",
+            &[&uid, &StudyState::Analyzing],
+        )?;
+        tx.commit()?;
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.clone(), attempt);
+        Ok(Some(TakenJob {
+            study_instance_uid: uid,
+            waited_ms: (now - queued_at).max(0),
+            attempt: attempt as u32,
+        }))
+    }
+
+    fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT sop_instance_uid, sha256 FROM instances WHERE study_instance_uid = $1 ORDER BY received_at, sop_instance_uid",
+                &[&uid],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn other_studies_of_patient(
+        &self,
+        patient_id: &str,
+        except: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        // COLLATE "C": byte order, as SQLite compares the catalogue's dates.
+        Ok(self
+            .client()?
+            .query(
+                "SELECT study_instance_uid, study_date FROM studies
+                 WHERE patient_id = $1 AND study_instance_uid != $2 AND patient_id != ''
+                 ORDER BY study_date COLLATE \"C\" DESC, study_instance_uid COLLATE \"C\"",
+                &[&patient_id, &except],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn put_prior_report(&self, report: &PriorReport) -> Result<bool, StoreError> {
+        self.keep_prior_report(report)
+    }
+
+    fn prior_report(&self, study_uid: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .client()?
+            .query_opt(
+                "SELECT text FROM prior_reports WHERE study_instance_uid = $1",
+                &[&study_uid],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn finish_job(&self, uid: &str, item: &NewWorkItem) -> Result<(), StoreError> {
+        let attempt = self.held_attempt(uid)?;
+        let finished = (|| -> Result<u64, StoreError> {
+            let mut client = self.client()?;
+            let mut tx = client.transaction()?;
+            let now = now_ms();
+            let finished = tx.execute(
+                "UPDATE jobs SET state = $2, completions = completions + 1, updated_at = $3,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE study_instance_uid = $1 AND state = $4 AND lease_owner = $5 AND attempts = $6",
+                &[&uid, &JobState::Done, &now, &JobState::Running, &self.owner, &attempt],
+            )?;
+            if finished == 0 {
+                return Ok(0);
+            }
+            tx.execute(
+                "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
+                 VALUES ($1, $8, $2, $3, NULL, $4, $5, $6, $7, $9)
+                 ON CONFLICT (study_instance_uid) DO UPDATE SET status = $8, critical = $2, priority = $3, claimed_by = NULL,
+                     created_at = $4, template = $5, analysis_json = $6, model_version = $7, final_read = NULL, signed_at = NULL,
+                     comparison = NULL, report_json = $9",
+                &[&uid, &item.critical, &item.priority, &now, &item.template, &item.analysis_json, &item.model_version, &WorkItemStatus::Unclaimed, &item.report_json],
+            )?;
+            queue_results(&mut tx, &item.results)?;
+            tx.execute(
+                "UPDATE studies SET state = $2, failure_reason = '' WHERE study_instance_uid = $1",
+                &[&uid, &StudyState::DraftReady],
+            )?;
+            tx.commit()?;
+            Ok(finished)
+        })();
+        self.forget_job(uid);
+        if finished? == 0 {
+            return Err(StoreError::Precondition(format!(
+                "the job of study {uid} is no longer this worker's (its lease ran out and it was taken again, or it was retried): its draft is not kept"
+            )));
+        }
+        Ok(())
+    }
+
+    fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<JobState, StoreError> {
+        let attempt = self.held_attempt(uid)?;
+        let failed = (|| -> Result<Option<JobState>, StoreError> {
+            let mut client = self.client()?;
+            let mut tx = client.transaction()?;
+            let state: Option<JobState> = tx
+                .query_opt(
+                    "UPDATE jobs SET state = CASE WHEN attempts < $4 THEN $5 ELSE $6 END, last_error = $2,
+                         updated_at = $3, lease_owner = NULL, lease_until = NULL
+                     WHERE study_instance_uid = $1 AND state = $7 AND lease_owner = $8 AND attempts = $9
+                     RETURNING state",
+                    &[&uid, &error, &now_ms(), &(max_attempts as i32), &JobState::Queued, &JobState::Failed, &JobState::Running, &self.owner, &attempt],
+                )?
+                .map(|r| r.get(0));
+            let Some(state) = state else {
+                return Ok(None);
+            };
+            let study_state = if state == JobState::Queued {
+                StudyState::Queued
+            } else {
+                StudyState::Failed
+            };
+            tx.execute(
+                "UPDATE studies SET state = $2, failure_reason = $3 WHERE study_instance_uid = $1",
+                &[&uid, &study_state, &error],
+            )?;
+            tx.commit()?;
+            Ok(Some(state))
+        })();
+        self.forget_job(uid);
+        failed?.ok_or_else(|| {
+            StoreError::Precondition(format!("the job of study {uid} is no longer this worker's"))
+        })
+    }
+
+    fn jobs(&self, state: Option<JobState>) -> Result<Vec<JobRow>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT study_instance_uid, state, attempts, last_error, completions FROM jobs
+                 WHERE $1::TEXT IS NULL OR state = $1 ORDER BY updated_at",
+                &[&state],
+            )?
+            .iter()
+            .map(|r| JobRow {
+                study_instance_uid: r.get(0),
+                state: r.get(1),
+                attempts: r.get::<_, i32>(2) as u32,
+                last_error: r.get(3),
+                completions: r.get::<_, i32>(4) as u32,
+            })
+            .collect())
+    }
+
+    fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
+        self.client()?
+            .query_opt(
+                &format!("{} WHERE study_instance_uid = $1", Self::ITEM_SELECT),
+                &[&uid],
+            )?
+            .map(|r| Self::item_from_row(&r))
+            .ok_or_else(|| StoreError::NotFound(format!("no work item for study {uid}")))
+    }
+
+    fn work_items(
+        &self,
+        filter: &WorkItemFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<WorkItemRow>, StoreError> {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        Ok(self
+            .client()?
+            .query(
+                &format!(
+                    "{} WHERE status = ANY($1) AND (critical OR NOT $2)
+                         AND ($5::TEXT IS NULL OR claimed_by = $5)
+                         AND ($6::TEXT IS NULL OR study_instance_uid IN
+                              (SELECT study_instance_uid FROM studies WHERE study_date = $6))
+                     ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid COLLATE \"C\"
+                     LIMIT $3 OFFSET $4",
+                    Self::ITEM_SELECT
+                ),
+                &[
+                    &statuses,
+                    &filter.critical_only,
+                    &limit,
+                    &offset,
+                    &filter.claimed_by,
+                    &filter.study_date,
+                ],
+            )?
+            .iter()
+            .map(Self::item_from_row)
+            .collect())
+    }
+
+    fn retry_job(&self, uid: &str) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let retried = tx.execute(
+            "UPDATE jobs SET state = $2, attempts = 0, updated_at = $4, lease_owner = NULL, lease_until = NULL
+             WHERE study_instance_uid = $1 AND state = $3",
+            &[&uid, &JobState::Queued, &JobState::Failed, &now_ms()],
+        )?;
+        if retried == 0 {
+            return Err(StoreError::Precondition(format!(
+                "the job of study {uid} is not failed: only a failed job can be retried"
+            )));
+        }
+        tx.execute(
+            "UPDATE studies SET state = $2, failure_reason = '' WHERE study_instance_uid = $1",
+            &[&uid, &StudyState::Queued],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
+        let claimed = self.client()?.execute(
+            "UPDATE work_items SET status = $3, claimed_by = $2 WHERE study_instance_uid = $1 AND status = $4",
+            &[&uid, &who, &WorkItemStatus::Claimed, &WorkItemStatus::Unclaimed],
+        )?;
+        let item = self.work_item(uid)?;
+        claim_outcome(claimed, item, who)
+    }
+
+    fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
+        let released = self.client()?.execute(
+            "UPDATE work_items SET status = $3, claimed_by = NULL
+             WHERE study_instance_uid = $1 AND status = $4 AND claimed_by = $2",
+            &[
+                &uid,
+                &who,
+                &WorkItemStatus::Unclaimed,
+                &WorkItemStatus::Claimed,
+            ],
+        )?;
+        let item = self.work_item(uid)?;
+        release_outcome(released, item)
+    }
+
+    fn sign(
+        &self,
+        uid: &str,
+        who: &str,
+        signed_at: i64,
+        final_read: &[u8],
+        comparison: &str,
+        results: &[OutgoingResult],
+    ) -> Result<WorkItemRow, StoreError> {
+        let signed = {
+            let mut client = self.client()?;
+            let mut tx = client.transaction()?;
+            let signed = tx.execute(
+                "UPDATE work_items SET status = $5, final_read = $3, signed_at = $4, comparison = $6
+                 WHERE study_instance_uid = $1 AND status = $7 AND claimed_by = $2",
+                &[&uid, &who, &final_read, &signed_at, &WorkItemStatus::Signed, &comparison, &WorkItemStatus::Claimed],
+            )?;
+            if signed == 1 {
+                tx.execute(
+                    "UPDATE studies SET state = $2 WHERE study_instance_uid = $1",
+                    &[&uid, &StudyState::Signed],
+                )?;
+                queue_results(&mut tx, results)?;
+            }
+            tx.commit()?;
+            signed
+        };
+        let item = self.work_item(uid)?;
+        sign_outcome(signed, item)
+    }
+
+    fn amend(
+        &self,
+        uid: &str,
+        replaces: i64,
+        signed_at: i64,
+        final_read: &[u8],
+        comparison: &str,
+        results: &[OutgoingResult],
+    ) -> Result<WorkItemRow, StoreError> {
+        let amended = {
+            let mut client = self.client()?;
+            let mut tx = client.transaction()?;
+            let kept = tx.execute(
+                "INSERT INTO superseded_reads (study_instance_uid, final_read, signed_at, superseded_at)
+                 SELECT study_instance_uid, final_read, signed_at, $3::BIGINT FROM work_items
+                 WHERE study_instance_uid = $1 AND status = $2 AND signed_at = $4 AND final_read IS NOT NULL
+                 FOR UPDATE",
+                &[&uid, &WorkItemStatus::Signed, &now_ms(), &replaces],
+            )?;
+            if kept == 1 {
+                tx.execute(
+                    "UPDATE work_items SET final_read = $2, signed_at = $3, comparison = $4
+                     WHERE study_instance_uid = $1 AND signed_at = $5",
+                    &[&uid, &final_read, &signed_at, &comparison, &replaces],
+                )?;
+                queue_results(&mut tx, results)?;
+            }
+            tx.commit()?;
+            kept
+        };
+        let item = self.work_item(uid)?;
+        amend_outcome(amended, item)
+    }
+
+    fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .client()?
+            .query_opt(
+                "SELECT sop_instance_uid, sha256 FROM outbox
+                 WHERE study_instance_uid = $1 AND kind IN ($2, $3) ORDER BY id DESC LIMIT 1",
+                &[&uid, &ResultKind::Final, &ResultKind::Amended],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                &format!(
+                    "{} WHERE state = $1 AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3",
+                    Self::OUTBOX_SELECT
+                ),
+                &[&OutboxState::Pending, &now_ms, &limit],
+            )?
+            .iter()
+            .map(Self::outbox_from_row)
+            .collect())
+    }
+
+    fn result_sent(&self, id: i64) -> Result<bool, StoreError> {
+        let changed = self.client()?.execute(
+            "UPDATE outbox SET state = $2, sent_at = $3, attempts = attempts + 1, last_error = ''
+             WHERE id = $1 AND state = $4",
+            &[&id, &OutboxState::Sent, &now_ms(), &OutboxState::Pending],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn result_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
+        self.client()?.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
+             WHERE id = $1 AND state = $4",
+            &[&id, &error, &next_attempt_at, &OutboxState::Pending],
+        )?;
+        Ok(())
+    }
+
+    fn pending_results(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .client()?
+            .query_one(
+                "SELECT COUNT(*) FROM outbox WHERE state = $1",
+                &[&OutboxState::Pending],
+            )?
+            .get(0))
+    }
+
+    fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                &format!(
+                    "{} ORDER BY state = $1 DESC, COALESCE(sent_at, created_at) DESC LIMIT $2",
+                    Self::OUTBOX_SELECT
+                ),
+                &[&OutboxState::Pending, &limit],
+            )?
+            .iter()
+            .map(Self::outbox_from_row)
+            .collect())
+    }
+
+    fn signed_items(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+        model_version: &str,
+    ) -> Result<Vec<WorkItemRow>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                &format!(
+                    "{} WHERE status = $4 AND signed_at >= $1 AND signed_at < $2 AND ($3 = '' OR model_version = $3)",
+                    Self::ITEM_SELECT
+                ),
+                &[
+                    &start.unwrap_or(i64::MIN),
+                    &end.unwrap_or(i64::MAX),
+                    &model_version,
+                    &WorkItemStatus::Signed,
+                ],
+            )?
+            .iter()
+            .map(Self::item_from_row)
+            .collect())
+    }
+
+    fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+        self.client()?.execute(
+            "INSERT INTO audit (at_ms, who, role, action, resource, peer) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&row.at_ms, &row.who, &row.role, &row.action, &row.resource, &row.peer],
+        )?;
+        Ok(())
+    }
+
+    fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT at_ms, who, role, action, resource, peer FROM audit
+                 WHERE at_ms >= $1 AND ($2 = '' OR who = $2) ORDER BY id",
+                &[&since_ms, &who],
+            )?
+            .iter()
+            .map(|r| AuditRow {
+                at_ms: r.get(0),
+                who: r.get(1),
+                role: r.get(2),
+                action: r.get(3),
+                resource: r.get(4),
+                peer: r.get(5),
+            })
+            .collect())
+    }
+}

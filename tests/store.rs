@@ -1,0 +1,645 @@
+//! What every store backend must do, checked against each: SQLite + a folder, and PostgreSQL +
+//! an S3-compatible object store (real servers, started by tests/common/backends.rs on
+//! loopback). Races have exactly one winner; jobs finish or fail only while running; the
+//! outbox sends once; of two amendments one wins. Then what only several processes on one
+//! PostgreSQL have: jobs shared without waiting (SKIP LOCKED), leases that run out when their
+//! worker dies, migrations that two processes apply at once, the stable-study timer of several
+//! front ends, and the start-up errors that say what to fix.
+
+mod common;
+
+use common::backends;
+use radassist::config::{BlobBackend, BlobsConfig, StoreBackend, StoreConfig};
+use radassist::service::lifecycle::{JobState, StudyState, WorkItemStatus};
+use radassist::service::store::*;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    SqliteFolder,
+    PostgresS3,
+}
+
+const KINDS: [Kind; 2] = [Kind::SqliteFolder, Kind::PostgresS3];
+
+/// The S3 test server's credentials, set once before any S3 client reads them (every test
+/// calls this before opening a store).
+fn s3_credentials() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (key, value) in backends::environment_of(backends::Backend::PostgresS3) {
+            std::env::set_var(key, value);
+        }
+    });
+}
+
+fn pg_config(dir: &Path, lease_seconds: u64) -> StoreConfig {
+    StoreConfig {
+        backend: StoreBackend::Postgres,
+        url: backends::database_for(dir),
+        pool_size: 40,
+        job_lease_seconds: lease_seconds,
+        connect_timeout_seconds: 10,
+    }
+}
+
+fn s3_config(dir: &Path) -> BlobsConfig {
+    BlobsConfig {
+        backend: BlobBackend::S3,
+        bucket: backends::bucket_for(dir),
+        endpoint: backends::servers().s3_endpoint.clone(),
+        allow_http: true,
+        ..BlobsConfig::default()
+    }
+}
+
+/// A PostgreSQL store on `dir`'s database and bucket, as one process would open it.
+fn open_pg(dir: &Path, lease_seconds: u64) -> Arc<PgStore> {
+    s3_credentials();
+    let blobs = S3BlobStore::open(&s3_config(dir)).unwrap();
+    Arc::new(PgStore::open(&pg_config(dir, lease_seconds), Box::new(blobs)).unwrap())
+}
+
+fn open(kind: Kind, dir: &Path) -> Arc<dyn Store> {
+    match kind {
+        Kind::SqliteFolder => Arc::new(SqliteStore::open(dir).unwrap()),
+        Kind::PostgresS3 => open_pg(dir, 60),
+    }
+}
+
+fn instance_bytes(uid: &str) -> (Vec<u8>, String) {
+    let bytes = format!("instance of {uid}").into_bytes();
+    let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    (bytes, sha)
+}
+
+fn put(store: &dyn Store, uid: &str) -> StoreOutcome {
+    let (bytes, sha) = instance_bytes(uid);
+    store
+        .put_instance(&IncomingInstance {
+            bytes: &bytes,
+            sha256: &sha,
+            sop_instance_uid: &format!("{uid}.1"),
+            study_instance_uid: uid,
+            series_instance_uid: &format!("{uid}.2"),
+            patient_id: "P",
+            accession_number: "A",
+            study_date: "20260101",
+            prior: false,
+        })
+        .unwrap()
+        .0
+}
+
+fn new_item() -> NewWorkItem {
+    NewWorkItem {
+        critical: false,
+        priority: 10,
+        template: vec![],
+        analysis_json: "{}".into(),
+        model_version: "test".into(),
+        report_json: "{}".into(),
+        results: vec![],
+    }
+}
+
+fn store_with_item(kind: Kind, dir: &Path, uid: &str) -> Arc<dyn Store> {
+    let store = open(kind, dir);
+    assert_eq!(put(store.as_ref(), uid), StoreOutcome::Stored);
+    assert_eq!(store.complete_study(uid).unwrap().state, StudyState::Queued);
+    let job = store.take_job().unwrap().unwrap();
+    assert_eq!((job.study_instance_uid.as_str(), job.attempt), (uid, 1));
+    store.finish_job(uid, &new_item()).unwrap();
+    store
+}
+
+/// How many reads an amendment replaced were kept for study `uid` with text `text`.
+fn superseded(kind: Kind, dir: &Path, uid: &str, text: &[u8]) -> i64 {
+    let sql =
+        "SELECT COUNT(*) FROM superseded_reads WHERE study_instance_uid = $1 AND final_read = $2";
+    match kind {
+        Kind::SqliteFolder => rusqlite::Connection::open(dir.join("radassist.sqlite"))
+            .unwrap()
+            .query_row(&sql.replace('$', "?"), rusqlite::params![uid, text], |r| {
+                r.get(0)
+            })
+            .unwrap(),
+        Kind::PostgresS3 => {
+            postgres::Client::connect(&backends::database_for(dir), postgres::NoTls)
+                .unwrap()
+                .query_one(sql, &[&uid, &text])
+                .unwrap()
+                .get(0)
+        }
+    }
+}
+
+#[test]
+fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_item(kind, dir.path(), "1.2.3");
+        for round in 0..5 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+            let claims: Vec<_> = (0..32)
+                .map(|i| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        store.claim("1.2.3", &format!("dr-{i}")).ok().map(|_| i)
+                    })
+                })
+                .collect();
+            let winners: Vec<usize> = claims
+                .into_iter()
+                .filter_map(|c| c.join().unwrap())
+                .collect();
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+            let holder = format!("dr-{}", winners[0]);
+            let item = store.work_item("1.2.3").unwrap();
+            assert_eq!(
+                (item.status, item.claimed_by.as_deref()),
+                (WorkItemStatus::Claimed, Some(holder.as_str()))
+            );
+            assert!(store.release("1.2.3", "dr-somebody-else").is_err());
+            if round < 4 {
+                store.release("1.2.3", &holder).unwrap();
+                continue;
+            }
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+            let signs: Vec<_> = (0..32)
+                .map(|i| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    let who = if i % 2 == 0 {
+                        holder.clone()
+                    } else {
+                        format!("dr-{i}")
+                    };
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        store
+                            .sign(
+                                "1.2.3",
+                                &who,
+                                now_ms(),
+                                format!("read {i}").as_bytes(),
+                                "{}",
+                                &[],
+                            )
+                            .is_ok()
+                    })
+                })
+                .collect();
+            let signed = signs
+                .into_iter()
+                .map(|s| s.join().unwrap())
+                .filter(|won| *won)
+                .count();
+            assert_eq!(signed, 1);
+            assert_eq!(store.study("1.2.3").unwrap().state, StudyState::Signed);
+        }
+    }
+}
+
+#[test]
+fn a_job_finishes_or_fails_only_while_running() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_item(kind, dir.path(), "1.2.4");
+        let item = NewWorkItem {
+            critical: true,
+            priority: 100,
+            template: vec![],
+            analysis_json: "{}".into(),
+            model_version: "test".into(),
+            report_json: "{}".into(),
+            results: vec![],
+        };
+        // Done already: a second finish (a worker that lost its job) is refused.
+        assert!(matches!(
+            store.finish_job("1.2.4", &item),
+            Err(StoreError::Precondition(_))
+        ));
+        assert!(matches!(
+            store.fail_job("1.2.4", "late", 3),
+            Err(StoreError::Precondition(_))
+        ));
+        store.complete_study("1.2.4").unwrap();
+        // Completing again while queued changes nothing.
+        store.complete_study("1.2.4").unwrap();
+        assert_eq!(store.queue_depth().unwrap(), 1);
+        store.take_job().unwrap().unwrap();
+        assert_eq!(
+            store.fail_job("1.2.4", "boom", 2).unwrap(),
+            JobState::Queued
+        );
+        assert_eq!(store.take_job().unwrap().unwrap().attempt, 2);
+        assert_eq!(
+            store.fail_job("1.2.4", "boom again", 2).unwrap(),
+            JobState::Failed
+        );
+        let study = store.study("1.2.4").unwrap();
+        assert_eq!(
+            (study.state, study.failure_reason.as_str()),
+            (StudyState::Failed, "boom again")
+        );
+        assert!(store.take_job().unwrap().is_none());
+    }
+}
+
+#[test]
+fn a_result_is_queued_with_its_draft_and_sent_once() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        use radassist::service::lifecycle::{OutboxState, ResultKind};
+        let store = store_with_item(kind, dir.path(), "1.2.5");
+        let result = |peer: &str| OutgoingResult {
+            study_instance_uid: "1.2.5".into(),
+            sop_instance_uid: "2.25.1".into(),
+            kind: ResultKind::Draft,
+            peer: peer.into(),
+            sha256: "ab".repeat(32),
+        };
+        // Queued by the same commit as the draft (here the signature of a claimed item).
+        store.claim("1.2.5", "dr-a").unwrap();
+        store
+            .sign(
+                "1.2.5",
+                "dr-a",
+                now_ms(),
+                b"read",
+                "{}",
+                &[result("PACS"), result("ARCHIVE")],
+            )
+            .unwrap();
+        let due = store.due_results(now_ms(), 10).unwrap();
+        assert_eq!(due.len(), 2);
+        // A failed attempt waits for its next time; the other is sent, once.
+        store
+            .result_failed(due[0].id, "connection refused", now_ms() + 60_000)
+            .unwrap();
+        assert!(store.result_sent(due[1].id).unwrap());
+        assert!(!store.result_sent(due[1].id).unwrap());
+        assert!(store.due_results(now_ms(), 10).unwrap().is_empty());
+        let outbox = store.outbox(10).unwrap();
+        assert_eq!(outbox[0].state, OutboxState::Pending);
+        assert_eq!(outbox[0].attempts, 1);
+        assert_eq!(outbox[0].last_error, "connection refused");
+        assert_eq!(outbox[1].state, OutboxState::Sent);
+    }
+}
+
+#[test]
+fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        use radassist::service::lifecycle::ResultKind;
+        let store = store_with_item(kind, dir.path(), "1.2.7");
+        assert!(
+            matches!(
+                store.amend("1.2.7", 0, 1, b"x", "{}", &[]),
+                Err(StoreError::Precondition(_))
+            ),
+            "an unsigned item was amended"
+        );
+        store.claim("1.2.7", "dr-a").unwrap();
+        let signed_at = 1_000;
+        store
+            .sign("1.2.7", "dr-a", signed_at, b"read", "{}", &[])
+            .unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let amendments: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let result = OutgoingResult {
+                        study_instance_uid: "1.2.7".into(),
+                        sop_instance_uid: format!("2.25.{i}"),
+                        kind: ResultKind::Amended,
+                        peer: "PACS".into(),
+                        sha256: "cd".repeat(32),
+                    };
+                    let text = format!("amended {i}");
+                    store
+                        .amend(
+                            "1.2.7",
+                            signed_at,
+                            signed_at + 1,
+                            text.as_bytes(),
+                            "{}",
+                            &[result],
+                        )
+                        .ok()
+                        .map(|_| i)
+                })
+            })
+            .collect();
+        let winners: Vec<usize> = amendments
+            .into_iter()
+            .filter_map(|a| a.join().unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let item = store.work_item("1.2.7").unwrap();
+        assert_eq!(
+            item.final_read.as_deref(),
+            Some(format!("amended {}", winners[0]).as_bytes())
+        );
+        assert_eq!(
+            (item.status, item.signed_at),
+            (WorkItemStatus::Signed, Some(signed_at + 1))
+        );
+        // Only the winner's SR is queued, and it is the newest signed SR of the study.
+        assert_eq!(store.pending_results().unwrap(), 1);
+        let latest = store.latest_signed_sr("1.2.7").unwrap().unwrap();
+        assert_eq!(latest.0, format!("2.25.{}", winners[0]));
+        assert_eq!(
+            superseded(kind, dir.path(), "1.2.7", b"read"),
+            1,
+            "{kind:?}: the replaced read is not kept"
+        );
+    }
+}
+
+// What only several processes on one PostgreSQL have. Each `open_pg` is what one process opens.
+
+#[test]
+fn workers_of_several_processes_take_each_job_exactly_once_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let processes: Vec<Arc<PgStore>> = (0..3).map(|_| open_pg(dir.path(), 60)).collect();
+    let studies: Vec<String> = (0..30).map(|i| format!("1.2.40.{i}")).collect();
+    for uid in &studies {
+        put(processes[0].as_ref(), uid);
+        processes[1].complete_study(uid).unwrap();
+    }
+    // Four workers in each process, all taking at once.
+    let barrier = Arc::new(std::sync::Barrier::new(12));
+    let workers: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, barrier) = (processes[i % 3].clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut taken = vec![];
+                while let Some(job) = store.take_job().unwrap() {
+                    store
+                        .finish_job(&job.study_instance_uid, &new_item())
+                        .unwrap();
+                    taken.push(job.study_instance_uid);
+                }
+                taken
+            })
+        })
+        .collect();
+    let mut taken: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    taken.sort();
+    let mut expected = studies.clone();
+    expected.sort();
+    assert_eq!(taken, expected, "each job taken exactly once");
+    for job in processes[2].jobs(None).unwrap() {
+        assert_eq!(
+            (job.state, job.completions, job.attempts),
+            (JobState::Done, 1, 1),
+            "{}",
+            job.study_instance_uid
+        );
+    }
+}
+
+#[test]
+fn a_job_whose_worker_died_is_taken_again_after_its_lease_and_drafted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let survivor = open_pg(dir.path(), 1);
+    put(survivor.as_ref(), "1.2.50");
+    survivor.complete_study("1.2.50").unwrap();
+    {
+        let doomed = open_pg(dir.path(), 1);
+        let job = doomed.take_job().unwrap().unwrap();
+        assert_eq!(job.attempt, 1);
+        // While its process lives, the lease is renewed: nobody else takes the job, even after
+        // several lease lengths.
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+        while std::time::Instant::now() < until {
+            assert!(survivor.take_job().unwrap().is_none(), "taken while held");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // The process dies (its store and its lease renewals end with it).
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let retaken = loop {
+        if let Some(job) = survivor.take_job().unwrap() {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job was not taken again within 10 s of its lease's end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        (retaken.study_instance_uid.as_str(), retaken.attempt),
+        ("1.2.50", 2)
+    );
+    assert_eq!(
+        survivor.study("1.2.50").unwrap().state,
+        StudyState::Analyzing
+    );
+    survivor.finish_job("1.2.50", &new_item()).unwrap();
+    let job = &survivor.jobs(None).unwrap()[0];
+    assert_eq!((job.state, job.completions), (JobState::Done, 1));
+}
+
+#[test]
+fn a_worker_whose_lease_ran_out_cannot_keep_its_draft() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = open_pg(dir.path(), 60);
+    let other = open_pg(dir.path(), 60);
+    put(slow.as_ref(), "1.2.51");
+    slow.complete_study("1.2.51").unwrap();
+    slow.take_job().unwrap().unwrap();
+    // The slow worker stalls past its lease (as if its process had been stopped).
+    postgres::Client::connect(&backends::database_for(dir.path()), postgres::NoTls)
+        .unwrap()
+        .execute("UPDATE jobs SET lease_until = 0", &[])
+        .unwrap();
+    let job = other.take_job().unwrap().unwrap();
+    assert_eq!(job.attempt, 2);
+    assert!(matches!(
+        slow.finish_job("1.2.51", &new_item()),
+        Err(StoreError::Precondition(_))
+    ));
+    assert!(matches!(
+        slow.fail_job("1.2.51", "late", 3),
+        Err(StoreError::Precondition(_))
+    ));
+    other.finish_job("1.2.51", &new_item()).unwrap();
+    let job = &other.jobs(None).unwrap()[0];
+    assert_eq!((job.state, job.completions), (JobState::Done, 1));
+    assert_eq!(
+        other.work_item("1.2.51").unwrap().status,
+        WorkItemStatus::Unclaimed
+    );
+}
+
+#[test]
+fn of_several_front_ends_timers_exactly_one_completes_a_stable_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let front_ends: Vec<Arc<PgStore>> = (0..4).map(|_| open_pg(dir.path(), 60)).collect();
+    put(front_ends[0].as_ref(), "1.2.60");
+    // Not quiet yet: nobody completes it.
+    assert!(front_ends[1]
+        .complete_stable_study("1.2.60", 3_600_000)
+        .unwrap()
+        .is_none());
+    for round in 0..3 {
+        let barrier = Arc::new(std::sync::Barrier::new(front_ends.len()));
+        let timers: Vec<_> = front_ends
+            .iter()
+            .map(|store| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.complete_stable_study("1.2.60", -1).unwrap().is_some()
+                })
+            })
+            .collect();
+        let completed = timers
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        let expected = if round == 0 { 1 } else { 0 };
+        assert_eq!(completed, expected, "round {round}");
+    }
+    assert_eq!(front_ends[2].queue_depth().unwrap(), 1);
+    // Drafted, the study is not completed again by a timer that looked before.
+    let job = front_ends[3].take_job().unwrap().unwrap();
+    front_ends[3]
+        .finish_job(&job.study_instance_uid, &new_item())
+        .unwrap();
+    assert!(front_ends[0]
+        .complete_stable_study("1.2.60", -1)
+        .unwrap()
+        .is_none());
+    assert_eq!(front_ends[0].queue_depth().unwrap(), 0);
+}
+
+#[test]
+fn processes_starting_together_migrate_the_schema_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // The database exists (a DBA makes it); its schema does not.
+    backends::database_for(dir.path());
+    let barrier = Arc::new(std::sync::Barrier::new(6));
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                open_pg(&dir, 60);
+            })
+        })
+        .collect();
+    for start in starts {
+        start.join().unwrap();
+    }
+    let versions: Vec<i32> =
+        postgres::Client::connect(&backends::database_for(dir.path()), postgres::NoTls)
+            .unwrap()
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(versions, vec![1]);
+}
+
+#[test]
+fn an_acknowledged_instance_is_in_the_bucket_byte_for_byte_and_a_conflict_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_pg(dir.path(), 60);
+    let (bytes, sha) = instance_bytes("1.2.70");
+    assert_eq!(put(store.as_ref(), "1.2.70"), StoreOutcome::Stored);
+    assert_eq!(put(store.as_ref(), "1.2.70"), StoreOutcome::Duplicate);
+    let bucket = backends::servers()
+        .s3_root
+        .join(backends::bucket_for(dir.path()));
+    let key = format!("blobs/{}/{}/{sha}", &sha[..2], &sha[2..4]);
+    assert_eq!(std::fs::read(bucket.join(&key)).unwrap(), bytes);
+    assert_eq!(store.blobs().get(&sha).unwrap(), bytes);
+    assert!(store.blobs().exists(&sha).unwrap());
+    assert!(!store.blobs().exists(&"0".repeat(64)).unwrap());
+    assert_eq!(
+        store.blobs().get(&"0".repeat(64)).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    assert!(store.blobs().get("../../etc/passwd").is_err());
+    // The same UID with other bytes: CONFLICT, and those bytes kept for review.
+    let other = b"other bytes".to_vec();
+    let other_sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(&other));
+    let (outcome, _) = store
+        .put_instance(&IncomingInstance {
+            bytes: &other,
+            sha256: &other_sha,
+            sop_instance_uid: "1.2.70.1",
+            study_instance_uid: "1.2.70",
+            series_instance_uid: "1.2.70.2",
+            patient_id: "P",
+            accession_number: "A",
+            study_date: "20260101",
+            prior: false,
+        })
+        .unwrap();
+    assert_eq!(outcome, StoreOutcome::Conflict);
+    assert_eq!(
+        std::fs::read(bucket.join(format!("conflicts/1.2.70.1.{}", &other_sha[..16]))).unwrap(),
+        other
+    );
+    assert_eq!(
+        store.study_instances("1.2.70").unwrap(),
+        vec![("1.2.70.1".to_string(), sha)]
+    );
+}
+
+#[test]
+fn a_start_without_its_database_or_bucket_says_what_to_fix() {
+    s3_credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = pg_config(dir.path(), 60);
+    config.url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        common::free_port()
+    );
+    config.connect_timeout_seconds = 2;
+    let error = PgStore::open(
+        &config,
+        Box::new(FolderBlobStore::open(dir.path(), true).unwrap()),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        error.contains("store.url") && error.contains("127.0.0.1"),
+        "{error}"
+    );
+    config.url = String::new();
+    let error = PgStore::open(
+        &config,
+        Box::new(FolderBlobStore::open(dir.path(), true).unwrap()),
+    )
+    .err()
+    .unwrap();
+    assert!(error.contains("store.url is empty"), "{error}");
+    let mut blobs = s3_config(dir.path());
+    blobs.bucket = "no-such-bucket".into();
+    let error = S3BlobStore::open(&blobs).err().unwrap();
+    assert!(
+        error.contains("no-such-bucket") && error.contains("bucket exists"),
+        "{error}"
+    );
+    assert!(!error.contains(backends::S3_SECRET_KEY), "{error}");
+}
