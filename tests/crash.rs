@@ -21,31 +21,7 @@ async fn connect(server: &Server) -> Channel {
 
 /// Every catalogued instance's blob exists and hashes to its row; no temporary file is left.
 fn check_store(data: &std::path::Path) -> Vec<(String, String)> {
-    let db = rusqlite::Connection::open(data.join("radassist.sqlite")).unwrap();
-    let mut q = db
-        .prepare("SELECT sop_instance_uid, sha256 FROM instances")
-        .unwrap();
-    let rows: Vec<(String, String)> = q
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (sop, sha) in &rows {
-        let path = data
-            .join("blobs")
-            .join(&sha[..2])
-            .join(&sha[2..4])
-            .join(sha);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{sop}: {e}"));
-        assert_eq!(
-            &hex(&Sha256::digest(&bytes)),
-            sha,
-            "{sop}: the blob is not what was catalogued"
-        );
-    }
-    let tmp: Vec<_> = std::fs::read_dir(data.join("blobs/tmp")).unwrap().collect();
-    assert!(tmp.is_empty(), "half-written blobs left: {tmp:?}");
-    rows
+    common::backends::check_blobs(data)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,19 +164,13 @@ async fn kill_9_during_a_job_and_the_job_completes_exactly_once() {
     server.kill();
     // The kill landed while the job ran: the store says so, before any restart.
     {
-        let db = rusqlite::Connection::open(dir.path().join("data/radassist.sqlite")).unwrap();
         let uid = study.trim_start_matches("studies/");
-        let (job, study_state): (String, String) = db
-            .query_row(
-                "SELECT j.state, s.state FROM jobs j JOIN studies s USING (study_instance_uid) WHERE study_instance_uid = ?1",
-                [uid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(
-            (job.as_str(), study_state.as_str()),
-            ("running", "ANALYZING")
+        let states = common::backends::catalogue_value(
+            &dir.path().join("data"),
+            "SELECT j.state || ' ' || s.state FROM jobs j JOIN studies s USING (study_instance_uid) WHERE study_instance_uid = $1",
+            uid,
         );
+        assert_eq!(states.as_deref(), Some("running ANALYZING"));
     }
 
     let server = Server::start(dir.path());
@@ -211,23 +181,20 @@ async fn kill_9_during_a_job_and_the_job_completes_exactly_once() {
         study::State::DraftReady,
         "the interrupted job did not resume"
     );
-    let db = rusqlite::Connection::open(server.data.join("radassist.sqlite")).unwrap();
     let uid = study.trim_start_matches("studies/");
-    let (completions, attempts): (i64, i64) = db
-        .query_row(
-            "SELECT completions, attempts FROM jobs WHERE study_instance_uid = ?1",
-            [uid],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let items: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM work_items WHERE study_instance_uid = ?1",
-            [uid],
-            |r| r.get(0),
-        )
-        .unwrap();
-    eprintln!("job: {attempts} attempts, {completions} completion(s)");
-    assert_eq!((completions, items), (1, 1));
+    let job = common::backends::catalogue_value(
+        &server.data,
+        "SELECT CAST(completions AS TEXT) || ' completion(s) after ' || CAST(attempts AS TEXT) || ' attempts' FROM jobs WHERE study_instance_uid = $1",
+        uid,
+    )
+    .unwrap();
+    let items = common::backends::catalogue_value(
+        &server.data,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM work_items WHERE study_instance_uid = $1",
+        uid,
+    );
+    eprintln!("job: {job}");
+    assert!(job.starts_with("1 completion(s)"), "{job}");
+    assert_eq!(items.as_deref(), Some("1"));
     check_store(&server.data);
 }

@@ -132,27 +132,10 @@ fn same_data_set(transfer_syntax: &str, a: &[u8], b: &[u8]) -> bool {
 
 /// (SOP Instance UID -> stored bytes) of every catalogued instance.
 fn stored_instances(data: &Path) -> BTreeMap<String, Vec<u8>> {
-    let db = rusqlite::Connection::open_with_flags(
-        data.join("radassist.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut statement = db
-        .prepare("SELECT sop_instance_uid, sha256 FROM instances")
-        .unwrap();
-    let rows: Vec<(String, String)> = statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows = common::backends::catalogued_instances(data);
     rows.into_iter()
         .map(|(sop, sha)| {
-            let blob = data
-                .join("blobs")
-                .join(&sha[..2])
-                .join(&sha[2..4])
-                .join(&sha);
-            let bytes = std::fs::read(blob).unwrap();
+            let bytes = common::backends::blob(data, &sha).unwrap();
             use sha2::Digest;
             let found: String = sha2::Sha256::digest(&bytes)
                 .iter()

@@ -357,42 +357,32 @@ fn prior_from_orthanc(tls: bool) {
 
     // The prior is kept as a prior, not analysed, and its report came with it: the analysis
     // matched the prior report's sentences (from the SR pydicom wrote) to the new results.
-    let db = rusqlite::Connection::open_with_flags(
-        server.data.join("radassist.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    // One value of the catalogue, for one study.
-    fn value<T: rusqlite::types::FromSql>(db: &rusqlite::Connection, sql: &str, study: &str) -> T {
-        db.query_row(sql, [study], |r| r.get(0)).unwrap()
-    }
-    let state: String = value(
-        &db,
-        "SELECT state FROM studies WHERE study_instance_uid = ?1",
+    let value = |sql: &str, study: &str| {
+        common::backends::catalogue_value(&server.data, sql, study).unwrap_or_default()
+    };
+    let state = value(
+        "SELECT state FROM studies WHERE study_instance_uid = $1",
         &prior_uid,
     );
     assert_eq!(state, "PRIOR");
-    let analysed: i64 = value(
-        &db,
-        "SELECT count(*) FROM work_items WHERE study_instance_uid = ?1",
+    let analysed = value(
+        "SELECT CAST(count(*) AS TEXT) FROM work_items WHERE study_instance_uid = $1",
         &prior_uid,
     );
-    assert_eq!(analysed, 0, "the retrieved prior was analysed as a study");
-    let analysis: String = value(
-        &db,
-        "SELECT analysis_json FROM work_items WHERE study_instance_uid = ?1",
+    assert_eq!(analysed, "0", "the retrieved prior was analysed as a study");
+    let analysis = value(
+        "SELECT analysis_json FROM work_items WHERE study_instance_uid = $1",
         &current_uid,
     );
     let analysis: serde_json::Value = serde_json::from_str(&analysis).unwrap();
     let matched = analysis["comparisons"][0]["prior_report"].to_string();
     assert!(matched.contains("Left chest tube in place."), "{matched}");
     // Only the frontal image and the report were retrieved.
-    let retrieved: i64 = value(
-        &db,
-        "SELECT count(*) FROM instances WHERE study_instance_uid = ?1",
+    let retrieved = value(
+        "SELECT CAST(count(*) AS TEXT) FROM instances WHERE study_instance_uid = $1",
         &prior_uid,
     );
-    assert_eq!(retrieved, 1);
+    assert_eq!(retrieved, "1");
 
     // Orthanc shows the draft SR inside the new study, pointing at the prior it compared with.
     let deadline = Instant::now() + Duration::from_secs(60);

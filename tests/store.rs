@@ -57,7 +57,7 @@ fn s3_config(dir: &Path) -> BlobsConfig {
 /// A PostgreSQL store on `dir`'s database and bucket, as one process would open it.
 fn open_pg(dir: &Path, lease_seconds: u64) -> Arc<PgStore> {
     s3_credentials();
-    let blobs = S3BlobStore::open(&s3_config(dir)).unwrap();
+    let blobs = S3BlobStore::open(&s3_config(dir), true).unwrap();
     Arc::new(PgStore::open(&pg_config(dir, lease_seconds), Box::new(blobs)).unwrap())
 }
 
@@ -636,7 +636,7 @@ fn a_start_without_its_database_or_bucket_says_what_to_fix() {
     assert!(error.contains("store.url is empty"), "{error}");
     let mut blobs = s3_config(dir.path());
     blobs.bucket = "no-such-bucket".into();
-    let error = S3BlobStore::open(&blobs).err().unwrap();
+    let error = S3BlobStore::open(&blobs, true).err().unwrap();
     assert!(
         error.contains("no-such-bucket") && error.contains("bucket exists"),
         "{error}"

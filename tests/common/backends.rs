@@ -271,6 +271,12 @@ pub fn servers() -> &'static Servers {
     })
 }
 
+/// Runs `f` on a thread of its own: the blocking PostgreSQL client runs its own runtime, which
+/// cannot start inside an async test's.
+pub fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().unwrap()
+}
+
 /// A short stable name for `data` (a database and a bucket are named after it).
 fn name_of(data: &Path) -> String {
     let digest = <sha2::Sha256 as sha2::Digest>::digest(data.to_string_lossy().as_bytes());
@@ -282,22 +288,25 @@ fn name_of(data: &Path) -> String {
 pub fn database_for(data: &Path) -> String {
     let servers = servers();
     let name = format!("radassist_{}", name_of(data));
-    let mut admin = postgres::Client::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            servers.pg_port
-        ),
-        postgres::NoTls,
-    )
-    .expect("connects to the test PostgreSQL");
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .unwrap()
-        .is_some();
-    if !exists {
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
+    let admin_url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        servers.pg_port
+    );
+    {
+        let name = name.clone();
+        off_runtime(move || {
+            let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
+                .expect("connects to the test PostgreSQL");
+            let exists = admin
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                .unwrap()
+                .is_some();
+            if !exists {
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .unwrap();
+            }
+        });
     }
     format!(
         "host=127.0.0.1 port={} user=postgres dbname={name}",
@@ -368,12 +377,66 @@ pub fn catalogued_instances(data: &Path) -> Vec<(String, String)> {
                 .collect()
         }
         Backend::PostgresS3 => {
-            let mut db = postgres::Client::connect(&database_for(data), postgres::NoTls).unwrap();
-            db.query(sql, &[])
-                .unwrap()
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()
+            let url = database_for(data);
+            off_runtime(move || {
+                let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                db.query(sql, &[])
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect()
+            })
         }
     }
+}
+
+/// One value of the catalogue of the test server whose data folder is `data`, as text: `sql`
+/// takes the one parameter `$1` and selects one TEXT column (CAST others AS TEXT; both SQLite
+/// and PostgreSQL read that). None when no row matches.
+pub fn catalogue_value(data: &Path, sql: &str, parameter: &str) -> Option<String> {
+    match selected() {
+        Backend::SqliteFolder => {
+            let db = rusqlite::Connection::open_with_flags(
+                data.join("radassist.sqlite"),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            rusqlite::OptionalExtension::optional(db.query_row(
+                &sql.replace('$', "?"),
+                [parameter],
+                |r| r.get(0),
+            ))
+            .unwrap()
+        }
+        Backend::PostgresS3 => {
+            let (url, sql, parameter) =
+                (database_for(data), sql.to_string(), parameter.to_string());
+            off_runtime(move || {
+                postgres::Client::connect(&url, postgres::NoTls)
+                    .unwrap()
+                    .query_opt(&sql, &[&parameter])
+                    .unwrap()
+                    .map(|r| r.get(0))
+            })
+        }
+    }
+}
+
+/// Every catalogued instance's blob exists and hashes to its row, and (in a folder) no
+/// half-written blob is left; returns the rows.
+pub fn check_blobs(data: &Path) -> Vec<(String, String)> {
+    let rows = catalogued_instances(data);
+    for (sop, sha) in &rows {
+        let bytes = blob(data, sha).unwrap_or_else(|| panic!("{sop}: no blob {sha}"));
+        let found: String = <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(&found, sha, "{sop}: the blob is not what was catalogued");
+    }
+    if selected() == Backend::SqliteFolder {
+        let tmp: Vec<_> = std::fs::read_dir(data.join("blobs/tmp")).unwrap().collect();
+        assert!(tmp.is_empty(), "half-written blobs left: {tmp:?}");
+    }
+    rows
 }

@@ -37,7 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum StoreError {
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     #[error("PostgreSQL connection pool: {0}")]
     Pool(#[from] r2d2::Error),
@@ -48,6 +48,18 @@ pub enum StoreError {
     /// The change's precondition does not hold (another caller won, or the state is wrong).
     #[error("{0}")]
     Precondition(String),
+}
+
+/// What PostgreSQL said (its own message and SQLSTATE, which `postgres::Error`'s display
+/// leaves out as "db error").
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 pub fn now_ms() -> i64 {

@@ -40,7 +40,10 @@ pub fn open_blobs(config: &Config, recovery: Recovery) -> Result<Box<dyn BlobSto
                 .map(|b| Box::new(b) as Box<dyn BlobStore>)
                 .map_err(|e| format!("blobs.path {}: {e}", path.display()))
         }
-        BlobBackend::S3 => Ok(Box::new(S3BlobStore::open(&config.blobs)?)),
+        BlobBackend::S3 => Ok(Box::new(S3BlobStore::open(
+            &config.blobs,
+            recovery == Recovery::Owner,
+        )?)),
     }
 }
 

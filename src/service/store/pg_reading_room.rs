@@ -117,7 +117,8 @@ impl ReadingRoomStore for PgStore {
         // Alive: within both limits. The touch is itself the check (a conditional update).
         let alive = client.execute(
             "UPDATE web_sessions SET last_seen_at = $2
-             WHERE token_sha256 = $1 AND last_seen_at >= $2 - $3 AND created_at >= $2 - $4",
+             WHERE token_sha256 = $1 AND last_seen_at >= $2::BIGINT - $3::BIGINT
+                 AND created_at >= $2::BIGINT - $4::BIGINT",
             &[&token_sha256, &now_ms, &limits.idle_ms, &limits.absolute_ms],
         )?;
         if alive == 0 {

@@ -40,13 +40,17 @@ fn blob_key(sha256: &str) -> io::Result<ObjectPath> {
 }
 
 impl S3BlobStore {
-    /// Connects to the bucket and checks it can be written and read (a small object named
-    /// `radassist-check`), so that a wrong endpoint, bucket or credential stops the start
-    /// with what to fix.
-    pub fn open(config: &BlobsConfig) -> Result<S3BlobStore, String> {
+    /// Connects to the bucket. With `check` (a server's start), also checks that it can be
+    /// listed, written and read (a small object named `radassist-check`), so that a wrong
+    /// endpoint, bucket or credential stops the start with what to fix; an administrator's
+    /// command that reads only the catalogue (`radassist users`) needs no credentials.
+    pub fn open(config: &BlobsConfig, check: bool) -> Result<S3BlobStore, String> {
         if config.bucket.is_empty() {
             return Err("blobs.backend is s3 but blobs.bucket is empty: name the bucket".into());
         }
+        // The HTTP client's TLS uses the process's rustls provider: ring, as everywhere in
+        // radassist (an error means one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
@@ -77,6 +81,9 @@ impl S3BlobStore {
             runtime,
             place,
         };
+        if !check {
+            return Ok(store);
+        }
         store.check().map_err(|e| {
             format!(
                 "blobs: cannot write and read the S3 {}: {e}. Check blobs.endpoint, that the bucket exists, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
