@@ -179,7 +179,16 @@ enum Command {
     },
     /// Run the gRPC service (ingest, worklist, quality, models; health and reflection) with the
     /// configuration's [service] section. Stops cleanly on SIGINT or SIGTERM.
-    Serve,
+    Serve {
+        /// all: one process does everything. With [store] backend = "postgres", any number of
+        /// frontend processes (gRPC, DICOM, web) and worker processes (analysis) share one
+        /// catalogue and blob store.
+        #[arg(long, value_enum, default_value = "all")]
+        role: radassist::service::ProcessRole,
+    },
+    /// Bring the PostgreSQL catalogue's schema up to date and exit ([store] backend =
+    /// "postgres"; `serve` also does it at start, under the same lock).
+    Migrate,
     /// Query the service's audit log: who read which patient data, when, from where.
     Audit {
         /// Only entries at or after this time (RFC 3339, e.g. 2026-11-25T08:00:00Z).
@@ -288,7 +297,7 @@ fn main() -> ExitCode {
     // Output piped into `head` and the like: end quietly when the reader goes away, as command
     // line tools do, instead of panicking on a broken pipe. Not for `serve`: a client that
     // goes away must cost its connection (EPIPE), never the server.
-    if !matches!(cli.command, Command::Serve) {
+    if !matches!(cli.command, Command::Serve { .. }) {
         // SAFETY: restoring the default action of a signal before any thread starts.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -362,11 +371,13 @@ fn main() -> ExitCode {
             pack,
             provider,
         } => embed_text(&pack, &settings(provider), &sentences),
-        Command::Serve => tokio::runtime::Builder::new_multi_thread()
+        Command::Serve { role } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("the async runtime: {e}"))
-            .and_then(|runtime| runtime.block_on(radassist::service::serve(config.clone()))),
+            .and_then(|runtime| runtime.block_on(radassist::service::serve(config.clone(), role))),
+        Command::Migrate => radassist::service::store::pg::migrate_configured(&config.store)
+            .map(|version| println!("the PostgreSQL catalogue's schema is at version {version}")),
         Command::Audit { since, who, json } => {
             audit(&config, since.as_deref(), who.as_deref(), json)
         }

@@ -273,7 +273,7 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
                 &[result("PACS"), result("ARCHIVE")],
             )
             .unwrap();
-        let due = store.due_results(now_ms(), 10).unwrap();
+        let due = store.take_due_results(now_ms(), 10, 60_000).unwrap();
         assert_eq!(due.len(), 2);
         // A failed attempt waits for its next time; the other is sent, once.
         store
@@ -281,7 +281,10 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
             .unwrap();
         assert!(store.result_sent(due[1].id).unwrap());
         assert!(!store.result_sent(due[1].id).unwrap());
-        assert!(store.due_results(now_ms(), 10).unwrap().is_empty());
+        assert!(store
+            .take_due_results(now_ms(), 10, 60_000)
+            .unwrap()
+            .is_empty());
         let outbox = store.outbox(10).unwrap();
         assert_eq!(outbox[0].state, OutboxState::Pending);
         assert_eq!(outbox[0].attempts, 1);

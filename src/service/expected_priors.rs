@@ -1,53 +1,69 @@
 //! The studies radassist is retrieving from a PACS as priors right now, shared by the job that
 //! asks for them (C-MOVE, [`super::dicom::priors`]) and the listener that receives them (the
-//! C-MOVE's C-STORE sub-operations, on associations of their own).
+//! C-MOVE's C-STORE sub-operations, on associations of their own). They are kept in the store,
+//! because with several processes the job runs in a worker and the instances arrive at
+//! whichever front end the PACS reaches.
 //!
 //! An instance of an expected study is kept as a prior: its study is catalogued PRIOR and not
 //! analysed, and an SR of it is taken as the prior's report. Nothing else is: an SR pushed
 //! outside a retrieval is refused. The expectation ends when the retrieval does (the guard
-//! is dropped), whatever its outcome.
+//! is dropped), whatever its outcome, and at the latest at its deadline (so that a process
+//! that died mid-retrieval leaves nothing expected for ever).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use super::store::{now_ms, Store};
+use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Debug, Default, Clone)]
-pub struct ExpectedPriors(Arc<Mutex<HashMap<String, usize>>>);
+#[derive(Clone)]
+pub struct ExpectedPriors {
+    store: Arc<dyn Store>,
+    /// How long a retrieval may take (its expectation ends then at the latest).
+    longest: Duration,
+}
 
 /// Holds one expectation of a study; dropping it ends that expectation.
 #[must_use = "the expectation ends when the guard is dropped"]
 pub struct Expecting {
-    priors: ExpectedPriors,
-    study_uid: String,
+    store: Arc<dyn Store>,
+    id: Option<i64>,
 }
 
 impl ExpectedPriors {
-    fn studies(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn new(store: Arc<dyn Store>, longest: Duration) -> ExpectedPriors {
+        ExpectedPriors { store, longest }
     }
 
     /// Expects instances of `study_uid` until the guard is dropped (expectations of the same
-    /// study by two jobs at once are counted).
+    /// study by two jobs at once are each kept). Blocks (a store call). A store that fails
+    /// is logged: the retrieved instances are then not known as a prior's, and refused or
+    /// kept as a study of their own, never lost.
     pub fn expect(&self, study_uid: &str) -> Expecting {
-        *self.studies().entry(study_uid.to_string()).or_default() += 1;
+        let until = now_ms() + self.longest.as_millis() as i64 + 60_000;
+        let id = self
+            .store
+            .expect_prior(study_uid, until)
+            .map_err(|e| tracing::error!("priors: cannot note the retrieval of {study_uid}: {e}"))
+            .ok();
         Expecting {
-            priors: self.clone(),
-            study_uid: study_uid.to_string(),
+            store: self.store.clone(),
+            id,
         }
     }
 
-    /// Whether instances of `study_uid` are being retrieved as a prior now.
+    /// Whether instances of `study_uid` are being retrieved as a prior now. Blocks.
     pub fn expects(&self, study_uid: &str) -> bool {
-        self.studies().contains_key(study_uid)
+        self.store
+            .prior_expected(study_uid, now_ms())
+            .map_err(|e| tracing::error!("priors: cannot look up expected priors: {e}"))
+            .unwrap_or(false)
     }
 }
 
 impl Drop for Expecting {
     fn drop(&mut self) {
-        let mut studies = self.priors.studies();
-        if let Some(count) = studies.get_mut(&self.study_uid) {
-            *count -= 1;
-            if *count == 0 {
-                studies.remove(&self.study_uid);
+        if let Some(id) = self.id {
+            if let Err(e) = self.store.end_prior_expectation(id) {
+                tracing::error!("priors: cannot end an expectation (it ends at its deadline): {e}");
             }
         }
     }
@@ -59,7 +75,10 @@ mod tests {
 
     #[test]
     fn an_expectation_lasts_as_long_as_its_last_guard() {
-        let priors = ExpectedPriors::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::service::store::SqliteStore::open(dir.path()).unwrap());
+        let priors = ExpectedPriors::new(store, Duration::from_secs(30));
         assert!(!priors.expects("1.2.3"));
         let first = priors.expect("1.2.3");
         let second = priors.expect("1.2.3");

@@ -102,11 +102,8 @@ impl IngestService for IngestApi {
                         &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
                     ))),
                     Some((chunks, memory)) => {
-                        let (store, metrics, events) = (
-                            state.store.clone(),
-                            state.metrics.clone(),
-                            state.events.clone(),
-                        );
+                        let (store, metrics, state) =
+                            (state.store.clone(), state.metrics.clone(), state.clone());
                         tokio::task::spawn_blocking(move || {
                             let result = ingest::instance_result(
                                 index,
@@ -116,7 +113,7 @@ impl IngestService for IngestApi {
                             drop((chunks, memory));
                             if result.outcome == instance_result::Outcome::Stored as i32 {
                                 if let Some(uid) = result.study.strip_prefix("studies/") {
-                                    let _ = events.send(Event::Study(uid.to_string()));
+                                    state.study_changed(uid, false);
                                 }
                             }
                             result

@@ -72,6 +72,13 @@ pub struct Metrics {
     pub web_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub web_logins: Family<Labels, Counter>,
     pub web_serving: Gauge,
+    /// 1 while the catalogue (SQLite or PostgreSQL) and the blob store answer.
+    pub store_up: Gauge,
+    pub blobs_up: Gauge,
+    /// Several processes on PostgreSQL: 1 while this one listens for the others' events;
+    /// failed sends and listens.
+    pub event_relay_connected: Gauge,
+    pub event_relay_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -108,6 +115,10 @@ impl Metrics {
             dicom_requests: Family::default(),
             web_seconds: Family::new_with_constructor(seconds_histogram),
             web_logins: Family::default(),
+            store_up: Gauge::default(),
+            blobs_up: Gauge::default(),
+            event_relay_connected: Gauge::default(),
+            event_relay_failures: Counter::default(),
             web_serving: Gauge::default(),
             dicom_prior_searches: Family::default(),
             results_sent: Counter::default(),
@@ -178,6 +189,26 @@ impl Metrics {
             "analysis_workers_alive",
             "analysis workers taking jobs",
             m.workers_alive.clone(),
+        );
+        r.register(
+            "store_up",
+            "1 while the catalogue answers (SQLite or PostgreSQL)",
+            m.store_up.clone(),
+        );
+        r.register(
+            "blobs_up",
+            "1 while the blob store answers (folder or bucket)",
+            m.blobs_up.clone(),
+        );
+        r.register(
+            "event_relay_connected",
+            "1 while this process listens for the other processes' events (PostgreSQL)",
+            m.event_relay_connected.clone(),
+        );
+        r.register(
+            "event_relay_failures",
+            "failed sends or listens of the event relay (each is retried)",
+            m.event_relay_failures.clone(),
         );
         r.register(
             "analysis_unavailable",

@@ -30,7 +30,9 @@ pub mod job;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model_service;
+pub mod process_role;
 pub mod quality_service;
+pub mod relay;
 pub mod results;
 pub mod signing;
 pub mod state;
@@ -46,10 +48,11 @@ pub mod proto {
         tonic::include_file_descriptor_set!("radassist_descriptor");
 }
 
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use ingest_service::IngestApi;
 use metrics::Metrics;
 use model_service::ModelApi;
+pub use process_role::ProcessRole;
 use proto::ingest_service_server::IngestServiceServer;
 use proto::model_service_server::ModelServiceServer;
 use proto::quality_service_server::QualityServiceServer;
@@ -220,13 +223,24 @@ pub(crate) fn check_plaintext(
     ))
 }
 
-/// Runs the service until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> Result<(), String> {
+/// Runs the service in `role` until SIGINT or SIGTERM.
+pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
     let sc = config.service.clone();
-    if sc.tokens.is_empty() {
+    role.check(&config)?;
+    if role.serves() && sc.tokens.is_empty() {
         return Err(
             "no [[service.tokens]] in the configuration: nobody could call the service".into(),
         );
+    }
+    if role == ProcessRole::All {
+        if let Some(peer) = config.dicom.peers.iter().find(|p| p.query_priors) {
+            if config.dicom.listen.is_empty() {
+                return Err(format!(
+                    "dicom.peers {:?} has query_priors, but dicom.listen is empty: priors arrive by C-MOVE to radassist's own listener, so set dicom.listen",
+                    peer.ae_title
+                ));
+            }
+        }
     }
     let store: Arc<dyn store::Store> = {
         let config = config.clone();
@@ -235,14 +249,6 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .map_err(|e| e.to_string())??
     };
     let metrics = Arc::new(Metrics::new());
-    if let Some(peer) = config.dicom.peers.iter().find(|p| p.query_priors) {
-        if config.dicom.listen.is_empty() {
-            return Err(format!(
-                "dicom.peers {:?} has query_priors, but dicom.listen is empty: priors arrive by C-MOVE to radassist's own listener, so set dicom.listen",
-                peer.ae_title
-            ));
-        }
-    }
     // Every TLS peer's certificates are read now: a wrong path stops the start, not a send.
     let client_tls = dicom::tls::client_configs(&config.dicom, &sc)?;
     let state = Arc::new(State::new(
@@ -252,6 +258,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
         &config.dicom,
         &client_tls,
     ));
+    if config.store.backend == StoreBackend::Postgres {
+        let relay = relay::start(&config.store, &state)?;
+        let _ = state.relay.set(relay);
+    }
+    if role == ProcessRole::Worker {
+        return work(state, config).await;
+    }
     let tls = match (&sc.tls_cert, &sc.tls_key) {
         (Some(cert), Some(key)) => {
             let read =
@@ -278,7 +291,18 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (health_tx, health_rx) = tokio::sync::watch::channel(AnalysisHealth::Loading);
-    let workers = WorkerPool::start(state.clone(), config.clone(), stop.clone(), health_tx)?;
+    let workers = if role.analyses() {
+        Some(WorkerPool::start(
+            state.clone(),
+            config.clone(),
+            stop.clone(),
+            health_tx,
+        )?)
+    } else {
+        // The workers are other processes: this one takes studies for them.
+        let _ = health_tx.send(AnalysisHealth::Serving { workers: 0 });
+        None
+    };
     tokio::spawn(stable_study_timer(state.clone()));
     if !sc.metrics_listen.is_empty() {
         let listener = tokio::net::TcpListener::bind(&sc.metrics_listen)
@@ -384,8 +408,47 @@ pub async fn serve(config: Config) -> Result<(), String> {
     say!("radassist: shutting down: the workers finish their current jobs");
     stop.store(true, Ordering::Relaxed);
     state.jobs.notify();
-    let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+    if let Some(workers) = workers {
+        let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+    }
     result
+}
+
+/// A worker process: analysis and metrics only, until SIGINT or SIGTERM; then the jobs in
+/// hand are finished.
+async fn work(state: Arc<State>, config: Config) -> Result<(), String> {
+    let stop_signal = shutdown_signal()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (health_tx, mut health) = tokio::sync::watch::channel(AnalysisHealth::Loading);
+    let workers = WorkerPool::start(state.clone(), config.clone(), stop.clone(), health_tx)?;
+    let sc = &config.service;
+    if !sc.metrics_listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&sc.metrics_listen)
+            .await
+            .map_err(|e| format!("metrics_listen {}: {e}", sc.metrics_listen))?;
+        say!(
+            "radassist: metrics on http://{}/metrics",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        tokio::spawn(serve_metrics(listener, state.clone()));
+    }
+    say!(
+        "radassist: worker taking jobs ({} analysis workers)",
+        sc.analysis_workers
+    );
+    tokio::spawn(async move {
+        while health.changed().await.is_ok() {
+            if let AnalysisHealth::Unavailable(reason) = &*health.borrow() {
+                tracing::error!("analysis unavailable: {reason}");
+            }
+        }
+    });
+    stop_signal.await;
+    say!("radassist: shutting down: the workers finish their current jobs");
+    stop.store(true, Ordering::Relaxed);
+    state.jobs.notify();
+    let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+    Ok(())
 }
 
 #[cfg(test)]

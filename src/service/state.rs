@@ -10,6 +10,7 @@ use super::dicom::priors::PriorRetrieval;
 use super::dicom::tls::ClientTls;
 use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
+use super::relay::{Notice, Relay};
 use super::store::{AuditRow, Store, StoreError};
 use crate::config::{DicomConfig, ServiceConfig};
 use crate::labeler::Labeler;
@@ -81,6 +82,8 @@ pub struct State {
     /// The peers asked for priors (`query_priors`), and the studies being retrieved from
     /// them now; None when no peer is.
     pub prior_retrieval: Option<PriorRetrieval>,
+    /// With PostgreSQL: the events' way to the other processes (set once, at start).
+    pub relay: std::sync::OnceLock<Relay>,
 }
 
 impl State {
@@ -98,6 +101,7 @@ impl State {
             .map(|p| p.ae_title.clone())
             .collect();
         let (events, _) = broadcast::channel(1024);
+        let prior_retrieval = PriorRetrieval::from_config(dicom, client_tls, &store);
         State {
             store,
             ingest: IngestLimits::new(&config),
@@ -108,7 +112,8 @@ impl State {
             jobs: JobSignal::default(),
             labeler: Labeler::new(),
             result_peers,
-            prior_retrieval: PriorRetrieval::from_config(dicom, client_tls),
+            prior_retrieval,
+            relay: std::sync::OnceLock::new(),
         }
     }
 
@@ -138,11 +143,28 @@ impl State {
         self.store_call(move |store| store.audit(&row)).await
     }
 
-    /// Tells watchers (and the workers, when `queued`) that a study changed.
+    /// Tells watchers (and the workers, when `queued`) that a study changed, in this process
+    /// and in the others.
     pub fn study_changed(&self, uid: &str, queued: bool) {
         let _ = self.events.send(Event::Study(uid.to_string()));
         if queued {
             self.jobs.notify();
+        }
+        if let Some(relay) = self.relay.get() {
+            relay.publish(if queued {
+                Notice::Queued(uid.to_string())
+            } else {
+                Notice::Study(uid.to_string())
+            });
+        }
+    }
+
+    /// Tells the critical-item watchers of every process that study `uid`'s new work item is
+    /// critical.
+    pub fn critical_item(&self, uid: &str) {
+        let _ = self.events.send(Event::CriticalItem(uid.to_string()));
+        if let Some(relay) = self.relay.get() {
+            relay.publish(Notice::Critical(uid.to_string()));
         }
     }
 }

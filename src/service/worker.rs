@@ -13,7 +13,7 @@
 
 use super::job::{analyze_study, JobModels};
 use super::lifecycle::JobState;
-use super::state::{Event, ModelStatus, State};
+use super::state::{ModelStatus, State};
 use super::store::{NewWorkItem, TakenJob};
 use crate::analysis::{Analyzer, BatchObserver, ModelUsed};
 use crate::config::Config;
@@ -259,7 +259,7 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
     let uid = job.study_instance_uid;
     let m = &state.metrics;
     m.queue_wait_seconds.observe(job.waited_ms as f64 / 1000.0);
-    let _ = state.events.send(Event::Study(uid.clone()));
+    state.study_changed(&uid, false);
     let started = Instant::now();
     let outcome: Result<NewWorkItem, String> =
         catch_unwind(AssertUnwindSafe(|| analyze_study(state, models, &uid))).unwrap_or_else(
@@ -288,23 +288,26 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
                 critical = item.critical,
                 "draft ready"
             );
-            let _ = state.events.send(Event::Study(uid.clone()));
+            state.study_changed(&uid, false);
             if item.critical {
-                let _ = state.events.send(Event::CriticalItem(uid));
+                state.critical_item(&uid);
             }
         }
         Err(reason) => {
             m.jobs_failed.inc();
             tracing::warn!(attempt = job.attempt, "analysis failed: {reason}");
-            match state
-                .store
-                .fail_job(&uid, &reason, config.service.max_attempts)
-            {
-                Ok(JobState::Queued) => state.jobs.notify(),
-                Ok(_) => {}
-                Err(e) => tracing::error!("recording a failed job: {e}"),
-            }
-            let _ = state.events.send(Event::Study(uid));
+            let queued_again =
+                match state
+                    .store
+                    .fail_job(&uid, &reason, config.service.max_attempts)
+                {
+                    Ok(state) => state == JobState::Queued,
+                    Err(e) => {
+                        tracing::error!("recording a failed job: {e}");
+                        false
+                    }
+                };
+            state.study_changed(&uid, queued_again);
         }
     }
 }

@@ -10,7 +10,7 @@
 //! association with an A-ABORT; nothing half-received is stored.
 
 use super::super::ingest::{self, Declared, Refused};
-use super::super::state::{Event, State};
+use super::super::state::State;
 use super::super::store::StoreOutcome;
 use super::dimse::{self, CommandField, Request, StoreStatus};
 use super::STORAGE_SOP_CLASSES;
@@ -354,7 +354,7 @@ async fn store(
         })) => (StoreStatus::of_refusal(refusal), reason),
         Ok(Ok(received)) => match received.outcome {
             StoreOutcome::Stored => {
-                let _ = state.events.send(Event::Study(received.study_instance_uid));
+                state.study_changed(&received.study_instance_uid, false);
                 (StoreStatus::Success, String::new())
             }
             StoreOutcome::Duplicate => (StoreStatus::Success, String::new()),

@@ -20,9 +20,11 @@ use crate::dicom::{ImageHeader, ProjectionView};
 use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
 use crate::service::expected_priors::ExpectedPriors;
 use crate::service::metrics::Metrics;
+use crate::service::store::Store;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Earlier studies looked into per peer, most recent first.
@@ -116,6 +118,7 @@ impl PriorRetrieval {
     pub fn from_config(
         config: &crate::config::DicomConfig,
         tls: &HashMap<String, ClientTls>,
+        store: &Arc<dyn Store>,
     ) -> Option<PriorRetrieval> {
         let peers: Vec<DicomPeer> = config
             .peers
@@ -131,7 +134,10 @@ impl PriorRetrieval {
             peers,
             ae_title: config.ae_title.clone(),
             timeout: Duration::from_secs(config.prior_retrieval_timeout_seconds),
-            expected: ExpectedPriors::default(),
+            expected: ExpectedPriors::new(
+                store.clone(),
+                Duration::from_secs(config.prior_retrieval_timeout_seconds),
+            ),
         })
     }
 

@@ -2,8 +2,10 @@
 //! goes by C-STORE (dicom-ul, async), one association per result, retried with backoff while
 //! the peer is down or refuses it, and marked sent only once the peer answered Success (or a
 //! warning: stored). A crash between the peer's Success and that mark sends it again at the
-//! next start (the peer then holds the same SOP Instance twice over, which PACS take as a
-//! duplicate); nothing the peer did not acknowledge is ever marked sent.
+//! next start (with PostgreSQL, by any front end once the crashed one's hold on it ends; the
+//! peer then holds the same SOP Instance twice over, which PACS take as a duplicate); nothing
+//! the peer did not acknowledge is ever marked sent. With several front ends, each takes
+//! results for a while before sending them, so that no two send the same one.
 //!
 //! The loop is supervised: a panic is logged, counted in `radassist_results_sender_restarts`
 //! and the loop starts again.
@@ -23,6 +25,10 @@ use std::time::Duration;
 
 /// How often the outbox is looked at when nothing is due.
 const POLL: Duration = Duration::from_secs(1);
+/// Results taken at once, and how long they are this sender's (other front ends' senders skip
+/// them meanwhile): more than four sends at their longest (connect, then answer timeouts).
+const BATCH: i64 = 4;
+const HOLD_MS: i64 = 10 * 60 * 1000;
 /// How long a peer gets to connect, and to answer each PDU.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,7 +86,9 @@ pub async fn supervise(
 
 async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: String) {
     loop {
-        let due = state.store_call(|s| s.due_results(now_ms(), 16)).await;
+        let due = state
+            .store_call(|s| s.take_due_results(now_ms(), BATCH, HOLD_MS))
+            .await;
         let due = match due {
             Ok(due) => due,
             Err(e) => {

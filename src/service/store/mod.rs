@@ -311,8 +311,16 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     /// The newest signed SR (final or amended) queued for study `uid`: its SOP Instance UID
     /// and blob; None when no SR was made (no peer takes results).
     fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError>;
-    /// Pending results whose next attempt is due at `now_ms`, oldest first.
-    fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Takes pending results whose next attempt is due at `now_ms`, oldest first, for a send:
+    /// they are not due again (for this or another process's sender) before `now_ms + hold_ms`,
+    /// unless [`Store::result_failed`] sets their next attempt. Rows another process is taking
+    /// at this moment are skipped.
+    fn take_due_results(
+        &self,
+        now_ms: i64,
+        limit: i64,
+        hold_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
     /// pending -> sent (the peer answered Success); false when it was not pending.
     fn result_sent(&self, id: i64) -> Result<bool, StoreError>;
     /// A failed attempt: attempts + 1, the error, and when to try again.
@@ -327,6 +335,13 @@ pub trait Store: ReadingRoomStore + Send + Sync {
         end: Option<i64>,
         model_version: &str,
     ) -> Result<Vec<WorkItemRow>, StoreError>;
+    /// A prior being retrieved by C-MOVE: instances of `study_uid` that arrive (on any
+    /// process's DICOM listener) before `until_ms` or before the expectation ends are a prior's.
+    /// Returns the expectation's id.
+    fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError>;
+    fn end_prior_expectation(&self, id: i64) -> Result<(), StoreError>;
+    /// Whether instances of `study_uid` are being retrieved as a prior at `now_ms`.
+    fn prior_expected(&self, study_uid: &str, now_ms: i64) -> Result<bool, StoreError>;
     fn audit(&self, row: &AuditRow) -> Result<(), StoreError>;
     /// Audit rows since `since_ms`, optionally one caller's, oldest first.
     fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError>;

@@ -118,6 +118,18 @@ pub fn migrate(client: &mut postgres::Client) -> Result<i32, StoreError> {
     Ok(newest)
 }
 
+/// `radassist migrate`: connects and brings the schema up to date.
+pub fn migrate_configured(config: &StoreConfig) -> Result<i32, String> {
+    if config.backend != crate::config::StoreBackend::Postgres {
+        return Err("radassist migrate is for [store] backend = \"postgres\" (SQLite's schema is brought up to date by every start)".into());
+    }
+    let pg = connection_config(config)?;
+    let mut client = pg
+        .connect(NoTls)
+        .map_err(|e| format!("cannot use the PostgreSQL {}: {e}", describe(&pg)))?;
+    migrate(&mut client).map_err(|e| e.to_string())
+}
+
 impl PgStore {
     /// Connects (waiting at most `connect_timeout_seconds`), migrates, and starts renewing the
     /// leases of the jobs this process will take.
@@ -752,19 +764,31 @@ impl Store for PgStore {
             .map(|r| (r.get(0), r.get(1))))
     }
 
-    fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(self
+    fn take_due_results(
+        &self,
+        now_ms: i64,
+        limit: i64,
+        hold_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        // RETURNING gives the rows as they were taken (the next attempt moved on), in no
+        // particular order: oldest first is by id.
+        let mut rows: Vec<OutboxRow> = self
             .client()?
             .query(
-                &format!(
-                    "{} WHERE state = $1 AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3",
-                    Self::OUTBOX_SELECT
-                ),
-                &[&OutboxState::Pending, &now_ms, &limit],
+                "WITH due AS (
+                     SELECT id FROM outbox WHERE state = $1 AND next_attempt_at <= $2
+                     ORDER BY next_attempt_at, id LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE outbox o SET next_attempt_at = $4 FROM due WHERE o.id = due.id
+                 RETURNING o.id, o.study_instance_uid, o.sop_instance_uid, o.kind, o.peer, o.sha256,
+                     o.state, o.attempts, o.last_error, o.created_at, o.next_attempt_at, o.sent_at",
+                &[&OutboxState::Pending, &now_ms, &limit, &(now_ms + hold_ms)],
             )?
             .iter()
             .map(Self::outbox_from_row)
-            .collect())
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
     }
 
     fn result_sent(&self, id: i64) -> Result<bool, StoreError> {
@@ -833,6 +857,37 @@ impl Store for PgStore {
             .iter()
             .map(Self::item_from_row)
             .collect())
+    }
+
+    fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError> {
+        let mut client = self.client()?;
+        // Expectations a crashed process left behind go first.
+        client.execute(
+            "DELETE FROM expected_priors WHERE until_ms < $1",
+            &[&now_ms()],
+        )?;
+        Ok(client
+            .query_one(
+                "INSERT INTO expected_priors (study_instance_uid, until_ms) VALUES ($1, $2) RETURNING id",
+                &[&study_uid, &until_ms],
+            )?
+            .get(0))
+    }
+
+    fn end_prior_expectation(&self, id: i64) -> Result<(), StoreError> {
+        self.client()?
+            .execute("DELETE FROM expected_priors WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn prior_expected(&self, study_uid: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .client()?
+            .query_opt(
+                "SELECT 1 FROM expected_priors WHERE study_instance_uid = $1 AND until_ms >= $2 LIMIT 1",
+                &[&study_uid, &now_ms],
+            )?
+            .is_some())
     }
 
     fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {

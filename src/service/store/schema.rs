@@ -103,6 +103,11 @@ CREATE TABLE IF NOT EXISTS superseded_reads (
     final_read BLOB NOT NULL,
     signed_at INTEGER NOT NULL,
     superseded_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS expected_priors (
+    id INTEGER PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL,
+    until_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS expected_priors_by_study ON expected_priors (study_instance_uid);
 CREATE TABLE IF NOT EXISTS draft_edits (
     study_instance_uid TEXT PRIMARY KEY,
     radiologist TEXT NOT NULL,

@@ -48,6 +48,11 @@ impl SqliteStore {
                 "UPDATE studies SET state = ?1 WHERE state = ?2",
                 params![StudyState::Queued, StudyState::Analyzing],
             )?;
+            // Results the crashed sender had taken are due at once.
+            db.execute(
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE state = ?1 AND next_attempt_at > ?2",
+                params![OutboxState::Pending, now_ms()],
+            )?;
         }
         Ok(store)
     }
@@ -578,17 +583,33 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn due_results(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
-            "{} WHERE state = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at, id LIMIT ?3",
-            Self::OUTBOX_SELECT
-        ))?;
-        let rows = q.query_map(
-            params![OutboxState::Pending, now_ms, limit],
-            Self::outbox_from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    fn take_due_results(
+        &self,
+        now_ms: i64,
+        limit: i64,
+        hold_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<OutboxRow> = {
+            let mut q = tx.prepare(&format!(
+                "{} WHERE state = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at, id LIMIT ?3",
+                Self::OUTBOX_SELECT
+            ))?;
+            let rows = q.query_map(
+                params![OutboxState::Pending, now_ms, limit],
+                Self::outbox_from_row,
+            )?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for row in &rows {
+            tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
+                params![row.id, now_ms + hold_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rows)
     }
 
     fn result_sent(&self, id: i64) -> Result<bool, StoreError> {
@@ -648,6 +669,37 @@ impl Store for SqliteStore {
             Self::item_from_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError> {
+        let db = self.db();
+        // Expectations a crash left behind go first.
+        db.execute(
+            "DELETE FROM expected_priors WHERE until_ms < ?1",
+            [now_ms()],
+        )?;
+        db.execute(
+            "INSERT INTO expected_priors (study_instance_uid, until_ms) VALUES (?1, ?2)",
+            params![study_uid, until_ms],
+        )?;
+        Ok(db.last_insert_rowid())
+    }
+
+    fn end_prior_expectation(&self, id: i64) -> Result<(), StoreError> {
+        self.db()
+            .execute("DELETE FROM expected_priors WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn prior_expected(&self, study_uid: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prepare_cached(
+                "SELECT 1 FROM expected_priors WHERE study_instance_uid = ?1 AND until_ms >= ?2",
+            )?
+            .exists(params![study_uid, now_ms])?)
     }
 
     fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {

@@ -88,6 +88,14 @@ CREATE TABLE prior_reports (
     text                TEXT NOT NULL,
     received_at         BIGINT NOT NULL);
 
+-- Priors being retrieved by C-MOVE now: their instances, received by any front end's DICOM
+-- listener, are kept as priors (not analysed) until the retrieval ends or until_ms passes.
+CREATE TABLE expected_priors (
+    id                  BIGSERIAL PRIMARY KEY,
+    study_instance_uid  TEXT NOT NULL,
+    until_ms            BIGINT NOT NULL);
+CREATE INDEX expected_priors_by_study ON expected_priors (study_instance_uid);
+
 CREATE TABLE audit (
     id                  BIGSERIAL PRIMARY KEY,
     at_ms               BIGINT NOT NULL,
