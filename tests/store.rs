@@ -92,6 +92,26 @@ fn put(store: &dyn Store, uid: &str) -> StoreOutcome {
         .0
 }
 
+/// Another instance `sop` of study `uid`.
+fn put_instance_of(store: &dyn Store, uid: &str, sop: &str) -> StoreOutcome {
+    let bytes = format!("instance {sop}").into_bytes();
+    let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    store
+        .put_instance(&IncomingInstance {
+            bytes: &bytes,
+            sha256: &sha,
+            sop_instance_uid: sop,
+            study_instance_uid: uid,
+            series_instance_uid: &format!("{uid}.2"),
+            patient_id: "P",
+            accession_number: "A",
+            study_date: "20260101",
+            prior: false,
+        })
+        .unwrap()
+        .0
+}
+
 fn new_item() -> NewWorkItem {
     NewWorkItem {
         critical: false,
@@ -225,8 +245,16 @@ fn a_job_finishes_or_fails_only_while_running() {
             store.fail_job("1.2.4", "late", 3),
             Err(StoreError::Precondition(_))
         ));
+        // Sent again without a new instance: not analysed again.
+        assert_eq!(put(store.as_ref(), "1.2.4"), StoreOutcome::Duplicate);
+        assert_eq!(
+            store.complete_study("1.2.4").unwrap().state,
+            StudyState::DraftReady
+        );
+        assert_eq!(store.queue_depth().unwrap(), 0);
+        // A new instance: analysed again, once, however often it is completed.
+        put_instance_of(store.as_ref(), "1.2.4", "1.2.4.9");
         store.complete_study("1.2.4").unwrap();
-        // Completing again while queued changes nothing.
         store.complete_study("1.2.4").unwrap();
         assert_eq!(store.queue_depth().unwrap(), 1);
         store.take_job().unwrap().unwrap();

@@ -324,7 +324,12 @@ pub fn bucket_for(data: &Path) -> String {
 /// The `[store]` and `[blobs]` sections for a test server whose data folder is `data` (empty
 /// for the default backend).
 pub fn sections_for(data: &Path) -> String {
-    match selected() {
+    sections_of(selected(), data)
+}
+
+/// The `[store]` and `[blobs]` sections of `backend` for the data folder (or site) `data`.
+pub fn sections_of(backend: Backend, data: &Path) -> String {
+    match backend {
         Backend::SqliteFolder => String::new(),
         Backend::PostgresS3 => format!(
             "[store]\nbackend = \"postgres\"\nurl = {:?}\njob_lease_seconds = 5\n\n\
@@ -355,8 +360,13 @@ pub fn environment_of(backend: Backend) -> Vec<(&'static str, &'static str)> {
 /// The bytes of blob `sha256` as the test server whose data folder is `data` keeps them: in
 /// its folder, or in its bucket (read from the S3 server's own folder).
 pub fn blob(data: &Path, sha256: &str) -> Option<Vec<u8>> {
+    blob_of(selected(), data, sha256)
+}
+
+/// As `blob`, in `backend`.
+pub fn blob_of(backend: Backend, data: &Path, sha256: &str) -> Option<Vec<u8>> {
     let key = format!("blobs/{}/{}/{sha256}", &sha256[..2], &sha256[2..4]);
-    let path = match selected() {
+    let path = match backend {
         Backend::SqliteFolder => data.join(key),
         Backend::PostgresS3 => servers().s3_root.join(bucket_for(data)).join(key),
     };
@@ -366,8 +376,13 @@ pub fn blob(data: &Path, sha256: &str) -> Option<Vec<u8>> {
 /// (SOP Instance UID, SHA-256) of every instance the test server whose data folder is `data`
 /// catalogued.
 pub fn catalogued_instances(data: &Path) -> Vec<(String, String)> {
+    catalogued_instances_of(selected(), data)
+}
+
+/// As `catalogued_instances`, in `backend`.
+pub fn catalogued_instances_of(backend: Backend, data: &Path) -> Vec<(String, String)> {
     let sql = "SELECT sop_instance_uid, sha256 FROM instances ORDER BY sop_instance_uid";
-    match selected() {
+    match backend {
         Backend::SqliteFolder => {
             let db = rusqlite::Connection::open(data.join("radassist.sqlite")).unwrap();
             let mut q = db.prepare(sql).unwrap();

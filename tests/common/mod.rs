@@ -431,6 +431,18 @@ impl Server {
         sections: &str,
         env: &[(&str, &str)],
     ) -> Server {
+        Server::start_process(dir, service_keys, sections, env, "all")
+    }
+
+    /// As `start_configured`, as `radassist serve --role ROLE` (a worker has no gRPC address:
+    /// it is ready when it takes jobs).
+    pub fn start_process(
+        dir: &Path,
+        service_keys: &str,
+        sections: &str,
+        env: &[(&str, &str)],
+        role: &str,
+    ) -> Server {
         let stable = if service_keys.contains("stable_study_seconds") {
             ""
         } else {
@@ -468,7 +480,13 @@ impl Server {
         .unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_radassist"));
         command
-            .args(["serve", "--config", config.to_str().unwrap()])
+            .args([
+                "serve",
+                "--role",
+                role,
+                "--config",
+                config.to_str().unwrap(),
+            ])
             .envs(backends::environment())
             .envs(env.iter().copied())
             .current_dir(root())
@@ -498,11 +516,14 @@ impl Server {
         let (mut address, mut metrics, mut dicom, mut web) =
             (String::new(), String::new(), String::new(), String::new());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while address.is_empty() {
+        let mut ready = false;
+        while !ready {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = rx
                 .recv_timeout(left)
                 .expect("the server starts within 60 s");
+            ready = line.starts_with("radassist: listening on ")
+                || line.starts_with("radassist: worker taking jobs");
             if let Some(a) = line.strip_prefix("radassist: listening on ") {
                 address = a.split_whitespace().next().unwrap().to_string();
             }

@@ -230,7 +230,9 @@ pub trait Store: ReadingRoomStore + Send + Sync {
         instance: &IncomingInstance,
     ) -> Result<(StoreOutcome, String), StoreError>;
     fn study(&self, uid: &str) -> Result<StudyRow, StoreError>;
-    /// Queues the study's analysis (once: an already queued or running job stays as it is).
+    /// Queues the study's analysis when it has instances not analysed yet (RECEIVING, or a
+    /// PRIOR now sent for analysis); otherwise changes nothing: a queued or running job stays
+    /// as it is, and a study sent again without a new instance is not analysed again.
     fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError>;
     /// The stable-study timer's completion: queued only while the study is still RECEIVING
     /// with no instance for `quiet_ms`, so that of several front ends' timers exactly one

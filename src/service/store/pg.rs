@@ -320,6 +320,34 @@ fn queue_results(
     Ok(())
 }
 
+impl PgStore {
+    /// Queues study `uid`'s analysis if it has instances not analysed yet (RECEIVING, or a
+    /// PRIOR sent for analysis of its own) and, with `quiet_before`, none since then; true
+    /// when it did. Of several callers at once (front ends' timers, a PACS's CompleteStudy)
+    /// one does; a study sent again (duplicates only) is not analysed again.
+    fn complete_if_new(&self, uid: &str, quiet_before: Option<i64>) -> Result<bool, StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let completed = tx.execute(
+            "UPDATE studies SET state = $2 WHERE study_instance_uid = $1 AND state IN ($3, $4)
+                 AND ($5::BIGINT IS NULL OR last_instance_at < $5)",
+            &[
+                &uid,
+                &StudyState::Queued,
+                &StudyState::Receiving,
+                &StudyState::Prior,
+                &quiet_before,
+            ],
+        )?;
+        if completed == 0 {
+            return Ok(false);
+        }
+        queue_job(&mut tx, uid)?;
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
 /// Queues study `uid`'s analysis unless it is already queued or running (one conditional
 /// upsert); the study becomes QUEUED when it was.
 fn queue_job(tx: &mut impl GenericClient, uid: &str) -> Result<bool, postgres::Error> {
@@ -363,12 +391,7 @@ impl Store for PgStore {
 
     fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
         self.study(uid)?;
-        {
-            let mut client = self.client()?;
-            let mut tx = client.transaction()?;
-            queue_job(&mut tx, uid)?;
-            tx.commit()?;
-        }
+        self.complete_if_new(uid, None)?;
         self.study(uid)
     }
 
@@ -377,18 +400,8 @@ impl Store for PgStore {
         uid: &str,
         quiet_ms: i64,
     ) -> Result<Option<StudyRow>, StoreError> {
-        {
-            let mut client = self.client()?;
-            let mut tx = client.transaction()?;
-            let still_quiet = tx.execute(
-                "UPDATE studies SET state = $2 WHERE study_instance_uid = $1 AND state = $3 AND last_instance_at < $4",
-                &[&uid, &StudyState::Queued, &StudyState::Receiving, &(now_ms() - quiet_ms)],
-            )?;
-            if still_quiet == 0 {
-                return Ok(None);
-            }
-            queue_job(&mut tx, uid)?;
-            tx.commit()?;
+        if !self.complete_if_new(uid, Some(now_ms() - quiet_ms))? {
+            return Ok(None);
         }
         self.study(uid).map(Some)
     }

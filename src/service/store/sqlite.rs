@@ -168,6 +168,33 @@ impl SqliteStore {
     const OUTBOX_SELECT: &'static str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at FROM outbox";
 }
 
+impl SqliteStore {
+    /// Queues study `uid`'s analysis if it has instances not analysed yet (RECEIVING, or a
+    /// PRIOR sent for analysis of its own) and, with `quiet_before`, none since then; true
+    /// when it did. A study sent again (duplicates only) is not analysed again.
+    fn complete_if_new(&self, uid: &str, quiet_before: Option<i64>) -> Result<bool, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let completed = tx.execute(
+            "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1 AND state IN (?3, ?4)
+                 AND (?5 IS NULL OR last_instance_at < ?5)",
+            params![
+                uid,
+                StudyState::Queued,
+                StudyState::Receiving,
+                StudyState::Prior,
+                quiet_before
+            ],
+        )?;
+        if completed == 0 {
+            return Ok(false);
+        }
+        queue_job(&tx, uid)?;
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
 /// Queues study `uid`'s analysis unless it is already queued or running (one conditional
 /// upsert); the study becomes QUEUED when it was.
 fn queue_job(tx: &rusqlite::Transaction, uid: &str) -> rusqlite::Result<bool> {
@@ -225,12 +252,7 @@ impl Store for SqliteStore {
 
     fn complete_study(&self, uid: &str) -> Result<StudyRow, StoreError> {
         self.study(uid)?;
-        {
-            let mut db = self.db();
-            let tx = db.transaction()?;
-            queue_job(&tx, uid)?;
-            tx.commit()?;
-        }
+        self.complete_if_new(uid, None)?;
         self.study(uid)
     }
 
@@ -239,18 +261,8 @@ impl Store for SqliteStore {
         uid: &str,
         quiet_ms: i64,
     ) -> Result<Option<StudyRow>, StoreError> {
-        {
-            let mut db = self.db();
-            let tx = db.transaction()?;
-            let still_quiet = tx.execute(
-                "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1 AND state = ?3 AND last_instance_at < ?4",
-                params![uid, StudyState::Queued, StudyState::Receiving, now_ms() - quiet_ms],
-            )?;
-            if still_quiet == 0 {
-                return Ok(None);
-            }
-            queue_job(&tx, uid)?;
-            tx.commit()?;
+        if !self.complete_if_new(uid, Some(now_ms() - quiet_ms))? {
+            return Ok(None);
         }
         self.study(uid).map(Some)
     }

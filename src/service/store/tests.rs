@@ -2,18 +2,16 @@
 //! winner, jobs, the outbox, amendments) is tested against each in tests/store.rs.
 
 use super::*;
-use crate::service::lifecycle::{JobState, StudyState};
+use crate::service::lifecycle::JobState;
 
-fn store_with_item(dir: &std::path::Path, uid: &str) -> SqliteStore {
-    let store = SqliteStore::open(dir).unwrap();
+fn put(store: &SqliteStore, uid: &str) {
     let bytes = format!("instance of {uid}");
     let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes.as_bytes()));
-    let sop = format!("{uid}.1");
     store
         .put_instance(&IncomingInstance {
             bytes: bytes.as_bytes(),
             sha256: &sha,
-            sop_instance_uid: &sop,
+            sop_instance_uid: &format!("{uid}.1"),
             study_instance_uid: uid,
             series_instance_uid: &format!("{uid}.2"),
             patient_id: "P",
@@ -22,30 +20,13 @@ fn store_with_item(dir: &std::path::Path, uid: &str) -> SqliteStore {
             prior: false,
         })
         .unwrap();
-    assert_eq!(store.complete_study(uid).unwrap().state, StudyState::Queued);
-    let job = store.take_job().unwrap().unwrap();
-    assert_eq!((job.study_instance_uid.as_str(), job.attempt), (uid, 1));
-    store
-        .finish_job(
-            uid,
-            &NewWorkItem {
-                critical: false,
-                priority: 10,
-                template: vec![],
-                analysis_json: "{}".into(),
-                model_version: "test".into(),
-                report_json: "{}".into(),
-                results: vec![],
-            },
-        )
-        .unwrap();
-    store
 }
 
 #[test]
 fn a_read_only_store_refuses_writes_and_recovers_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let owner = store_with_item(dir.path(), "1.2.5");
+    let owner = SqliteStore::open(dir.path()).unwrap();
+    put(&owner, "1.2.5");
     owner.complete_study("1.2.5").unwrap();
     owner.take_job().unwrap().unwrap();
     let inspector = SqliteStore::open_read_only(dir.path()).unwrap();
