@@ -52,21 +52,9 @@ fn count(site: &Path, sql: &'static str) -> i64 {
     query(site, sql, |r| r.get::<_, i64>(0))[0]
 }
 
-/// One study of one instance, of a patient of its own (its UIDs from `i`): a site's day of
-/// new patients, with no prior to compare with.
+/// One study of one instance, of a patient of its own (no prior to compare with).
 fn study_bytes(i: usize) -> Vec<u8> {
-    use dicom_dictionary_std::tags;
-    common::rewritten(
-        "sample-dicom/derived/siim_chest_pa_devices.dcm",
-        &[
-            (tags::SOP_INSTANCE_UID, uid_for(&format!("scale-{i}"))),
-            (
-                tags::STUDY_INSTANCE_UID,
-                uid_for(&format!("scale-study-{i}")),
-            ),
-            (tags::PATIENT_ID, format!("SCALE-{i}")),
-        ],
-    )
+    common::new_patient_study("scale", i)
 }
 
 /// Stores one instance and completes its study; Err when the front end is gone.

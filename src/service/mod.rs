@@ -177,29 +177,65 @@ async fn stable_study_timer(state: Arc<State>) {
     }
 }
 
-/// Keeps gRPC health in step with what the analysis workers can do: while none can run,
-/// the server (and IngestService: do not send studies nobody will analyse) is NOT_SERVING.
-async fn follow_analysis_health(
+/// How often the store and the blob store are looked at for health.
+const STORE_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether the catalogue and the blob store answer now (a count, and the blob store's own
+/// check), with the metrics set; why not, when they do not.
+async fn store_health(state: &State) -> Result<(), String> {
+    let catalogue = state.store_call(|s| s.queue_depth()).await;
+    state.metrics.store_up.set(catalogue.is_ok() as i64);
+    let blobs = {
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || store.blobs().check())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|checked| checked)
+    };
+    state.metrics.blobs_up.set(blobs.is_ok() as i64);
+    catalogue.map_err(|e| format!("the catalogue does not answer: {}", e.message()))?;
+    blobs.map_err(|e| format!("the blob store does not answer: {e}"))
+}
+
+/// Keeps gRPC health in step with what the service can do: while no analysis worker can run,
+/// or the catalogue or the blob store does not answer, the server (and IngestService: do not
+/// send studies that cannot be stored or analysed) is NOT_SERVING.
+async fn follow_health(
     reporter: tonic_health::server::HealthReporter,
     mut health: tokio::sync::watch::Receiver<AnalysisHealth>,
+    state: Arc<State>,
 ) {
+    let mut tick = tokio::time::interval(STORE_CHECK);
+    let mut was: Option<Result<(), String>> = None;
     loop {
-        let now = health.borrow_and_update().clone();
-        let serving = !matches!(now, AnalysisHealth::Unavailable(_));
-        let status = if serving {
-            tonic_health::ServingStatus::Serving
-        } else {
-            tonic_health::ServingStatus::NotServing
+        let analysis = match health.borrow_and_update().clone() {
+            AnalysisHealth::Unavailable(reason) => Err(reason),
+            _ => Ok(()),
         };
-        reporter.set_service_status("", status).await;
-        reporter
-            .set_service_status(proto::ingest_service_server::SERVICE_NAME, status)
-            .await;
-        if let AnalysisHealth::Unavailable(reason) = &now {
-            tracing::error!("health NOT_SERVING: {reason}");
+        let now = match analysis {
+            Ok(()) => store_health(&state).await,
+            Err(reason) => Err(reason),
+        };
+        if was.as_ref() != Some(&now) {
+            let status = if now.is_ok() {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter
+                .set_service_status(proto::ingest_service_server::SERVICE_NAME, status)
+                .await;
+            match &now {
+                Err(reason) => tracing::error!("health NOT_SERVING: {reason}"),
+                Ok(()) if was.is_some() => tracing::info!("health SERVING again"),
+                Ok(()) => {}
+            }
+            was = Some(now);
         }
-        if health.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = health.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
         }
     }
 }
@@ -344,7 +380,7 @@ pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
         .set_serving::<QualityServiceServer<QualityApi>>()
         .await;
     health.set_serving::<ModelServiceServer<ModelApi>>().await;
-    tokio::spawn(follow_analysis_health(health, health_rx));
+    tokio::spawn(follow_health(health, health_rx, state.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

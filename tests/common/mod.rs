@@ -642,6 +642,23 @@ pub fn reidentified_instance(label: &str, study_label: &str) -> Vec<u8> {
     )
 }
 
+/// The sample film as study `i` of a patient of its own (UIDs and Patient ID from `label` and
+/// `i`): a site's new patients, with no prior to compare with.
+pub fn new_patient_study(label: &str, i: usize) -> Vec<u8> {
+    use dicom_dictionary_std::tags;
+    rewritten(
+        "sample-dicom/derived/siim_chest_pa_devices.dcm",
+        &[
+            (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}-{i}"))),
+            (
+                tags::STUDY_INSTANCE_UID,
+                uid_for(&format!("{label}-study-{i}")),
+            ),
+            (tags::PATIENT_ID, format!("{}-{i}", label.to_uppercase())),
+        ],
+    )
+}
+
 /// A copy of `path` as another study of the same patient on `date` (new UIDs from `label`).
 pub fn redated_instance(path: &str, label: &str, date: &str) -> Vec<u8> {
     use dicom_dictionary_std::tags;

@@ -21,6 +21,8 @@ pub trait BlobStore: Send + Sync {
     /// The blob as a local file, where the store has one (decoders can then read only what
     /// they need, a header say).
     fn local_path(&self, sha256: &str) -> Option<PathBuf>;
+    /// Whether the store answers now (for health); what is wrong when it does not.
+    fn check(&self) -> io::Result<()>;
 }
 
 /// Blobs in a folder of the local file system.
@@ -121,6 +123,14 @@ impl FolderBlobStore {
 }
 
 impl BlobStore for FolderBlobStore {
+    fn check(&self) -> io::Result<()> {
+        let tmp = self.root.join("blobs/tmp");
+        if std::fs::metadata(&tmp)?.permissions().readonly() {
+            return Err(io::Error::other(format!("{} is read-only", tmp.display())));
+        }
+        Ok(())
+    }
+
     fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
         valid_sha(sha256)?;
         let target = self.path(sha256);

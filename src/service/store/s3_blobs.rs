@@ -84,7 +84,7 @@ impl S3BlobStore {
         if !check {
             return Ok(store);
         }
-        store.check().map_err(|e| {
+        store.check_bucket().map_err(|e| {
             format!(
                 "blobs: cannot write and read the S3 {}: {e}. Check blobs.endpoint, that the bucket exists, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
                 store.place
@@ -95,7 +95,7 @@ impl S3BlobStore {
 
     /// Lists the bucket (a missing bucket is an error here, where some servers would make
     /// it on a PUT), then writes and reads back a small object: what start-up and health check.
-    pub fn check(&self) -> io::Result<()> {
+    fn check_bucket(&self) -> io::Result<()> {
         let key = ObjectPath::from("radassist-check");
         self.runtime
             .block_on(async {
@@ -166,5 +166,9 @@ impl BlobStore for S3BlobStore {
 
     fn local_path(&self, _sha256: &str) -> Option<PathBuf> {
         None
+    }
+
+    fn check(&self) -> io::Result<()> {
+        self.check_bucket()
     }
 }

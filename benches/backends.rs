@@ -1,0 +1,207 @@
+//! The embedded store against the scaled-out one, in one run: SQLite + a folder (one
+//! `radassist serve`) and PostgreSQL + an S3-compatible object store (one front end and 1 or 3
+//! worker processes; the PostgreSQL cluster and the s3s-fs server are started here, on
+//! loopback, as the tests start them). Run (after scripts/setup):
+//!
+//!     cargo bench --bench backends
+//!
+//! Ingest: instances/s and MB/s over 1 and 16 concurrent StoreInstances streams (the sample film
+//! as new studies of new patients, 2 MB each; no analysis runs meanwhile). Drafts: a burst of
+//! studies completed at once, the time from each CompleteStudy to its DRAFT_READY (p50, p99)
+//! and studies drafted per second, with 1 and 3 workers (threads of the one process for SQLite,
+//! processes for PostgreSQL). Everything shares this machine's cores: client, servers,
+//! PostgreSQL and the S3 server.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::backends::{self, Backend};
+use common::{chunks, new_patient_study, with_token, Server, PACS_TOKEN};
+use radassist::service::proto::ingest_service_client::IngestServiceClient;
+use radassist::service::proto::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const INSTANCES: usize = 96;
+const DRAFTS: usize = 24;
+
+/// One deployment: the process that takes ingest, and the worker processes beside it.
+struct Deployment {
+    front: Server,
+    _workers: Vec<Server>,
+}
+
+fn deploy(backend: Backend, dir: &Path, workers: usize) -> Deployment {
+    std::fs::create_dir_all(dir).unwrap();
+    match backend {
+        Backend::SqliteFolder => Deployment {
+            front: Server::start_process(
+                dir,
+                &format!("analysis_workers = {workers}\n"),
+                "[store]\nbackend = \"sqlite\"\n",
+                &[],
+                "all",
+            ),
+            _workers: vec![],
+        },
+        Backend::PostgresS3 => {
+            let sections = backends::sections_of(backend, &dir.join("site"));
+            let env = backends::environment_of(backend);
+            let start = |name: &str, role: &str| {
+                let dir = dir.join(name);
+                std::fs::create_dir_all(&dir).unwrap();
+                Server::start_process(&dir, "analysis_workers = 1\n", &sections, &env, role)
+            };
+            Deployment {
+                front: start("front", "frontend"),
+                _workers: (0..workers)
+                    .map(|i| start(&format!("worker-{i}"), "worker"))
+                    .collect(),
+            }
+        }
+    }
+}
+
+fn name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::SqliteFolder => "SQLite + folder",
+        Backend::PostgresS3 => "PostgreSQL + S3 (s3s-fs)",
+    }
+}
+
+/// Stores `instances` over `streams` concurrent streams: (seconds, bytes).
+async fn ingest(front: &Server, instances: Vec<Vec<u8>>, streams: usize) -> (f64, usize) {
+    let channel = front.channel().await;
+    let bytes: usize = instances.iter().map(Vec::len).sum();
+    let mut shares: Vec<Vec<Vec<u8>>> = vec![vec![]; streams];
+    for (i, instance) in instances.into_iter().enumerate() {
+        shares[i % streams].push(instance);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                let messages: Vec<_> = share
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, b)| chunks(i as u32, b))
+                    .collect();
+                let results = IngestServiceClient::new(channel)
+                    .store_instances(with_token(tokio_stream::iter(messages), PACS_TOKEN))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .results;
+                assert!(results
+                    .iter()
+                    .all(|r| r.outcome == instance_result::Outcome::Stored as i32));
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (started.elapsed().as_secs_f64(), bytes)
+}
+
+/// Completes `studies` at once; each one's seconds from CompleteStudy to DRAFT_READY, sorted,
+/// and the seconds until the last.
+async fn drafts(front: &Server, studies: Vec<String>) -> (Vec<f64>, f64) {
+    let channel = front.channel().await;
+    let started = Instant::now();
+    let tasks: Vec<_> = studies
+        .into_iter()
+        .map(|study| {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                let asked = Instant::now();
+                IngestServiceClient::new(channel.clone())
+                    .complete_study(with_token(
+                        CompleteStudyRequest {
+                            name: study.clone(),
+                        },
+                        PACS_TOKEN,
+                    ))
+                    .await
+                    .unwrap();
+                let state = common::watch_until_settled(&channel, &study).await;
+                assert_eq!(state, study::State::DraftReady, "{study}");
+                asked.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
+    let mut seconds = vec![];
+    for task in tasks {
+        seconds.push(task.await.unwrap());
+    }
+    seconds.sort_by(f64::total_cmp);
+    (seconds, started.elapsed().as_secs_f64())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    let root = tempfile::tempdir_in(common::root().join("target")).unwrap();
+    let mut next = 0;
+    let mut batch = |n: usize| {
+        let studies: Vec<Vec<u8>> = (next..next + n)
+            .map(|i| new_patient_study("bench", i))
+            .collect();
+        next += n;
+        studies
+    };
+    println!("| store | streams | instances/s | MB/s |");
+    println!("|---|---|---|---|");
+    let mut ingest_rows = vec![];
+    let mut draft_rows = vec![];
+    for backend in [Backend::SqliteFolder, Backend::PostgresS3] {
+        for workers in [1, 3] {
+            let dir = root
+                .path()
+                .join(format!("{}-{workers}", name(backend).len()));
+            let deployment = deploy(backend, &dir, workers);
+            if workers == 1 {
+                for streams in [1, 16] {
+                    // A warm-up round, then the measured one.
+                    ingest(&deployment.front, batch(16), streams).await;
+                    let (seconds, bytes) =
+                        ingest(&deployment.front, batch(INSTANCES), streams).await;
+                    let row = format!(
+                        "| {} | {streams} | {:.0} | {:.0} |",
+                        name(backend),
+                        INSTANCES as f64 / seconds,
+                        bytes as f64 / seconds / 1e6
+                    );
+                    println!("{row}");
+                    ingest_rows.push(row);
+                }
+            }
+            let studies = batch(DRAFTS);
+            let results =
+                common::store_instances(&deployment.front.channel().await, &studies).await;
+            let names: Vec<String> = results.iter().map(|r| r.study.clone()).collect();
+            let (seconds, all) = drafts(&deployment.front, names).await;
+            draft_rows.push(format!(
+                "| {} | {workers} | {:.2} | {:.2} | {:.2} |",
+                name(backend),
+                percentile(&seconds, 0.5),
+                percentile(&seconds, 0.99),
+                DRAFTS as f64 / all
+            ));
+            drop(deployment);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    println!();
+    println!("A burst of {DRAFTS} studies completed at once:");
+    println!("| store | workers | complete -> draft p50 (s) | p99 (s) | studies/s |");
+    println!("|---|---|---|---|---|");
+    for row in draft_rows {
+        println!("{row}");
+    }
+}
