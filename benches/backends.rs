@@ -140,6 +140,28 @@ async fn drafts(front: &Server, studies: Vec<String>) -> (Vec<f64>, f64) {
     (seconds, started.elapsed().as_secs_f64())
 }
 
+/// PostgreSQL: the transactions committed in the deployment's database so far (ingest,
+/// completion, the job, the draft and its events: the catalogue's cost per study).
+fn commits(backend: Backend, dir: &Path) -> Option<i64> {
+    if backend != Backend::PostgresS3 {
+        return None;
+    }
+    let url = backends::database_for(&dir.join("site"));
+    Some(backends::off_runtime(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        // The statistics collector reports with a delay of up to a second.
+        db.batch_execute("SELECT pg_stat_force_next_flush()")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        db.query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    }))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -182,12 +204,19 @@ async fn main() {
                 }
             }
             let studies = batch(DRAFTS);
+            let commits_before = commits(backend, &dir);
             let results =
                 common::store_instances(&deployment.front.channel().await, &studies).await;
             let names: Vec<String> = results.iter().map(|r| r.study.clone()).collect();
             let (seconds, all) = drafts(&deployment.front, names).await;
+            let per_study = commits_before
+                .map(|before| {
+                    let after = commits(backend, &dir).unwrap();
+                    format!("{:.1}", (after - before) as f64 / DRAFTS as f64)
+                })
+                .unwrap_or_else(|| "-".into());
             draft_rows.push(format!(
-                "| {} | {workers} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {workers} | {:.2} | {:.2} | {:.2} | {per_study} |",
                 name(backend),
                 percentile(&seconds, 0.5),
                 percentile(&seconds, 0.99),
@@ -199,8 +228,8 @@ async fn main() {
     }
     println!();
     println!("A burst of {DRAFTS} studies completed at once:");
-    println!("| store | workers | complete -> draft p50 (s) | p99 (s) | studies/s |");
-    println!("|---|---|---|---|---|");
+    println!("| store | workers | complete -> draft p50 (s) | p99 (s) | studies/s | PostgreSQL commits per study |");
+    println!("|---|---|---|---|---|---|");
     for row in draft_rows {
         println!("{row}");
     }

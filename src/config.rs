@@ -95,6 +95,9 @@
 //! job_lease_seconds = 60     # postgres: a worker renews its job's lease; a job whose lease
 //!                            # ran out (its worker died) is taken again
 //! connect_timeout_seconds = 10  # postgres: how long a start waits for the database
+//! tls_ca = "db-ca.pem"       # postgres: the PEM CA certificate(s) the database's certificate
+//!                            # must chain to; set, radassist speaks only TLS (1.2+) to it,
+//!                            # checking its name; unset, plain (loopback, a private network)
 //!
 //! [blobs]                    # where the DICOM instances themselves live
 //! backend = "folder"         # folder | s3
@@ -173,6 +176,8 @@ pub struct StoreConfig {
     pub job_lease_seconds: u64,
     /// PostgreSQL: how long a start (or a pool checkout) waits for the database.
     pub connect_timeout_seconds: u64,
+    /// PostgreSQL over TLS: the CA certificate(s) (PEM) its certificate must chain to.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -183,6 +188,7 @@ impl Default for StoreConfig {
             pool_size: 16,
             job_lease_seconds: 60,
             connect_timeout_seconds: 10,
+            tls_ca: None,
         }
     }
 }
@@ -195,6 +201,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("url", &"(not shown)")
             .field("pool_size", &self.pool_size)
             .field("job_lease_seconds", &self.job_lease_seconds)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }

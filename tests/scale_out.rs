@@ -90,13 +90,12 @@ async fn push(
     Ok((study, outcome))
 }
 
+/// (SOP Instance UID, bytes) of the instances a front end acknowledged as stored.
+type Acknowledged = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Pushes studies `range` through `front_end`, PUSHERS at a time; returns the SOP Instance
 /// UIDs it acknowledged as stored (Stored or Duplicate), with their bytes.
-async fn push_all(
-    front_end: String,
-    range: std::ops::Range<usize>,
-    acknowledged: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
-) {
+async fn push_all(front_end: String, range: std::ops::Range<usize>, acknowledged: Acknowledged) {
     let gate = Arc::new(Semaphore::new(PUSHERS));
     let mut tasks = vec![];
     for i in range {

@@ -41,6 +41,7 @@ fn pg_config(dir: &Path, lease_seconds: u64) -> StoreConfig {
         pool_size: 40,
         job_lease_seconds: lease_seconds,
         connect_timeout_seconds: 10,
+        tls_ca: None,
     }
 }
 
@@ -673,4 +674,32 @@ fn a_start_without_its_database_or_bucket_says_what_to_fix() {
         "{error}"
     );
     assert!(!error.contains(backends::S3_SECRET_KEY), "{error}");
+}
+
+#[test]
+fn the_database_is_reached_over_tls_checked_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = || Box::new(FolderBlobStore::open(dir.path(), true).unwrap());
+    let mut config = pg_config(dir.path(), 60);
+    let ssl = |store: &PgStore| -> bool {
+        let mut client = store.pool().get().unwrap();
+        client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // Without a CA: plain (sslmode=disable), on loopback.
+    assert!(!ssl(&PgStore::open(&config, folder()).unwrap()));
+    config.tls_ca = Some(backends::servers().pg_ca.clone());
+    let store = PgStore::open(&config, folder()).unwrap();
+    assert!(ssl(&store), "the connection is not TLS");
+    assert_eq!(put(&store, "1.2.80"), StoreOutcome::Stored);
+    // A server whose certificate does not chain to the configured CA is refused.
+    let (stranger, _) = common::certificate(dir.path(), "stranger", &["127.0.0.1"]);
+    config.tls_ca = Some(stranger);
+    let error = PgStore::open(&config, folder()).err().unwrap();
+    assert!(error.contains("certificate"), "{error}");
 }

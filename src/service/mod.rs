@@ -30,6 +30,7 @@ pub mod job;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model_service;
+pub mod pem;
 pub mod process_role;
 pub mod quality_service;
 pub mod relay;

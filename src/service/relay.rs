@@ -74,13 +74,23 @@ fn backoff(failures: u32) -> Duration {
     (Duration::from_millis(200) * 2u32.saturating_pow(failures.min(6))).min(MAX_BACKOFF)
 }
 
-fn connect(pg: &postgres::Config) -> Result<postgres::Client, postgres::Error> {
-    pg.connect(postgres::NoTls)
+/// How the relay's threads reach the database (as the store does).
+#[derive(Clone)]
+struct Database {
+    config: postgres::Config,
+    connector: crate::service::store::pg::Connector,
+}
+
+fn connect(db: &Database) -> Result<postgres::Client, postgres::Error> {
+    db.config.connect(db.connector.clone())
 }
 
 /// Starts the two threads. The relay lives as long as `state` does.
 pub fn start(config: &StoreConfig, state: &Arc<State>) -> Result<Relay, String> {
-    let pg = crate::service::store::pg::connection_config(config)?;
+    let pg = Database {
+        config: crate::service::store::pg::connection_config(config)?,
+        connector: crate::service::store::pg::connector(config)?,
+    };
     let origin = uuid::Uuid::new_v4().as_simple().to_string();
     let (outgoing, queue) = mpsc::channel::<Notice>();
     {
@@ -100,7 +110,7 @@ pub fn start(config: &StoreConfig, state: &Arc<State>) -> Result<Relay, String> 
 
 /// Sends each queued notice; ends when the relay (the state) is gone.
 fn send_loop(
-    pg: &postgres::Config,
+    pg: &Database,
     origin: &str,
     queue: &mpsc::Receiver<Notice>,
     metrics: &super::metrics::Metrics,
@@ -139,7 +149,7 @@ fn send_loop(
 
 /// Listens, and hands each other process's notice to this one's channels; reconnects after
 /// a failure. Ends when the state is gone.
-fn listen_loop(pg: &postgres::Config, origin: &str, state: &Weak<State>) {
+fn listen_loop(pg: &Database, origin: &str, state: &Weak<State>) {
     let mut failures = 0;
     loop {
         let Some(metrics) = state.upgrade().map(|s| s.metrics.clone()) else {

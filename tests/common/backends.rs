@@ -34,6 +34,8 @@ pub fn selected() -> Backend {
 /// The running PostgreSQL and S3 servers of this test process.
 pub struct Servers {
     pub pg_port: u16,
+    /// The CA (the certificate itself) of PostgreSQL's TLS certificate, for 127.0.0.1.
+    pub pg_ca: PathBuf,
     pub s3_endpoint: String,
     /// s3s-fs's folder: bucket NAME is the folder NAME in it, an object its file.
     pub s3_root: PathBuf,
@@ -133,10 +135,21 @@ fn follow(
     rx
 }
 
-fn start_postgres(work: &Path) -> (Child, u16) {
+fn start_postgres(work: &Path) -> (Child, u16, PathBuf) {
     let ids = postgres_ids();
     let cluster = work.join("pg");
     std::fs::create_dir_all(&cluster).unwrap();
+    // TLS offered (plain still allowed): a certificate for 127.0.0.1, its key the server's own.
+    let (cert, key) = super::certificate(work, "postgres", &["127.0.0.1", "localhost"]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if let Some((uid, gid)) = ids {
+            for file in [&cert, &key] {
+                std::os::unix::fs::chown(file, Some(uid), Some(gid)).unwrap();
+            }
+        }
+    }
     if let Some((uid, gid)) = ids {
         std::os::unix::fs::chown(&cluster, Some(uid), Some(gid)).unwrap();
         // The postgres user must be able to reach the cluster through our folders.
@@ -180,7 +193,18 @@ fn start_postgres(work: &Path) -> (Child, u16) {
         .arg(&cluster)
         .args(["-c", "listen_addresses=127.0.0.1", "-c"])
         .arg(format!("unix_socket_directories={}", cluster.display()))
-        .args(["-c", "max_connections=300", "-c", "shared_buffers=64MB"])
+        .args([
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "ssl=on",
+        ])
+        .arg("-c")
+        .arg(format!("ssl_cert_file={}", cert.display()))
+        .arg("-c")
+        .arg(format!("ssl_key_file={}", key.display()))
         .args(["-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -194,7 +218,7 @@ fn start_postgres(work: &Path) -> (Child, u16) {
     );
     // Keep draining its log.
     std::thread::spawn(move || while log.recv().is_ok() {});
-    (postgres, port)
+    (postgres, port, cert)
 }
 
 fn s3s_fs() -> PathBuf {
@@ -251,11 +275,12 @@ pub fn servers() -> &'static Servers {
         std::thread::Builder::new()
             .name("test-backends".into())
             .spawn(move || {
-                let (_postgres, pg_port) = start_postgres(&work);
+                let (_postgres, pg_port, pg_ca) = start_postgres(&work);
                 let (_s3, s3_endpoint, s3_root) = start_s3(&work);
                 sender
                     .send(Servers {
                         pg_port,
+                        pg_ca,
                         s3_endpoint,
                         s3_root,
                     })

@@ -9,10 +9,10 @@
 //! nodes usually do. Everything is read and checked when the service starts.
 
 use crate::config::{DicomConfig, DicomPeer, ServiceConfig};
+use crate::service::pem::certificates;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 /// How radassist opens a TLS connection to one peer.
@@ -21,19 +21,6 @@ pub struct ClientTls {
     pub config: Arc<rustls::ClientConfig>,
     /// The name the peer's certificate must carry (a DNS name or an IP address).
     pub server_name: String,
-}
-
-fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{key} {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// The service's certificate chain and key (PEM), when both are configured.
@@ -125,6 +112,7 @@ pub fn client_configs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn peer(tls_ca: Option<&Path>) -> DicomPeer {
         DicomPeer {

@@ -16,13 +16,16 @@ use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcom
 use super::*;
 use crate::config::StoreConfig;
 use crate::service::lifecycle::{JobState, StudyState, WorkItemStatus};
-use postgres::{GenericClient, NoTls, Row};
+use postgres::{GenericClient, Row};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+/// How radassist connects: TLS when `store.tls_ca` is set (plain otherwise: `sslmode=disable`).
+pub type Connector = MakeRustlsConnect;
+pub type Pool = r2d2::Pool<PostgresConnectionManager<Connector>>;
 
 /// The migrations, oldest first: (version, name, SQL). Applied ones are recorded in
 /// `schema_migrations`; a database newer than this binary is refused.
@@ -45,7 +48,29 @@ pub struct PgStore {
     held: Arc<Mutex<HashMap<String, i32>>>,
 }
 
-/// The connection settings of `config`, with the password from `RADASSIST_STORE_PASSWORD`.
+/// The connector for `config`: TLS 1.2+ checked against `tls_ca` (and the host's name), or,
+/// without a CA, one that is never used (the connection settings say `sslmode=disable`).
+pub fn connector(config: &StoreConfig) -> Result<Connector, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = &config.tls_ca {
+        let certificates = crate::service::pem::certificates(path, "store.tls_ca")?;
+        let (added, _) = roots.add_parsable_certificates(certificates);
+        if added == 0 {
+            return Err(format!(
+                "store.tls_ca {}: no CA certificate in it (PEM expected)",
+                path.display()
+            ));
+        }
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(tls))
+}
+
+/// The connection settings of `config`, with the password from `RADASSIST_STORE_PASSWORD`;
+/// TLS required when `tls_ca` is set, off otherwise.
 pub fn connection_config(config: &StoreConfig) -> Result<postgres::Config, String> {
     if config.url.is_empty() {
         return Err("store.backend is postgres but store.url is empty: set it to a connection string such as \"host=127.0.0.1 user=radassist dbname=radassist\"".into());
@@ -58,8 +83,25 @@ pub fn connection_config(config: &StoreConfig) -> Result<postgres::Config, Strin
         pg.password(password);
     }
     pg.application_name("radassist")
-        .connect_timeout(Duration::from_secs(config.connect_timeout_seconds.max(1)));
+        .connect_timeout(Duration::from_secs(config.connect_timeout_seconds.max(1)))
+        .ssl_mode(if config.tls_ca.is_some() {
+            postgres::config::SslMode::Require
+        } else {
+            postgres::config::SslMode::Disable
+        });
     Ok(pg)
+}
+
+/// An error with what caused it, down the chain ("error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// Where `pg` points, for messages (never its password).
@@ -124,9 +166,13 @@ pub fn migrate_configured(config: &StoreConfig) -> Result<i32, String> {
         return Err("radassist migrate is for [store] backend = \"postgres\" (SQLite's schema is brought up to date by every start)".into());
     }
     let pg = connection_config(config)?;
-    let mut client = pg
-        .connect(NoTls)
-        .map_err(|e| format!("cannot use the PostgreSQL {}: {e}", describe(&pg)))?;
+    let mut client = pg.connect(connector(config)?).map_err(|e| {
+        format!(
+            "cannot use the PostgreSQL {}: {}",
+            describe(&pg),
+            with_causes(&e)
+        )
+    })?;
     migrate(&mut client).map_err(|e| e.to_string())
 }
 
@@ -137,18 +183,22 @@ impl PgStore {
         let pg = connection_config(config)?;
         let place = describe(&pg);
         let unreachable = |e: &dyn std::fmt::Display| {
-            format!("cannot use the PostgreSQL {place}: {e}. Check store.url, that the server runs and accepts this user (pg_hba.conf), and RADASSIST_STORE_PASSWORD")
+            format!("cannot use the PostgreSQL {place}: {e}. Check store.url, that the server runs and accepts this user (pg_hba.conf), RADASSIST_STORE_PASSWORD, and store.tls_ca")
         };
+        // One connection first: its error says why (a pool's says only that it timed out),
+        // and it migrates.
+        {
+            let mut client = pg
+                .connect(connector(config)?)
+                .map_err(|e| unreachable(&with_causes(&e)))?;
+            migrate(&mut client).map_err(|e| unreachable(&e))?;
+        }
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(config.connect_timeout_seconds.max(1)))
-            .build(PostgresConnectionManager::new(pg, NoTls))
+            .build(PostgresConnectionManager::new(pg, connector(config)?))
             .map_err(|e| unreachable(&e))?;
-        {
-            let mut client = pool.get().map_err(|e| unreachable(&e))?;
-            migrate(&mut client).map_err(|e| unreachable(&e))?;
-        }
         let lease_ms = (config.job_lease_seconds.max(1) * 1000) as i64;
         let store = PgStore {
             pool,
@@ -167,7 +217,7 @@ impl PgStore {
 
     pub(super) fn client(
         &self,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<Connector>>, StoreError> {
         Ok(self.pool.get()?)
     }
 
