@@ -16,8 +16,7 @@
 mod common;
 
 use common::backends::{self, Backend};
-use common::{chunks, new_patient_study, with_token, Server, PACS_TOKEN};
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
+use common::{new_patient_study, Server};
 use radassist::service::proto::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,17 +82,7 @@ async fn ingest(front: &Server, instances: Vec<Vec<u8>>, streams: usize) -> (f64
         .map(|share| {
             let channel = channel.clone();
             tokio::spawn(async move {
-                let messages: Vec<_> = share
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, b)| chunks(i as u32, b))
-                    .collect();
-                let results = IngestServiceClient::new(channel)
-                    .store_instances(with_token(tokio_stream::iter(messages), PACS_TOKEN))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .results;
+                let results = common::store_instances(&channel, &share).await;
                 assert!(results
                     .iter()
                     .all(|r| r.outcome == instance_result::Outcome::Stored as i32));
@@ -117,16 +106,7 @@ async fn drafts(front: &Server, studies: Vec<String>) -> (Vec<f64>, f64) {
             let channel = channel.clone();
             tokio::spawn(async move {
                 let asked = Instant::now();
-                IngestServiceClient::new(channel.clone())
-                    .complete_study(with_token(
-                        CompleteStudyRequest {
-                            name: study.clone(),
-                        },
-                        PACS_TOKEN,
-                    ))
-                    .await
-                    .unwrap();
-                let state = common::watch_until_settled(&channel, &study).await;
+                let state = common::complete_and_wait(&channel, &study).await;
                 assert_eq!(state, study::State::DraftReady, "{study}");
                 asked.elapsed().as_secs_f64()
             })

@@ -69,34 +69,21 @@ fn open(kind: Kind, dir: &Path) -> Arc<dyn Store> {
     }
 }
 
-fn instance_bytes(uid: &str) -> (Vec<u8>, String) {
-    let bytes = format!("instance of {uid}").into_bytes();
+/// Instance `sop`'s bytes and their SHA-256.
+fn instance_bytes(sop: &str) -> (Vec<u8>, String) {
+    let bytes = format!("instance {sop}").into_bytes();
     let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     (bytes, sha)
 }
 
+/// Instance "UID.1" of study `uid`.
 fn put(store: &dyn Store, uid: &str) -> StoreOutcome {
-    let (bytes, sha) = instance_bytes(uid);
-    store
-        .put_instance(&IncomingInstance {
-            bytes: &bytes,
-            sha256: &sha,
-            sop_instance_uid: &format!("{uid}.1"),
-            study_instance_uid: uid,
-            series_instance_uid: &format!("{uid}.2"),
-            patient_id: "P",
-            accession_number: "A",
-            study_date: "20260101",
-            prior: false,
-        })
-        .unwrap()
-        .0
+    put_instance_of(store, uid, &format!("{uid}.1"))
 }
 
 /// Another instance `sop` of study `uid`.
 fn put_instance_of(store: &dyn Store, uid: &str, sop: &str) -> StoreOutcome {
-    let bytes = format!("instance {sop}").into_bytes();
-    let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let (bytes, sha) = instance_bytes(sop);
     store
         .put_instance(&IncomingInstance {
             bytes: &bytes,
@@ -595,7 +582,7 @@ fn processes_starting_together_migrate_the_schema_once() {
 fn an_acknowledged_instance_is_in_the_bucket_byte_for_byte_and_a_conflict_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_pg(dir.path(), 60);
-    let (bytes, sha) = instance_bytes("1.2.70");
+    let (bytes, sha) = instance_bytes("1.2.70.1");
     assert_eq!(put(store.as_ref(), "1.2.70"), StoreOutcome::Stored);
     assert_eq!(put(store.as_ref(), "1.2.70"), StoreOutcome::Duplicate);
     let bucket = backends::servers()

@@ -112,6 +112,23 @@ async fn refresh_gauges(state: &State) {
         .set(state.ingest.memory_in_use() as i64);
 }
 
+/// Serves /metrics on `service.metrics_listen` (unless it is "").
+async fn start_metrics(state: &Arc<State>) -> Result<(), String> {
+    let listen = &state.config.metrics_listen;
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("metrics_listen {listen}: {e}"))?;
+    say!(
+        "radassist: metrics on http://{}/metrics",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    tokio::spawn(serve_metrics(listener, state.clone()));
+    Ok(())
+}
+
 async fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<State>) {
     use http_body_util::Full;
     use hyper::body::Bytes;
@@ -341,16 +358,7 @@ pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
         None
     };
     tokio::spawn(stable_study_timer(state.clone()));
-    if !sc.metrics_listen.is_empty() {
-        let listener = tokio::net::TcpListener::bind(&sc.metrics_listen)
-            .await
-            .map_err(|e| format!("metrics_listen {}: {e}", sc.metrics_listen))?;
-        say!(
-            "radassist: metrics on http://{}/metrics",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        tokio::spawn(serve_metrics(listener, state.clone()));
-    }
+    start_metrics(&state).await?;
 
     if let Some(dicom) = dicom::Listener::bind(&config.dicom, &sc, state.clone()).await? {
         say!(
@@ -459,16 +467,7 @@ async fn work(state: Arc<State>, config: Config) -> Result<(), String> {
     let (health_tx, mut health) = tokio::sync::watch::channel(AnalysisHealth::Loading);
     let workers = WorkerPool::start(state.clone(), config.clone(), stop.clone(), health_tx)?;
     let sc = &config.service;
-    if !sc.metrics_listen.is_empty() {
-        let listener = tokio::net::TcpListener::bind(&sc.metrics_listen)
-            .await
-            .map_err(|e| format!("metrics_listen {}: {e}", sc.metrics_listen))?;
-        say!(
-            "radassist: metrics on http://{}/metrics",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        tokio::spawn(serve_metrics(listener, state.clone()));
-    }
+    start_metrics(&state).await?;
     say!(
         "radassist: worker taking jobs ({} analysis workers)",
         sc.analysis_workers
