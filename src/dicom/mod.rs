@@ -66,7 +66,12 @@ pub fn read_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<Radiograph, Dec
 /// Reads only the header of a DICOM file (no pixel decoding): what `radassist inspect` shows.
 pub fn read_header(path: &Path, limits: &DecodeLimits) -> Result<ImageHeader, DecodeError> {
     let bytes = file::read_limited(path, limits.max_file_bytes)?;
-    let instance = parse_dicom(&bytes)?;
+    read_header_bytes(&bytes)
+}
+
+/// The header of a DICOM instance held in memory (no pixel decoding).
+pub fn read_header_bytes(bytes: &[u8]) -> Result<ImageHeader, DecodeError> {
+    let instance = parse_dicom(bytes)?;
     ImageHeader::from_instance(&instance)
 }
 

@@ -2,9 +2,10 @@
 //! PostgreSQL + an S3-compatible object store when `RADASSIST_TEST_BACKEND=postgres-s3`.
 //!
 //! For the second, the first test server of a test process starts a real PostgreSQL (Debian's,
-//! in a cluster made here, run as the `postgres` user when the tests run as root: PostgreSQL
-//! refuses root) and a real S3 server (s3s-fs, built from crates.io by scripts/setup), both on
-//! loopback. They live as long as the test process: a thread started for them parks for ever,
+//! in a cluster made under the system's temporary folder, run as the `postgres` user when the
+//! tests run as root: PostgreSQL refuses root; TLS offered with a certificate of its own) and a
+//! real S3 server (s3s-fs, built from crates.io by scripts/setup, serving a folder under
+//! target/), both on loopback. They live as long as the test process: a thread started for them parks for ever,
 //! and they get a signal when it ends (PR_SET_PDEATHSIG). Each test server gets its own
 //! database and bucket, named after its data folder, so that a restarted server finds its own.
 
@@ -152,19 +153,6 @@ fn start_postgres(work: &Path) -> (Child, u16, PathBuf) {
     }
     if let Some((uid, gid)) = ids {
         std::os::unix::fs::chown(&cluster, Some(uid), Some(gid)).unwrap();
-        // The postgres user must be able to reach the cluster through our folders.
-        let mut folder = cluster.parent();
-        while let Some(f) = folder {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(f) {
-                let mode = meta.permissions().mode();
-                if mode & 0o001 == 0 {
-                    let _ =
-                        std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode | 0o001));
-                }
-            }
-            folder = f.parent();
-        }
     }
     let initdb = command_as(&pg_bin("initdb"), ids, libc::SIGKILL)
         .args(["-D"])
@@ -260,9 +248,12 @@ pub fn servers() -> &'static Servers {
     static SERVERS: OnceLock<Servers> = OnceLock::new();
     SERVERS.get_or_init(|| {
         let base = super::root().join("target/test-backends");
-        // Earlier runs' clusters (their servers died with their test processes).
-        if let Ok(entries) = std::fs::read_dir(&base) {
-            for entry in entries.flatten() {
+        // Earlier runs' clusters and buckets (their servers died with their test processes).
+        for folder in [
+            base.clone(),
+            std::env::temp_dir().join("radassist-test-postgres"),
+        ] {
+            for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
                 let pid = entry.file_name().to_string_lossy().parse::<i32>().ok();
                 if pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0) {
                     let _ = std::fs::remove_dir_all(entry.path());
@@ -270,12 +261,17 @@ pub fn servers() -> &'static Servers {
             }
         }
         let work = base.join(std::process::id().to_string());
+        // PostgreSQL's own folder is under the system's temporary folder, which the postgres
+        // user can reach (the repository's folders need not let it through).
+        let pg_work = std::env::temp_dir()
+            .join("radassist-test-postgres")
+            .join(std::process::id().to_string());
         let (sender, receiver) = std::sync::mpsc::channel();
         // The servers' parent thread: it parks for ever, so that they die with this process.
         std::thread::Builder::new()
             .name("test-backends".into())
             .spawn(move || {
-                let (_postgres, pg_port, pg_ca) = start_postgres(&work);
+                let (_postgres, pg_port, pg_ca) = start_postgres(&pg_work);
                 let (_s3, s3_endpoint, s3_root) = start_s3(&work);
                 sender
                     .send(Servers {

@@ -184,7 +184,8 @@ pub fn decode_header(
     let limits = crate::dicom::DecodeLimits::default();
     match blobs.local_path(sha256) {
         Some(path) => crate::dicom::read_header(&path, &limits).map_err(|e| e.to_string()),
-        None => Ok(decode(blobs, sha256)?.header),
+        None => crate::dicom::read_header_bytes(&blobs.get(sha256).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string()),
     }
 }
 
