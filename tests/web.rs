@@ -74,6 +74,17 @@ fn start(dir: &std::path::Path) -> Server {
     Server::start_configured(dir, "", "[analysis]\nfindings = \"\"\n", &[])
 }
 
+/// The CSRF token a page carries in its `csrf-token` meta element.
+fn csrf_token(page: &str) -> String {
+    page.split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .expect("the page carries a CSRF token")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
     if !common::onnx_runtime_available() {
@@ -300,14 +311,7 @@ fn sessions_backoff_csrf_and_roles_are_the_servers_own() {
     // ... and still logged in.
     let (status, _, page) = http(web, "GET", "/worklist", &[("Cookie", &radiologist)], "");
     assert_eq!(status, 200);
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token(&page);
     // With the token, logout ends the session.
     let (status, _, _) = http(
         web,
@@ -486,14 +490,7 @@ async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
         jobs.contains(&uid) && jobs.contains("failed") && jobs.contains("frame"),
         "{jobs}"
     );
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token(&page);
     let (status, _, body) = http(
         &web,
         "POST",
