@@ -386,10 +386,14 @@ pub fn blob(data: &Path, sha256: &str) -> Option<Vec<u8>> {
 
 /// As `blob`, in `backend`.
 pub fn blob_of(backend: Backend, data: &Path, sha256: &str) -> Option<Vec<u8>> {
-    let key = format!("blobs/{}/{}/{sha256}", &sha256[..2], &sha256[2..4]);
+    // The folder store keeps one level of folders, the bucket two (see store/blobs.rs).
     let path = match backend {
-        Backend::SqliteFolder => data.join(key),
-        Backend::PostgresS3 => servers().s3_root.join(bucket_for(data)).join(key),
+        Backend::SqliteFolder => data.join(format!("blobs/{}/{sha256}", &sha256[..2])),
+        Backend::PostgresS3 => servers().s3_root.join(bucket_for(data)).join(format!(
+            "blobs/{}/{}/{sha256}",
+            &sha256[..2],
+            &sha256[2..4]
+        )),
     };
     std::fs::read(path).ok()
 }

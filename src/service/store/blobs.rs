@@ -1,10 +1,15 @@
 //! Where DICOM instances live: a blob store, content-addressed by SHA-256.
 //!
 //! [`BlobStore`] is what the catalogue and the worker need of it (put durably, get, exists);
-//! [`FolderBlobStore`] is the embedded default: `blobs/ab/cd/<sha256>` under the data folder,
+//! [`FolderBlobStore`] is the embedded default: `blobs/ab/<sha256>` under the data folder,
 //! each blob written to a temporary file with direct I/O, fsynced, renamed into place and its
-//! folder fsynced before `put` returns, so an acknowledged instance survives a crash. An object
-//! store (S3) can implement the same trait.
+//! folder fsynced before `put` returns, so an acknowledged instance survives a crash. The 256
+//! folders `blobs/00` to `blobs/ff` are made (and made durable) when the store is opened, so
+//! storing a blob never creates a folder: one level of 256 folders holds millions of blobs
+//! (about 4,000 a folder at a million), and a second level would cost a new store a folder
+//! creation and an extra fsync for most of its first few hundred thousand instances. Blobs
+//! that earlier versions stored as `blobs/ab/cd/<sha256>` are still found there. The S3 store
+//! (`s3_blobs`) implements the same trait.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -53,29 +58,61 @@ impl FolderBlobStore {
     /// the half-written blobs a crash left in `blobs/tmp` (never acknowledged); only the one
     /// process that owns the store may do that, never an inspection beside a live server.
     pub fn open(root: &Path, recover: bool) -> io::Result<FolderBlobStore> {
+        let store = FolderBlobStore {
+            root: root.to_path_buf(),
+            durable_folders: Mutex::new(Default::default()),
+        };
         if recover {
-            for folder in ["blobs/tmp", "conflicts"] {
-                std::fs::create_dir_all(root.join(folder))?;
-            }
-            for folder in ["blobs", ""] {
-                sync_dir(&root.join(folder))?;
-            }
+            store.make_folders()?;
             for entry in std::fs::read_dir(root.join("blobs/tmp"))? {
                 std::fs::remove_file(entry?.path())?;
             }
         }
-        Ok(FolderBlobStore {
-            root: root.to_path_buf(),
-            durable_folders: Mutex::new(Default::default()),
-        })
+        Ok(store)
     }
 
+    /// Makes the folders blobs are written into (`blobs/tmp`, `blobs/00` to `blobs/ff`,
+    /// `conflicts`) where they are missing, and makes their entries durable: every process
+    /// that writes blobs does this once, before its first `put`.
+    pub fn make_folders(&self) -> io::Result<()> {
+        let blobs = self.root.join("blobs");
+        let mut folders: Vec<PathBuf> = (0..=255u8)
+            .map(|prefix| blobs.join(format!("{prefix:02x}")))
+            .collect();
+        folders.push(blobs.join("tmp"));
+        for folder in &folders {
+            std::fs::create_dir_all(folder)?;
+        }
+        std::fs::create_dir_all(self.root.join("conflicts"))?;
+        sync_dir(&blobs)?;
+        sync_dir(&self.root)?;
+        folders.push(self.root.join("conflicts"));
+        self.durable_folders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(folders);
+        Ok(())
+    }
+
+    /// Where a new blob goes.
     fn path(&self, sha256: &str) -> PathBuf {
-        self.root
+        self.root.join("blobs").join(&sha256[..2]).join(sha256)
+    }
+
+    /// Where blob `sha256` is, if it is stored: where [`Self::path`] puts it, or where
+    /// versions before the one-level layout did (`blobs/ab/cd/<sha256>`).
+    fn find(&self, sha256: &str) -> Option<PathBuf> {
+        let path = self.path(sha256);
+        if path.exists() {
+            return Some(path);
+        }
+        let earlier = self
+            .root
             .join("blobs")
             .join(&sha256[..2])
             .join(&sha256[2..4])
-            .join(sha256)
+            .join(sha256);
+        earlier.exists().then_some(earlier)
     }
 
     /// Writes bytes durably to `target` (temporary file written and fsynced, renamed, the
@@ -95,9 +132,9 @@ impl FolderBlobStore {
 
     /// Creates `folder` (inside the store) and its missing parents, and fsyncs the parent of
     /// each so that their entries survive a crash: once per folder and process, before the
-    /// first blob in it is acknowledged (whichever thread created it). The walk up stops at the
-    /// first folder already durable: a new `blobs/ab/cd` costs one fsync (of `blobs/ab`), not
-    /// one for every folder up to the data folder.
+    /// first blob in it is acknowledged (whichever thread created it). The folders
+    /// [`Self::make_folders`] made are durable already; this covers a folder removed since.
+    /// The walk up stops at the first folder already durable.
     fn ensure_folder(&self, folder: &Path) -> io::Result<()> {
         let durable = || {
             self.durable_folders
@@ -133,11 +170,10 @@ impl BlobStore for FolderBlobStore {
 
     fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
         valid_sha(sha256)?;
-        let target = self.path(sha256);
-        if target.exists() {
+        if self.find(sha256).is_some() {
             return Ok(());
         }
-        self.write_durably(bytes, &target)
+        self.write_durably(bytes, &self.path(sha256))
     }
 
     fn put_conflict(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
@@ -152,17 +188,17 @@ impl BlobStore for FolderBlobStore {
 
     fn exists(&self, sha256: &str) -> io::Result<bool> {
         valid_sha(sha256)?;
-        Ok(self.path(sha256).exists())
+        Ok(self.find(sha256).is_some())
     }
 
     fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
         valid_sha(sha256)?;
-        std::fs::read(self.path(sha256))
+        std::fs::read(self.find(sha256).unwrap_or_else(|| self.path(sha256)))
     }
 
     fn local_path(&self, sha256: &str) -> Option<PathBuf> {
         valid_sha(sha256).ok()?;
-        Some(self.path(sha256))
+        Some(self.find(sha256).unwrap_or_else(|| self.path(sha256)))
     }
 }
 
@@ -210,5 +246,28 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
+        // One level of folders, all made when the store opened: storing made none.
+        assert_eq!(
+            std::fs::read(dir.path().join("blobs/ab").join(&sha)).unwrap(),
+            b"first"
+        );
+        let folders = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
+        assert_eq!(folders, 257, "blobs/00 to blobs/ff and blobs/tmp");
+    }
+
+    /// A blob an earlier version stored two folders deep is found, read and not stored again.
+    #[test]
+    fn a_blob_in_the_earlier_two_level_layout_is_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "cd".repeat(32);
+        let earlier = dir.path().join("blobs/cd/cd");
+        std::fs::create_dir_all(&earlier).unwrap();
+        std::fs::write(earlier.join(&sha), b"stored before").unwrap();
+        let blobs = FolderBlobStore::open(dir.path(), true).unwrap();
+        assert!(blobs.exists(&sha).unwrap());
+        assert_eq!(blobs.get(&sha).unwrap(), b"stored before");
+        assert_eq!(blobs.local_path(&sha), Some(earlier.join(&sha)));
+        blobs.put(&sha, b"stored before").unwrap();
+        assert!(!dir.path().join("blobs/cd").join(&sha).exists());
     }
 }

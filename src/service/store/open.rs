@@ -32,9 +32,11 @@ pub fn open_blobs(config: &Config, recovery: Recovery) -> Result<Box<dyn BlobSto
             std::fs::create_dir_all(&path)
                 .and_then(|_| FolderBlobStore::open(&path, recover))
                 .and_then(|blobs| {
-                    // Every process makes the folders it writes into.
-                    std::fs::create_dir_all(path.join("blobs/tmp"))?;
-                    std::fs::create_dir_all(path.join("conflicts"))?;
+                    // Every process makes the folders it writes into (a recovering one did
+                    // in `open`).
+                    if !recover {
+                        blobs.make_folders()?;
+                    }
                     Ok(blobs)
                 })
                 .map(|b| Box::new(b) as Box<dyn BlobStore>)

@@ -1,6 +1,7 @@
-//! DICOM blobs in an S3-compatible object store (the `object_store` crate), content-addressed as
-//! in the folder store: `blobs/ab/cd/<sha256>`, and `conflicts/<name>` for instances that
-//! conflicted with a stored one.
+//! DICOM blobs in an S3-compatible object store (the `object_store` crate), content-addressed
+//! by SHA-256: `blobs/ab/cd/<sha256>`, and `conflicts/<name>` for instances that conflicted
+//! with a stored one. (An object store has no folders to create, so the one-level layout that
+//! spares the folder store its folder creations would change nothing here.)
 //!
 //! `put` returns once the object store has confirmed the PUT (an S3 PUT is atomic: an object is
 //! whole or absent), and only then does the catalogue row commit, so an acknowledged instance is
