@@ -6,10 +6,10 @@
 //! folder fsynced before `put` returns, so an acknowledged instance survives a crash. The 256
 //! folders `blobs/00` to `blobs/ff` are made (and made durable) when the store is opened, so
 //! storing a blob never creates a folder: one level of 256 folders holds millions of blobs
-//! (about 4,000 a folder at a million), and a second level would cost a new store a folder
-//! creation and an extra fsync for most of its first few hundred thousand instances. Blobs
-//! that earlier versions stored as `blobs/ab/cd/<sha256>` are still found there. The S3 store
-//! (`s3_blobs`) implements the same trait.
+//! (about 4,000 a folder at a million), while a second level (65,536 folders) would cost a
+//! young store a folder creation and an extra fsync for most of its first 65,000 instances.
+//! Blobs that earlier versions stored as `blobs/ab/cd/<sha256>` are still found there. The S3
+//! store (`s3_blobs`) implements the same trait.
 
 use std::io;
 use std::path::{Path, PathBuf};
