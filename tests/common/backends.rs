@@ -5,9 +5,10 @@
 //! in a cluster made under the system's temporary folder, run as the `postgres` user when the
 //! tests run as root: PostgreSQL refuses root; TLS offered with a certificate of its own) and a
 //! real S3 server (s3s-fs, built from crates.io by scripts/setup, serving a folder under
-//! target/), both on loopback. They live as long as the test process: a thread started for them parks for ever,
-//! and they get a signal when it ends (PR_SET_PDEATHSIG). Each test server gets its own
-//! database and bucket, named after its data folder, so that a restarted server finds its own.
+//! target/), both on loopback. They live as long as the test process: a thread started for
+//! them parks for ever, and they get a signal when it ends (PR_SET_PDEATHSIG). Each test
+//! server gets its own database and bucket, named after its data folder, so that a restarted
+//! server finds its own.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

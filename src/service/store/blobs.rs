@@ -115,6 +115,11 @@ impl FolderBlobStore {
         earlier.exists().then_some(earlier)
     }
 
+    /// Where blob `sha256` is read from: where it is found, else where it would be.
+    fn located(&self, sha256: &str) -> PathBuf {
+        self.find(sha256).unwrap_or_else(|| self.path(sha256))
+    }
+
     /// Writes bytes durably to `target` (temporary file written and fsynced, renamed, the
     /// folder fsynced).
     fn write_durably(&self, bytes: &[u8], target: &Path) -> io::Result<()> {
@@ -193,12 +198,12 @@ impl BlobStore for FolderBlobStore {
 
     fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
         valid_sha(sha256)?;
-        std::fs::read(self.find(sha256).unwrap_or_else(|| self.path(sha256)))
+        std::fs::read(self.located(sha256))
     }
 
     fn local_path(&self, sha256: &str) -> Option<PathBuf> {
         valid_sha(sha256).ok()?;
-        Some(self.find(sha256).unwrap_or_else(|| self.path(sha256)))
+        Some(self.located(sha256))
     }
 }
 

@@ -185,11 +185,12 @@ impl PgStore {
         let unreachable = |e: &dyn std::fmt::Display| {
             format!("cannot use the PostgreSQL {place}: {e}. Check store.url, that the server runs and accepts this user (pg_hba.conf), RADASSIST_STORE_PASSWORD, and store.tls_ca")
         };
+        let connector = connector(config)?;
         // One connection first: its error says why (a pool's says only that it timed out),
         // and it migrates.
         {
             let mut client = pg
-                .connect(connector(config)?)
+                .connect(connector.clone())
                 .map_err(|e| unreachable(&with_causes(&e)))?;
             migrate(&mut client).map_err(|e| unreachable(&e))?;
         }
@@ -197,7 +198,7 @@ impl PgStore {
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(config.connect_timeout_seconds.max(1)))
-            .build(PostgresConnectionManager::new(pg, connector(config)?))
+            .build(PostgresConnectionManager::new(pg, connector))
             .map_err(|e| unreachable(&e))?;
         let lease_ms = (config.job_lease_seconds.max(1) * 1000) as i64;
         let store = PgStore {
