@@ -310,6 +310,79 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
 }
 
 #[test]
+fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        use radassist::service::lifecycle::ResultKind;
+        let uid = "1.2.8";
+        let store = store_with_item(kind, dir.path(), uid);
+        store.claim(uid, "dr-a").unwrap();
+        let signed_at = 2_000;
+        store.sign(uid, "dr-a", signed_at, b"read", "{\"signed\": 1}", &[]).unwrap();
+        let open = WorkItemFilter {
+            statuses: vec![WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
+            signed_with_new_images: true,
+            ..Default::default()
+        };
+        assert!(store.work_items(&open, 0, 10).unwrap().is_empty());
+
+        // A late view of the study: stored, the study completes again and is analysed; the new
+        // draft is critical and comes with a draft SR for the PACS.
+        assert_eq!(
+            put_instance_of(store.as_ref(), uid, &format!("{uid}.9")),
+            StoreOutcome::Stored
+        );
+        assert_eq!(store.complete_study(uid).unwrap().state, StudyState::Queued);
+        store.take_job().unwrap().unwrap();
+        let redraft = NewWorkItem {
+            critical: true,
+            priority: 150,
+            template: b"new draft".to_vec(),
+            analysis_json: "{\"new\": 1}".into(),
+            results: vec![OutgoingResult {
+                study_instance_uid: uid.into(),
+                sop_instance_uid: "2.25.99".into(),
+                kind: ResultKind::Draft,
+                peer: "PACS".into(),
+                sha256: "ef".repeat(32),
+            }],
+            ..new_item()
+        };
+        store.finish_job(uid, &redraft).unwrap();
+
+        let item = store.work_item(uid).unwrap();
+        assert_eq!(item.status, WorkItemStatus::Signed, "{kind:?}");
+        assert_eq!(item.final_read.as_deref(), Some(&b"read"[..]), "{kind:?}");
+        assert_eq!(item.signed_at, Some(signed_at));
+        assert_eq!(item.claimed_by.as_deref(), Some("dr-a"));
+        // QA keeps comparing the read with the draft it was signed against.
+        assert_eq!(item.template, Vec::<u8>::new());
+        assert_eq!(item.analysis_json, "{}");
+        assert_eq!(item.comparison.as_deref(), Some("{\"signed\": 1}"));
+        assert!(item.images_after_signing.is_some(), "{kind:?}");
+        assert!(item.critical && item.priority == 150, "{kind:?}");
+        assert_eq!(store.study(uid).unwrap().state, StudyState::Signed);
+        // No preliminary SR goes to the PACS after its final one.
+        assert_eq!(store.pending_results().unwrap(), 0, "{kind:?}");
+        // The open worklist shows it; a worklist of unsigned items only does not.
+        let shown = store.work_items(&open, 0, 10).unwrap();
+        assert_eq!(shown.len(), 1);
+        let unsigned_only = WorkItemFilter {
+            signed_with_new_images: false,
+            ..open.clone()
+        };
+        assert!(store.work_items(&unsigned_only, 0, 10).unwrap().is_empty());
+
+        // An amendment answers the new images.
+        let amended = store
+            .amend(uid, signed_at, signed_at + 1, b"amended", "{}", &[])
+            .unwrap();
+        assert_eq!(amended.images_after_signing, None, "{kind:?}");
+        assert!(store.work_items(&open, 0, 10).unwrap().is_empty());
+    }
+}
+
+#[test]
 fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
     for kind in KINDS {
         let dir = tempfile::tempdir().unwrap();
@@ -575,7 +648,7 @@ fn processes_starting_together_migrate_the_schema_once() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
 }
 
 #[test]

@@ -85,6 +85,7 @@ pub fn work_item_message(row: &WorkItemRow) -> Result<WorkItem, Status> {
     item.priority = row.priority as i32;
     item.critical = row.critical;
     item.create_time = Some(timestamp(row.created_at));
+    item.images_after_signing_time = row.images_after_signing.map(timestamp);
     item.final_read = match &row.final_read {
         Some(bytes) => Some(
             FinalRead::decode(bytes.as_slice())

@@ -7,12 +7,16 @@
 //!            ANALYZING --draft committed--> DRAFT_READY --signed--> SIGNED
 //!            ANALYZING --failed, attempts left--> QUEUED;  --no attempts left--> FAILED
 //!            any state --a new instance arrives--> RECEIVING (the study is analysed again)
+//!            ANALYZING --draft committed, the read already signed--> SIGNED (the read stands)
 //!            ANALYZING --crash--> QUEUED (at the next start)
 //!            (retrieved from a PACS as another study's prior) PRIOR; it stays PRIOR as more
 //!            retrieved instances arrive, and a pushed instance makes it RECEIVING
 //! job:       queued -> running -> done | queued (retry) | failed
 //! work item: UNCLAIMED --claim--> CLAIMED(by R) --release by R--> UNCLAIMED
 //!            CLAIMED(by R) --sign by R--> SIGNED
+//!            UNCLAIMED, CLAIMED --analysed again--> UNCLAIMED with the new draft
+//!            SIGNED --analysed again--> SIGNED, marked images_after_signing (read and draft
+//!            kept) --amended--> SIGNED, unmarked
 //! result:    (draft committed, or signed) pending --peer answered Success--> sent
 //!            pending --send failed--> pending (attempts + 1, next attempt later)
 //! ```

@@ -60,6 +60,7 @@ impl WorklistService for WorklistApi {
         let filter = super::store::WorkItemFilter {
             statuses: statuses.to_vec(),
             critical_only: r.critical_only,
+            signed_with_new_images: r.status == work_item::Status::Unspecified as i32,
             ..Default::default()
         };
         let rows = state

@@ -89,6 +89,8 @@ pub struct FinalView {
     pub reason: String,
     /// Its sign time (ms), which an amendment names.
     pub sign_time_ms: i64,
+    /// When images that came after this read were analysed ("" if none did).
+    pub images_after: String,
 }
 
 #[derive(Template)]
@@ -348,6 +350,7 @@ pub async fn page(
         amendment: f.amendment,
         reason: f.amendment_reason.clone(),
         sign_time_ms: signing::sign_time_ms(f),
+        images_after: row.images_after_signing.map(page::when).unwrap_or_default(),
     });
     let mine = row.status == WorkItemStatus::Claimed
         && row.claimed_by.as_deref() == Some(viewer.name.as_str());

@@ -21,7 +21,8 @@ pub const PAGE_ROWS: i64 = 200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusFilter {
-    /// Unclaimed and claimed: what still needs a read.
+    /// Unclaimed and claimed: what still needs a read; and signed reads with images that came
+    /// after them.
     #[default]
     Open,
     Unclaimed,
@@ -83,6 +84,8 @@ impl Filters {
             claimed_by: (!self.mine.is_empty()).then(|| viewer.name.clone()),
             // The catalogue keeps the Study Date as YYYY-MM-DD.
             study_date: (!date.is_empty()).then(|| date.to_string()),
+            // Images that came after a signed read need a look: they are open work.
+            signed_with_new_images: self.status == StatusFilter::Open,
         })
     }
 
@@ -145,6 +148,8 @@ pub struct Row {
     pub impression: String,
     pub badges: Vec<Badge>,
     pub test_model: bool,
+    /// A signed read with images that came after it.
+    pub new_images: bool,
 }
 
 fn row(item: &WorkItemRow, now: i64) -> Result<Row, WebError> {
@@ -175,6 +180,7 @@ fn row(item: &WorkItemRow, now: i64) -> Result<Row, WebError> {
             .map(|d| badge(&d.device, &d.verdict, d.critical))
             .collect(),
         test_model: !draft.warning.is_empty(),
+        new_images: item.images_after_signing.is_some(),
     })
 }
 

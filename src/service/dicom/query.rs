@@ -142,7 +142,7 @@ impl QueryAssociation {
                 .establish_tls(address)
                 .map(|a| Link::Tls(Box::new(a))),
         };
-        let association = established.map_err(|e| {
+        let mut association = established.map_err(|e| {
             format!(
                 "associating with {} at {}:{}{}: {e}",
                 peer.ae_title,
@@ -152,6 +152,9 @@ impl QueryAssociation {
                 e = super::with_causes(&e)
             )
         })?;
+        // Each request is a command and an identifier in two small PDUs: without this, the
+        // second waits for the peer's delayed ACK of the first.
+        let _ = association.tcp().set_nodelay(true);
         let context = |abstract_syntax: &str, name: &str| {
             association
                 .presentation_contexts()

@@ -210,22 +210,25 @@ async fn send(
     };
     match &peer.tls {
         None => {
-            let association =
+            let mut association =
                 tokio::time::timeout(CONNECT_TIMEOUT, options.establish_async(address))
                     .await
                     .map_err(timed_out)?
                     .map_err(refused)?;
+            // Without it, the data set's last small PDU waits for the peer's delayed ACK.
+            let _ = association.inner_stream().set_nodelay(true);
             store.over(association).await
         }
         Some(tls) => {
             let options = options
                 .tls_config(tls.config.clone())
                 .server_name(&tls.server_name);
-            let association =
+            let mut association =
                 tokio::time::timeout(CONNECT_TIMEOUT, options.establish_tls_async(address))
                     .await
                     .map_err(timed_out)?
                     .map_err(refused)?;
+            let _ = association.inner_stream().get_ref().0.set_nodelay(true);
             store.over(association).await
         }
     }

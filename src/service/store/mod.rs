@@ -137,6 +137,10 @@ pub struct WorkItemRow {
     pub comparison: Option<String>,
     /// What the SRs of this item are built from (JSON of `super::results::ReportSource`).
     pub report_json: Option<String>,
+    /// When images of the study arrived after its read was signed and were analysed (ms):
+    /// the signed read stands, and the radiologist should look at them and amend it if they
+    /// change it. An amendment clears it.
+    pub images_after_signing: Option<i64>,
 }
 
 /// Which work items a worklist shows.
@@ -149,6 +153,8 @@ pub struct WorkItemFilter {
     pub claimed_by: Option<String>,
     /// Only studies of this Study Date (YYYY-MM-DD, as the catalogue keeps it).
     pub study_date: Option<String>,
+    /// Also SIGNED items with images that arrived after signing (they need a look).
+    pub signed_with_new_images: bool,
 }
 
 /// An SR to send to one peer, its bytes already a durable blob.
@@ -262,7 +268,10 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     /// The newest report kept for a prior study.
     fn prior_report(&self, study_uid: &str) -> Result<Option<String>, StoreError>;
     /// A running job's draft becomes the study's one current work item, in the same
-    /// transaction as the job's completion (running -> done, study -> DRAFT_READY).
+    /// transaction as the job's completion (running -> done, study -> DRAFT_READY), and its
+    /// draft SRs are queued. A study whose read is already signed keeps it (and the draft it
+    /// was signed against, which QA compares): the item is marked `images_after_signing`,
+    /// made critical when the new draft is, no draft SR is sent, and the study stays SIGNED.
     fn finish_job(&self, uid: &str, item: &NewWorkItem) -> Result<(), StoreError>;
     /// A running job's failed attempt: queued again while attempts remain, else failed.
     /// Returns the job's new state.

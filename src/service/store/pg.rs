@@ -29,11 +29,18 @@ pub type Pool = r2d2::Pool<PostgresConnectionManager<Connector>>;
 
 /// The migrations, oldest first: (version, name, SQL). Applied ones are recorded in
 /// `schema_migrations`; a database newer than this binary is refused.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "catalogue",
-    include_str!("migrations/0001_catalogue.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "catalogue",
+        include_str!("migrations/0001_catalogue.sql"),
+    ),
+    (
+        2,
+        "images after signing",
+        include_str!("migrations/0002_images_after_signing.sql"),
+    ),
+];
 
 /// The advisory lock that serialises migrations ("radassist" in ASCII, as a number).
 const MIGRATION_LOCK: i64 = 0x7261_6461_7373_6973;
@@ -327,10 +334,11 @@ impl PgStore {
             signed_at: r.get(10),
             comparison: r.get(11),
             report_json: r.get(12),
+            images_after_signing: r.get(13),
         }
     }
 
-    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json FROM work_items";
+    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
 
     fn outbox_from_row(r: &Row) -> OutboxRow {
         OutboxRow {
@@ -585,18 +593,31 @@ impl Store for PgStore {
             if finished == 0 {
                 return Ok(0);
             }
-            tx.execute(
-                "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
-                 VALUES ($1, $8, $2, $3, NULL, $4, $5, $6, $7, $9)
-                 ON CONFLICT (study_instance_uid) DO UPDATE SET status = $8, critical = $2, priority = $3, claimed_by = NULL,
-                     created_at = $4, template = $5, analysis_json = $6, model_version = $7, final_read = NULL, signed_at = NULL,
-                     comparison = NULL, report_json = $9",
-                &[&uid, &item.critical, &item.priority, &now, &item.template, &item.analysis_json, &item.model_version, &WorkItemStatus::Unclaimed, &item.report_json],
+            // A signed read stands: the item only learns that images came after it.
+            let signed = tx.execute(
+                "UPDATE work_items SET images_after_signing = $2, critical = critical OR $3, priority = GREATEST(priority, $4)
+                 WHERE study_instance_uid = $1 AND status = $5",
+                &[&uid, &now, &item.critical, &item.priority, &WorkItemStatus::Signed],
             )?;
-            queue_results(&mut tx, &item.results)?;
+            if signed == 0 {
+                tx.execute(
+                    "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
+                     VALUES ($1, $8, $2, $3, NULL, $4, $5, $6, $7, $9)
+                     ON CONFLICT (study_instance_uid) DO UPDATE SET status = $8, critical = $2, priority = $3, claimed_by = NULL,
+                         created_at = $4, template = $5, analysis_json = $6, model_version = $7, final_read = NULL, signed_at = NULL,
+                         comparison = NULL, report_json = $9, images_after_signing = NULL",
+                    &[&uid, &item.critical, &item.priority, &now, &item.template, &item.analysis_json, &item.model_version, &WorkItemStatus::Unclaimed, &item.report_json],
+                )?;
+                queue_results(&mut tx, &item.results)?;
+            }
+            let study_state = if signed == 0 {
+                StudyState::DraftReady
+            } else {
+                StudyState::Signed
+            };
             tx.execute(
                 "UPDATE studies SET state = $2, failure_reason = '' WHERE study_instance_uid = $1",
-                &[&uid, &StudyState::DraftReady],
+                &[&uid, &study_state],
             )?;
             tx.commit()?;
             Ok(finished)
@@ -685,13 +706,15 @@ impl Store for PgStore {
             .client()?
             .query(
                 &format!(
-                    "{} WHERE status = ANY($1) AND (critical OR NOT $2)
+                    "{} WHERE (status = ANY($1) OR ($7 AND status = '{}' AND images_after_signing IS NOT NULL))
+                         AND (critical OR NOT $2)
                          AND ($5::TEXT IS NULL OR claimed_by = $5)
                          AND ($6::TEXT IS NULL OR study_instance_uid IN
                               (SELECT study_instance_uid FROM studies WHERE study_date = $6))
                      ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid COLLATE \"C\"
                      LIMIT $3 OFFSET $4",
-                    Self::ITEM_SELECT
+                    Self::ITEM_SELECT,
+                    WorkItemStatus::Signed
                 ),
                 &[
                     &statuses,
@@ -700,6 +723,7 @@ impl Store for PgStore {
                     &offset,
                     &filter.claimed_by,
                     &filter.study_date,
+                    &filter.signed_with_new_images,
                 ],
             )?
             .iter()
@@ -804,7 +828,7 @@ impl Store for PgStore {
             )?;
             if kept == 1 {
                 tx.execute(
-                    "UPDATE work_items SET final_read = $2, signed_at = $3, comparison = $4
+                    "UPDATE work_items SET final_read = $2, signed_at = $3, comparison = $4, images_after_signing = NULL
                      WHERE study_instance_uid = $1 AND signed_at = $5",
                     &[&uid, &final_read, &signed_at, &comparison, &replaces],
                 )?;

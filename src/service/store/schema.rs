@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS work_items (
     final_read BLOB,
     signed_at INTEGER,
     comparison TEXT,
-    report_json TEXT);
+    report_json TEXT,
+    images_after_signing INTEGER);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     study_instance_uid TEXT NOT NULL,
@@ -129,6 +130,15 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
         .exists([])?;
     if !has_report {
         db.execute("ALTER TABLE work_items ADD COLUMN report_json TEXT", [])?;
+    }
+    let has_images_after_signing = db
+        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'images_after_signing'")?
+        .exists([])?;
+    if !has_images_after_signing {
+        db.execute(
+            "ALTER TABLE work_items ADD COLUMN images_after_signing INTEGER",
+            [],
+        )?;
     }
     Ok(())
 }

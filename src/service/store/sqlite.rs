@@ -141,10 +141,11 @@ impl SqliteStore {
             signed_at: r.get(10)?,
             comparison: r.get(11)?,
             report_json: r.get(12)?,
+            images_after_signing: r.get(13)?,
         })
     }
 
-    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json FROM work_items";
+    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
 
     fn outbox_from_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
         Ok(OutboxRow {
@@ -373,18 +374,31 @@ impl Store for SqliteStore {
                 "the job of study {uid} is no longer running: its draft is not kept"
             )));
         }
-        tx.execute(
-            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
-             VALUES (?1, ?8, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?9)
-             ON CONFLICT (study_instance_uid) DO UPDATE SET status = ?8, critical = ?2, priority = ?3, claimed_by = NULL,
-                 created_at = ?4, template = ?5, analysis_json = ?6, model_version = ?7, final_read = NULL, signed_at = NULL,
-                 comparison = NULL, report_json = ?9",
-            params![uid, item.critical, item.priority, now, item.template, item.analysis_json, item.model_version, WorkItemStatus::Unclaimed, item.report_json],
+        // A signed read stands: the item only learns that images came after it.
+        let signed = tx.execute(
+            "UPDATE work_items SET images_after_signing = ?2, critical = MAX(critical, ?3), priority = MAX(priority, ?4)
+             WHERE study_instance_uid = ?1 AND status = ?5",
+            params![uid, now, item.critical, item.priority, WorkItemStatus::Signed],
         )?;
-        queue_results(&tx, &item.results)?;
+        if signed == 0 {
+            tx.execute(
+                "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
+                 VALUES (?1, ?8, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?9)
+                 ON CONFLICT (study_instance_uid) DO UPDATE SET status = ?8, critical = ?2, priority = ?3, claimed_by = NULL,
+                     created_at = ?4, template = ?5, analysis_json = ?6, model_version = ?7, final_read = NULL, signed_at = NULL,
+                     comparison = NULL, report_json = ?9, images_after_signing = NULL",
+                params![uid, item.critical, item.priority, now, item.template, item.analysis_json, item.model_version, WorkItemStatus::Unclaimed, item.report_json],
+            )?;
+            queue_results(&tx, &item.results)?;
+        }
+        let study_state = if signed == 0 {
+            StudyState::DraftReady
+        } else {
+            StudyState::Signed
+        };
         tx.execute(
             "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
-            params![uid, StudyState::DraftReady],
+            params![uid, study_state],
         )?;
         tx.commit()?;
         Ok(())
@@ -459,12 +473,14 @@ impl Store for SqliteStore {
             .collect::<Vec<_>>()
             .join(",");
         let mut q = db.prepare(&format!(
-            "{} WHERE status IN ({placeholders}) AND (critical = 1 OR ?1 = 0)
+            "{} WHERE (status IN ({placeholders}) OR (?6 AND status = '{}' AND images_after_signing IS NOT NULL))
+                 AND (critical = 1 OR ?1 = 0)
                  AND (?4 IS NULL OR claimed_by = ?4)
                  AND (?5 IS NULL OR study_instance_uid IN
                       (SELECT study_instance_uid FROM studies WHERE study_date = ?5))
              ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid LIMIT ?2 OFFSET ?3",
-            Self::ITEM_SELECT
+            Self::ITEM_SELECT,
+            WorkItemStatus::Signed
         ))?;
         let rows = q.query_map(
             params![
@@ -472,7 +488,8 @@ impl Store for SqliteStore {
                 limit,
                 offset,
                 filter.claimed_by,
-                filter.study_date
+                filter.study_date,
+                filter.signed_with_new_images
             ],
             Self::item_from_row,
         )?;
@@ -570,7 +587,7 @@ impl Store for SqliteStore {
             )?;
             if kept == 1 {
                 tx.execute(
-                    "UPDATE work_items SET final_read = ?2, signed_at = ?3, comparison = ?4
+                    "UPDATE work_items SET final_read = ?2, signed_at = ?3, comparison = ?4, images_after_signing = NULL
                      WHERE study_instance_uid = ?1",
                     params![uid, final_read, signed_at, comparison],
                 )?;
