@@ -204,6 +204,54 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         .into_inner();
     assert_eq!(agreement.studies, 2);
 
+    eprintln!("e2e: Images after signing");
+    // A late image of the signed study: analysed again, the signed read stands, and the open
+    // worklist shows the item again for a look.
+    let late = common::rewritten(
+        CURRENT,
+        &[(
+            dicom_dictionary_std::tags::SOP_INSTANCE_UID,
+            common::uid_for("late view"),
+        )],
+    );
+    let results = store_instances(&channel, &[late]).await;
+    assert_eq!(
+        results[0].outcome,
+        instance_result::Outcome::Stored as i32,
+        "{results:?}"
+    );
+    assert_eq!(
+        complete_and_wait(&channel, &study).await,
+        study::State::Signed
+    );
+    let after = worklist
+        .get_work_item(with_token(
+            GetWorkItemRequest { name: name.clone() },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.status, work_item::Status::Signed as i32);
+    assert!(after.images_after_signing_time.is_some());
+    assert!(after
+        .final_read
+        .unwrap()
+        .text
+        .starts_with("FINDINGS: Endotracheal tube tip 4.5 cm"));
+    let open = worklist
+        .list_work_items(with_token(ListWorkItemsRequest::default(), RADIOLOGIST_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(open.work_items.iter().any(|i| i.name == name));
+    let again = quality
+        .get_agreement(with_token(GetAgreementRequest::default(), QA_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.studies, 2);
+
     eprintln!("e2e: The image");
     // The image, rendered.
     let image = worklist
@@ -298,13 +346,16 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
     eprintln!("e2e: Metrics.");
     // Metrics.
     let metrics = http_get(&server.metrics, "/metrics");
+    // The prior, the current study and its late image.
     assert!(
-        metrics.contains("radassist_ingest_instances_total 2"),
+        metrics.contains("radassist_ingest_instances_total 3"),
         "{metrics}"
     );
-    assert!(metrics.contains("radassist_jobs_done_total 2"), "{metrics}");
+    // The prior, the current study, and the current study again after its late image.
+    assert!(metrics.contains("radassist_jobs_done_total 3"), "{metrics}");
+    // The prior; the current study and its prior; both again after the late image.
     assert!(
-        metrics.contains("radassist_model_calls_total{model=\"findings:test-findings\"} 3"),
+        metrics.contains("radassist_model_calls_total{model=\"findings:test-findings\"} 5"),
         "{metrics}"
     );
 
