@@ -240,7 +240,10 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
         .text
         .starts_with("FINDINGS: Endotracheal tube tip 4.5 cm"));
     let open = worklist
-        .list_work_items(with_token(ListWorkItemsRequest::default(), RADIOLOGIST_TOKEN))
+        .list_work_items(with_token(
+            ListWorkItemsRequest::default(),
+            RADIOLOGIST_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();

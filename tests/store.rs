@@ -318,7 +318,9 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
         let store = store_with_item(kind, dir.path(), uid);
         store.claim(uid, "dr-a").unwrap();
         let signed_at = 2_000;
-        store.sign(uid, "dr-a", signed_at, b"read", "{\"signed\": 1}", &[]).unwrap();
+        store
+            .sign(uid, "dr-a", signed_at, b"read", "{\"signed\": 1}", &[])
+            .unwrap();
         let open = WorkItemFilter {
             statuses: vec![WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
             signed_with_new_images: true,

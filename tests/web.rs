@@ -163,6 +163,24 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
         if line == "ready-for-critical" {
             assert_eq!(push(&server, late.clone()).await, late_uid);
             writeln!(stdin, "go").unwrap();
+        } else if line == "ready-for-late-image" {
+            // Another view of the signed current study.
+            let channel = server.channel().await;
+            let view = rewritten(
+                "sample-dicom/derived/siim_chest_pa_devices.dcm",
+                &[(tags::SOP_INSTANCE_UID, uid_for("web/late view"))],
+            );
+            let results = common::store_instances(&channel, &[view]).await;
+            assert_eq!(
+                results[0].outcome,
+                instance_result::Outcome::Stored as i32,
+                "{results:?}"
+            );
+            assert_eq!(
+                common::complete_and_wait(&channel, &format!("studies/{current}")).await,
+                radassist::service::proto::study::State::Signed
+            );
+            writeln!(stdin, "go").unwrap();
         } else if let Some(ms) = line.strip_prefix("first-image-ms ") {
             first_image_ms = Some(ms.to_string());
         } else if line == "ok" {

@@ -5,7 +5,8 @@ selenium, against a radassist that tests/web.rs started and filled.
 
 Reads JSON from its first stdin line: the users' passwords and the studies' UIDs. Writes
 "ready-for-critical" when the worklist is open and waits for a line on stdin (the Rust test then
-pushes a new critical study); prints "first-image-ms N" and "ok" at the end. Any failed check
+pushes a new critical study); writes "ready-for-late-image" once the current study is signed and
+waits again (the Rust test pushes a late image of that study and waits for its analysis); prints "first-image-ms N" and "ok" at the end. Any failed check
 raises, so the exit status is not 0.
 """
 import json
@@ -177,8 +178,30 @@ check(not d.find_elements(By.CSS_SELECTOR, "#final-text img"), "the signed text 
 check(not d.find_elements(By.ID, "editor"), "the signed read is still editable")
 no_script_ran()
 
-# 9b. Amend the signed read: the new text replaces it, marked as an amendment with its reason.
-d.find_element(By.CSS_SELECTOR, "#amend summary").click()
+# 9b. A late image of the signed study arrives (the Rust test pushes it and waits for its
+# analysis): the read stands, the open worklist shows the study again, marked, and the study
+# page says why and opens the amendment form.
+check(not d.find_elements(By.ID, "new-images"), "a study without late images says it has some")
+say("ready-for-late-image")
+check(sys.stdin.readline().strip() == "go", "the test did not push the late image")
+d.get(BASE + "/worklist")
+row = wait.until(ec.presence_of_element_located(
+    (By.CSS_SELECTOR, f'#rows tr.item[data-uid="{FACTS["current"]}"]')))
+check("NEW IMAGES" in row.text, "the worklist row does not mark the late images: " + row.text)
+check("signed" in row.text.lower(), "the worklist row does not say the study is signed: " + row.text)
+d.save_screenshot(f"{SHOTS}/worklist-new-images.png")
+d.get(BASE + "/studies/" + FACTS["current"])
+notice = wait.until(ec.visibility_of_element_located((By.ID, "new-images")))
+check("arrived after this read was signed" in notice.text, "the notice says: " + notice.text)
+check(HOSTILE in d.find_element(By.ID, "final-text").text, "the signed read did not stand")
+check(d.find_element(By.ID, "amend").get_attribute("open") is not None, "the amendment form is not open")
+wait.until(lambda _: d.find_element(By.ID, "current").get_attribute("data-drawn") == "true")
+d.save_screenshot(f"{SHOTS}/reading-new-images.png")
+
+# 9c. Amend the signed read: the new text replaces it, marked as an amendment with its reason,
+# and the late images are answered.
+if d.find_element(By.ID, "amend").get_attribute("open") is None:
+    d.find_element(By.CSS_SELECTOR, "#amend summary").click()
 amend_text = d.find_element(By.ID, "amend-text")
 amend_text.send_keys(Keys.END, " Addendum: tube position confirmed.")
 d.find_element(By.ID, "amend-reason").send_keys("addendum after review")
@@ -187,6 +210,7 @@ wait.until(ec.presence_of_element_located((By.ID, "amended")))
 check("Addendum: tube position confirmed." in d.find_element(By.ID, "final-text").text,
       "the amended text is not shown")
 check("addendum after review" in d.find_element(By.ID, "signed-by").text, "the amendment's reason is not shown")
+check(not d.find_elements(By.ID, "new-images"), "the amendment did not answer the late images")
 no_script_ran()
 
 # 10. A radiologist cannot open QA or admin: the server refuses the URLs.

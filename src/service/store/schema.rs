@@ -132,7 +132,9 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
         db.execute("ALTER TABLE work_items ADD COLUMN report_json TEXT", [])?;
     }
     let has_images_after_signing = db
-        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'images_after_signing'")?
+        .prepare(
+            "SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'images_after_signing'",
+        )?
         .exists([])?;
     if !has_images_after_signing {
         db.execute(
