@@ -654,6 +654,43 @@ fn processes_starting_together_migrate_the_schema_once() {
 }
 
 #[test]
+fn a_database_an_earlier_version_made_is_migrated_with_its_reads_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // The schema as version 1 left it, with a signed read in it.
+    let url = backends::database_for(dir.path());
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(include_str!(
+            "../src/service/store/migrations/0001_catalogue.sql"
+        ))
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             INSERT INTO schema_migrations (version, name) VALUES (1, 'catalogue');
+             INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by,
+                 created_at, template, analysis_json, model_version, final_read, signed_at)
+             VALUES ('1.2.9', 'SIGNED', false, 10, 'dr-a', 1, '', '{}', 'test', 'read', 2);",
+        )
+        .unwrap();
+    let store = open_pg(dir.path(), 60);
+    let item = store.work_item("1.2.9").unwrap();
+    assert_eq!(item.final_read.as_deref(), Some(&b"read"[..]));
+    assert_eq!(item.images_after_signing, None);
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+}
+
+#[test]
 fn an_acknowledged_instance_is_in_the_bucket_byte_for_byte_and_a_conflict_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_pg(dir.path(), 60);

@@ -154,3 +154,42 @@ pub fn read_only_connection(root: &Path) -> rusqlite::Result<Connection> {
     reader.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(reader)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A work_items table as the first versions made it gains every later column, and its rows
+    /// keep their values.
+    #[test]
+    fn a_store_an_earlier_version_made_gains_the_later_columns() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE work_items (study_instance_uid TEXT PRIMARY KEY, status TEXT NOT NULL,
+                 critical INTEGER NOT NULL, priority INTEGER NOT NULL, claimed_by TEXT,
+                 created_at INTEGER NOT NULL, template BLOB NOT NULL, analysis_json TEXT NOT NULL,
+                 model_version TEXT NOT NULL, final_read BLOB, signed_at INTEGER);
+             INSERT INTO work_items VALUES ('1.2', 'SIGNED', 0, 10, 'dr-a', 1, x'', '{}', 't', x'72', 2);",
+        )
+        .unwrap();
+        migrate(&db).unwrap();
+        // Twice: a start after a migrated start changes nothing.
+        migrate(&db).unwrap();
+        let (read, comparison, report, images_after): (
+            Vec<u8>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        ) = db
+            .query_row(
+                "SELECT final_read, comparison, report_json, images_after_signing FROM work_items",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (read, comparison, report, images_after),
+            (b"r".to_vec(), None, None, None)
+        );
+    }
+}
