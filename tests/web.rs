@@ -46,6 +46,30 @@ async fn push(server: &Server, bytes: Vec<u8>) -> String {
     study.trim_start_matches("studies/").to_string()
 }
 
+/// Stores another view of study `uid` (a new SOP Instance UID from `label`), completes the
+/// study and waits for it to settle; the state it settled in.
+async fn another_view(
+    server: &Server,
+    uid: &str,
+    label: &str,
+) -> radassist::service::proto::study::State {
+    let channel = server.channel().await;
+    let view = rewritten(
+        "sample-dicom/derived/siim_chest_pa_devices.dcm",
+        &[(
+            tags::SOP_INSTANCE_UID,
+            uid_for(&format!("web/view/{label}")),
+        )],
+    );
+    let results = common::store_instances(&channel, &[view]).await;
+    assert_eq!(
+        results[0].outcome,
+        instance_result::Outcome::Stored as i32,
+        "{results:?}"
+    );
+    common::complete_and_wait(&channel, &format!("studies/{uid}")).await
+}
+
 /// A copy of `path` as a study of its own (new UIDs from `label`), with more `values`.
 fn another_study(path: &str, label: &str, values: &[(dicom_core::Tag, &str)]) -> Vec<u8> {
     let mut all = vec![
@@ -163,22 +187,20 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
         if line == "ready-for-critical" {
             assert_eq!(push(&server, late.clone()).await, late_uid);
             writeln!(stdin, "go").unwrap();
+        } else if line == "ready-for-new-draft" {
+            // Another view of the claimed, edited current study.
+            use radassist::service::proto::study::State;
+            assert_eq!(
+                another_view(&server, &current, "claimed").await,
+                State::DraftReady
+            );
+            writeln!(stdin, "go").unwrap();
         } else if line == "ready-for-late-image" {
             // Another view of the signed current study.
-            let channel = server.channel().await;
-            let view = rewritten(
-                "sample-dicom/derived/siim_chest_pa_devices.dcm",
-                &[(tags::SOP_INSTANCE_UID, uid_for("web/late view"))],
-            );
-            let results = common::store_instances(&channel, &[view]).await;
+            use radassist::service::proto::study::State;
             assert_eq!(
-                results[0].outcome,
-                instance_result::Outcome::Stored as i32,
-                "{results:?}"
-            );
-            assert_eq!(
-                common::complete_and_wait(&channel, &format!("studies/{current}")).await,
-                radassist::service::proto::study::State::Signed
+                another_view(&server, &current, "signed").await,
+                State::Signed
             );
             writeln!(stdin, "go").unwrap();
         } else if let Some(ms) = line.strip_prefix("first-image-ms ") {

@@ -80,6 +80,13 @@ pub struct FindingView {
     pub agreement: &'static str,
 }
 
+/// A draft made again after the radiologist's saved edit of the earlier one.
+pub struct Redrafted {
+    /// When the new draft was made.
+    pub at: String,
+    pub text: String,
+}
+
 pub struct FinalView {
     pub text: String,
     pub radiologist: String,
@@ -109,6 +116,9 @@ struct ReadingPage {
     warning: String,
     text: String,
     saved: String,
+    /// Set when the saved edit is older than the current draft (the study was analysed again
+    /// after it, from new images): the new draft's text, to check the edit against.
+    redrafted: Option<Redrafted>,
     statements: Vec<StatementView>,
     devices: Vec<DeviceView>,
     findings: Vec<FindingView>,
@@ -386,6 +396,13 @@ pub async fn page(
             .as_ref()
             .map(|e| page::when(e.saved_at))
             .unwrap_or_default(),
+        redrafted: edit
+            .as_ref()
+            .filter(|e| e.saved_at < row.created_at && row.final_read.is_none())
+            .map(|_| Redrafted {
+                at: page::when(row.created_at),
+                text: draft.text.clone(),
+            }),
         statements,
         devices,
         findings,

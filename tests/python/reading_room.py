@@ -5,7 +5,8 @@ selenium, against a radassist that tests/web.rs started and filled.
 
 Reads JSON from its first stdin line: the users' passwords and the studies' UIDs. Writes
 "ready-for-critical" when the worklist is open and waits for a line on stdin (the Rust test then
-pushes a new critical study); writes "ready-for-late-image" once the current study is signed and
+pushes a new critical study); writes "ready-for-new-draft" once the current study is claimed and
+edited (the Rust test pushes another image of it and waits for its new draft); "ready-for-late-image" once the current study is signed and
 waits again (the Rust test pushes a late image of that study and waits for its analysis); prints "first-image-ms N" and "ok" at the end. Any failed check
 raises, so the exit status is not 0.
 """
@@ -167,6 +168,24 @@ refused = d.execute_script(
     FACTS["current"])
 check(refused == 403, f"a POST without the CSRF token got {refused}")
 check(d.find_elements(By.ID, "release"), "the study was released by a forged POST")
+
+# 8b. A late image arrives while the study is claimed and edited (the Rust test pushes it and
+# waits for the new draft): the claim is released, the edit kept, and the page says that the
+# edit is based on the earlier draft and shows the new one.
+check(not d.find_elements(By.ID, "draft-redone"), "a draft not made again says it was")
+say("ready-for-new-draft")
+check(sys.stdin.readline().strip() == "go", "the test did not push the image")
+d.refresh()
+notice = wait.until(ec.visibility_of_element_located((By.ID, "draft-redone")))
+check("made again" in notice.text and "earlier draft" in notice.text, "the notice says: " + notice.text)
+check(HOSTILE in d.find_element(By.ID, "editor").get_attribute("value"), "the edit was lost")
+wait.until(lambda _: d.find_element(By.ID, "current").get_attribute("data-drawn") == "true")
+d.execute_script("window.scrollTo(0, 0)")
+d.save_screenshot(f"{SHOTS}/reading-draft-redone.png")
+d.find_element(By.CSS_SELECTOR, "#draft-redone summary").click()
+check(d.find_element(By.ID, "new-draft").text.startswith("FINDINGS:"), "the new draft is not shown")
+d.find_element(By.ID, "claim").click()
+wait.until(ec.presence_of_element_located((By.ID, "release")))
 
 # 9. Sign, with the confirmation; the read is then read-only, the hostile text still text.
 d.find_element(By.ID, "sign").click()
