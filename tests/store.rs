@@ -639,18 +639,21 @@ fn processes_starting_together_migrate_the_schema_once() {
     for start in starts {
         start.join().unwrap();
     }
-    let versions: Vec<i32> =
-        postgres::Client::connect(&backends::database_for(dir.path()), postgres::NoTls)
-            .unwrap()
-            .query(
-                "SELECT version FROM schema_migrations ORDER BY version",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(schema_versions(dir.path()), vec![1, 2]);
+}
+
+/// The schema versions recorded in `dir`'s database.
+fn schema_versions(dir: &Path) -> Vec<i32> {
+    postgres::Client::connect(&backends::database_for(dir), postgres::NoTls)
+        .unwrap()
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 #[test]
@@ -678,16 +681,7 @@ fn a_database_an_earlier_version_made_is_migrated_with_its_reads_kept() {
     let item = store.work_item("1.2.9").unwrap();
     assert_eq!(item.final_read.as_deref(), Some(&b"read"[..]));
     assert_eq!(item.images_after_signing, None);
-    let versions: Vec<i32> = client
-        .query(
-            "SELECT version FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(schema_versions(dir.path()), vec![1, 2]);
 }
 
 #[test]
