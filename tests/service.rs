@@ -214,15 +214,9 @@ async fn push_the_sample_study_work_the_draft_sign_it_and_compare() {
             common::uid_for("late view"),
         )],
     );
-    let results = store_instances(&channel, &[late]).await;
     assert_eq!(
-        results[0].outcome,
-        instance_result::Outcome::Stored as i32,
-        "{results:?}"
-    );
-    assert_eq!(
-        complete_and_wait(&channel, &study).await,
-        study::State::Signed
+        common::store_and_settle(&channel, late).await,
+        (study.clone(), study::State::Signed)
     );
     let after = worklist
         .get_work_item(with_token(

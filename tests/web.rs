@@ -29,15 +29,7 @@ const PASSWORD: &str = "a long test password";
 
 /// Stores one instance by gRPC, completes its study and waits for its draft; the study UID.
 async fn push(server: &Server, bytes: Vec<u8>) -> String {
-    let channel = server.channel().await;
-    let results = common::store_instances(&channel, &[bytes]).await;
-    assert_eq!(
-        results[0].outcome,
-        instance_result::Outcome::Stored as i32,
-        "{results:?}"
-    );
-    let study = results[0].study.clone();
-    let state = common::complete_and_wait(&channel, &study).await;
+    let (study, state) = common::store_and_settle(&server.channel().await, bytes).await;
     assert_eq!(
         state,
         radassist::service::proto::study::State::DraftReady,
@@ -53,7 +45,6 @@ async fn another_view(
     uid: &str,
     label: &str,
 ) -> radassist::service::proto::study::State {
-    let channel = server.channel().await;
     let view = rewritten(
         "sample-dicom/derived/siim_chest_pa_devices.dcm",
         &[(
@@ -61,13 +52,9 @@ async fn another_view(
             uid_for(&format!("web/view/{label}")),
         )],
     );
-    let results = common::store_instances(&channel, &[view]).await;
-    assert_eq!(
-        results[0].outcome,
-        instance_result::Outcome::Stored as i32,
-        "{results:?}"
-    );
-    common::complete_and_wait(&channel, &format!("studies/{uid}")).await
+    let (study, state) = common::store_and_settle(&server.channel().await, view).await;
+    assert_eq!(study, format!("studies/{uid}"));
+    state
 }
 
 /// A copy of `path` as a study of its own (new UIDs from `label`), with more `values`.

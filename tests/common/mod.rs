@@ -744,6 +744,23 @@ pub async fn complete_and_wait(
     watch_until_settled(channel, study).await
 }
 
+/// Stores one instance by gRPC (it must be STORED), completes its study and watches it until
+/// it settles; the study's name ("studies/UID") and the state it settled in.
+pub async fn store_and_settle(
+    channel: &tonic::transport::Channel,
+    bytes: Vec<u8>,
+) -> (String, radassist::service::proto::study::State) {
+    let results = store_instances(channel, &[bytes]).await;
+    assert_eq!(
+        results[0].outcome,
+        radassist::service::proto::instance_result::Outcome::Stored as i32,
+        "{results:?}"
+    );
+    let study = results[0].study.clone();
+    let state = complete_and_wait(channel, &study).await;
+    (study, state)
+}
+
 /// A loopback port that was free a moment ago (for a peer that must be told its port before
 /// it starts).
 pub fn free_port() -> u16 {
