@@ -65,6 +65,10 @@
 //! max_associations = 16      # open at once; more are rejected (transient, local limit)
 //! max_pdu_length = 65536     # the largest P-DATA PDU it takes (4096 to 16777216)
 //! idle_timeout_seconds = 60  # an association silent this long is aborted
+//! associate_timeout_seconds = 10  # a connection gets this long to send its A-ASSOCIATE-RQ;
+//!                            # until it has, it holds no association slot
+//! max_unassociated_per_address = 8  # connections from one address still to send their RQ;
+//!                            # one more closes the oldest of them
 //! tls = false                # DICOM TLS (PS3.15 BCP 195: TLS 1.2 or 1.3) on the listener,
 //!                            # with service.tls_cert and tls_key; plain DICOM is then refused
 //! prior_retrieval_timeout_seconds = 30  # the most a PACS search for a prior delays a draft
@@ -85,6 +89,10 @@
 //!                            # not loopback needs them (or service.allow_plaintext)
 //! session_idle_minutes = 30  # a session ends this long after its last request
 //! session_hours = 12         # ... and at the latest this long after its login
+//! origins = ["https://radassist.example.org"]  # the addresses people open it at (scheme,
+//!                            # host, port): a login form from elsewhere is refused; the
+//!                            # listener's own address (and localhost on loopback) always count
+//! request_timeout_seconds = 20  # a request's headers, then its body, must arrive within this
 //!
 //! [store]                    # the catalogue: studies, jobs, drafts, reads, audit
 //! backend = "sqlite"         # sqlite (embedded, in service.data_dir) | postgres
@@ -258,6 +266,11 @@ pub struct WebConfig {
     pub session_idle_minutes: u64,
     /// ... and at the latest this long after its login.
     pub session_hours: u64,
+    /// Where people open the reading room, as origins ("https://radassist.example.org"):
+    /// the login accepts a form only from these and from the listener's own address.
+    pub origins: Vec<String>,
+    /// A request's headers, and then its body, must arrive within this.
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for WebConfig {
@@ -266,6 +279,8 @@ impl Default for WebConfig {
             listen: "127.0.0.1:8080".into(),
             session_idle_minutes: 30,
             session_hours: 12,
+            origins: Vec::new(),
+            request_timeout_seconds: 20,
         }
     }
 }
@@ -279,6 +294,12 @@ pub struct DicomConfig {
     pub max_associations: usize,
     pub max_pdu_length: u32,
     pub idle_timeout_seconds: u64,
+    /// A connection must send its A-ASSOCIATE-RQ within this; until then it holds no
+    /// association slot.
+    pub associate_timeout_seconds: u64,
+    /// Connections from one address that have not sent their A-ASSOCIATE-RQ yet: at most this
+    /// many wait; one more closes the oldest of them.
+    pub max_unassociated_per_address: usize,
     /// The listener speaks DICOM TLS with service.tls_cert and service.tls_key.
     pub tls: bool,
     /// The longest a PACS query for priors (C-FIND, then C-MOVE of the chosen prior) may hold
@@ -295,6 +316,8 @@ impl Default for DicomConfig {
             max_associations: 16,
             max_pdu_length: 65536,
             idle_timeout_seconds: 60,
+            associate_timeout_seconds: 10,
+            max_unassociated_per_address: 8,
             tls: false,
             prior_retrieval_timeout_seconds: 30,
             peers: vec![],

@@ -15,6 +15,7 @@ pub mod analysis;
 pub mod config;
 pub mod dicom;
 pub mod draft;
+pub mod excerpt;
 pub mod imaging;
 pub mod inference;
 pub mod labeler;

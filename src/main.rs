@@ -200,6 +200,10 @@ enum Command {
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// Instead of the log: the stored instances whose Study, Series or SOP Instance UID
+        /// is not a DICOM UID (stored before ingest checked UIDs), and why.
+        #[arg(long, conflicts_with_all = ["since", "who"])]
+        uids: bool,
     },
     /// The people who log in to the web reading room (kept in the service's store).
     Users {
@@ -378,8 +382,17 @@ fn main() -> ExitCode {
             .and_then(|runtime| runtime.block_on(radassist::service::serve(config.clone(), role))),
         Command::Migrate => radassist::service::store::pg::migrate_configured(&config.store)
             .map(|version| println!("the PostgreSQL catalogue's schema is at version {version}")),
-        Command::Audit { since, who, json } => {
-            audit(&config, since.as_deref(), who.as_deref(), json)
+        Command::Audit {
+            since,
+            who,
+            json,
+            uids,
+        } => {
+            if uids {
+                cli::audit::invalid_uids(&config, json)
+            } else {
+                audit(&config, since.as_deref(), who.as_deref(), json)
+            }
         }
         Command::Users { action } => match action {
             UsersAction::Add {

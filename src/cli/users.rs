@@ -32,24 +32,8 @@ fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
     open_store(config, Recovery::BesideServer)
 }
 
-/// Whether `name` can be a login name (it appears in URLs and the audit log as it is).
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} cannot be a login name: use 1 to 64 letters, digits, '.', '_' or '-'"
-        ))
-    }
-}
-
 pub fn add(config: &Config, name: &str, role: WebRole, password_stdin: bool) -> Result<(), String> {
-    check_name(name)?;
+    radassist::web::session::check_login_name(name)?;
     if !password_stdin {
         return Err(
             "give the password on standard input with --password-stdin (never as an argument)"

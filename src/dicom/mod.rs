@@ -18,6 +18,7 @@ mod jpeg;
 mod pixels;
 mod rle;
 mod structure;
+pub mod uid;
 
 pub use error::DecodeError;
 pub use file::{parse_dicom, read_data_set, DicomInstance};

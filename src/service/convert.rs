@@ -5,7 +5,9 @@ use super::lifecycle::{StudyState, WorkItemStatus};
 use super::proto::{self, study, work_item, FinalRead, WorkItem};
 use super::store::{StoreError, StudyRow, WorkItemRow};
 use crate::analysis::StudyAnalysis;
+use crate::dicom::uid::check_uid;
 use crate::draft::{Draft, Evidence};
+use crate::excerpt::excerpt;
 use prost::Message;
 use tonic::Status;
 
@@ -20,19 +22,24 @@ pub fn store_status(e: StoreError) -> Status {
     }
 }
 
-/// "studies/{uid}" or "workItems/{uid}" -> uid.
+/// "studies/{uid}" or "workItems/{uid}" -> uid, the uid a DICOM UID (PS3.5 9.1).
 pub fn uid_of(name: &str, collection: &str) -> Result<String, Status> {
-    name.strip_prefix(collection)
+    let Some(uid) = name
+        .strip_prefix(collection)
         .and_then(|rest| rest.strip_prefix('/'))
-        .filter(|uid| {
-            !uid.is_empty()
-                && uid.len() <= 64
-                && uid.chars().all(|c| c.is_ascii_digit() || c == '.')
-        })
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Status::invalid_argument(format!("name {name:?} is not \"{collection}/{{uid}}\""))
-        })
+    else {
+        return Err(Status::invalid_argument(format!(
+            "name {} is not \"{collection}/{{uid}}\"",
+            excerpt(name)
+        )));
+    };
+    check_uid(uid).map_err(|e| {
+        Status::invalid_argument(format!(
+            "name {} is not \"{collection}/{{uid}}\": its uid is not a DICOM UID: {e}",
+            excerpt(name)
+        ))
+    })?;
+    Ok(uid.to_string())
 }
 
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {

@@ -3,7 +3,8 @@
 //!
 //! Validation is the structure walk and header read of [`crate::dicom`] (no pixel decoding:
 //! that is the worker's job, and a failure there fails the job with its reason): the instance
-//! must parse, carry its UIDs, be an image, and be CR or DX, or a secondary capture of a chest.
+//! must parse, carry its UIDs, each a valid DICOM UID (PS3.5 9.1; see [`crate::dicom::uid`]),
+//! be an image, and be CR or DX, or a secondary capture of a chest.
 //! The one exception comes by the listener: while a study is retrieved as a prior (see
 //! [`super::expected_priors`]), its images are kept as that prior's and a text SR of it is
 //! taken as the prior's report.
@@ -13,8 +14,10 @@ use super::expected_priors::ExpectedPriors;
 use super::metrics::Metrics;
 use super::proto::{instance_result::Outcome, InstanceResult};
 use super::store::{hex, IncomingInstance, PriorReport, Store, StoreOutcome};
+use crate::dicom::uid::check_uid;
 use crate::dicom::{parse_dicom, DicomInstance, ImageHeader};
 use crate::draft::sr_text::{content_date_time, report_text, TEXT_SR_SOP_CLASSES};
+use crate::excerpt::excerpt;
 use sha2::{Digest, Sha256};
 
 /// An instance the store answered for: stored now, already held with the same bytes, or a
@@ -128,6 +131,22 @@ fn not_accepted(header: &ImageHeader) -> Option<String> {
     }
 }
 
+/// The first of `uids` (name, value) that is present and not a DICOM UID, as a reason for the
+/// sender: a value that is not a UID could change the path of a link built from it.
+fn check_uids(uids: &[(&str, &Option<String>)]) -> Result<(), String> {
+    for (name, value) in uids {
+        if let Some(value) = value {
+            check_uid(value).map_err(|e| {
+                format!(
+                    "{name} is not a DICOM UID ({e}; PS3.5 9.1): {}: fix the instance before sending it again",
+                    excerpt(value)
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Assembly buffers kept for the next instances, at most this many bytes in all: reused memory
 /// is much cheaper to fill than fresh pages, and the bound holds however many threads store.
 const KEPT_ASSEMBLY_BYTES: usize = 64 << 20;
@@ -186,6 +205,14 @@ pub fn store_instance(
         Err(e) => return fail(Refusal::Unreadable, e.to_string()),
     };
     let id = &header.identity;
+    if let Err(reason) = check_uids(&[
+        ("SOP Class UID", &id.sop_class_uid),
+        ("SOP Instance UID", &id.sop_instance_uid),
+        ("Study Instance UID", &id.study_instance_uid),
+        ("Series Instance UID", &id.series_instance_uid),
+    ]) {
+        return fail(Refusal::Unreadable, reason);
+    }
     if let Some(declared) = declared {
         let pairs = [
             (
@@ -201,7 +228,9 @@ pub fn store_instance(
                 return fail(
                     Refusal::DoesNotMatch,
                     format!(
-                        "{name} {in_data_set:?} in the data set, {in_command:?} in the command"
+                        "{name} {} in the data set, {} in the command",
+                        excerpt(in_data_set),
+                        excerpt(in_command)
                     ),
                 );
             }
@@ -277,12 +306,18 @@ fn store_prior_report(
         uid(dicom_dictionary_std::tags::SOP_INSTANCE_UID),
         uid(dicom_dictionary_std::tags::STUDY_INSTANCE_UID),
     );
+    check_uids(&[
+        ("SOP Instance UID", &Some(sop.clone())),
+        ("Study Instance UID", &Some(study.clone())),
+    ])
+    .map_err(|reason| (Refusal::Unreadable, reason))?;
     if sop != declared.sop_instance_uid {
         return Err((
             Refusal::DoesNotMatch,
             format!(
-                "SOP Instance UID {sop:?} in the data set, {:?} in the command",
-                declared.sop_instance_uid
+                "SOP Instance UID {} in the data set, {} in the command",
+                excerpt(&sop),
+                excerpt(declared.sop_instance_uid)
             ),
         ));
     }

@@ -2,7 +2,8 @@
 //!
 //! `radassist serve` runs [`serve`]. The parts, in the order a study meets them:
 //! - [`auth`]: one tower layer checks every call's bearer token against the table of RPC ->
-//!   roles, and puts the [`auth::Caller`] in the request;
+//!   roles, and puts the [`auth::Caller`] in the request; [`rpc_limits`] caps what a call
+//!   may send (4 MiB, but for the instance upload);
 //! - [`ingest_service`] and [`ingest`]: instances received, validated, stored durably
 //!   ([`store`]: the catalogue in SQLite, the blobs in a [`store::BlobStore`]) and acknowledged;
 //! - [`dicom`]: the DICOM listener (C-ECHO, C-STORE) takes instances into the same path;
@@ -35,6 +36,7 @@ pub mod process_role;
 pub mod quality_service;
 pub mod relay;
 pub mod results;
+pub mod rpc_limits;
 pub mod signing;
 pub mod state;
 pub mod store;
@@ -426,6 +428,7 @@ pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
     let serving = builder
         .layer(metrics::RpcMetricsLayer(state.metrics.clone()))
         .layer(auth::AuthLayer::new(&sc.tokens))
+        .layer(rpc_limits::RpcLimitsLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(

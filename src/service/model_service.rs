@@ -47,7 +47,8 @@ impl ModelService for ModelApi {
             "" => None,
             text => Some(JobState::parse(text).ok_or_else(|| {
                 Status::invalid_argument(format!(
-                    "state {text:?} is not one of {}",
+                    "state {} is not one of {}",
+                    crate::excerpt::excerpt(text),
                     JobState::ALL
                         .iter()
                         .map(|s| s.as_str())

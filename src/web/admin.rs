@@ -3,8 +3,10 @@
 //! the audit log (searchable by person and date), and the people who may log in.
 
 use super::page::{self, Chrome};
+use super::paths::StudyUid;
 use super::session::Viewer;
 use super::{App, WebError};
+use crate::dicom::uid::is_uid;
 use crate::service::lifecycle::JobState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -30,6 +32,8 @@ pub struct JobView {
     pub attempts: u32,
     pub error: String,
     pub failed: bool,
+    /// Failed, and its UID can be put in the retry form's path.
+    pub retry: bool,
 }
 
 pub struct ModelView {
@@ -120,6 +124,7 @@ pub async fn page(
         .into_iter()
         .map(|j| JobView {
             failed: j.state == JobState::Failed,
+            retry: j.state == JobState::Failed && is_uid(&j.study_instance_uid),
             uid: j.study_instance_uid,
             state: j.state.as_str(),
             attempts: j.attempts,
@@ -199,7 +204,7 @@ pub async fn page(
 pub async fn retry_job(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
 ) -> Result<Response, WebError> {
     viewer.require(&[])?;
     {

@@ -11,12 +11,13 @@
 //! values are whole numbers spanning less than 65,535 (every CR/DX) and the size is the
 //! source's, they are exact.
 
+use super::paths::StudyUid;
 use super::session::Viewer;
 use super::{App, WebError};
 use crate::imaging::Radiograph;
 use crate::roles::Role;
 use crate::service::results::ReportSource;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -187,7 +188,7 @@ pub fn encode_pixels(radiograph: &Radiograph, size: usize) -> Vec<u8> {
 pub async fn pixels(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
     Query(q): Query<PixelQuery>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
@@ -224,7 +225,7 @@ pub async fn pixels(
 pub async fn subtraction(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
     let row = app.work_item(&uid).await?;

@@ -17,10 +17,13 @@ pub mod assets;
 pub mod chart;
 pub mod events;
 pub mod image;
+pub mod origins;
 pub mod page;
 pub mod passwords;
+pub mod paths;
 pub mod quality;
 pub mod reading;
+pub mod serving;
 pub mod session;
 pub mod worklist;
 
@@ -32,7 +35,6 @@ use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What every handler shares.
@@ -41,6 +43,8 @@ pub struct WebApp {
     pub limits: SessionLimits,
     /// Served over TLS: cookies are Secure.
     pub secure: bool,
+    /// Where the pages are served from: a login form from anywhere else is refused.
+    pub origins: origins::Origins,
 }
 
 pub type App = Arc<WebApp>;
@@ -217,77 +221,12 @@ pub fn router(app: App) -> Router {
         .route("/assets/{name}", get(assets::serve))
         .merge(pages)
         .fallback(|| async { WebError::not_found("there is no such page in radassist") })
+        .layer(middleware::from_fn(serving::read_body))
         .layer(middleware::from_fn_with_state(
             app.clone(),
             security_headers,
         ))
         .with_state(app)
-}
-
-/// A TCP listener whose connections are TLS: each handshake runs in its own task (a slow
-/// client must not hold the others up), and the connections that complete are handed on.
-/// Written here because axum serves any `Listener` and tokio-rustls (with the rustls the
-/// gRPC and DICOM listeners use) is already a dependency: a few lines, no further crate.
-struct TlsListener {
-    local: SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
-}
-
-/// A TLS handshake gets this long.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl TlsListener {
-    fn new(
-        tcp: tokio::net::TcpListener,
-        config: Arc<rustls::ServerConfig>,
-    ) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("web: accepting a connection: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!("web: TLS handshake with {peer}: {e}"),
-                        Err(_) => tracing::debug!("web: TLS handshake with {peer} timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { local, ready })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
-        match self.ready.recv().await {
-            Some(ready) => ready,
-            // The accept task never ends while the listener lives.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
 }
 
 /// Binds the web app (None when `web.listen` is ""), and returns its address and the task that
@@ -313,6 +252,10 @@ pub async fn bind(
         .await
         .map_err(|e| format!("web.listen {}: {e}", web.listen))?;
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
+    if web.request_timeout_seconds == 0 {
+        return Err("web.request_timeout_seconds must be at least 1".into());
+    }
+    let origins = origins::Origins::new(local, tls, &web.origins)?;
     let app = Arc::new(WebApp {
         state,
         limits: SessionLimits {
@@ -320,31 +263,18 @@ pub async fn bind(
             absolute_ms: (web.session_hours * 3_600_000) as i64,
         },
         secure: tls,
+        origins,
     });
     let metrics = app.state.metrics.clone();
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    use axum::serve::ListenerExt;
     let url = format!("{}://{local}", if tls { "https" } else { "http" });
-    let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if tls {
-        let listener = TlsListener::new(tcp, crate::service::dicom::tls::server_config(sc)?)
-            .map_err(|e| e.to_string())?
-            .tap_io(|_| ());
-        Box::pin(async move {
-            if let Err(e) = axum::serve(listener, service).await {
-                tracing::error!("web app: {e}");
-            }
-        })
+    let tls_config = if tls {
+        Some(crate::service::dicom::tls::server_config(sc)?)
     } else {
-        let listener = tcp.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        Box::pin(async move {
-            if let Err(e) = axum::serve(listener, service).await {
-                tracing::error!("web app: {e}");
-            }
-        })
+        None
     };
-    // Serving ends only on an error (logged): the gauge then says so.
+    let timeout = std::time::Duration::from_secs(web.request_timeout_seconds);
+    let serving = serving::serve(tcp, tls_config, router(app), timeout);
+    // Serving never ends while the process runs: the gauge says it is up.
     let watched = async move {
         metrics.web_serving.set(1);
         serving.await;

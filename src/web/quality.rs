@@ -9,6 +9,7 @@
 
 use super::chart::{line_chart, Series};
 use super::page::{self, Chrome};
+use super::paths::StudyUid;
 use super::session::Viewer;
 use super::{App, WebError};
 use crate::labeler::Observation;
@@ -17,7 +18,7 @@ use crate::roles::Role;
 use crate::service::convert::work_item_message;
 use crate::service::store::WorkItemRow;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
@@ -157,6 +158,8 @@ pub struct ObservationRow {
 
 pub struct StudyRowView {
     pub uid: String,
+    /// The study's QA page; None when its UID is not a DICOM UID.
+    pub href: Option<String>,
     pub accession: String,
     pub study_date: String,
     pub signed_at: String,
@@ -365,6 +368,7 @@ pub async fn page(
         .iter()
         .map(|s| StudyRowView {
             uid: s.uid.clone(),
+            href: super::paths::qa_study(&s.uid),
             accession: s.accession.clone(),
             study_date: s.study_date.clone(),
             signed_at: page::when(s.signed_at),
@@ -546,7 +550,7 @@ struct QaStudy {
 pub async fn study(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Qa])?;
     let row = app.work_item(&uid).await?;

@@ -8,6 +8,7 @@
 //! whichever way a radiologist works.
 
 use super::page::{self, Chrome};
+use super::paths::StudyUid;
 use super::session::Viewer;
 use super::worklist::{badge, Badge};
 use super::{App, WebError};
@@ -22,7 +23,7 @@ use crate::service::signing::{self, Read, Signing};
 use crate::service::store::reading_room::DraftEdit;
 use crate::service::store::{now_ms, WorkItemRow};
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
@@ -228,7 +229,7 @@ fn overlay(analysis: &StudyAnalysis) -> Vec<OverlayDevice> {
 pub async fn page(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
     let row = app.work_item(&uid).await?;
@@ -455,7 +456,7 @@ async fn change_claim(
 pub async fn claim(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
     Form(form): Form<ClaimForm>,
 ) -> Result<Response, WebError> {
     change_claim(app, viewer, uid, true, form.back == "worklist").await
@@ -464,7 +465,7 @@ pub async fn claim(
 pub async fn release(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
     Form(form): Form<ClaimForm>,
 ) -> Result<Response, WebError> {
     change_claim(app, viewer, uid, false, form.back == "worklist").await
@@ -512,7 +513,7 @@ fn check_agreements(a: &Agreements) -> Result<(), WebError> {
 pub async fn save_draft(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
     Json(form): Json<DraftForm>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
@@ -544,7 +545,7 @@ pub struct SignForm {
 pub async fn sign(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
     Form(form): Form<SignForm>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
@@ -612,7 +613,7 @@ pub struct AmendForm {
 pub async fn amend(
     State(app): State<App>,
     viewer: Viewer,
-    Path(uid): Path<String>,
+    StudyUid(uid): StudyUid,
     Form(form): Form<AmendForm>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;

@@ -1,19 +1,22 @@
 //! Who is at the browser: login with backoff, sessions in cookies, CSRF on every
 //! state-changing request, logout.
 //!
-//! A login (`POST /login`, form fields `username` and `password`) checks the argon2id hash,
-//! refuses a cross-site form (its Origin), and after [`FREE_FAILURES`] failures in a row for a
-//! name makes that name wait, doubling up to [`MAX_WAIT`]. A session is a random 256-bit
-//! token in a cookie (HttpOnly, SameSite=Strict, Secure under TLS), kept in the store as its
-//! SHA-256, with an idle and an absolute expiry. [`guard`] runs before every route: it finds
-//! the session and puts the [`Viewer`] in the request, and refuses a POST whose CSRF token
-//! (header `x-csrf-token`, or form field `csrf`) is not the session's. Every login, failed
-//! or not, is in the audit log.
+//! A login (`POST /login`, form fields `username` and `password`) refuses a form from another
+//! origin (one not in [`super::origins`]), a `next` that is not a path of this site and a name
+//! that breaks the login-name rule, before anything is hashed, logged or recorded; then checks
+//! the argon2id hash. After [`FREE_FAILURES`] failures in a row for a name, that name waits,
+//! doubling up to [`MAX_WAIT`]; the wait is checked and the attempt counted in one store step.
+//! A session is a random 256-bit token in a cookie (HttpOnly, SameSite=Strict, Secure under
+//! TLS), kept in the store as its SHA-256, with an idle and an absolute expiry. [`guard`] runs
+//! before every route: it finds the session and puts the [`Viewer`] in the request, and
+//! refuses a POST whose CSRF token (header `x-csrf-token`, or form field `csrf`) is not the
+//! session's. Every login, and every failed login of a user's name, is in the audit log.
 
+use super::serving::MAX_BODY;
 use super::{page, App, WebError};
 use crate::roles::Role;
 use crate::service::auth::Caller;
-use crate::service::store::reading_room::SessionRow;
+use crate::service::store::reading_room::{LoginBackoff, LoginGate, SessionRow};
 use crate::service::store::{hex, now_ms};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
@@ -30,8 +33,6 @@ pub const COOKIE: &str = "radassist_session";
 pub const FREE_FAILURES: u32 = 3;
 /// The longest wait after failed logins.
 pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-/// The largest form or JSON body a page sends (a report is a few KB).
-pub const MAX_BODY: usize = 256 << 10;
 
 /// The person logged in at this browser.
 #[derive(Debug, Clone)]
@@ -166,7 +167,8 @@ async fn guarded(app: App, mut request: Request<Body>, next: Next) -> Result<Res
         let Some(viewer) = &viewer else {
             return Err(WebError::login_required(&path));
         };
-        // The body is read here (bounded) to find the form's token, then handed on.
+        // The body (read in full already, see serving::read_body) searched for the form's
+        // token, then handed on.
         let (parts, body) = request.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
             WebError::new(
@@ -214,17 +216,20 @@ pub struct LoginQuery {
     failed: String,
 }
 
-/// Where to go after login: a path of this site, never another site.
-fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/"
-    }
+/// Where to go after login, if `next` may be that: a path of this site (one `/`, then no
+/// second `/` or `\\`, which browsers read as another host), of printable ASCII only (browsers
+/// drop tabs and line breaks from a URL, so `/\t/host` would become `//host`; a line break
+/// would end the Location header).
+fn local_path(next: &str) -> Option<&str> {
+    let after = next.strip_prefix('/')?;
+    let safe = !after.starts_with(['/', '\\'])
+        && !next.contains('\\')
+        && next.bytes().all(|b| b.is_ascii_graphic());
+    safe.then_some(next)
 }
 
 pub async fn login_page(State(app): State<App>, Query(q): Query<LoginQuery>) -> Response {
-    page::login(&app, local_path(&q.next), &q.failed)
+    page::login(&app, local_path(&q.next).unwrap_or("/"), &q.failed)
 }
 
 #[derive(serde::Deserialize)]
@@ -235,34 +240,65 @@ pub struct LoginForm {
     next: String,
 }
 
-/// Whether the form came from this site (browsers send Origin on every cross-site POST).
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest == host)
+/// Whether `name` can be a login name: 1 to 64 letters, digits, '.', '_' or '-', at least one
+/// a letter or digit (it appears in URLs and the audit log as it is, so never `.` or `..`).
+pub fn check_login_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name.chars().any(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} cannot be a login name: use 1 to 64 letters, digits, '.', '_' or '-'",
+            crate::excerpt::excerpt(name)
+        ))
+    }
 }
 
+/// How failed logins slow the next try.
+const BACKOFF: LoginBackoff = LoginBackoff {
+    free: FREE_FAILURES,
+    max_wait_ms: MAX_WAIT.as_millis() as i64,
+};
+
+/// `POST /login`. In this order, so that what cannot be a login costs nothing: the form's
+/// origin, `next` and the name's form are checked (refused before any hashing, logging or
+/// recording); the attempt is counted in the same store step that checks the name's backoff
+/// (concurrent guesses cannot all pass one check); then the password. A failed name is logged
+/// only when it is a user's (a password typed into the name field stays out of the log).
 pub async fn login(
     State(app): State<App>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, WebError> {
-    if !same_origin(&headers) {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("?"));
+    if !app.origins.allow(origin) {
+        app.state.metrics.web_login("refused");
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
-            "this login form was sent from another site",
+            "this login form was sent from another site (its Origin is not one of web.origins): open radassist at its own address",
         ));
     }
+    let next = if form.next.is_empty() { "/" } else { &form.next };
+    let Some(next) = local_path(next).map(str::to_string) else {
+        app.state.metrics.web_login("refused");
+        return Err(WebError::new(
+            StatusCode::BAD_REQUEST,
+            "the page to go to after login is not a path of this site: open the login page again",
+        ));
+    };
     let username = form.username.trim().to_string();
-    let next = local_path(&form.next).to_string();
+    if let Err(why) = check_login_name(&username) {
+        app.state.metrics.web_login("refused");
+        return Err(WebError::new(StatusCode::BAD_REQUEST, why));
+    }
     let peer = from.to_string();
     let audit = |who: &str, role: &str, action: &str| crate::service::store::AuditRow {
         at_ms: now_ms(),
@@ -272,32 +308,27 @@ pub async fn login(
         resource: "web".into(),
         peer: peer.clone(),
     };
-    let (failures, last) = {
+    let gate = {
         let u = username.clone();
-        app.state.store_call(move |s| s.login_failures(&u)).await?
+        app.state
+            .store_call(move |s| s.begin_login_attempt(&u, now_ms(), BACKOFF))
+            .await?
     };
-    if failures >= FREE_FAILURES {
-        let wait = std::time::Duration::from_secs(1 << (failures - FREE_FAILURES).min(12))
-            .min(MAX_WAIT)
-            .as_millis() as i64;
-        let left = last + wait - now_ms();
-        if left > 0 {
-            app.state.metrics.web_login("backoff");
-            let row = audit(&username, "", "login refused (backoff)");
-            app.state.store_call(move |s| s.audit(&row)).await?;
-            return Err(WebError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "{failures} failed logins in a row for this name: wait {} s before the next try",
-                    (left + 999) / 1000
-                ),
-            ));
-        }
+    if let LoginGate::Wait { attempts, wait_ms } = gate {
+        app.state.metrics.web_login("backoff");
+        return Err(WebError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{attempts} failed logins in a row for this name: wait {} s before the next try",
+                (wait_ms + 999) / 1000
+            ),
+        ));
     }
     let user = {
         let u = username.clone();
         app.state.store_call(move |s| s.user(&u)).await?
     };
+    let known = user.is_some();
     // The hash is checked even for an unknown or disabled name (the decoy), so that the time a
     // login takes does not tell which names exist.
     let (phc, user) = match user {
@@ -309,15 +340,24 @@ pub async fn login(
         .await
         .map_err(|e| WebError::internal(e.to_string()))?;
     let Some(user) = user.filter(|_| matches) else {
-        let (u, row) = (username.clone(), audit(&username, "", "login failed"));
-        app.state
-            .store_call(move |s| {
-                s.record_login_failure(&u, now_ms())?;
-                s.audit(&row)
-            })
-            .await?;
+        // A name that is no user's may be a password typed in the wrong field: not recorded.
+        let who = if known { username.as_str() } else { "" };
+        let row = audit(
+            who,
+            "",
+            if known {
+                "login failed"
+            } else {
+                "login failed (unknown name)"
+            },
+        );
+        app.state.store_call(move |s| s.audit(&row)).await?;
         app.state.metrics.web_login("failed");
-        tracing::warn!(username, peer, "web login failed");
+        if known {
+            tracing::warn!(username, peer, "web login failed");
+        } else {
+            tracing::warn!(peer, "web login failed: not a user's name");
+        }
         let to = format!("/login?failed=1&next={}", percent_encode(&next));
         return Ok(Redirect::to(&to).into_response());
     };
@@ -375,10 +415,47 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed_after_login() {
-        assert_eq!(local_path("/studies/1.2"), "/studies/1.2");
-        assert_eq!(local_path("//evil.example"), "/");
-        assert_eq!(local_path("https://evil.example"), "/");
-        assert_eq!(local_path("/\\evil.example"), "/");
+        assert_eq!(local_path("/studies/1.2"), Some("/studies/1.2"));
+        assert_eq!(
+            local_path("/worklist?status=open&q=%20x"),
+            Some("/worklist?status=open&q=%20x")
+        );
+        for refused in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/\t/127.0.0.1:9/x",
+            "/studies\r\nSet-Cookie: x=1",
+            "/a\\b",
+            "/é",
+            "",
+        ] {
+            assert_eq!(local_path(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn login_names_are_checked_before_anything_else() {
+        assert!(check_login_name("dr.osei-2").is_ok());
+        for refused in ["", "..", ".", "a b", "x".repeat(65).as_str(), "<b>"] {
+            assert!(check_login_name(refused).is_err(), "{refused:?}");
+        }
+        let huge = check_login_name(&"n".repeat(1_500_000)).unwrap_err();
+        assert!(
+            huge.len() < 200,
+            "the error repeats at most a short prefix: {huge}"
+        );
+    }
+
+    #[test]
+    fn the_backoff_doubles_after_the_free_attempts() {
+        assert_eq!(BACKOFF.wait_ms(FREE_FAILURES - 1), 0);
+        assert_eq!(BACKOFF.wait_ms(FREE_FAILURES), 1000);
+        assert_eq!(BACKOFF.wait_ms(FREE_FAILURES + 3), 8000);
+        assert_eq!(
+            BACKOFF.wait_ms(FREE_FAILURES + 40),
+            MAX_WAIT.as_millis() as i64
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! whenever [`super::events`] says a study changed, and raises an alert for a new critical one.
 
 use super::page::{self, Chrome};
+use super::paths;
 use super::session::Viewer;
 use super::{App, WebError};
 use crate::roles::Role;
@@ -136,6 +137,9 @@ pub fn badge(device: &str, verdict: &str, critical: bool) -> Badge {
 /// One row of the worklist.
 pub struct Row {
     pub uid: String,
+    /// The study's page; None when its UID is not a DICOM UID (stored before ingest checked
+    /// UIDs): the row is shown without a link or a claim button.
+    pub href: Option<String>,
     pub patient: String,
     pub patient_id: String,
     pub accession: String,
@@ -163,6 +167,7 @@ fn row(item: &WorkItemRow, now: i64) -> Result<Row, WebError> {
         .join(" ");
     Ok(Row {
         uid: item.study_instance_uid.clone(),
+        href: paths::study(&item.study_instance_uid),
         patient: page::person_name(&message.patient_name),
         patient_id: message.patient_id,
         accession: message.accession_number,

@@ -410,6 +410,8 @@ pub struct Server {
     pub data: PathBuf,
     /// The PEM certificate to trust when gRPC is served over TLS (see `trusting`).
     pub tls_ca: Option<Vec<u8>>,
+    /// Every line the server wrote on stderr (its log), so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -504,12 +506,15 @@ impl Server {
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
             {
                 eprintln!("[server] {line}");
+                kept.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -546,6 +551,7 @@ impl Server {
             config,
             data,
             tls_ca: None,
+            log,
         }
     }
 

@@ -80,51 +80,74 @@ pub async fn reject_busy(mut stream: TcpStream) {
     }
 }
 
-/// Negotiates an association (over TLS when `tls`) and serves it until release or abort.
-pub async fn serve<A: AccessControl>(
+/// Negotiates an association on a plain connection whose A-ASSOCIATE-RQ has arrived (see
+/// [`super::admission`]), within `deadline`; None when it was rejected or failed (counted and
+/// logged).
+pub async fn negotiate<A: AccessControl>(
     stream: TcpStream,
     remote: SocketAddr,
-    options: ServerAssociationOptions<'static, A, DefaultNegotiation>,
-    state: Arc<State>,
-    tls: bool,
-    idle: std::time::Duration,
-) {
-    // The whole negotiation, TLS handshake included, within the idle timeout: a peer that
-    // connects and says nothing must not hold an association slot.
-    let rejected = |e: dicom_ul::association::Error| match e {
-        dicom_ul::association::Error::Rejected { association_rj, .. } => {
+    options: &ServerAssociationOptions<'static, A, DefaultNegotiation>,
+    state: &State,
+    deadline: std::time::Duration,
+) -> Option<AsyncServerAssociation<TcpStream>> {
+    negotiated(
+        tokio::time::timeout(deadline, options.establish_async(stream)).await,
+        remote,
+        state,
+        deadline,
+    )
+}
+
+/// The TLS handshake and the negotiation that follows it, within `deadline`.
+pub async fn negotiate_tls<A: AccessControl>(
+    stream: TcpStream,
+    remote: SocketAddr,
+    options: &ServerAssociationOptions<'static, A, DefaultNegotiation>,
+    state: &State,
+    deadline: std::time::Duration,
+) -> Option<AsyncServerAssociation<dicom_ul::association::server::AsyncTlsStream>> {
+    negotiated(
+        tokio::time::timeout(deadline, options.establish_tls_async(stream)).await,
+        remote,
+        state,
+        deadline,
+    )
+}
+
+fn negotiated<S>(
+    result: Result<
+        Result<AsyncServerAssociation<S>, dicom_ul::association::Error>,
+        tokio::time::error::Elapsed,
+    >,
+    remote: SocketAddr,
+    state: &State,
+    deadline: std::time::Duration,
+) -> Option<AsyncServerAssociation<S>> {
+    match result {
+        Ok(Ok(association)) => Some(association),
+        Ok(Err(dicom_ul::association::Error::Rejected { association_rj, .. })) => {
             state.metrics.dicom_association("rejected");
             tracing::info!(
                 "dicom: rejected an association from {remote}: {}",
                 association_rj.source
             );
+            None
         }
-        e => {
+        Ok(Err(e)) => {
             state.metrics.dicom_association("failed");
             tracing::info!("dicom: no association with {remote}: {e}");
+            None
         }
-    };
-    let timed_out = || {
-        state.metrics.dicom_association("failed");
-        tracing::info!("dicom: {remote} did not associate within {idle:?}");
-    };
-    if tls {
-        match tokio::time::timeout(idle, options.establish_tls_async(stream)).await {
-            Ok(Ok(association)) => run(association, remote, &state).await,
-            Ok(Err(e)) => rejected(e),
-            Err(_) => timed_out(),
-        }
-    } else {
-        match tokio::time::timeout(idle, options.establish_async(stream)).await {
-            Ok(Ok(association)) => run(association, remote, &state).await,
-            Ok(Err(e)) => rejected(e),
-            Err(_) => timed_out(),
+        Err(_) => {
+            state.metrics.dicom_association("failed");
+            tracing::info!("dicom: {remote} did not associate within {deadline:?}");
+            None
         }
     }
 }
 
 /// Serves an established association until release or abort.
-async fn run<S: Stream>(
+pub async fn run<S: Stream>(
     mut association: AsyncServerAssociation<S>,
     remote: SocketAddr,
     state: &Arc<State>,

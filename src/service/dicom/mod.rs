@@ -8,7 +8,8 @@
 //! decodes, taken as sent (no transcoding); other presentation contexts are refused in the
 //! A-ASSOCIATE-AC. Each association runs in its own task ([`association`]); at most
 //! `max_associations` are open, beyond that an association is rejected as transient (local
-//! limit exceeded). A C-STORE goes through the same durable path as gRPC ingest
+//! limit exceeded). A connection takes a slot only once its A-ASSOCIATE-RQ has arrived, within
+//! `associate_timeout_seconds`; silent connections are bounded per address ([`admission`]). A C-STORE goes through the same durable path as gRPC ingest
 //! ([`super::ingest`]) before it is answered. When a peer is asked for priors
 //! ([`priors`], over [`query`]), the text SR classes are negotiated too, for the priors'
 //! reports that its C-MOVE sends. With `tls = true` the listener speaks DICOM TLS
@@ -17,6 +18,7 @@
 //!
 //! [dicom-ul]: https://docs.rs/dicom-ul
 
+mod admission;
 mod association;
 pub mod dimse;
 pub mod priors;
@@ -96,7 +98,7 @@ const PDU_LENGTH_RANGE: std::ops::RangeInclusive<u32> = 4096..=16 << 20;
 /// (A-ASSOCIATE-RJ); past that a connection is closed at once.
 const MAX_REJECTING: usize = 64;
 
-/// How long a connection beyond the limit gets to send its A-ASSOCIATE-RQ.
+/// How long answering busy may take (the request is there already).
 const REJECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who may associate: each peer's AE title and the addresses its host resolved to at start.
@@ -158,7 +160,9 @@ pub struct Listener {
     max_associations: usize,
     /// DICOM TLS on the listener.
     tls: bool,
-    idle: Duration,
+    /// For a connection's A-ASSOCIATE-RQ (with TLS, the handshake too).
+    associate_timeout: Duration,
+    max_unassociated_per_address: usize,
     state: Arc<State>,
 }
 
@@ -182,9 +186,13 @@ impl Listener {
                 PDU_LENGTH_RANGE.end()
             ));
         }
-        if config.max_associations == 0 || config.idle_timeout_seconds == 0 {
+        if config.max_associations == 0
+            || config.idle_timeout_seconds == 0
+            || config.associate_timeout_seconds == 0
+            || config.max_unassociated_per_address == 0
+        {
             return Err(
-                "dicom.max_associations and dicom.idle_timeout_seconds must be at least 1".into(),
+                "dicom.max_associations, idle_timeout_seconds, associate_timeout_seconds and max_unassociated_per_address must be at least 1".into(),
             );
         }
         let mut peers = HashMap::new();
@@ -240,7 +248,8 @@ impl Listener {
             peers: Peers(Arc::new(peers)),
             max_associations: config.max_associations,
             tls: config.tls,
-            idle,
+            associate_timeout: Duration::from_secs(config.associate_timeout_seconds),
+            max_unassociated_per_address: config.max_unassociated_per_address,
             state,
         }))
     }
@@ -253,6 +262,7 @@ impl Listener {
     pub async fn run(self) {
         let open = Arc::new(Semaphore::new(self.max_associations));
         let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
+        let unassociated = admission::Unassociated::new(self.max_unassociated_per_address);
         loop {
             let (stream, remote) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
@@ -264,35 +274,143 @@ impl Listener {
                     continue;
                 }
             };
+            let Some(place) = unassociated.enter(remote.ip()) else {
+                self.state.metrics.dicom_association("silent");
+                continue; // the stream is dropped: closed
+            };
             let _ = stream.set_nodelay(true);
             let options = self.options.clone().ae_access_control(PeerAccess {
                 peers: self.peers.clone(),
                 remote: remote.ip(),
             });
-            let state = self.state.clone();
-            let (tls, idle) = (self.tls, self.idle);
-            match open.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    tokio::spawn(async move {
-                        state.metrics.dicom_open_associations.inc();
-                        association::serve(stream, remote, options, state.clone(), tls, idle).await;
-                        state.metrics.dicom_open_associations.dec();
-                        drop(slot);
-                    });
-                }
-                Err(_) => {
-                    state.metrics.dicom_association("busy");
-                    let Ok(permit) = rejecting.clone().try_acquire_owned() else {
-                        continue; // the stream is dropped: closed
-                    };
-                    tokio::spawn(async move {
-                        let _ =
-                            tokio::time::timeout(REJECT_TIMEOUT, association::reject_busy(stream))
-                                .await;
-                        drop(permit);
-                    });
-                }
+            let admit = Admit {
+                state: self.state.clone(),
+                open: open.clone(),
+                rejecting: rejecting.clone(),
+                deadline: self.associate_timeout,
+            };
+            if self.tls {
+                tokio::spawn(admit.tls(stream, remote, place, options));
+            } else {
+                tokio::spawn(admit.plain(stream, remote, place, options));
             }
         }
+    }
+}
+
+/// What admitting one connection needs (see [`admission`]).
+struct Admit {
+    state: Arc<State>,
+    /// The association slots.
+    open: Arc<Semaphore>,
+    /// Connections being answered busy.
+    rejecting: Arc<Semaphore>,
+    /// For the A-ASSOCIATE-RQ (and, with TLS, the handshake before it).
+    deadline: Duration,
+}
+
+type Options = ServerAssociationOptions<
+    'static,
+    PeerAccess,
+    dicom_ul::association::server::DefaultNegotiation,
+>;
+
+impl Admit {
+    /// Serves the association once a slot is taken, and gives the slot back after.
+    async fn serve<S: association::Stream>(
+        &self,
+        association: dicom_ul::association::AsyncServerAssociation<S>,
+        remote: SocketAddr,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        self.state.metrics.dicom_open_associations.inc();
+        association::run(association, remote, &self.state).await;
+        self.state.metrics.dicom_open_associations.dec();
+        drop(slot);
+    }
+
+    /// A plain connection: its request waited for without a slot, then a slot (or busy).
+    async fn plain(
+        self,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        mut place: admission::Place,
+        options: Options,
+    ) {
+        // A request already there wins over being closed for a newer connection.
+        let first = tokio::select! {
+            biased;
+            first = tokio::time::timeout(self.deadline, admission::first_pdu(&stream)) => first,
+            _ = place.closed() => {
+                self.state.metrics.dicom_association("silent");
+                tracing::info!("dicom: closed a connection from {remote} that sent nothing (a newer one from its address took its place)");
+                return;
+            }
+        };
+        drop(place);
+        match first {
+            Ok(Ok(admission::FirstPdu::AssociateRequest)) => {}
+            Ok(Ok(admission::FirstPdu::Closed)) | Ok(Err(_)) => return,
+            Ok(Ok(admission::FirstPdu::NotARequest)) => {
+                self.state.metrics.dicom_association("failed");
+                tracing::info!(
+                    "dicom: {remote} sent something other than an A-ASSOCIATE-RQ: closed"
+                );
+                return;
+            }
+            Err(_) => {
+                self.state.metrics.dicom_association("silent");
+                tracing::info!(
+                    "dicom: {remote} sent no A-ASSOCIATE-RQ within {:?}: closed",
+                    self.deadline
+                );
+                return;
+            }
+        }
+        let Ok(slot) = self.open.clone().try_acquire_owned() else {
+            self.state.metrics.dicom_association("busy");
+            let Ok(_rejecting) = self.rejecting.clone().try_acquire_owned() else {
+                return; // the stream is dropped: closed
+            };
+            let _ = tokio::time::timeout(REJECT_TIMEOUT, association::reject_busy(stream)).await;
+            return;
+        };
+        if let Some(association) =
+            association::negotiate(stream, remote, &options, &self.state, self.deadline).await
+        {
+            self.serve(association, remote, slot).await;
+        }
+    }
+
+    /// A DICOM TLS connection: handshake and negotiation without a slot, then a slot (or an
+    /// A-ABORT: the request could not be seen before it was accepted).
+    async fn tls(
+        self,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        mut place: admission::Place,
+        options: Options,
+    ) {
+        let negotiated = tokio::select! {
+            biased;
+            negotiated = association::negotiate_tls(stream, remote, &options, &self.state, self.deadline) => negotiated,
+            _ = place.closed() => {
+                self.state.metrics.dicom_association("silent");
+                return;
+            }
+        };
+        drop(place);
+        let Some(association) = negotiated else {
+            return;
+        };
+        let Ok(slot) = self.open.clone().try_acquire_owned() else {
+            self.state.metrics.dicom_association("busy");
+            tracing::info!(
+                "dicom: every association slot is taken: aborted the association with {remote}"
+            );
+            let _ = association.abort().await;
+            return;
+        };
+        self.serve(association, remote, slot).await;
     }
 }

@@ -11,11 +11,13 @@
 //! PRIOR and not analysed. The caller then applies the same prior rules as to local priors
 //! (`accept`); if the image passes, the study's text SRs are retrieved too, and the newest
 //! becomes the prior's report. The first study that yields an accepted image is the prior.
+//! A study, series or instance whose UID in a peer's answer is not a DICOM UID is passed over.
 
 use super::query::{identifier, QueryAssociation};
 use super::tls::ClientTls;
 use super::STORAGE_SOP_CLASSES;
 use crate::config::DicomPeer;
+use crate::dicom::uid::is_uid;
 use crate::dicom::{ImageHeader, ProjectionView};
 use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
 use crate::service::expected_priors::ExpectedPriors;
@@ -236,7 +238,7 @@ impl PriorRetrieval {
                 moment: (text(s, tags::STUDY_DATE), text(s, tags::STUDY_TIME)),
             })
             .filter(|c| {
-                !c.study_uid.is_empty()
+                is_uid(&c.study_uid)
                     && c.study_uid != current_uid
                     && c.moment.0.len() == 8
                     && earlier(&c.moment, now)
@@ -316,7 +318,7 @@ impl PriorRetrieval {
             let body_part = text(s, tags::BODY_PART_EXAMINED);
             let radiograph = matches!(modality.as_str(), "CR" | "DX" | "")
                 && (body_part.is_empty() || body_part.eq_ignore_ascii_case("CHEST"));
-            if series_uid.is_empty() || !(radiograph || modality == "SR") {
+            if !is_uid(&series_uid) || !(radiograph || modality == "SR") {
                 continue;
             }
             let instances = association.find(&identifier(
@@ -334,7 +336,7 @@ impl PriorRetrieval {
             for instance in &instances {
                 let sop_uid = text(instance, tags::SOP_INSTANCE_UID);
                 let sop_class = text(instance, tags::SOP_CLASS_UID);
-                if sop_uid.is_empty() {
+                if !is_uid(&sop_uid) {
                     continue;
                 }
                 if TEXT_SR_SOP_CLASSES.iter().any(|(uid, _)| *uid == sop_class) {

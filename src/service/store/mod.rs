@@ -255,6 +255,10 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     fn take_job(&self) -> Result<Option<TakenJob>, StoreError>;
     /// (SOP Instance UID, SHA-256) of each instance of a study, in arrival order.
     fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// The instances of which a UID is not a DICOM UID (stored before ingest checked them),
+    /// by study: (Study, Series, SOP Instance UID). The query may over-select; the caller
+    /// checks each with [`crate::dicom::uid::check_uid`].
+    fn instances_with_invalid_uids(&self) -> Result<Vec<(String, String, String)>, StoreError>;
     /// The patient's other studies as (Study Instance UID, Study Date as catalogued), newest
     /// date first, undated last.
     fn other_studies_of_patient(

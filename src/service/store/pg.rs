@@ -545,6 +545,27 @@ impl Store for PgStore {
             .collect())
     }
 
+    fn instances_with_invalid_uids(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        const UID: &str = "'^(0|[1-9][0-9]*)([.](0|[1-9][0-9]*))*$'";
+        let not_uid = |c: &str| format!("length({c}) > 64 OR {c} !~ {UID}");
+        Ok(self
+            .client()?
+            .query(
+                &format!(
+                    "SELECT study_instance_uid, series_instance_uid, sop_instance_uid FROM instances
+                     WHERE {} OR {} OR {}
+                     ORDER BY study_instance_uid, series_instance_uid, sop_instance_uid",
+                    not_uid("study_instance_uid"),
+                    not_uid("series_instance_uid"),
+                    not_uid("sop_instance_uid")
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     fn other_studies_of_patient(
         &self,
         patient_id: &str,

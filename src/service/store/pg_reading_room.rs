@@ -71,23 +71,35 @@ impl ReadingRoomStore for PgStore {
         Ok(())
     }
 
-    fn login_failures(&self, username: &str) -> Result<(u32, i64), StoreError> {
-        Ok(self
-            .client()?
-            .query_opt(
-                "SELECT failures, last_failure_at FROM login_failures WHERE username = $1",
-                &[&username],
-            )?
-            .map_or((0, 0), |r| (r.get::<_, i32>(0) as u32, r.get(1))))
-    }
-
-    fn record_login_failure(&self, username: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.client()?.execute(
-            "INSERT INTO login_failures (username, failures, last_failure_at) VALUES ($1, 1, $2)
-             ON CONFLICT (username) DO UPDATE SET failures = login_failures.failures + 1, last_failure_at = $2",
-            &[&username, &now_ms],
+    fn begin_login_attempt(
+        &self,
+        username: &str,
+        now_ms: i64,
+        backoff: LoginBackoff,
+    ) -> Result<LoginGate, StoreError> {
+        // The name's row locked (made first if new) while it is checked and counted: front
+        // ends checking the same name at once wait for each other.
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        tx.execute(
+            "INSERT INTO login_failures (username, failures, last_failure_at) VALUES ($1, 0, 0)
+             ON CONFLICT (username) DO NOTHING",
+            &[&username],
         )?;
-        Ok(())
+        let row = tx.query_one(
+            "SELECT failures, last_failure_at FROM login_failures WHERE username = $1 FOR UPDATE",
+            &[&username],
+        )?;
+        let (attempts, last) = (row.get::<_, i32>(0) as u32, row.get::<_, i64>(1));
+        let gate = LoginGate::at(backoff, attempts, last, now_ms);
+        if gate == LoginGate::Go {
+            tx.execute(
+                "UPDATE login_failures SET failures = failures + 1, last_failure_at = $2 WHERE username = $1",
+                &[&username, &now_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(gate)
     }
 
     fn clear_login_failures(&self, username: &str) -> Result<(), StoreError> {

@@ -51,6 +51,48 @@ pub struct SessionLimits {
     pub absolute_ms: i64,
 }
 
+/// How failed logins slow the next try: `free` attempts in a row go at once; after that each
+/// waits twice as long as the one before, from a second up to `max_wait_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginBackoff {
+    pub free: u32,
+    pub max_wait_ms: i64,
+}
+
+impl LoginBackoff {
+    /// How long after the last of `attempts` failed attempts in a row the next may come.
+    pub fn wait_ms(self, attempts: u32) -> i64 {
+        if attempts < self.free {
+            return 0;
+        }
+        (1000_i64 << (attempts - self.free).min(20)).min(self.max_wait_ms)
+    }
+}
+
+/// Whether a login attempt may be checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginGate {
+    /// Counted: check the password.
+    Go,
+    /// `attempts` failed in a row: wait `wait_ms` more.
+    Wait { attempts: u32, wait_ms: i64 },
+}
+
+impl LoginGate {
+    /// The gate for a name with `attempts` in a row, the last at `last_ms`.
+    pub fn at(backoff: LoginBackoff, attempts: u32, last_ms: i64, now_ms: i64) -> LoginGate {
+        let left = last_ms + backoff.wait_ms(attempts) - now_ms;
+        if left > 0 {
+            LoginGate::Wait {
+                attempts,
+                wait_ms: left,
+            }
+        } else {
+            LoginGate::Go
+        }
+    }
+}
+
 pub trait ReadingRoomStore {
     /// Adds a person; Precondition if the name is taken.
     fn add_user(&self, user: &UserRow) -> Result<(), StoreError>;
@@ -59,10 +101,16 @@ pub trait ReadingRoomStore {
     fn users(&self) -> Result<Vec<UserRow>, StoreError>;
     /// Disables (or enables) a person; disabling ends their sessions. NotFound if unknown.
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
-    /// (failures in a row, when the last one was) for a username, known or not.
-    fn login_failures(&self, username: &str) -> Result<(u32, i64), StoreError>;
-    /// One more failure for `username`, at `now_ms`.
-    fn record_login_failure(&self, username: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Checks and counts a login attempt for `username` (known or not) in one step: Wait when
+    /// the attempts in a row since the last success must wait still, else the attempt is
+    /// counted now (as a failure until the login succeeds and clears the count) and Go. So
+    /// concurrent guesses cannot all pass one check.
+    fn begin_login_attempt(
+        &self,
+        username: &str,
+        now_ms: i64,
+        backoff: LoginBackoff,
+    ) -> Result<LoginGate, StoreError>;
     fn clear_login_failures(&self, username: &str) -> Result<(), StoreError>;
     fn create_session(&self, session: &SessionRow) -> Result<(), StoreError>;
     /// The session and its person, when the session is alive at `now_ms` (within both limits)

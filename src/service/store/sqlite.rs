@@ -330,6 +330,26 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn instances_with_invalid_uids(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        // Not digits and periods, too long, or an empty component or one with a leading zero.
+        let not_uid = |c: &str| {
+            format!(
+                "length({c}) > 64 OR {c} = '' OR {c} GLOB '*[^0-9.]*' OR {c} GLOB '.*' OR {c} GLOB '*.' \
+                 OR {c} GLOB '*..*' OR {c} GLOB '0[0-9]*' OR {c} GLOB '*.0[0-9]*'"
+            )
+        };
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "SELECT study_instance_uid, series_instance_uid, sop_instance_uid FROM instances
+             WHERE {} OR {} OR {} ORDER BY study_instance_uid, series_instance_uid, sop_instance_uid",
+            not_uid("study_instance_uid"),
+            not_uid("series_instance_uid"),
+            not_uid("sop_instance_uid")
+        ))?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn put_prior_report(&self, report: &PriorReport) -> Result<bool, StoreError> {
         self.keep_prior_report(report)
     }

@@ -76,25 +76,31 @@ impl ReadingRoomStore for SqliteStore {
         Ok(())
     }
 
-    fn login_failures(&self, username: &str) -> Result<(u32, i64), StoreError> {
-        Ok(self
-            .db()
+    fn begin_login_attempt(
+        &self,
+        username: &str,
+        now_ms: i64,
+        backoff: LoginBackoff,
+    ) -> Result<LoginGate, StoreError> {
+        // One connection behind a lock: the check and the count are one step.
+        let db = self.db();
+        let (attempts, last): (u32, i64) = db
             .query_row(
                 "SELECT failures, last_failure_at FROM login_failures WHERE username = ?1",
                 [username],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
-            .unwrap_or((0, 0)))
-    }
-
-    fn record_login_failure(&self, username: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.db().execute(
-            "INSERT INTO login_failures (username, failures, last_failure_at) VALUES (?1, 1, ?2)
-             ON CONFLICT (username) DO UPDATE SET failures = failures + 1, last_failure_at = ?2",
-            params![username, now_ms],
-        )?;
-        Ok(())
+            .unwrap_or((0, 0));
+        let gate = LoginGate::at(backoff, attempts, last, now_ms);
+        if gate == LoginGate::Go {
+            db.execute(
+                "INSERT INTO login_failures (username, failures, last_failure_at) VALUES (?1, 1, ?2)
+                 ON CONFLICT (username) DO UPDATE SET failures = failures + 1, last_failure_at = ?2",
+                params![username, now_ms],
+            )?;
+        }
+        Ok(gate)
     }
 
     fn clear_login_failures(&self, username: &str) -> Result<(), StoreError> {

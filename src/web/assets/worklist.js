@@ -38,8 +38,9 @@
   function alertCritical(data) {
     const box = document.createElement("div");
     box.className = "critical-alert";
-    const text = document.createElement("a");
-    text.href = "/studies/" + encodeURIComponent(data.uid);
+    // A link only to a study whose UID is a DICOM UID (the server refuses any other).
+    const text = document.createElement(/^[0-9.]{1,64}$/.test(data.uid) ? "a" : "span");
+    if (text.tagName === "A") text.href = "/studies/" + data.uid;
     text.textContent = "New critical result: " + (data.patient || "unnamed patient") +
       (data.impression ? " — " + data.impression : "");
     const close = document.createElement("button");
