@@ -140,7 +140,10 @@ async fn uids_that_are_not_dicom_uids_are_refused_at_every_way_in() {
             "<script>alert(1)</script>".into(),
         ),
         decoy("long", tags::STUDY_INSTANCE_UID, "1.".repeat(200) + "1"),
-        sop_instance_uid_in_data_set_only(&decoy("passwd", tags::PATIENT_ID, "P".into()), "../../etc/passwd"),
+        sop_instance_uid_in_data_set_only(
+            &decoy("passwd", tags::PATIENT_ID, "P".into()),
+            "../../etc/passwd",
+        ),
         decoy("zero", tags::STUDY_INSTANCE_UID, "1.2.03".into()),
     ];
     let mut all = vec![victim_bytes];
@@ -333,6 +336,27 @@ async fn a_stored_uid_from_before_the_check_is_reported_and_never_linked() {
     assert!(
         page.contains(&format!("href=\"/studies/{victim}\"")),
         "{page}"
+    );
+
+    // In Chromium: the decoy row opens nothing; the victim's row opens the victim's study.
+    let shots = root().join("target/web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut browser = Command::new(root().join(".radassist/test-venv/bin/python"))
+        .arg(root().join("tests/python/decoy_row.py"))
+        .arg(&server.web)
+        .arg(&shots)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the test venv (scripts/setup) has selenium");
+    let facts = serde_json::json!({"radiologist": PASSWORD, "victim": victim});
+    writeln!(browser.stdin.take().unwrap(), "{facts}").unwrap();
+    let out = browser.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.lines().any(|l| l == "ok"),
+        "the browser check failed ({:?}): {said}; see target/web-screenshots/decoy-failure.png",
+        out.status
     );
 }
 

@@ -286,7 +286,11 @@ pub async fn login(
             "this login form was sent from another site (its Origin is not one of web.origins): open radassist at its own address",
         ));
     }
-    let next = if form.next.is_empty() { "/" } else { &form.next };
+    let next = if form.next.is_empty() {
+        "/"
+    } else {
+        &form.next
+    };
     let Some(next) = local_path(next).map(str::to_string) else {
         app.state.metrics.web_login("refused");
         return Err(WebError::new(

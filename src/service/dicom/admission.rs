@@ -14,12 +14,18 @@
 //! negotiation run in the waiting stage, under the same deadline and bounds; an association
 //! that then finds every slot taken is aborted (A-ABORT) rather than served.
 
+use super::association;
+use super::{PeerAccess, REJECT_TIMEOUT};
+use crate::service::state::State;
+use dicom_ul::association::server::ServerAssociationOptions;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::sync::Semaphore;
 
 /// Connections still to send their A-ASSOCIATE-RQ, from every address together.
 pub const MAX_UNASSOCIATED: usize = 256;
@@ -129,7 +135,8 @@ pub enum FirstPdu {
     AssociateRequest,
     /// The connection closed before sending one.
     Closed,
-    /// Its first bytes are not the start of an A-ASSOCIATE-RQ of a sane length.
+    /// Its first bytes are not the start of an A-ASSOCIATE-RQ of a sane length (garbage, a
+    /// TLS hello on the plain port, a PDU longer than any request).
     NotARequest,
 }
 
@@ -158,6 +165,129 @@ pub async fn first_pdu(stream: &TcpStream) -> std::io::Result<FirstPdu> {
         }
         // Part of it is here; peeking again at once would spin.
         tokio::time::sleep(PARTIAL_WAIT).await;
+    }
+}
+
+/// What admitting one connection needs.
+pub struct Admit {
+    pub state: Arc<State>,
+    /// The association slots.
+    pub open: Arc<Semaphore>,
+    /// Connections being answered busy.
+    pub rejecting: Arc<Semaphore>,
+    /// For the A-ASSOCIATE-RQ (and, with TLS, the handshake before it).
+    pub deadline: Duration,
+}
+
+type Options = ServerAssociationOptions<
+    'static,
+    PeerAccess,
+    dicom_ul::association::server::DefaultNegotiation,
+>;
+
+impl Admit {
+    /// Serves the association once a slot is taken, and gives the slot back after.
+    async fn serve<S: association::Stream>(
+        &self,
+        association: dicom_ul::association::AsyncServerAssociation<S>,
+        remote: SocketAddr,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        self.state.metrics.dicom_open_associations.inc();
+        association::run(association, remote, &self.state).await;
+        self.state.metrics.dicom_open_associations.dec();
+        drop(slot);
+    }
+
+    /// A plain connection: its request waited for without a slot, then a slot (or busy).
+    pub(super) async fn plain(
+        self,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        mut place: Place,
+        options: Options,
+    ) {
+        // A request already there wins over being closed for a newer connection.
+        let first = tokio::select! {
+            biased;
+            first = tokio::time::timeout(self.deadline, first_pdu(&stream)) => first,
+            _ = place.closed() => {
+                self.state.metrics.dicom_association("silent");
+                tracing::info!("dicom: closed a connection from {remote} that sent nothing (a newer one from its address took its place)");
+                return;
+            }
+        };
+        drop(place);
+        match first {
+            Ok(Ok(FirstPdu::AssociateRequest)) => {}
+            Ok(Ok(FirstPdu::Closed)) | Ok(Err(_)) => return,
+            Ok(Ok(FirstPdu::NotARequest)) => {
+                // dicom-ul reads it and answers (or closes), as to any malformed request; no
+                // slot is taken, and nothing it could make of these bytes is served.
+                if association::negotiate(stream, remote, &options, &self.state, self.deadline)
+                    .await
+                    .is_some()
+                {
+                    tracing::warn!(
+                        "dicom: {remote}: an odd first PDU was accepted as a request: closed"
+                    );
+                }
+                return;
+            }
+            Err(_) => {
+                self.state.metrics.dicom_association("silent");
+                tracing::info!(
+                    "dicom: {remote} sent no A-ASSOCIATE-RQ within {:?}: closed",
+                    self.deadline
+                );
+                return;
+            }
+        }
+        let Ok(slot) = self.open.clone().try_acquire_owned() else {
+            self.state.metrics.dicom_association("busy");
+            let Ok(_rejecting) = self.rejecting.clone().try_acquire_owned() else {
+                return; // the stream is dropped: closed
+            };
+            let _ = tokio::time::timeout(REJECT_TIMEOUT, association::reject_busy(stream)).await;
+            return;
+        };
+        if let Some(association) =
+            association::negotiate(stream, remote, &options, &self.state, self.deadline).await
+        {
+            self.serve(association, remote, slot).await;
+        }
+    }
+
+    /// A DICOM TLS connection: handshake and negotiation without a slot, then a slot (or an
+    /// A-ABORT: the request could not be seen before it was accepted).
+    pub(super) async fn tls(
+        self,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        mut place: Place,
+        options: Options,
+    ) {
+        let negotiated = tokio::select! {
+            biased;
+            negotiated = association::negotiate_tls(stream, remote, &options, &self.state, self.deadline) => negotiated,
+            _ = place.closed() => {
+                self.state.metrics.dicom_association("silent");
+                return;
+            }
+        };
+        drop(place);
+        let Some(association) = negotiated else {
+            return;
+        };
+        let Ok(slot) = self.open.clone().try_acquire_owned() else {
+            self.state.metrics.dicom_association("busy");
+            tracing::info!(
+                "dicom: every association slot is taken: aborted the association with {remote}"
+            );
+            let _ = association.abort().await;
+            return;
+        };
+        self.serve(association, remote, slot).await;
     }
 }
 

@@ -9,8 +9,9 @@
 //! A-ASSOCIATE-AC. Each association runs in its own task ([`association`]); at most
 //! `max_associations` are open, beyond that an association is rejected as transient (local
 //! limit exceeded). A connection takes a slot only once its A-ASSOCIATE-RQ has arrived, within
-//! `associate_timeout_seconds`; silent connections are bounded per address ([`admission`]). A C-STORE goes through the same durable path as gRPC ingest
-//! ([`super::ingest`]) before it is answered. When a peer is asked for priors
+//! `associate_timeout_seconds`; silent connections are bounded per address ([`admission`]).
+//! A C-STORE goes through the same durable path as gRPC ingest ([`super::ingest`]) before it
+//! is answered. When a peer is asked for priors
 //! ([`priors`], over [`query`]), the text SR classes are negotiated too, for the priors'
 //! reports that its C-MOVE sends. With `tls = true` the listener speaks DICOM TLS
 //! (TLS 1.2 or 1.3) with the service's certificate, and nothing else; a peer with `tls = true`
@@ -283,7 +284,7 @@ impl Listener {
                 peers: self.peers.clone(),
                 remote: remote.ip(),
             });
-            let admit = Admit {
+            let admit = admission::Admit {
                 state: self.state.clone(),
                 open: open.clone(),
                 rejecting: rejecting.clone(),
@@ -295,122 +296,5 @@ impl Listener {
                 tokio::spawn(admit.plain(stream, remote, place, options));
             }
         }
-    }
-}
-
-/// What admitting one connection needs (see [`admission`]).
-struct Admit {
-    state: Arc<State>,
-    /// The association slots.
-    open: Arc<Semaphore>,
-    /// Connections being answered busy.
-    rejecting: Arc<Semaphore>,
-    /// For the A-ASSOCIATE-RQ (and, with TLS, the handshake before it).
-    deadline: Duration,
-}
-
-type Options = ServerAssociationOptions<
-    'static,
-    PeerAccess,
-    dicom_ul::association::server::DefaultNegotiation,
->;
-
-impl Admit {
-    /// Serves the association once a slot is taken, and gives the slot back after.
-    async fn serve<S: association::Stream>(
-        &self,
-        association: dicom_ul::association::AsyncServerAssociation<S>,
-        remote: SocketAddr,
-        slot: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        self.state.metrics.dicom_open_associations.inc();
-        association::run(association, remote, &self.state).await;
-        self.state.metrics.dicom_open_associations.dec();
-        drop(slot);
-    }
-
-    /// A plain connection: its request waited for without a slot, then a slot (or busy).
-    async fn plain(
-        self,
-        stream: tokio::net::TcpStream,
-        remote: SocketAddr,
-        mut place: admission::Place,
-        options: Options,
-    ) {
-        // A request already there wins over being closed for a newer connection.
-        let first = tokio::select! {
-            biased;
-            first = tokio::time::timeout(self.deadline, admission::first_pdu(&stream)) => first,
-            _ = place.closed() => {
-                self.state.metrics.dicom_association("silent");
-                tracing::info!("dicom: closed a connection from {remote} that sent nothing (a newer one from its address took its place)");
-                return;
-            }
-        };
-        drop(place);
-        match first {
-            Ok(Ok(admission::FirstPdu::AssociateRequest)) => {}
-            Ok(Ok(admission::FirstPdu::Closed)) | Ok(Err(_)) => return,
-            Ok(Ok(admission::FirstPdu::NotARequest)) => {
-                self.state.metrics.dicom_association("failed");
-                tracing::info!(
-                    "dicom: {remote} sent something other than an A-ASSOCIATE-RQ: closed"
-                );
-                return;
-            }
-            Err(_) => {
-                self.state.metrics.dicom_association("silent");
-                tracing::info!(
-                    "dicom: {remote} sent no A-ASSOCIATE-RQ within {:?}: closed",
-                    self.deadline
-                );
-                return;
-            }
-        }
-        let Ok(slot) = self.open.clone().try_acquire_owned() else {
-            self.state.metrics.dicom_association("busy");
-            let Ok(_rejecting) = self.rejecting.clone().try_acquire_owned() else {
-                return; // the stream is dropped: closed
-            };
-            let _ = tokio::time::timeout(REJECT_TIMEOUT, association::reject_busy(stream)).await;
-            return;
-        };
-        if let Some(association) =
-            association::negotiate(stream, remote, &options, &self.state, self.deadline).await
-        {
-            self.serve(association, remote, slot).await;
-        }
-    }
-
-    /// A DICOM TLS connection: handshake and negotiation without a slot, then a slot (or an
-    /// A-ABORT: the request could not be seen before it was accepted).
-    async fn tls(
-        self,
-        stream: tokio::net::TcpStream,
-        remote: SocketAddr,
-        mut place: admission::Place,
-        options: Options,
-    ) {
-        let negotiated = tokio::select! {
-            biased;
-            negotiated = association::negotiate_tls(stream, remote, &options, &self.state, self.deadline) => negotiated,
-            _ = place.closed() => {
-                self.state.metrics.dicom_association("silent");
-                return;
-            }
-        };
-        drop(place);
-        let Some(association) = negotiated else {
-            return;
-        };
-        let Ok(slot) = self.open.clone().try_acquire_owned() else {
-            self.state.metrics.dicom_association("busy");
-            tracing::info!(
-                "dicom: every association slot is taken: aborted the association with {remote}"
-            );
-            let _ = association.abort().await;
-            return;
-        };
-        self.serve(association, remote, slot).await;
     }
 }
