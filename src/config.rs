@@ -266,7 +266,7 @@ pub struct WebConfig {
     pub session_idle_minutes: u64,
     /// ... and at the latest this long after its login.
     pub session_hours: u64,
-    /// Where people open the reading room, as origins ("https://radassist.example.org"):
+    /// Where people open the reading room, as origins (`https://radassist.example.org`):
     /// the login accepts a form only from these and from the listener's own address.
     pub origins: Vec<String>,
     /// A request's headers, and then its body, must arrive within this.

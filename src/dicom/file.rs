@@ -47,7 +47,7 @@ pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, DecodeErr
 
 /// Parses a DICOM instance: Part 10 with or without preamble, or a bare data set.
 ///
-/// The encoded structure is checked first (see [`structure`]), so that no length in a header
+/// The encoded structure is checked first (see the `structure` module), so that no length in a header
 /// can make the parser allocate more than the data holds.
 pub fn parse_dicom(bytes: &[u8]) -> Result<DicomInstance, DecodeError> {
     if bytes.is_empty() {

@@ -11,7 +11,7 @@
 //! expressions instead of a dependency parser: uncertainty that precedes negation ("cannot
 //! exclude X", "X cannot be excluded", double negation), negation ("no X", "without X",
 //! "X is normal"), uncertainty after negation ("may represent X", "possible X"). The patterns
-//! are radtext's (`radtext/patterns/`, MIT) plus the scope rules in [`scope`] ("no edema or
+//! are radtext's (`radtext/patterns/`, MIT) plus the scope rules in `scope` ("no edema or
 //! pneumonia" negates both). Mentions are aggregated per observation as the CheXpert labeler
 //! does: negative with uncertain gives uncertain, otherwise any positive gives positive, "chf" or "heart failure" also makes
 //! Cardiomegaly uncertain, and No Finding is positive only when no observation other than

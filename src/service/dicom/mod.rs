@@ -6,10 +6,10 @@
 //! negotiates Verification and the storage SOP classes of chest radiographs (CR, DX for
 //! presentation and for processing, Secondary Capture) in every transfer syntax radassist
 //! decodes, taken as sent (no transcoding); other presentation contexts are refused in the
-//! A-ASSOCIATE-AC. Each association runs in its own task ([`association`]); at most
+//! A-ASSOCIATE-AC. Each association runs in its own task (`association`); at most
 //! `max_associations` are open, beyond that an association is rejected as transient (local
 //! limit exceeded). A connection takes a slot only once its A-ASSOCIATE-RQ has arrived, within
-//! `associate_timeout_seconds`; silent connections are bounded per address ([`admission`]).
+//! `associate_timeout_seconds`; silent connections are bounded per address (`admission`).
 //! A C-STORE goes through the same durable path as gRPC ingest ([`super::ingest`]) before it
 //! is answered. When a peer is asked for priors
 //! ([`priors`], over [`query`]), the text SR classes are negotiated too, for the priors'
