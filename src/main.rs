@@ -380,7 +380,7 @@ fn main() -> ExitCode {
             .build()
             .map_err(|e| format!("the async runtime: {e}"))
             .and_then(|runtime| runtime.block_on(radassist::service::serve(config.clone(), role))),
-        Command::Migrate => radassist::service::store::pg::migrate_configured(&config.store)
+        Command::Migrate => radassist::store::pg::migrate_configured(&config.store)
             .map(|version| println!("the PostgreSQL catalogue's schema is at version {version}")),
         Command::Audit {
             since,

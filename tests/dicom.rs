@@ -357,7 +357,7 @@ mod raw {
     }
 
     pub fn store_command(sop_instance_uid: &str) -> Vec<u8> {
-        radassist::service::dicom::dimse::store_request(1, CR_STORAGE, sop_instance_uid)
+        radassist::dimse::message::store_request(1, CR_STORAGE, sop_instance_uid)
     }
 
     pub fn value(id: u8, value_type: PDataValueType, is_last: bool, data: Vec<u8>) -> Pdu {

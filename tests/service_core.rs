@@ -488,13 +488,13 @@ async fn critical_first_across_pages_and_watched_critical_items() {
 /// running, a blob being written stays, and the audit rows are printed.
 #[test]
 fn audit_beside_a_live_store_changes_nothing() {
-    use radassist::service::lifecycle::JobState;
-    use radassist::service::store::{IncomingInstance, SqliteStore, Store};
+    use radassist::store::lifecycle::JobState;
+    use radassist::store::{IncomingInstance, SqliteStore, Store};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let live = SqliteStore::open(&data).unwrap();
     let bytes = b"not parsed by the store";
-    let sha = radassist::service::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    let sha = radassist::store::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
     live.put_instance(&IncomingInstance {
         bytes,
         sha256: &sha,
@@ -509,7 +509,7 @@ fn audit_beside_a_live_store_changes_nothing() {
     .unwrap();
     live.complete_study("1.2.3").unwrap();
     assert!(live.take_job().unwrap().is_some());
-    live.audit(&radassist::service::store::AuditRow {
+    live.audit(&radassist::store::AuditRow {
         at_ms: 1,
         who: "dr-jane".into(),
         role: "radiologist".into(),

@@ -10,8 +10,8 @@ mod common;
 
 use common::backends;
 use radassist::config::{BlobBackend, BlobsConfig, StoreBackend, StoreConfig};
-use radassist::service::lifecycle::{JobState, StudyState, WorkItemStatus};
-use radassist::service::store::*;
+use radassist::store::lifecycle::{JobState, StudyState, WorkItemStatus};
+use radassist::store::*;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -268,7 +268,7 @@ fn a_job_finishes_or_fails_only_while_running() {
 fn a_result_is_queued_with_its_draft_and_sent_once() {
     for kind in KINDS {
         let dir = tempfile::tempdir().unwrap();
-        use radassist::service::lifecycle::{OutboxState, ResultKind};
+        use radassist::store::lifecycle::{OutboxState, ResultKind};
         let store = store_with_item(kind, dir.path(), "1.2.5");
         let result = |peer: &str| OutgoingResult {
             study_instance_uid: "1.2.5".into(),
@@ -313,7 +313,7 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
 fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them() {
     for kind in KINDS {
         let dir = tempfile::tempdir().unwrap();
-        use radassist::service::lifecycle::ResultKind;
+        use radassist::store::lifecycle::ResultKind;
         let uid = "1.2.8";
         let store = store_with_item(kind, dir.path(), uid);
         store.claim(uid, "dr-a").unwrap();
@@ -388,7 +388,7 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
 fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
     for kind in KINDS {
         let dir = tempfile::tempdir().unwrap();
-        use radassist::service::lifecycle::ResultKind;
+        use radassist::store::lifecycle::ResultKind;
         let store = store_with_item(kind, dir.path(), "1.2.7");
         assert!(
             matches!(
@@ -663,9 +663,7 @@ fn a_database_an_earlier_version_made_is_migrated_with_its_reads_kept() {
     let url = backends::database_for(dir.path());
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
-        .batch_execute(include_str!(
-            "../src/service/store/migrations/0001_catalogue.sql"
-        ))
+        .batch_execute(include_str!("../src/store/migrations/0001_catalogue.sql"))
         .unwrap();
     client
         .batch_execute(

@@ -6,7 +6,7 @@
 use radassist::config::Config;
 
 use radassist::dicom::uid::check_uid;
-use radassist::service::store::Store;
+use radassist::store::Store;
 use std::sync::Arc;
 
 /// The store, read only: SQLite without crash recovery and without writes, so it is safe beside
@@ -14,13 +14,12 @@ use std::sync::Arc;
 fn open_read_only(config: &Config) -> Result<Arc<dyn Store>, String> {
     Ok(match config.store.backend {
         radassist::config::StoreBackend::Sqlite => Arc::new(
-            radassist::service::store::SqliteStore::open_read_only(&config.service.data_dir)
+            radassist::store::SqliteStore::open_read_only(&config.service.data_dir)
                 .map_err(|e| format!("{}: {e}", config.service.data_dir.display()))?,
         ),
-        radassist::config::StoreBackend::Postgres => radassist::service::store::open_store(
-            config,
-            radassist::service::store::Recovery::BesideServer,
-        )?,
+        radassist::config::StoreBackend::Postgres => {
+            radassist::store::open_store(config, radassist::store::Recovery::BesideServer)?
+        }
     })
 }
 

@@ -5,8 +5,8 @@
 
 use radassist::config::Config;
 use radassist::roles::Role;
-use radassist::service::store::reading_room::UserRow;
-use radassist::service::store::{now_ms, open_store, Recovery, Store};
+use radassist::store::reading_room::UserRow;
+use radassist::store::{now_ms, open_store, Recovery, Store};
 use radassist::web::passwords;
 use std::sync::Arc;
 

@@ -1,13 +1,13 @@
 //! Between the domain and the wire: the one place where stored rows, drafts, analyses and QA
 //! comparisons become protobuf messages (and resource names become UIDs).
 
-use super::lifecycle::{StudyState, WorkItemStatus};
 use super::proto::{self, study, work_item, FinalRead, WorkItem};
-use super::store::{StoreError, StudyRow, WorkItemRow};
 use crate::analysis::StudyAnalysis;
 use crate::dicom::uid::check_uid;
 use crate::draft::{Draft, Evidence};
 use crate::excerpt::excerpt;
+use crate::store::lifecycle::{StudyState, WorkItemStatus};
+use crate::store::{StoreError, StudyRow, WorkItemRow};
 use prost::Message;
 use tonic::Status;
 

@@ -1,5 +1,5 @@
 //! The studies radassist is retrieving from a PACS as priors right now, shared by the job that
-//! asks for them (C-MOVE, [`super::dicom::priors`]) and the listener that receives them (the
+//! asks for them (C-MOVE, [`crate::dimse::priors`]) and the listener that receives them (the
 //! C-MOVE's C-STORE sub-operations, on associations of their own). They are kept in the store,
 //! because with several processes the job runs in a worker and the instances arrive at
 //! whichever front end the PACS reaches.
@@ -10,7 +10,7 @@
 //! is dropped), whatever its outcome, and at the latest at its deadline (so that a process
 //! that died mid-retrieval leaves nothing expected for ever).
 
-use super::store::{now_ms, Store};
+use crate::store::{now_ms, Store};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,8 +76,7 @@ mod tests {
     #[test]
     fn an_expectation_lasts_as_long_as_its_last_guard() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(crate::service::store::SqliteStore::open(dir.path()).unwrap());
+        let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::open(dir.path()).unwrap());
         let priors = ExpectedPriors::new(store, Duration::from_secs(30));
         assert!(!priors.expects("1.2.3"));
         let first = priors.expect("1.2.3");

@@ -9,15 +9,15 @@
 //! [`super::expected_priors`]), its images are kept as that prior's and a text SR of it is
 //! taken as the prior's report.
 
-use super::durable_file::AlignedBuffer;
 use super::expected_priors::ExpectedPriors;
 use super::metrics::Metrics;
 use super::proto::{instance_result::Outcome, InstanceResult};
-use super::store::{hex, IncomingInstance, PriorReport, Store, StoreOutcome};
 use crate::dicom::uid::check_uid;
 use crate::dicom::{parse_dicom, DicomInstance, ImageHeader};
 use crate::draft::sr_text::{content_date_time, report_text, TEXT_SR_SOP_CLASSES};
 use crate::excerpt::excerpt;
+use crate::store::durable_file::AlignedBuffer;
+use crate::store::{hex, IncomingInstance, PriorReport, Store, StoreOutcome};
 use sha2::{Digest, Sha256};
 
 /// An instance the store answered for: stored now, already held with the same bytes, or a

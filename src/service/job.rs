@@ -4,24 +4,24 @@
 //! patient's most recent earlier study in the store (same Patient ID, chest, frontal; its
 //! signed read, or the SR retrieved with it, as the prior report when there is one). When the
 //! store holds none and peers are asked for priors, the PACS is searched within its deadline
-//! ([`super::dicom::priors`]); if no peer could answer, the draft says so. The [`Analyzer`] runs the findings,
+//! ([`crate::dimse::priors`]); if no peer could answer, the draft says so. The [`Analyzer`] runs the findings,
 //! landmarks and prior comparison; the draft is written by the report pack when one is
 //! configured (given the current image, the prior image and report, and the indication from
 //! the header), else by the structured renderer; the structured results stay as the evidence
 //! of every sentence either way.
 
 use super::convert::work_item_template;
-use super::dicom::priors::RemotePrior;
 use super::proto;
 use super::results::{draft_results, ReportSource};
 use super::state::State;
-use super::store::{decode, decode_header, now_ms, AuditRow, NewWorkItem, Store};
 use crate::analysis::{Analyzer, PriorInput};
 use crate::dicom::{ImageHeader, ProjectionView};
+use crate::dimse::priors::RemotePrior;
 use crate::draft::writer::{ReportWriter, WriterRequest};
 use crate::draft::{Draft, ImageReference};
 use crate::imaging::Radiograph;
 use crate::placement::Verdict;
+use crate::store::{decode, decode_header, now_ms, AuditRow, NewWorkItem, Store};
 use prost::Message;
 use std::sync::Arc;
 

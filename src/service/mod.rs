@@ -5,14 +5,16 @@
 //!   roles, and puts the [`auth::Caller`] in the request; [`rpc_limits`] caps what a call
 //!   may send (4 MiB, but for the instance upload);
 //! - [`ingest_service`] and [`ingest`]: instances received, validated, stored durably
-//!   ([`store`]: the catalogue in SQLite, the blobs in a [`store::BlobStore`]) and acknowledged;
-//! - [`dicom`]: the DICOM listener (C-ECHO, C-STORE) takes instances into the same path;
+//!   ([`crate::store`]: the catalogue in SQLite, the blobs in a [`store::BlobStore`]) and
+//!   acknowledged;
+//! - [`crate::dimse`]: the DICOM node (listener, sender, queries) takes instances into the
+//!   same path;
 //! - the stable-study timer here completes studies that went quiet;
 //! - [`worker`] and [`job`]: a pool of analysis workers sharing batched models turns each
 //!   queued study into its work item (analysis, prior comparison, draft);
 //! - [`worklist_service`], [`quality_service`], [`model_service`]: the worklist, QA, and the
 //!   admin's view of models and jobs; [`signing`]: signing and amending a read;
-//! - [`lifecycle`]: every state and change; [`convert`]: domain <-> proto; [`state`]: what the
+//! - [`lifecycle`] (in the store): every state and change; [`convert`]: domain <-> proto; [`state`]: what the
 //!   parts share; [`metrics`]: Prometheus text at `/metrics`; [`watch`]: server streams.
 //!
 //! Health (`grpc.health.v1`) and reflection are served too, so grpcurl and grpcui work. On
@@ -21,17 +23,13 @@
 
 pub mod auth;
 pub mod convert;
-pub mod dicom;
-mod durable_file;
 pub mod expected_priors;
 pub mod ingest;
 pub mod ingest_limits;
 pub mod ingest_service;
 pub mod job;
-pub mod lifecycle;
 pub mod metrics;
 pub mod model_service;
-pub mod pem;
 pub mod process_role;
 pub mod quality_service;
 pub mod relay;
@@ -39,7 +37,6 @@ pub mod results;
 pub mod rpc_limits;
 pub mod signing;
 pub mod state;
-pub mod store;
 pub mod watch;
 pub mod worker;
 pub mod worklist_service;
@@ -52,6 +49,7 @@ pub mod proto {
 }
 
 use crate::config::{Config, StoreBackend};
+use crate::store::{self, lifecycle};
 use ingest_service::IngestApi;
 use metrics::Metrics;
 use model_service::ModelApi;
@@ -306,7 +304,7 @@ pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
     };
     let metrics = Arc::new(Metrics::new());
     // Every TLS peer's certificates are read now: a wrong path stops the start, not a send.
-    let client_tls = dicom::tls::client_configs(&config.dicom, &sc)?;
+    let client_tls = crate::dimse::tls::client_configs(&config.dicom, &sc)?;
     let state = Arc::new(State::new(
         store,
         sc.clone(),
@@ -362,7 +360,7 @@ pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
     tokio::spawn(stable_study_timer(state.clone()));
     start_metrics(&state).await?;
 
-    if let Some(dicom) = dicom::Listener::bind(&config.dicom, &sc, state.clone()).await? {
+    if let Some(dicom) = crate::dimse::Listener::bind(&config.dicom, &sc, state.clone()).await? {
         say!(
             "radassist: DICOM listener on {} (AE title {}{})",
             dicom.local_addr()?,
@@ -384,7 +382,7 @@ pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
         }
         tokio::spawn(web);
     }
-    tokio::spawn(dicom::sender::supervise(
+    tokio::spawn(crate::dimse::sender::supervise(
         state.clone(),
         config.dicom.peers.clone(),
         client_tls,

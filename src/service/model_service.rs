@@ -3,10 +3,10 @@
 //! and last errors, and the results outbox (SRs for DICOM peers).
 
 use super::convert::timestamp;
-use super::lifecycle::{JobState, OutboxState};
 use super::proto::model_service_server::ModelService;
 use super::proto::{self, *};
 use super::state::State;
+use crate::store::lifecycle::{JobState, OutboxState};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 

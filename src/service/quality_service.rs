@@ -10,8 +10,8 @@ use super::convert::{agreement_message, comparison_message, millis, study_pair, 
 use super::proto::quality_service_server::QualityService;
 use super::proto::*;
 use super::state::State;
-use super::store::WorkItemRow;
 use crate::qa::{compare_study, AgreementBuilder, UncertainPolicy};
+use crate::store::WorkItemRow;
 use prost::Message;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};

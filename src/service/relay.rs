@@ -78,7 +78,7 @@ fn backoff(failures: u32) -> Duration {
 #[derive(Clone)]
 struct Database {
     config: postgres::Config,
-    connector: crate::service::store::pg::Connector,
+    connector: crate::store::pg::Connector,
 }
 
 fn connect(db: &Database) -> Result<postgres::Client, postgres::Error> {
@@ -88,8 +88,8 @@ fn connect(db: &Database) -> Result<postgres::Client, postgres::Error> {
 /// Starts the two threads. The relay lives as long as `state` does.
 pub fn start(config: &StoreConfig, state: &Arc<State>) -> Result<Relay, String> {
     let pg = Database {
-        config: crate::service::store::pg::connection_config(config)?,
-        connector: crate::service::store::pg::connector(config)?,
+        config: crate::store::pg::connection_config(config)?,
+        connector: crate::store::pg::connector(config)?,
     };
     let origin = uuid::Uuid::new_v4().as_simple().to_string();
     let (outgoing, queue) = mpsc::channel::<Notice>();

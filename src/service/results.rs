@@ -2,15 +2,15 @@
 //! read (final, verified) and of each amendment (verified, naming the SR it replaces in its
 //! Predecessor Documents Sequence), in the original study, queued for every DICOM peer with
 //! `send_results` in the same transaction that commits the draft or the signature (so a crash
-//! cannot lose one), and sent by [`super::dicom::sender`].
+//! cannot lose one), and sent by [`crate::dimse::sender`].
 //!
 //! A work item keeps what its SRs are built from ([`ReportSource`]: the draft, the source
 //! image's blob and the priors it was compared with), so the final SR is built at signing from
 //! the same draft the radiologist read.
 
-use super::lifecycle::ResultKind;
-use super::store::{hex, OutgoingResult, Store};
 use crate::draft::{sr, Draft, FinalRead, ImageReference};
+use crate::store::lifecycle::ResultKind;
+use crate::store::{hex, OutgoingResult, Store};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;

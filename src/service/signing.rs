@@ -1,8 +1,8 @@
 //! Signing a read, and amending one: the one path of the gRPC API and the web app.
 //!
-//! A first signature needs the claim ([`super::store::Store::sign`]); an amendment needs a
+//! A first signature needs the claim ([`crate::store::Store::sign`]); an amendment needs a
 //! signed item and the signing time of the read it was written against, so that of two
-//! amendments written at once only one wins ([`super::store::Store::amend`]). Either way the
+//! amendments written at once only one wins ([`crate::store::Store::amend`]). Either way the
 //! QA comparison of draft and read is computed once, here (labelling is CPU work: off the async
 //! threads), the SR is built and queued for every peer that takes results in the same
 //! transaction as the read (an amendment's SR names the SR it replaces), and watchers are told.
@@ -11,7 +11,7 @@ use super::convert::{millis, study_pair, timestamp};
 use super::proto::{DeviceAgreement, FinalRead, FindingAgreement};
 use super::results::{final_results, predecessor, ReportSource};
 use super::state::State;
-use super::store::WorkItemRow;
+use crate::store::WorkItemRow;
 use prost::Message;
 use std::sync::Arc;
 use tonic::Status;
@@ -72,7 +72,7 @@ fn sign_now(
     let current = store.work_item(uid).map_err(super::convert::store_status)?;
     // An amendment counts on from the read it replaces, and is signed after it even should
     // the clock have stepped back.
-    let now = super::store::now_ms();
+    let now = crate::store::now_ms();
     let (amendment, reason, signed_at) = match &signing {
         Signing::First => (0, String::new(), now),
         Signing::Amendment { reason, replaces } => {

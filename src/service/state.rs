@@ -6,14 +6,14 @@
 
 use super::auth::Caller;
 use super::convert::store_status;
-use super::dicom::priors::PriorRetrieval;
-use super::dicom::tls::ClientTls;
 use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
 use super::relay::{Notice, Relay};
-use super::store::{AuditRow, Store, StoreError};
 use crate::config::{DicomConfig, ServiceConfig};
+use crate::dimse::priors::PriorRetrieval;
+use crate::dimse::tls::ClientTls;
 use crate::labeler::Labeler;
+use crate::store::{AuditRow, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -133,7 +133,7 @@ impl State {
     /// Records that `caller` did `action` on `resource`.
     pub async fn audit(&self, caller: &Caller, action: &str, resource: &str) -> Result<(), Status> {
         let row = AuditRow {
-            at_ms: super::store::now_ms(),
+            at_ms: crate::store::now_ms(),
             who: caller.name.clone(),
             role: caller.role.as_str().into(),
             action: action.into(),

@@ -12,13 +12,13 @@
 //! queues it again.
 
 use super::job::{analyze_study, JobModels};
-use super::lifecycle::JobState;
 use super::state::{ModelStatus, State};
-use super::store::{NewWorkItem, TakenJob};
 use crate::analysis::{Analyzer, BatchObserver, ModelUsed};
 use crate::config::Config;
 use crate::draft::writer::ReportWriter;
 use crate::inference::session::ProviderUsed;
+use crate::store::lifecycle::JobState;
+use crate::store::{NewWorkItem, TakenJob};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

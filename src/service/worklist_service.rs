@@ -2,7 +2,7 @@
 //! claim and release, sign and amend a final read ([`super::signing`]), watch for new
 //! critical items, and render a study's image with its tube and line overlay.
 //!
-//! Claim, release and sign are the store's conditional updates (see [`super::lifecycle`]): of
+//! Claim, release and sign are the store's conditional updates (see [`crate::store::lifecycle`]): of
 //! two radiologists claiming the same item at once, one holds it and the other is told who
 //! does. Signing computes the QA comparison of draft and final read once, here, so QA queries
 //! read it instead of labelling every report again. Every call that returns patient data is
@@ -10,12 +10,12 @@
 
 use super::auth::caller;
 use super::convert::{uid_of, work_item_message};
-use super::lifecycle::WorkItemStatus;
 use super::proto::worklist_service_server::WorklistService;
 use super::proto::*;
 use super::signing::{sign, sign_time_ms, Read, Signing};
 use super::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
+use crate::store::lifecycle::WorkItemStatus;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
@@ -57,7 +57,7 @@ impl WorklistService for WorklistApi {
             work_item::Status::Signed => &[WorkItemStatus::Signed],
             work_item::Status::Unspecified => &[WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
         };
-        let filter = super::store::WorkItemFilter {
+        let filter = crate::store::WorkItemFilter {
             statuses: statuses.to_vec(),
             critical_only: r.critical_only,
             signed_with_new_images: r.status == work_item::Status::Unspecified as i32,
@@ -251,7 +251,7 @@ impl WorklistService for WorklistApi {
             .ok_or_else(|| Status::not_found(format!("no instance of study {uid}")))?;
         let store = state.store.clone();
         let png = tokio::task::spawn_blocking(move || {
-            let radiograph = super::store::decode(store.blobs(), &sha)?;
+            let radiograph = crate::store::decode(store.blobs(), &sha)?;
             render_png(&radiograph, size, analysis.as_ref())
         })
         .await
@@ -266,10 +266,10 @@ impl WorklistService for WorklistApi {
 
 /// A claim change: the store's conditional update for (work item, caller).
 type ClaimChange = fn(
-    &dyn super::store::Store,
+    &dyn crate::store::Store,
     &str,
     &str,
-) -> Result<super::store::WorkItemRow, super::store::StoreError>;
+) -> Result<crate::store::WorkItemRow, crate::store::StoreError>;
 
 impl WorklistApi {
     /// Claims or releases `name` for `caller` (`change`), audited as `action`.
@@ -291,7 +291,7 @@ impl WorklistApi {
         Ok(Response::new(work_item_message(&row)?))
     }
 
-    async fn work_item(&self, uid: &str) -> Result<super::store::WorkItemRow, Status> {
+    async fn work_item(&self, uid: &str) -> Result<crate::store::WorkItemRow, Status> {
         let uid = uid.to_string();
         self.0.store_call(move |s| s.work_item(&uid)).await
     }

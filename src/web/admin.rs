@@ -7,7 +7,7 @@ use super::paths::StudyUid;
 use super::session::Viewer;
 use super::{App, WebError};
 use crate::dicom::uid::is_uid;
-use crate::service::lifecycle::JobState;
+use crate::store::lifecycle::JobState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -79,7 +79,7 @@ async fn blob_of(app: &App, source: &ReportSource, which: Which) -> Result<Strin
 
 async fn decode(app: &App, sha: String) -> Result<Radiograph, WebError> {
     let store = app.state.store.clone();
-    tokio::task::spawn_blocking(move || crate::service::store::decode(store.blobs(), &sha))
+    tokio::task::spawn_blocking(move || crate::store::decode(store.blobs(), &sha))
         .await
         .map_err(|e| WebError::internal(e.to_string()))?
         .map_err(|e| {

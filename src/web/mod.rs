@@ -29,7 +29,7 @@ pub mod worklist;
 
 use crate::config::Config;
 use crate::service::state::State;
-use crate::service::store::reading_room::SessionLimits;
+use crate::store::reading_room::SessionLimits;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -51,10 +51,7 @@ pub type App = Arc<WebApp>;
 
 impl WebApp {
     /// The work item of study `uid` (NotFound says so).
-    pub async fn work_item(
-        &self,
-        uid: &str,
-    ) -> Result<crate::service::store::WorkItemRow, WebError> {
+    pub async fn work_item(&self, uid: &str) -> Result<crate::store::WorkItemRow, WebError> {
         let uid = uid.to_string();
         Ok(self.state.store_call(move |s| s.work_item(&uid)).await?)
     }
@@ -268,7 +265,7 @@ pub async fn bind(
     let metrics = app.state.metrics.clone();
     let url = format!("{}://{local}", if tls { "https" } else { "http" });
     let tls_config = if tls {
-        Some(crate::service::dicom::tls::server_config(sc)?)
+        Some(crate::dimse::tls::server_config(sc)?)
     } else {
         None
     };

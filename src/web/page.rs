@@ -107,8 +107,8 @@ pub fn person_name(pn: &str) -> String {
 }
 
 /// A work item's status in the reading room's words.
-pub fn status_word(status: crate::service::lifecycle::WorkItemStatus) -> &'static str {
-    use crate::service::lifecycle::WorkItemStatus::*;
+pub fn status_word(status: crate::store::lifecycle::WorkItemStatus) -> &'static str {
+    use crate::store::lifecycle::WorkItemStatus::*;
     match status {
         Unclaimed => "unclaimed",
         Claimed => "claimed",

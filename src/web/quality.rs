@@ -16,7 +16,7 @@ use crate::labeler::Observation;
 use crate::qa::{wilson, AgreementBuilder, Estimate, StudyComparison, UncertainPolicy};
 use crate::roles::Role;
 use crate::service::convert::work_item_message;
-use crate::service::store::WorkItemRow;
+use crate::store::WorkItemRow;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};

@@ -16,8 +16,8 @@ use super::serving::MAX_BODY;
 use super::{page, App, WebError};
 use crate::roles::Role;
 use crate::service::auth::Caller;
-use crate::service::store::reading_room::{LoginBackoff, LoginGate, SessionRow};
-use crate::service::store::{hex, now_ms};
+use crate::store::reading_room::{LoginBackoff, LoginGate, SessionRow};
+use crate::store::{hex, now_ms};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, Method, Request, StatusCode};
@@ -304,7 +304,7 @@ pub async fn login(
         return Err(WebError::new(StatusCode::BAD_REQUEST, why));
     }
     let peer = from.to_string();
-    let audit = |who: &str, role: &str, action: &str| crate::service::store::AuditRow {
+    let audit = |who: &str, role: &str, action: &str| crate::store::AuditRow {
         at_ms: now_ms(),
         who: who.into(),
         role: role.into(),

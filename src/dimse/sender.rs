@@ -10,11 +10,11 @@
 //! The loop is supervised: a panic is logged, counted in `radassist_results_sender_restarts`
 //! and the loop starts again.
 
-use super::super::state::State;
-use super::super::store::{now_ms, OutboxRow};
-use super::dimse;
+use super::message as dimse;
 use super::tls::ClientTls;
 use crate::config::DicomPeer;
+use crate::service::state::State;
+use crate::store::{now_ms, OutboxRow};
 use dicom_object::meta::FileMetaTable;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};

@@ -6,11 +6,13 @@
 //! default); [`PgStore`] keeps the catalogue in PostgreSQL for several processes, with the blobs
 //! in a shared folder or an S3-compatible object store ([`S3BlobStore`]). Blobs are written durably before their catalogue row commits, and only then is the
 //! sender told STORED. Every state change is a conditional update (see
-//! [`super::lifecycle`]): of two callers racing for it, one wins and the other gets
+//! [`lifecycle`]): of two callers racing for it, one wins and the other gets
 //! [`StoreError::Precondition`] with the reason. Every call blocks: the async service calls it
 //! from `spawn_blocking`, the worker from its own threads.
 
 mod blobs;
+pub(crate) mod durable_file;
+pub mod lifecycle;
 mod open;
 mod outcomes;
 pub mod pg;
@@ -30,7 +32,7 @@ pub use reading_room::ReadingRoomStore;
 pub use s3_blobs::S3BlobStore;
 pub use sqlite::SqliteStore;
 
-use super::lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
+use lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]

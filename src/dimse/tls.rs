@@ -9,7 +9,7 @@
 //! nodes usually do. Everything is read and checked when the service starts.
 
 use crate::config::{DicomConfig, DicomPeer, ServiceConfig};
-use crate::service::pem::certificates;
+use crate::pem::certificates;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::collections::HashMap;

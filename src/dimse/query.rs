@@ -7,7 +7,7 @@
 //! holds a job up by the deadline and no longer. Matches and message sizes are bounded, so a
 //! peer cannot make radassist hold more than a few megabytes.
 
-use super::dimse::{self, Response};
+use super::message::{self as dimse, Response};
 use super::tls::ClientTls;
 use crate::config::DicomPeer;
 use dicom_dictionary_std::tags;

@@ -3,7 +3,7 @@
 
 use super::sqlite::SqliteStore;
 use super::*;
-use crate::service::lifecycle::StudyState;
+use crate::store::lifecycle::StudyState;
 use rusqlite::{params, OptionalExtension};
 
 /// Where a committed row's outcome goes: inserted (true), already there (false), or the error.

@@ -4,7 +4,7 @@ use super::reading_room::*;
 use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::roles::Role;
-use crate::service::lifecycle::WorkItemStatus;
+use crate::store::lifecycle::WorkItemStatus;
 use rusqlite::{params, OptionalExtension};
 
 fn user_from_row(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {

@@ -15,7 +15,7 @@
 use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
 use super::*;
 use crate::config::StoreConfig;
-use crate::service::lifecycle::{JobState, StudyState, WorkItemStatus};
+use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
 use postgres::{GenericClient, Row};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
@@ -61,7 +61,7 @@ pub fn connector(config: &StoreConfig) -> Result<Connector, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     if let Some(path) = &config.tls_ca {
-        let certificates = crate::service::pem::certificates(path, "store.tls_ca")?;
+        let certificates = crate::pem::certificates(path, "store.tls_ca")?;
         let (added, _) = roots.add_parsable_certificates(certificates);
         if added == 0 {
             return Err(format!(

@@ -10,7 +10,7 @@
 //! `max_associations` are open, beyond that an association is rejected as transient (local
 //! limit exceeded). A connection takes a slot only once its A-ASSOCIATE-RQ has arrived, within
 //! `associate_timeout_seconds`; silent connections are bounded per address (`admission`).
-//! A C-STORE goes through the same durable path as gRPC ingest ([`super::ingest`]) before it
+//! A C-STORE goes through the same durable path as gRPC ingest ([`crate::service::ingest`]) before it
 //! is answered. When a peer is asked for priors
 //! ([`priors`], over [`query`]), the text SR classes are negotiated too, for the priors'
 //! reports that its C-MOVE sends. With `tls = true` the listener speaks DICOM TLS
@@ -21,14 +21,14 @@
 
 mod admission;
 mod association;
-pub mod dimse;
+pub mod message;
 pub mod priors;
 pub mod query;
 pub mod sender;
 pub mod tls;
 
-use super::state::State;
 use crate::config::DicomConfig;
+use crate::service::state::State;
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 use std::collections::HashMap;

@@ -130,7 +130,7 @@ impl FolderBlobStore {
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
-        crate::service::durable_file::write_new_file(&temporary, bytes)?;
+        crate::store::durable_file::write_new_file(&temporary, bytes)?;
         std::fs::rename(&temporary, target)?;
         sync_dir(folder)
     }

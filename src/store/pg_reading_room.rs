@@ -4,7 +4,7 @@ use super::pg::PgStore;
 use super::reading_room::*;
 use super::StoreError;
 use crate::roles::Role;
-use crate::service::lifecycle::WorkItemStatus;
+use crate::store::lifecycle::WorkItemStatus;
 use postgres::Row;
 
 fn user_from(r: &Row, first: usize) -> Result<UserRow, StoreError> {

@@ -4,7 +4,7 @@
 
 use super::pg::PgStore;
 use super::*;
-use crate::service::lifecycle::StudyState;
+use crate::store::lifecycle::StudyState;
 
 impl PgStore {
     /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)

@@ -9,12 +9,12 @@
 //! for `idle_timeout_seconds`, a PDU out of order, or bytes that are no PDU end the
 //! association with an A-ABORT; nothing half-received is stored.
 
-use super::super::ingest::{self, Declared, Refused};
-use super::super::state::State;
-use super::super::store::StoreOutcome;
-use super::dimse::{self, CommandField, Request, StoreStatus};
+use super::message::{self as dimse, CommandField, Request, StoreStatus};
 use super::STORAGE_SOP_CLASSES;
 use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
+use crate::service::ingest::{self, Declared, Refused};
+use crate::service::state::State;
+use crate::store::StoreOutcome;
 use bytes::Bytes;
 use dicom_object::FileMetaTableBuilder;
 use dicom_ul::association::server::{AccessControl, DefaultNegotiation, ServerAssociationOptions};

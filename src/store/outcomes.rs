@@ -2,7 +2,7 @@
 //! changed row, or the reason the change was refused (another caller won, or the state is wrong).
 
 use super::{StoreError, WorkItemRow};
-use crate::service::lifecycle::WorkItemStatus;
+use crate::store::lifecycle::WorkItemStatus;
 
 /// A claim: won, already held by the same radiologist, or refused with who holds it.
 pub(super) fn claim_outcome(

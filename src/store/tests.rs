@@ -2,7 +2,7 @@
 //! winner, jobs, the outbox, amendments) is tested against each in tests/store.rs.
 
 use super::*;
-use crate::service::lifecycle::JobState;
+use crate::store::lifecycle::JobState;
 
 fn put(store: &SqliteStore, uid: &str) {
     let bytes = format!("instance of {uid}");

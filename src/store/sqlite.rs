@@ -11,7 +11,7 @@ use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcom
 use super::schema::{migrate, read_only_connection, DATABASE, SCHEMA};
 use super::sqlite_ingest::CommitOutcome;
 use super::*;
-use crate::service::lifecycle::{JobState, StudyState, WorkItemStatus};
+use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;

@@ -22,7 +22,7 @@ use crate::dicom::{ImageHeader, ProjectionView};
 use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
 use crate::service::expected_priors::ExpectedPriors;
 use crate::service::metrics::Metrics;
-use crate::service::store::Store;
+use crate::store::Store;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use std::collections::HashMap;
