@@ -62,7 +62,8 @@
 //! [dicom]                    # the DICOM listener of radassist serve (C-ECHO, C-STORE)
 //! listen = "127.0.0.1:11112" # "" (the default) disables it
 //! ae_title = "RADASSIST"     # the Called AE Title it answers to (others are rejected)
-//! max_associations = 16      # open at once; more are rejected (transient, local limit)
+//! max_associations = 16      # open at once; more are rejected (transient, local limit;
+//!                            # over DICOM TLS, aborted once negotiated)
 //! max_pdu_length = 65536     # the largest P-DATA PDU it takes (4096 to 16777216)
 //! idle_timeout_seconds = 60  # an association silent this long is aborted
 //! associate_timeout_seconds = 10  # a connection gets this long to send its A-ASSOCIATE-RQ;

@@ -2,7 +2,7 @@
 //! are measured back through decoding, preprocessing, the ONNX graph and the geometry; and a
 //! moved copy of the film is aligned back, as a prior.
 
-mod common;
+use crate::common;
 
 use common::{
     analyze_json, marked_film, sample, sample_values, stored, write_derived, Derived, SAMPLE,

@@ -1,7 +1,7 @@
 //! Hostile and broken input: every case must end in a clear error (or, for a cut that loses
 //! nothing, the same image), never a panic, a hang, a giant allocation or a wrong image.
 
-mod common;
+use crate::common;
 
 use common::sample;
 use dicom_core::{DataElement, PrimitiveValue, VR};

@@ -1,6 +1,6 @@
 //! The command line as a user runs it: `radassist inspect`, `decode`, `render`, `runtime`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

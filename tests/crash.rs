@@ -2,7 +2,7 @@
 //! acknowledged instance is there byte for byte, nothing unacknowledged is half-stored, and
 //! every job completes exactly once.
 
-mod common;
+use crate::common;
 
 use common::{chunks, reidentified_instance, uid_for, with_token, Server, PACS_TOKEN};
 use radassist::service::proto::ingest_service_client::IngestServiceClient;

@@ -1,7 +1,7 @@
 //! Decoding every sample against values computed independently (pydicom with its pylibjpeg
 //! and GDCM plugins; dcmtk's dcmdjpeg for lossy JPEG), stored by scripts/make-fixtures.py.
 
-mod common;
+use crate::common;
 
 use common::*;
 use radassist::dicom::{self, DecodeError, DecodeLimits};

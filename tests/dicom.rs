@@ -1,7 +1,7 @@
 //! The DICOM listener against real peers: dcmtk's echoscu, storescu and dcmsend, and raw
 //! bytes for what no well-behaved peer sends. Every server is started here on loopback.
 
-mod common;
+use crate::common;
 
 use common::{root, Server};
 use std::collections::BTreeMap;

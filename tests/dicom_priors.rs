@@ -12,7 +12,7 @@
 //! namespace of its own (`unshare -n`) whose only interface is loopback: nothing outside can
 //! reach Orthanc or radassist.
 
-mod common;
+use crate::common;
 
 use common::{root, with_token, Server, RADIOLOGIST_TOKEN};
 use radassist::service::proto::worklist_service_client::WorklistServiceClient;
@@ -249,9 +249,7 @@ fn evidence<'a>(item: &'a WorkItem, kind: &str) -> Vec<&'a str> {
 
 #[test]
 fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study() {
-    if common::onnx_runtime_available() && common::in_own_network(
-        "a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study",
-    ) {
+    if common::onnx_runtime_available() && common::in_own_network(concat!(module_path!(), "::a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_in_the_study")) {
         prior_from_orthanc(false);
     }
 }
@@ -262,7 +260,10 @@ fn a_prior_held_by_orthanc_is_found_retrieved_and_compared_and_the_draft_lands_i
 #[test]
 fn a_prior_held_by_orthanc_comes_and_the_draft_goes_over_dicom_tls() {
     if common::onnx_runtime_available()
-        && common::in_own_network("a_prior_held_by_orthanc_comes_and_the_draft_goes_over_dicom_tls")
+        && common::in_own_network(concat!(
+            module_path!(),
+            "::a_prior_held_by_orthanc_comes_and_the_draft_goes_over_dicom_tls"
+        ))
     {
         prior_from_orthanc(true);
     }

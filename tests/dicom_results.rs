@@ -8,7 +8,7 @@
 //! namespace of its own (`unshare -n`) whose only interface is loopback: radassist, storescp
 //! and the clients all live there, and nothing outside can reach any of them.
 
-mod common;
+use crate::common;
 
 use common::{root, with_token, Server, ADMIN_TOKEN, RADIOLOGIST_TOKEN};
 use radassist::service::proto::worklist_service_client::WorklistServiceClient;
@@ -160,8 +160,10 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
     if !common::onnx_runtime_available() {
         return;
     }
-    if !common::in_own_network("drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage")
-    {
+    if !common::in_own_network(concat!(
+        module_path!(),
+        "::drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage"
+    )) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -322,9 +324,10 @@ fn results_go_over_dicom_tls_only_to_a_pacs_whose_certificate_is_trusted() {
     if !common::onnx_runtime_available() {
         return;
     }
-    if !common::in_own_network(
-        "results_go_over_dicom_tls_only_to_a_pacs_whose_certificate_is_trusted",
-    ) {
+    if !common::in_own_network(concat!(
+        module_path!(),
+        "::results_go_over_dicom_tls_only_to_a_pacs_whose_certificate_is_trusted"
+    )) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! dsrdump, dicom3tools' dciodvfy, the FHIR R4 model of fhir.resources, and radassist's own
 //! labeler reading the draft back.
 
-mod common;
+use crate::common;
 
 use common::{marked_film, root, run_radassist};
 use radassist::labeler::{Label, Labeler, Observation};

@@ -1,7 +1,7 @@
 //! The canonical header: geometry, view, age and identity read from real and derived samples,
 //! checked against what the DICOM standard says and what dcmdump shows in the files.
 
-mod common;
+use crate::common;
 
 use common::sample;
 use radassist::dicom::{read_header, DecodeLimits, ProjectionView, SpacingSource};

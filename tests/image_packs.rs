@@ -2,7 +2,7 @@
 //! models/make-test-packs.py: pydicom display values, OpenCV INTER_AREA resizing, numpy fitting,
 //! onnxruntime and numpy peak finding, on a batch of four real radiographs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use radassist::dicom::{read_file, DecodeLimits};

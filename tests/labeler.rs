@@ -1,7 +1,7 @@
 //! The labeler against the CheXpert labeler's own sample reports and labels
 //! (tests/fixtures/chexpert/, copied from the CheXpert labeler, MIT), and `radassist label`.
 
-mod common;
+use crate::common;
 
 use radassist::labeler::{Labeler, Observation};
 use std::io::Write;

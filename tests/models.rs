@@ -2,7 +2,7 @@
 //! disagrees with its graph (naming the field), provider choice, and MiniLM parity with the
 //! Python reference (onnxruntime + tokenizers + numpy) to 1e-4.
 
-mod common;
+use crate::common;
 
 use common::*;
 use radassist::inference::session::{Provider, SessionSettings};

@@ -1,6 +1,6 @@
 //! `radassist qa compare`: drafts against final reads, per study and per model version.
 
-mod common;
+use crate::common;
 
 #[test]
 fn compare_counts_agreement_per_observation_and_group() {

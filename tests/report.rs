@@ -2,7 +2,7 @@
 //! (models/make-test-report-pack.py): prompt ids, greedy token ids one prompt at a time and
 //! batched with left padding, and the KV-cache path against recomputing without the cache.
 
-mod common;
+use crate::common;
 
 use common::*;
 use radassist::dicom::{read_file, DecodeLimits};

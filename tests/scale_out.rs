@@ -6,7 +6,7 @@
 //! acknowledged, byte for byte; a critical item a worker creates reaches WatchCriticalItems on
 //! both front ends.
 
-mod common;
+use crate::common;
 
 use common::backends::{self, Backend};
 use common::{chunks, uid_for, with_token, Server, PACS_TOKEN};

@@ -2,7 +2,7 @@
 //! draft in the worklist, sign it, read the QA comparison; ingest outcomes; every RPC under
 //! every role; health, reflection, audit and metrics.
 
-mod common;
+use crate::common;
 
 use common::{
     chunks, complete_and_wait, http_get, metric, root, store_instances, with_token, Server,

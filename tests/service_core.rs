@@ -3,7 +3,7 @@
 //! the worklist's order across pages, critical items watched, `audit` beside a live store,
 //! and report text that is not ASCII.
 
-mod common;
+use crate::common;
 
 use common::{
     complete_and_wait, http_get, marked_film, rewritten, root, run_radassist, uid_for, with_token,

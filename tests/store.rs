@@ -6,7 +6,7 @@
 //! worker dies, migrations that two processes apply at once, the stable-study timer of several
 //! front ends, and the start-up errors that say what to fix.
 
-mod common;
+use crate::common;
 
 use common::backends;
 use radassist::config::{BlobBackend, BlobsConfig, StoreBackend, StoreConfig};

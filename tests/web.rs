@@ -6,7 +6,7 @@
 //!
 //! Screenshots go to target/web-screenshots (RADASSIST_SCREENSHOTS to choose another folder).
 
-mod common;
+use crate::common;
 
 use common::{
     add_web_user, rewritten, root, uid_for, web_login as login, web_request as http, with_token,

@@ -72,7 +72,7 @@ pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The transfer syntaxes radassist decodes (README, "Decoding: what is supported").
+/// The transfer syntaxes radassist decodes (docs/command-line.md, "Decoding: what is supported").
 pub const TRANSFER_SYNTAXES: &[(&str, &str)] = &[
     ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
     ("1.2.840.10008.1.2", "Implicit VR Little Endian"),

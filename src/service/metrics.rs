@@ -237,7 +237,7 @@ impl Metrics {
         );
         r.register(
             "dicom_associations",
-            "DICOM associations, by outcome (accepted, rejected, busy, failed)",
+            "DICOM associations, by outcome (accepted, rejected, busy, failed, silent: closed before its A-ASSOCIATE-RQ)",
             m.dicom_associations.clone(),
         );
         r.register(
@@ -282,7 +282,7 @@ impl Metrics {
         );
         r.register(
             "web_logins",
-            "web app logins, by outcome (success, failed, backoff)",
+            "web app logins, by outcome (success, failed, backoff, refused: not a login at all)",
             m.web_logins.clone(),
         );
         r.register(

@@ -804,11 +804,15 @@ const IN_OWN_NETWORK: &str = "RADASSIST_TEST_OWN_NETWORK";
 /// port): runs the test `name` again inside a network namespace whose only interface is
 /// loopback, and says whether the caller is that run (then it does the work; otherwise the
 /// re-run has passed and the caller returns). Nothing outside the namespace can reach the peers
-/// or radassist.
+/// or radassist. `name` is the test's path, `concat!(module_path!(), "::test_name")`.
 pub fn in_own_network(name: &str) -> bool {
     if std::env::var_os(IN_OWN_NETWORK).is_some() {
         return true;
     }
+    // `name` from module_path!(): the test harness names tests without the crate.
+    let name = name
+        .strip_prefix(concat!(env!("CARGO_CRATE_NAME"), "::"))
+        .unwrap_or(name);
     // As root a plain network namespace; otherwise in a user namespace of its own too.
     let mut unshare = std::process::Command::new("unshare");
     if unsafe { libc::geteuid() } != 0 {

@@ -1,0 +1,28 @@
+//! radassist's integration tests, as one test binary (ripgrep's pattern): the shared helpers in
+//! `common` compile once and the tests link once. Each module is one area, run alone with
+//! `cargo test --test integration -- MODULE::` (e.g. `-- dicom::`).
+
+mod common;
+
+mod analysis;
+mod bad_input;
+mod cli;
+mod crash;
+mod decode_reference;
+mod dicom;
+mod dicom_priors;
+mod dicom_results;
+mod draft;
+mod header;
+mod image_packs;
+mod labeler;
+mod layout;
+mod models;
+mod qa;
+mod report;
+mod scale_out;
+mod security;
+mod service;
+mod service_core;
+mod store;
+mod web;
