@@ -101,7 +101,8 @@ pub trait ReadingRoomStore {
     fn users(&self) -> Result<Vec<UserRow>, StoreError>;
     /// Disables (or enables) a person; disabling ends their sessions. NotFound if unknown.
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
-    /// Checks and counts a login attempt for `username` (known or not) in one step: Wait when
+    /// Checks and counts a login attempt for `username` (known or not; the web app passes a
+    /// hash of the name typed, never the text) in one step: Wait when
     /// the attempts in a row since the last success must wait still, else the attempt is
     /// counted now (as a failure until the login succeeds and clears the count) and Go. So
     /// concurrent guesses cannot all pass one check.

@@ -259,6 +259,12 @@ pub fn check_login_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The name a login's backoff is counted under: its SHA-256, so that what was typed (a
+/// password in the name field, say) is not kept in the store.
+fn backoff_key(name: &str) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(name.as_bytes())))
+}
+
 /// How failed logins slow the next try.
 const BACKOFF: LoginBackoff = LoginBackoff {
     free: FREE_FAILURES,
@@ -313,9 +319,9 @@ pub async fn login(
         peer: peer.clone(),
     };
     let gate = {
-        let u = username.clone();
+        let key = backoff_key(&username);
         app.state
-            .store_call(move |s| s.begin_login_attempt(&u, now_ms(), BACKOFF))
+            .store_call(move |s| s.begin_login_attempt(&key, now_ms(), BACKOFF))
             .await?
     };
     if let LoginGate::Wait { attempts, wait_ms } = gate {
@@ -378,7 +384,7 @@ pub async fn login(
     let row = audit(&user.name, user.role.as_str(), "login");
     app.state
         .store_call(move |s| {
-            s.clear_login_failures(&session.user_name)?;
+            s.clear_login_failures(&backoff_key(&session.user_name))?;
             s.create_session(&session)?;
             s.audit(&row)
         })
