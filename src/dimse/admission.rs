@@ -8,7 +8,7 @@
 //! connections are bounded too: at most `max_unassociated_per_address` from one address (one
 //! more closes the oldest of them: a sender that sends its request at once, as every real one
 //! does, always gets through a trickle of silent connections from its own address) and
-//! [`MAX_UNASSOCIATED`] in all (past that a new connection is closed at once).
+//! [`MAX_UNASSOCIATED`] in all (one more closes the oldest of all).
 //!
 //! Over DICOM TLS the request cannot be seen before the handshake, so the handshake and the
 //! negotiation run in the waiting stage, under the same deadline and bounds; an association
@@ -50,6 +50,22 @@ struct Waiting {
     by_address: HashMap<IpAddr, VecDeque<(u64, oneshot::Sender<()>)>>,
 }
 
+impl Waiting {
+    /// Tells the oldest waiting connection from `address` to close, and forgets it.
+    fn close_oldest_of(&mut self, address: IpAddr) {
+        let Some(queue) = self.by_address.get_mut(&address) else {
+            return;
+        };
+        if let Some((_, oldest)) = queue.pop_front() {
+            let _ = oldest.send(());
+            self.total -= 1;
+        }
+        if queue.is_empty() {
+            self.by_address.remove(&address);
+        }
+    }
+}
+
 /// One waiting connection's place; leaving it (drop) frees the place.
 pub struct Place {
     registry: Arc<Unassociated>,
@@ -70,32 +86,41 @@ impl Unassociated {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A place for a new connection from `address`; the oldest waiting one from that address
-    /// is told to close when it has too many. None when [`MAX_UNASSOCIATED`] wait already.
-    pub fn enter(self: &Arc<Self>, address: IpAddr) -> Option<Place> {
+    /// A place for a new connection from `address`. The oldest waiting connection from that
+    /// address is told to close when it has too many, and the oldest of all when
+    /// [`MAX_UNASSOCIATED`] wait: a new connection is never the one refused, so a real sender
+    /// (which sends its request at once) gets through any number of silent ones.
+    pub fn enter(self: &Arc<Self>, address: IpAddr) -> Place {
         let mut waiting = self.lock();
-        if waiting.total >= MAX_UNASSOCIATED {
-            return None;
-        }
         let id = waiting.next_id;
         waiting.next_id += 1;
-        let (tell, closed) = oneshot::channel();
-        let queue = waiting.by_address.entry(address).or_default();
-        let mut evicted = 0;
-        while queue.len() >= self.per_address {
-            if let Some((_, oldest)) = queue.pop_front() {
-                let _ = oldest.send(());
-                evicted += 1;
+        while waiting.by_address.get(&address).map_or(0, VecDeque::len) >= self.per_address {
+            waiting.close_oldest_of(address);
+        }
+        while waiting.total >= MAX_UNASSOCIATED {
+            let oldest = waiting
+                .by_address
+                .iter()
+                .filter_map(|(a, q)| q.front().map(|(id, _)| (*id, *a)))
+                .min();
+            match oldest {
+                Some((_, a)) => waiting.close_oldest_of(a),
+                None => break,
             }
         }
-        queue.push_back((id, tell));
-        waiting.total = waiting.total + 1 - evicted;
-        Some(Place {
+        let (tell, closed) = oneshot::channel();
+        waiting
+            .by_address
+            .entry(address)
+            .or_default()
+            .push_back((id, tell));
+        waiting.total += 1;
+        Place {
             registry: self.clone(),
             address,
             id,
             closed,
-        })
+        }
     }
 
     /// Connections waiting now.
@@ -300,11 +325,11 @@ mod tests {
         let registry = Unassociated::new(2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let mut first = registry.enter(a).unwrap();
-        let mut second = registry.enter(a).unwrap();
-        let other = registry.enter(b).unwrap();
+        let mut first = registry.enter(a);
+        let mut second = registry.enter(a);
+        let other = registry.enter(b);
         assert_eq!(registry.len(), 3);
-        let third = registry.enter(a).unwrap();
+        let third = registry.enter(a);
         assert_eq!(registry.len(), 3, "the oldest from 10.0.0.1 was closed");
         assert!(first.closed.try_recv().is_ok());
         assert!(second.closed.try_recv().is_err());
@@ -315,15 +340,19 @@ mod tests {
     }
 
     #[test]
-    fn past_the_total_a_connection_is_closed_at_once() {
+    fn past_the_total_the_oldest_of_all_is_closed_not_the_newcomer() {
         let registry = Unassociated::new(MAX_UNASSOCIATED);
-        let address: IpAddr = "10.0.0.1".parse().unwrap();
-        let places: Vec<Place> = (0..MAX_UNASSOCIATED)
-            .map(|_| registry.enter(address).unwrap())
+        let flood: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut places: Vec<Place> = (0..MAX_UNASSOCIATED)
+            .map(|_| registry.enter(flood))
             .collect();
-        assert!(registry.enter("10.0.0.9".parse().unwrap()).is_none());
+        let sender = registry.enter("10.0.0.9".parse().unwrap());
+        assert_eq!(registry.len(), MAX_UNASSOCIATED);
+        assert!(places[0].closed.try_recv().is_ok(), "the oldest was closed");
+        assert!(places[1].closed.try_recv().is_err());
         drop(places);
-        assert!(registry.enter(address).is_some());
+        drop(sender);
+        assert_eq!(registry.len(), 0);
     }
 
     #[tokio::test]

@@ -275,10 +275,7 @@ impl Listener {
                     continue;
                 }
             };
-            let Some(place) = unassociated.enter(remote.ip()) else {
-                self.state.metrics.dicom_association("silent");
-                continue; // the stream is dropped: closed
-            };
+            let place = unassociated.enter(remote.ip());
             let _ = stream.set_nodelay(true);
             let options = self.options.clone().ae_access_control(PeerAccess {
                 peers: self.peers.clone(),
