@@ -45,6 +45,8 @@ pub enum StoreError {
     Pool(#[from] r2d2::Error),
     #[error("blob store: {0}")]
     Io(#[from] std::io::Error),
+    #[error("SQLite schema: {0}")]
+    Migration(#[from] schema::MigrationError),
     #[error("{0}")]
     NotFound(String),
     /// The change's precondition does not hold (another caller won, or the state is wrong).

@@ -1,4 +1,11 @@
-//! The SQLite catalogue's schema: tables a DBA can read, and the columns later versions added.
+//! The SQLite catalogue's schema: tables a DBA can read, numbered as PostgreSQL's are.
+//!
+//! A store records its schema version in `PRAGMA user_version`. Version 1 is [`SCHEMA`]; a
+//! store that earlier versions of radassist made before they numbered their schema (version 0)
+//! is brought to it by adding the columns they lacked. Each later version is one entry of
+//! [`MIGRATIONS`]. Every step runs in its own write transaction that first reads the version,
+//! so two processes opening one store at once (the server and `radassist users`) apply each
+//! step once; a store from a newer radassist is refused rather than written.
 
 use rusqlite::Connection;
 use std::path::Path;
@@ -117,30 +124,72 @@ CREATE TABLE IF NOT EXISTS draft_edits (
     saved_at INTEGER NOT NULL);
 ";
 
-/// Columns later versions added, for stores an earlier version made.
-pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
-    let has_comparison = db
-        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'comparison'")?
-        .exists([])?;
-    if !has_comparison {
-        db.execute("ALTER TABLE work_items ADD COLUMN comparison TEXT", [])?;
+/// The migrations after version 1, in order: entry `i` brings a store from version `i + 1` to
+/// `i + 2`. Append; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[];
+
+/// The schema version this code writes.
+pub const VERSION: i32 = 1 + MIGRATIONS.len() as i32;
+
+/// Why a catalogue could not be brought to [`VERSION`].
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("the catalogue is at schema version {found}, newer than this radassist knows ({VERSION}): run the radassist that wrote it, or a newer one")]
+    Newer { found: i32 },
+    #[error("migrating the catalogue to schema version {to}: {source}")]
+    Step {
+        to: i32,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// Brings the catalogue to [`VERSION`], a step per transaction; the version it is at now.
+pub fn migrate(db: &mut Connection) -> Result<i32, MigrationError> {
+    for to in 1..=VERSION {
+        let step = |source| MigrationError::Step { to, source };
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(step)?;
+        let at: i32 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(step)?;
+        if at > VERSION {
+            return Err(MigrationError::Newer { found: at });
+        }
+        if at >= to {
+            continue;
+        }
+        if to == 1 {
+            tx.execute_batch(SCHEMA).map_err(step)?;
+            add_unnumbered_columns(&tx).map_err(step)?;
+        } else {
+            tx.execute_batch(MIGRATIONS[(to - 2) as usize])
+                .map_err(step)?;
+        }
+        tx.pragma_update(None, "user_version", to).map_err(step)?;
+        tx.commit().map_err(step)?;
     }
-    let has_report = db
-        .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'report_json'")?
-        .exists([])?;
-    if !has_report {
-        db.execute("ALTER TABLE work_items ADD COLUMN report_json TEXT", [])?;
-    }
-    let has_images_after_signing = db
-        .prepare(
-            "SELECT 1 FROM pragma_table_info('work_items') WHERE name = 'images_after_signing'",
-        )?
-        .exists([])?;
-    if !has_images_after_signing {
-        db.execute(
-            "ALTER TABLE work_items ADD COLUMN images_after_signing INTEGER",
-            [],
-        )?;
+    Ok(VERSION)
+}
+
+/// The columns that versions before the schema was numbered added one by one: a store made by
+/// one of them may lack any of them (a store made now has them all from [`SCHEMA`]).
+fn add_unnumbered_columns(db: &Connection) -> rusqlite::Result<()> {
+    for (column, kind) in [
+        ("comparison", "TEXT"),
+        ("report_json", "TEXT"),
+        ("images_after_signing", "INTEGER"),
+    ] {
+        let present = db
+            .prepare("SELECT 1 FROM pragma_table_info('work_items') WHERE name = ?1")?
+            .exists([column])?;
+        if !present {
+            db.execute(
+                &format!("ALTER TABLE work_items ADD COLUMN {column} {kind}"),
+                [],
+            )?;
+        }
     }
     Ok(())
 }
@@ -163,7 +212,7 @@ mod tests {
     /// keep their values.
     #[test]
     fn a_store_an_earlier_version_made_gains_the_later_columns() {
-        let db = Connection::open_in_memory().unwrap();
+        let mut db = Connection::open_in_memory().unwrap();
         db.execute_batch(
             "CREATE TABLE work_items (study_instance_uid TEXT PRIMARY KEY, status TEXT NOT NULL,
                  critical INTEGER NOT NULL, priority INTEGER NOT NULL, claimed_by TEXT,
@@ -172,9 +221,13 @@ mod tests {
              INSERT INTO work_items VALUES ('1.2', 'SIGNED', 0, 10, 'dr-a', 1, x'', '{}', 't', x'72', 2);",
         )
         .unwrap();
-        migrate(&db).unwrap();
+        assert_eq!(migrate(&mut db).unwrap(), VERSION);
         // Twice: a start after a migrated start changes nothing.
-        migrate(&db).unwrap();
+        assert_eq!(migrate(&mut db).unwrap(), VERSION);
+        let version: i32 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
         let (read, comparison, report, images_after): (
             Vec<u8>,
             Option<String>,
@@ -191,5 +244,20 @@ mod tests {
             (read, comparison, report, images_after),
             (b"r".to_vec(), None, None, None)
         );
+    }
+
+    #[test]
+    fn a_catalogue_from_a_newer_radassist_is_refused_unchanged() {
+        let mut db = Connection::open_in_memory().unwrap();
+        db.pragma_update(None, "user_version", VERSION + 1).unwrap();
+        let error = migrate(&mut db).unwrap_err();
+        assert!(
+            error.to_string().contains("newer than this radassist"),
+            "{error}"
+        );
+        let tables: i64 = db
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "nothing was written");
     }
 }

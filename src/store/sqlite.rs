@@ -8,7 +8,7 @@
 
 use super::blobs::FolderBlobStore;
 use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
-use super::schema::{migrate, read_only_connection, DATABASE, SCHEMA};
+use super::schema::{migrate, read_only_connection, DATABASE};
 use super::sqlite_ingest::CommitOutcome;
 use super::*;
 use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
@@ -69,12 +69,11 @@ impl SqliteStore {
 
     fn open_catalogue(root: &Path, blobs: Box<dyn BlobStore>) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(root)?;
-        let db = Connection::open(root.join(DATABASE))?;
+        let mut db = Connection::open(root.join(DATABASE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
-        db.execute_batch(SCHEMA)?;
-        migrate(&db)?;
+        migrate(&mut db)?;
         let reader = read_only_connection(root)?;
         Ok(SqliteStore {
             db: Mutex::new(db),
