@@ -133,7 +133,7 @@ fn not_accepted(header: &ImageHeader) -> Option<String> {
 
 /// The first of `uids` (name, value) that is present and not a DICOM UID, as a reason for the
 /// sender: a value that is not a UID could change the path of a link built from it.
-fn check_uids(uids: &[(&str, &Option<String>)]) -> Result<(), String> {
+fn check_uids(uids: &[(&str, Option<&str>)]) -> Result<(), String> {
     for (name, value) in uids {
         if let Some(value) = value {
             check_uid(value).map_err(|e| {
@@ -206,10 +206,10 @@ pub fn store_instance(
     };
     let id = &header.identity;
     if let Err(reason) = check_uids(&[
-        ("SOP Class UID", &id.sop_class_uid),
-        ("SOP Instance UID", &id.sop_instance_uid),
-        ("Study Instance UID", &id.study_instance_uid),
-        ("Series Instance UID", &id.series_instance_uid),
+        ("SOP Class UID", id.sop_class_uid.as_deref()),
+        ("SOP Instance UID", id.sop_instance_uid.as_deref()),
+        ("Study Instance UID", id.study_instance_uid.as_deref()),
+        ("Series Instance UID", id.series_instance_uid.as_deref()),
     ]) {
         return fail(Refusal::Unreadable, reason);
     }
@@ -307,8 +307,8 @@ fn store_prior_report(
         uid(dicom_dictionary_std::tags::STUDY_INSTANCE_UID),
     );
     check_uids(&[
-        ("SOP Instance UID", &Some(sop.clone())),
-        ("Study Instance UID", &Some(study.clone())),
+        ("SOP Instance UID", Some(&sop)),
+        ("Study Instance UID", Some(&study)),
     ])
     .map_err(|reason| (Refusal::Unreadable, reason))?;
     if sop != declared.sop_instance_uid {
