@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{root, Server};
+use common::{dcmtk, root, Server};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,32 +27,6 @@ fn start(dir: &Path) -> Server {
 fn host_port(server: &Server) -> (String, String) {
     let (host, port) = server.dicom.rsplit_once(':').unwrap();
     (host.to_string(), port.to_string())
-}
-
-/// Runs a dcmtk tool against the server; (exit status ok, stdout + stderr).
-fn dcmtk(
-    tool: &str,
-    server: &Server,
-    calling: &str,
-    called: &str,
-    rest: &[&str],
-) -> (bool, String) {
-    let (host, port) = host_port(server);
-    let output = Command::new(tool)
-        .args([
-            "-aet", calling, "-aec", called, "-to", "20", "-ta", "20", "-td", "20",
-        ])
-        .args(rest.iter().filter(|a| a.starts_with('-')))
-        .args([host.as_str(), port.as_str()])
-        .args(rest.iter().filter(|a| !a.starts_with('-')))
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e} (scripts/setup installs dcmtk)"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 /// The transfer syntax of a Part 10 file, and the storescu option that proposes it.
@@ -305,10 +279,7 @@ fn store_status(server: &Server, path: &Path, option: &str) -> String {
         "RADASSIST",
         &["-d", "-R", option, path.to_str().unwrap()],
     );
-    text.lines()
-        .filter(|l| l.contains("DIMSE Status") || l.contains("ErrorComment"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    common::dimse_status(&text)
 }
 
 #[test]

@@ -38,35 +38,14 @@ fn start(dir: &Path, dicom_keys: &str, more: &str) -> Server {
 
 /// storescu's DIMSE status and error comment lines for one file.
 fn storescu(server: &Server, file: &Path) -> (bool, String) {
-    let (host, port) = server.dicom.rsplit_once(':').unwrap();
-    let output = Command::new("storescu")
-        .args([
-            "-aet",
-            PEER,
-            "-aec",
-            "RADASSIST",
-            "-to",
-            "20",
-            "-ta",
-            "20",
-            "-td",
-            "20",
-        ])
-        .args(["-d", host, port])
-        .arg(file)
-        .output()
-        .expect("storescu (scripts/setup installs dcmtk)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (ok, text) = common::dcmtk(
+        "storescu",
+        server,
+        PEER,
+        "RADASSIST",
+        &["-d", file.to_str().unwrap()],
     );
-    let status = text
-        .lines()
-        .filter(|l| l.contains("DIMSE Status") || l.contains("ErrorComment"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    (output.status.success(), status)
+    (ok, common::dimse_status(&text))
 }
 
 /// `bytes` with its data set's SOP Instance UID set to `uid`, the file meta's left as it was
@@ -81,10 +60,6 @@ fn sop_instance_uid_in_data_set_only(bytes: &[u8], uid: &str) -> Vec<u8> {
     let mut out = Vec::new();
     object.write_all(&mut out).unwrap();
     out
-}
-
-fn log_has(server: &Server, text: &str) -> bool {
-    server.log.lock().unwrap().iter().any(|l| l.contains(text))
 }
 
 /// Finding 1: a StudyInstanceUID of `9.9.9/../<another study's UID>` made the decoy's
@@ -444,16 +419,12 @@ fn the_login_refuses_what_cannot_be_a_login_before_recording_anything() {
         web_login(web, "dr-login", "wrong password!").unwrap_err().0,
         303
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log_has(&server, "dr-login") {
-        assert!(
-            Instant::now() < deadline,
-            "the failed login of dr-login was not logged"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        server.log.wait_for("dr-login", Duration::from_secs(30)),
+        "the failed login of dr-login was not logged"
+    );
     for typed in ["nnnnnnnn", "mmmmmmmm", "Tr0ub4dor"] {
-        assert!(!log_has(&server, typed), "{typed} reached the log");
+        assert!(!server.log.contains(typed), "{typed} reached the log");
     }
 
     // `next` with a tab or a line break: refused, and no session cookie.

@@ -398,6 +398,37 @@ pub const SECOND_RADIOLOGIST_TOKEN: &str = "radiologist-2-token-0123456789";
 pub const QA_TOKEN: &str = "qa-token-0123456789";
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 
+/// The lines a test server wrote on stderr, as they arrive.
+#[derive(Default)]
+pub struct ServerLog {
+    lines: std::sync::Mutex<Vec<String>>,
+    grew: std::sync::Condvar,
+}
+
+impl ServerLog {
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.grew.notify_all();
+    }
+
+    /// Whether a line so far contains `text`.
+    pub fn contains(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// Waits, at most `timeout`, for a line containing `text`; whether one came.
+    pub fn wait_for(&self, text: &str, timeout: std::time::Duration) -> bool {
+        let lines = self.lines.lock().unwrap();
+        let (_lines, waited) = self
+            .grew
+            .wait_timeout_while(lines, timeout, |lines| {
+                !lines.iter().any(|l| l.contains(text))
+            })
+            .unwrap();
+        !waited.timed_out()
+    }
+}
+
 pub struct Server {
     pub child: std::process::Child,
     pub address: String,
@@ -411,7 +442,7 @@ pub struct Server {
     /// The PEM certificate to trust when gRPC is served over TLS (see `trusting`).
     pub tls_ca: Option<Vec<u8>>,
     /// Every line the server wrote on stderr (its log), so far.
-    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub log: std::sync::Arc<ServerLog>,
 }
 
 impl Server {
@@ -506,7 +537,7 @@ impl Server {
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::new(ServerLog::default());
         let kept = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
@@ -514,7 +545,7 @@ impl Server {
                 .map_while(Result::ok)
             {
                 eprintln!("[server] {line}");
-                kept.lock().unwrap().push(line.clone());
+                kept.push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -836,6 +867,41 @@ pub fn in_own_network(name: &str) -> bool {
          failed, this machine does not allow network namespaces)"
     );
     false
+}
+
+/// Runs a dcmtk tool against the server; (exit status ok, stdout + stderr).
+pub fn dcmtk(
+    tool: &str,
+    server: &Server,
+    calling: &str,
+    called: &str,
+    rest: &[&str],
+) -> (bool, String) {
+    let (host, port) = server.dicom.rsplit_once(':').unwrap();
+    let output = std::process::Command::new(tool)
+        .args([
+            "-aet", calling, "-aec", called, "-to", "20", "-ta", "20", "-td", "20",
+        ])
+        .args(rest.iter().filter(|a| a.starts_with('-')))
+        .args([host, port])
+        .args(rest.iter().filter(|a| !a.starts_with('-')))
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (scripts/setup installs dcmtk)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The lines of a dcmtk tool's debug output (`-d`) that give a DIMSE status or its Error
+/// Comment.
+pub fn dimse_status(text: &str) -> String {
+    text.lines()
+        .filter(|l| l.contains("DIMSE Status") || l.contains("ErrorComment"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Sends `file` to the server's DICOM listener with dcmtk's storescu, calling as STORESCU
