@@ -371,15 +371,6 @@ pub async fn serve(config: Config, role: ProcessRole) -> Result<(), String> {
     }
     if let Some((url, web)) = crate::web::bind(&config, state.clone()).await? {
         say!("radassist: web app on {url}");
-        let loopback = url
-            .rsplit_once("://")
-            .and_then(|(_, a)| a.parse::<std::net::SocketAddr>().ok())
-            .is_some_and(|a| a.ip().is_loopback());
-        if config.web.origins.is_empty() && !loopback {
-            say!(
-                "radassist: [web] origins is empty: logins are taken only from pages opened at {url}; list the addresses people open the reading room at (https://radassist.example.org)"
-            );
-        }
         tokio::spawn(web);
     }
     tokio::spawn(crate::dimse::sender::supervise(

@@ -253,6 +253,11 @@ pub async fn bind(
         return Err("web.request_timeout_seconds must be at least 1".into());
     }
     let origins = origins::Origins::new(local, tls, &web.origins)?;
+    if web.origins.is_empty() && !local.ip().is_loopback() {
+        tracing::warn!(
+            "[web] origins is empty: logins are taken only from pages opened at {local}; list the addresses people open the reading room at (https://radassist.example.org)"
+        );
+    }
     let app = Arc::new(WebApp {
         state,
         limits: SessionLimits {
