@@ -16,8 +16,8 @@ mod common;
 
 use common::{complete_and_wait, rewritten, uid_for, with_token, Server, PACS_TOKEN};
 use dicom_dictionary_std::tags;
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::*;
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::*;
 use std::collections::BTreeMap;
 use std::time::Instant;
 

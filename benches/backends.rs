@@ -18,7 +18,7 @@ mod common;
 
 use common::backends::{self, Backend};
 use common::{new_patient_study, Server};
-use radassist::service::proto::*;
+use radassist::grpc::proto::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

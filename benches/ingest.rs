@@ -19,8 +19,8 @@ use common::{
     chunks, complete_and_wait, redated_instance, reidentified_instance, with_token, Server,
     PACS_TOKEN,
 };
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::*;
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;

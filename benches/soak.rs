@@ -16,8 +16,8 @@ mod common;
 
 use common::{chunks, metric, rewritten, uid_for, with_token, Server, PACS_TOKEN};
 use dicom_dictionary_std::tags;
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::*;
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -596,6 +596,25 @@ impl Config {
     }
 }
 
+/// Whether `listen` may serve in plain text: loopback always; elsewhere only when the site
+/// says a TLS-terminating proxy is in front.
+pub fn check_plaintext(
+    address: std::net::SocketAddr,
+    tls: bool,
+    allow_plaintext: bool,
+) -> Result<(), String> {
+    if tls || address.ip().is_loopback() {
+        return Ok(());
+    }
+    if allow_plaintext {
+        tracing::warn!("serving without TLS on {address} (allow_plaintext = true): a TLS-terminating proxy must be in front");
+        return Ok(());
+    }
+    Err(format!(
+        "listen {address} is not loopback and TLS is not configured: bearer tokens and patient data would cross the network in clear text. Set service.tls_cert and service.tls_key, or, behind a TLS-terminating proxy, service.allow_plaintext = true"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,5 +650,18 @@ mod tests {
         assert!(toml::from_str::<Config>("[inference]\nprovider = \"tpu\"\n").is_err());
         let mut zero: Config = toml::from_str("[inference.batching]\nmax_batch = 0\n").unwrap();
         assert!(zero.apply_environment(|_| None).is_err());
+    }
+
+    #[test]
+    fn plaintext_is_refused_outside_loopback_unless_allowed() {
+        let loopback = "127.0.0.1:50051".parse().unwrap();
+        let v6_loopback = "[::1]:50051".parse().unwrap();
+        let everywhere = "0.0.0.0:50051".parse().unwrap();
+        assert!(check_plaintext(loopback, false, false).is_ok());
+        assert!(check_plaintext(v6_loopback, false, false).is_ok());
+        let refused = check_plaintext(everywhere, false, false).unwrap_err();
+        assert!(refused.contains("allow_plaintext"), "{refused}");
+        assert!(check_plaintext(everywhere, true, false).is_ok());
+        assert!(check_plaintext(everywhere, false, true).is_ok());
     }
 }

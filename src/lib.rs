@@ -1,22 +1,29 @@
 //! radassist: a chest X-ray assistant that sits beside a PACS.
 //!
-//! The crate follows the data flow of the service (see README.md):
+//! The modules, from the ways in down to the domain (each depends only on those below it;
+//! `scripts/module-deps --check` keeps it so):
 //!
-//! - [`dicom`] reads a DICOM instance (any transfer syntax a PACS sends for CR/DX) and turns it
-//!   into the canonical [`imaging::Radiograph`], or into a clear [`dicom::DecodeError`];
-//! - [`imaging`] holds the canonical radiograph and the steps that follow decoding: the Modality
-//!   LUT, the display pipeline (VOI, MONOCHROME1 inversion, Presentation LUT Shape), resizing,
-//!   and writing PNG and `.npy` files;
-//! - [`runtime`] locates and loads the ONNX Runtime library that model inference runs on.
+//! - [`server`]: `radassist serve`: start-up, the process's role, health, shutdown;
+//! - the ways in: [`grpc`] (the gRPC API), [`dimse`] (the DICOM node: listener, sender,
+//!   queries, priors, TLS), [`web`] (the reading room);
+//! - [`app`]: the application core every way in calls (ingest, analysis jobs, reading,
+//!   results, events), with its typed [`app::Error`];
+//! - [`store`]: the catalogue (SQLite or PostgreSQL) and the blobs (a folder or S3);
+//! - the domain: [`dicom`] (decoding into the canonical [`imaging::Radiograph`]), [`imaging`],
+//!   [`runtime`] and [`inference`] (ONNX models), [`analysis`], [`placement`], [`priors`],
+//!   [`draft`] (reports, SR, FHIR), [`labeler`], [`qa`], [`sentences`];
+//! - beside them: [`config`], [`roles`], [`pem`], [`excerpt`].
 //!
 //! Everything after decoding sees only [`imaging::Radiograph`], so no analysis needs to know DICOM.
 
 pub mod analysis;
+pub mod app;
 pub mod config;
 pub mod dicom;
 pub mod dimse;
 pub mod draft;
 pub mod excerpt;
+pub mod grpc;
 pub mod imaging;
 pub mod inference;
 pub mod labeler;
@@ -27,6 +34,6 @@ pub mod qa;
 pub mod roles;
 pub mod runtime;
 pub mod sentences;
-pub mod service;
+pub mod server;
 pub mod store;
 pub mod web;

@@ -184,7 +184,7 @@ enum Command {
         /// frontend processes (gRPC, DICOM, web) and worker processes (analysis) share one
         /// catalogue and blob store.
         #[arg(long, value_enum, default_value = "all")]
-        role: radassist::service::ProcessRole,
+        role: radassist::server::ProcessRole,
     },
     /// Bring the PostgreSQL catalogue's schema up to date and exit ([store] backend =
     /// "postgres"; `serve` also does it at start, under the same lock).
@@ -379,7 +379,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("the async runtime: {e}"))
-            .and_then(|runtime| runtime.block_on(radassist::service::serve(config.clone(), role))),
+            .and_then(|runtime| runtime.block_on(radassist::server::serve(config.clone(), role))),
         Command::Migrate => radassist::store::pg::migrate_configured(&config.store)
             .map(|version| println!("the PostgreSQL catalogue's schema is at version {version}")),
         Command::Audit {

@@ -5,8 +5,8 @@
 use crate::common;
 
 use common::{chunks, reidentified_instance, uid_for, with_token, Server, PACS_TOKEN};
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::*;
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::*;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tonic::transport::Channel;

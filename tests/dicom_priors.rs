@@ -15,8 +15,8 @@
 use crate::common;
 
 use common::{root, with_token, Server, RADIOLOGIST_TOKEN};
-use radassist::service::proto::worklist_service_client::WorklistServiceClient;
-use radassist::service::proto::{GetWorkItemRequest, WorkItem};
+use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
+use radassist::grpc::proto::{GetWorkItemRequest, WorkItem};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

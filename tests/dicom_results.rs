@@ -11,8 +11,8 @@
 use crate::common;
 
 use common::{root, with_token, Server, ADMIN_TOKEN, RADIOLOGIST_TOKEN};
-use radassist::service::proto::worklist_service_client::WorklistServiceClient;
-use radassist::service::proto::{
+use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
+use radassist::grpc::proto::{
     AmendFinalReadRequest, ClaimWorkItemRequest, SubmitFinalReadRequest,
 };
 use std::io::BufRead;
@@ -143,8 +143,8 @@ fn metric(server: &Server, name: &str) -> f64 {
 fn list_results(
     runtime: &tokio::runtime::Runtime,
     server: &Server,
-) -> Vec<radassist::service::proto::OutgoingResult> {
-    use radassist::service::proto::{model_service_client::ModelServiceClient, ListResultsRequest};
+) -> Vec<radassist::grpc::proto::OutgoingResult> {
+    use radassist::grpc::proto::{model_service_client::ModelServiceClient, ListResultsRequest};
     runtime.block_on(async {
         ModelServiceClient::new(server.channel().await)
             .list_results(with_token(ListResultsRequest { limit: 0 }, ADMIN_TOKEN))

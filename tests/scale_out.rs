@@ -10,9 +10,9 @@ use crate::common;
 
 use common::backends::{self, Backend};
 use common::{chunks, uid_for, with_token, Server, PACS_TOKEN};
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::worklist_service_client::WorklistServiceClient;
-use radassist::service::proto::*;
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
+use radassist::grpc::proto::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -11,8 +11,8 @@ use common::{
     PACS_TOKEN,
 };
 use dicom_dictionary_std::tags;
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::{instance_result, GetStudyRequest};
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::{instance_result, GetStudyRequest};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -8,11 +8,11 @@ use common::{
     chunks, complete_and_wait, http_get, metric, root, store_instances, with_token, Server,
     ADMIN_TOKEN, PACS_TOKEN, QA_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::model_service_client::ModelServiceClient;
-use radassist::service::proto::quality_service_client::QualityServiceClient;
-use radassist::service::proto::worklist_service_client::WorklistServiceClient;
-use radassist::service::proto::*;
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::model_service_client::ModelServiceClient;
+use radassist::grpc::proto::quality_service_client::QualityServiceClient;
+use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
+use radassist::grpc::proto::*;
 use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Code;

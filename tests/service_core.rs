@@ -9,10 +9,10 @@ use common::{
     complete_and_wait, http_get, marked_film, rewritten, root, run_radassist, uid_for, with_token,
     Server, ADMIN_TOKEN, PACS_TOKEN, RADIOLOGIST_TOKEN, SECOND_RADIOLOGIST_TOKEN,
 };
-use radassist::service::proto::ingest_service_client::IngestServiceClient;
-use radassist::service::proto::model_service_client::ModelServiceClient;
-use radassist::service::proto::worklist_service_client::WorklistServiceClient;
-use radassist::service::proto::*;
+use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
+use radassist::grpc::proto::model_service_client::ModelServiceClient;
+use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
+use radassist::grpc::proto::*;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;

@@ -11,6 +11,7 @@ use crate::common;
 use common::backends;
 use radassist::config::{BlobBackend, BlobsConfig, StoreBackend, StoreConfig};
 use radassist::store::lifecycle::{JobState, StudyState, WorkItemStatus};
+use radassist::store::documents::{SignedRead, WorkItemContent};
 use radassist::store::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -100,11 +101,20 @@ fn put_instance_of(store: &dyn Store, uid: &str, sop: &str) -> StoreOutcome {
         .0
 }
 
+/// A signed read of `text`.
+fn read(text: &str) -> SignedRead {
+    SignedRead {
+        text: text.into(),
+        radiologist: "dr-a".into(),
+        ..Default::default()
+    }
+}
+
 fn new_item() -> NewWorkItem {
     NewWorkItem {
         critical: false,
         priority: 10,
-        template: vec![],
+        content: WorkItemContent::default(),
         analysis_json: "{}".into(),
         model_version: "test".into(),
         report_json: "{}".into(),
@@ -123,9 +133,9 @@ fn store_with_item(kind: Kind, dir: &Path, uid: &str) -> Arc<dyn Store> {
 }
 
 /// How many reads an amendment replaced were kept for study `uid` with text `text`.
-fn superseded(kind: Kind, dir: &Path, uid: &str, text: &[u8]) -> i64 {
-    let sql =
-        "SELECT COUNT(*) FROM superseded_reads WHERE study_instance_uid = $1 AND final_read = $2";
+fn superseded(kind: Kind, dir: &Path, uid: &str, text: &str) -> i64 {
+    let text = format!("%\"text\":{}%", serde_json::to_string(text).unwrap());
+    let sql = "SELECT COUNT(*) FROM superseded_reads WHERE study_instance_uid = $1 AND signed_read LIKE $2";
     match kind {
         Kind::SqliteFolder => rusqlite::Connection::open(dir.join("radassist.sqlite"))
             .unwrap()
@@ -191,7 +201,7 @@ fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
                                 "1.2.3",
                                 &who,
                                 now_ms(),
-                                format!("read {i}").as_bytes(),
+                                &read(&format!("read {i}")),
                                 "{}",
                                 &[],
                             )
@@ -218,7 +228,7 @@ fn a_job_finishes_or_fails_only_while_running() {
         let item = NewWorkItem {
             critical: true,
             priority: 100,
-            template: vec![],
+            content: WorkItemContent::default(),
             analysis_json: "{}".into(),
             model_version: "test".into(),
             report_json: "{}".into(),
@@ -284,7 +294,7 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
                 "1.2.5",
                 "dr-a",
                 now_ms(),
-                b"read",
+                &read("read"),
                 "{}",
                 &[result("PACS"), result("ARCHIVE")],
             )
@@ -319,7 +329,7 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
         store.claim(uid, "dr-a").unwrap();
         let signed_at = 2_000;
         store
-            .sign(uid, "dr-a", signed_at, b"read", "{\"signed\": 1}", &[])
+            .sign(uid, "dr-a", signed_at, &read("read"), "{\"signed\": 1}", &[])
             .unwrap();
         let open = WorkItemFilter {
             statuses: vec![WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
@@ -339,7 +349,10 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
         let redraft = NewWorkItem {
             critical: true,
             priority: 150,
-            template: b"new draft".to_vec(),
+            content: WorkItemContent {
+                accession_number: "new draft".into(),
+                ..Default::default()
+            },
             analysis_json: "{\"new\": 1}".into(),
             results: vec![OutgoingResult {
                 study_instance_uid: uid.into(),
@@ -354,11 +367,15 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
 
         let item = store.work_item(uid).unwrap();
         assert_eq!(item.status, WorkItemStatus::Signed, "{kind:?}");
-        assert_eq!(item.final_read.as_deref(), Some(&b"read"[..]), "{kind:?}");
+        assert_eq!(
+            item.final_read.map(|r| r.text).as_deref(),
+            Some("read"),
+            "{kind:?}"
+        );
         assert_eq!(item.signed_at, Some(signed_at));
         assert_eq!(item.claimed_by.as_deref(), Some("dr-a"));
         // QA keeps comparing the read with the draft it was signed against.
-        assert_eq!(item.template, Vec::<u8>::new());
+        assert_eq!(item.content, WorkItemContent::default());
         assert_eq!(item.analysis_json, "{}");
         assert_eq!(item.comparison.as_deref(), Some("{\"signed\": 1}"));
         assert!(item.images_after_signing.is_some(), "{kind:?}");
@@ -377,7 +394,7 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
 
         // An amendment answers the new images.
         let amended = store
-            .amend(uid, signed_at, signed_at + 1, b"amended", "{}", &[])
+            .amend(uid, signed_at, signed_at + 1, &read("amended"), "{}", &[])
             .unwrap();
         assert_eq!(amended.images_after_signing, None, "{kind:?}");
         assert!(store.work_items(&open, 0, 10).unwrap().is_empty());
@@ -392,7 +409,7 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
         let store = store_with_item(kind, dir.path(), "1.2.7");
         assert!(
             matches!(
-                store.amend("1.2.7", 0, 1, b"x", "{}", &[]),
+                store.amend("1.2.7", 0, 1, &read("x"), "{}", &[]),
                 Err(StoreError::Precondition(_))
             ),
             "an unsigned item was amended"
@@ -400,7 +417,7 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
         store.claim("1.2.7", "dr-a").unwrap();
         let signed_at = 1_000;
         store
-            .sign("1.2.7", "dr-a", signed_at, b"read", "{}", &[])
+            .sign("1.2.7", "dr-a", signed_at, &read("read"), "{}", &[])
             .unwrap();
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
         let amendments: Vec<_> = (0..8)
@@ -421,7 +438,7 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
                             "1.2.7",
                             signed_at,
                             signed_at + 1,
-                            text.as_bytes(),
+                            &read(&text),
                             "{}",
                             &[result],
                         )
@@ -437,8 +454,8 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
         assert_eq!(winners.len(), 1, "{winners:?}");
         let item = store.work_item("1.2.7").unwrap();
         assert_eq!(
-            item.final_read.as_deref(),
-            Some(format!("amended {}", winners[0]).as_bytes())
+            item.final_read.map(|r| r.text),
+            Some(format!("amended {}", winners[0]))
         );
         assert_eq!(
             (item.status, item.signed_at),
@@ -449,7 +466,7 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
         let latest = store.latest_signed_sr("1.2.7").unwrap().unwrap();
         assert_eq!(latest.0, format!("2.25.{}", winners[0]));
         assert_eq!(
-            superseded(kind, dir.path(), "1.2.7", b"read"),
+            superseded(kind, dir.path(), "1.2.7", "read"),
             1,
             "{kind:?}: the replaced read is not kept"
         );
@@ -639,7 +656,7 @@ fn processes_starting_together_migrate_the_schema_once() {
     for start in starts {
         start.join().unwrap();
     }
-    assert_eq!(schema_versions(dir.path()), vec![1, 2]);
+    assert_eq!(schema_versions(dir.path()), vec![1, 2, 3, 4]);
 }
 
 /// The schema versions recorded in `dir`'s database.
@@ -659,7 +676,7 @@ fn schema_versions(dir: &Path) -> Vec<i32> {
 #[test]
 fn a_database_an_earlier_version_made_is_migrated_with_its_reads_kept() {
     let dir = tempfile::tempdir().unwrap();
-    // The schema as version 1 left it, with a signed read in it.
+    // The schema as version 1 left it, with a signed read in it (FinalRead { text: "read" }).
     let url = backends::database_for(dir.path());
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
@@ -672,14 +689,14 @@ fn a_database_an_earlier_version_made_is_migrated_with_its_reads_kept() {
              INSERT INTO schema_migrations (version, name) VALUES (1, 'catalogue');
              INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by,
                  created_at, template, analysis_json, model_version, final_read, signed_at)
-             VALUES ('1.2.9', 'SIGNED', false, 10, 'dr-a', 1, '', '{}', 'test', 'read', 2);",
+             VALUES ('1.2.9', 'SIGNED', false, 10, 'dr-a', 1, '', '{}', 'test', '\\x0a0472656164', 2);",
         )
         .unwrap();
     let store = open_pg(dir.path(), 60);
     let item = store.work_item("1.2.9").unwrap();
-    assert_eq!(item.final_read.as_deref(), Some(&b"read"[..]));
+    assert_eq!(item.final_read.map(|r| r.text).as_deref(), Some("read"));
     assert_eq!(item.images_after_signing, None);
-    assert_eq!(schema_versions(dir.path()), vec![1, 2]);
+    assert_eq!(schema_versions(dir.path()), vec![1, 2, 3, 4]);
 }
 
 #[test]
@@ -793,4 +810,205 @@ fn the_database_is_reached_over_tls_checked_against_the_configured_ca() {
     config.tls_ca = Some(stranger);
     let error = PgStore::open(&config, folder()).err().unwrap();
     assert!(error.contains("certificate"), "{error}");
+}
+
+/// A work item as the versions that kept the gRPC messages' bytes stored it (the template the
+/// worker built, which left the row's own fields unset), with the read signed and amended once.
+fn protobuf_era_item() -> (
+    radassist::grpc::proto::WorkItem,
+    radassist::grpc::proto::FinalRead,
+    radassist::grpc::proto::FinalRead,
+) {
+    use radassist::grpc::proto::*;
+    let at = |ms: i64| prost_types::Timestamp {
+        seconds: ms / 1000,
+        nanos: (ms % 1000) as i32 * 1_000_000,
+    };
+    let template = WorkItem {
+        name: "workItems/1.2.40".into(),
+        study: "studies/1.2.40".into(),
+        critical: true,
+        accession_number: "ACC40".into(),
+        patient_id: "P40".into(),
+        study_date: "2026-01-02".into(),
+        patient_name: "DOE^JANE".into(),
+        draft: Some(Draft {
+            text: "FINDINGS: Endotracheal tube too low.\nIMPRESSION: Malpositioned ETT.".into(),
+            author: "radassist structured renderer".into(),
+            preliminary: true,
+            findings: vec![Statement {
+                text: "Endotracheal tube too low.".into(),
+                critical: true,
+                evidence: vec![
+                    Evidence {
+                        kind: "measurement".into(),
+                        description: "tip to carina 12.5 (malpositioned)".into(),
+                        value: 12.5,
+                        unit: "mm".into(),
+                    },
+                    Evidence {
+                        kind: "prior_search".into(),
+                        description: "no prior retrieved from PACS: refused".into(),
+                        value: f64::NAN,
+                        unit: String::new(),
+                    },
+                ],
+            }],
+            impression: vec![Statement {
+                text: "Malpositioned ETT.".into(),
+                critical: true,
+                evidence: vec![],
+            }],
+            models: vec!["landmarks test-landmarks 1".into()],
+            warning: "test model, not for clinical use".into(),
+        }),
+        devices: vec![DeviceCheck {
+            device: "endotracheal_tube".into(),
+            verdict: "malpositioned".into(),
+            critical: true,
+            statement: "The ETT tip is 12 mm above the carina.".into(),
+            measurements: vec![Measurement {
+                name: "tip to carina".into(),
+                value: 12.5,
+                unit: "mm".into(),
+            }],
+        }],
+        ..Default::default()
+    };
+    let first = FinalRead {
+        text: "ETT low.".into(),
+        radiologist: "dr-a".into(),
+        sign_time: Some(at(2_000_250)),
+        findings: vec![FindingAgreement {
+            observation: "Support Devices".into(),
+            agrees: true,
+        }],
+        devices: vec![DeviceAgreement {
+            device: "endotracheal_tube".into(),
+            verdict: "malpositioned".into(),
+            agrees: true,
+        }],
+        amendment: 0,
+        amendment_reason: String::new(),
+    };
+    let amended = FinalRead {
+        text: "ETT low; withdraw 2 cm.".into(),
+        sign_time: Some(at(3_000_500)),
+        amendment: 1,
+        amendment_reason: "advice added".into(),
+        ..first.clone()
+    };
+    (template, first, amended)
+}
+
+/// A store written by the versions that kept protobuf bytes opens on both backends, every read
+/// (current and superseded) kept, and the API shows the work item exactly as it did.
+#[test]
+fn a_store_the_protobuf_versions_wrote_opens_with_every_read_and_the_api_unchanged() {
+    use prost::Message;
+    let (template, first, amended) = protobuf_era_item();
+    let (template_bytes, first_bytes, amended_bytes) = (
+        template.encode_to_vec(),
+        first.encode_to_vec(),
+        amended.encode_to_vec(),
+    );
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let superseded_json: String = match kind {
+            Kind::SqliteFolder => {
+                // The tables as the first, unnumbered versions made them.
+                let db = rusqlite::Connection::open(dir.path().join("radassist.sqlite")).unwrap();
+                db.execute_batch(
+                    "CREATE TABLE work_items (study_instance_uid TEXT PRIMARY KEY, status TEXT NOT NULL,
+                         critical INTEGER NOT NULL, priority INTEGER NOT NULL, claimed_by TEXT,
+                         created_at INTEGER NOT NULL, template BLOB NOT NULL, analysis_json TEXT NOT NULL,
+                         model_version TEXT NOT NULL, final_read BLOB, signed_at INTEGER);
+                     CREATE TABLE superseded_reads (study_instance_uid TEXT NOT NULL,
+                         final_read BLOB NOT NULL, signed_at INTEGER NOT NULL,
+                         superseded_at INTEGER NOT NULL);",
+                )
+                .unwrap();
+                db.execute(
+                    "INSERT INTO work_items VALUES ('1.2.40', 'SIGNED', 1, 100, 'dr-a', 1000, ?1, '{}', 'm', ?2, 3000500)",
+                    rusqlite::params![template_bytes, amended_bytes],
+                )
+                .unwrap();
+                db.execute(
+                    "INSERT INTO superseded_reads VALUES ('1.2.40', ?1, 2000250, 3000600)",
+                    rusqlite::params![first_bytes],
+                )
+                .unwrap();
+                drop(db);
+                open(kind, dir.path());
+                rusqlite::Connection::open(dir.path().join("radassist.sqlite"))
+                    .unwrap()
+                    .query_row("SELECT signed_read FROM superseded_reads", [], |r| r.get(0))
+                    .unwrap()
+            }
+            Kind::PostgresS3 => {
+                let url = backends::database_for(dir.path());
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                client
+                    .batch_execute(include_str!("../src/store/migrations/0001_catalogue.sql"))
+                    .unwrap();
+                client
+                    .batch_execute(include_str!(
+                        "../src/store/migrations/0002_images_after_signing.sql"
+                    ))
+                    .unwrap();
+                client
+                    .batch_execute(
+                        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                         INSERT INTO schema_migrations (version, name) VALUES (1, 'catalogue'), (2, 'images after signing');",
+                    )
+                    .unwrap();
+                client
+                    .execute(
+                        "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by,
+                             created_at, template, analysis_json, model_version, final_read, signed_at)
+                         VALUES ('1.2.40', 'SIGNED', true, 100, 'dr-a', 1000, $1, '{}', 'm', $2, 3000500)",
+                        &[&template_bytes, &amended_bytes],
+                    )
+                    .unwrap();
+                client
+                    .execute(
+                        "INSERT INTO superseded_reads VALUES ('1.2.40', $1, 2000250, 3000600)",
+                        &[&first_bytes],
+                    )
+                    .unwrap();
+                open(kind, dir.path());
+                client
+                    .query_one("SELECT signed_read FROM superseded_reads", &[])
+                    .unwrap()
+                    .get(0)
+            }
+        };
+        let row = open(kind, dir.path()).work_item("1.2.40").unwrap();
+        let mut shown = radassist::grpc::convert::work_item_message(&row);
+        let mut expected = radassist::grpc::proto::WorkItem {
+            status: radassist::grpc::proto::work_item::Status::Signed as i32,
+            claimed_by: "dr-a".into(),
+            priority: 100,
+            create_time: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+            final_read: Some(amended.clone()),
+            ..template.clone()
+        };
+        // No number behind the prior search: NaN before and after (NaN equals nothing).
+        for item in [&mut shown, &mut expected] {
+            let evidence = &mut item.draft.as_mut().unwrap().findings[0].evidence[1];
+            assert!(evidence.value.is_nan(), "{kind:?}");
+            evidence.value = 0.0;
+        }
+        assert_eq!(shown, expected, "{kind:?}");
+        let superseded: SignedRead = serde_json::from_str(&superseded_json).unwrap();
+        assert_eq!(
+            (superseded.text.as_str(), superseded.signed_at, superseded.amendment),
+            ("ETT low.", 2_000_250, 0),
+            "{kind:?}"
+        );
+    }
 }

@@ -13,9 +13,9 @@ use common::{
     Server, RADIOLOGIST_TOKEN,
 };
 use dicom_dictionary_std::tags;
-use radassist::service::proto::instance_result;
-use radassist::service::proto::worklist_service_client::WorklistServiceClient;
-use radassist::service::proto::GetWorkItemRequest;
+use radassist::grpc::proto::instance_result;
+use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
+use radassist::grpc::proto::GetWorkItemRequest;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -32,7 +32,7 @@ async fn push(server: &Server, bytes: Vec<u8>) -> String {
     let (study, state) = common::store_and_settle(&server.channel().await, bytes).await;
     assert_eq!(
         state,
-        radassist::service::proto::study::State::DraftReady,
+        radassist::grpc::proto::study::State::DraftReady,
         "{study}"
     );
     study.trim_start_matches("studies/").to_string()
@@ -44,7 +44,7 @@ async fn another_view(
     server: &Server,
     uid: &str,
     label: &str,
-) -> radassist::service::proto::study::State {
+) -> radassist::grpc::proto::study::State {
     let view = rewritten(
         "sample-dicom/derived/siim_chest_pa_devices.dcm",
         &[(
@@ -176,7 +176,7 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
             writeln!(stdin, "go").unwrap();
         } else if line == "ready-for-new-draft" {
             // Another view of the claimed, edited current study.
-            use radassist::service::proto::study::State;
+            use radassist::grpc::proto::study::State;
             assert_eq!(
                 another_view(&server, &current, "claimed").await,
                 State::DraftReady
@@ -184,7 +184,7 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
             writeln!(stdin, "go").unwrap();
         } else if line == "ready-for-late-image" {
             // Another view of the signed current study.
-            use radassist::service::proto::study::State;
+            use radassist::grpc::proto::study::State;
             assert_eq!(
                 another_view(&server, &current, "signed").await,
                 State::Signed
@@ -500,7 +500,7 @@ async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
     let study = results[0].study.clone();
     let uid = study.trim_start_matches("studies/").to_string();
     let state = common::complete_and_wait(&channel, &study).await;
-    assert_eq!(state, radassist::service::proto::study::State::Failed);
+    assert_eq!(state, radassist::grpc::proto::study::State::Failed);
 
     let web = server.web.clone();
     let admin = login(&web, "it-http", PASSWORD).unwrap();
@@ -532,7 +532,7 @@ async fn an_admin_sees_a_failed_job_with_its_reason_and_retries_it() {
     // Taken again by a worker, and failed again for the same reason.
     assert_eq!(
         common::watch_until_settled(&channel, &study).await,
-        radassist::service::proto::study::State::Failed
+        radassist::grpc::proto::study::State::Failed
     );
     let (_, _, page) = http(&web, "GET", "/admin", &[("Cookie", &admin)], "");
     let audit = page.split("id=\"audit\"").nth(1).unwrap();

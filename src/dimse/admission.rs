@@ -16,7 +16,7 @@
 
 use super::association;
 use super::{PeerAccess, REJECT_TIMEOUT};
-use crate::service::state::State;
+use crate::app::State;
 use dicom_ul::association::server::ServerAssociationOptions;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;

@@ -1,6 +1,6 @@
 //! One DICOM association, from A-ASSOCIATE-RQ to release or abort: P-DATA fragments gathered
 //! into DIMSE messages (a command set, then its data set), C-ECHO answered, C-STORE data sets
-//! stored through [`crate::service::ingest`] and answered only once durable.
+//! stored through [`crate::app::ingest`] and answered only once durable.
 //!
 //! Memory is bounded: a PDU is at most `max_pdu_length` (dicom-ul refuses longer ones), an
 //! instance at most `service.max_instance_bytes`, and all instances being received (gRPC and
@@ -12,8 +12,8 @@
 use super::message::{self as dimse, CommandField, Request, StoreStatus};
 use super::STORAGE_SOP_CLASSES;
 use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
-use crate::service::ingest::{self, Declared, Refused};
-use crate::service::state::State;
+use crate::app::ingest::{self, Declared, Refused};
+use crate::app::State;
 use crate::store::StoreOutcome;
 use bytes::Bytes;
 use dicom_object::FileMetaTableBuilder;
@@ -354,7 +354,7 @@ async fn store(
     chunks.push(Bytes::from(meta));
     chunks.extend(fragments);
     let (store, metrics) = (state.store.clone(), state.metrics.clone());
-    let expected = state.prior_retrieval.as_ref().map(|r| r.expected.clone());
+    let expected = state.prior_source.as_ref().map(|r| r.expected().clone());
     let stored = tokio::task::spawn_blocking(move || {
         let declared = Declared {
             sop_class_uid: &request.affected_sop_class_uid,

@@ -4,7 +4,7 @@
 //! for priors) with the responses it reads. Command sets are always Implicit VR Little Endian.
 
 use crate::dicom::read_data_set;
-use crate::service::ingest::Refusal;
+use crate::app::ingest::Refusal;
 use dicom_core::{dicom_value, DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;

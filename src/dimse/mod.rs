@@ -10,7 +10,7 @@
 //! `max_associations` are open, beyond that an association is rejected as transient (local
 //! limit exceeded). A connection takes a slot only once its A-ASSOCIATE-RQ has arrived, within
 //! `associate_timeout_seconds`; silent connections are bounded per address (`admission`).
-//! A C-STORE goes through the same durable path as gRPC ingest ([`crate::service::ingest`]) before it
+//! A C-STORE goes through the same durable path as gRPC ingest ([`crate::app::ingest`]) before it
 //! is answered. When a peer is asked for priors
 //! ([`priors`], over [`query`]), the text SR classes are negotiated too, for the priors'
 //! reports that its C-MOVE sends. With `tls = true` the listener speaks DICOM TLS
@@ -28,7 +28,7 @@ pub mod sender;
 pub mod tls;
 
 use crate::config::DicomConfig;
-use crate::service::state::State;
+use crate::app::State;
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 use std::collections::HashMap;
@@ -229,7 +229,7 @@ impl Listener {
         }
         // Priors' reports arrive by C-MOVE as SRs: negotiated only when a peer is asked for
         // priors, and stored only while their study is being retrieved (else 0122).
-        if state.prior_retrieval.is_some() {
+        if state.prior_source.is_some() {
             for (uid, _) in crate::draft::sr_text::TEXT_SR_SOP_CLASSES {
                 options = options.with_abstract_syntax(*uid);
             }

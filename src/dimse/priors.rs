@@ -7,7 +7,7 @@
 //! looked into (SERIES, then IMAGE level) for their frontal image: the one whose View Position
 //! matches the current view, else PA, else AP, else one without a View Position, never a
 //! lateral. That one image is retrieved by C-MOVE to radassist's own AE title while the
-//! listener expects its study ([`crate::service::expected_priors`]), so it is stored as a
+//! listener expects its study ([`crate::app::expected_priors`]), so it is stored as a
 //! PRIOR and not analysed. The caller then applies the same prior rules as to local priors
 //! (`accept`); if the image passes, the study's text SRs are retrieved too, and the newest
 //! becomes the prior's report. The first study that yields an accepted image is the prior.
@@ -20,8 +20,9 @@ use crate::config::DicomPeer;
 use crate::dicom::uid::is_uid;
 use crate::dicom::{ImageHeader, ProjectionView};
 use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
-use crate::service::expected_priors::ExpectedPriors;
-use crate::service::metrics::Metrics;
+use crate::app::expected_priors::ExpectedPriors;
+use crate::app::prior_source::{PriorSource, RemotePrior};
+use crate::app::metrics::Metrics;
 use crate::store::Store;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
@@ -36,17 +37,6 @@ const MAX_STUDIES: usize = 3;
 const MAX_IMAGES: usize = 2;
 /// Reports retrieved of one prior study.
 const MAX_REPORTS: usize = 3;
-
-/// What a search for a prior at the PACS came to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RemotePrior {
-    /// A prior is now in the local store.
-    Retrieved { peer: String, study_uid: String },
-    /// The peers answered and hold no eligible prior.
-    NoneHeld,
-    /// No peer could be asked or could send one: why.
-    Unavailable(String),
-}
 
 /// The peers to ask, and how.
 #[derive(Clone)]
@@ -142,10 +132,20 @@ impl PriorRetrieval {
             ),
         })
     }
+}
+
+impl PriorSource for PriorRetrieval {
+    fn peers(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.ae_title.clone()).collect()
+    }
+
+    fn expected(&self) -> &ExpectedPriors {
+        &self.expected
+    }
 
     /// Asks each peer in turn for a prior of `current`; `accept(study_uid)` says whether the
     /// retrieved study now gives an eligible prior in the local store.
-    pub fn retrieve(
+    fn retrieve(
         &self,
         current: &ImageHeader,
         metrics: &Metrics,
@@ -188,7 +188,9 @@ impl PriorRetrieval {
             RemotePrior::NoneHeld
         }
     }
+}
 
+impl PriorRetrieval {
     /// One peer: the study UID of the prior retrieved from it, if any.
     fn ask(
         &self,

@@ -1,4 +1,4 @@
-//! The results outbox's sender: every SR queued for a peer (see [`crate::service::results`])
+//! The results outbox's sender: every SR queued for a peer (see [`crate::app::results`])
 //! goes by C-STORE (dicom-ul, async), one association per result, retried with backoff while
 //! the peer is down or refuses it, and marked sent only once the peer answered Success (or a
 //! warning: stored). A crash between the peer's Success and that mark sends it again at the
@@ -13,7 +13,7 @@
 use super::message as dimse;
 use super::tls::ClientTls;
 use crate::config::DicomPeer;
-use crate::service::state::State;
+use crate::app::State;
 use crate::store::{now_ms, OutboxRow};
 use dicom_object::meta::FileMetaTable;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
@@ -92,7 +92,7 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
         let due = match due {
             Ok(due) => due,
             Err(e) => {
-                tracing::warn!("results sender: reading the outbox: {}", e.message());
+                tracing::warn!("results sender: reading the outbox: {e}");
                 tokio::time::sleep(POLL).await;
                 continue;
             }
@@ -150,13 +150,13 @@ async fn mark_sent(state: &Arc<State>, id: i64, sop_instance_uid: &str) {
             Err(e) if attempt < TRIES => {
                 tracing::warn!(
                     "results: marking {sop_instance_uid} sent failed ({}): trying again",
-                    e.message()
+                    e
                 );
                 tokio::time::sleep(POLL).await;
             }
             Err(e) => tracing::error!(
                 "results: {sop_instance_uid} was stored by the peer but could not be marked sent ({}): it will be sent again",
-                e.message()
+                e
             ),
         }
     }
@@ -173,7 +173,7 @@ async fn send(
     let bytes = state
         .store_call(move |s| s.blobs().get(&sha).map_err(Into::into))
         .await
-        .map_err(|e| format!("reading the SR: {}", e.message()))?;
+        .map_err(|e| format!("reading the SR: {e}"))?;
     let (meta, data_set) = split_part10(&bytes)?;
     let sop_class = meta.media_storage_sop_class_uid().to_string();
     let transfer_syntax = meta.transfer_syntax().to_string();

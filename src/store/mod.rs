@@ -11,7 +11,9 @@
 //! from `spawn_blocking`, the worker from its own threads.
 
 mod blobs;
+pub mod documents;
 pub(crate) mod durable_file;
+mod legacy;
 pub mod lifecycle;
 mod open;
 mod outcomes;
@@ -32,6 +34,7 @@ pub use reading_room::ReadingRoomStore;
 pub use s3_blobs::S3BlobStore;
 pub use sqlite::SqliteStore;
 
+use documents::{SignedRead, WorkItemContent};
 use lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,6 +50,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("SQLite schema: {0}")]
     Migration(#[from] schema::MigrationError),
+    #[error(transparent)]
+    Document(#[from] documents::DocumentError),
+    #[error("PostgreSQL schema: {0}")]
+    PgMigration(#[from] legacy::LegacyError),
     #[error("{0}")]
     NotFound(String),
     /// The change's precondition does not hold (another caller won, or the state is wrong).
@@ -121,8 +128,8 @@ pub struct StudyRow {
     pub study_date: String,
 }
 
-/// A work item row. `template` is the protobuf WorkItem the worker built (study fields, draft
-/// with evidence, device checks); `final_read` the protobuf FinalRead once signed, and
+/// A work item row. `content` is what the worker built (study fields, draft with evidence,
+/// device checks); `final_read` the read once signed, and
 /// `comparison` the QA comparison of draft and final read (JSON), computed once at signing;
 /// the analysis is kept as JSON for audit, the overlay and debugging.
 #[derive(Debug, Clone)]
@@ -133,10 +140,10 @@ pub struct WorkItemRow {
     pub priority: i64,
     pub claimed_by: Option<String>,
     pub created_at: i64,
-    pub template: Vec<u8>,
+    pub content: WorkItemContent,
     pub analysis_json: String,
     pub model_version: String,
-    pub final_read: Option<Vec<u8>>,
+    pub final_read: Option<SignedRead>,
     pub signed_at: Option<i64>,
     pub comparison: Option<String>,
     /// What the SRs of this item are built from (JSON of `super::results::ReportSource`).
@@ -190,7 +197,7 @@ pub struct OutboxRow {
 pub struct NewWorkItem {
     pub critical: bool,
     pub priority: i64,
-    pub template: Vec<u8>,
+    pub content: WorkItemContent,
     pub analysis_json: String,
     pub model_version: String,
     /// What its SRs are built from (JSON), and the draft SR for each peer that takes results,
@@ -309,7 +316,7 @@ pub trait Store: ReadingRoomStore + Send + Sync {
         uid: &str,
         who: &str,
         signed_at: i64,
-        final_read: &[u8],
+        read: &SignedRead,
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError>;
@@ -323,7 +330,7 @@ pub trait Store: ReadingRoomStore + Send + Sync {
         uid: &str,
         replaces: i64,
         signed_at: i64,
-        final_read: &[u8],
+        read: &SignedRead,
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError>;

@@ -13,6 +13,8 @@
 //! service makes them on blocking threads, as for SQLite.
 
 use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
+use super::documents::{from_json, to_json, SignedRead};
+use super::legacy;
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
@@ -27,18 +29,36 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 pub type Connector = MakeRustlsConnect;
 pub type Pool = r2d2::Pool<PostgresConnectionManager<Connector>>;
 
-/// The migrations, oldest first: (version, name, SQL). Applied ones are recorded in
-/// `schema_migrations`; a database newer than this binary is refused.
-const MIGRATIONS: &[(i32, &str, &str)] = &[
+/// A migration's step in Rust, after its SQL, in the same transaction.
+type Convert = fn(&mut postgres::Transaction) -> Result<(), StoreError>;
+
+/// The migrations, oldest first: (version, name, SQL, then a conversion in Rust where one is
+/// needed). Applied ones are recorded in `schema_migrations`; a database newer than this
+/// binary is refused.
+const MIGRATIONS: &[(i32, &str, &str, Option<Convert>)] = &[
     (
         1,
         "catalogue",
         include_str!("migrations/0001_catalogue.sql"),
+        None,
     ),
     (
         2,
         "images after signing",
         include_str!("migrations/0002_images_after_signing.sql"),
+        None,
+    ),
+    (
+        3,
+        "work item documents",
+        include_str!("migrations/0003_work_item_documents.sql"),
+        Some(work_item_documents),
+    ),
+    (
+        4,
+        "protobuf columns dropped",
+        include_str!("migrations/0004_protobuf_columns_dropped.sql"),
+        None,
     ),
 ];
 
@@ -155,8 +175,11 @@ pub fn migrate(client: &mut postgres::Client) -> Result<i32, StoreError> {
             "the database's schema is at version {applied}, newer than this radassist knows ({newest}): run the radassist that migrated it, or a newer one"
         )));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+    for (version, name, sql, convert) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
         tx.batch_execute(sql)?;
+        if let Some(convert) = convert {
+            convert(&mut tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[version, name],
@@ -165,6 +188,38 @@ pub fn migrate(client: &mut postgres::Client) -> Result<i32, StoreError> {
     }
     tx.commit()?;
     Ok(newest)
+}
+
+/// Version 3: every work item's draft and signed read, and every superseded read, from the gRPC
+/// messages' bytes to the JSON documents of [`super::documents`].
+fn work_item_documents(tx: &mut postgres::Transaction) -> Result<(), StoreError> {
+    for row in tx.query(
+        "SELECT study_instance_uid, template, final_read FROM work_items",
+        &[],
+    )? {
+        let uid: String = row.get(0);
+        let content = to_json(&legacy::work_item_content(row.get(1), &uid)?);
+        let read = match row.get::<_, Option<&[u8]>>(2) {
+            Some(bytes) => Some(to_json(&legacy::signed_read(bytes, &uid)?)),
+            None => None,
+        };
+        tx.execute(
+            "UPDATE work_items SET content = $2, signed_read = $3 WHERE study_instance_uid = $1",
+            &[&uid, &content, &read],
+        )?;
+    }
+    for row in tx.query(
+        "SELECT ctid::TEXT, study_instance_uid, final_read FROM superseded_reads",
+        &[],
+    )? {
+        let (ctid, uid): (String, String) = (row.get(0), row.get(1));
+        let read = to_json(&legacy::signed_read(row.get(2), &uid)?);
+        tx.execute(
+            "UPDATE superseded_reads SET signed_read = $2 WHERE ctid = $1::TEXT::TID",
+            &[&ctid, &read],
+        )?;
+    }
+    Ok(())
 }
 
 /// `radassist migrate`: connects and brings the schema up to date.
@@ -319,26 +374,30 @@ impl PgStore {
             s.last_instance_at, j.attempts, s.failure_reason, s.patient_id, s.accession_number, s.study_date
         FROM studies s LEFT JOIN jobs j ON j.study_instance_uid = s.study_instance_uid";
 
-    fn item_from_row(r: &Row) -> WorkItemRow {
-        WorkItemRow {
+    fn item_from_row(r: &Row) -> Result<WorkItemRow, StoreError> {
+        let uid: String = r.get(0);
+        Ok(WorkItemRow {
             study_instance_uid: r.get(0),
             status: r.get(1),
             critical: r.get(2),
             priority: r.get(3),
             claimed_by: r.get(4),
             created_at: r.get(5),
-            template: r.get(6),
+            content: from_json(r.get(6), "work item", &uid)?,
             analysis_json: r.get(7),
             model_version: r.get(8),
-            final_read: r.get(9),
+            final_read: r
+                .get::<_, Option<&str>>(9)
+                .map(|json| from_json(json, "signed read", &uid))
+                .transpose()?,
             signed_at: r.get(10),
             comparison: r.get(11),
             report_json: r.get(12),
             images_after_signing: r.get(13),
-        }
+        })
     }
 
-    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
+    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, signed_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
 
     fn outbox_from_row(r: &Row) -> OutboxRow {
         OutboxRow {
@@ -622,12 +681,12 @@ impl Store for PgStore {
             )?;
             if signed == 0 {
                 tx.execute(
-                    "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
+                    "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, report_json)
                      VALUES ($1, $8, $2, $3, NULL, $4, $5, $6, $7, $9)
                      ON CONFLICT (study_instance_uid) DO UPDATE SET status = $8, critical = $2, priority = $3, claimed_by = NULL,
-                         created_at = $4, template = $5, analysis_json = $6, model_version = $7, final_read = NULL, signed_at = NULL,
+                         created_at = $4, content = $5, analysis_json = $6, model_version = $7, signed_read = NULL, signed_at = NULL,
                          comparison = NULL, report_json = $9, images_after_signing = NULL",
-                    &[&uid, &item.critical, &item.priority, &now, &item.template, &item.analysis_json, &item.model_version, &WorkItemStatus::Unclaimed, &item.report_json],
+                    &[&uid, &item.critical, &item.priority, &now, &to_json(&item.content), &item.analysis_json, &item.model_version, &WorkItemStatus::Unclaimed, &item.report_json],
                 )?;
                 queue_results(&mut tx, &item.results)?;
             }
@@ -713,7 +772,7 @@ impl Store for PgStore {
                 &[&uid],
             )?
             .map(|r| Self::item_from_row(&r))
-            .ok_or_else(|| StoreError::NotFound(format!("no work item for study {uid}")))
+            .ok_or_else(|| StoreError::NotFound(format!("no work item for study {uid}")))?
     }
 
     fn work_items(
@@ -749,7 +808,7 @@ impl Store for PgStore {
             )?
             .iter()
             .map(Self::item_from_row)
-            .collect())
+            .collect::<Result<_, _>>()?)
     }
 
     fn retry_job(&self, uid: &str) -> Result<(), StoreError> {
@@ -802,7 +861,7 @@ impl Store for PgStore {
         uid: &str,
         who: &str,
         signed_at: i64,
-        final_read: &[u8],
+        read: &SignedRead,
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError> {
@@ -810,9 +869,9 @@ impl Store for PgStore {
             let mut client = self.client()?;
             let mut tx = client.transaction()?;
             let signed = tx.execute(
-                "UPDATE work_items SET status = $5, final_read = $3, signed_at = $4, comparison = $6
+                "UPDATE work_items SET status = $5, signed_read = $3, signed_at = $4, comparison = $6
                  WHERE study_instance_uid = $1 AND status = $7 AND claimed_by = $2",
-                &[&uid, &who, &final_read, &signed_at, &WorkItemStatus::Signed, &comparison, &WorkItemStatus::Claimed],
+                &[&uid, &who, &to_json(read), &signed_at, &WorkItemStatus::Signed, &comparison, &WorkItemStatus::Claimed],
             )?;
             if signed == 1 {
                 tx.execute(
@@ -833,7 +892,7 @@ impl Store for PgStore {
         uid: &str,
         replaces: i64,
         signed_at: i64,
-        final_read: &[u8],
+        read: &SignedRead,
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError> {
@@ -841,17 +900,17 @@ impl Store for PgStore {
             let mut client = self.client()?;
             let mut tx = client.transaction()?;
             let kept = tx.execute(
-                "INSERT INTO superseded_reads (study_instance_uid, final_read, signed_at, superseded_at)
-                 SELECT study_instance_uid, final_read, signed_at, $3::BIGINT FROM work_items
-                 WHERE study_instance_uid = $1 AND status = $2 AND signed_at = $4 AND final_read IS NOT NULL
+                "INSERT INTO superseded_reads (study_instance_uid, signed_read, signed_at, superseded_at)
+                 SELECT study_instance_uid, signed_read, signed_at, $3::BIGINT FROM work_items
+                 WHERE study_instance_uid = $1 AND status = $2 AND signed_at = $4 AND signed_read IS NOT NULL
                  FOR UPDATE",
                 &[&uid, &WorkItemStatus::Signed, &now_ms(), &replaces],
             )?;
             if kept == 1 {
                 tx.execute(
-                    "UPDATE work_items SET final_read = $2, signed_at = $3, comparison = $4, images_after_signing = NULL
+                    "UPDATE work_items SET signed_read = $2, signed_at = $3, comparison = $4, images_after_signing = NULL
                      WHERE study_instance_uid = $1 AND signed_at = $5",
-                    &[&uid, &final_read, &signed_at, &comparison, &replaces],
+                    &[&uid, &to_json(read), &signed_at, &comparison, &replaces],
                 )?;
                 queue_results(&mut tx, results)?;
             }
@@ -965,7 +1024,7 @@ impl Store for PgStore {
             )?
             .iter()
             .map(Self::item_from_row)
-            .collect())
+            .collect::<Result<_, _>>()?)
     }
 
     fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError> {

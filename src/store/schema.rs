@@ -7,6 +7,8 @@
 //! so two processes opening one store at once (the server and `radassist users`) apply each
 //! step once; a store from a newer radassist is refused rather than written.
 
+use super::documents::to_json;
+use super::legacy::{self, LegacyError};
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -124,12 +126,24 @@ CREATE TABLE IF NOT EXISTS draft_edits (
     saved_at INTEGER NOT NULL);
 ";
 
+/// One migration: it runs inside the write transaction that records its version.
+type Step = fn(&rusqlite::Transaction) -> Result<(), StepError>;
+
 /// The migrations after version 1, in order: entry `i` brings a store from version `i + 1` to
 /// `i + 2`. Append; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[Step] = &[work_item_documents];
 
 /// The schema version this code writes.
 pub const VERSION: i32 = 1 + MIGRATIONS.len() as i32;
+
+/// Why one migration step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Database(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Document(#[from] LegacyError),
+}
 
 /// Why a catalogue could not be brought to [`VERSION`].
 #[derive(Debug, thiserror::Error)]
@@ -140,14 +154,17 @@ pub enum MigrationError {
     Step {
         to: i32,
         #[source]
-        source: rusqlite::Error,
+        source: StepError,
     },
 }
 
 /// Brings the catalogue to [`VERSION`], a step per transaction; the version it is at now.
 pub fn migrate(db: &mut Connection) -> Result<i32, MigrationError> {
     for to in 1..=VERSION {
-        let step = |source| MigrationError::Step { to, source };
+        let step = |source: rusqlite::Error| MigrationError::Step {
+            to,
+            source: source.into(),
+        };
         let tx = db
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(step)?;
@@ -164,13 +181,55 @@ pub fn migrate(db: &mut Connection) -> Result<i32, MigrationError> {
             tx.execute_batch(SCHEMA).map_err(step)?;
             add_unnumbered_columns(&tx).map_err(step)?;
         } else {
-            tx.execute_batch(MIGRATIONS[(to - 2) as usize])
-                .map_err(step)?;
+            MIGRATIONS[(to - 2) as usize](&tx)
+                .map_err(|source| MigrationError::Step { to, source })?;
         }
         tx.pragma_update(None, "user_version", to).map_err(step)?;
         tx.commit().map_err(step)?;
     }
     Ok(VERSION)
+}
+
+/// Version 2: a work item's draft and signed read as JSON documents ([`super::documents`])
+/// instead of the gRPC messages' bytes, every stored one converted (superseded reads too).
+fn work_item_documents(tx: &rusqlite::Transaction) -> Result<(), StepError> {
+    tx.execute_batch(
+        "ALTER TABLE work_items ADD COLUMN content TEXT NOT NULL DEFAULT '';
+         ALTER TABLE work_items ADD COLUMN signed_read TEXT;
+         ALTER TABLE superseded_reads ADD COLUMN signed_read TEXT NOT NULL DEFAULT '';",
+    )?;
+    let items: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = tx
+        .prepare("SELECT study_instance_uid, template, final_read FROM work_items")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (uid, template, read) in items {
+        let content = to_json(&legacy::work_item_content(&template, &uid)?);
+        let read = match read {
+            Some(bytes) => Some(to_json(&legacy::signed_read(&bytes, &uid)?)),
+            None => None,
+        };
+        tx.execute(
+            "UPDATE work_items SET content = ?2, signed_read = ?3 WHERE study_instance_uid = ?1",
+            rusqlite::params![uid, content, read],
+        )?;
+    }
+    let superseded: Vec<(i64, String, Vec<u8>)> = tx
+        .prepare("SELECT rowid, study_instance_uid, final_read FROM superseded_reads")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (rowid, uid, bytes) in superseded {
+        let read = to_json(&legacy::signed_read(&bytes, &uid)?);
+        tx.execute(
+            "UPDATE superseded_reads SET signed_read = ?2 WHERE rowid = ?1",
+            rusqlite::params![rowid, read],
+        )?;
+    }
+    tx.execute_batch(
+        "ALTER TABLE work_items DROP COLUMN template;
+         ALTER TABLE work_items DROP COLUMN final_read;
+         ALTER TABLE superseded_reads DROP COLUMN final_read;",
+    )?;
+    Ok(())
 }
 
 /// The columns that versions before the schema was numbered added one by one: a store made by
@@ -208,17 +267,18 @@ pub fn read_only_connection(root: &Path) -> rusqlite::Result<Connection> {
 mod tests {
     use super::*;
 
-    /// A work_items table as the first versions made it gains every later column, and its rows
-    /// keep their values.
+    /// A work_items table as the first versions made it gains every later column, its
+    /// protobuf read becomes the document, and its rows keep their values.
     #[test]
     fn a_store_an_earlier_version_made_gains_the_later_columns() {
         let mut db = Connection::open_in_memory().unwrap();
+        // The read: FinalRead { text: "r" } as protobuf (field 1, length 1, "r").
         db.execute_batch(
             "CREATE TABLE work_items (study_instance_uid TEXT PRIMARY KEY, status TEXT NOT NULL,
                  critical INTEGER NOT NULL, priority INTEGER NOT NULL, claimed_by TEXT,
                  created_at INTEGER NOT NULL, template BLOB NOT NULL, analysis_json TEXT NOT NULL,
                  model_version TEXT NOT NULL, final_read BLOB, signed_at INTEGER);
-             INSERT INTO work_items VALUES ('1.2', 'SIGNED', 0, 10, 'dr-a', 1, x'', '{}', 't', x'72', 2);",
+             INSERT INTO work_items VALUES ('1.2', 'SIGNED', 0, 10, 'dr-a', 1, x'', '{}', 't', x'0a0172', 2);",
         )
         .unwrap();
         assert_eq!(migrate(&mut db).unwrap(), VERSION);
@@ -228,22 +288,51 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, VERSION);
-        let (read, comparison, report, images_after): (
-            Vec<u8>,
+        let (read, comparison, report, images_after, claimed): (
+            String,
             Option<String>,
             Option<String>,
             Option<i64>,
+            String,
         ) = db
             .query_row(
-                "SELECT final_read, comparison, report_json, images_after_signing FROM work_items",
+                "SELECT signed_read, comparison, report_json, images_after_signing, claimed_by FROM work_items",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .unwrap();
+        let read: crate::store::documents::SignedRead =
+            crate::store::documents::from_json(&read, "signed read", "1.2").unwrap();
+        assert_eq!(read.text, "r");
         assert_eq!(
-            (read, comparison, report, images_after),
-            (b"r".to_vec(), None, None, None)
+            (comparison, report, images_after, claimed.as_str()),
+            (None, None, None, "dr-a")
         );
+    }
+
+    /// A read whose bytes are not the message stops the migration, and the store is left as
+    /// it was: nothing is lost, and the error names the study.
+    #[test]
+    fn a_read_that_does_not_decode_stops_the_migration_unchanged() {
+        let mut db = Connection::open_in_memory().unwrap();
+        db.execute_batch(SCHEMA).unwrap();
+        db.pragma_update(None, "user_version", 1).unwrap();
+        db.execute_batch(
+            "INSERT INTO work_items (study_instance_uid, status, critical, priority, created_at,
+                 template, analysis_json, model_version, final_read, signed_at)
+             VALUES ('1.2.3', 'SIGNED', 0, 10, 1, x'', '{}', 't', x'ffffff', 2);",
+        )
+        .unwrap();
+        let error = migrate(&mut db).unwrap_err();
+        assert!(error.to_string().contains("1.2.3"), "{error}");
+        let (version, read): (i32, Vec<u8>) = db
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), final_read FROM work_items",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, read), (1, vec![0xff, 0xff, 0xff]));
     }
 
     #[test]

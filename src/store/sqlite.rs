@@ -10,11 +10,31 @@ use super::blobs::FolderBlobStore;
 use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
 use super::schema::{migrate, read_only_connection, DATABASE};
 use super::sqlite_ingest::CommitOutcome;
+use super::documents::{from_json, to_json, SignedRead};
 use super::*;
 use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
+
+/// The JSON document in column `index` of a work item row (column 0 its study).
+fn document<T: for<'de> serde::Deserialize<'de>>(
+    r: &rusqlite::Row,
+    index: usize,
+    what: &'static str,
+) -> rusqlite::Result<T> {
+    let json: String = r.get(index)?;
+    from_json(&json, what, &r.get::<_, String>(0)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// A work item row's signed read.
+fn read_document(r: &rusqlite::Row, json: &str) -> rusqlite::Result<SignedRead> {
+    from_json(json, "signed read", &r.get::<_, String>(0)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
 
 pub struct SqliteStore {
     db: Mutex<Connection>,
@@ -133,10 +153,13 @@ impl SqliteStore {
             priority: r.get(3)?,
             claimed_by: r.get(4)?,
             created_at: r.get(5)?,
-            template: r.get(6)?,
+            content: document(r, 6, "work item")?,
             analysis_json: r.get(7)?,
             model_version: r.get(8)?,
-            final_read: r.get(9)?,
+            final_read: r
+                .get::<_, Option<String>>(9)?
+                .map(|json| read_document(r, &json))
+                .transpose()?,
             signed_at: r.get(10)?,
             comparison: r.get(11)?,
             report_json: r.get(12)?,
@@ -144,7 +167,7 @@ impl SqliteStore {
         })
     }
 
-    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
+    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, signed_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
 
     fn outbox_from_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
         Ok(OutboxRow {
@@ -401,12 +424,12 @@ impl Store for SqliteStore {
         )?;
         if signed == 0 {
             tx.execute(
-                "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, report_json)
+                "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, report_json)
                  VALUES (?1, ?8, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?9)
                  ON CONFLICT (study_instance_uid) DO UPDATE SET status = ?8, critical = ?2, priority = ?3, claimed_by = NULL,
-                     created_at = ?4, template = ?5, analysis_json = ?6, model_version = ?7, final_read = NULL, signed_at = NULL,
+                     created_at = ?4, content = ?5, analysis_json = ?6, model_version = ?7, signed_read = NULL, signed_at = NULL,
                      comparison = NULL, report_json = ?9, images_after_signing = NULL",
-                params![uid, item.critical, item.priority, now, item.template, item.analysis_json, item.model_version, WorkItemStatus::Unclaimed, item.report_json],
+                params![uid, item.critical, item.priority, now, to_json(&item.content), item.analysis_json, item.model_version, WorkItemStatus::Unclaimed, item.report_json],
             )?;
             queue_results(&tx, &item.results)?;
         }
@@ -559,7 +582,7 @@ impl Store for SqliteStore {
         uid: &str,
         who: &str,
         signed_at: i64,
-        final_read: &[u8],
+        read: &SignedRead,
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError> {
@@ -567,9 +590,9 @@ impl Store for SqliteStore {
             let mut db = self.db();
             let tx = db.transaction()?;
             let signed = tx.execute(
-                "UPDATE work_items SET status = ?5, final_read = ?3, signed_at = ?4, comparison = ?6
+                "UPDATE work_items SET status = ?5, signed_read = ?3, signed_at = ?4, comparison = ?6
                  WHERE study_instance_uid = ?1 AND status = ?7 AND claimed_by = ?2",
-                params![uid, who, final_read, signed_at, WorkItemStatus::Signed, comparison, WorkItemStatus::Claimed],
+                params![uid, who, to_json(read), signed_at, WorkItemStatus::Signed, comparison, WorkItemStatus::Claimed],
             )?;
             if signed == 1 {
                 tx.execute(
@@ -590,7 +613,7 @@ impl Store for SqliteStore {
         uid: &str,
         replaces: i64,
         signed_at: i64,
-        final_read: &[u8],
+        read: &SignedRead,
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError> {
@@ -599,16 +622,16 @@ impl Store for SqliteStore {
             let tx = db.transaction()?;
             let now = now_ms();
             let kept = tx.execute(
-                "INSERT INTO superseded_reads (study_instance_uid, final_read, signed_at, superseded_at)
-                 SELECT study_instance_uid, final_read, signed_at, ?3 FROM work_items
-                 WHERE study_instance_uid = ?1 AND status = ?2 AND signed_at = ?4 AND final_read IS NOT NULL",
+                "INSERT INTO superseded_reads (study_instance_uid, signed_read, signed_at, superseded_at)
+                 SELECT study_instance_uid, signed_read, signed_at, ?3 FROM work_items
+                 WHERE study_instance_uid = ?1 AND status = ?2 AND signed_at = ?4 AND signed_read IS NOT NULL",
                 params![uid, WorkItemStatus::Signed, now, replaces],
             )?;
             if kept == 1 {
                 tx.execute(
-                    "UPDATE work_items SET final_read = ?2, signed_at = ?3, comparison = ?4, images_after_signing = NULL
+                    "UPDATE work_items SET signed_read = ?2, signed_at = ?3, comparison = ?4, images_after_signing = NULL
                      WHERE study_instance_uid = ?1",
-                    params![uid, final_read, signed_at, comparison],
+                    params![uid, to_json(read), signed_at, comparison],
                 )?;
                 queue_results(&tx, results)?;
             }

@@ -8,8 +8,7 @@ use super::page;
 use super::session::Viewer;
 use super::{App, WebError};
 use crate::roles::Role;
-use crate::service::convert::work_item_message;
-use crate::service::state::Event as ServiceEvent;
+use crate::app::state::Event as ServiceEvent;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use std::convert::Infallible;
@@ -32,22 +31,20 @@ pub async fn stream(
                         let uid = uid.clone();
                         app.state.store_call(move |s| s.work_item(&uid)).await
                     };
-                    let Ok(item) = found.and_then(|row| work_item_message(&row)) else {
+                    let Ok(item) = found else {
                         continue;
                     };
                     let impression = item
+                        .content
                         .draft
-                        .map(|d| {
-                            d.impression
-                                .iter()
-                                .map(|s| s.text.clone())
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .unwrap_or_default();
+                        .impression
+                        .iter()
+                        .map(|s| s.text.clone())
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     let data = serde_json::json!({
                         "uid": uid,
-                        "patient": page::person_name(&item.patient_name),
+                        "patient": page::person_name(&item.content.patient_name),
                         "impression": impression,
                     });
                     Event::default().event("critical").data(data.to_string())

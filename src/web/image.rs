@@ -16,7 +16,7 @@ use super::session::Viewer;
 use super::{App, WebError};
 use crate::imaging::Radiograph;
 use crate::roles::Role;
-use crate::service::results::ReportSource;
+use crate::app::results::ReportSource;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -28,7 +28,7 @@ pub mod session;
 pub mod worklist;
 
 use crate::config::Config;
-use crate::service::state::State;
+use crate::app::State;
 use crate::store::reading_room::SessionLimits;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware;
@@ -93,18 +93,20 @@ impl WebError {
     }
 }
 
-impl From<tonic::Status> for WebError {
-    fn from(s: tonic::Status) -> WebError {
-        use tonic::Code;
-        let status = match s.code() {
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::InvalidArgument => StatusCode::BAD_REQUEST,
-            Code::FailedPrecondition | Code::Aborted | Code::AlreadyExists => StatusCode::CONFLICT,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+impl From<crate::app::Error> for WebError {
+    fn from(e: crate::app::Error) -> WebError {
+        use crate::app::Error;
+        let status = match &e {
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::Precondition(_) => StatusCode::CONFLICT,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal { .. } => {
+                tracing::error!("web: {}", e.with_causes());
+                return WebError::internal(crate::app::INTERNAL);
+            }
         };
-        WebError::new(status, s.message().to_string())
+        WebError::new(status, e.to_string())
     }
 }
 
@@ -242,7 +244,7 @@ pub async fn bind(
         .await
         .map_err(|e| format!("web.listen {}: {e}", web.listen))?
     {
-        crate::service::check_plaintext(address, tls, sc.allow_plaintext)
+        crate::config::check_plaintext(address, tls, sc.allow_plaintext)
             .map_err(|e| format!("web.{e}"))?;
     }
     let tcp = tokio::net::TcpListener::bind(&web.listen)

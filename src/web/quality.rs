@@ -15,7 +15,6 @@ use super::{App, WebError};
 use crate::labeler::Observation;
 use crate::qa::{wilson, AgreementBuilder, Estimate, StudyComparison, UncertainPolicy};
 use crate::roles::Role;
-use crate::service::convert::work_item_message;
 use crate::store::WorkItemRow;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -107,15 +106,15 @@ async fn signed(app: &App, period: &Period) -> Result<Vec<Signed>, WebError> {
             Some((row, comparison))
         })
         .map(|(row, comparison)| {
-            let message = work_item_message(row)?;
             Ok(Signed {
                 uid: row.study_instance_uid.clone(),
-                accession: message.accession_number,
-                study_date: page::dicom_date(&message.study_date),
+                accession: row.content.accession_number.clone(),
+                study_date: page::dicom_date(&row.content.study_date),
                 signed_at: row.signed_at.unwrap_or(row.created_at),
-                radiologist: message
+                radiologist: row
                     .final_read
-                    .map(|f| f.radiologist)
+                    .as_ref()
+                    .map(|f| f.radiologist.clone())
                     .unwrap_or_default(),
                 model_version: row.model_version.clone(),
                 comparison: serde_json::from_str(comparison)
@@ -554,8 +553,7 @@ pub async fn study(
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Qa])?;
     let row = app.work_item(&uid).await?;
-    let message = work_item_message(&row)?;
-    let (Some(read), Some(stored)) = (&message.final_read, &row.comparison) else {
+    let (Some(read), Some(stored)) = (&row.final_read, &row.comparison) else {
         return Err(WebError::new(
             StatusCode::CONFLICT,
             "this study is not signed yet: there is no final read to compare with",
@@ -563,19 +561,14 @@ pub async fn study(
     };
     let comparison: StudyComparison = serde_json::from_str(stored)
         .map_err(|e| WebError::internal(format!("the stored comparison: {e}")))?;
-    let draft_text = message
-        .draft
-        .as_ref()
-        .map(|d| d.text.as_str())
-        .unwrap_or("");
-    let (draft, final_read) = word_diff(draft_text, &read.text);
+    let (draft, final_read) = word_diff(&row.content.draft.text, &read.text);
     viewer
         .audit(&app, "web: QA study", &format!("studies/{uid}"))
         .await?;
     Ok(page::render(&QaStudy {
         chrome: Chrome::of(&viewer, "qa"),
-        accession: message.accession_number.clone(),
-        study_date: page::dicom_date(&message.study_date),
+        accession: row.content.accession_number.clone(),
+        study_date: page::dicom_date(&row.content.study_date),
         radiologist: read.radiologist.clone(),
         model_version: row.model_version.clone(),
         draft,

@@ -3,9 +3,9 @@
 //! device; and the actions on it: claim, release, save the edit (as the radiologist types),
 //! sign, and amend a signed read.
 //!
-//! Every action goes through the same store calls as the gRPC API (claim and release are
-//! conditional updates; signing and amending are [`crate::service::signing`]), so a rule holds
-//! whichever way a radiologist works.
+//! Every action is the core's, as the gRPC API's is ([`crate::app::reading`]: claim and release
+//! are conditional updates, signing and amending one path), so a rule holds whichever way a
+//! radiologist works.
 
 use super::page::{self, Chrome};
 use super::paths::StudyUid;
@@ -15,10 +15,10 @@ use super::{App, WebError};
 use crate::analysis::StudyAnalysis;
 use crate::draft::Evidence;
 use crate::roles::Role;
-use crate::service::convert::{api_name, work_item_message};
-use crate::service::proto::{DeviceAgreement, FindingAgreement};
-use crate::service::results::ReportSource;
-use crate::service::signing::{self, Read, Signing};
+use crate::app::reading::{self as core, DeviceSaid, Read, Signing};
+use crate::app::results::ReportSource;
+use crate::app::work_item::evidence_note;
+use crate::store::documents::{device_name, verdict_name, FindingAgreement};
 use crate::store::lifecycle::WorkItemStatus;
 use crate::store::reading_room::DraftEdit;
 use crate::store::{now_ms, WorkItemRow};
@@ -93,7 +93,7 @@ pub struct FinalView {
     pub radiologist: String,
     pub signed_at: String,
     /// 0: as first signed; n: the n-th amendment.
-    pub amendment: i32,
+    pub amendment: u32,
     pub reason: String,
     /// Its sign time (ms), which an amendment names.
     pub sign_time_ms: i64,
@@ -164,7 +164,7 @@ fn points(evidence: &Evidence, analysis: &StudyAnalysis) -> Vec<[f64; 2]> {
 /// A piece of evidence in words: the API's description, with a measurement's thresholds and
 /// their sources, which the reviewer needs beside the number.
 fn describe(e: &Evidence) -> String {
-    let description = crate::service::convert::evidence(e).description;
+    let description = evidence_note(e).description;
     match e {
         Evidence::Measurement { thresholds, .. } if !thresholds.is_empty() => {
             let t: Vec<String> = thresholds
@@ -226,6 +226,21 @@ fn overlay(analysis: &StudyAnalysis) -> Vec<OverlayDevice> {
         .collect()
 }
 
+/// The agreements saved with the edit in progress (none when there is no edit; a saved edit
+/// whose agreements do not read is logged, and the page starts them afresh).
+fn saved_agreements(edit: Option<&DraftEdit>) -> Agreements {
+    let Some(edit) = edit else {
+        return Agreements::default();
+    };
+    serde_json::from_str(&edit.agreements).unwrap_or_else(|e| {
+        tracing::warn!(
+            "the saved agreements of study {} do not read ({e}): the page starts them afresh",
+            edit.study_instance_uid
+        );
+        Agreements::default()
+    })
+}
+
 pub async fn page(
     State(app): State<App>,
     viewer: Viewer,
@@ -237,13 +252,9 @@ pub async fn page(
         let uid = uid.clone();
         app.state.store_call(move |s| s.draft_edit(&uid)).await?
     };
-    let message = work_item_message(&row)?;
     let (analysis, source) = (analysis(&row)?, report_source(&row)?);
     let draft = &source.draft;
-    let agreements: Agreements = edit
-        .as_ref()
-        .and_then(|e| serde_json::from_str(&e.agreements).ok())
-        .unwrap_or_default();
+    let agreements = saved_agreements(edit.as_ref());
     let statements: Vec<StatementView> = draft
         .findings
         .iter()
@@ -267,8 +278,8 @@ pub async fn page(
         .devices
         .iter()
         .map(|d| {
-            let key = api_name(d.device);
-            let verdict = api_name(d.verdict);
+            let key = device_name(d.device);
+            let verdict = verdict_name(d.verdict);
             DeviceView {
                 title: d.device.title().to_string(),
                 badge: badge(d.device.title(), &verdict, d.critical),
@@ -350,17 +361,13 @@ pub async fn page(
                 .unwrap_or_else(|| "undated".into())
         })
         .unwrap_or_default();
-    let final_read = message.final_read.as_ref().map(|f| FinalView {
+    let final_read = row.final_read.as_ref().map(|f| FinalView {
         text: f.text.clone(),
         radiologist: f.radiologist.clone(),
-        signed_at: f
-            .sign_time
-            .as_ref()
-            .map(|t| page::when(crate::service::convert::millis(t)))
-            .unwrap_or_default(),
+        signed_at: page::when(f.signed_at),
         amendment: f.amendment,
         reason: f.amendment_reason.clone(),
-        sign_time_ms: signing::sign_time_ms(f),
+        sign_time_ms: f.signed_at,
         images_after: row.images_after_signing.map(page::when).unwrap_or_default(),
     });
     let mine = row.status == WorkItemStatus::Claimed
@@ -377,18 +384,18 @@ pub async fn page(
     viewer
         .audit(&app, "web: view study", &format!("studies/{uid}"))
         .await?;
-    let draft_message = message.draft.clone().unwrap_or_default();
+    let content = &row.content;
     Ok(page::render(&ReadingPage {
         chrome: Chrome::of(&viewer, "worklist"),
-        patient: page::person_name(&message.patient_name),
-        patient_id: message.patient_id.clone(),
-        accession: message.accession_number.clone(),
-        study_date: page::dicom_date(&message.study_date),
+        patient: page::person_name(&content.patient_name),
+        patient_id: content.patient_id.clone(),
+        accession: content.accession_number.clone(),
+        study_date: page::dicom_date(&content.study_date),
         status: page::status_word(row.status),
         claimed_by: row.claimed_by.clone().unwrap_or_default(),
         mine,
         critical: row.critical,
-        warning: draft_message.warning.clone(),
+        warning: content.draft.warning.clone().unwrap_or_default(),
         text: edit
             .as_ref()
             .map(|e| e.text.clone())
@@ -430,23 +437,12 @@ async fn change_claim(
     back_to_worklist: bool,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist])?;
-    {
-        let (uid, who) = (uid.clone(), viewer.name.clone());
-        app.state
-            .store_call(move |s| {
-                if claim {
-                    s.claim(&uid, &who)
-                } else {
-                    s.release(&uid, &who)
-                }
-            })
-            .await?;
+    let caller = viewer.caller();
+    if claim {
+        core::claim(&app.state, &caller, &uid, "web: claim").await?;
+    } else {
+        core::release(&app.state, &caller, &uid, "web: release").await?;
     }
-    let action = if claim { "web: claim" } else { "web: release" };
-    viewer
-        .audit(&app, action, &format!("workItems/{uid}"))
-        .await?;
-    app.state.study_changed(&uid, false);
     if back_to_worklist {
         return Ok(Redirect::to("/worklist").into_response());
     }
@@ -562,7 +558,6 @@ pub async fn sign(
     };
     check_agreements(&agreements)?;
     let row = app.work_item(&uid).await?;
-    let message = work_item_message(&row)?;
     let findings = agreements
         .findings
         .iter()
@@ -571,33 +566,25 @@ pub async fn sign(
             agrees,
         })
         .collect();
-    // A device the radiologist agreed with keeps the draft's verdict.
-    let devices = agreements
+    let said: Vec<DeviceSaid> = agreements
         .devices
         .iter()
-        .filter_map(|(device, said)| {
-            let draft = message.devices.iter().find(|d| &d.device == device)?;
-            let agrees = said == "agree" || *said == draft.verdict;
-            Some(DeviceAgreement {
-                device: device.clone(),
-                verdict: if agrees {
-                    draft.verdict.clone()
-                } else {
-                    said.clone()
-                },
-                agrees,
-            })
-        })
+        .map(|(device, said)| DeviceSaid { device, said })
         .collect();
     let read = Read {
         text: form.text,
         findings,
-        devices,
+        devices: core::device_agreements(&row.content, &said),
     };
-    signing::sign(app.state.clone(), &uid, &viewer.name, read, Signing::First).await?;
-    viewer
-        .audit(&app, "web: sign", &format!("workItems/{uid}"))
-        .await?;
+    core::sign(
+        app.state.clone(),
+        &viewer.caller(),
+        &uid,
+        read,
+        Signing::First,
+        "web: sign",
+    )
+    .await?;
     Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
 }
 
@@ -619,7 +606,7 @@ pub async fn amend(
     viewer.require(&[Role::Radiologist])?;
     check_text(&form.text)?;
     let row = app.work_item(&uid).await?;
-    let current = work_item_message(&row)?.final_read.ok_or_else(|| {
+    let current = row.final_read.ok_or_else(|| {
         WebError::new(
             StatusCode::CONFLICT,
             "this study is not signed: sign it first",
@@ -632,11 +619,16 @@ pub async fn amend(
     };
     let signing = Signing::Amendment {
         reason: form.reason,
-        replaces: form.replaces,
+        replaces: Some(form.replaces),
     };
-    signing::sign(app.state.clone(), &uid, &viewer.name, read, signing).await?;
-    viewer
-        .audit(&app, "web: amend", &format!("workItems/{uid}"))
-        .await?;
+    core::sign(
+        app.state.clone(),
+        &viewer.caller(),
+        &uid,
+        read,
+        signing,
+        "web: amend",
+    )
+    .await?;
     Ok(Redirect::to(&format!("/studies/{uid}")).into_response())
 }

@@ -8,7 +8,8 @@ use super::paths;
 use super::session::Viewer;
 use super::{App, WebError};
 use crate::roles::Role;
-use crate::service::convert::work_item_message;
+use crate::placement::Verdict;
+use crate::store::documents::{device_name, verdict_name};
 use crate::store::lifecycle::WorkItemStatus;
 use crate::store::{now_ms, WorkItemFilter, WorkItemRow};
 use askama::Template;
@@ -157,9 +158,9 @@ pub struct Row {
 }
 
 fn row(item: &WorkItemRow, now: i64) -> Result<Row, WebError> {
-    let message = work_item_message(item)?;
-    let draft = message.draft.unwrap_or_default();
-    let impression = draft
+    let content = &item.content;
+    let impression = content
+        .draft
         .impression
         .iter()
         .map(|s| s.text.as_str())
@@ -168,23 +169,23 @@ fn row(item: &WorkItemRow, now: i64) -> Result<Row, WebError> {
     Ok(Row {
         uid: item.study_instance_uid.clone(),
         href: paths::study(&item.study_instance_uid),
-        patient: page::person_name(&message.patient_name),
-        patient_id: message.patient_id,
-        accession: message.accession_number,
-        study_date: page::dicom_date(&message.study_date),
+        patient: page::person_name(&content.patient_name),
+        patient_id: content.patient_id.clone(),
+        accession: content.accession_number.clone(),
+        study_date: page::dicom_date(&content.study_date),
         age: page::age(item.created_at, now),
         status: page::status_word(item.status),
         claimed_by: item.claimed_by.clone().unwrap_or_default(),
         critical: item.critical,
         priority: item.priority,
         impression,
-        badges: message
+        badges: content
             .devices
             .iter()
-            .filter(|d| d.verdict != "absent")
-            .map(|d| badge(&d.device, &d.verdict, d.critical))
+            .filter(|d| d.verdict != Verdict::Absent)
+            .map(|d| badge(&device_name(d.device), &verdict_name(d.verdict), d.critical))
             .collect(),
-        test_model: !draft.warning.is_empty(),
+        test_model: content.draft.warning.is_some(),
         new_images: item.images_after_signing.is_some(),
     })
 }

@@ -653,13 +653,13 @@ pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
 }
 
 /// One instance as StoreInstances messages, in 1 MiB chunks (what the proto recommends).
-pub fn chunks(index: u32, bytes: &[u8]) -> Vec<radassist::service::proto::StoreInstancesRequest> {
+pub fn chunks(index: u32, bytes: &[u8]) -> Vec<radassist::grpc::proto::StoreInstancesRequest> {
     let pieces: Vec<&[u8]> = bytes.chunks(1 << 20).collect();
     let last = pieces.len() - 1;
     pieces
         .iter()
         .enumerate()
-        .map(|(i, c)| radassist::service::proto::StoreInstancesRequest {
+        .map(|(i, c)| radassist::grpc::proto::StoreInstancesRequest {
             instance_index: index,
             chunk: c.to_vec().into(),
             last_chunk: i == last,
@@ -742,8 +742,8 @@ pub fn rewritten(path: &str, values: &[(dicom_core::Tag, String)]) -> Vec<u8> {
 pub async fn watch_until_settled(
     channel: &tonic::transport::Channel,
     study: &str,
-) -> radassist::service::proto::study::State {
-    use radassist::service::proto::{
+) -> radassist::grpc::proto::study::State {
+    use radassist::grpc::proto::{
         ingest_service_client::IngestServiceClient, study, WatchStudyRequest,
     };
     let mut ingest = IngestServiceClient::new(channel.clone());
@@ -767,8 +767,8 @@ pub async fn watch_until_settled(
 pub async fn complete_and_wait(
     channel: &tonic::transport::Channel,
     study: &str,
-) -> radassist::service::proto::study::State {
-    use radassist::service::proto::{
+) -> radassist::grpc::proto::study::State {
+    use radassist::grpc::proto::{
         ingest_service_client::IngestServiceClient, CompleteStudyRequest,
     };
     IngestServiceClient::new(channel.clone())
@@ -786,11 +786,11 @@ pub async fn complete_and_wait(
 pub async fn store_and_settle(
     channel: &tonic::transport::Channel,
     bytes: Vec<u8>,
-) -> (String, radassist::service::proto::study::State) {
+) -> (String, radassist::grpc::proto::study::State) {
     let results = store_instances(channel, &[bytes]).await;
     assert_eq!(
         results[0].outcome,
-        radassist::service::proto::instance_result::Outcome::Stored as i32,
+        radassist::grpc::proto::instance_result::Outcome::Stored as i32,
         "{results:?}"
     );
     let study = results[0].study.clone();
@@ -937,8 +937,8 @@ pub fn http_get(address: &str, path: &str) -> String {
 /// loading does not share the CPU with what is measured; the packs.
 pub async fn wait_for_models(
     channel: &tonic::transport::Channel,
-) -> Vec<radassist::service::proto::ModelPack> {
-    use radassist::service::proto::{model_service_client::ModelServiceClient, ListModelsRequest};
+) -> Vec<radassist::grpc::proto::ModelPack> {
+    use radassist::grpc::proto::{model_service_client::ModelServiceClient, ListModelsRequest};
     let mut models = ModelServiceClient::new(channel.clone());
     for _ in 0..600 {
         let packs = models
@@ -959,8 +959,8 @@ pub async fn wait_for_models(
 pub async fn store_instances(
     channel: &tonic::transport::Channel,
     instances: &[Vec<u8>],
-) -> Vec<radassist::service::proto::InstanceResult> {
-    use radassist::service::proto::ingest_service_client::IngestServiceClient;
+) -> Vec<radassist::grpc::proto::InstanceResult> {
+    use radassist::grpc::proto::ingest_service_client::IngestServiceClient;
     let messages: Vec<_> = instances
         .iter()
         .enumerate()

@@ -11,7 +11,6 @@
 
 use super::expected_priors::ExpectedPriors;
 use super::metrics::Metrics;
-use super::proto::{instance_result::Outcome, InstanceResult};
 use crate::dicom::uid::check_uid;
 use crate::dicom::{parse_dicom, DicomInstance, ImageHeader};
 use crate::draft::sr_text::{content_date_time, report_text, TEXT_SR_SOP_CLASSES};
@@ -64,41 +63,6 @@ pub struct Declared<'a> {
 
 /// Why a conflict's bytes were not taken as the instance.
 pub const CONFLICT: &str = "this SOP Instance UID was stored before with different bytes: kept for review, the stored instance is unchanged";
-
-pub fn rejected(index: u32, reason: &str) -> InstanceResult {
-    InstanceResult {
-        instance_index: index,
-        outcome: Outcome::Rejected as i32,
-        reason: reason.to_string(),
-        ..Default::default()
-    }
-}
-
-/// The gRPC answer for one instance.
-pub fn instance_result(index: u32, stored: Result<Received, Refused>) -> InstanceResult {
-    match stored {
-        Ok(a) => InstanceResult {
-            instance_index: index,
-            outcome: match a.outcome {
-                StoreOutcome::Stored => Outcome::Stored,
-                StoreOutcome::Duplicate => Outcome::Duplicate,
-                StoreOutcome::Conflict => Outcome::Conflict,
-            } as i32,
-            sop_instance_uid: a.sop_instance_uid,
-            study: format!("studies/{}", a.study_instance_uid),
-            reason: if a.outcome == StoreOutcome::Conflict {
-                CONFLICT.into()
-            } else {
-                String::new()
-            },
-            sha256: a.sha256,
-        },
-        Err(r) => InstanceResult {
-            sha256: r.sha256,
-            ..rejected(index, &r.reason)
-        },
-    }
-}
 
 /// Why an instance is not a chest radiograph radassist takes, if it is not.
 fn not_accepted(header: &ImageHeader) -> Option<String> {

@@ -1,19 +1,18 @@
 //! WorklistService: the radiologist's worklist (critical first, then priority, then age),
-//! claim and release, sign and amend a final read ([`super::signing`]), watch for new
+//! claim and release, sign and amend a final read ([`crate::app::reading`]), watch for new
 //! critical items, and render a study's image with its tube and line overlay.
 //!
-//! Claim, release and sign are the store's conditional updates (see [`crate::store::lifecycle`]): of
-//! two radiologists claiming the same item at once, one holds it and the other is told who
-//! does. Signing computes the QA comparison of draft and final read once, here, so QA queries
-//! read it instead of labelling every report again. Every call that returns patient data is
-//! audited.
+//! Claim, release and sign are the core's ([`crate::app::reading`]): of two radiologists
+//! claiming the same item at once, one holds it and the other is told who does. Every call
+//! that returns patient data is audited.
 
 use super::auth::caller;
-use super::convert::{uid_of, work_item_message};
+use super::convert::{agreements, millis, uid_of, work_item_message};
 use super::proto::worklist_service_server::WorklistService;
 use super::proto::*;
-use super::signing::{sign, sign_time_ms, Read, Signing};
-use super::state::{Event, State};
+use crate::app::reading::{self, Read, Signing};
+use crate::app::Error;
+use crate::app::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
 use crate::store::lifecycle::WorkItemStatus;
 use std::sync::Arc;
@@ -71,7 +70,7 @@ impl WorklistService for WorklistApi {
             .iter()
             .take(limit as usize)
             .map(work_item_message)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Vec<_>>();
         state
             .audit(
                 &caller,
@@ -93,14 +92,10 @@ impl WorklistService for WorklistApi {
         &self,
         request: Request<GetWorkItemRequest>,
     ) -> Result<Response<WorkItem>, Status> {
-        let state = &self.0;
         let caller = caller(&request)?;
         let uid = uid_of(&request.get_ref().name, "workItems")?;
-        let row = self.work_item(&uid).await?;
-        state
-            .audit(&caller, "GetWorkItem", &format!("workItems/{uid}"))
-            .await?;
-        Ok(Response::new(work_item_message(&row)?))
+        let row = reading::work_item(&self.0, &caller, &uid, "GetWorkItem").await?;
+        Ok(Response::new(work_item_message(&row)))
     }
 
     async fn claim_work_item(
@@ -108,13 +103,9 @@ impl WorklistService for WorklistApi {
         request: Request<ClaimWorkItemRequest>,
     ) -> Result<Response<WorkItem>, Status> {
         let caller = caller(&request)?;
-        self.change_claim(
-            caller,
-            &request.get_ref().name,
-            "ClaimWorkItem",
-            |s, uid, who| s.claim(uid, who),
-        )
-        .await
+        let uid = uid_of(&request.get_ref().name, "workItems")?;
+        let row = reading::claim(&self.0, &caller, &uid, "ClaimWorkItem").await?;
+        Ok(Response::new(work_item_message(&row)))
     }
 
     async fn release_work_item(
@@ -122,71 +113,63 @@ impl WorklistService for WorklistApi {
         request: Request<ReleaseWorkItemRequest>,
     ) -> Result<Response<WorkItem>, Status> {
         let caller = caller(&request)?;
-        self.change_claim(
-            caller,
-            &request.get_ref().name,
-            "ReleaseWorkItem",
-            |s, uid, who| s.release(uid, who),
-        )
-        .await
+        let uid = uid_of(&request.get_ref().name, "workItems")?;
+        let row = reading::release(&self.0, &caller, &uid, "ReleaseWorkItem").await?;
+        Ok(Response::new(work_item_message(&row)))
     }
 
     async fn submit_final_read(
         &self,
         request: Request<SubmitFinalReadRequest>,
     ) -> Result<Response<WorkItem>, Status> {
-        let state = &self.0;
         let caller = caller(&request)?;
         let r = request.into_inner();
         let uid = uid_of(&r.name, "workItems")?;
+        let (findings, devices) = agreements(r.findings, r.devices);
         let read = Read {
             text: r.text,
-            findings: r.findings,
-            devices: r.devices,
+            findings,
+            devices,
         };
-        let row = sign(state.clone(), &uid, &caller.name, read, Signing::First).await?;
-        state
-            .audit(&caller, "SubmitFinalRead", &format!("workItems/{uid}"))
-            .await?;
-        Ok(Response::new(work_item_message(&row)?))
+        let row = reading::sign(
+            self.0.clone(),
+            &caller,
+            &uid,
+            read,
+            Signing::First,
+            "SubmitFinalRead",
+        )
+        .await?;
+        Ok(Response::new(work_item_message(&row)))
     }
 
     async fn amend_final_read(
         &self,
         request: Request<AmendFinalReadRequest>,
     ) -> Result<Response<WorkItem>, Status> {
-        let state = &self.0;
         let caller = caller(&request)?;
         let r = request.into_inner();
         let uid = uid_of(&r.name, "workItems")?;
-        let replaces = match &r.replaces {
-            Some(t) => super::convert::millis(t),
-            // Without it: the read as it is now (the caller accepts to overwrite whatever is
-            // there; the replaced read is kept all the same).
-            None => {
-                let row = self.work_item(&uid).await?;
-                let current = work_item_message(&row)?;
-                current
-                    .final_read
-                    .as_ref()
-                    .map(sign_time_ms)
-                    .unwrap_or_default()
-            }
-        };
+        let (findings, devices) = agreements(r.findings, r.devices);
         let read = Read {
             text: r.text,
-            findings: r.findings,
-            devices: r.devices,
+            findings,
+            devices,
         };
         let signing = Signing::Amendment {
             reason: r.reason,
-            replaces,
+            replaces: r.replaces.as_ref().map(millis),
         };
-        let row = sign(state.clone(), &uid, &caller.name, read, signing).await?;
-        state
-            .audit(&caller, "AmendFinalRead", &format!("workItems/{uid}"))
-            .await?;
-        Ok(Response::new(work_item_message(&row)?))
+        let row = reading::sign(
+            self.0.clone(),
+            &caller,
+            &uid,
+            read,
+            signing,
+            "AmendFinalRead",
+        )
+        .await?;
+        Ok(Response::new(work_item_message(&row)))
     }
 
     type WatchCriticalItemsStream = WatchStream<WorkItem>;
@@ -208,7 +191,7 @@ impl WorklistService for WorklistApi {
                 let item = api
                     .work_item(&uid)
                     .await
-                    .and_then(|row| work_item_message(&row));
+                    .map(|row| work_item_message(&row));
                 if let Ok(item) = &item {
                     let _ = api.0.audit(&caller, "WatchCriticalItems", &item.name).await;
                 }
@@ -231,7 +214,7 @@ impl WorklistService for WorklistApi {
         let analysis = if r.overlay {
             let row = self.work_item(&uid).await?;
             let analysis: crate::analysis::StudyAnalysis = serde_json::from_str(&row.analysis_json)
-                .map_err(|e| Status::internal(format!("stored analysis: {e}")))?;
+                .map_err(|e| Error::internal("the stored analysis", e))?;
             Some(analysis)
         } else {
             None
@@ -255,7 +238,7 @@ impl WorklistService for WorklistApi {
             render_png(&radiograph, size, analysis.as_ref())
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Error::internal("rendering", e))?
         .map_err(Status::failed_precondition)?;
         state
             .audit(&caller, "RenderStudyImage", &format!("workItems/{uid}"))
@@ -264,36 +247,10 @@ impl WorklistService for WorklistApi {
     }
 }
 
-/// A claim change: the store's conditional update for (work item, caller).
-type ClaimChange = fn(
-    &dyn crate::store::Store,
-    &str,
-    &str,
-) -> Result<crate::store::WorkItemRow, crate::store::StoreError>;
-
 impl WorklistApi {
-    /// Claims or releases `name` for `caller` (`change`), audited as `action`.
-    async fn change_claim(
-        &self,
-        caller: super::auth::Caller,
-        name: &str,
-        action: &str,
-        change: ClaimChange,
-    ) -> Result<Response<WorkItem>, Status> {
-        let uid = uid_of(name, "workItems")?;
-        let row = {
-            let (uid, who) = (uid.clone(), caller.name.clone());
-            self.0.store_call(move |s| change(s, &uid, &who)).await?
-        };
-        self.0
-            .audit(&caller, action, &format!("workItems/{uid}"))
-            .await?;
-        Ok(Response::new(work_item_message(&row)?))
-    }
-
     async fn work_item(&self, uid: &str) -> Result<crate::store::WorkItemRow, Status> {
         let uid = uid.to_string();
-        self.0.store_call(move |s| s.work_item(&uid)).await
+        Ok(self.0.store_call(move |s| s.work_item(&uid)).await?)
     }
 }
 

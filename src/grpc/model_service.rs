@@ -5,7 +5,7 @@
 use super::convert::timestamp;
 use super::proto::model_service_server::ModelService;
 use super::proto::{self, *};
-use super::state::State;
+use crate::app::state::State;
 use crate::store::lifecycle::{JobState, OutboxState};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};

@@ -2,42 +2,22 @@
 //! time or over a period (sensitivity, PPV, F1 and kappa per observation, with intervals).
 //!
 //! The comparison of each signed study was computed when it was signed (see
-//! [`super::worklist_service`]) and is read back here; a study signed by an earlier version
+//! [`crate::app::reading`]) and is read back here; a study signed by an earlier version
 //! without one is compared now.
 
 use super::auth::caller;
-use super::convert::{agreement_message, comparison_message, millis, study_pair, uid_of};
+use super::convert::{agreement_message, comparison_message, millis, uid_of};
 use super::proto::quality_service_server::QualityService;
 use super::proto::*;
-use super::state::State;
-use crate::qa::{compare_study, AgreementBuilder, UncertainPolicy};
-use crate::store::WorkItemRow;
-use prost::Message;
+use crate::app::state::State;
+use crate::app::quality::comparison;
+use crate::app::Error;
+use crate::qa::{AgreementBuilder, UncertainPolicy};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
 pub struct QualityApi(pub Arc<State>);
-
-/// The stored comparison of a signed item (None: not signed).
-fn comparison(
-    state: &State,
-    row: &WorkItemRow,
-) -> Result<Option<crate::qa::StudyComparison>, Status> {
-    let Some(read) = &row.final_read else {
-        return Ok(None);
-    };
-    if let Some(stored) = &row.comparison {
-        return serde_json::from_str(stored)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("stored comparison: {e}")));
-    }
-    let read = FinalRead::decode(read.as_slice())
-        .map_err(|e| Status::internal(format!("stored final read: {e}")))?;
-    compare_study(&state.labeler, &study_pair(row, &read)?, None)
-        .map(Some)
-        .map_err(|e| Status::internal(e.to_string()))
-}
 
 #[tonic::async_trait]
 impl QualityService for QualityApi {
@@ -50,15 +30,12 @@ impl QualityService for QualityApi {
         let uid = uid_of(&request.get_ref().name, "studies")?;
         let compared = {
             let (state, uid) = (state.clone(), uid.clone());
-            tokio::task::spawn_blocking(move || {
-                let row = state
-                    .store
-                    .work_item(&uid)
-                    .map_err(super::convert::store_status)?;
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let row = state.store.work_item(&uid)?;
                 comparison(&state, &row)
             })
             .await
-            .map_err(|e| Status::internal(e.to_string()))??
+            .map_err(|e| Error::internal("comparing", e))??
         }
         .ok_or_else(|| {
             Status::failed_precondition(
@@ -80,15 +57,14 @@ impl QualityService for QualityApi {
         let r = request.into_inner();
         let agreement = {
             let state = state.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, Status> {
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let rows = state
                     .store
                     .signed_items(
                         r.start_time.as_ref().map(millis),
                         r.end_time.as_ref().map(millis),
                         &r.model_version,
-                    )
-                    .map_err(super::convert::store_status)?;
+                    )?;
                 let mut builder = AgreementBuilder::new("request", UncertainPolicy::Positive);
                 for row in &rows {
                     if let Some(c) = comparison(&state, row)? {
@@ -98,7 +74,7 @@ impl QualityService for QualityApi {
                 Ok(builder.finish())
             })
             .await
-            .map_err(|e| Status::internal(e.to_string()))??
+            .map_err(|e| Error::internal("the agreement", e))??
         };
         state
             .audit(

@@ -9,6 +9,7 @@
 //! patient data). A method missing from the table is refused to everyone but admin, so a new
 //! RPC is closed until it is given its roles here.
 
+use crate::app::Caller;
 use crate::config::TokenConfig;
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,13 +20,6 @@ use tonic::Status;
 
 pub use crate::roles::Role;
 
-/// Who is calling: the token's holder, their role, and where from.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub name: String,
-    pub role: Role,
-    pub peer: String,
-}
 
 use Role::{Pacs, Qa, Radiologist};
 

@@ -4,25 +4,23 @@
 //! patient's most recent earlier study in the store (same Patient ID, chest, frontal; its
 //! signed read, or the SR retrieved with it, as the prior report when there is one). When the
 //! store holds none and peers are asked for priors, the PACS is searched within its deadline
-//! ([`crate::dimse::priors`]); if no peer could answer, the draft says so. The [`Analyzer`] runs the findings,
+//! (a [`super::prior_source::PriorSource`]); if no peer could answer, the draft says so. The [`Analyzer`] runs the findings,
 //! landmarks and prior comparison; the draft is written by the report pack when one is
 //! configured (given the current image, the prior image and report, and the indication from
 //! the header), else by the structured renderer; the structured results stay as the evidence
 //! of every sentence either way.
 
-use super::convert::work_item_template;
-use super::proto;
+use super::prior_source::RemotePrior;
 use super::results::{draft_results, ReportSource};
 use super::state::State;
+use super::work_item::work_item_content;
 use crate::analysis::{Analyzer, PriorInput};
 use crate::dicom::{ImageHeader, ProjectionView};
-use crate::dimse::priors::RemotePrior;
 use crate::draft::writer::{ReportWriter, WriterRequest};
 use crate::draft::{Draft, ImageReference};
 use crate::imaging::Radiograph;
 use crate::placement::Verdict;
 use crate::store::{decode, decode_header, now_ms, AuditRow, NewWorkItem, Store};
-use prost::Message;
 use std::sync::Arc;
 
 /// The models a job uses (shared by every worker).
@@ -126,11 +124,7 @@ fn find_prior(
         let report = store
             .work_item(&other)
             .ok()
-            .and_then(|row| {
-                proto::FinalRead::decode(row.final_read?.as_slice())
-                    .ok()
-                    .map(|r| r.text)
-            })
+            .and_then(|row| row.final_read.map(|read| read.text))
             .or_else(|| store.prior_report(&other).ok().flatten());
         (radiograph, report)
     }))
@@ -154,7 +148,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
     let current = Arc::new(current);
     let mut prior = find_prior(store, uid, &study.patient_id, &current.header)?;
     let mut prior_unavailable = None;
-    if let (None, Some(remote)) = (&prior, &state.prior_retrieval) {
+    if let (None, Some(remote)) = (&prior, &state.prior_source) {
         let outcome = remote.retrieve(&current.header, &state.metrics, &|other| {
             gives_prior(store, other, &current.header)
         });
@@ -173,8 +167,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
             }
             RemotePrior::NoneHeld => {}
             RemotePrior::Unavailable(reason) => {
-                let peers = remote.peers.iter().map(|p| p.ae_title.clone()).collect();
-                prior_unavailable = Some((peers, reason));
+                prior_unavailable = Some((remote.peers(), reason));
             }
         }
     }
@@ -214,8 +207,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
         draft = draft.with_prior_unavailable(peers, &reason);
     }
     let patient_name = current.header.identity.patient_name.as_deref();
-    let template = work_item_template(
-        uid,
+    let content = work_item_content(
         &study,
         patient_name.unwrap_or_default(),
         &draft,
@@ -246,7 +238,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
     Ok(NewWorkItem {
         critical,
         priority,
-        template: template.encode_to_vec(),
+        content,
         analysis_json: serde_json::to_string(&analysis).map_err(|e| e.to_string())?,
         model_version: models_used
             .iter()

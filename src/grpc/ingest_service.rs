@@ -8,13 +8,15 @@
 
 use super::auth::caller;
 use super::convert::{study_message, study_state, uid_of};
-use super::ingest;
-use super::ingest_limits::retry_later;
+use crate::app::ingest;
+use super::convert::retry_later;
 use super::proto::ingest_service_server::IngestService;
 use super::proto::{self, *};
-use super::state::{Event, State};
+use crate::app::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
 use crate::store::lifecycle::StudyState;
+use crate::store::StoreOutcome;
+use proto::instance_result::Outcome;
 use std::sync::Arc;
 use tokio::sync::{broadcast, OwnedSemaphorePermit};
 use tonic::{Request, Response, Status, Streaming};
@@ -24,10 +26,11 @@ pub struct IngestApi(pub Arc<State>);
 
 impl IngestApi {
     async fn study(&self, uid: String) -> Result<proto::Study, Status> {
-        self.0
+        Ok(self
+            .0
             .store_call(move |s| s.study(&uid))
             .await
-            .map(study_message)
+            .map(study_message)?)
     }
 }
 
@@ -65,7 +68,7 @@ impl IngestService for IngestApi {
                 if *index != message.instance_index {
                     let index = *index;
                     current = None;
-                    pending.push_back(tokio::spawn(ready(ingest::rejected(
+                    pending.push_back(tokio::spawn(ready(rejected(
                         index,
                         "the stream went on to another instance before this one's last_chunk",
                     ))));
@@ -97,7 +100,7 @@ impl IngestService for IngestApi {
             if message.last_chunk {
                 let (index, received) = current.take().expect("set above");
                 let task = match received {
-                    None => tokio::spawn(ready(ingest::rejected(
+                    None => tokio::spawn(ready(rejected(
                         index,
                         &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
                     ))),
@@ -105,7 +108,7 @@ impl IngestService for IngestApi {
                         let (store, metrics, state) =
                             (state.store.clone(), state.metrics.clone(), state.clone());
                         tokio::task::spawn_blocking(move || {
-                            let result = ingest::instance_result(
+                            let result = instance_result(
                                 index,
                                 ingest::store_received(store.as_ref(), &metrics, &chunks, None),
                             );
@@ -132,7 +135,7 @@ impl IngestService for IngestApi {
             }
         }
         if let Some((index, _)) = current {
-            pending.push_back(tokio::spawn(ready(ingest::rejected(
+            pending.push_back(tokio::spawn(ready(rejected(
                 index,
                 "the stream ended before the instance's last_chunk",
             ))));
@@ -151,13 +154,8 @@ impl IngestService for IngestApi {
         &self,
         request: Request<CompleteStudyRequest>,
     ) -> Result<Response<proto::Study>, Status> {
-        let state = &self.0;
         let uid = uid_of(&request.get_ref().name, "studies")?;
-        let row = {
-            let uid = uid.clone();
-            state.store_call(move |s| s.complete_study(&uid)).await?
-        };
-        state.study_changed(&uid, row.state == StudyState::Queued);
+        let row = crate::app::completion::complete(&self.0, &uid).await?;
         Ok(Response::new(study_message(row)))
     }
 
@@ -208,5 +206,40 @@ impl IngestService for IngestApi {
             }
         });
         Ok(Response::new(stream))
+    }
+}
+
+pub fn rejected(index: u32, reason: &str) -> InstanceResult {
+    InstanceResult {
+        instance_index: index,
+        outcome: Outcome::Rejected as i32,
+        reason: reason.to_string(),
+        ..Default::default()
+    }
+}
+
+/// The gRPC answer for one instance.
+pub fn instance_result(index: u32, stored: Result<ingest::Received, ingest::Refused>) -> InstanceResult {
+    match stored {
+        Ok(a) => InstanceResult {
+            instance_index: index,
+            outcome: match a.outcome {
+                StoreOutcome::Stored => Outcome::Stored,
+                StoreOutcome::Duplicate => Outcome::Duplicate,
+                StoreOutcome::Conflict => Outcome::Conflict,
+            } as i32,
+            sop_instance_uid: a.sop_instance_uid,
+            study: format!("studies/{}", a.study_instance_uid),
+            reason: if a.outcome == StoreOutcome::Conflict {
+                ingest::CONFLICT.into()
+            } else {
+                String::new()
+            },
+            sha256: a.sha256,
+        },
+        Err(r) => InstanceResult {
+            sha256: r.sha256,
+            ..rejected(index, &r.reason)
+        },
     }
 }

@@ -7,7 +7,7 @@ use crate::config::ServiceConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::Status;
+use super::Error;
 
 /// How much ingest the server takes at once.
 pub struct IngestLimits {
@@ -36,14 +36,14 @@ impl IngestLimits {
 
     /// Room in the ingest memory for `bytes` of instance `index`. Waiting here stops reading
     /// the stream, so HTTP/2 flow control holds its sender back; after `ingest_memory_wait_ms`
-    /// without room, RESOURCE_EXHAUSTED.
+    /// without room, [`Error::Unavailable`].
     pub async fn room_for(
         &self,
         metrics: &Metrics,
         config: &ServiceConfig,
         bytes: usize,
         index: u32,
-    ) -> Result<OwnedSemaphorePermit, Status> {
+    ) -> Result<OwnedSemaphorePermit, Error> {
         // A chunk is at most the 64 MiB message limit: it fits in a u32.
         let bytes = bytes as u32;
         if let Ok(permit) = self.memory.clone().try_acquire_many_owned(bytes) {
@@ -55,20 +55,11 @@ impl IngestLimits {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 metrics.ingest_memory_refusals.inc();
-                Err(retry_later(format!(
+                Err(Error::Unavailable(format!(
                     "the server's ingest memory (max_ingest_memory_bytes, {} bytes) stayed full for {} ms: instances this stream finished before instance {index} may be stored; send the stream again after the retry-after-ms trailer (stored instances come back as duplicates)",
                     config.max_ingest_memory_bytes, config.ingest_memory_wait_ms
                 )))
             }
         }
     }
-}
-
-/// RESOURCE_EXHAUSTED with a `retry-after-ms` trailer: come back in a second.
-pub fn retry_later(message: String) -> Status {
-    let mut status = Status::resource_exhausted(message);
-    status
-        .metadata_mut()
-        .insert("retry-after-ms", "1000".parse().expect("ascii"));
-    status
 }

@@ -4,21 +4,18 @@
 //! Store calls block (SQLite, fsync): async handlers make them through [`State::store_call`],
 //! on tokio's blocking threads, never on the async ones.
 
-use super::auth::Caller;
-use super::convert::store_status;
+use super::Caller;
 use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
+use super::prior_source::PriorSource;
 use super::relay::{Notice, Relay};
-use crate::config::{DicomConfig, ServiceConfig};
-use crate::dimse::priors::PriorRetrieval;
-use crate::dimse::tls::ClientTls;
+use super::Error;
+use crate::config::ServiceConfig;
 use crate::labeler::Labeler;
 use crate::store::{AuditRow, Store, StoreError};
-use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
-use tonic::Status;
 
 /// What changed, for the watch streams.
 #[derive(Debug, Clone)]
@@ -79,29 +76,23 @@ pub struct State {
     pub labeler: Labeler,
     /// The AE titles of the DICOM peers that take radassist's SRs (`send_results`).
     pub result_peers: Vec<String>,
-    /// The peers asked for priors (`query_priors`), and the studies being retrieved from
-    /// them now; None when no peer is.
-    pub prior_retrieval: Option<PriorRetrieval>,
+    /// Where priors the store lacks are asked for (the peers with `query_priors`), and the
+    /// studies being retrieved from it now; None when nowhere.
+    pub prior_source: Option<Arc<dyn PriorSource>>,
     /// With PostgreSQL: the events' way to the other processes (set once, at start).
     pub relay: std::sync::OnceLock<Relay>,
 }
 
 impl State {
+    /// `result_peers`: the AE titles of the peers that take radassist's SRs.
     pub fn new(
         store: Arc<dyn Store>,
         config: ServiceConfig,
         metrics: Arc<Metrics>,
-        dicom: &DicomConfig,
-        client_tls: &HashMap<String, ClientTls>,
+        result_peers: Vec<String>,
+        prior_source: Option<Arc<dyn PriorSource>>,
     ) -> State {
-        let result_peers = dicom
-            .peers
-            .iter()
-            .filter(|p| p.send_results)
-            .map(|p| p.ae_title.clone())
-            .collect();
         let (events, _) = broadcast::channel(1024);
-        let prior_retrieval = PriorRetrieval::from_config(dicom, client_tls, &store);
         State {
             store,
             ingest: IngestLimits::new(&config),
@@ -112,26 +103,25 @@ impl State {
             jobs: JobSignal::default(),
             labeler: Labeler::new(),
             result_peers,
-            prior_retrieval,
+            prior_source,
             relay: std::sync::OnceLock::new(),
         }
     }
 
     /// Runs a store call on a blocking thread.
-    pub async fn store_call<T, F>(&self, call: F) -> Result<T, Status>
+    pub async fn store_call<T, F>(&self, call: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || call(store.as_ref()))
+        Ok(tokio::task::spawn_blocking(move || call(store.as_ref()))
             .await
-            .map_err(|e| Status::internal(format!("store call: {e}")))?
-            .map_err(store_status)
+            .map_err(|e| Error::internal("a store call", e))??)
     }
 
     /// Records that `caller` did `action` on `resource`.
-    pub async fn audit(&self, caller: &Caller, action: &str, resource: &str) -> Result<(), Status> {
+    pub async fn audit(&self, caller: &Caller, action: &str, resource: &str) -> Result<(), Error> {
         let row = AuditRow {
             at_ms: crate::store::now_ms(),
             who: caller.name.clone(),
