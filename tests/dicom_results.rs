@@ -12,9 +12,7 @@ use crate::common;
 
 use common::{root, with_token, Server, ADMIN_TOKEN, RADIOLOGIST_TOKEN};
 use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
-use radassist::grpc::proto::{
-    AmendFinalReadRequest, ClaimWorkItemRequest, SubmitFinalReadRequest,
-};
+use radassist::grpc::proto::{AmendFinalReadRequest, ClaimWorkItemRequest, SubmitFinalReadRequest};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -10,8 +10,8 @@ use crate::common;
 
 use common::backends;
 use radassist::config::{BlobBackend, BlobsConfig, StoreBackend, StoreConfig};
-use radassist::store::lifecycle::{JobState, StudyState, WorkItemStatus};
 use radassist::store::documents::{SignedRead, WorkItemContent};
+use radassist::store::lifecycle::{JobState, StudyState, WorkItemStatus};
 use radassist::store::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -329,7 +329,14 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
         store.claim(uid, "dr-a").unwrap();
         let signed_at = 2_000;
         store
-            .sign(uid, "dr-a", signed_at, &read("read"), "{\"signed\": 1}", &[])
+            .sign(
+                uid,
+                "dr-a",
+                signed_at,
+                &read("read"),
+                "{\"signed\": 1}",
+                &[],
+            )
             .unwrap();
         let open = WorkItemFilter {
             statuses: vec![WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
@@ -1006,7 +1013,11 @@ fn a_store_the_protobuf_versions_wrote_opens_with_every_read_and_the_api_unchang
         assert_eq!(shown, expected, "{kind:?}");
         let superseded: SignedRead = serde_json::from_str(&superseded_json).unwrap();
         assert_eq!(
-            (superseded.text.as_str(), superseded.signed_at, superseded.amendment),
+            (
+                superseded.text.as_str(),
+                superseded.signed_at,
+                superseded.amendment
+            ),
             ("ETT low.", 2_000_250, 0),
             "{kind:?}"
         );

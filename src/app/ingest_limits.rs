@@ -3,11 +3,11 @@
 //! `retry-after-ms` hint when either is full.
 
 use super::metrics::Metrics;
+use super::Error;
 use crate::config::ServiceConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use super::Error;
 
 /// How much ingest the server takes at once.
 pub struct IngestLimits {

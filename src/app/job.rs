@@ -207,12 +207,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
         draft = draft.with_prior_unavailable(peers, &reason);
     }
     let patient_name = current.header.identity.patient_name.as_deref();
-    let content = work_item_content(
-        &study,
-        patient_name.unwrap_or_default(),
-        &draft,
-        &analysis,
-    );
+    let content = work_item_content(&study, patient_name.unwrap_or_default(), &draft, &analysis);
     let critical = draft.critical;
     let malpositioned = analysis
         .current

@@ -3,7 +3,7 @@
 //! Counters for ingest, histograms for job duration, queue wait, model compute per batch and
 //! RPC latency, the batch sizes each model saw, gauges for the queue depth, the ingest memory
 //! in use and the analysis workers alive (with the reason when none can run). Everything is
-//! registered once in [`Metrics::new`]; [`RpcMetricsLayer`] times every gRPC call, and the web
+//! registered once in [`Metrics::new`]; `grpc::rpc_metrics` times every gRPC call, and the web
 //! app times each of its responses.
 
 use prometheus_client::encoding::text::encode;

@@ -4,10 +4,10 @@
 
 use super::state::State;
 use super::Error;
+use crate::placement::Verdict;
 use crate::qa::{compare_study, StudyComparison, StudyPair};
 use crate::store::documents::{device_name, verdict_name, SignedRead};
 use crate::store::WorkItemRow;
-use crate::placement::Verdict;
 
 /// The QA pair of a work item's draft and a signed read.
 pub fn study_pair(row: &WorkItemRow, read: &SignedRead) -> StudyPair {
@@ -38,9 +38,12 @@ pub fn comparison(state: &State, row: &WorkItemRow) -> Result<Option<StudyCompar
         return Ok(None);
     };
     if let Some(stored) = &row.comparison {
-        return serde_json::from_str(stored)
-            .map(Some)
-            .map_err(|e| Error::internal(format!("the stored comparison of study {}", row.study_instance_uid), e));
+        return serde_json::from_str(stored).map(Some).map_err(|e| {
+            Error::internal(
+                format!("the stored comparison of study {}", row.study_instance_uid),
+                e,
+            )
+        });
     }
     compare_study(&state.labeler, &study_pair(row, read), None)
         .map(Some)

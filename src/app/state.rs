@@ -4,11 +4,11 @@
 //! Store calls block (SQLite, fsync): async handlers make them through [`State::store_call`],
 //! on tokio's blocking threads, never on the async ones.
 
-use super::Caller;
 use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
 use super::prior_source::PriorSource;
 use super::relay::{Notice, Relay};
+use super::Caller;
 use super::Error;
 use crate::config::ServiceConfig;
 use crate::labeler::Labeler;

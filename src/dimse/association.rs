@@ -11,9 +11,9 @@
 
 use super::message::{self as dimse, CommandField, Request, StoreStatus};
 use super::STORAGE_SOP_CLASSES;
-use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
 use crate::app::ingest::{self, Declared, Refused};
 use crate::app::State;
+use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
 use crate::store::StoreOutcome;
 use bytes::Bytes;
 use dicom_object::FileMetaTableBuilder;

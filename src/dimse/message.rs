@@ -3,8 +3,8 @@
 //! C-STORE; and the requests radassist makes of peers (C-STORE of its SRs, C-FIND and C-MOVE
 //! for priors) with the responses it reads. Command sets are always Implicit VR Little Endian.
 
-use crate::dicom::read_data_set;
 use crate::app::ingest::Refusal;
+use crate::dicom::read_data_set;
 use dicom_core::{dicom_value, DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;

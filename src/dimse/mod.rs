@@ -27,8 +27,8 @@ pub mod query;
 pub mod sender;
 pub mod tls;
 
-use crate::config::DicomConfig;
 use crate::app::State;
+use crate::config::DicomConfig;
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 use std::collections::HashMap;
@@ -238,7 +238,7 @@ impl Listener {
             options = options.with_transfer_syntax(*uid);
         }
         if config.tls {
-            options = options.tls_config(tls::server_config(service)?);
+            options = options.tls_config(crate::pem::server_config(service, "dicom.tls = true")?);
         }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

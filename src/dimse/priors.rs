@@ -16,13 +16,13 @@
 use super::query::{identifier, QueryAssociation};
 use super::tls::ClientTls;
 use super::STORAGE_SOP_CLASSES;
+use crate::app::expected_priors::ExpectedPriors;
+use crate::app::metrics::Metrics;
+use crate::app::prior_source::{PriorSource, RemotePrior};
 use crate::config::DicomPeer;
 use crate::dicom::uid::is_uid;
 use crate::dicom::{ImageHeader, ProjectionView};
 use crate::draft::sr_text::TEXT_SR_SOP_CLASSES;
-use crate::app::expected_priors::ExpectedPriors;
-use crate::app::prior_source::{PriorSource, RemotePrior};
-use crate::app::metrics::Metrics;
 use crate::store::Store;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;

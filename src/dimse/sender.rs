@@ -12,8 +12,8 @@
 
 use super::message as dimse;
 use super::tls::ClientTls;
-use crate::config::DicomPeer;
 use crate::app::State;
+use crate::config::DicomPeer;
 use crate::store::{now_ms, OutboxRow};
 use dicom_object::meta::FileMetaTable;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};

@@ -1,6 +1,6 @@
 //! DICOM TLS (PS3.15 annex B, the BCP 195 profile: TLS 1.2 or 1.3, rustls's cipher suites, all
-//! ECDHE with AEAD): the listener's server configuration, and the client configuration of each
-//! peer radassist reaches over TLS (`tls = true` in its `[[dicom.peers]]`).
+//! ECDHE with AEAD): the client configuration of each peer radassist reaches over TLS (`tls =
+//! true` in its `[[dicom.peers]]`); the listener's is the service's own ([`crate::pem`]).
 //!
 //! Outgoing, radassist verifies the peer's certificate against the peer's `tls_ca` (no system
 //! roots: a PACS's certificate comes from the site's own CA) and the name it must carry
@@ -9,9 +9,8 @@
 //! nodes usually do. Everything is read and checked when the service starts.
 
 use crate::config::{DicomConfig, DicomPeer, ServiceConfig};
-use crate::pem::certificates;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use crate::pem::{certificates, service_identity};
+use rustls_pki_types::ServerName;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -21,35 +20,6 @@ pub struct ClientTls {
     pub config: Arc<rustls::ClientConfig>,
     /// The name the peer's certificate must carry (a DNS name or an IP address).
     pub server_name: String,
-}
-
-/// The service's certificate chain and key (PEM), when both are configured.
-fn service_identity(
-    service: &ServiceConfig,
-) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
-    let (Some(cert), Some(key)) = (&service.tls_cert, &service.tls_key) else {
-        return Ok(None);
-    };
-    let chain = certificates(cert, "service.tls_cert")?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("service.tls_key {}: {e}", key.display()))?;
-    Ok(Some((chain, key)))
-}
-
-/// The listener's TLS configuration, from the service's certificate chain and key.
-pub fn server_config(service: &ServiceConfig) -> Result<Arc<rustls::ServerConfig>, String> {
-    let Some((chain, key)) = service_identity(service)? else {
-        return Err("dicom.tls = true needs service.tls_cert and service.tls_key".into());
-    };
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| format!("DICOM TLS: {e}"))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("DICOM TLS with service.tls_cert and tls_key: {e}"))?;
-    Ok(Arc::new(config))
 }
 
 /// The client configuration of one peer with `tls = true`.

@@ -20,7 +20,6 @@ use tonic::Status;
 
 pub use crate::roles::Role;
 
-
 use Role::{Pacs, Qa, Radiologist};
 
 /// Every RPC and the roles that may call it (admin may call every one).

@@ -2,18 +2,18 @@
 //! follow a study's state.
 //!
 //! An instance is acknowledged STORED only once its blob is durable and its catalogue row
-//! committed (see [`super::ingest`]). Memory is bounded twice ([`super::ingest_limits`]): at
+//! committed (see [`crate::app::ingest`]). Memory is bounded twice ([`crate::app::ingest_limits`]): at
 //! most `max_concurrent_streams` streams (more get RESOURCE_EXHAUSTED with `retry-after-ms`),
 //! and at most `max_ingest_memory_bytes` received and not yet stored, all streams together.
 
 use super::auth::caller;
-use super::convert::{study_message, study_state, uid_of};
-use crate::app::ingest;
 use super::convert::retry_later;
+use super::convert::{study_message, study_state, uid_of};
 use super::proto::ingest_service_server::IngestService;
 use super::proto::{self, *};
-use crate::app::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
+use crate::app::ingest;
+use crate::app::state::{Event, State};
 use crate::store::lifecycle::StudyState;
 use crate::store::StoreOutcome;
 use proto::instance_result::Outcome;
@@ -219,7 +219,10 @@ pub fn rejected(index: u32, reason: &str) -> InstanceResult {
 }
 
 /// The gRPC answer for one instance.
-pub fn instance_result(index: u32, stored: Result<ingest::Received, ingest::Refused>) -> InstanceResult {
+pub fn instance_result(
+    index: u32,
+    stored: Result<ingest::Received, ingest::Refused>,
+) -> InstanceResult {
     match stored {
         Ok(a) => InstanceResult {
             instance_index: index,

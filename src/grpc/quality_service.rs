@@ -9,8 +9,8 @@ use super::auth::caller;
 use super::convert::{agreement_message, comparison_message, millis, uid_of};
 use super::proto::quality_service_server::QualityService;
 use super::proto::*;
-use crate::app::state::State;
 use crate::app::quality::comparison;
+use crate::app::state::State;
 use crate::app::Error;
 use crate::qa::{AgreementBuilder, UncertainPolicy};
 use std::sync::Arc;
@@ -58,13 +58,11 @@ impl QualityService for QualityApi {
         let agreement = {
             let state = state.clone();
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                let rows = state
-                    .store
-                    .signed_items(
-                        r.start_time.as_ref().map(millis),
-                        r.end_time.as_ref().map(millis),
-                        &r.model_version,
-                    )?;
+                let rows = state.store.signed_items(
+                    r.start_time.as_ref().map(millis),
+                    r.end_time.as_ref().map(millis),
+                    &r.model_version,
+                )?;
                 let mut builder = AgreementBuilder::new("request", UncertainPolicy::Positive);
                 for row in &rows {
                     if let Some(c) = comparison(&state, row)? {

@@ -10,10 +10,10 @@ use super::auth::caller;
 use super::convert::{agreements, millis, uid_of, work_item_message};
 use super::proto::worklist_service_server::WorklistService;
 use super::proto::*;
-use crate::app::reading::{self, Read, Signing};
-use crate::app::Error;
-use crate::app::state::{Event, State};
 use super::watch::{async_stream, WatchStream};
+use crate::app::reading::{self, Read, Signing};
+use crate::app::state::{Event, State};
+use crate::app::Error;
 use crate::store::lifecycle::WorkItemStatus;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -188,10 +188,7 @@ impl WorklistService for WorklistApi {
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 };
-                let item = api
-                    .work_item(&uid)
-                    .await
-                    .map(|row| work_item_message(&row));
+                let item = api.work_item(&uid).await.map(|row| work_item_message(&row));
                 if let Ok(item) = &item {
                     let _ = api.0.audit(&caller, "WatchCriticalItems", &item.name).await;
                 }

@@ -64,4 +64,3 @@ async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
         });
     }
 }
-

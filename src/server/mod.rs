@@ -79,12 +79,9 @@ impl Server {
         };
         // Every TLS peer's certificates are read now: a wrong path stops the start, not a send.
         let client_tls = crate::dimse::tls::client_configs(&config.dicom, &sc)?;
-        let prior_source = crate::dimse::priors::PriorRetrieval::from_config(
-            &config.dicom,
-            &client_tls,
-            &store,
-        )
-        .map(|p| Arc::new(p) as Arc<dyn PriorSource>);
+        let prior_source =
+            crate::dimse::priors::PriorRetrieval::from_config(&config.dicom, &client_tls, &store)
+                .map(|p| Arc::new(p) as Arc<dyn PriorSource>);
         let result_peers = config
             .dicom
             .peers

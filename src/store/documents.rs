@@ -5,7 +5,7 @@
 //! They are radassist's own record, not any API's message: gRPC and the reading room each
 //! build their views from them, so a change to an API is not a change to stored data. Stores
 //! written before these documents existed kept the gRPC messages' bytes; the migration that
-//! brings them here is in [`super::legacy`].
+//! brings them here is in `store/legacy.rs`.
 
 use crate::placement::{Device, Verdict};
 use serde::{Deserialize, Serialize};

@@ -130,14 +130,18 @@ struct DeviceRead {
 /// Why a work item's old bytes could not become a document.
 #[derive(Debug, thiserror::Error)]
 pub enum LegacyError {
-    #[error("the stored {what} of study {study} is not the protobuf message radassist wrote: {source}")]
+    #[error(
+        "the stored {what} of study {study} is not the protobuf message radassist wrote: {source}"
+    )]
     Decode {
         what: &'static str,
         study: String,
         #[source]
         source: prost::DecodeError,
     },
-    #[error("the stored work item of study {study} names {value:?}, which is no {what} radassist knows")]
+    #[error(
+        "the stored work item of study {study} names {value:?}, which is no {what} radassist knows"
+    )]
     Unknown {
         what: &'static str,
         study: String,
@@ -366,7 +370,10 @@ mod tests {
         .encode_to_vec();
         let read = signed_read(&bytes, "1.2").unwrap();
         assert_eq!(read.signed_at, 1_700_000_000_250);
-        assert_eq!((read.amendment, read.amendment_reason.as_str()), (2, "typo"));
+        assert_eq!(
+            (read.amendment, read.amendment_reason.as_str()),
+            (2, "typo")
+        );
         assert_eq!(read.findings[0].observation, "Edema");
         assert!(read.devices[0].agrees);
     }

@@ -12,9 +12,9 @@
 //! Every call blocks (the `postgres` crate runs its own small runtime per connection); the
 //! service makes them on blocking threads, as for SQLite.
 
-use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
 use super::documents::{from_json, to_json, SignedRead};
 use super::legacy;
+use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
@@ -782,7 +782,7 @@ impl Store for PgStore {
         limit: i64,
     ) -> Result<Vec<WorkItemRow>, StoreError> {
         let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        Ok(self
+        self
             .client()?
             .query(
                 &format!(
@@ -808,7 +808,7 @@ impl Store for PgStore {
             )?
             .iter()
             .map(Self::item_from_row)
-            .collect::<Result<_, _>>()?)
+            .collect()
     }
 
     fn retry_job(&self, uid: &str) -> Result<(), StoreError> {
@@ -1008,7 +1008,7 @@ impl Store for PgStore {
         end: Option<i64>,
         model_version: &str,
     ) -> Result<Vec<WorkItemRow>, StoreError> {
-        Ok(self
+        self
             .client()?
             .query(
                 &format!(
@@ -1024,7 +1024,7 @@ impl Store for PgStore {
             )?
             .iter()
             .map(Self::item_from_row)
-            .collect::<Result<_, _>>()?)
+            .collect()
     }
 
     fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError> {

@@ -7,10 +7,10 @@
 //! conditional `UPDATE`s whose row count says whether this caller won.
 
 use super::blobs::FolderBlobStore;
+use super::documents::{from_json, to_json, SignedRead};
 use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
 use super::schema::{migrate, read_only_connection, DATABASE};
 use super::sqlite_ingest::CommitOutcome;
-use super::documents::{from_json, to_json, SignedRead};
 use super::*;
 use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
 use rusqlite::{params, Connection, OptionalExtension};

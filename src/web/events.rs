@@ -7,8 +7,8 @@
 use super::page;
 use super::session::Viewer;
 use super::{App, WebError};
-use crate::roles::Role;
 use crate::app::state::Event as ServiceEvent;
+use crate::roles::Role;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use std::convert::Infallible;

@@ -14,9 +14,9 @@
 use super::paths::StudyUid;
 use super::session::Viewer;
 use super::{App, WebError};
+use crate::app::results::ReportSource;
 use crate::imaging::Radiograph;
 use crate::roles::Role;
-use crate::app::results::ReportSource;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

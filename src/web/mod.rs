@@ -27,8 +27,8 @@ pub mod serving;
 pub mod session;
 pub mod worklist;
 
-use crate::config::Config;
 use crate::app::State;
+use crate::config::Config;
 use crate::store::reading_room::SessionLimits;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware;
@@ -272,7 +272,7 @@ pub async fn bind(
     let metrics = app.state.metrics.clone();
     let url = format!("{}://{local}", if tls { "https" } else { "http" });
     let tls_config = if tls {
-        Some(crate::dimse::tls::server_config(sc)?)
+        Some(crate::pem::server_config(sc, "the reading room's TLS")?)
     } else {
         None
     };

@@ -14,8 +14,8 @@
 
 use super::serving::MAX_BODY;
 use super::{page, App, WebError};
-use crate::roles::Role;
 use crate::app::Caller;
+use crate::roles::Role;
 use crate::store::reading_room::{LoginBackoff, LoginGate, SessionRow};
 use crate::store::{hex, now_ms};
 use axum::body::Body;
