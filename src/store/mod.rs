@@ -23,6 +23,7 @@ mod pg_reading_room;
 pub mod reading_room;
 mod s3_blobs;
 mod schema;
+mod sql;
 mod sqlite;
 mod sqlite_ingest;
 mod sqlite_reading_room;

@@ -15,6 +15,7 @@
 use super::documents::{from_json, to_json, SignedRead};
 use super::legacy;
 use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
+use super::sql;
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
@@ -369,11 +370,6 @@ impl PgStore {
         }
     }
 
-    const STUDY_SELECT: &'static str = "SELECT s.study_instance_uid, s.state,
-            (SELECT COUNT(*) FROM instances i WHERE i.study_instance_uid = s.study_instance_uid),
-            s.last_instance_at, j.attempts, s.failure_reason, s.patient_id, s.accession_number, s.study_date
-        FROM studies s LEFT JOIN jobs j ON j.study_instance_uid = s.study_instance_uid";
-
     fn item_from_row(r: &Row) -> Result<WorkItemRow, StoreError> {
         let uid: String = r.get(0);
         Ok(WorkItemRow {
@@ -397,8 +393,6 @@ impl PgStore {
         })
     }
 
-    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, signed_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
-
     fn outbox_from_row(r: &Row) -> OutboxRow {
         OutboxRow {
             id: r.get(0),
@@ -417,8 +411,6 @@ impl PgStore {
             sent_at: r.get(11),
         }
     }
-
-    const OUTBOX_SELECT: &'static str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at FROM outbox";
 }
 
 /// Queues results (a result already queued for that peer stays as it is).
@@ -429,10 +421,16 @@ fn queue_results(
     let now = now_ms();
     for r in results {
         tx.execute(
-            "INSERT INTO outbox (study_instance_uid, sop_instance_uid, kind, peer, sha256, state, created_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             ON CONFLICT (sop_instance_uid, peer) DO NOTHING",
-            &[&r.study_instance_uid, &r.sop_instance_uid, &r.kind, &r.peer, &r.sha256, &OutboxState::Pending, &now],
+            sql::QUEUE_RESULT,
+            &[
+                &r.study_instance_uid,
+                &r.sop_instance_uid,
+                &r.kind,
+                &r.peer,
+                &r.sha256,
+                &OutboxState::Pending,
+                &now,
+            ],
         )?;
     }
     Ok(())
@@ -477,10 +475,7 @@ fn queue_job(tx: &mut impl GenericClient, uid: &str) -> Result<bool, postgres::E
         &[&uid, &JobState::Queued, &now_ms(), &JobState::Running],
     )?;
     if queued > 0 {
-        tx.execute(
-            "UPDATE studies SET state = $2, failure_reason = '' WHERE study_instance_uid = $1",
-            &[&uid, &StudyState::Queued],
-        )?;
+        tx.execute(sql::STUDY_STATE_CLEARED, &[&uid, &StudyState::Queued])?;
     }
     Ok(queued > 0)
 }
@@ -500,7 +495,7 @@ impl Store for PgStore {
     fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
         self.client()?
             .query_opt(
-                &format!("{} WHERE s.study_instance_uid = $1", Self::STUDY_SELECT),
+                &format!("{} WHERE s.study_instance_uid = $1", sql::STUDY_SELECT),
                 &[&uid],
             )?
             .map(|r| Self::study_from_row(&r))
@@ -528,7 +523,7 @@ impl Store for PgStore {
         Ok(self
             .client()?
             .query(
-                "SELECT study_instance_uid FROM studies WHERE state = $1 AND last_instance_at < $2",
+                sql::QUIET_STUDIES,
                 &[&StudyState::Receiving, &(now_ms() - quiet_ms)],
             )?
             .iter()
@@ -539,10 +534,7 @@ impl Store for PgStore {
     fn queue_depth(&self) -> Result<i64, StoreError> {
         Ok(self
             .client()?
-            .query_one(
-                "SELECT COUNT(*) FROM jobs WHERE state = $1",
-                &[&JobState::Queued],
-            )?
+            .query_one(sql::JOBS_IN_STATE, &[&JobState::Queued])?
             .get(0))
     }
 
@@ -576,10 +568,7 @@ impl Store for PgStore {
         let uid: String = row.get(0);
         let queued_at: i64 = row.get(1);
         let attempt: i32 = row.get(2);
-        tx.execute(
-            "UPDATE studies SET state = $2 WHERE study_instance_uid = $1",
-            &[&uid, &StudyState::Analyzing],
-        )?;
+        tx.execute(sql::STUDY_STATE, &[&uid, &StudyState::Analyzing])?;
         tx.commit()?;
         self.held
             .lock()
@@ -651,10 +640,7 @@ impl Store for PgStore {
     fn prior_report(&self, study_uid: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .client()?
-            .query_opt(
-                "SELECT text FROM prior_reports WHERE study_instance_uid = $1",
-                &[&study_uid],
-            )?
+            .query_opt(sql::PRIOR_REPORT_TEXT, &[&study_uid])?
             .map(|r| r.get(0)))
     }
 
@@ -681,12 +667,18 @@ impl Store for PgStore {
             )?;
             if signed == 0 {
                 tx.execute(
-                    "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, report_json)
-                     VALUES ($1, $8, $2, $3, NULL, $4, $5, $6, $7, $9)
-                     ON CONFLICT (study_instance_uid) DO UPDATE SET status = $8, critical = $2, priority = $3, claimed_by = NULL,
-                         created_at = $4, content = $5, analysis_json = $6, model_version = $7, signed_read = NULL, signed_at = NULL,
-                         comparison = NULL, report_json = $9, images_after_signing = NULL",
-                    &[&uid, &item.critical, &item.priority, &now, &to_json(&item.content), &item.analysis_json, &item.model_version, &WorkItemStatus::Unclaimed, &item.report_json],
+                    sql::PUT_WORK_ITEM,
+                    &[
+                        &uid,
+                        &item.critical,
+                        &item.priority,
+                        &now,
+                        &to_json(&item.content),
+                        &item.analysis_json,
+                        &item.model_version,
+                        &WorkItemStatus::Unclaimed,
+                        &item.report_json,
+                    ],
                 )?;
                 queue_results(&mut tx, &item.results)?;
             }
@@ -695,10 +687,7 @@ impl Store for PgStore {
             } else {
                 StudyState::Signed
             };
-            tx.execute(
-                "UPDATE studies SET state = $2, failure_reason = '' WHERE study_instance_uid = $1",
-                &[&uid, &study_state],
-            )?;
+            tx.execute(sql::STUDY_STATE_CLEARED, &[&uid, &study_state])?;
             tx.commit()?;
             Ok(finished)
         })();
@@ -733,10 +722,7 @@ impl Store for PgStore {
             } else {
                 StudyState::Failed
             };
-            tx.execute(
-                "UPDATE studies SET state = $2, failure_reason = $3 WHERE study_instance_uid = $1",
-                &[&uid, &study_state, &error],
-            )?;
+            tx.execute(sql::STUDY_FAILED, &[&uid, &study_state, &error])?;
             tx.commit()?;
             Ok(Some(state))
         })();
@@ -768,7 +754,7 @@ impl Store for PgStore {
     fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
         self.client()?
             .query_opt(
-                &format!("{} WHERE study_instance_uid = $1", Self::ITEM_SELECT),
+                &format!("{} WHERE study_instance_uid = $1", sql::WORK_ITEM_SELECT),
                 &[&uid],
             )?
             .map(|r| Self::item_from_row(&r))
@@ -793,7 +779,7 @@ impl Store for PgStore {
                               (SELECT study_instance_uid FROM studies WHERE study_date = $6))
                      ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid COLLATE \"C\"
                      LIMIT $3 OFFSET $4",
-                    Self::ITEM_SELECT,
+                    sql::WORK_ITEM_SELECT,
                     WorkItemStatus::Signed
                 ),
                 &[
@@ -824,18 +810,20 @@ impl Store for PgStore {
                 "the job of study {uid} is not failed: only a failed job can be retried"
             )));
         }
-        tx.execute(
-            "UPDATE studies SET state = $2, failure_reason = '' WHERE study_instance_uid = $1",
-            &[&uid, &StudyState::Queued],
-        )?;
+        tx.execute(sql::STUDY_STATE_CLEARED, &[&uid, &StudyState::Queued])?;
         tx.commit()?;
         Ok(())
     }
 
     fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
         let claimed = self.client()?.execute(
-            "UPDATE work_items SET status = $3, claimed_by = $2 WHERE study_instance_uid = $1 AND status = $4",
-            &[&uid, &who, &WorkItemStatus::Claimed, &WorkItemStatus::Unclaimed],
+            sql::CLAIM,
+            &[
+                &uid,
+                &who,
+                &WorkItemStatus::Claimed,
+                &WorkItemStatus::Unclaimed,
+            ],
         )?;
         let item = self.work_item(uid)?;
         claim_outcome(claimed, item, who)
@@ -843,8 +831,7 @@ impl Store for PgStore {
 
     fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
         let released = self.client()?.execute(
-            "UPDATE work_items SET status = $3, claimed_by = NULL
-             WHERE study_instance_uid = $1 AND status = $4 AND claimed_by = $2",
+            sql::RELEASE,
             &[
                 &uid,
                 &who,
@@ -869,15 +856,19 @@ impl Store for PgStore {
             let mut client = self.client()?;
             let mut tx = client.transaction()?;
             let signed = tx.execute(
-                "UPDATE work_items SET status = $5, signed_read = $3, signed_at = $4, comparison = $6
-                 WHERE study_instance_uid = $1 AND status = $7 AND claimed_by = $2",
-                &[&uid, &who, &to_json(read), &signed_at, &WorkItemStatus::Signed, &comparison, &WorkItemStatus::Claimed],
+                sql::SIGN,
+                &[
+                    &uid,
+                    &who,
+                    &to_json(read),
+                    &signed_at,
+                    &WorkItemStatus::Signed,
+                    &comparison,
+                    &WorkItemStatus::Claimed,
+                ],
             )?;
             if signed == 1 {
-                tx.execute(
-                    "UPDATE studies SET state = $2 WHERE study_instance_uid = $1",
-                    &[&uid, &StudyState::Signed],
-                )?;
+                tx.execute(sql::STUDY_STATE, &[&uid, &StudyState::Signed])?;
                 queue_results(&mut tx, results)?;
             }
             tx.commit()?;
@@ -925,8 +916,7 @@ impl Store for PgStore {
         Ok(self
             .client()?
             .query_opt(
-                "SELECT sop_instance_uid, sha256 FROM outbox
-                 WHERE study_instance_uid = $1 AND kind IN ($2, $3) ORDER BY id DESC LIMIT 1",
+                sql::LATEST_SIGNED_SR,
                 &[&uid, &ResultKind::Final, &ResultKind::Amended],
             )?
             .map(|r| (r.get(0), r.get(1))))
@@ -961,8 +951,7 @@ impl Store for PgStore {
 
     fn result_sent(&self, id: i64) -> Result<bool, StoreError> {
         let changed = self.client()?.execute(
-            "UPDATE outbox SET state = $2, sent_at = $3, attempts = attempts + 1, last_error = ''
-             WHERE id = $1 AND state = $4",
+            sql::RESULT_SENT,
             &[&id, &OutboxState::Sent, &now_ms(), &OutboxState::Pending],
         )?;
         Ok(changed == 1)
@@ -970,8 +959,7 @@ impl Store for PgStore {
 
     fn result_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
         self.client()?.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
-             WHERE id = $1 AND state = $4",
+            sql::RESULT_FAILED,
             &[&id, &error, &next_attempt_at, &OutboxState::Pending],
         )?;
         Ok(())
@@ -980,10 +968,7 @@ impl Store for PgStore {
     fn pending_results(&self) -> Result<i64, StoreError> {
         Ok(self
             .client()?
-            .query_one(
-                "SELECT COUNT(*) FROM outbox WHERE state = $1",
-                &[&OutboxState::Pending],
-            )?
+            .query_one(sql::RESULTS_IN_STATE, &[&OutboxState::Pending])?
             .get(0))
     }
 
@@ -993,7 +978,7 @@ impl Store for PgStore {
             .query(
                 &format!(
                     "{} ORDER BY state = $1 DESC, COALESCE(sent_at, created_at) DESC LIMIT $2",
-                    Self::OUTBOX_SELECT
+                    sql::OUTBOX_SELECT
                 ),
                 &[&OutboxState::Pending, &limit],
             )?
@@ -1013,7 +998,7 @@ impl Store for PgStore {
             .query(
                 &format!(
                     "{} WHERE status = $4 AND signed_at >= $1 AND signed_at < $2 AND ($3 = '' OR model_version = $3)",
-                    Self::ITEM_SELECT
+                    sql::WORK_ITEM_SELECT
                 ),
                 &[
                     &start.unwrap_or(i64::MIN),
@@ -1030,10 +1015,7 @@ impl Store for PgStore {
     fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError> {
         let mut client = self.client()?;
         // Expectations a crashed process left behind go first.
-        client.execute(
-            "DELETE FROM expected_priors WHERE until_ms < $1",
-            &[&now_ms()],
-        )?;
+        client.execute(sql::EXPECTATIONS_PAST, &[&now_ms()])?;
         Ok(client
             .query_one(
                 "INSERT INTO expected_priors (study_instance_uid, until_ms) VALUES ($1, $2) RETURNING id",
@@ -1043,8 +1025,7 @@ impl Store for PgStore {
     }
 
     fn end_prior_expectation(&self, id: i64) -> Result<(), StoreError> {
-        self.client()?
-            .execute("DELETE FROM expected_priors WHERE id = $1", &[&id])?;
+        self.client()?.execute(sql::END_EXPECTATION, &[&id])?;
         Ok(())
     }
 
@@ -1060,8 +1041,15 @@ impl Store for PgStore {
 
     fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
         self.client()?.execute(
-            "INSERT INTO audit (at_ms, who, role, action, resource, peer) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&row.at_ms, &row.who, &row.role, &row.action, &row.resource, &row.peer],
+            sql::AUDIT,
+            &[
+                &row.at_ms,
+                &row.who,
+                &row.role,
+                &row.action,
+                &row.resource,
+                &row.peer,
+            ],
         )?;
         Ok(())
     }
@@ -1069,11 +1057,7 @@ impl Store for PgStore {
     fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError> {
         Ok(self
             .client()?
-            .query(
-                "SELECT at_ms, who, role, action, resource, peer FROM audit
-                 WHERE at_ms >= $1 AND ($2 = '' OR who = $2) ORDER BY id",
-                &[&since_ms, &who],
-            )?
+            .query(sql::AUDIT_LOG, &[&since_ms, &who])?
             .iter()
             .map(|r| AuditRow {
                 at_ms: r.get(0),

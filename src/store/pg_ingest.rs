@@ -3,6 +3,7 @@
 //! concurrent streams), then the outcome.
 
 use super::pg::PgStore;
+use super::sql;
 use super::*;
 use crate::store::lifecycle::StudyState;
 
@@ -16,10 +17,7 @@ impl PgStore {
         let sha = instance.sha256.to_string();
         let existing: Option<String> = self
             .client()?
-            .query_opt(
-                "SELECT sha256 FROM instances WHERE sop_instance_uid = $1",
-                &[&instance.sop_instance_uid],
-            )?
+            .query_opt(sql::INSTANCE_SHA256, &[&instance.sop_instance_uid])?
             .map(|r| r.get(0));
         match existing {
             Some(stored) if stored == sha => return Ok((StoreOutcome::Duplicate, sha)),
@@ -27,7 +25,7 @@ impl PgStore {
                 let name = format!("{}.{}", instance.sop_instance_uid, &sha[..16]);
                 self.blobs.put_conflict(&name, instance.bytes)?;
                 self.client()?.execute(
-                    "INSERT INTO conflicts (sop_instance_uid, sha256, received_at) VALUES ($1, $2, $3)",
+                    sql::CONFLICT,
                     &[&instance.sop_instance_uid, &sha, &now_ms()],
                 )?;
                 return Ok((StoreOutcome::Conflict, sha));
@@ -48,16 +46,27 @@ impl PgStore {
                 // A retrieved prior: a new study is kept as PRIOR; a known one keeps its state
                 // (a retrieval never restarts an analysis).
                 tx.execute(
-                    "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
-                     VALUES ($1, $2, $3, $4, $6, $5) ON CONFLICT (study_instance_uid) DO NOTHING",
-                    &[&instance.study_instance_uid, &instance.patient_id, &instance.accession_number, &instance.study_date, &now, &StudyState::Prior],
+                    sql::NEW_STUDY,
+                    &[
+                        &instance.study_instance_uid,
+                        &instance.patient_id,
+                        &instance.accession_number,
+                        &instance.study_date,
+                        &now,
+                        &StudyState::Prior,
+                    ],
                 )?;
             } else if new {
                 tx.execute(
-                    "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
-                     VALUES ($1, $2, $3, $4, $6, $5)
-                     ON CONFLICT (study_instance_uid) DO UPDATE SET state = $6, last_instance_at = $5",
-                    &[&instance.study_instance_uid, &instance.patient_id, &instance.accession_number, &instance.study_date, &now, &StudyState::Receiving],
+                    sql::STUDY_RECEIVING,
+                    &[
+                        &instance.study_instance_uid,
+                        &instance.patient_id,
+                        &instance.accession_number,
+                        &instance.study_date,
+                        &now,
+                        &StudyState::Receiving,
+                    ],
                 )?;
             }
             tx.commit()?;

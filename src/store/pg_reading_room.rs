@@ -2,6 +2,7 @@
 
 use super::pg::PgStore;
 use super::reading_room::*;
+use super::sql;
 use super::StoreError;
 use crate::roles::Role;
 use crate::store::lifecycle::WorkItemStatus;
@@ -21,8 +22,6 @@ fn user_from(r: &Row, first: usize) -> Result<UserRow, StoreError> {
     })
 }
 
-const USER_SELECT: &str = "SELECT name, role, password_hash, disabled, created_at FROM users";
-
 impl ReadingRoomStore for PgStore {
     fn add_user(&self, user: &UserRow) -> Result<(), StoreError> {
         let added = self.client()?.execute(
@@ -41,14 +40,14 @@ impl ReadingRoomStore for PgStore {
 
     fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
         self.client()?
-            .query_opt(&format!("{USER_SELECT} WHERE name = $1"), &[&name])?
+            .query_opt(&format!("{} WHERE name = $1", sql::USERS), &[&name])?
             .map(|r| user_from(&r, 0))
             .transpose()
     }
 
     fn users(&self) -> Result<Vec<UserRow>, StoreError> {
         self.client()?
-            .query(&format!("{USER_SELECT} ORDER BY name COLLATE \"C\""), &[])?
+            .query(&format!("{} ORDER BY name COLLATE \"C\"", sql::USERS), &[])?
             .iter()
             .map(|r| user_from(r, 0))
             .collect()
@@ -57,15 +56,12 @@ impl ReadingRoomStore for PgStore {
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
-        let changed = tx.execute(
-            "UPDATE users SET disabled = $2 WHERE name = $1",
-            &[&name, &disabled],
-        )?;
+        let changed = tx.execute(sql::USER_DISABLED, &[&name, &disabled])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("no user named {name:?}")));
         }
         if disabled {
-            tx.execute("DELETE FROM web_sessions WHERE user_name = $1", &[&name])?;
+            tx.execute(sql::END_USER_SESSIONS, &[&name])?;
         }
         tx.commit()?;
         Ok(())
@@ -103,18 +99,22 @@ impl ReadingRoomStore for PgStore {
     }
 
     fn clear_login_failures(&self, username: &str) -> Result<(), StoreError> {
-        self.client()?.execute(
-            "DELETE FROM login_failures WHERE username = $1",
-            &[&username],
-        )?;
+        self.client()?
+            .execute(sql::FORGET_LOGIN_FAILURES, &[&username])?;
         Ok(())
     }
 
     fn create_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         self.client()?.execute(
-            "INSERT INTO web_sessions (token_sha256, user_name, csrf_token, created_at, last_seen_at, peer)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&s.token_sha256, &s.user_name, &s.csrf_token, &s.created_at, &s.last_seen_at, &s.peer],
+            sql::NEW_WEB_SESSION,
+            &[
+                &s.token_sha256,
+                &s.user_name,
+                &s.csrf_token,
+                &s.created_at,
+                &s.last_seen_at,
+                &s.peer,
+            ],
         )?;
         Ok(())
     }
@@ -134,10 +134,7 @@ impl ReadingRoomStore for PgStore {
             &[&token_sha256, &now_ms, &limits.idle_ms, &limits.absolute_ms],
         )?;
         if alive == 0 {
-            client.execute(
-                "DELETE FROM web_sessions WHERE token_sha256 = $1",
-                &[&token_sha256],
-            )?;
+            client.execute(sql::END_WEB_SESSION, &[&token_sha256])?;
             return Ok(None);
         }
         let Some(r) = client.query_opt(
@@ -163,10 +160,8 @@ impl ReadingRoomStore for PgStore {
     }
 
     fn end_session(&self, token_sha256: &str) -> Result<(), StoreError> {
-        self.client()?.execute(
-            "DELETE FROM web_sessions WHERE token_sha256 = $1",
-            &[&token_sha256],
-        )?;
+        self.client()?
+            .execute(sql::END_WEB_SESSION, &[&token_sha256])?;
         Ok(())
     }
 
@@ -191,10 +186,7 @@ impl ReadingRoomStore for PgStore {
     fn draft_edit(&self, uid: &str) -> Result<Option<DraftEdit>, StoreError> {
         Ok(self
             .client()?
-            .query_opt(
-                "SELECT study_instance_uid, radiologist, text, agreements, saved_at FROM draft_edits WHERE study_instance_uid = $1",
-                &[&uid],
-            )?
+            .query_opt(sql::DRAFT_EDIT, &[&uid])?
             .map(|r| DraftEdit {
                 study_instance_uid: r.get(0),
                 radiologist: r.get(1),

@@ -10,6 +10,7 @@ use super::blobs::FolderBlobStore;
 use super::documents::{from_json, to_json, SignedRead};
 use super::outcomes::{amend_outcome, claim_outcome, release_outcome, sign_outcome};
 use super::schema::{migrate, read_only_connection, DATABASE};
+use super::sql;
 use super::sqlite_ingest::CommitOutcome;
 use super::*;
 use crate::store::lifecycle::{JobState, StudyState, WorkItemStatus};
@@ -140,11 +141,6 @@ impl SqliteStore {
         })
     }
 
-    const STUDY_SELECT: &'static str = "SELECT s.study_instance_uid, s.state,
-            (SELECT COUNT(*) FROM instances i WHERE i.study_instance_uid = s.study_instance_uid),
-            s.last_instance_at, j.attempts, s.failure_reason, s.patient_id, s.accession_number, s.study_date
-        FROM studies s LEFT JOIN jobs j ON j.study_instance_uid = s.study_instance_uid";
-
     fn item_from_row(r: &rusqlite::Row) -> rusqlite::Result<WorkItemRow> {
         Ok(WorkItemRow {
             study_instance_uid: r.get(0)?,
@@ -167,8 +163,6 @@ impl SqliteStore {
         })
     }
 
-    const ITEM_SELECT: &'static str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, signed_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
-
     fn outbox_from_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
         Ok(OutboxRow {
             id: r.get(0)?,
@@ -187,8 +181,6 @@ impl SqliteStore {
             sent_at: r.get(11)?,
         })
     }
-
-    const OUTBOX_SELECT: &'static str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at FROM outbox";
 }
 
 impl SqliteStore {
@@ -229,7 +221,7 @@ fn queue_job(tx: &rusqlite::Transaction, uid: &str) -> rusqlite::Result<bool> {
     )?;
     if queued > 0 {
         tx.execute(
-            "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
+            &sql::sqlite(sql::STUDY_STATE_CLEARED),
             params![uid, StudyState::Queued],
         )?;
     }
@@ -241,10 +233,16 @@ fn queue_results(tx: &rusqlite::Transaction, results: &[OutgoingResult]) -> rusq
     let now = now_ms();
     for r in results {
         tx.execute(
-            "INSERT INTO outbox (study_instance_uid, sop_instance_uid, kind, peer, sha256, state, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-             ON CONFLICT (sop_instance_uid, peer) DO NOTHING",
-            params![r.study_instance_uid, r.sop_instance_uid, r.kind, r.peer, r.sha256, OutboxState::Pending, now],
+            &sql::sqlite(sql::QUEUE_RESULT),
+            params![
+                r.study_instance_uid,
+                r.sop_instance_uid,
+                r.kind,
+                r.peer,
+                r.sha256,
+                OutboxState::Pending,
+                now
+            ],
         )?;
     }
     Ok(())
@@ -265,7 +263,7 @@ impl Store for SqliteStore {
     fn study(&self, uid: &str) -> Result<StudyRow, StoreError> {
         self.db()
             .query_row(
-                &format!("{} WHERE s.study_instance_uid = ?1", Self::STUDY_SELECT),
+                &format!("{} WHERE s.study_instance_uid = ?1", sql::STUDY_SELECT),
                 [uid],
                 Self::study_from_row,
             )
@@ -292,9 +290,7 @@ impl Store for SqliteStore {
 
     fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
         let db = self.db();
-        let mut q = db.prepare(
-            "SELECT study_instance_uid FROM studies WHERE state = ?1 AND last_instance_at < ?2",
-        )?;
+        let mut q = db.prepare(&sql::sqlite(sql::QUIET_STUDIES))?;
         let rows = q.query_map(params![StudyState::Receiving, now_ms() - quiet_ms], |r| {
             r.get(0)
         })?;
@@ -302,11 +298,11 @@ impl Store for SqliteStore {
     }
 
     fn queue_depth(&self) -> Result<i64, StoreError> {
-        Ok(self.db().query_row(
-            "SELECT COUNT(*) FROM jobs WHERE state = ?1",
-            [JobState::Queued],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .db()
+            .query_row(&sql::sqlite(sql::JOBS_IN_STATE), [JobState::Queued], |r| {
+                r.get(0)
+            })?)
     }
 
     fn take_job(&self) -> Result<Option<TakenJob>, StoreError> {
@@ -334,7 +330,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         tx.execute(
-            "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1",
+            &sql::sqlite(sql::STUDY_STATE),
             params![uid, StudyState::Analyzing],
         )?;
         tx.commit()?;
@@ -379,11 +375,9 @@ impl Store for SqliteStore {
     fn prior_report(&self, study_uid: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .db()
-            .query_row(
-                "SELECT text FROM prior_reports WHERE study_instance_uid = ?1",
-                [study_uid],
-                |r| r.get(0),
-            )
+            .query_row(&sql::sqlite(sql::PRIOR_REPORT_TEXT), [study_uid], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -424,12 +418,18 @@ impl Store for SqliteStore {
         )?;
         if signed == 0 {
             tx.execute(
-                "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, report_json)
-                 VALUES (?1, ?8, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?9)
-                 ON CONFLICT (study_instance_uid) DO UPDATE SET status = ?8, critical = ?2, priority = ?3, claimed_by = NULL,
-                     created_at = ?4, content = ?5, analysis_json = ?6, model_version = ?7, signed_read = NULL, signed_at = NULL,
-                     comparison = NULL, report_json = ?9, images_after_signing = NULL",
-                params![uid, item.critical, item.priority, now, to_json(&item.content), item.analysis_json, item.model_version, WorkItemStatus::Unclaimed, item.report_json],
+                &sql::sqlite(sql::PUT_WORK_ITEM),
+                params![
+                    uid,
+                    item.critical,
+                    item.priority,
+                    now,
+                    to_json(&item.content),
+                    item.analysis_json,
+                    item.model_version,
+                    WorkItemStatus::Unclaimed,
+                    item.report_json
+                ],
             )?;
             queue_results(&tx, &item.results)?;
         }
@@ -439,7 +439,7 @@ impl Store for SqliteStore {
             StudyState::Signed
         };
         tx.execute(
-            "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
+            &sql::sqlite(sql::STUDY_STATE_CLEARED),
             params![uid, study_state],
         )?;
         tx.commit()?;
@@ -467,7 +467,7 @@ impl Store for SqliteStore {
             StudyState::Failed
         };
         tx.execute(
-            "UPDATE studies SET state = ?2, failure_reason = ?3 WHERE study_instance_uid = ?1",
+            &sql::sqlite(sql::STUDY_FAILED),
             params![uid, study_state, error],
         )?;
         tx.commit()?;
@@ -492,7 +492,7 @@ impl Store for SqliteStore {
     fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError> {
         self.db()
             .query_row(
-                &format!("{} WHERE study_instance_uid = ?1", Self::ITEM_SELECT),
+                &format!("{} WHERE study_instance_uid = ?1", sql::WORK_ITEM_SELECT),
                 [uid],
                 Self::item_from_row,
             )
@@ -521,7 +521,7 @@ impl Store for SqliteStore {
                  AND (?5 IS NULL OR study_instance_uid IN
                       (SELECT study_instance_uid FROM studies WHERE study_date = ?5))
              ORDER BY critical DESC, priority DESC, created_at ASC, study_instance_uid LIMIT ?2 OFFSET ?3",
-            Self::ITEM_SELECT,
+            sql::WORK_ITEM_SELECT,
             WorkItemStatus::Signed
         ))?;
         let rows = q.query_map(
@@ -551,7 +551,7 @@ impl Store for SqliteStore {
             )));
         }
         tx.execute(
-            "UPDATE studies SET state = ?2, failure_reason = '' WHERE study_instance_uid = ?1",
+            &sql::sqlite(sql::STUDY_STATE_CLEARED),
             params![uid, StudyState::Queued],
         )?;
         tx.commit()?;
@@ -560,7 +560,7 @@ impl Store for SqliteStore {
 
     fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
         let claimed = self.db().execute(
-            "UPDATE work_items SET status = ?3, claimed_by = ?2 WHERE study_instance_uid = ?1 AND status = ?4",
+            &sql::sqlite(sql::CLAIM),
             params![uid, who, WorkItemStatus::Claimed, WorkItemStatus::Unclaimed],
         )?;
         let item = self.work_item(uid)?;
@@ -569,8 +569,7 @@ impl Store for SqliteStore {
 
     fn release(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError> {
         let released = self.db().execute(
-            "UPDATE work_items SET status = ?3, claimed_by = NULL
-             WHERE study_instance_uid = ?1 AND status = ?4 AND claimed_by = ?2",
+            &sql::sqlite(sql::RELEASE),
             params![uid, who, WorkItemStatus::Unclaimed, WorkItemStatus::Claimed],
         )?;
         let item = self.work_item(uid)?;
@@ -590,13 +589,20 @@ impl Store for SqliteStore {
             let mut db = self.db();
             let tx = db.transaction()?;
             let signed = tx.execute(
-                "UPDATE work_items SET status = ?5, signed_read = ?3, signed_at = ?4, comparison = ?6
-                 WHERE study_instance_uid = ?1 AND status = ?7 AND claimed_by = ?2",
-                params![uid, who, to_json(read), signed_at, WorkItemStatus::Signed, comparison, WorkItemStatus::Claimed],
+                &sql::sqlite(sql::SIGN),
+                params![
+                    uid,
+                    who,
+                    to_json(read),
+                    signed_at,
+                    WorkItemStatus::Signed,
+                    comparison,
+                    WorkItemStatus::Claimed
+                ],
             )?;
             if signed == 1 {
                 tx.execute(
-                    "UPDATE studies SET state = ?2 WHERE study_instance_uid = ?1",
+                    &sql::sqlite(sql::STUDY_STATE),
                     params![uid, StudyState::Signed],
                 )?;
                 queue_results(&tx, results)?;
@@ -646,8 +652,7 @@ impl Store for SqliteStore {
         Ok(self
             .db()
             .query_row(
-                "SELECT sop_instance_uid, sha256 FROM outbox
-                 WHERE study_instance_uid = ?1 AND kind IN (?2, ?3) ORDER BY id DESC LIMIT 1",
+                &sql::sqlite(sql::LATEST_SIGNED_SR),
                 params![uid, ResultKind::Final, ResultKind::Amended],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -665,7 +670,7 @@ impl Store for SqliteStore {
         let rows: Vec<OutboxRow> = {
             let mut q = tx.prepare(&format!(
                 "{} WHERE state = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at, id LIMIT ?3",
-                Self::OUTBOX_SELECT
+                sql::OUTBOX_SELECT
             ))?;
             let rows = q.query_map(
                 params![OutboxState::Pending, now_ms, limit],
@@ -685,8 +690,7 @@ impl Store for SqliteStore {
 
     fn result_sent(&self, id: i64) -> Result<bool, StoreError> {
         let changed = self.db().execute(
-            "UPDATE outbox SET state = ?2, sent_at = ?3, attempts = attempts + 1, last_error = ''
-             WHERE id = ?1 AND state = ?4",
+            &sql::sqlite(sql::RESULT_SENT),
             params![id, OutboxState::Sent, now_ms(), OutboxState::Pending],
         )?;
         Ok(changed == 1)
@@ -694,8 +698,7 @@ impl Store for SqliteStore {
 
     fn result_failed(&self, id: i64, error: &str, next_attempt_at: i64) -> Result<(), StoreError> {
         self.db().execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
-             WHERE id = ?1 AND state = ?4",
+            &sql::sqlite(sql::RESULT_FAILED),
             params![id, error, next_attempt_at, OutboxState::Pending],
         )?;
         Ok(())
@@ -703,7 +706,7 @@ impl Store for SqliteStore {
 
     fn pending_results(&self) -> Result<i64, StoreError> {
         Ok(self.db().query_row(
-            "SELECT COUNT(*) FROM outbox WHERE state = ?1",
+            &sql::sqlite(sql::RESULTS_IN_STATE),
             params![OutboxState::Pending],
             |r| r.get(0),
         )?)
@@ -713,7 +716,7 @@ impl Store for SqliteStore {
         let db = self.db();
         let mut q = db.prepare(&format!(
             "{} ORDER BY state = ?1 DESC, COALESCE(sent_at, created_at) DESC LIMIT ?2",
-            Self::OUTBOX_SELECT
+            sql::OUTBOX_SELECT
         ))?;
         let rows = q.query_map(params![OutboxState::Pending, limit], Self::outbox_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -728,7 +731,7 @@ impl Store for SqliteStore {
         let db = self.db();
         let mut q = db.prepare(&format!(
             "{} WHERE status = ?4 AND signed_at >= ?1 AND signed_at < ?2 AND (?3 = '' OR model_version = ?3)",
-            Self::ITEM_SELECT
+            sql::WORK_ITEM_SELECT
         ))?;
         let rows = q.query_map(
             params![
@@ -745,10 +748,7 @@ impl Store for SqliteStore {
     fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError> {
         let db = self.db();
         // Expectations a crash left behind go first.
-        db.execute(
-            "DELETE FROM expected_priors WHERE until_ms < ?1",
-            [now_ms()],
-        )?;
+        db.execute(&sql::sqlite(sql::EXPECTATIONS_PAST), [now_ms()])?;
         db.execute(
             "INSERT INTO expected_priors (study_instance_uid, until_ms) VALUES (?1, ?2)",
             params![study_uid, until_ms],
@@ -758,7 +758,7 @@ impl Store for SqliteStore {
 
     fn end_prior_expectation(&self, id: i64) -> Result<(), StoreError> {
         self.db()
-            .execute("DELETE FROM expected_priors WHERE id = ?1", [id])?;
+            .execute(&sql::sqlite(sql::END_EXPECTATION), [id])?;
         Ok(())
     }
 
@@ -775,8 +775,15 @@ impl Store for SqliteStore {
 
     fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
         self.db().execute(
-            "INSERT INTO audit (at_ms, who, role, action, resource, peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![row.at_ms, row.who, row.role, row.action, row.resource, row.peer],
+            &sql::sqlite(sql::AUDIT),
+            params![
+                row.at_ms,
+                row.who,
+                row.role,
+                row.action,
+                row.resource,
+                row.peer
+            ],
         )?;
         Ok(())
     }
@@ -784,7 +791,7 @@ impl Store for SqliteStore {
     /// Audit rows since `since_ms`, optionally one caller's, oldest first.
     fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError> {
         let db = self.db();
-        let mut q = db.prepare("SELECT at_ms, who, role, action, resource, peer FROM audit WHERE at_ms >= ?1 AND (?2 = '' OR who = ?2) ORDER BY id")?;
+        let mut q = db.prepare(&sql::sqlite(sql::AUDIT_LOG))?;
         let rows = q.query_map(params![since_ms, who], |r| {
             Ok(AuditRow {
                 at_ms: r.get(0)?,

@@ -1,6 +1,7 @@
 //! Ingest's path through the SQLite store: the blob made durable, then its catalogue row by
 //! group commit (many concurrent streams share one fsync), then the outcome.
 
+use super::sql;
 use super::sqlite::SqliteStore;
 use super::*;
 use crate::store::lifecycle::StudyState;
@@ -63,17 +64,27 @@ impl SqliteStore {
                         // A retrieved prior: a new study is kept as PRIOR; a known one keeps
                         // its state (a retrieval never restarts an analysis).
                         tx.execute(
-                            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
-                             VALUES (?1, ?2, ?3, ?4, ?6, ?5)
-                             ON CONFLICT (study_instance_uid) DO NOTHING",
-                            params![r.study_instance_uid, r.patient_id, r.accession_number, r.study_date, now, StudyState::Prior],
+                            &sql::sqlite(sql::NEW_STUDY),
+                            params![
+                                r.study_instance_uid,
+                                r.patient_id,
+                                r.accession_number,
+                                r.study_date,
+                                now,
+                                StudyState::Prior
+                            ],
                         )?;
                     } else if new {
                         tx.execute(
-                            "INSERT INTO studies (study_instance_uid, patient_id, accession_number, study_date, state, last_instance_at)
-                             VALUES (?1, ?2, ?3, ?4, ?6, ?5)
-                             ON CONFLICT (study_instance_uid) DO UPDATE SET state = ?6, last_instance_at = ?5",
-                            params![r.study_instance_uid, r.patient_id, r.accession_number, r.study_date, now, StudyState::Receiving],
+                            &sql::sqlite(sql::STUDY_RECEIVING),
+                            params![
+                                r.study_instance_uid,
+                                r.patient_id,
+                                r.accession_number,
+                                r.study_date,
+                                now,
+                                StudyState::Receiving
+                            ],
                         )?;
                     }
                     inserted.push(new);
@@ -109,7 +120,7 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .query_row(
-                "SELECT sha256 FROM instances WHERE sop_instance_uid = ?1",
+                &sql::sqlite(sql::INSTANCE_SHA256),
                 [instance.sop_instance_uid],
                 |r| r.get(0),
             )
@@ -120,7 +131,7 @@ impl SqliteStore {
                 let name = format!("{}.{}", instance.sop_instance_uid, &sha[..16]);
                 self.blobs.put_conflict(&name, instance.bytes)?;
                 self.db().execute(
-                    "INSERT INTO conflicts (sop_instance_uid, sha256, received_at) VALUES (?1, ?2, ?3)",
+                    &sql::sqlite(sql::CONFLICT),
                     params![instance.sop_instance_uid, sha, now_ms()],
                 )?;
                 return Ok((StoreOutcome::Conflict, sha));

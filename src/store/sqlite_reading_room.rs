@@ -1,6 +1,7 @@
 //! The reading room's tables in SQLite (see [`super::reading_room`]).
 
 use super::reading_room::*;
+use super::sql;
 use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::roles::Role;
@@ -24,8 +25,6 @@ fn user_from_row(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
     })
 }
 
-const USER_SELECT: &str = "SELECT name, role, password_hash, disabled, created_at FROM users";
-
 impl ReadingRoomStore for SqliteStore {
     fn add_user(&self, user: &UserRow) -> Result<(), StoreError> {
         let added = self.db().execute(
@@ -45,7 +44,7 @@ impl ReadingRoomStore for SqliteStore {
         Ok(self
             .db()
             .query_row(
-                &format!("{USER_SELECT} WHERE name = ?1"),
+                &format!("{} WHERE name = ?1", sql::USERS),
                 [name],
                 user_from_row,
             )
@@ -54,7 +53,7 @@ impl ReadingRoomStore for SqliteStore {
 
     fn users(&self) -> Result<Vec<UserRow>, StoreError> {
         let db = self.db();
-        let mut q = db.prepare(&format!("{USER_SELECT} ORDER BY name"))?;
+        let mut q = db.prepare(&format!("{} ORDER BY name", sql::USERS))?;
         let rows = q.query_map([], user_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -62,15 +61,12 @@ impl ReadingRoomStore for SqliteStore {
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        let changed = tx.execute(
-            "UPDATE users SET disabled = ?2 WHERE name = ?1",
-            params![name, disabled],
-        )?;
+        let changed = tx.execute(&sql::sqlite(sql::USER_DISABLED), params![name, disabled])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("no user named {name:?}")));
         }
         if disabled {
-            tx.execute("DELETE FROM web_sessions WHERE user_name = ?1", [name])?;
+            tx.execute(&sql::sqlite(sql::END_USER_SESSIONS), [name])?;
         }
         tx.commit()?;
         Ok(())
@@ -105,15 +101,21 @@ impl ReadingRoomStore for SqliteStore {
 
     fn clear_login_failures(&self, username: &str) -> Result<(), StoreError> {
         self.db()
-            .execute("DELETE FROM login_failures WHERE username = ?1", [username])?;
+            .execute(&sql::sqlite(sql::FORGET_LOGIN_FAILURES), [username])?;
         Ok(())
     }
 
     fn create_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         self.db().execute(
-            "INSERT INTO web_sessions (token_sha256, user_name, csrf_token, created_at, last_seen_at, peer)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![s.token_sha256, s.user_name, s.csrf_token, s.created_at, s.last_seen_at, s.peer],
+            &sql::sqlite(sql::NEW_WEB_SESSION),
+            params![
+                s.token_sha256,
+                s.user_name,
+                s.csrf_token,
+                s.created_at,
+                s.last_seen_at,
+                s.peer
+            ],
         )?;
         Ok(())
     }
@@ -132,10 +134,7 @@ impl ReadingRoomStore for SqliteStore {
             params![token_sha256, now_ms, limits.idle_ms, limits.absolute_ms],
         )?;
         if alive == 0 {
-            db.execute(
-                "DELETE FROM web_sessions WHERE token_sha256 = ?1",
-                [token_sha256],
-            )?;
+            db.execute(&sql::sqlite(sql::END_WEB_SESSION), [token_sha256])?;
             return Ok(None);
         }
         let found = db
@@ -171,10 +170,8 @@ impl ReadingRoomStore for SqliteStore {
     }
 
     fn end_session(&self, token_sha256: &str) -> Result<(), StoreError> {
-        self.db().execute(
-            "DELETE FROM web_sessions WHERE token_sha256 = ?1",
-            [token_sha256],
-        )?;
+        self.db()
+            .execute(&sql::sqlite(sql::END_WEB_SESSION), [token_sha256])?;
         Ok(())
     }
 
@@ -199,19 +196,15 @@ impl ReadingRoomStore for SqliteStore {
     fn draft_edit(&self, uid: &str) -> Result<Option<DraftEdit>, StoreError> {
         Ok(self
             .db()
-            .query_row(
-                "SELECT study_instance_uid, radiologist, text, agreements, saved_at FROM draft_edits WHERE study_instance_uid = ?1",
-                [uid],
-                |r| {
-                    Ok(DraftEdit {
-                        study_instance_uid: r.get(0)?,
-                        radiologist: r.get(1)?,
-                        text: r.get(2)?,
-                        agreements: r.get(3)?,
-                        saved_at: r.get(4)?,
-                    })
-                },
-            )
+            .query_row(&sql::sqlite(sql::DRAFT_EDIT), [uid], |r| {
+                Ok(DraftEdit {
+                    study_instance_uid: r.get(0)?,
+                    radiologist: r.get(1)?,
+                    text: r.get(2)?,
+                    agreements: r.get(3)?,
+                    saved_at: r.get(4)?,
+                })
+            })
             .optional()?)
     }
 }
