@@ -489,7 +489,7 @@ async fn critical_first_across_pages_and_watched_critical_items() {
 #[test]
 fn audit_beside_a_live_store_changes_nothing() {
     use radassist::store::lifecycle::JobState;
-    use radassist::store::{IncomingInstance, SqliteStore, Store};
+    use radassist::store::{AuditLog, IncomingInstance, JobQueue, SqliteStore, StudyStore};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let live = SqliteStore::open(&data).unwrap();

@@ -2,9 +2,9 @@
 //! the gRPC API and the reading room.
 //!
 //! Claim and release are the store's conditional updates ([`crate::store::lifecycle`]). A first
-//! signature needs the claim ([`crate::store::Store::sign`]); an amendment needs a signed item
+//! signature needs the claim ([`crate::store::Worklist::sign`]); an amendment needs a signed item
 //! and the signing time of the read it was written against, so that of two amendments written
-//! at once only one wins ([`crate::store::Store::amend`]). Either way the QA comparison of draft
+//! at once only one wins ([`crate::store::Worklist::amend`]). Either way the QA comparison of draft
 //! and read is computed once, here (labelling is CPU work: off the async threads), the SR is
 //! built and queued for every peer that takes results in the same transaction as the read (an
 //! amendment's SR names the SR it replaces), and watchers are told. Every operation is audited

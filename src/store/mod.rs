@@ -1,11 +1,15 @@
 //! The durable store behind the service: the catalogue (studies, instances, jobs, work items,
 //! audit) and the blobs (the DICOM instances themselves).
 //!
-//! [`Store`] is the interface the service uses; [`SqliteStore`] is the embedded default (SQLite
+//! [`Store`] is the interface the service uses, in parts by what they keep ([`StudyStore`],
+//! [`JobQueue`], [`Worklist`], [`Outbox`], [`AuditLog`], [`ReadingRoomStore`]), each backend
+//! implementing a part in a file of its own. [`SqliteStore`] is the embedded default (SQLite
 //! in WAL mode with `synchronous = FULL`, and a [`BlobStore`] for the blobs, a folder by
-//! default); [`PgStore`] keeps the catalogue in PostgreSQL for several processes, with the blobs
-//! in a shared folder or an S3-compatible object store ([`S3BlobStore`]). Blobs are written durably before their catalogue row commits, and only then is the
-//! sender told STORED. Every state change is a conditional update (see
+//! default); [`PgStore`] keeps the catalogue in PostgreSQL for several processes, with the
+//! blobs in a shared folder or an S3-compatible object store ([`S3BlobStore`]). The SQL both
+//! run as written is in one place (`sql.rs`); the work item's documents are typed
+//! ([`documents`]). Blobs are written durably before their catalogue row commits, and only
+//! then is the sender told STORED. Every state change is a conditional update (see
 //! [`lifecycle`]): of two callers racing for it, one wins and the other gets
 //! [`StoreError::Precondition`] with the reason. Every call blocks: the async service calls it
 //! from `spawn_blocking`, the worker from its own threads.
@@ -18,15 +22,10 @@ pub mod lifecycle;
 mod open;
 mod outcomes;
 pub mod pg;
-mod pg_ingest;
-mod pg_reading_room;
 pub mod reading_room;
 mod s3_blobs;
-mod schema;
 mod sql;
 mod sqlite;
-mod sqlite_ingest;
-mod sqlite_reading_room;
 
 pub use blobs::{decode, decode_header, BlobStore, FolderBlobStore};
 pub use open::{open_blobs, open_store, Recovery};
@@ -50,7 +49,7 @@ pub enum StoreError {
     #[error("blob store: {0}")]
     Io(#[from] std::io::Error),
     #[error("SQLite schema: {0}")]
-    Migration(#[from] schema::MigrationError),
+    Migration(#[from] sqlite::schema::MigrationError),
     #[error(transparent)]
     Document(#[from] documents::DocumentError),
     #[error("PostgreSQL schema: {0}")]
@@ -239,8 +238,14 @@ pub struct AuditRow {
 /// What the service needs of its store. [`SqliteStore`] is the embedded default; [`PgStore`]
 /// implements the same calls on PostgreSQL (jobs taken with `FOR UPDATE SKIP LOCKED` under a
 /// lease, so several workers share one queue).
-pub trait Store: ReadingRoomStore + Send + Sync {
+pub trait Store:
+    StudyStore + JobQueue + Worklist + Outbox + AuditLog + ReadingRoomStore + Send + Sync
+{
     fn blobs(&self) -> &dyn BlobStore;
+}
+
+/// The studies and their instances: ingest, completion, priors kept and expected.
+pub trait StudyStore {
     /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)
     /// or CONFLICT (same UID, other bytes: kept for review). Returns the blob's SHA-256.
     fn put_instance(
@@ -262,9 +267,6 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     ) -> Result<Option<StudyRow>, StoreError>;
     /// Studies still receiving whose last instance is older than `quiet_ms`.
     fn stable_studies(&self, quiet_ms: i64) -> Result<Vec<String>, StoreError>;
-    fn queue_depth(&self) -> Result<i64, StoreError>;
-    /// Takes the oldest queued job (queued -> running, study -> ANALYZING).
-    fn take_job(&self) -> Result<Option<TakenJob>, StoreError>;
     /// (SOP Instance UID, SHA-256) of each instance of a study, in arrival order.
     fn study_instances(&self, uid: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// The instances of which a UID is not a DICOM UID (stored before ingest checked them),
@@ -283,6 +285,20 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     fn put_prior_report(&self, report: &PriorReport) -> Result<bool, StoreError>;
     /// The newest report kept for a prior study.
     fn prior_report(&self, study_uid: &str) -> Result<Option<String>, StoreError>;
+    /// A prior being retrieved by C-MOVE: instances of `study_uid` that arrive (on any
+    /// process's DICOM listener) before `until_ms` or before the expectation ends are a prior's.
+    /// Returns the expectation's id.
+    fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError>;
+    fn end_prior_expectation(&self, id: i64) -> Result<(), StoreError>;
+    /// Whether instances of `study_uid` are being retrieved as a prior at `now_ms`.
+    fn prior_expected(&self, study_uid: &str, now_ms: i64) -> Result<bool, StoreError>;
+}
+
+/// The analysis queue: jobs taken, finished (the work item made), failed and retried.
+pub trait JobQueue {
+    fn queue_depth(&self) -> Result<i64, StoreError>;
+    /// Takes the oldest queued job (queued -> running, study -> ANALYZING).
+    fn take_job(&self) -> Result<Option<TakenJob>, StoreError>;
     /// A running job's draft becomes the study's one current work item, in the same
     /// transaction as the job's completion (running -> done, study -> DRAFT_READY), and its
     /// draft SRs are queued. A study whose read is already signed keeps it (and the draft it
@@ -294,6 +310,13 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     fn fail_job(&self, uid: &str, error: &str, max_attempts: u32) -> Result<JobState, StoreError>;
     /// Jobs in `state` (all with None), oldest change first.
     fn jobs(&self, state: Option<JobState>) -> Result<Vec<JobRow>, StoreError>;
+    /// A failed job queued again (failed -> queued, attempts from 0, study -> QUEUED), for an
+    /// admin who fixed its cause; Precondition when the job is not failed.
+    fn retry_job(&self, uid: &str) -> Result<(), StoreError>;
+}
+
+/// The work items: the worklist, claims, signed and amended reads.
+pub trait Worklist {
     fn work_item(&self, uid: &str) -> Result<WorkItemRow, StoreError>;
     /// Work items in worklist order (critical first, then priority, then age), from `offset`.
     fn work_items(
@@ -302,9 +325,6 @@ pub trait Store: ReadingRoomStore + Send + Sync {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<WorkItemRow>, StoreError>;
-    /// A failed job queued again (failed -> queued, attempts from 0, study -> QUEUED), for an
-    /// admin who fixed its cause; Precondition when the job is not failed.
-    fn retry_job(&self, uid: &str) -> Result<(), StoreError>;
     /// UNCLAIMED -> CLAIMED by `who` (already claimed by `who`: unchanged).
     fn claim(&self, uid: &str, who: &str) -> Result<WorkItemRow, StoreError>;
     /// CLAIMED by `who` -> UNCLAIMED.
@@ -335,12 +355,23 @@ pub trait Store: ReadingRoomStore + Send + Sync {
         comparison: &str,
         results: &[OutgoingResult],
     ) -> Result<WorkItemRow, StoreError>;
+    /// Signed items in a period (ms since the epoch; None: no limit), optionally one version.
+    fn signed_items(
+        &self,
+        start: Option<i64>,
+        end: Option<i64>,
+        model_version: &str,
+    ) -> Result<Vec<WorkItemRow>, StoreError>;
+}
+
+/// The results outbox: SRs queued for the peers, taken for a send, sent or failed.
+pub trait Outbox {
     /// The newest signed SR (final or amended) queued for study `uid`: its SOP Instance UID
     /// and blob; None when no SR was made (no peer takes results).
     fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError>;
     /// Takes pending results whose next attempt is due at `now_ms`, oldest first, for a send:
     /// they are not due again (for this or another process's sender) before `now_ms + hold_ms`,
-    /// unless [`Store::result_failed`] sets their next attempt. Rows another process is taking
+    /// unless [`Outbox::result_failed`] sets their next attempt. Rows another process is taking
     /// at this moment are skipped.
     fn take_due_results(
         &self,
@@ -355,20 +386,10 @@ pub trait Store: ReadingRoomStore + Send + Sync {
     fn pending_results(&self) -> Result<i64, StoreError>;
     /// The outbox, pending first, then the most recently sent.
     fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
-    /// Signed items in a period (ms since the epoch; None: no limit), optionally one version.
-    fn signed_items(
-        &self,
-        start: Option<i64>,
-        end: Option<i64>,
-        model_version: &str,
-    ) -> Result<Vec<WorkItemRow>, StoreError>;
-    /// A prior being retrieved by C-MOVE: instances of `study_uid` that arrive (on any
-    /// process's DICOM listener) before `until_ms` or before the expectation ends are a prior's.
-    /// Returns the expectation's id.
-    fn expect_prior(&self, study_uid: &str, until_ms: i64) -> Result<i64, StoreError>;
-    fn end_prior_expectation(&self, id: i64) -> Result<(), StoreError>;
-    /// Whether instances of `study_uid` are being retrieved as a prior at `now_ms`.
-    fn prior_expected(&self, study_uid: &str, now_ms: i64) -> Result<bool, StoreError>;
+}
+
+/// The audit log: who did what to which resource, from where.
+pub trait AuditLog {
     fn audit(&self, row: &AuditRow) -> Result<(), StoreError>;
     /// Audit rows since `since_ms`, optionally one caller's, oldest first.
     fn audit_log(&self, since_ms: i64, who: &str) -> Result<Vec<AuditRow>, StoreError>;

@@ -1,10 +1,10 @@
 //! Ingest's path through the SQLite store: the blob made durable, then its catalogue row by
 //! group commit (many concurrent streams share one fsync), then the outcome.
 
-use super::sql;
-use super::sqlite::SqliteStore;
-use super::*;
+use super::SqliteStore;
 use crate::store::lifecycle::StudyState;
+use crate::store::sql;
+use crate::store::*;
 use rusqlite::{params, OptionalExtension};
 
 /// Where a committed row's outcome goes: inserted (true), already there (false), or the error.

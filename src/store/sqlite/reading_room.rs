@@ -1,11 +1,11 @@
 //! The reading room's tables in SQLite (see [`super::reading_room`]).
 
-use super::reading_room::*;
-use super::sql;
-use super::sqlite::SqliteStore;
-use super::StoreError;
+use super::SqliteStore;
 use crate::roles::Role;
 use crate::store::lifecycle::WorkItemStatus;
+use crate::store::reading_room::*;
+use crate::store::sql;
+use crate::store::StoreError;
 use rusqlite::{params, OptionalExtension};
 
 fn user_from_row(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {

@@ -2,10 +2,10 @@
 //! catalogue row committed (PostgreSQL's own group commit shares the WAL flush between
 //! concurrent streams), then the outcome.
 
-use super::pg::PgStore;
-use super::sql;
-use super::*;
+use super::PgStore;
 use crate::store::lifecycle::StudyState;
+use crate::store::sql;
+use crate::store::*;
 
 impl PgStore {
     /// Stores one instance: STORED (durable and catalogued), DUPLICATE (same UID, same bytes)

@@ -1,11 +1,11 @@
 //! The reading room's tables in PostgreSQL (see [`super::reading_room`]).
 
-use super::pg::PgStore;
-use super::reading_room::*;
-use super::sql;
-use super::StoreError;
+use super::PgStore;
 use crate::roles::Role;
 use crate::store::lifecycle::WorkItemStatus;
+use crate::store::reading_room::*;
+use crate::store::sql;
+use crate::store::StoreError;
 use postgres::Row;
 
 fn user_from(r: &Row, first: usize) -> Result<UserRow, StoreError> {

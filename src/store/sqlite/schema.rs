@@ -7,8 +7,8 @@
 //! so two processes opening one store at once (the server and `radassist users`) apply each
 //! step once; a store from a newer radassist is refused rather than written.
 
-use super::documents::to_json;
-use super::legacy::{self, LegacyError};
+use crate::store::documents::to_json;
+use crate::store::legacy::{self, LegacyError};
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -190,7 +190,7 @@ pub fn migrate(db: &mut Connection) -> Result<i32, MigrationError> {
     Ok(VERSION)
 }
 
-/// Version 2: a work item's draft and signed read as JSON documents ([`super::documents`])
+/// Version 2: a work item's draft and signed read as JSON documents ([`crate::store::documents`])
 /// instead of the gRPC messages' bytes, every stored one converted (superseded reads too).
 fn work_item_documents(tx: &rusqlite::Transaction) -> Result<(), StepError> {
     tx.execute_batch(
