@@ -7,20 +7,24 @@
 //! The comparisons are the ones computed when each read was signed (read back, never
 //! recomputed here, so the figures do not move when the labeler changes).
 
-use super::chart::{line_chart, Series};
 use super::page::{self, Chrome};
-use super::paths::StudyUid;
 use super::session::Viewer;
 use super::{App, WebError};
 use crate::labeler::Observation;
-use crate::qa::{wilson, AgreementBuilder, Estimate, StudyComparison, UncertainPolicy};
+use crate::qa::{
+    AgreementBuilder, Estimate, ObservationStatistics, StudyComparison, UncertainPolicy,
+};
 use crate::roles::Role;
 use crate::store::WorkItemRow;
+mod charts;
+mod study;
+
+pub use study::study;
+
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Period {
@@ -168,6 +172,48 @@ pub struct StudyRowView {
     pub edit: String,
 }
 
+impl From<&ObservationStatistics> for ObservationRow {
+    fn from(o: &ObservationStatistics) -> ObservationRow {
+        let two_places =
+            |f: Option<f64>| f.map(|f| format!("{f:.2}")).unwrap_or_else(|| "—".into());
+        ObservationRow {
+            observation: o.observation.to_string(),
+            n: o.table.n(),
+            tp: o.table.true_positive,
+            fp: o.table.false_positive,
+            fn_: o.table.false_negative,
+            tn: o.table.true_negative,
+            sensitivity: percent(&o.sensitivity),
+            ppv: percent(&o.ppv),
+            f1: two_places(o.f1),
+            kappa: kappa(&o.kappa),
+            labeler_f1: two_places(o.labeler_f1),
+            labeler_weak: o.labeler_f1.is_some_and(|f| f < 0.8),
+        }
+    }
+}
+
+impl From<&Signed> for StudyRowView {
+    fn from(s: &Signed) -> StudyRowView {
+        StudyRowView {
+            uid: s.uid.clone(),
+            href: super::paths::qa_study(&s.uid),
+            accession: s.accession.clone(),
+            study_date: s.study_date.clone(),
+            signed_at: page::when(s.signed_at),
+            radiologist: s.radiologist.clone(),
+            model_version: s.model_version.clone(),
+            disagreements: s.comparison.labels.values().filter(|a| !a.agree).count()
+                + s.comparison.devices.iter().filter(|d| !d.agree).count(),
+            edit: format!(
+                "{} words ({:.0}%)",
+                s.comparison.edit_distance,
+                s.comparison.edit_fraction * 100.0
+            ),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "qa.html")]
 struct QaPage {
@@ -187,101 +233,6 @@ struct QaPage {
     rows: Vec<StudyRowView>,
 }
 
-/// Label agreement (study × observation pairs that agree), device agreement, and mean edit
-/// fraction of a group of studies.
-fn group_series(groups: &BTreeMap<String, Vec<&Signed>>) -> Vec<Series> {
-    let mut labels = vec![];
-    let mut devices = vec![];
-    let mut edits = vec![];
-    for members in groups.values() {
-        let pairs: Vec<bool> = members
-            .iter()
-            .flat_map(|s| s.comparison.labels.values().map(|a| a.agree))
-            .collect();
-        let agree = pairs.iter().filter(|a| **a).count() as u64;
-        let label = wilson(agree, pairs.len() as u64);
-        labels.push(label.value.map(|v| (v, label.low.zip(label.high))));
-        let both: Vec<bool> = members
-            .iter()
-            .flat_map(|s| &s.comparison.devices)
-            .filter(|d| d.draft.is_some() && d.final_read.is_some())
-            .map(|d| d.agree)
-            .collect();
-        let device = wilson(
-            both.iter().filter(|a| **a).count() as u64,
-            both.len() as u64,
-        );
-        devices.push(device.value.map(|v| (v, device.low.zip(device.high))));
-        let mean = members
-            .iter()
-            .map(|s| s.comparison.edit_fraction)
-            .sum::<f64>()
-            / members.len().max(1) as f64;
-        edits.push((!members.is_empty()).then_some((mean, None)));
-    }
-    vec![
-        Series {
-            name: "Finding labels agree".into(),
-            class: "s1",
-            points: labels,
-        },
-        Series {
-            name: "Device verdicts agree".into(),
-            class: "s2",
-            points: devices,
-        },
-        Series {
-            name: "Words edited (mean)".into(),
-            class: "s3",
-            points: edits,
-        },
-    ]
-}
-
-/// One observation's sensitivity and PPV in each group, with their intervals.
-fn observation_series(groups: &BTreeMap<String, Vec<&Signed>>, o: Observation) -> Vec<Series> {
-    let (mut sensitivity, mut ppv) = (vec![], vec![]);
-    for members in groups.values() {
-        let mut builder = AgreementBuilder::new("group", UncertainPolicy::Positive);
-        for s in members {
-            builder.add(&s.comparison);
-        }
-        let agreement = builder.finish();
-        let stats = agreement.observations.iter().find(|x| x.observation == o);
-        let point = |e: Option<Estimate>| e.and_then(|e| e.value.map(|v| (v, e.low.zip(e.high))));
-        sensitivity.push(point(stats.map(|x| x.sensitivity)));
-        ppv.push(point(stats.map(|x| x.ppv)));
-    }
-    vec![
-        Series {
-            name: format!("{o}: sensitivity"),
-            class: "s1",
-            points: sensitivity,
-        },
-        Series {
-            name: format!("{o}: PPV"),
-            class: "s2",
-            points: ppv,
-        },
-    ]
-}
-
-/// Studies grouped by `key` (a month, a model version), charted by `series`.
-fn chart_by(
-    id: &str,
-    title: &str,
-    studies: &[Signed],
-    key: impl Fn(&Signed) -> String,
-    series: impl Fn(&BTreeMap<String, Vec<&Signed>>) -> Vec<Series>,
-) -> String {
-    let mut groups: BTreeMap<String, Vec<&Signed>> = BTreeMap::new();
-    for s in studies {
-        groups.entry(key(s)).or_default().push(s);
-    }
-    let names: Vec<String> = groups.keys().cloned().collect();
-    line_chart(id, title, &names, &series(&groups))
-}
-
 pub async fn page(
     State(app): State<App>,
     viewer: Viewer,
@@ -297,26 +248,7 @@ pub async fn page(
     let observations = agreement
         .observations
         .iter()
-        .map(|o| ObservationRow {
-            observation: o.observation.to_string(),
-            n: o.table.n(),
-            tp: o.table.true_positive,
-            fp: o.table.false_positive,
-            fn_: o.table.false_negative,
-            tn: o.table.true_negative,
-            sensitivity: percent(&o.sensitivity),
-            ppv: percent(&o.ppv),
-            f1: o
-                .f1
-                .map(|f| format!("{f:.2}"))
-                .unwrap_or_else(|| "—".into()),
-            kappa: kappa(&o.kappa),
-            labeler_f1: o
-                .labeler_f1
-                .map(|f| format!("{f:.2}"))
-                .unwrap_or_else(|| "—".into()),
-            labeler_weak: o.labeler_f1.is_some_and(|f| f < 0.8),
-        })
+        .map(ObservationRow::from)
         .collect();
     if !period.observation.trim().is_empty()
         && Observation::parse(period.observation.trim()).is_none()
@@ -327,61 +259,12 @@ pub async fn page(
         ));
     }
     let charted = period.charted();
-    let month = |s: &Signed| page::when(s.signed_at).get(..7).unwrap_or("").to_string();
-    let version = |s: &Signed| s.model_version.clone();
-    let by_month = chart_by(
-        "chart-month",
-        "By month of signing",
-        &studies,
-        month,
-        group_series,
-    );
-    let by_version = chart_by(
-        "chart-version",
-        "By model version",
-        &studies,
-        version,
-        group_series,
-    );
-    let observation_series =
-        |groups: &BTreeMap<String, Vec<&Signed>>| observation_series(groups, charted);
-    let observation_by_month = chart_by(
-        "chart-observation-month",
-        &format!("{charted} by month of signing"),
-        &studies,
-        month,
-        observation_series,
-    );
-    let observation_by_version = chart_by(
-        "chart-observation-version",
-        &format!("{charted} by model version"),
-        &studies,
-        version,
-        observation_series,
-    );
+    let charts = charts::Charts::of(&studies, charted);
     let choices = Observation::ALL
         .iter()
         .map(|o| (o.name().to_string(), *o == charted))
         .collect();
-    let rows = studies
-        .iter()
-        .map(|s| StudyRowView {
-            uid: s.uid.clone(),
-            href: super::paths::qa_study(&s.uid),
-            accession: s.accession.clone(),
-            study_date: s.study_date.clone(),
-            signed_at: page::when(s.signed_at),
-            radiologist: s.radiologist.clone(),
-            model_version: s.model_version.clone(),
-            disagreements: s.comparison.labels.values().filter(|a| !a.agree).count()
-                + s.comparison.devices.iter().filter(|d| !d.agree).count(),
-            edit: format!(
-                "{} words ({:.0}%)",
-                s.comparison.edit_distance,
-                s.comparison.edit_fraction * 100.0
-            ),
-        })
-        .collect();
+    let rows = studies.iter().map(StudyRowView::from).collect();
     viewer
         .audit(
             &app,
@@ -399,10 +282,10 @@ pub async fn page(
             .mean_edit_fraction
             .map(|f| format!("{:.0}%", f * 100.0))
             .unwrap_or_else(|| "—".into()),
-        by_month,
-        by_version,
-        observation_by_month,
-        observation_by_version,
+        by_month: charts.by_month,
+        by_version: charts.by_version,
+        observation_by_month: charts.observation_by_month,
+        observation_by_version: charts.observation_by_version,
         choices,
         rows,
         period,
@@ -485,140 +368,13 @@ pub async fn export(
         .into_response())
 }
 
-/// A word of the diff: its text and whether it was removed, added or kept.
-pub struct Word {
-    pub text: String,
-    pub class: &'static str,
-}
-
-/// The words of draft → final, marked.
-pub fn word_diff(draft: &str, final_read: &str) -> (Vec<Word>, Vec<Word>) {
-    use similar::{ChangeTag, TextDiff};
-    let diff = TextDiff::from_words(draft, final_read);
-    let (mut left, mut right) = (vec![], vec![]);
-    for change in diff.iter_all_changes() {
-        let text = change.value().to_string();
-        match change.tag() {
-            ChangeTag::Equal => {
-                left.push(Word {
-                    text: text.clone(),
-                    class: "same",
-                });
-                right.push(Word {
-                    text,
-                    class: "same",
-                });
-            }
-            ChangeTag::Delete => left.push(Word { text, class: "del" }),
-            ChangeTag::Insert => right.push(Word { text, class: "ins" }),
-        }
-    }
-    (left, right)
-}
-
-pub struct LabelRow {
-    pub observation: String,
-    pub draft: String,
-    pub final_read: String,
-    pub agree: bool,
-}
-
-pub struct DeviceRow {
-    pub device: String,
-    pub draft: String,
-    pub final_read: String,
-    pub agree: bool,
-}
-
-#[derive(Template)]
-#[template(path = "qa_study.html")]
-struct QaStudy {
-    chrome: Chrome,
-    uid: String,
-    accession: String,
-    study_date: String,
-    radiologist: String,
-    model_version: String,
-    draft: Vec<Word>,
-    final_read: Vec<Word>,
-    edit: String,
-    labels: Vec<LabelRow>,
-    devices: Vec<DeviceRow>,
-}
-
-pub async fn study(
-    State(app): State<App>,
-    viewer: Viewer,
-    StudyUid(uid): StudyUid,
-) -> Result<Response, WebError> {
-    viewer.require(&[Role::Qa])?;
-    let row = app.work_item(&uid).await?;
-    let (Some(read), Some(stored)) = (&row.final_read, &row.comparison) else {
-        return Err(WebError::new(
-            StatusCode::CONFLICT,
-            "this study is not signed yet: there is no final read to compare with",
-        ));
-    };
-    let comparison: StudyComparison = serde_json::from_str(stored)
-        .map_err(|e| WebError::internal(format!("the stored comparison: {e}")))?;
-    let (draft, final_read) = word_diff(&row.content.draft.text, &read.text);
-    viewer
-        .audit(&app, "web: QA study", &format!("studies/{uid}"))
-        .await?;
-    Ok(page::render(&QaStudy {
-        chrome: Chrome::of(&viewer, "qa"),
-        accession: row.content.accession_number.clone(),
-        study_date: page::dicom_date(&row.content.study_date),
-        radiologist: read.radiologist.clone(),
-        model_version: row.model_version.clone(),
-        draft,
-        final_read,
-        edit: format!(
-            "{} words changed ({:.0}% of the longer text)",
-            comparison.edit_distance,
-            comparison.edit_fraction * 100.0
-        ),
-        labels: comparison
-            .labels
-            .iter()
-            .map(|(o, a)| LabelRow {
-                observation: o.to_string(),
-                draft: a.draft.as_str().into(),
-                final_read: a.final_read.as_str().into(),
-                agree: a.agree,
-            })
-            .collect(),
-        devices: comparison
-            .devices
-            .iter()
-            .map(|d| DeviceRow {
-                device: d.device.replace('_', " "),
-                draft: d.draft.clone().unwrap_or_else(|| "—".into()),
-                final_read: d.final_read.clone().unwrap_or_else(|| "—".into()),
-                agree: d.agree,
-            })
-            .collect(),
-        uid,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::csv_field;
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_made_inert() {
         assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
         assert_eq!(csv_field("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
-    }
-
-    #[test]
-    fn the_word_diff_marks_what_the_radiologist_changed() {
-        let (l, r) = word_diff(
-            "No pneumothorax. Tube in place.",
-            "Small pneumothorax. Tube in place.",
-        );
-        assert!(l.iter().any(|w| w.class == "del" && w.text == "No"));
-        assert!(r.iter().any(|w| w.class == "ins" && w.text == "Small"));
     }
 }
