@@ -168,51 +168,11 @@ pub fn store_instance(
         Ok(header) => header,
         Err(e) => return fail(Refusal::Unreadable, e.to_string()),
     };
-    let id = &header.identity;
-    if let Err(reason) = check_uids(&[
-        ("SOP Class UID", id.sop_class_uid.as_deref()),
-        ("SOP Instance UID", id.sop_instance_uid.as_deref()),
-        ("Study Instance UID", id.study_instance_uid.as_deref()),
-        ("Series Instance UID", id.series_instance_uid.as_deref()),
-    ]) {
-        return fail(Refusal::Unreadable, reason);
-    }
-    if let Some(declared) = declared {
-        let pairs = [
-            (
-                "SOP Instance UID",
-                &id.sop_instance_uid,
-                declared.sop_instance_uid,
-            ),
-            ("SOP Class UID", &id.sop_class_uid, declared.sop_class_uid),
-        ];
-        for (name, in_data_set, in_command) in pairs {
-            let in_data_set = in_data_set.as_deref().unwrap_or("");
-            if in_data_set != in_command {
-                return fail(
-                    Refusal::DoesNotMatch,
-                    format!(
-                        "{name} {} in the data set, {} in the command",
-                        excerpt(in_data_set),
-                        excerpt(in_command)
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(reason) = not_accepted(&header) {
-        return fail(Refusal::NotTaken, reason);
-    }
-    let (Some(sop), Some(study), Some(series)) = (
-        &id.sop_instance_uid,
-        &id.study_instance_uid,
-        &id.series_instance_uid,
-    ) else {
-        return fail(
-            Refusal::Unreadable,
-            "SOP Instance, Study Instance and Series Instance UIDs are required".into(),
-        );
+    let (sop, study, series) = match admissible(&header, declared) {
+        Ok(uids) => uids,
+        Err((refusal, reason)) => return fail(refusal, reason),
     };
+    let id = &header.identity;
     let incoming = IncomingInstance {
         bytes,
         sha256: &sha,
@@ -248,10 +208,64 @@ pub fn store_instance(
     }
     Ok(Received {
         outcome,
-        sop_instance_uid: sop.clone(),
-        study_instance_uid: study.clone(),
+        sop_instance_uid: sop.to_string(),
+        study_instance_uid: study.to_string(),
         sha256: sha,
     })
+}
+
+/// Whether an instance with `header` may be stored: its UIDs are DICOM UIDs, it is what the
+/// sender declared, and it is a chest radiograph radassist takes. Its (SOP Instance, Study
+/// Instance, Series Instance) UIDs when it may; the refusal and why when not.
+fn admissible<'h>(
+    header: &'h ImageHeader,
+    declared: Option<&Declared>,
+) -> Result<(&'h str, &'h str, &'h str), (Refusal, String)> {
+    let id = &header.identity;
+    check_uids(&[
+        ("SOP Class UID", id.sop_class_uid.as_deref()),
+        ("SOP Instance UID", id.sop_instance_uid.as_deref()),
+        ("Study Instance UID", id.study_instance_uid.as_deref()),
+        ("Series Instance UID", id.series_instance_uid.as_deref()),
+    ])
+    .map_err(|reason| (Refusal::Unreadable, reason))?;
+    if let Some(declared) = declared {
+        let pairs = [
+            (
+                "SOP Instance UID",
+                &id.sop_instance_uid,
+                declared.sop_instance_uid,
+            ),
+            ("SOP Class UID", &id.sop_class_uid, declared.sop_class_uid),
+        ];
+        for (name, in_data_set, in_command) in pairs {
+            let in_data_set = in_data_set.as_deref().unwrap_or("");
+            if in_data_set != in_command {
+                return Err((
+                    Refusal::DoesNotMatch,
+                    format!(
+                        "{name} {} in the data set, {} in the command",
+                        excerpt(in_data_set),
+                        excerpt(in_command)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(reason) = not_accepted(header) {
+        return Err((Refusal::NotTaken, reason));
+    }
+    match (
+        &id.sop_instance_uid,
+        &id.study_instance_uid,
+        &id.series_instance_uid,
+    ) {
+        (Some(sop), Some(study), Some(series)) => Ok((sop, study, series)),
+        _ => Err((
+            Refusal::Unreadable,
+            "SOP Instance, Study Instance and Series Instance UIDs are required".into(),
+        )),
+    }
 }
 
 /// An SR received while its study is being retrieved as a prior: its text becomes the prior's

@@ -136,6 +136,46 @@ fn gives_prior(store: &dyn Store, other: &str, current: &ImageHeader) -> bool {
         .is_some_and(|(_, header)| crate::priors::check_prior(current, &header).is_ok())
 }
 
+/// The prior of study `uid`: the store's, else one retrieved from the PACS when a prior source
+/// is configured; and when no peer could be asked, who was asked and why it failed.
+#[allow(clippy::type_complexity)]
+fn prior_of(
+    state: &State,
+    uid: &str,
+    patient_id: &str,
+    current: &ImageHeader,
+) -> Result<
+    (
+        Option<(Radiograph, Option<String>)>,
+        Option<(Vec<String>, String)>,
+    ),
+    String,
+> {
+    let store = state.store.as_ref();
+    let prior = find_prior(store, uid, patient_id, current)?;
+    let (None, Some(remote)) = (&prior, &state.prior_source) else {
+        return Ok((prior, None));
+    };
+    match remote.retrieve(current, &state.metrics, &|other| {
+        gives_prior(store, other, current)
+    }) {
+        RemotePrior::Retrieved { peer, study_uid } => {
+            tracing::info!("priors: {study_uid} retrieved from {peer} for {uid}");
+            let _ = store.audit(&AuditRow {
+                at_ms: now_ms(),
+                who: peer,
+                role: "dicom peer".into(),
+                action: "retrieved prior".into(),
+                resource: format!("studies/{study_uid} for studies/{uid}"),
+                peer: String::new(),
+            });
+            Ok((find_prior(store, uid, patient_id, current)?, None))
+        }
+        RemotePrior::NoneHeld => Ok((None, None)),
+        RemotePrior::Unavailable(reason) => Ok((None, Some((remote.peers(), reason)))),
+    }
+}
+
 /// Analyses study `uid`, drafts its report, and builds the draft's SR for each peer that
 /// takes results.
 pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<NewWorkItem, String> {
@@ -146,31 +186,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
     }
     let (current, source_sha256) = study_image(store, uid)?;
     let current = Arc::new(current);
-    let mut prior = find_prior(store, uid, &study.patient_id, &current.header)?;
-    let mut prior_unavailable = None;
-    if let (None, Some(remote)) = (&prior, &state.prior_source) {
-        let outcome = remote.retrieve(&current.header, &state.metrics, &|other| {
-            gives_prior(store, other, &current.header)
-        });
-        match outcome {
-            RemotePrior::Retrieved { peer, study_uid } => {
-                tracing::info!("priors: {study_uid} retrieved from {peer} for {uid}");
-                let _ = store.audit(&AuditRow {
-                    at_ms: now_ms(),
-                    who: peer,
-                    role: "dicom peer".into(),
-                    action: "retrieved prior".into(),
-                    resource: format!("studies/{study_uid} for studies/{uid}"),
-                    peer: String::new(),
-                });
-                prior = find_prior(store, uid, &study.patient_id, &current.header)?;
-            }
-            RemotePrior::NoneHeld => {}
-            RemotePrior::Unavailable(reason) => {
-                prior_unavailable = Some((remote.peers(), reason));
-            }
-        }
-    }
+    let (prior, prior_unavailable) = prior_of(state, uid, &study.patient_id, &current.header)?;
     let prior = prior.map(|(radiograph, report)| (Arc::new(radiograph), report));
     let inputs: Vec<PriorInput> = prior
         .iter()

@@ -24,57 +24,113 @@ fn batch_histogram() -> Histogram {
     Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
 }
 
-pub struct Metrics {
-    registry: Registry,
-    pub ingest_bytes: Counter,
-    pub ingest_instances: Counter,
-    pub ingest_rejected: Counter,
-    pub ingest_refused_streams: Counter,
-    pub ingest_memory_waits: Counter,
-    pub ingest_memory_refusals: Counter,
-    pub ingest_memory_bytes: Gauge,
-    pub queue_depth: Gauge,
-    pub jobs_done: Counter,
-    pub jobs_failed: Counter,
+/// Declares the metrics once each: the field, its type and how it is made, the name it is
+/// registered under and its help text. [`Metrics::new`] registers every one.
+macro_rules! metrics {
+    ($( $(#[$doc:meta])* $field:ident: $ty:ty = $make:expr, $name:literal, $help:literal; )*) => {
+        /// Every metric of the service, registered once under the `radassist_` prefix.
+        pub struct Metrics {
+            registry: Registry,
+            $( $(#[$doc])* pub $field: $ty, )*
+        }
+
+        impl Metrics {
+            pub fn new() -> Metrics {
+                let mut registry = Registry::with_prefix("radassist");
+                $(
+                    let $field: $ty = $make;
+                    registry.register($name, $help, $field.clone());
+                )*
+                Metrics { registry, $($field,)* }
+            }
+        }
+    };
+}
+
+metrics! {
+    ingest_bytes: Counter = Counter::default(),
+        "ingest_bytes", "DICOM bytes stored";
+    ingest_instances: Counter = Counter::default(),
+        "ingest_instances", "instances stored";
+    ingest_rejected: Counter = Counter::default(),
+        "ingest_rejected", "instances rejected or conflicting";
+    ingest_refused_streams: Counter = Counter::default(),
+        "ingest_streams_refused", "ingest streams refused (RESOURCE_EXHAUSTED)";
+    ingest_memory_waits: Counter = Counter::default(),
+        "ingest_memory_waits", "received chunks that waited for room in the ingest memory";
+    ingest_memory_refusals: Counter = Counter::default(),
+        "ingest_memory_refusals", "ingest streams ended with RESOURCE_EXHAUSTED: the ingest memory stayed full";
+    ingest_memory_bytes: Gauge = Gauge::default(),
+        "ingest_memory_bytes", "bytes received and not yet stored (all ingest streams)";
+    queue_depth: Gauge = Gauge::default(),
+        "job_queue_depth", "analysis jobs waiting";
+    jobs_done: Counter = Counter::default(),
+        "jobs_done", "analysis jobs done";
+    jobs_failed: Counter = Counter::default(),
+        "jobs_failed", "analysis attempts failed";
     /// Jobs whose analysis panicked (each also counts as failed).
-    pub job_panics: Counter,
-    pub job_seconds: Histogram,
-    pub queue_wait_seconds: Histogram,
-    pub workers_alive: Gauge,
+    job_panics: Counter = Counter::default(),
+        "job_panics", "analysis attempts that panicked (also counted as failed)";
+    job_seconds: Histogram = seconds_histogram(),
+        "job_duration_seconds", "time to analyse and draft one study";
+    queue_wait_seconds: Histogram = seconds_histogram(),
+        "job_queue_wait_seconds", "time a job waited in the queue before a worker took it";
+    workers_alive: Gauge = Gauge::default(),
+        "analysis_workers_alive", "analysis workers taking jobs";
     /// 1 while no analysis worker can run (the models did not load, or every worker died).
-    pub analysis_unavailable: Gauge,
+    analysis_unavailable: Gauge = Gauge::default(),
+        "analysis_unavailable", "1 while no analysis worker can run (see ModelService.ListModels for why)";
     /// Per model ("task:name"): images or prompts run, seconds per batch, batch sizes.
-    pub model_requests: Family<Labels, Counter>,
-    pub model_batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
-    pub model_batch_size: Family<Labels, Histogram, fn() -> Histogram>,
+    model_requests: Family<Labels, Counter> = Family::default(),
+        "model_calls", "images or prompts each model ran";
+    model_batch_seconds: Family<Labels, Histogram, fn() -> Histogram> = Family::new_with_constructor(seconds_histogram),
+        "model_batch_duration_seconds", "compute time of one batch, per model";
+    model_batch_size: Family<Labels, Histogram, fn() -> Histogram> = Family::new_with_constructor(batch_histogram),
+        "model_batch_size", "images or prompts in one batch, per model";
     /// Per RPC: latency and status code.
-    pub rpc_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    rpc_seconds: Family<Labels, Histogram, fn() -> Histogram> = Family::new_with_constructor(seconds_histogram),
+        "rpc_duration_seconds", "gRPC call latency (streams: until the response starts), per method and code";
     /// DICOM associations, by how they went ("accepted", "rejected", "busy", "failed").
-    pub dicom_associations: Family<Labels, Counter>,
+    dicom_associations: Family<Labels, Counter> = Family::default(),
+        "dicom_associations", "DICOM associations, by outcome (accepted, rejected, busy, failed, silent: closed before its A-ASSOCIATE-RQ)";
     /// DICOM associations open now.
-    pub dicom_open_associations: Gauge,
+    dicom_open_associations: Gauge = Gauge::default(),
+        "dicom_open_associations", "DICOM associations open now";
     /// DIMSE requests answered, by command and status ("C-STORE", "0000").
-    pub dicom_requests: Family<Labels, Counter>,
+    dicom_requests: Family<Labels, Counter> = Family::default(),
+        "dicom_requests", "DIMSE requests answered, by command and status (hex)";
     /// Searches of the PACS for a study's prior, by outcome ("retrieved", "none_held",
     /// "unavailable").
-    pub dicom_prior_searches: Family<Labels, Counter>,
+    dicom_prior_searches: Family<Labels, Counter> = Family::default(),
+        "dicom_prior_searches", "searches of the PACS for a prior (C-FIND, C-MOVE), by outcome (retrieved, none_held, unavailable)";
     /// SRs a peer acknowledged, attempts that failed, restarts of the sender loop.
-    pub results_sent: Counter,
-    pub results_failed: Counter,
-    pub results_sender_restarts: Counter,
+    results_sent: Counter = Counter::default(),
+        "results_sent", "SRs a DICOM peer acknowledged";
+    results_failed: Counter = Counter::default(),
+        "results_failed", "attempts to send an SR that failed (retried)";
+    results_sender_restarts: Counter = Counter::default(),
+        "results_sender_restarts", "restarts of the results sender after a panic";
     /// Results waiting for a peer.
-    pub results_pending: Gauge,
+    results_pending: Gauge = Gauge::default(),
+        "results_pending", "SRs waiting for a DICOM peer";
     /// Web app: latency per route and status; logins by outcome; 1 while it serves.
-    pub web_seconds: Family<Labels, Histogram, fn() -> Histogram>,
-    pub web_logins: Family<Labels, Counter>,
-    pub web_serving: Gauge,
+    web_seconds: Family<Labels, Histogram, fn() -> Histogram> = Family::new_with_constructor(seconds_histogram),
+        "web_request_duration_seconds", "web app response time (headers ready), per route and HTTP status";
+    web_logins: Family<Labels, Counter> = Family::default(),
+        "web_logins", "web app logins, by outcome (success, failed, backoff, refused: not a login at all)";
+    web_serving: Gauge = Gauge::default(),
+        "web_serving", "1 while the web app serves (0: it stopped; see the log)";
     /// 1 while the catalogue (SQLite or PostgreSQL) and the blob store answer.
-    pub store_up: Gauge,
-    pub blobs_up: Gauge,
+    store_up: Gauge = Gauge::default(),
+        "store_up", "1 while the catalogue answers (SQLite or PostgreSQL)";
+    blobs_up: Gauge = Gauge::default(),
+        "blobs_up", "1 while the blob store answers (folder or bucket)";
     /// Several processes on PostgreSQL: 1 while this one listens for the others' events;
     /// failed sends and listens.
-    pub event_relay_connected: Gauge,
-    pub event_relay_failures: Counter,
+    event_relay_connected: Gauge = Gauge::default(),
+        "event_relay_connected", "1 while this process listens for the other processes' events (PostgreSQL)";
+    event_relay_failures: Counter = Counter::default(),
+        "event_relay_failures", "failed sends or listens of the event relay (each is retried)";
 }
 
 impl Default for Metrics {
@@ -84,211 +140,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("radassist");
-        let m = Metrics {
-            ingest_bytes: Counter::default(),
-            ingest_instances: Counter::default(),
-            ingest_rejected: Counter::default(),
-            ingest_refused_streams: Counter::default(),
-            ingest_memory_waits: Counter::default(),
-            ingest_memory_refusals: Counter::default(),
-            ingest_memory_bytes: Gauge::default(),
-            queue_depth: Gauge::default(),
-            jobs_done: Counter::default(),
-            jobs_failed: Counter::default(),
-            job_panics: Counter::default(),
-            job_seconds: seconds_histogram(),
-            queue_wait_seconds: seconds_histogram(),
-            workers_alive: Gauge::default(),
-            analysis_unavailable: Gauge::default(),
-            model_requests: Family::default(),
-            model_batch_seconds: Family::new_with_constructor(seconds_histogram),
-            model_batch_size: Family::new_with_constructor(batch_histogram),
-            rpc_seconds: Family::new_with_constructor(seconds_histogram),
-            dicom_associations: Family::default(),
-            dicom_open_associations: Gauge::default(),
-            dicom_requests: Family::default(),
-            web_seconds: Family::new_with_constructor(seconds_histogram),
-            web_logins: Family::default(),
-            store_up: Gauge::default(),
-            blobs_up: Gauge::default(),
-            event_relay_connected: Gauge::default(),
-            event_relay_failures: Counter::default(),
-            web_serving: Gauge::default(),
-            dicom_prior_searches: Family::default(),
-            results_sent: Counter::default(),
-            results_failed: Counter::default(),
-            results_sender_restarts: Counter::default(),
-            results_pending: Gauge::default(),
-            registry: Registry::default(),
-        };
-        let r = &mut registry;
-        r.register("ingest_bytes", "DICOM bytes stored", m.ingest_bytes.clone());
-        r.register(
-            "ingest_instances",
-            "instances stored",
-            m.ingest_instances.clone(),
-        );
-        r.register(
-            "ingest_rejected",
-            "instances rejected or conflicting",
-            m.ingest_rejected.clone(),
-        );
-        r.register(
-            "ingest_streams_refused",
-            "ingest streams refused (RESOURCE_EXHAUSTED)",
-            m.ingest_refused_streams.clone(),
-        );
-        r.register(
-            "ingest_memory_waits",
-            "received chunks that waited for room in the ingest memory",
-            m.ingest_memory_waits.clone(),
-        );
-        r.register(
-            "ingest_memory_refusals",
-            "ingest streams ended with RESOURCE_EXHAUSTED: the ingest memory stayed full",
-            m.ingest_memory_refusals.clone(),
-        );
-        r.register(
-            "ingest_memory_bytes",
-            "bytes received and not yet stored (all ingest streams)",
-            m.ingest_memory_bytes.clone(),
-        );
-        r.register(
-            "job_queue_depth",
-            "analysis jobs waiting",
-            m.queue_depth.clone(),
-        );
-        r.register("jobs_done", "analysis jobs done", m.jobs_done.clone());
-        r.register(
-            "jobs_failed",
-            "analysis attempts failed",
-            m.jobs_failed.clone(),
-        );
-        r.register(
-            "job_panics",
-            "analysis attempts that panicked (also counted as failed)",
-            m.job_panics.clone(),
-        );
-        r.register(
-            "job_duration_seconds",
-            "time to analyse and draft one study",
-            m.job_seconds.clone(),
-        );
-        r.register(
-            "job_queue_wait_seconds",
-            "time a job waited in the queue before a worker took it",
-            m.queue_wait_seconds.clone(),
-        );
-        r.register(
-            "analysis_workers_alive",
-            "analysis workers taking jobs",
-            m.workers_alive.clone(),
-        );
-        r.register(
-            "store_up",
-            "1 while the catalogue answers (SQLite or PostgreSQL)",
-            m.store_up.clone(),
-        );
-        r.register(
-            "blobs_up",
-            "1 while the blob store answers (folder or bucket)",
-            m.blobs_up.clone(),
-        );
-        r.register(
-            "event_relay_connected",
-            "1 while this process listens for the other processes' events (PostgreSQL)",
-            m.event_relay_connected.clone(),
-        );
-        r.register(
-            "event_relay_failures",
-            "failed sends or listens of the event relay (each is retried)",
-            m.event_relay_failures.clone(),
-        );
-        r.register(
-            "analysis_unavailable",
-            "1 while no analysis worker can run (see ModelService.ListModels for why)",
-            m.analysis_unavailable.clone(),
-        );
-        r.register(
-            "model_calls",
-            "images or prompts each model ran",
-            m.model_requests.clone(),
-        );
-        r.register(
-            "model_batch_duration_seconds",
-            "compute time of one batch, per model",
-            m.model_batch_seconds.clone(),
-        );
-        r.register(
-            "model_batch_size",
-            "images or prompts in one batch, per model",
-            m.model_batch_size.clone(),
-        );
-        r.register(
-            "rpc_duration_seconds",
-            "gRPC call latency (streams: until the response starts), per method and code",
-            m.rpc_seconds.clone(),
-        );
-        r.register(
-            "dicom_associations",
-            "DICOM associations, by outcome (accepted, rejected, busy, failed, silent: closed before its A-ASSOCIATE-RQ)",
-            m.dicom_associations.clone(),
-        );
-        r.register(
-            "dicom_open_associations",
-            "DICOM associations open now",
-            m.dicom_open_associations.clone(),
-        );
-        r.register(
-            "dicom_requests",
-            "DIMSE requests answered, by command and status (hex)",
-            m.dicom_requests.clone(),
-        );
-        r.register(
-            "dicom_prior_searches",
-            "searches of the PACS for a prior (C-FIND, C-MOVE), by outcome (retrieved, none_held, unavailable)",
-            m.dicom_prior_searches.clone(),
-        );
-        r.register(
-            "results_sent",
-            "SRs a DICOM peer acknowledged",
-            m.results_sent.clone(),
-        );
-        r.register(
-            "results_failed",
-            "attempts to send an SR that failed (retried)",
-            m.results_failed.clone(),
-        );
-        r.register(
-            "results_sender_restarts",
-            "restarts of the results sender after a panic",
-            m.results_sender_restarts.clone(),
-        );
-        r.register(
-            "results_pending",
-            "SRs waiting for a DICOM peer",
-            m.results_pending.clone(),
-        );
-        r.register(
-            "web_request_duration_seconds",
-            "web app response time (headers ready), per route and HTTP status",
-            m.web_seconds.clone(),
-        );
-        r.register(
-            "web_logins",
-            "web app logins, by outcome (success, failed, backoff, refused: not a login at all)",
-            m.web_logins.clone(),
-        );
-        r.register(
-            "web_serving",
-            "1 while the web app serves (0: it stopped; see the log)",
-            m.web_serving.clone(),
-        );
-        Metrics { registry, ..m }
-    }
-
     pub fn web_request(&self, route: &str, status: u16, seconds: f64) {
         self.web_seconds
             .get_or_create(&vec![

@@ -34,6 +34,75 @@ impl IngestApi {
     }
 }
 
+/// An instance being received: its chunks as they came (tonic's buffers, not copied) and the
+/// ingest memory they hold (a permit per byte: their length). None once it grew past
+/// `max_instance_bytes` (the rest is skipped).
+type Received = (Vec<bytes::Bytes>, Option<OwnedSemaphorePermit>);
+
+/// A result already known, as a task like the stores'.
+async fn ready(result: InstanceResult) -> InstanceResult {
+    result
+}
+
+/// Keeps a chunk of instance `index`, once there is room for it in the ingest memory; an
+/// instance past `max_instance_bytes` is dropped.
+async fn hold_chunk(
+    state: &State,
+    received: &mut Option<Received>,
+    chunk: bytes::Bytes,
+    index: u32,
+) -> Result<(), Status> {
+    let Some((chunks, memory)) = received else {
+        return Ok(());
+    };
+    let length = memory.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+    if length + chunk.len() > state.config.max_instance_bytes {
+        *received = None;
+        return Ok(());
+    }
+    let room = state
+        .ingest
+        .room_for(&state.metrics, &state.config, chunk.len(), index)
+        .await?;
+    match memory {
+        Some(held) => held.merge(room),
+        None => *memory = Some(room),
+    }
+    chunks.push(chunk);
+    Ok(())
+}
+
+/// Stores a whole instance on a blocking thread (or rejects one that was too large); the task's
+/// result is its answer. Watchers of a study that gained an instance are told.
+fn store_task(
+    state: &Arc<State>,
+    index: u32,
+    received: Option<Received>,
+) -> tokio::task::JoinHandle<InstanceResult> {
+    let Some((chunks, memory)) = received else {
+        let limit = state.config.max_instance_bytes;
+        return tokio::spawn(ready(rejected(
+            index,
+            &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
+        )));
+    };
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = instance_result(
+            index,
+            ingest::store_received(state.store.as_ref(), &state.metrics, &chunks, None),
+        );
+        // The instance's memory is free again.
+        drop((chunks, memory));
+        if result.outcome == instance_result::Outcome::Stored as i32 {
+            if let Some(uid) = result.study.strip_prefix("studies/") {
+                state.study_changed(uid, false);
+            }
+        }
+        result
+    })
+}
+
 #[tonic::async_trait]
 impl IngestService for IngestApi {
     async fn store_instances(
@@ -56,13 +125,8 @@ impl IngestService for IngestApi {
         let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<InstanceResult>> =
             Default::default();
         let mut results = Vec::new();
-        // The instance being received: its index, its chunks as they came (tonic's buffers, not
-        // copied) and the ingest memory they hold (a permit per byte: their length); or None
-        // once it grew past the limit (the rest is skipped).
-        type Received = (Vec<bytes::Bytes>, Option<OwnedSemaphorePermit>);
+        // The instance being received: its index, and what was received of it.
         let mut current: Option<(u32, Option<Received>)> = None;
-        let limit = state.config.max_instance_bytes;
-        let ready = |result: InstanceResult| async move { result };
         while let Some(message) = stream.message().await? {
             if let Some((index, _)) = &current {
                 if *index != message.instance_index {
@@ -76,53 +140,10 @@ impl IngestService for IngestApi {
             }
             let entry =
                 current.get_or_insert_with(|| (message.instance_index, Some((Vec::new(), None))));
-            if let Some((chunks, memory)) = &mut entry.1 {
-                let length = memory.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
-                if length + message.chunk.len() > limit {
-                    entry.1 = None;
-                } else {
-                    let room = state
-                        .ingest
-                        .room_for(
-                            &state.metrics,
-                            &state.config,
-                            message.chunk.len(),
-                            message.instance_index,
-                        )
-                        .await?;
-                    match memory {
-                        Some(held) => held.merge(room),
-                        None => *memory = Some(room),
-                    }
-                    chunks.push(message.chunk);
-                }
-            }
+            hold_chunk(state, &mut entry.1, message.chunk, message.instance_index).await?;
             if message.last_chunk {
                 let (index, received) = current.take().expect("set above");
-                let task = match received {
-                    None => tokio::spawn(ready(rejected(
-                        index,
-                        &format!("the instance is larger than max_instance_bytes ({limit} bytes)"),
-                    ))),
-                    Some((chunks, memory)) => {
-                        let (store, metrics, state) =
-                            (state.store.clone(), state.metrics.clone(), state.clone());
-                        tokio::task::spawn_blocking(move || {
-                            let result = instance_result(
-                                index,
-                                ingest::store_received(store.as_ref(), &metrics, &chunks, None),
-                            );
-                            // The instance's memory is free again.
-                            drop((chunks, memory));
-                            if result.outcome == instance_result::Outcome::Stored as i32 {
-                                if let Some(uid) = result.study.strip_prefix("studies/") {
-                                    state.study_changed(uid, false);
-                                }
-                            }
-                            result
-                        })
-                    }
-                };
+                let task = store_task(state, index, received);
                 pending.push_back(task);
                 while pending.len() >= IN_FLIGHT {
                     let oldest = pending.pop_front().expect("not empty");

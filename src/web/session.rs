@@ -271,17 +271,14 @@ const BACKOFF: LoginBackoff = LoginBackoff {
     max_wait_ms: MAX_WAIT.as_millis() as i64,
 };
 
-/// `POST /login`. In this order, so that what cannot be a login costs nothing: the form's
-/// origin, `next` and the name's form are checked (refused before any hashing, logging or
-/// recording); the attempt is counted in the same store step that checks the name's backoff
-/// (concurrent guesses cannot all pass one check); then the password. A failed name is logged
-/// only when it is a user's (a password typed into the name field stays out of the log).
-pub async fn login(
-    State(app): State<App>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Result<Response, WebError> {
+/// What must hold of a login form before it costs anything: sent from one of radassist's own
+/// origins, going on to a path of this site, with a name that can be a login name. The path
+/// and the name when it holds.
+fn admissible_login(
+    app: &App,
+    headers: &HeaderMap,
+    form: &LoginForm,
+) -> Result<(String, String), WebError> {
     let origin = headers
         .get(header::ORIGIN)
         .map(|v| v.to_str().unwrap_or("?"));
@@ -309,6 +306,44 @@ pub async fn login(
         app.state.metrics.web_login("refused");
         return Err(WebError::new(StatusCode::BAD_REQUEST, why));
     }
+    Ok((next, username))
+}
+
+/// The user whose password `password` is (None: wrong password, unknown or disabled name), and
+/// whether the name is a user's. The hash is checked even for an unknown or disabled name (the
+/// decoy), so that the time a login takes does not tell which names exist.
+async fn check_password(
+    app: &App,
+    username: &str,
+    password: String,
+) -> Result<(Option<crate::store::reading_room::UserRow>, bool), WebError> {
+    let user = {
+        let u = username.to_string();
+        app.state.store_call(move |s| s.user(&u)).await?
+    };
+    let known = user.is_some();
+    let (phc, user) = match user {
+        Some(u) if !u.disabled => (u.password_hash.clone(), Some(u)),
+        _ => (super::passwords::decoy().to_string(), None),
+    };
+    let matches = tokio::task::spawn_blocking(move || super::passwords::verify(&phc, &password))
+        .await
+        .map_err(|e| WebError::internal(e.to_string()))?;
+    Ok((user.filter(|_| matches), known))
+}
+
+/// `POST /login`. In this order, so that what cannot be a login costs nothing: the form's
+/// origin, `next` and the name's form are checked (refused before any hashing, logging or
+/// recording); the attempt is counted in the same store step that checks the name's backoff
+/// (concurrent guesses cannot all pass one check); then the password. A failed name is logged
+/// only when it is a user's (a password typed into the name field stays out of the log).
+pub async fn login(
+    State(app): State<App>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    let (next, username) = admissible_login(&app, &headers, &form)?;
     let peer = from.to_string();
     let audit = |who: &str, role: &str, action: &str| crate::store::AuditRow {
         at_ms: now_ms(),
@@ -334,22 +369,8 @@ pub async fn login(
             ),
         ));
     }
-    let user = {
-        let u = username.clone();
-        app.state.store_call(move |s| s.user(&u)).await?
-    };
-    let known = user.is_some();
-    // The hash is checked even for an unknown or disabled name (the decoy), so that the time a
-    // login takes does not tell which names exist.
-    let (phc, user) = match user {
-        Some(u) if !u.disabled => (u.password_hash.clone(), Some(u)),
-        _ => (super::passwords::decoy().to_string(), None),
-    };
-    let password = form.password;
-    let matches = tokio::task::spawn_blocking(move || super::passwords::verify(&phc, &password))
-        .await
-        .map_err(|e| WebError::internal(e.to_string()))?;
-    let Some(user) = user.filter(|_| matches) else {
+    let (user, known) = check_password(&app, &username, form.password).await?;
+    let Some(user) = user else {
         // A name that is no user's may be a password typed in the wrong field: not recorded.
         let who = if known { username.as_str() } else { "" };
         let row = audit(
