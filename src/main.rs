@@ -32,198 +32,243 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show the canonical metadata of a DICOM file (no pixel decoding).
-    Inspect {
-        file: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect(InspectArgs),
     /// Decode modality values (after the Modality LUT, before VOI) to float32 .npy.
     ///
     /// With a folder, decodes every file in it (recursively) into OUT as a folder, goes on past
     /// bad files, and lists them with their reasons at the end.
-    Decode {
-        /// A DICOM file, or a folder of them.
-        input: PathBuf,
-        /// The .npy file (or, for a folder, the output folder).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Worker threads for a folder (default: all cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-    },
+    Decode(DecodeArgs),
     /// Render what a radiologist would see (VOI applied, MONOCHROME1 inverted) as a grey PNG.
-    Render {
-        file: PathBuf,
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Fit the longer side to this many pixels (area averaging when shrinking).
-        #[arg(long)]
-        size: Option<usize>,
-        /// Bits per PNG sample.
-        #[arg(long, value_enum, default_value = "8")]
-        bits: Bits,
-        /// Use the header's window number N (1-based) instead of the first.
-        #[arg(long, conflicts_with_all = ["voi_lut", "window"])]
-        window_index: Option<usize>,
-        /// Use the header's VOI LUT number N (1-based).
-        #[arg(long, conflicts_with = "window")]
-        voi_lut: Option<usize>,
-        /// Use this window, as CENTER,WIDTH in modality values.
-        #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
-        window: Option<(f64, f64)>,
-    },
+    Render(RenderArgs),
     /// Check that the ONNX Runtime library loads, and say where it came from.
     Runtime,
     /// Model packs: list them, or load and warm up each one.
-    Models {
-        #[command(subcommand)]
-        action: ModelsAction,
-        /// The folder of model packs (default: the configuration's, "models").
-        #[arg(long, global = true)]
-        models: Option<PathBuf>,
-        /// Execution provider (default: the configuration's, auto).
-        #[arg(long, global = true, value_enum)]
-        provider: Option<Provider>,
-    },
+    Models(ModelsArgs),
     /// Run an image pack (findings, embedding or landmarks) on radiographs, as JSON lines.
-    Predict {
-        files: Vec<PathBuf>,
-        /// The pack folder.
-        #[arg(long)]
-        pack: PathBuf,
-        #[arg(long, value_enum)]
-        provider: Option<Provider>,
-    },
+    Predict(PredictArgs),
     /// Write a draft with a vision-language (report) pack, as JSON.
-    Report {
-        file: PathBuf,
-        /// The clinical indication that fills the prompt.
-        #[arg(long, default_value = "")]
-        indication: String,
-        /// Beam search with this many beams (1: greedy).
-        #[arg(long, default_value_t = 1)]
-        beams: usize,
-        /// A prior study's image, for the template's prior slot.
-        #[arg(long)]
-        prior: Option<PathBuf>,
-        /// The prior study's signed report.
-        #[arg(long, default_value = "", requires = "prior")]
-        prior_report: String,
-        #[arg(long, default_value = "models/test-report")]
-        pack: PathBuf,
-        #[arg(long, value_enum)]
-        provider: Option<Provider>,
-    },
+    Report(ReportArgs),
     /// Analyse a study: findings, tube and line checks with measurements, and comparison with
     /// priors (alignment, changes, subtraction). Packs come from the configuration's
     /// [analysis] section unless given here.
-    Analyze {
-        #[command(flatten)]
-        study: cli::study::StudyArgs,
-        /// Print the structured result as JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Draw landmarks, callipers, reference levels and verdicts on the image (PNG).
-        #[arg(long)]
-        overlay: Option<PathBuf>,
-        /// The temporal subtraction against the most recent prior (PNG).
-        #[arg(long)]
-        subtraction: Option<PathBuf>,
-    },
+    Analyze(AnalyzeArgs),
     /// Write the draft report of a study: Findings and Impression, every sentence with its
     /// evidence; preliminary until signed.
-    Draft {
-        #[command(flatten)]
-        study: cli::study::StudyArgs,
-        #[command(flatten)]
-        writer: cli::study::WriterArgs,
-        /// Print the draft with its evidence as JSON instead of its text.
-        #[arg(long)]
-        json: bool,
-    },
+    Draft(DraftArgs),
     /// Write a study's report as DICOM SR (TID 2000) or FHIR R4 DiagnosticReport: the draft
     /// (preliminary, UNVERIFIED), or with --final the radiologist's signed read (VERIFIED).
-    Export {
-        #[arg(value_enum)]
-        format: cli::study::ExportFormat,
-        #[command(flatten)]
-        study: cli::study::StudyArgs,
-        #[command(flatten)]
-        writer: cli::study::WriterArgs,
-        /// The output file (.dcm for SR, .json for FHIR).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// The signed final read (a text file with FINDINGS: and IMPRESSION:).
-        #[arg(long = "final", value_name = "TEXT_FILE", requires = "radiologist")]
-        final_read: Option<PathBuf>,
-        /// The radiologist who signed it ("Family^Given" for DICOM).
-        #[arg(long)]
-        radiologist: Option<String>,
-        /// The radiologist's organisation.
-        #[arg(long, default_value = "")]
-        organization: String,
-    },
+    Export(ExportArgs),
     /// Label report text for the 14 CheXpert observations (positive, negative, uncertain,
     /// absent), as JSON lines.
-    Label {
-        /// Report texts to label (each one report).
-        texts: Vec<String>,
-        /// Read lines {"id": ..., "text": ...} from this file ("-": standard input) and write
-        /// lines {"id": ..., "labels": {...}}.
-        #[arg(long, value_name = "IN", conflicts_with = "texts")]
-        jsonl: Option<PathBuf>,
-        /// Also write each mention: its sentence, words, label and the rule that gave it.
-        #[arg(long)]
-        mentions: bool,
-    },
+    Label(LabelArgs),
     /// Run the gRPC service (ingest, worklist, quality, models; health and reflection) with the
     /// configuration's [service] section. Stops cleanly on SIGINT or SIGTERM.
-    Serve {
-        /// all: one process does everything. With [store] backend = "postgres", any number of
-        /// frontend processes (gRPC, DICOM, web) and worker processes (analysis) share one
-        /// catalogue and blob store.
-        #[arg(long, value_enum, default_value = "all")]
-        role: radassist::server::ProcessRole,
-    },
+    Serve(ServeArgs),
     /// Bring the PostgreSQL catalogue's schema up to date and exit ([store] backend =
     /// "postgres"; `serve` also does it at start, under the same lock).
     Migrate,
     /// Query the service's audit log: who read which patient data, when, from where.
-    Audit {
-        /// Only entries at or after this time (RFC 3339, e.g. 2026-11-25T08:00:00Z).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only this caller's entries (the token's name).
-        #[arg(long)]
-        who: Option<String>,
-        /// JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Instead of the log: the stored instances whose Study, Series or SOP Instance UID
-        /// is not a DICOM UID (stored before ingest checked UIDs), and why.
-        #[arg(long, conflicts_with_all = ["since", "who"])]
-        uids: bool,
-    },
+    Audit(AuditArgs),
     /// The people who log in to the web reading room (kept in the service's store).
-    Users {
-        #[command(subcommand)]
-        action: UsersAction,
-    },
+    Users(UsersArgs),
     /// Quality: the model's drafts against the radiologists' signed reads.
-    Qa {
-        #[command(subcommand)]
-        action: QaAction,
-    },
+    Qa(QaArgs),
     /// Sentence embeddings from a text-embedding pack, as JSON lines.
-    EmbedText {
-        sentences: Vec<String>,
-        /// The text-embedding pack.
-        #[arg(long, default_value = "models/minilm")]
-        pack: PathBuf,
-        #[arg(long, value_enum)]
-        provider: Option<Provider>,
-    },
+    EmbedText(EmbedTextArgs),
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct DecodeArgs {
+    /// A DICOM file, or a folder of them.
+    input: PathBuf,
+    /// The .npy file (or, for a folder, the output folder).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Worker threads for a folder (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    file: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Fit the longer side to this many pixels (area averaging when shrinking).
+    #[arg(long)]
+    size: Option<usize>,
+    /// Bits per PNG sample.
+    #[arg(long, value_enum, default_value = "8")]
+    bits: Bits,
+    /// Use the header's window number N (1-based) instead of the first.
+    #[arg(long, conflicts_with_all = ["voi_lut", "window"])]
+    window_index: Option<usize>,
+    /// Use the header's VOI LUT number N (1-based).
+    #[arg(long, conflicts_with = "window")]
+    voi_lut: Option<usize>,
+    /// Use this window, as CENTER,WIDTH in modality values.
+    #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
+    window: Option<(f64, f64)>,
+}
+
+#[derive(clap::Args)]
+struct ModelsArgs {
+    #[command(subcommand)]
+    action: ModelsAction,
+    /// The folder of model packs (default: the configuration's, "models").
+    #[arg(long, global = true)]
+    models: Option<PathBuf>,
+    /// Execution provider (default: the configuration's, auto).
+    #[arg(long, global = true, value_enum)]
+    provider: Option<Provider>,
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    files: Vec<PathBuf>,
+    /// The pack folder.
+    #[arg(long)]
+    pack: PathBuf,
+    #[arg(long, value_enum)]
+    provider: Option<Provider>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    file: PathBuf,
+    /// The clinical indication that fills the prompt.
+    #[arg(long, default_value = "")]
+    indication: String,
+    /// Beam search with this many beams (1: greedy).
+    #[arg(long, default_value_t = 1)]
+    beams: usize,
+    /// A prior study's image, for the template's prior slot.
+    #[arg(long)]
+    prior: Option<PathBuf>,
+    /// The prior study's signed report.
+    #[arg(long, default_value = "", requires = "prior")]
+    prior_report: String,
+    #[arg(long, default_value = "models/test-report")]
+    pack: PathBuf,
+    #[arg(long, value_enum)]
+    provider: Option<Provider>,
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    #[command(flatten)]
+    study: cli::study::StudyArgs,
+    /// Print the structured result as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Draw landmarks, callipers, reference levels and verdicts on the image (PNG).
+    #[arg(long)]
+    overlay: Option<PathBuf>,
+    /// The temporal subtraction against the most recent prior (PNG).
+    #[arg(long)]
+    subtraction: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct DraftArgs {
+    #[command(flatten)]
+    study: cli::study::StudyArgs,
+    #[command(flatten)]
+    writer: cli::study::WriterArgs,
+    /// Print the draft with its evidence as JSON instead of its text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[arg(value_enum)]
+    format: cli::study::ExportFormat,
+    #[command(flatten)]
+    study: cli::study::StudyArgs,
+    #[command(flatten)]
+    writer: cli::study::WriterArgs,
+    /// The output file (.dcm for SR, .json for FHIR).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The signed final read (a text file with FINDINGS: and IMPRESSION:).
+    #[arg(long = "final", value_name = "TEXT_FILE", requires = "radiologist")]
+    final_read: Option<PathBuf>,
+    /// The radiologist who signed it ("Family^Given" for DICOM).
+    #[arg(long)]
+    radiologist: Option<String>,
+    /// The radiologist's organisation.
+    #[arg(long, default_value = "")]
+    organization: String,
+}
+
+#[derive(clap::Args)]
+struct LabelArgs {
+    /// Report texts to label (each one report).
+    texts: Vec<String>,
+    /// Read lines {"id": ..., "text": ...} from this file ("-": standard input) and write
+    /// lines {"id": ..., "labels": {...}}.
+    #[arg(long, value_name = "IN", conflicts_with = "texts")]
+    jsonl: Option<PathBuf>,
+    /// Also write each mention: its sentence, words, label and the rule that gave it.
+    #[arg(long)]
+    mentions: bool,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// all: one process does everything. With [store] backend = "postgres", any number of
+    /// frontend processes (gRPC, DICOM, web) and worker processes (analysis) share one
+    /// catalogue and blob store.
+    #[arg(long, value_enum, default_value = "all")]
+    role: radassist::server::ProcessRole,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// Only entries at or after this time (RFC 3339, e.g. 2026-11-25T08:00:00Z).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only this caller's entries (the token's name).
+    #[arg(long)]
+    who: Option<String>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Instead of the log: the stored instances whose Study, Series or SOP Instance UID
+    /// is not a DICOM UID (stored before ingest checked UIDs), and why.
+    #[arg(long, conflicts_with_all = ["since", "who"])]
+    uids: bool,
+}
+
+#[derive(clap::Args)]
+struct UsersArgs {
+    #[command(subcommand)]
+    action: UsersAction,
+}
+
+#[derive(clap::Args)]
+struct QaArgs {
+    #[command(subcommand)]
+    action: QaAction,
+}
+
+#[derive(clap::Args)]
+struct EmbedTextArgs {
+    sentences: Vec<String>,
+    /// The text-embedding pack.
+    #[arg(long, default_value = "models/minilm")]
+    pack: PathBuf,
+    #[arg(long, value_enum)]
+    provider: Option<Provider>,
 }
 
 #[derive(Subcommand)]
@@ -307,8 +352,46 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    // Logs go to stderr: RADASSIST_LOG sets the level (warn by default), RADASSIST_LOG_FORMAT=json
-    // makes them one JSON object per line for a log collector.
+    init_logs();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("radassist: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        Command::Inspect(args) => args.run(),
+        Command::Decode(args) => args.run(),
+        Command::Render(args) => args.run(),
+        Command::Runtime => runtime(),
+        Command::Models(args) => args.run(&config),
+        Command::EmbedText(args) => args.run(&config),
+        Command::Serve(args) => args.run(&config),
+        Command::Migrate => radassist::store::pg::migrate_configured(&config.store)
+            .map(|version| println!("the PostgreSQL catalogue's schema is at version {version}")),
+        Command::Audit(args) => args.run(&config),
+        Command::Users(args) => args.run(&config),
+        Command::Qa(args) => args.run(&config),
+        Command::Label(args) => args.run(),
+        Command::Analyze(args) => args.run(&config),
+        Command::Draft(args) => args.run(&config),
+        Command::Export(args) => args.run(&config),
+        Command::Predict(args) => args.run(&config),
+        Command::Report(args) => args.run(&config),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("radassist: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr: RADASSIST_LOG sets the level (warn by default), RADASSIST_LOG_FORMAT=json
+/// makes them one JSON object per line for a log collector.
+fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RADASSIST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let logs = tracing_subscriber::fmt()
@@ -319,26 +402,37 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("radassist: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Session settings from the configuration, with a --provider flag on top.
-    let settings = |provider: Option<Provider>| SessionSettings {
+}
+
+/// Session settings from the configuration, with a --provider flag on top.
+fn settings(config: &Config, provider: Option<Provider>) -> SessionSettings {
+    SessionSettings {
         provider: provider.unwrap_or(config.inference.provider),
         ..config.inference.session_settings()
-    };
-    let outcome = match cli.command {
-        Command::Inspect { file, json } => inspect(&file, json),
-        Command::Decode {
+    }
+}
+
+impl InspectArgs {
+    fn run(self) -> Result<(), String> {
+        let InspectArgs { file, json } = self;
+        inspect(&file, json)
+    }
+}
+
+impl DecodeArgs {
+    fn run(self) -> Result<(), String> {
+        let DecodeArgs {
             input,
             output,
             jobs,
-        } => decode(&input, &output, jobs),
-        Command::Render {
+        } = self;
+        decode(&input, &output, jobs)
+    }
+}
+
+impl RenderArgs {
+    fn run(self) -> Result<(), String> {
+        let RenderArgs {
             file,
             output,
             size,
@@ -346,55 +440,77 @@ fn main() -> ExitCode {
             window_index,
             voi_lut,
             window,
-        } => {
-            let choice = match (window_index, voi_lut, window) {
-                (Some(0), _, _) | (_, Some(0), _) => {
-                    Err("window and VOI LUT numbers start at 1".to_string())
-                }
-                (Some(n), _, _) => Ok(VoiChoice::Window(n - 1)),
-                (_, Some(n), _) => Ok(VoiChoice::VoiLut(n - 1)),
-                (_, _, Some((center, width))) => Ok(VoiChoice::Explicit { center, width }),
-                _ => Ok(VoiChoice::Default),
-            };
-            choice.and_then(|choice| render(&file, &output, size, bits, &choice))
-        }
-        Command::Runtime => runtime(),
-        Command::Models {
+        } = self;
+        let choice = match (window_index, voi_lut, window) {
+            (Some(0), _, _) | (_, Some(0), _) => {
+                Err("window and VOI LUT numbers start at 1".to_string())
+            }
+            (Some(n), _, _) => Ok(VoiChoice::Window(n - 1)),
+            (_, Some(n), _) => Ok(VoiChoice::VoiLut(n - 1)),
+            (_, _, Some((center, width))) => Ok(VoiChoice::Explicit { center, width }),
+            _ => Ok(VoiChoice::Default),
+        };
+        choice.and_then(|choice| render(&file, &output, size, bits, &choice))
+    }
+}
+
+impl ModelsArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let ModelsArgs {
             action,
             models,
             provider,
-        } => {
-            let models = models.unwrap_or_else(|| config.inference.models.clone());
-            match action {
-                ModelsAction::List => models_list(&models),
-                ModelsAction::Check => models_check(&models, &settings(provider)),
-            }
+        } = self;
+        let models = models.unwrap_or_else(|| config.inference.models.clone());
+        match action {
+            ModelsAction::List => models_list(&models),
+            ModelsAction::Check => models_check(&models, &settings(config, provider)),
         }
-        Command::EmbedText {
+    }
+}
+
+impl EmbedTextArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let EmbedTextArgs {
             sentences,
             pack,
             provider,
-        } => embed_text(&pack, &settings(provider), &sentences),
-        Command::Serve { role } => tokio::runtime::Builder::new_multi_thread()
+        } = self;
+        embed_text(&pack, &settings(config, provider), &sentences)
+    }
+}
+
+impl ServeArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let ServeArgs { role } = self;
+        tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("the async runtime: {e}"))
-            .and_then(|runtime| runtime.block_on(radassist::server::serve(config.clone(), role))),
-        Command::Migrate => radassist::store::pg::migrate_configured(&config.store)
-            .map(|version| println!("the PostgreSQL catalogue's schema is at version {version}")),
-        Command::Audit {
+            .and_then(|runtime| runtime.block_on(radassist::server::serve(config.clone(), role)))
+    }
+}
+
+impl AuditArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let AuditArgs {
             since,
             who,
             json,
             uids,
-        } => {
-            if uids {
-                cli::audit::invalid_uids(&config, json)
-            } else {
-                audit(&config, since.as_deref(), who.as_deref(), json)
-            }
+        } = self;
+        if uids {
+            cli::audit::invalid_uids(&config, json)
+        } else {
+            audit(&config, since.as_deref(), who.as_deref(), json)
         }
-        Command::Users { action } => match action {
+    }
+}
+
+impl UsersArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let UsersArgs { action } = self;
+        match action {
             UsersAction::Add {
                 name,
                 role,
@@ -403,8 +519,13 @@ fn main() -> ExitCode {
             UsersAction::List => cli::users::list(&config),
             UsersAction::Disable { name } => cli::users::set_disabled(&config, &name, true),
             UsersAction::Enable { name } => cli::users::set_disabled(&config, &name, false),
-        },
-        Command::Qa {
+        }
+    }
+}
+
+impl QaArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let QaArgs {
             action:
                 QaAction::Compare {
                     jsonl,
@@ -416,46 +537,74 @@ fn main() -> ExitCode {
                     json,
                     provider,
                 },
-        } => {
-            let text_pack = match (no_sentences, text_pack) {
-                (true, _) => None,
-                (false, Some(pack)) => Some(pack),
-                (false, None) => config.analysis_packs().text,
-            };
-            cli::qa::qa_compare(
-                &jsonl,
-                by,
-                uncertain,
-                text_pack.as_deref(),
-                &settings(provider),
-                per_study,
-                json,
-            )
-        }
-        Command::Label {
+        } = self;
+        let text_pack = match (no_sentences, text_pack) {
+            (true, _) => None,
+            (false, Some(pack)) => Some(pack),
+            (false, None) => config.analysis_packs().text,
+        };
+        cli::qa::qa_compare(
+            &jsonl,
+            by,
+            uncertain,
+            text_pack.as_deref(),
+            &settings(config, provider),
+            per_study,
+            json,
+        )
+    }
+}
+
+impl LabelArgs {
+    fn run(self) -> Result<(), String> {
+        let LabelArgs {
             texts,
             jsonl,
             mentions,
-        } => label(&texts, jsonl.as_deref(), mentions),
-        Command::Analyze {
+        } = self;
+        label(&texts, jsonl.as_deref(), mentions)
+    }
+}
+
+impl AnalyzeArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let AnalyzeArgs {
             study,
             json,
             overlay,
             subtraction,
-        } => cli::study::analyze(
+        } = self;
+        cli::study::analyze(
             &config,
             &study,
-            &settings(study.provider),
+            &settings(config, study.provider),
             json,
             overlay.as_deref(),
             subtraction.as_deref(),
-        ),
-        Command::Draft {
+        )
+    }
+}
+
+impl DraftArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let DraftArgs {
             study,
             writer,
             json,
-        } => cli::study::draft(&config, &study, &writer, &settings(study.provider), json),
-        Command::Export {
+        } = self;
+        cli::study::draft(
+            &config,
+            &study,
+            &writer,
+            &settings(config, study.provider),
+            json,
+        )
+    }
+}
+
+impl ExportArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let ExportArgs {
             format,
             study,
             writer,
@@ -463,28 +612,38 @@ fn main() -> ExitCode {
             final_read,
             radiologist,
             organization,
-        } => {
-            let signer = final_read.map(|text| cli::study::Signer {
-                text,
-                radiologist: radiologist.unwrap_or_default(),
-                organization,
-            });
-            cli::study::export(
-                &config,
-                format,
-                &study,
-                &writer,
-                &settings(study.provider),
-                &output,
-                signer.as_ref(),
-            )
-        }
-        Command::Predict {
+        } = self;
+        let signer = final_read.map(|text| cli::study::Signer {
+            text,
+            radiologist: radiologist.unwrap_or_default(),
+            organization,
+        });
+        cli::study::export(
+            &config,
+            format,
+            &study,
+            &writer,
+            &settings(config, study.provider),
+            &output,
+            signer.as_ref(),
+        )
+    }
+}
+
+impl PredictArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let PredictArgs {
             files,
             pack,
             provider,
-        } => predict(&pack, &settings(provider), &files),
-        Command::Report {
+        } = self;
+        predict(&pack, &settings(config, provider), &files)
+    }
+}
+
+impl ReportArgs {
+    fn run(self, config: &Config) -> Result<(), String> {
+        let ReportArgs {
             file,
             indication,
             beams,
@@ -492,23 +651,15 @@ fn main() -> ExitCode {
             prior_report,
             pack,
             provider,
-        } => {
-            let prior = prior.map(|image| (image, prior_report));
-            report(
-                &pack,
-                &settings(provider),
-                &file,
-                &indication,
-                prior.as_ref(),
-                beams,
-            )
-        }
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("radassist: {message}");
-            ExitCode::FAILURE
-        }
+        } = self;
+        let prior = prior.map(|image| (image, prior_report));
+        report(
+            &pack,
+            &settings(config, provider),
+            &file,
+            &indication,
+            prior.as_ref(),
+            beams,
+        )
     }
 }

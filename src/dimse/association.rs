@@ -19,6 +19,7 @@ use bytes::Bytes;
 use dicom_object::FileMetaTableBuilder;
 use dicom_ul::association::server::{AccessControl, DefaultNegotiation, ServerAssociationOptions};
 use dicom_ul::association::{Association as _, AsyncServerAssociation};
+use dicom_ul::pdu::PresentationContextNegotiated;
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJ, AssociationRJResult,
     AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue,
@@ -227,86 +228,105 @@ async fn handle_value<S: Stream>(
         })?;
     match value.value_type {
         PDataValueType::Command => {
-            if pending.incoming.is_some() {
-                return Err("a command set arrived before the last data set was complete".into());
-            }
-            if pending.command.len() + value.data.len() > MAX_COMMAND_BYTES {
-                return Err(format!(
-                    "a command set longer than {MAX_COMMAND_BYTES} bytes"
-                ));
-            }
-            pending.command.extend_from_slice(&value.data);
-            if !value.is_last {
-                return Ok(());
-            }
-            let request = dimse::read_request(&std::mem::take(&mut pending.command))?;
-            match request.command {
-                CommandField::CEchoRq => {
-                    state.metrics.dicom_request("C-ECHO", 0);
-                    send_command(
-                        association,
-                        context.id,
-                        dimse::echo_response(request.message_id),
-                    )
-                    .await
-                }
-                CommandField::CStoreRq if request.has_data_set => {
-                    let refused =
-                        (request.affected_sop_class_uid != context.abstract_syntax).then(|| {
-                            (
-                                StoreStatus::DataSetDoesNotMatch,
-                                format!(
-                                    "SOP Class {} on a context for {}",
-                                    request.affected_sop_class_uid, context.abstract_syntax
-                                ),
-                            )
-                        });
-                    pending.incoming = Some(Incoming {
-                        request,
-                        presentation_context_id: context.id,
-                        fragments: Some((Vec::new(), None)),
-                        refused,
-                        length: 0,
-                    });
-                    Ok(())
-                }
-                CommandField::CStoreRq => Err("a C-STORE-RQ without a data set".into()),
-                CommandField::Other(field) => Err(format!(
-                    "command field {field:#06x}: this node serves only C-ECHO and C-STORE"
-                )),
-            }
+            handle_command(association, state, pending, &context, value).await
         }
-        PDataValueType::Data => {
-            let Some(incoming) = pending.incoming.as_mut() else {
-                return Err("a data set without its command set".into());
-            };
-            if incoming.presentation_context_id != context.id {
-                return Err("a data set on another presentation context than its command".into());
-            }
-            receive_fragment(state, incoming, value.data).await;
-            if !value.is_last {
-                return Ok(());
-            }
-            let incoming = pending.incoming.take().expect("checked above");
-            let request = incoming.request.clone();
-            let calling = association.peer_ae_title().to_string();
-            let (status, reason) = store(state, &calling, incoming, &context.transfer_syntax).await;
-            state.metrics.dicom_request("C-STORE", status.code());
-            if status != StoreStatus::Success {
-                tracing::info!(
-                    "dicom: C-STORE of {} from {calling}: {:04X} {reason}",
-                    request.affected_sop_instance_uid,
-                    status.code()
-                );
-            }
+        PDataValueType::Data => handle_data(association, state, pending, &context, value).await,
+    }
+}
+
+/// Part of a command set: once whole, a C-ECHO is answered, and a C-STORE's data set awaited.
+async fn handle_command<S: Stream>(
+    association: &mut AsyncServerAssociation<S>,
+    state: &Arc<State>,
+    pending: &mut Pending,
+    context: &PresentationContextNegotiated,
+    value: PDataValue,
+) -> Result<(), String> {
+    if pending.incoming.is_some() {
+        return Err("a command set arrived before the last data set was complete".into());
+    }
+    if pending.command.len() + value.data.len() > MAX_COMMAND_BYTES {
+        return Err(format!(
+            "a command set longer than {MAX_COMMAND_BYTES} bytes"
+        ));
+    }
+    pending.command.extend_from_slice(&value.data);
+    if !value.is_last {
+        return Ok(());
+    }
+    let request = dimse::read_request(&std::mem::take(&mut pending.command))?;
+    match request.command {
+        CommandField::CEchoRq => {
+            state.metrics.dicom_request("C-ECHO", 0);
             send_command(
                 association,
                 context.id,
-                dimse::store_response(&request, status, &reason),
+                dimse::echo_response(request.message_id),
             )
             .await
         }
+        CommandField::CStoreRq if request.has_data_set => {
+            let refused = (request.affected_sop_class_uid != context.abstract_syntax).then(|| {
+                (
+                    StoreStatus::DataSetDoesNotMatch,
+                    format!(
+                        "SOP Class {} on a context for {}",
+                        request.affected_sop_class_uid, context.abstract_syntax
+                    ),
+                )
+            });
+            pending.incoming = Some(Incoming {
+                request,
+                presentation_context_id: context.id,
+                fragments: Some((Vec::new(), None)),
+                refused,
+                length: 0,
+            });
+            Ok(())
+        }
+        CommandField::CStoreRq => Err("a C-STORE-RQ without a data set".into()),
+        CommandField::Other(field) => Err(format!(
+            "command field {field:#06x}: this node serves only C-ECHO and C-STORE"
+        )),
     }
+}
+
+/// Part of a data set: once whole, the instance is stored and the C-STORE answered.
+async fn handle_data<S: Stream>(
+    association: &mut AsyncServerAssociation<S>,
+    state: &Arc<State>,
+    pending: &mut Pending,
+    context: &PresentationContextNegotiated,
+    value: PDataValue,
+) -> Result<(), String> {
+    let Some(incoming) = pending.incoming.as_mut() else {
+        return Err("a data set without its command set".into());
+    };
+    if incoming.presentation_context_id != context.id {
+        return Err("a data set on another presentation context than its command".into());
+    }
+    receive_fragment(state, incoming, value.data).await;
+    if !value.is_last {
+        return Ok(());
+    }
+    let incoming = pending.incoming.take().expect("checked above");
+    let request = incoming.request.clone();
+    let calling = association.peer_ae_title().to_string();
+    let (status, reason) = store(state, &calling, incoming, &context.transfer_syntax).await;
+    state.metrics.dicom_request("C-STORE", status.code());
+    if status != StoreStatus::Success {
+        tracing::info!(
+            "dicom: C-STORE of {} from {calling}: {:04X} {reason}",
+            request.affected_sop_instance_uid,
+            status.code()
+        );
+    }
+    send_command(
+        association,
+        context.id,
+        dimse::store_response(&request, status, &reason),
+    )
+    .await
 }
 
 /// Sends a response command set on presentation context `id`.

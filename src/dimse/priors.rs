@@ -79,6 +79,59 @@ struct RemoteReport {
     sop_uid: String,
 }
 
+/// What an IMAGE-level answer is to the prior search.
+enum Found {
+    /// A text SR, with its Content Date and Time.
+    Report(String, RemoteReport),
+    /// A frontal (or view-less) chest radiograph.
+    Image(RemoteImage),
+}
+
+/// What an instance of series `series_uid` (of radiographs when `radiograph`) is to the prior
+/// search: a report, a frontal image, or nothing (a lateral, another class, a UID that is not
+/// a DICOM UID).
+fn classify(instance: &InMemDicomObject, series_uid: &str, radiograph: bool) -> Option<Found> {
+    let sop_uid = text(instance, tags::SOP_INSTANCE_UID);
+    let sop_class = text(instance, tags::SOP_CLASS_UID);
+    if !is_uid(&sop_uid) {
+        return None;
+    }
+    if TEXT_SR_SOP_CLASSES.iter().any(|(uid, _)| *uid == sop_class) {
+        let written = format!(
+            "{}{}",
+            text(instance, tags::CONTENT_DATE),
+            text(instance, tags::CONTENT_TIME)
+        );
+        let report = RemoteReport {
+            series_uid: series_uid.to_string(),
+            sop_uid,
+        };
+        return Some(Found::Report(written, report));
+    }
+    let storable =
+        sop_class.is_empty() || STORAGE_SOP_CLASSES.iter().any(|(uid, _)| *uid == sop_class);
+    if !radiograph || !storable {
+        return None;
+    }
+    let position = text(instance, tags::VIEW_POSITION);
+    let view = if position.is_empty() {
+        ProjectionView::Unknown
+    } else {
+        ProjectionView::from_view_position(&position)
+    };
+    matches!(
+        view,
+        ProjectionView::Pa | ProjectionView::Ap | ProjectionView::Unknown
+    )
+    .then(|| {
+        Found::Image(RemoteImage {
+            series_uid: series_uid.to_string(),
+            sop_uid,
+            view,
+        })
+    })
+}
+
 /// A candidate's frontal images in the order they are tried, and its reports, newest first.
 #[derive(Debug)]
 struct StudyContents {
@@ -336,44 +389,10 @@ impl PriorRetrieval {
                 ],
             ))?;
             for instance in &instances {
-                let sop_uid = text(instance, tags::SOP_INSTANCE_UID);
-                let sop_class = text(instance, tags::SOP_CLASS_UID);
-                if !is_uid(&sop_uid) {
-                    continue;
-                }
-                if TEXT_SR_SOP_CLASSES.iter().any(|(uid, _)| *uid == sop_class) {
-                    let written = format!(
-                        "{}{}",
-                        text(instance, tags::CONTENT_DATE),
-                        text(instance, tags::CONTENT_TIME)
-                    );
-                    reports.push((
-                        written,
-                        RemoteReport {
-                            series_uid: series_uid.clone(),
-                            sop_uid,
-                        },
-                    ));
-                } else if radiograph
-                    && (sop_class.is_empty()
-                        || STORAGE_SOP_CLASSES.iter().any(|(uid, _)| *uid == sop_class))
-                {
-                    let position = text(instance, tags::VIEW_POSITION);
-                    let view = if position.is_empty() {
-                        ProjectionView::Unknown
-                    } else {
-                        ProjectionView::from_view_position(&position)
-                    };
-                    if matches!(
-                        view,
-                        ProjectionView::Pa | ProjectionView::Ap | ProjectionView::Unknown
-                    ) {
-                        images.push(RemoteImage {
-                            series_uid: series_uid.clone(),
-                            sop_uid,
-                            view,
-                        });
-                    }
+                match classify(instance, &series_uid, radiograph) {
+                    Some(Found::Report(written, report)) => reports.push((written, report)),
+                    Some(Found::Image(image)) => images.push(image),
+                    None => {}
                 }
             }
         }

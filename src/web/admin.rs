@@ -86,15 +86,11 @@ struct AdminPage {
     users: Vec<UserView>,
 }
 
-pub async fn page(
-    State(app): State<App>,
-    viewer: Viewer,
-    Query(q): Query<AuditQuery>,
-) -> Result<Response, WebError> {
-    viewer.require(&[])?;
-    let since_ms = match q.since.trim() {
-        "" => 0,
-        text => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+/// Midnight (UTC) of a YYYY-MM-DD date, ms since the epoch; 0 for no date.
+fn since_ms(text: &str) -> Result<i64, WebError> {
+    match text.trim() {
+        "" => Ok(0),
+        text => Ok(chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map_err(|_| {
                 WebError::new(
                     StatusCode::BAD_REQUEST,
@@ -104,8 +100,82 @@ pub async fn page(
             .and_hms_opt(0, 0, 0)
             .expect("midnight")
             .and_utc()
-            .timestamp_millis(),
-    };
+            .timestamp_millis()),
+    }
+}
+
+impl From<crate::store::JobRow> for JobView {
+    fn from(j: crate::store::JobRow) -> JobView {
+        JobView {
+            failed: j.state == JobState::Failed,
+            retry: j.state == JobState::Failed && is_uid(&j.study_instance_uid),
+            uid: j.study_instance_uid,
+            state: j.state.as_str(),
+            attempts: j.attempts,
+            error: j.last_error,
+        }
+    }
+}
+
+impl From<crate::app::state::ModelStatus> for ModelView {
+    fn from(m: crate::app::state::ModelStatus) -> ModelView {
+        ModelView {
+            name: m.name,
+            task: m.task,
+            version: m.version,
+            provider: m.provider,
+            test_model: m.test_model,
+            healthy: m.healthy,
+            error: m.error,
+        }
+    }
+}
+
+impl From<crate::store::OutboxRow> for OutboxView {
+    fn from(o: crate::store::OutboxRow) -> OutboxView {
+        OutboxView {
+            study: o.result.study_instance_uid,
+            kind: o.result.kind.as_str().to_string(),
+            peer: o.result.peer,
+            state: o.state.as_str().to_string(),
+            attempts: o.attempts,
+            error: o.last_error,
+            since: page::when(o.created_at),
+        }
+    }
+}
+
+impl From<crate::store::AuditRow> for AuditView {
+    fn from(a: crate::store::AuditRow) -> AuditView {
+        AuditView {
+            at: page::when(a.at_ms),
+            who: a.who,
+            role: a.role,
+            action: a.action,
+            resource: a.resource,
+            peer: a.peer,
+        }
+    }
+}
+
+impl From<crate::store::reading_room::UserRow> for UserView {
+    fn from(u: crate::store::reading_room::UserRow) -> UserView {
+        UserView {
+            role: u.role.as_str(),
+            disabled: u.disabled,
+            created: page::when(u.created_at),
+            name: u.name,
+        }
+    }
+}
+
+pub async fn page(
+    State(app): State<App>,
+    viewer: Viewer,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, WebError> {
+    viewer.require(&[])?;
+    let since_ms = since_ms(&q.since)?;
     let who = q.who.trim().to_string();
     let (jobs, outbox, audit, users) = {
         let who = who.clone();
@@ -120,17 +190,7 @@ pub async fn page(
             })
             .await?
     };
-    let mut jobs: Vec<JobView> = jobs
-        .into_iter()
-        .map(|j| JobView {
-            failed: j.state == JobState::Failed,
-            retry: j.state == JobState::Failed && is_uid(&j.study_instance_uid),
-            uid: j.study_instance_uid,
-            state: j.state.as_str(),
-            attempts: j.attempts,
-            error: j.last_error,
-        })
-        .collect();
+    let mut jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
     jobs.sort_by_key(|j| !j.failed);
     let models = app
         .state
@@ -139,51 +199,17 @@ pub async fn page(
         .map(|m| m.clone())
         .unwrap_or_default()
         .into_iter()
-        .map(|m| ModelView {
-            name: m.name,
-            task: m.task,
-            version: m.version,
-            provider: m.provider,
-            test_model: m.test_model,
-            healthy: m.healthy,
-            error: m.error,
-        })
+        .map(ModelView::from)
         .collect();
-    let outbox = outbox
-        .into_iter()
-        .map(|o| OutboxView {
-            study: o.result.study_instance_uid,
-            kind: o.result.kind.as_str().to_string(),
-            peer: o.result.peer,
-            state: o.state.as_str().to_string(),
-            attempts: o.attempts,
-            error: o.last_error,
-            since: page::when(o.created_at),
-        })
-        .collect();
+    let outbox = outbox.into_iter().map(OutboxView::from).collect();
     let audit_total = audit.len();
     let audit = audit
         .into_iter()
         .rev()
         .take(AUDIT_ROWS)
-        .map(|a| AuditView {
-            at: page::when(a.at_ms),
-            who: a.who,
-            role: a.role,
-            action: a.action,
-            resource: a.resource,
-            peer: a.peer,
-        })
+        .map(AuditView::from)
         .collect();
-    let users = users
-        .into_iter()
-        .map(|u| UserView {
-            role: u.role.as_str(),
-            disabled: u.disabled,
-            created: page::when(u.created_at),
-            name: u.name,
-        })
-        .collect();
+    let users = users.into_iter().map(UserView::from).collect();
     viewer
         .audit(&app, "web: admin", "jobs, models, audit, users")
         .await?;
