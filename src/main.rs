@@ -500,9 +500,9 @@ impl AuditArgs {
             uids,
         } = self;
         if uids {
-            cli::audit::invalid_uids(&config, json)
+            cli::audit::invalid_uids(config, json)
         } else {
-            audit(&config, since.as_deref(), who.as_deref(), json)
+            audit(config, since.as_deref(), who.as_deref(), json)
         }
     }
 }
@@ -515,10 +515,10 @@ impl UsersArgs {
                 name,
                 role,
                 password_stdin,
-            } => cli::users::add(&config, &name, role, password_stdin),
-            UsersAction::List => cli::users::list(&config),
-            UsersAction::Disable { name } => cli::users::set_disabled(&config, &name, true),
-            UsersAction::Enable { name } => cli::users::set_disabled(&config, &name, false),
+            } => cli::users::add(config, &name, role, password_stdin),
+            UsersAction::List => cli::users::list(config),
+            UsersAction::Disable { name } => cli::users::set_disabled(config, &name, true),
+            UsersAction::Enable { name } => cli::users::set_disabled(config, &name, false),
         }
     }
 }
@@ -575,7 +575,7 @@ impl AnalyzeArgs {
             subtraction,
         } = self;
         cli::study::analyze(
-            &config,
+            config,
             &study,
             &settings(config, study.provider),
             json,
@@ -593,7 +593,7 @@ impl DraftArgs {
             json,
         } = self;
         cli::study::draft(
-            &config,
+            config,
             &study,
             &writer,
             &settings(config, study.provider),
@@ -619,7 +619,7 @@ impl ExportArgs {
             organization,
         });
         cli::study::export(
-            &config,
+            config,
             format,
             &study,
             &writer,
