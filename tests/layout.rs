@@ -141,3 +141,17 @@ fn no_two_modules_depend_on_each_other() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[test]
+fn no_function_in_the_service_layers_is_over_80_lines() {
+    let output = std::process::Command::new("python3")
+        .arg(root().join("scripts/function-lengths"))
+        .args(["--check", "80"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "split these (a long function holds several jobs):\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

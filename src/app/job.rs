@@ -224,20 +224,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
     }
     let patient_name = current.header.identity.patient_name.as_deref();
     let content = work_item_content(&study, patient_name.unwrap_or_default(), &draft, &analysis);
-    let critical = draft.critical;
-    let malpositioned = analysis
-        .current
-        .placement
-        .devices
-        .iter()
-        .any(|d| d.verdict == Verdict::Malpositioned);
-    let priority = if critical {
-        100
-    } else if malpositioned {
-        50
-    } else {
-        10
-    };
+    let (critical, priority) = (draft.critical, priority(&draft, &analysis));
     let source = ReportSource {
         draft,
         source_sha256,
@@ -259,6 +246,23 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
         report_json: serde_json::to_string(&source).map_err(|e| e.to_string())?,
         results,
     })
+}
+
+/// The worklist priority: critical results first (100), then malpositioned devices (50).
+fn priority(draft: &Draft, analysis: &crate::analysis::StudyAnalysis) -> i64 {
+    let malpositioned = analysis
+        .current
+        .placement
+        .devices
+        .iter()
+        .any(|d| d.verdict == Verdict::Malpositioned);
+    if draft.critical {
+        100
+    } else if malpositioned {
+        50
+    } else {
+        10
+    }
 }
 
 /// How an SR refers to a radiograph.

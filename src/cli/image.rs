@@ -18,19 +18,10 @@ pub enum Bits {
     Sixteen,
 }
 
-pub fn inspect(file: &Path, json: bool) -> Result<(), String> {
-    let header = dicom::read_header(file, &DecodeLimits::default()).map_err(|e| e.to_string())?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&header).expect("headers serialise")
-        );
-        return Ok(());
-    }
+/// How the pixels are encoded, and their spacing.
+fn print_pixels(header: &radassist::dicom::ImageHeader) {
     let p = &header.pixels;
-    let a = &header.acquisition;
     let g = &header.geometry;
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     println!(
         "transfer syntax      {} ({})",
         p.transfer_syntax, p.transfer_syntax_uid
@@ -57,6 +48,20 @@ pub fn inspect(file: &Path, json: bool) -> Result<(), String> {
             s.row_mm, s.column_mm
         );
     }
+}
+
+pub fn inspect(file: &Path, json: bool) -> Result<(), String> {
+    let header = dicom::read_header(file, &DecodeLimits::default()).map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&header).expect("headers serialise")
+        );
+        return Ok(());
+    }
+    print_pixels(&header);
+    let a = &header.acquisition;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     println!(
         "modality             {}{}",
         or_dash(&a.modality),

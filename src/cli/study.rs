@@ -105,19 +105,14 @@ fn find_priors(current: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(chosen.into_iter().map(|i| paths[i].clone()).collect())
 }
 
-/// Reads the current image and its priors (checked, most recent first) and analyses them.
-pub fn load_study(
-    config: &Config,
-    args: &StudyArgs,
-    settings: &SessionSettings,
-) -> Result<LoadedStudy, String> {
-    let mut prior_files = args.priors.clone();
-    if let Some(dir) = &args.priors_from {
-        prior_files.extend(find_priors(&args.current, dir)?);
-    }
+/// The current image and its priors, each checked as a prior of it, most recent first.
+fn read_images(
+    current_file: &Path,
+    prior_files: &[PathBuf],
+) -> Result<(Radiograph, Vec<Radiograph>), String> {
     let limits = DecodeLimits::default();
     let read = |f: &Path| dicom::read_file(f, &limits).map_err(|e| format!("{}: {e}", f.display()));
-    let current = read(&args.current)?;
+    let current = read(current_file)?;
     let mut priors = prior_files
         .iter()
         .map(|f| {
@@ -126,7 +121,7 @@ pub fn load_study(
                 format!(
                     "{}: not a prior of {}: {reason}",
                     f.display(),
-                    args.current.display()
+                    current_file.display()
                 )
             })?;
             Ok(image)
@@ -145,6 +140,20 @@ pub fn load_study(
         .iter()
         .map(|&i| taken[i].take().expect("each once"))
         .collect();
+    Ok((current, priors))
+}
+
+/// Reads the current image and its priors (checked, most recent first) and analyses them.
+pub fn load_study(
+    config: &Config,
+    args: &StudyArgs,
+    settings: &SessionSettings,
+) -> Result<LoadedStudy, String> {
+    let mut prior_files = args.priors.clone();
+    if let Some(dir) = &args.priors_from {
+        prior_files.extend(find_priors(&args.current, dir)?);
+    }
+    let (current, priors) = read_images(&args.current, &prior_files)?;
     if priors.is_empty() && args.prior_report.is_some() {
         return Err("--prior-report needs a prior (--prior or --priors-from)".into());
     }

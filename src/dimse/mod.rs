@@ -167,6 +167,31 @@ pub struct Listener {
     state: Arc<State>,
 }
 
+/// Every peer's addresses, by AE title (a C-STORE's calling AE must come from its own).
+async fn resolve_peers(config: &DicomConfig) -> Result<HashMap<String, Vec<IpAddr>>, String> {
+    let mut peers = HashMap::new();
+    for peer in &config.peers {
+        check_ae_title("dicom.peers.ae_title", &peer.ae_title)?;
+        let addresses: Vec<IpAddr> = tokio::net::lookup_host((peer.host.as_str(), peer.port))
+            .await
+            .map_err(|e| {
+                format!(
+                    "dicom.peers {:?}: host {:?} does not resolve ({e}): fix the host or remove the peer",
+                    peer.ae_title, peer.host
+                )
+            })?
+            .map(|a| a.ip())
+            .collect();
+        if peers.insert(peer.ae_title.clone(), addresses).is_some() {
+            return Err(format!(
+                "dicom.peers: AE title {:?} is listed twice",
+                peer.ae_title
+            ));
+        }
+    }
+    Ok(peers)
+}
+
 impl Listener {
     /// Checks the configuration, resolves the peers' hosts and binds `listen`; None when the
     /// listener is disabled (`listen = ""`).
@@ -196,26 +221,7 @@ impl Listener {
                 "dicom.max_associations, idle_timeout_seconds, associate_timeout_seconds and max_unassociated_per_address must be at least 1".into(),
             );
         }
-        let mut peers = HashMap::new();
-        for peer in &config.peers {
-            check_ae_title("dicom.peers.ae_title", &peer.ae_title)?;
-            let addresses: Vec<IpAddr> = tokio::net::lookup_host((peer.host.as_str(), peer.port))
-                .await
-                .map_err(|e| {
-                    format!(
-                        "dicom.peers {:?}: host {:?} does not resolve ({e}): fix the host or remove the peer",
-                        peer.ae_title, peer.host
-                    )
-                })?
-                .map(|a| a.ip())
-                .collect();
-            if peers.insert(peer.ae_title.clone(), addresses).is_some() {
-                return Err(format!(
-                    "dicom.peers: AE title {:?} is listed twice",
-                    peer.ae_title
-                ));
-            }
-        }
+        let peers = resolve_peers(config).await?;
         let idle = Duration::from_secs(config.idle_timeout_seconds);
         let mut options = ServerAssociationOptions::new()
             .ae_title(config.ae_title.clone())

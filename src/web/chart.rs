@@ -40,19 +40,32 @@ const RIGHT: f64 = 16.0;
 const TOP: f64 = 28.0;
 const BOTTOM: f64 = 56.0;
 
+/// Where values land on the plot: `groups` spread along x, 0 to 1 up y.
+struct Plot {
+    groups: usize,
+}
+
+impl Plot {
+    fn x(&self, i: usize) -> f64 {
+        let plot_w = WIDTH - LEFT - RIGHT;
+        if self.groups <= 1 {
+            LEFT + plot_w / 2.0
+        } else {
+            LEFT + plot_w * i as f64 / (self.groups - 1) as f64
+        }
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        TOP + (HEIGHT - TOP - BOTTOM) * (1.0 - v.clamp(0.0, 1.0))
+    }
+}
+
 /// A chart of `series` over `groups` (the x axis), values from 0 to 1 shown as percent.
 pub fn line_chart(id: &str, title: &str, groups: &[String], series: &[Series]) -> String {
     let mut svg = String::new();
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |i: usize| {
-        if groups.len() <= 1 {
-            LEFT + plot_w / 2.0
-        } else {
-            LEFT + plot_w * i as f64 / (groups.len() - 1) as f64
-        }
+    let plot = Plot {
+        groups: groups.len(),
     };
-    let y = |v: f64| TOP + plot_h * (1.0 - v.clamp(0.0, 1.0));
     let _ = write!(
         svg,
         r#"<svg id="{}" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
@@ -64,67 +77,93 @@ pub fn line_chart(id: &str, title: &str, groups: &[String], series: &[Series]) -
         r#"<text class="title" x="{LEFT}" y="16">{}</text>"#,
         escape(title)
     );
+    axes(&mut svg, &plot, groups);
+    for s in series {
+        draw_series(&mut svg, &plot, groups, s);
+    }
+    legend(&mut svg, series);
+    if groups.is_empty() {
+        let _ = write!(
+            svg,
+            r#"<text class="empty" x="{:.1}" y="{:.1}" text-anchor="middle">No signed studies in this period.</text>"#,
+            WIDTH / 2.0,
+            HEIGHT / 2.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The percent grid and ticks, and the groups' names along x.
+fn axes(svg: &mut String, plot: &Plot, groups: &[String]) {
     for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let _ = write!(
             svg,
             r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{}" y="{:.1}" text-anchor="end">{:.0}%</text>"#,
             WIDTH - RIGHT,
             LEFT - 6.0,
-            y(tick) + 4.0,
+            plot.y(tick) + 4.0,
             tick * 100.0,
-            y = y(tick),
+            y = plot.y(tick),
         );
     }
     for (i, g) in groups.iter().enumerate() {
         let _ = write!(
             svg,
             r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            x(i),
+            plot.x(i),
             HEIGHT - BOTTOM + 16.0,
             escape(g)
         );
     }
-    for s in series {
-        let mut path = String::new();
-        for (i, p) in s.points.iter().enumerate() {
-            let Some((v, interval)) = p else { continue };
-            let _ = write!(
-                path,
-                "{}{:.1},{:.1} ",
-                if path.is_empty() { "M" } else { "L" },
-                x(i),
-                y(*v)
-            );
-            if let Some((low, high)) = interval {
-                let _ = write!(
-                    svg,
-                    r#"<line class="whisker {}" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/>"#,
-                    s.class,
-                    y(*low),
-                    y(*high),
-                    x = x(i)
-                );
-            }
+}
+
+/// One series: its points (each with its interval's whisker and a tooltip) and the line
+/// through them.
+fn draw_series(svg: &mut String, plot: &Plot, groups: &[String], s: &Series) {
+    let mut path = String::new();
+    for (i, p) in s.points.iter().enumerate() {
+        let Some((v, interval)) = p else { continue };
+        let _ = write!(
+            path,
+            "{}{:.1},{:.1} ",
+            if path.is_empty() { "M" } else { "L" },
+            plot.x(i),
+            plot.y(*v)
+        );
+        if let Some((low, high)) = interval {
             let _ = write!(
                 svg,
-                r#"<circle class="point {}" cx="{:.1}" cy="{:.1}" r="3.5"><title>{}: {}: {:.1}%</title></circle>"#,
+                r#"<line class="whisker {}" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/>"#,
                 s.class,
-                x(i),
-                y(*v),
-                escape(&s.name),
-                escape(&groups[i]),
-                v * 100.0
+                plot.y(*low),
+                plot.y(*high),
+                x = plot.x(i)
             );
         }
-        if !path.is_empty() {
-            let _ = write!(
-                svg,
-                r#"<path class="line {}" d="{}"/>"#,
-                s.class,
-                path.trim_end()
-            );
-        }
+        let _ = write!(
+            svg,
+            r#"<circle class="point {}" cx="{:.1}" cy="{:.1}" r="3.5"><title>{}: {}: {:.1}%</title></circle>"#,
+            s.class,
+            plot.x(i),
+            plot.y(*v),
+            escape(&s.name),
+            escape(&groups[i]),
+            v * 100.0
+        );
     }
+    if !path.is_empty() {
+        let _ = write!(
+            svg,
+            r#"<path class="line {}" d="{}"/>"#,
+            s.class,
+            path.trim_end()
+        );
+    }
+}
+
+/// The key: each series' colour and name along the bottom.
+fn legend(svg: &mut String, series: &[Series]) {
     for (k, s) in series.iter().enumerate() {
         let lx = LEFT + k as f64 * 200.0;
         let ly = HEIGHT - 12.0;
@@ -137,16 +176,6 @@ pub fn line_chart(id: &str, title: &str, groups: &[String], series: &[Series]) -
             escape(&s.name)
         );
     }
-    if groups.is_empty() {
-        let _ = write!(
-            svg,
-            r#"<text class="empty" x="{:.1}" y="{:.1}" text-anchor="middle">No signed studies in this period.</text>"#,
-            WIDTH / 2.0,
-            HEIGHT / 2.0
-        );
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
 #[cfg(test)]

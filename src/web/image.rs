@@ -90,6 +90,34 @@ async fn decode(app: &App, sha: String) -> Result<Radiograph, WebError> {
         })
 }
 
+/// The windows the viewer offers: the header's, then the image's full range.
+fn presets(
+    display: &crate::imaging::header::DisplayAttributes,
+    low: f32,
+    high: f32,
+) -> Vec<Preset> {
+    let mut presets: Vec<Preset> = display
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Preset {
+            name: w
+                .explanation
+                .clone()
+                .filter(|e| !e.trim().is_empty())
+                .unwrap_or_else(|| format!("Header window {}", i + 1)),
+            center: w.center,
+            width: w.width,
+        })
+        .collect();
+    presets.push(Preset {
+        name: "Full range".into(),
+        center: f64::from(low) + f64::from(high - low) / 2.0,
+        width: f64::from(high - low).max(1.0),
+    });
+    presets
+}
+
 /// The viewer's body for `radiograph` at most `size` on its longer side. Padding pixels (Pixel
 /// Padding Value) are sent as 65535, which the viewer draws black, and take no part in the
 /// value range.
@@ -132,25 +160,7 @@ pub fn encode_pixels(radiograph: &Radiograph, size: usize) -> Vec<u8> {
     };
     let intercept = f64::from(low);
     let display = &radiograph.header.display;
-    let mut presets: Vec<Preset> = display
-        .windows
-        .iter()
-        .enumerate()
-        .map(|(i, w)| Preset {
-            name: w
-                .explanation
-                .clone()
-                .filter(|e| !e.trim().is_empty())
-                .unwrap_or_else(|| format!("Header window {}", i + 1)),
-            center: w.center,
-            width: w.width,
-        })
-        .collect();
-    presets.push(Preset {
-        name: "Full range".into(),
-        center: f64::from(low) + f64::from(high - low) / 2.0,
-        width: f64::from(high - low).max(1.0),
-    });
+    let presets = presets(display, low, high);
     let meta = serde_json::json!({
         "width": w,
         "height": h,
