@@ -243,7 +243,8 @@ const TYPE_2: &[Tag] = &[
 ];
 
 /// Builds the SR of `draft` (or, with `signed`, of the radiologist's final read) in the study
-/// of `source`, referencing `priors` as pertinent other evidence.
+/// of `source`, referencing `priors` as pertinent other evidence: one function per module of
+/// the Comprehensive SR IOD (PS3.3 A.35.3), and the content tree (TID 2000).
 pub fn build(
     draft: &Draft,
     signed: Option<&FinalRead>,
@@ -255,6 +256,25 @@ pub fn build(
         now.format("%Y%m%d").to_string(),
         now.format("%H%M%S").to_string(),
     );
+    let mut sr = patient_and_study(source)?;
+    series_and_instance(&mut sr, &date, &time);
+    document_general(&mut sr, draft, signed, priors);
+    contributing_equipment(&mut sr, draft, &date, &time);
+    for element in content_tree(draft, signed).into_iter() {
+        sr.put(element);
+    }
+    sr.with_meta(
+        FileMetaTableBuilder::new()
+            .transfer_syntax(EXPLICIT_VR_LITTLE_ENDIAN)
+            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+            .implementation_version_name("RADASSIST_01"),
+    )
+    .map_err(|e| format!("the SR's file meta group: {e}"))
+}
+
+/// Patient, General Study and Patient Study: copied from the source image (Type 2 attributes
+/// it lacks are present and empty), in UTF-8.
+fn patient_and_study(source: &DicomInstance) -> Result<InMemDicomObject, String> {
     let mut sr = InMemDicomObject::new_empty();
     for &(tag, vr) in COPIED {
         if let Ok(element) = source.element(tag) {
@@ -277,6 +297,12 @@ pub fn build(
                 .into(),
         );
     }
+    Ok(sr)
+}
+
+/// SR Document Series, General Equipment, SOP Common and the content's date and time: a new
+/// series of its own.
+fn series_and_instance(sr: &mut InMemDicomObject, date: &str, time: &str) {
     let sop_instance = new_uid();
     for (tag, vr, value) in [
         (tags::SOP_CLASS_UID, VR::UI, COMPREHENSIVE_SR.to_string()),
@@ -287,10 +313,10 @@ pub fn build(
         (tags::SERIES_DESCRIPTION, VR::LO, "radassist report".into()),
         (tags::INSTANCE_NUMBER, VR::IS, "1".into()),
         (tags::MANUFACTURER, VR::LO, "radassist".into()),
-        (tags::CONTENT_DATE, VR::DA, date.clone()),
-        (tags::CONTENT_TIME, VR::TM, time.clone()),
-        (tags::INSTANCE_CREATION_DATE, VR::DA, date.clone()),
-        (tags::INSTANCE_CREATION_TIME, VR::TM, time.clone()),
+        (tags::CONTENT_DATE, VR::DA, date.to_string()),
+        (tags::CONTENT_TIME, VR::TM, time.to_string()),
+        (tags::INSTANCE_CREATION_DATE, VR::DA, date.to_string()),
+        (tags::INSTANCE_CREATION_TIME, VR::TM, time.to_string()),
     ] {
         sr.put(text(tag, vr, &value));
     }
@@ -299,6 +325,16 @@ pub fn build(
         vec![],
     ));
     sr.put(sequence(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
+}
+
+/// SR Document General: completion, verification (who signed, for a final read), the SR an
+/// amendment replaces, and the images it rests on.
+fn document_general(
+    sr: &mut InMemDicomObject,
+    draft: &Draft,
+    signed: Option<&FinalRead>,
+    priors: &[ImageReference],
+) {
     let (completion, verification, preliminary) = match signed {
         Some(_) => ("COMPLETE", "VERIFIED", "FINAL"),
         None => ("PARTIAL", "UNVERIFIED", "PRELIMINARY"),
@@ -337,7 +373,10 @@ pub fn build(
             priors,
         ));
     }
-    // The models, as the equipment that contributed.
+}
+
+/// Contributing Equipment: radassist, with the draft's author and every model that contributed.
+fn contributing_equipment(sr: &mut InMemDicomObject, draft: &Draft, date: &str, time: &str) {
     let models: Vec<String> = draft
         .models
         .iter()
@@ -381,13 +420,56 @@ pub fn build(
             ),
         ])],
     ));
+}
 
-    // The content tree (TID 2000).
+/// The content tree (TID 2000): language, observer context, FINDINGS and IMPRESSION.
+fn content_tree(draft: &Draft, signed: Option<&FinalRead>) -> InMemDicomObject {
     let mut content = vec![code_item(
         "HAS CONCEPT MOD",
         code("121049", "DCM", "Language of Content Item and Descendants"),
         code("en-US", "RFC5646", "English (United States)"),
     )];
+    content.extend(observer_context(draft, signed));
+    let (findings, impression) = sections(draft, signed);
+    let image = draft.source_images.first();
+    if !findings.is_empty() {
+        content.push(container(
+            Some("CONTAINS"),
+            code("121070", "DCM", "Findings"),
+            findings
+                .iter()
+                .map(|s| finding_item(code("121071", "DCM", "Finding"), s, image))
+                .collect(),
+        ));
+    }
+    if !impression.is_empty() {
+        content.push(container(
+            Some("CONTAINS"),
+            code("121073", "DCM", "Impression"),
+            impression
+                .iter()
+                .map(|s| finding_item(code("121073", "DCM", "Impression"), s, image))
+                .collect(),
+        ));
+    }
+    let mut root = container(
+        None,
+        code("18748-4", "LN", "Diagnostic Imaging Report"),
+        content,
+    );
+    root.put(sequence(
+        tags::CONTENT_TEMPLATE_SEQUENCE,
+        vec![InMemDicomObject::from_element_iter([
+            text(tags::MAPPING_RESOURCE, VR::CS, "DCMR"),
+            text(tags::TEMPLATE_IDENTIFIER, VR::CS, "2000"),
+        ])],
+    ));
+    root
+}
+
+/// The observer: the radiologist who signed, or radassist as the device that drafted.
+fn observer_context(draft: &Draft, signed: Option<&FinalRead>) -> Vec<InMemDicomObject> {
+    let mut content = Vec::new();
     match signed {
         Some(read) => {
             content.push(code_item(
@@ -433,9 +515,13 @@ pub fn build(
             ));
         }
     }
-    // A signed read's text replaces the draft's sentences; the measurements stay with the
-    // findings of the draft only.
-    let (findings, impression) = match signed {
+    content
+}
+
+/// The FINDINGS and IMPRESSION sentences: a signed read's text replaces the draft's sentences;
+/// the measurements stay with the findings of the draft only.
+fn sections(draft: &Draft, signed: Option<&FinalRead>) -> (Vec<Statement>, Vec<Statement>) {
+    match signed {
         Some(read) => {
             let (f, i) = split_sections(&read.text);
             (plain_statements(&f), plain_statements(&i))
@@ -450,50 +536,7 @@ pub fn build(
             findings.extend(draft.findings.iter().cloned());
             (findings, plain_statements(&i))
         }
-    };
-    let image = draft.source_images.first();
-    if !findings.is_empty() {
-        content.push(container(
-            Some("CONTAINS"),
-            code("121070", "DCM", "Findings"),
-            findings
-                .iter()
-                .map(|s| finding_item(code("121071", "DCM", "Finding"), s, image))
-                .collect(),
-        ));
     }
-    if !impression.is_empty() {
-        content.push(container(
-            Some("CONTAINS"),
-            code("121073", "DCM", "Impression"),
-            impression
-                .iter()
-                .map(|s| finding_item(code("121073", "DCM", "Impression"), s, image))
-                .collect(),
-        ));
-    }
-    let mut root = container(
-        None,
-        code("18748-4", "LN", "Diagnostic Imaging Report"),
-        content,
-    );
-    root.put(sequence(
-        tags::CONTENT_TEMPLATE_SEQUENCE,
-        vec![InMemDicomObject::from_element_iter([
-            text(tags::MAPPING_RESOURCE, VR::CS, "DCMR"),
-            text(tags::TEMPLATE_IDENTIFIER, VR::CS, "2000"),
-        ])],
-    ));
-    for element in root.into_iter() {
-        sr.put(element);
-    }
-    sr.with_meta(
-        FileMetaTableBuilder::new()
-            .transfer_syntax(EXPLICIT_VR_LITTLE_ENDIAN)
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name("RADASSIST_01"),
-    )
-    .map_err(|e| format!("the SR's file meta group: {e}"))
 }
 
 /// Writes the SR to `path`.
