@@ -178,154 +178,185 @@ fn negative_for(observation: &str) -> Option<&'static str> {
     })
 }
 
+/// A model's output as evidence.
+fn model_output(model: &str, observation: &str, probability: f32, threshold: f32) -> Evidence {
+    Evidence::ModelOutput {
+        model: model.to_string(),
+        observation: observation.to_string(),
+        probability,
+        threshold,
+    }
+}
+
+/// The devices' sentences (findings; a critical or malpositioned one in the impression too):
+/// what was measured, and how it was judged.
+fn device_statements(
+    study: &StudyAnalysis,
+    landmarks_model: &str,
+) -> (Vec<Statement>, Vec<Statement>) {
+    let current = &study.current;
+    let mut findings = Vec::new();
+    let mut impression = Vec::new();
+    for d in current
+        .placement
+        .devices
+        .iter()
+        .filter(|d| d.verdict != Verdict::Absent)
+    {
+        let mut evidence: Vec<Evidence> = d
+            .measurements
+            .iter()
+            .map(|m| Evidence::Measurement {
+                device: d.device,
+                name: m.name.clone(),
+                value: m.value,
+                unit: m.unit,
+                verdict: d.verdict,
+                thresholds: d.thresholds.clone(),
+            })
+            .collect();
+        evidence.extend(d.landmarks.iter().map(|l| Evidence::Landmark {
+            model: landmarks_model.to_string(),
+            name: l.name.clone(),
+            x: l.x,
+            y: l.y,
+            confidence: l.confidence,
+        }));
+        let statement = Statement {
+            text: d.statement.clone(),
+            evidence,
+            critical: d.critical,
+        };
+        if d.critical || d.verdict == Verdict::Malpositioned {
+            impression.push(statement.clone());
+        }
+        findings.push(statement);
+    }
+    (findings, impression)
+}
+
+/// The findings present (in the findings and the impression), then the pertinent negatives;
+/// how many were present.
+fn finding_statements(
+    study: &StudyAnalysis,
+    findings_model: &str,
+    findings: &mut Vec<Statement>,
+    impression: &mut Vec<Statement>,
+) -> usize {
+    let current = &study.current;
+    let output = |observation: &str, probability: f32, threshold: f32| {
+        model_output(findings_model, observation, probability, threshold)
+    };
+    let mut present: Vec<_> = current
+        .findings
+        .iter()
+        .filter(|f| f.probability >= PRESENT && sentence_for(&f.label).is_some())
+        .collect();
+    present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    for f in &present {
+        let critical = f.label == "Pneumothorax";
+        let statement = Statement {
+            text: sentence_for(&f.label).unwrap().to_string(),
+            evidence: vec![output(&f.label, f.probability, PRESENT)],
+            critical,
+        };
+        impression.push(statement.clone());
+        findings.push(statement);
+    }
+    for f in current.findings.iter().filter(|f| f.probability < ABSENT) {
+        if let (true, Some(text)) = (
+            PERTINENT_NEGATIVES.contains(&f.label.as_str()),
+            negative_for(&f.label),
+        ) {
+            findings.push(Statement {
+                text: text.to_string(),
+                evidence: vec![output(&f.label, f.probability, ABSENT)],
+                critical: false,
+            });
+        }
+    }
+    present.len()
+}
+
+/// The changes since each prior, as findings.
+fn change_statements(study: &StudyAnalysis) -> Vec<Statement> {
+    let mut findings = Vec::new();
+    for c in &study.comparisons {
+        let date = c.prior.image.study_date.clone();
+        let since = date.as_deref().unwrap_or("the prior study");
+        let comparison =
+            |subject: &str, change: &str, p: Option<f64>, q: Option<f64>| Evidence::Comparison {
+                prior_study_date: date.clone(),
+                prior_sop_instance_uid: c.prior.image.sop_instance_uid.clone(),
+                subject: subject.to_string(),
+                change: change.to_string(),
+                prior_value: p,
+                current_value: q,
+            };
+        for f in &c.findings {
+            let name = subject(&f.label);
+            let text = match f.change {
+                FindingChangeKind::New => format!("{name} is new since {since}."),
+                FindingChangeKind::Resolved => format!("{name} has resolved since {since}."),
+                FindingChangeKind::Increased => format!("{name} has increased since {since}."),
+                FindingChangeKind::Decreased => format!("{name} has decreased since {since}."),
+                _ => continue,
+            };
+            if sentence_for(&f.label).is_none() {
+                continue;
+            }
+            let change = serde_json::to_value(f.change)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            findings.push(Statement {
+                text,
+                evidence: vec![comparison(
+                    &f.label,
+                    &change.unwrap_or_default(),
+                    Some(f64::from(f.prior_probability)),
+                    Some(f64::from(f.current_probability)),
+                )],
+                critical: false,
+            });
+        }
+        for d in &c.devices {
+            if matches!(d.change, DeviceChangeKind::Absent) || d.statement.is_empty() {
+                continue;
+            }
+            let change = serde_json::to_value(d.change)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            findings.push(Statement {
+                text: d.statement.replace("the prior study", since),
+                evidence: vec![comparison(
+                    d.device.title(),
+                    &change.unwrap_or_default(),
+                    None,
+                    d.tip_moved,
+                )],
+                critical: false,
+            });
+        }
+    }
+    findings
+}
+
 impl Draft {
     /// The deterministic draft of an analysis.
     pub fn from_analysis(study: &StudyAnalysis, sources: Vec<ImageReference>) -> Draft {
         let current = &study.current;
-        let findings_model = study
-            .models
-            .iter()
-            .find(|m| m.task == "findings")
-            .map(|m| format!("{} {}", m.name, m.version))
-            .unwrap_or_default();
-        let landmarks_model = study
-            .models
-            .iter()
-            .find(|m| m.task == "landmarks")
-            .map(|m| format!("{} {}", m.name, m.version))
-            .unwrap_or_default();
-        let mut findings = Vec::new();
-        let mut impression = Vec::new();
-        // Devices: what was measured, and how it was judged.
-        for d in current
-            .placement
-            .devices
-            .iter()
-            .filter(|d| d.verdict != Verdict::Absent)
-        {
-            let mut evidence: Vec<Evidence> = d
-                .measurements
+        let model_of = |task: &str| {
+            study
+                .models
                 .iter()
-                .map(|m| Evidence::Measurement {
-                    device: d.device,
-                    name: m.name.clone(),
-                    value: m.value,
-                    unit: m.unit,
-                    verdict: d.verdict,
-                    thresholds: d.thresholds.clone(),
-                })
-                .collect();
-            evidence.extend(d.landmarks.iter().map(|l| Evidence::Landmark {
-                model: landmarks_model.clone(),
-                name: l.name.clone(),
-                x: l.x,
-                y: l.y,
-                confidence: l.confidence,
-            }));
-            let statement = Statement {
-                text: d.statement.clone(),
-                evidence,
-                critical: d.critical,
-            };
-            if d.critical || d.verdict == Verdict::Malpositioned {
-                impression.push(statement.clone());
-            }
-            findings.push(statement);
-        }
-        // Findings present, then pertinent negatives.
-        let output = |observation: &str, probability: f32, threshold: f32| Evidence::ModelOutput {
-            model: findings_model.clone(),
-            observation: observation.to_string(),
-            probability,
-            threshold,
+                .find(|m| m.task == task)
+                .map(|m| format!("{} {}", m.name, m.version))
+                .unwrap_or_default()
         };
-        let mut present: Vec<_> = current
-            .findings
-            .iter()
-            .filter(|f| f.probability >= PRESENT && sentence_for(&f.label).is_some())
-            .collect();
-        present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
-        for f in &present {
-            let critical = f.label == "Pneumothorax";
-            let statement = Statement {
-                text: sentence_for(&f.label).unwrap().to_string(),
-                evidence: vec![output(&f.label, f.probability, PRESENT)],
-                critical,
-            };
-            impression.push(statement.clone());
-            findings.push(statement);
-        }
-        for f in current.findings.iter().filter(|f| f.probability < ABSENT) {
-            if let (true, Some(text)) = (
-                PERTINENT_NEGATIVES.contains(&f.label.as_str()),
-                negative_for(&f.label),
-            ) {
-                findings.push(Statement {
-                    text: text.to_string(),
-                    evidence: vec![output(&f.label, f.probability, ABSENT)],
-                    critical: false,
-                });
-            }
-        }
-        // Changes since each prior.
-        for c in &study.comparisons {
-            let date = c.prior.image.study_date.clone();
-            let since = date.as_deref().unwrap_or("the prior study");
-            let comparison = |subject: &str, change: &str, p: Option<f64>, q: Option<f64>| {
-                Evidence::Comparison {
-                    prior_study_date: date.clone(),
-                    prior_sop_instance_uid: c.prior.image.sop_instance_uid.clone(),
-                    subject: subject.to_string(),
-                    change: change.to_string(),
-                    prior_value: p,
-                    current_value: q,
-                }
-            };
-            for f in &c.findings {
-                let name = subject(&f.label);
-                let text = match f.change {
-                    FindingChangeKind::New => format!("{name} is new since {since}."),
-                    FindingChangeKind::Resolved => format!("{name} has resolved since {since}."),
-                    FindingChangeKind::Increased => format!("{name} has increased since {since}."),
-                    FindingChangeKind::Decreased => format!("{name} has decreased since {since}."),
-                    _ => continue,
-                };
-                if sentence_for(&f.label).is_none() {
-                    continue;
-                }
-                let change = serde_json::to_value(f.change)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string));
-                findings.push(Statement {
-                    text,
-                    evidence: vec![comparison(
-                        &f.label,
-                        &change.unwrap_or_default(),
-                        Some(f64::from(f.prior_probability)),
-                        Some(f64::from(f.current_probability)),
-                    )],
-                    critical: false,
-                });
-            }
-            for d in &c.devices {
-                if matches!(d.change, DeviceChangeKind::Absent) || d.statement.is_empty() {
-                    continue;
-                }
-                let change = serde_json::to_value(d.change)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string));
-                findings.push(Statement {
-                    text: d.statement.replace("the prior study", since),
-                    evidence: vec![comparison(
-                        d.device.title(),
-                        &change.unwrap_or_default(),
-                        None,
-                        d.tip_moved,
-                    )],
-                    critical: false,
-                });
-            }
-        }
+        let findings_model = model_of("findings");
+        let (mut findings, mut impression) = device_statements(study, &model_of("landmarks"));
+        let present = finding_statements(study, &findings_model, &mut findings, &mut impression);
+        findings.extend(change_statements(study));
         // Critical results first; then the rest; a normal study says so.
         impression.sort_by_key(|s| !s.critical);
         let devices_ok = current.placement.devices.iter().any(|d| {
@@ -341,11 +372,11 @@ impl Draft {
                 critical: false,
             });
         }
-        if present.is_empty() && !impression.iter().any(|s| s.critical) {
+        if present == 0 && !impression.iter().any(|s| s.critical) {
             let evidence = current
                 .findings
                 .iter()
-                .map(|f| output(&f.label, f.probability, PRESENT))
+                .map(|f| model_output(&findings_model, &f.label, f.probability, PRESENT))
                 .collect();
             impression.push(Statement {
                 text: "No acute cardiopulmonary abnormality.".into(),
