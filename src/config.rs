@@ -512,18 +512,45 @@ impl InferenceConfig {
     }
 }
 
+/// Why the configuration cannot be used: what is wrong, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value out of its range, or settings that do not go together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl Config {
     /// Reads `path` (when given), then applies the environment overrides.
-    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?
             }
             None => Config::default(),
         };
-        config.apply_environment(|name| std::env::var(name).ok())?;
+        config
+            .apply_environment(|name| std::env::var(name).ok())
+            .map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 

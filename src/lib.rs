@@ -12,12 +12,13 @@
 //! - the domain: [`dicom`] (decoding into the canonical [`imaging::Radiograph`]), [`imaging`],
 //!   [`runtime`] and [`inference`] (ONNX models), [`analysis`], [`placement`], [`priors`],
 //!   [`draft`] (reports, SR, FHIR), [`labeler`], [`qa`], [`sentences`];
-//! - beside them: [`config`], [`roles`], [`pem`], [`excerpt`].
+//! - beside them: [`config`], [`roles`], [`pem`], [`excerpt`], [`causes`].
 //!
 //! Everything after decoding sees only [`imaging::Radiograph`], so no analysis needs to know DICOM.
 
 pub mod analysis;
 pub mod app;
+pub mod causes;
 pub mod config;
 pub mod dicom;
 pub mod dimse;

@@ -155,3 +155,33 @@ fn no_function_in_the_service_layers_is_over_80_lines() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[test]
+fn no_file_in_the_service_layers_is_over_500_lines() {
+    let mut long = Vec::new();
+    for folder in [
+        "src/app",
+        "src/grpc",
+        "src/web",
+        "src/dimse",
+        "src/store",
+        "src/server",
+    ] {
+        let mut files = Vec::new();
+        rust_files(&root().join(folder), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // The code, its unit tests aside.
+            let code = text.split("\n#[cfg(test)]").next().unwrap_or("");
+            let lines = code.lines().count();
+            if lines > 500 {
+                long.push(format!("{}: {lines}", file.display()));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these files by job:\n{}",
+        long.join("\n")
+    );
+}

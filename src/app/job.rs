@@ -41,21 +41,36 @@ fn frontal(header: &ImageHeader) -> bool {
     )
 }
 
-/// The study's first decodable frontal image.
+/// Why a study could not be analysed; the job's failure reason, which an admin reads.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("no decodable frontal chest image in the study ({0})")]
+    NoFrontalImage(String),
+    #[error(transparent)]
+    Analysis(#[from] crate::analysis::AnalysisError),
+    #[error("the report pack: {0}")]
+    ReportPack(#[source] crate::inference::InferenceError),
+    #[error("the draft's SR: {0}")]
+    Results(#[from] super::results::ResultsError),
+    #[error("encoding the work item: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the analysis panicked (a defect: please report it with this study): {0}")]
+    Panicked(String),
+}
+
 /// The study's first decodable frontal image, and its blob.
-fn study_image(store: &dyn Store, uid: &str) -> Result<(Radiograph, String), String> {
+fn study_image(store: &dyn Store, uid: &str) -> Result<(Radiograph, String), JobError> {
     let mut reasons = Vec::new();
-    for (sop, sha) in store.study_instances(uid).map_err(|e| e.to_string())? {
+    for (sop, sha) in store.study_instances(uid)? {
         match decode(store.blobs(), &sha) {
             Ok(r) if frontal(&r.header) => return Ok((r, sha)),
             Ok(_) => reasons.push(format!("{sop}: not a frontal view")),
             Err(e) => reasons.push(format!("{sop}: {e}")),
         }
     }
-    Err(format!(
-        "no decodable frontal chest image in the study ({})",
-        reasons.join("; ")
-    ))
+    Err(JobError::NoFrontalImage(reasons.join("; ")))
 }
 
 /// The blob and header of the study's first frontal image (no pixel decoding).
@@ -79,7 +94,7 @@ fn find_prior(
     uid: &str,
     patient_id: &str,
     current: &ImageHeader,
-) -> Result<Option<(Radiograph, Option<String>)>, String> {
+) -> Result<Option<(Radiograph, Option<String>)>, JobError> {
     let Some(current_date) = current
         .identity
         .study_date
@@ -90,10 +105,7 @@ fn find_prior(
     };
     let mut candidates: Vec<(String, String, ImageHeader)> = Vec::new();
     let mut newest_eligible: Option<String> = None;
-    for (other, date) in store
-        .other_studies_of_patient(patient_id, uid)
-        .map_err(|e| e.to_string())?
-    {
+    for (other, date) in store.other_studies_of_patient(patient_id, uid)? {
         if date.is_empty() || date.as_str() > current_date {
             continue;
         }
@@ -149,7 +161,7 @@ fn prior_of(
         Option<(Radiograph, Option<String>)>,
         Option<(Vec<String>, String)>,
     ),
-    String,
+    JobError,
 > {
     let store = state.store.as_ref();
     let prior = find_prior(store, uid, patient_id, current)?;
@@ -178,9 +190,13 @@ fn prior_of(
 
 /// Analyses study `uid`, drafts its report, and builds the draft's SR for each peer that
 /// takes results.
-pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<NewWorkItem, String> {
+pub fn analyze_study(
+    state: &State,
+    models: &JobModels,
+    uid: &str,
+) -> Result<NewWorkItem, JobError> {
     let store = state.store.as_ref();
-    let study = store.study(uid).map_err(|e| e.to_string())?;
+    let study = store.study(uid)?;
     if std::env::var(PANIC_HOOK).is_ok_and(|a| !a.is_empty() && a == study.accession_number) {
         panic!("test hook {PANIC_HOOK}: this study's job panics");
     }
@@ -195,10 +211,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
             report: report.as_deref(),
         })
         .collect();
-    let analysis = models
-        .analyzer
-        .analyze(&current, &inputs)
-        .map_err(|e| e.to_string())?;
+    let analysis = models.analyzer.analyze(&current, &inputs)?;
     let mut draft = Draft::from_analysis(&analysis, vec![image_reference(&current)]);
     if let Some(writer) = &models.writer {
         let request = WriterRequest {
@@ -214,9 +227,7 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
                 .as_ref()
                 .and_then(|(image, report)| Some((image.clone(), report.clone()?))),
         };
-        let generated = writer
-            .write(request)
-            .map_err(|e| format!("the report pack: {e}"))?;
+        let generated = writer.write(request).map_err(JobError::ReportPack)?;
         draft = draft.with_generated_text(&generated.text, writer.model());
     }
     if let Some((peers, reason)) = prior_unavailable {
@@ -237,13 +248,13 @@ pub fn analyze_study(state: &State, models: &JobModels, uid: &str) -> Result<New
         critical,
         priority,
         content,
-        analysis_json: serde_json::to_string(&analysis).map_err(|e| e.to_string())?,
+        analysis_json: serde_json::to_string(&analysis)?,
         model_version: models_used
             .iter()
             .map(|m| format!("{}:{}@{}", m.task, m.name, m.version))
             .collect::<Vec<_>>()
             .join(","),
-        report_json: serde_json::to_string(&source).map_err(|e| e.to_string())?,
+        report_json: serde_json::to_string(&source)?,
         results,
     })
 }

@@ -82,17 +82,7 @@ impl Error {
     /// The error with every cause, for the log (an internal error's message to a caller says
     /// only that it failed).
     pub fn with_causes(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.contains(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        text
+        crate::causes::with_causes(self)
     }
 }
 

@@ -17,6 +17,33 @@ use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Why an SR could not be made, stored or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("reading {what}: {source}")]
+    Blob {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} does not parse: {source}")]
+    Parse {
+        what: &'static str,
+        #[source]
+        source: Box<crate::dicom::DecodeError>,
+    },
+    #[error(transparent)]
+    Sr(#[from] Box<sr::SrError>),
+    #[error("encoding the SR: {0}")]
+    Encode(#[source] Box<dicom_object::WriteError>),
+    #[error("storing the SR: {0}")]
+    Store(#[source] std::io::Error),
+    #[error("the SR being amended: {0}")]
+    Outbox(#[from] crate::store::StoreError),
+    #[error("the SR has no {0}")]
+    MissingUid(Tag),
+}
+
 /// What a work item's SRs are built from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportSource {
@@ -29,17 +56,19 @@ pub struct ReportSource {
 
 /// The SR that an amendment of study `uid` replaces: the newest signed SR made for it, as
 /// its Predecessor Documents Sequence references it (None when none was made).
-pub fn predecessor(store: &dyn Store, uid: &str) -> Result<Option<ImageReference>, String> {
-    let Some((sop_instance_uid, sha256)) =
-        store.latest_signed_sr(uid).map_err(|e| e.to_string())?
-    else {
+pub fn predecessor(store: &dyn Store, uid: &str) -> Result<Option<ImageReference>, ResultsError> {
+    let Some((sop_instance_uid, sha256)) = store.latest_signed_sr(uid)? else {
         return Ok(None);
     };
+    let what = "the SR being amended";
     let bytes = store
         .blobs()
         .get(&sha256)
-        .map_err(|e| format!("the SR being amended: {e}"))?;
-    let sr = crate::dicom::parse_dicom(&bytes).map_err(|e| e.to_string())?;
+        .map_err(|source| ResultsError::Blob { what, source })?;
+    let sr = crate::dicom::parse_dicom(&bytes).map_err(|source| ResultsError::Parse {
+        what,
+        source: Box::new(source),
+    })?;
     Ok(Some(ImageReference {
         sop_class_uid: uid_in(&sr, tags::SOP_CLASS_UID)?,
         sop_instance_uid,
@@ -49,12 +78,12 @@ pub fn predecessor(store: &dyn Store, uid: &str) -> Result<Option<ImageReference
 }
 
 /// A UID of an SR radassist made (its value without the padding NUL).
-fn uid_in(sr: &InMemDicomObject, tag: Tag) -> Result<String, String> {
+fn uid_in(sr: &InMemDicomObject, tag: Tag) -> Result<String, ResultsError> {
     sr.element(tag)
         .ok()
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_end_matches('\0').trim().to_string())
-        .ok_or_else(|| format!("the SR has no {tag}"))
+        .ok_or(ResultsError::MissingUid(tag))
 }
 
 /// The draft's SR, stored as a blob and queued for each of `peers` (none: nothing is built).
@@ -62,7 +91,7 @@ pub fn draft_results(
     store: &dyn Store,
     peers: &[String],
     source: &ReportSource,
-) -> Result<Vec<OutgoingResult>, String> {
+) -> Result<Vec<OutgoingResult>, ResultsError> {
     sr_results(store, peers, source, None)
 }
 
@@ -72,7 +101,7 @@ pub fn final_results(
     peers: &[String],
     source: &ReportSource,
     read: &FinalRead,
-) -> Result<Vec<OutgoingResult>, String> {
+) -> Result<Vec<OutgoingResult>, ResultsError> {
     sr_results(store, peers, source, Some(read))
 }
 
@@ -81,15 +110,19 @@ fn sr_results(
     peers: &[String],
     source: &ReportSource,
     signed: Option<&FinalRead>,
-) -> Result<Vec<OutgoingResult>, String> {
+) -> Result<Vec<OutgoingResult>, ResultsError> {
     if peers.is_empty() {
         return Ok(vec![]);
     }
+    let what = "the source image of the SR";
     let image = store
         .blobs()
         .get(&source.source_sha256)
-        .map_err(|e| format!("the source image of the SR: {e}"))?;
-    let image = crate::dicom::parse_dicom(&image).map_err(|e| e.to_string())?;
+        .map_err(|source| ResultsError::Blob { what, source })?;
+    let image = crate::dicom::parse_dicom(&image).map_err(|source| ResultsError::Parse {
+        what,
+        source: Box::new(source),
+    })?;
     // Verifying Organization is Type 1: the configured one, else the image's institution.
     let signed = signed.map(|read| {
         let mut read = read.clone();
@@ -104,16 +137,17 @@ fn sr_results(
         }
         read
     });
-    let document = sr::build(&source.draft, signed.as_ref(), &image, &source.priors)?;
+    let document =
+        sr::build(&source.draft, signed.as_ref(), &image, &source.priors).map_err(Box::new)?;
     let mut bytes = Vec::new();
     document
         .write_all(&mut bytes)
-        .map_err(|e| format!("writing the SR: {e}"))?;
+        .map_err(|e| ResultsError::Encode(Box::new(e)))?;
     let sha256 = hex(&Sha256::digest(&bytes));
     store
         .blobs()
         .put(&sha256, &bytes)
-        .map_err(|e| format!("storing the SR: {e}"))?;
+        .map_err(ResultsError::Store)?;
     let sop_instance_uid = uid_in(&document, tags::SOP_INSTANCE_UID)?;
     let study_instance_uid = uid_in(&document, tags::STUDY_INSTANCE_UID)?;
     let kind = match &signed {

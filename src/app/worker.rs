@@ -11,7 +11,7 @@
 //! `radassist_analysis_unavailable` is 1. A crash leaves a job running, and the next start
 //! queues it again.
 
-use super::job::{analyze_study, JobModels};
+use super::job::{analyze_study, JobError, JobModels};
 use super::state::{ModelStatus, State};
 use crate::analysis::{Analyzer, BatchObserver, ModelUsed};
 use crate::config::Config;
@@ -261,14 +261,11 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
     m.queue_wait_seconds.observe(job.waited_ms as f64 / 1000.0);
     state.study_changed(&uid, false);
     let started = Instant::now();
-    let outcome: Result<NewWorkItem, String> =
+    let outcome: Result<NewWorkItem, JobError> =
         catch_unwind(AssertUnwindSafe(|| analyze_study(state, models, &uid))).unwrap_or_else(
             |payload| {
                 m.job_panics.inc();
-                Err(format!(
-                    "the analysis panicked (a defect: please report it with this study): {}",
-                    panic_message(payload.as_ref())
-                ))
+                Err(JobError::Panicked(panic_message(payload.as_ref())))
             },
         );
     let seconds = started.elapsed().as_secs_f64();
@@ -278,7 +275,7 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
             .store
             .finish_job(&uid, &item)
             .map(|_| item)
-            .map_err(|e| e.to_string())
+            .map_err(JobError::from)
     }) {
         Ok(item) => {
             m.jobs_done.inc();
@@ -293,8 +290,10 @@ fn run_job(state: &State, models: &JobModels, config: &Config, job: TakenJob) {
                 state.critical_item(&uid);
             }
         }
-        Err(reason) => {
+        Err(error) => {
             m.jobs_failed.inc();
+            // The reason an admin reads, with every cause.
+            let reason = crate::causes::with_causes(&error);
             tracing::warn!(attempt = job.attempt, "analysis failed: {reason}");
             let queued_again =
                 match state

@@ -355,7 +355,7 @@ pub fn export(
                 .iter()
                 .map(|p| reference(p, "prior"))
                 .collect::<Result<Vec<_>, _>>()?;
-            sr::write(&draft, signed.as_ref(), &source, &priors, output)
+            sr::write(&draft, signed.as_ref(), &source, &priors, output).map_err(|e| e.to_string())
         }
         ExportFormat::Fhir => {
             let patient = study.current.header.identity.patient_id.as_deref();

@@ -37,21 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// An error followed by the errors that caused it ("could not connect to server: invalid peer
-/// certificate: UnknownIssuer"): dicom-ul's own messages leave the cause out.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let more = e.to_string();
-        if !text.ends_with(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = e.source();
-    }
-    text
-}
-
 /// The Verification SOP Class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 

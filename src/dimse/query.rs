@@ -149,7 +149,7 @@ impl QueryAssociation {
                 peer.host,
                 peer.port,
                 if tls.is_some() { " (TLS)" } else { "" },
-                e = super::with_causes(&e)
+                e = crate::causes::with_causes(&e)
             )
         })?;
         // Each request is a command and an identifier in two small PDUs: without this, the

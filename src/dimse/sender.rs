@@ -198,7 +198,7 @@ async fn send(
             config.host,
             config.port,
             if peer.tls.is_some() { " (TLS)" } else { "" },
-            e = super::with_causes(&e)
+            e = crate::causes::with_causes(&e)
         )
     };
     let store = Store {

@@ -242,6 +242,23 @@ const TYPE_2: &[Tag] = &[
     tags::ACCESSION_NUMBER,
 ];
 
+/// Why an SR could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SrError {
+    #[error(
+        "the source image has no Study Instance UID: the report cannot be placed in its study"
+    )]
+    NoStudyInstanceUid,
+    #[error("the SR's file meta group: {0}")]
+    Meta(#[source] Box<dicom_object::WithMetaError>),
+    #[error("writing the SR to {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dicom_object::WriteError>,
+    },
+}
+
 /// Builds the SR of `draft` (or, with `signed`, of the radiologist's final read) in the study
 /// of `source`, referencing `priors` as pertinent other evidence: one function per module of
 /// the Comprehensive SR IOD (PS3.3 A.35.3), and the content tree (TID 2000).
@@ -250,7 +267,7 @@ pub fn build(
     signed: Option<&FinalRead>,
     source: &DicomInstance,
     priors: &[ImageReference],
-) -> Result<dicom_object::DefaultDicomObject, String> {
+) -> Result<dicom_object::DefaultDicomObject, SrError> {
     let now = chrono::Utc::now();
     let (date, time) = (
         now.format("%Y%m%d").to_string(),
@@ -269,12 +286,12 @@ pub fn build(
             .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
             .implementation_version_name("RADASSIST_01"),
     )
-    .map_err(|e| format!("the SR's file meta group: {e}"))
+    .map_err(|e| SrError::Meta(Box::new(e)))
 }
 
 /// Patient, General Study and Patient Study: copied from the source image (Type 2 attributes
 /// it lacks are present and empty), in UTF-8.
-fn patient_and_study(source: &DicomInstance) -> Result<InMemDicomObject, String> {
+fn patient_and_study(source: &DicomInstance) -> Result<InMemDicomObject, SrError> {
     let mut sr = InMemDicomObject::new_empty();
     for &(tag, vr) in COPIED {
         if let Ok(element) = source.element(tag) {
@@ -292,10 +309,7 @@ fn patient_and_study(source: &DicomInstance) -> Result<InMemDicomObject, String>
         PrimitiveValue::from("ISO_IR 192"),
     ));
     if source.element(tags::STUDY_INSTANCE_UID).is_err() {
-        return Err(
-            "the source image has no Study Instance UID: the report cannot be placed in its study"
-                .into(),
-        );
+        return Err(SrError::NoStudyInstanceUid);
     }
     Ok(sr)
 }
@@ -546,8 +560,11 @@ pub fn write(
     source: &DicomInstance,
     priors: &[ImageReference],
     path: &Path,
-) -> Result<(), String> {
+) -> Result<(), SrError> {
     build(draft, signed, source, priors)?
         .write_to_file(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|source| SrError::Write {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
 }

@@ -2,7 +2,8 @@
 //! start under an advisory lock so that processes starting together migrate once, each
 //! recorded in `schema_migrations`; a database newer than this binary is refused.
 
-use super::{connection_config, connector, describe, with_causes};
+use super::{connection_config, connector, describe};
+use crate::causes::with_causes;
 use crate::config::StoreConfig;
 use crate::store::documents::to_json;
 use crate::store::{legacy, StoreError};

@@ -94,18 +94,6 @@ pub fn connection_config(config: &StoreConfig) -> Result<postgres::Config, Strin
     Ok(pg)
 }
 
-/// An error with what caused it, down the chain ("error performing TLS handshake: invalid
-/// peer certificate: UnknownIssuer").
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    text
-}
-
 /// Where `pg` points, for messages (never its password).
 pub fn describe(pg: &postgres::Config) -> String {
     let hosts: Vec<String> = pg
@@ -143,7 +131,7 @@ impl PgStore {
         {
             let mut client = pg
                 .connect(connector.clone())
-                .map_err(|e| unreachable(&with_causes(&e)))?;
+                .map_err(|e| unreachable(&crate::causes::with_causes(&e)))?;
             migrate(&mut client).map_err(|e| unreachable(&e))?;
         }
         let pool = r2d2::Pool::builder()
