@@ -16,6 +16,8 @@
 //!
 //! Everything after decoding sees only [`imaging::Radiograph`], so no analysis needs to know DICOM.
 
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod analysis;
 pub mod app;
 pub mod causes;

@@ -11,21 +11,21 @@
 //! - [`state`]: what the parts share, and the events watchers follow ([`relay`] carries them
 //!   between processes with PostgreSQL); [`metrics`]: what `/metrics` shows.
 
-pub mod completion;
-pub mod expected_priors;
-pub mod health;
-pub mod ingest;
-pub mod ingest_limits;
-pub mod job;
-pub mod metrics;
-pub mod prior_source;
-pub mod quality;
-pub mod reading;
-pub mod relay;
-pub mod results;
-pub mod state;
-pub mod work_item;
-pub mod worker;
+pub(crate) mod completion;
+pub(crate) mod expected_priors;
+pub(crate) mod health;
+pub(crate) mod ingest;
+pub(crate) mod ingest_limits;
+pub(crate) mod job;
+pub(crate) mod metrics;
+pub(crate) mod prior_source;
+pub(crate) mod quality;
+pub(crate) mod reading;
+pub(crate) mod relay;
+pub(crate) mod results;
+pub(crate) mod state;
+pub(crate) mod work_item;
+pub(crate) mod worker;
 
 pub use state::State;
 

@@ -31,7 +31,7 @@ pub enum Notice {
 }
 
 impl Notice {
-    /// "<origin> <kind> <uid>": the origin lets a process skip its own notices.
+    /// `"<origin> <kind> <uid>"`: the origin lets a process skip its own notices.
     fn payload(&self, origin: &str) -> String {
         let (kind, uid) = match self {
             Notice::Study(uid) => ("study", uid),

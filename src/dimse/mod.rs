@@ -22,10 +22,10 @@
 mod admission;
 mod association;
 pub mod message;
-pub mod priors;
-pub mod query;
-pub mod sender;
-pub mod tls;
+pub(crate) mod priors;
+pub(crate) mod query;
+pub(crate) mod sender;
+pub(crate) mod tls;
 
 use crate::app::State;
 use crate::config::DicomConfig;

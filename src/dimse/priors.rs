@@ -307,7 +307,17 @@ impl PriorRetrieval {
                 let _expecting = self.expected.expect(study);
                 let moved =
                     self.move_instance(association, study, &image.series_uid, &image.sop_uid)?;
-                if moved.completed == 0 || !accept(study) {
+                if moved.completed == 0 {
+                    // The peer answered but sent nothing: say what it reported.
+                    tracing::warn!(
+                        "priors: image {} of study {study} was not sent ({} sub-operations failed, {} with warnings)",
+                        image.sop_uid,
+                        moved.failed,
+                        moved.warning
+                    );
+                    continue;
+                }
+                if !accept(study) {
                     continue;
                 }
                 for report in contents.reports.iter().take(MAX_REPORTS) {

@@ -9,16 +9,16 @@
 //! `grpc.health.v1` in step with what the service can do. Reflection is served too, so grpcurl
 //! and grpcui work.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod convert;
-pub mod health;
-pub mod ingest_service;
-pub mod model_service;
-pub mod quality_service;
-pub mod rpc_limits;
-pub mod rpc_metrics;
-pub mod watch;
-pub mod worklist_service;
+pub(crate) mod health;
+pub(crate) mod ingest_service;
+pub(crate) mod model_service;
+pub(crate) mod quality_service;
+pub(crate) mod rpc_limits;
+pub(crate) mod rpc_metrics;
+pub(crate) mod watch;
+pub(crate) mod worklist_service;
 
 pub mod proto {
     #![allow(clippy::all, missing_docs)]

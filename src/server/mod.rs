@@ -17,8 +17,8 @@ macro_rules! say {
     }};
 }
 
-pub mod metrics_endpoint;
-pub mod process_role;
+pub(crate) mod metrics_endpoint;
+pub(crate) mod process_role;
 
 pub use process_role::ProcessRole;
 

@@ -12,20 +12,20 @@
 //! [`assets`] (stylesheet and scripts) and [`passwords`]. Every response carries a strict Content-Security-Policy: no inline script,
 //! nothing from another origin.
 
-pub mod admin;
-pub mod assets;
-pub mod chart;
-pub mod events;
-pub mod image;
-pub mod origins;
-pub mod page;
+pub(crate) mod admin;
+pub(crate) mod assets;
+pub(crate) mod chart;
+pub(crate) mod events;
+pub(crate) mod image;
+pub(crate) mod origins;
+pub(crate) mod page;
 pub mod passwords;
-pub mod paths;
-pub mod quality;
-pub mod reading;
-pub mod serving;
+pub(crate) mod paths;
+pub(crate) mod quality;
+pub(crate) mod reading;
+pub(crate) mod serving;
 pub mod session;
-pub mod worklist;
+pub(crate) mod worklist;
 
 use crate::app::State;
 use crate::config::Config;

@@ -160,7 +160,7 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// See [`Store::put_prior_report`].
+    /// See [`crate::store::StudyStore::put_prior_report`].
     pub(super) fn keep_prior_report(&self, report: &PriorReport) -> Result<bool, StoreError> {
         let changed = self.db().execute(
             "INSERT INTO prior_reports (study_instance_uid, sop_instance_uid, sha256, content_date_time, text, received_at)
