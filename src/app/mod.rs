@@ -6,7 +6,8 @@
 //! - [`ingest`] and [`ingest_limits`]: an instance validated, stored durably and acknowledged;
 //! - [`completion`]: studies completed when they go quiet;
 //! - [`worker`] and [`job`]: the analysis workers turn each queued study into its work item
-//!   (analysis, prior comparison, draft), asking a [`prior_source::PriorSource`] for priors the store lacks;
+//!   (analysis, prior comparison, draft), asking a [`prior_source::PriorSource`] for priors
+//!   the store lacks;
 //! - [`reading`]: claim, release, sign and amend a read; [`results`]: the SRs sent back;
 //! - [`state`]: what the parts share, and the events watchers follow ([`relay`] carries them
 //!   between processes with PostgreSQL); [`metrics`]: what `/metrics` shows.
