@@ -10,7 +10,7 @@
 //! is connected. A notice missed while it was not is not replayed: workers still look at the
 //! queue every few seconds, and a watcher sees the study's state on its next change.
 
-use super::state::{Event, State};
+use super::metrics::Metrics;
 use crate::config::StoreConfig;
 use std::sync::{mpsc, Arc, Weak};
 use std::time::Duration;
@@ -58,7 +58,13 @@ impl Notice {
     }
 }
 
-/// The sending side, held by [`State`].
+/// What the relay hands each other process's notice to, in this process: the core's state
+/// (held weakly: the relay ends when it is gone).
+pub trait Deliver: Send + Sync {
+    fn deliver(&self, notice: Notice);
+}
+
+/// The sending side, held by [`super::state::State`].
 pub struct Relay {
     outgoing: mpsc::Sender<Notice>,
 }
@@ -85,8 +91,12 @@ fn connect(db: &Database) -> Result<postgres::Client, postgres::Error> {
     db.config.connect(db.connector.clone())
 }
 
-/// Starts the two threads. The relay lives as long as `state` does.
-pub fn start(config: &StoreConfig, state: &Arc<State>) -> Result<Relay, String> {
+/// Starts the two threads. The relay lives as long as `inbox` does.
+pub fn start(
+    config: &StoreConfig,
+    inbox: Weak<dyn Deliver>,
+    metrics: Arc<Metrics>,
+) -> Result<Relay, String> {
     let pg = Database {
         config: crate::store::pg::connection_config(config)?,
         connector: crate::store::pg::connector(config)?,
@@ -94,27 +104,21 @@ pub fn start(config: &StoreConfig, state: &Arc<State>) -> Result<Relay, String> 
     let origin = uuid::Uuid::new_v4().as_simple().to_string();
     let (outgoing, queue) = mpsc::channel::<Notice>();
     {
-        let (pg, origin, metrics) = (pg.clone(), origin.clone(), state.metrics.clone());
+        let (pg, origin, metrics) = (pg.clone(), origin.clone(), metrics.clone());
         std::thread::Builder::new()
             .name("event-relay-send".into())
             .spawn(move || send_loop(&pg, &origin, &queue, &metrics))
             .map_err(|e| format!("starting the event relay: {e}"))?;
     }
-    let weak = Arc::downgrade(state);
     std::thread::Builder::new()
         .name("event-relay-listen".into())
-        .spawn(move || listen_loop(&pg, &origin, &weak))
+        .spawn(move || listen_loop(&pg, &origin, &inbox, &metrics))
         .map_err(|e| format!("starting the event relay: {e}"))?;
     Ok(Relay { outgoing })
 }
 
 /// Sends each queued notice; ends when the relay (the state) is gone.
-fn send_loop(
-    pg: &Database,
-    origin: &str,
-    queue: &mpsc::Receiver<Notice>,
-    metrics: &super::metrics::Metrics,
-) {
+fn send_loop(pg: &Database, origin: &str, queue: &mpsc::Receiver<Notice>, metrics: &Metrics) {
     let mut client: Option<postgres::Client> = None;
     let mut failures = 0;
     while let Ok(notice) = queue.recv() {
@@ -147,14 +151,14 @@ fn send_loop(
     }
 }
 
-/// Listens, and hands each other process's notice to this one's channels; reconnects after
-/// a failure. Ends when the state is gone.
-fn listen_loop(pg: &Database, origin: &str, state: &Weak<State>) {
+/// Listens, and hands each other process's notice to this one's inbox; reconnects after a
+/// failure. Ends when the inbox is gone.
+fn listen_loop(pg: &Database, origin: &str, inbox: &Weak<dyn Deliver>, metrics: &Metrics) {
     let mut failures = 0;
     loop {
-        let Some(metrics) = state.upgrade().map(|s| s.metrics.clone()) else {
+        if inbox.strong_count() == 0 {
             return;
-        };
+        }
         let listened = connect(pg).and_then(|mut client| {
             client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
             metrics.event_relay_connected.set(1);
@@ -167,15 +171,15 @@ fn listen_loop(pg: &Database, origin: &str, state: &Weak<State>) {
                     while let Some(n) =
                         postgres::fallible_iterator::FallibleIterator::next(&mut iter)?
                     {
-                        let Some(state) = state.upgrade() else {
+                        let Some(inbox) = inbox.upgrade() else {
                             return Ok(());
                         };
                         if let Some(notice) = Notice::parse(n.payload(), origin) {
-                            deliver(&state, notice);
+                            inbox.deliver(notice);
                         }
                     }
                 }
-                if state.strong_count() == 0 {
+                if inbox.strong_count() == 0 {
                     return Ok(());
                 }
                 // An idle connection that died shows itself here.
@@ -191,22 +195,6 @@ fn listen_loop(pg: &Database, origin: &str, state: &Weak<State>) {
                 tracing::error!("event relay: listening failed ({e}); reconnecting");
                 std::thread::sleep(backoff(failures));
             }
-        }
-    }
-}
-
-/// Another process's notice, into this process's channels.
-fn deliver(state: &State, notice: Notice) {
-    match notice {
-        Notice::Study(uid) => {
-            let _ = state.events.send(Event::Study(uid));
-        }
-        Notice::Queued(uid) => {
-            let _ = state.events.send(Event::Study(uid));
-            state.jobs.notify();
-        }
-        Notice::Critical(uid) => {
-            let _ = state.events.send(Event::CriticalItem(uid));
         }
     }
 }

@@ -7,7 +7,7 @@
 use super::ingest_limits::IngestLimits;
 use super::metrics::Metrics;
 use super::prior_source::PriorSource;
-use super::relay::{Notice, Relay};
+use super::relay::{Deliver, Notice, Relay};
 use super::Caller;
 use super::Error;
 use crate::config::ServiceConfig;
@@ -155,6 +155,24 @@ impl State {
         let _ = self.events.send(Event::CriticalItem(uid.to_string()));
         if let Some(relay) = self.relay.get() {
             relay.publish(Notice::Critical(uid.to_string()));
+        }
+    }
+}
+
+impl Deliver for State {
+    /// Another process's notice, into this process's channels.
+    fn deliver(&self, notice: Notice) {
+        match notice {
+            Notice::Study(uid) => {
+                let _ = self.events.send(Event::Study(uid));
+            }
+            Notice::Queued(uid) => {
+                let _ = self.events.send(Event::Study(uid));
+                self.jobs.notify();
+            }
+            Notice::Critical(uid) => {
+                let _ = self.events.send(Event::CriticalItem(uid));
+            }
         }
     }
 }

@@ -97,7 +97,9 @@ impl Server {
             prior_source,
         ));
         if config.store.backend == StoreBackend::Postgres {
-            let relay = crate::app::relay::start(&config.store, &state)?;
+            let inbox: Arc<dyn crate::app::relay::Deliver> = state.clone();
+            let inbox = Arc::downgrade(&inbox);
+            let relay = crate::app::relay::start(&config.store, inbox, state.metrics.clone())?;
             let _ = state.relay.set(relay);
         }
         let grpc = if role == ProcessRole::Worker {
