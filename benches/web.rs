@@ -57,8 +57,8 @@ async fn main() {
         )
         .unwrap();
         db.execute(
-            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, template, analysis_json, model_version, final_read, signed_at, comparison, report_json)
-             SELECT ?2, status, ?3, ?4, NULL, created_at - ?5, template, analysis_json, model_version, NULL, NULL, NULL, report_json FROM work_items WHERE study_instance_uid = ?1",
+            "INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, signed_read, signed_at, comparison, report_json)
+             SELECT ?2, status, ?3, ?4, NULL, created_at - ?5, content, analysis_json, model_version, NULL, NULL, NULL, report_json FROM work_items WHERE study_instance_uid = ?1",
             rusqlite::params![uid, copy, (i % 20 == 0) as i64, (i % 7) as i64, (i as i64) * 60_000],
         )
         .unwrap();

@@ -71,10 +71,11 @@ pub async fn claim(
         let (uid, who) = (uid.to_string(), caller.name.clone());
         state.store_call(move |s| s.claim(&uid, &who)).await?
     };
+    // Watchers learn of the change even should the audit fail after it.
+    state.study_changed(uid, false);
     state
         .audit(caller, action, &format!("workItems/{uid}"))
         .await?;
-    state.study_changed(uid, false);
     Ok(row)
 }
 
@@ -89,10 +90,10 @@ pub async fn release(
         let (uid, who) = (uid.to_string(), caller.name.clone());
         state.store_call(move |s| s.release(&uid, &who)).await?
     };
+    state.study_changed(uid, false);
     state
         .audit(caller, action, &format!("workItems/{uid}"))
         .await?;
-    state.study_changed(uid, false);
     Ok(row)
 }
 
@@ -142,10 +143,11 @@ pub async fn sign(
             .await
             .map_err(|e| Error::internal("signing", e))??
     };
+    // The read is committed: watchers learn of it even should the audit fail after it.
+    state.study_changed(uid, false);
     state
         .audit(caller, action, &format!("workItems/{uid}"))
         .await?;
-    state.study_changed(uid, false);
     Ok(row)
 }
 

@@ -5,7 +5,7 @@
 use crate::analysis::StudyAnalysis;
 use crate::draft::{Draft, Evidence};
 use crate::store::documents::{
-    DeviceCheck, DraftContent, EvidenceKind, EvidenceNote, MeasurementNote, Statement,
+    finite, DeviceCheck, DraftContent, EvidenceKind, EvidenceNote, MeasurementNote, Statement,
     WorkItemContent,
 };
 use crate::store::StudyRow;
@@ -21,7 +21,7 @@ pub fn evidence_note(e: &Evidence) -> EvidenceNote {
         } => (
             EvidenceKind::ModelOutput,
             format!("{model}: {observation} {probability:.2} (threshold {threshold:.2})"),
-            Some(f64::from(*probability)),
+            finite(f64::from(*probability)),
             "probability".to_string(),
         ),
         Evidence::Measurement {
@@ -33,7 +33,7 @@ pub fn evidence_note(e: &Evidence) -> EvidenceNote {
         } => (
             EvidenceKind::Measurement,
             format!("{name} {value:.1} ({})", verdict.as_str()),
-            Some(*value),
+            finite(*value),
             unit.symbol().to_string(),
         ),
         Evidence::Landmark {
@@ -45,7 +45,7 @@ pub fn evidence_note(e: &Evidence) -> EvidenceNote {
         } => (
             EvidenceKind::Landmark,
             format!("{model}: {name} at ({x:.1}, {y:.1}) px, confidence {confidence:.2}"),
-            Some(f64::from(*confidence)),
+            finite(f64::from(*confidence)),
             "confidence".to_string(),
         ),
         Evidence::Comparison {
@@ -60,7 +60,7 @@ pub fn evidence_note(e: &Evidence) -> EvidenceNote {
                 "{subject}: {change} since {}",
                 prior_study_date.as_deref().unwrap_or("the prior")
             ),
-            *current_value,
+            current_value.and_then(finite),
             String::new(),
         ),
         Evidence::PriorSearch { peers, reason } => (
@@ -127,7 +127,7 @@ pub fn work_item_content(
                     .iter()
                     .map(|m| MeasurementNote {
                         name: m.name.clone(),
-                        value: m.value,
+                        value: finite(m.value),
                         unit: m.unit.symbol().to_string(),
                     })
                     .collect(),

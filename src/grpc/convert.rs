@@ -144,7 +144,7 @@ pub fn work_item_message(row: &WorkItemRow) -> WorkItem {
                     .iter()
                     .map(|m| proto::Measurement {
                         name: m.name.clone(),
-                        value: m.value,
+                        value: m.value.unwrap_or(f64::NAN),
                         unit: m.unit.clone(),
                     })
                     .collect(),

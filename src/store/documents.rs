@@ -85,6 +85,11 @@ impl EvidenceKind {
     }
 }
 
+/// A number as a document keeps it: JSON has no NaN or infinity, so those are None.
+pub fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
+}
+
 /// A piece of evidence as a reader sees it: "test-findings 1: Pleural Effusion 0.87 (threshold
 /// 0.50)", and the number it rests on with its unit ("probability", "mm", "px").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,7 +115,8 @@ pub struct DeviceCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeasurementNote {
     pub name: String,
-    pub value: f64,
+    /// None when it was not a finite number (JSON has no NaN or infinity).
+    pub value: Option<f64>,
     /// "mm", or "px" when the image has no spacing (uncalibrated).
     pub unit: String,
 }
@@ -235,7 +241,7 @@ mod tests {
                 statement: "ETT seen.".into(),
                 measurements: vec![MeasurementNote {
                     name: "tip to carina".into(),
-                    value: 41.5,
+                    value: Some(41.5),
                     unit: "mm".into(),
                 }],
             }],

@@ -8,8 +8,8 @@
 //! a read.
 
 use super::documents::{
-    DeviceAgreement, DeviceCheck, DraftContent, EvidenceKind, EvidenceNote, FindingAgreement,
-    MeasurementNote, SignedRead, Statement, WorkItemContent,
+    finite, DeviceAgreement, DeviceCheck, DraftContent, EvidenceKind, EvidenceNote,
+    FindingAgreement, MeasurementNote, SignedRead, Statement, WorkItemContent,
 };
 use prost::Message;
 
@@ -190,7 +190,7 @@ pub fn work_item_content(bytes: &[u8], study: &str) -> Result<WorkItemContent, L
                                     }
                                 })?,
                                 description: e.description,
-                                value: (!e.value.is_nan()).then_some(e.value),
+                                value: finite(e.value),
                                 unit: e.unit,
                             })
                         })
@@ -227,7 +227,7 @@ pub fn work_item_content(bytes: &[u8], study: &str) -> Result<WorkItemContent, L
                         .into_iter()
                         .map(|m| MeasurementNote {
                             name: m.name,
-                            value: m.value,
+                            value: finite(m.value),
                             unit: m.unit,
                         })
                         .collect(),
@@ -343,7 +343,7 @@ mod tests {
         );
         assert_eq!(content.devices[0].device, Tube::ChestTube);
         assert_eq!(content.devices[0].verdict, Verdict::Malpositioned);
-        assert_eq!(content.devices[0].measurements[0].value, 3.5);
+        assert_eq!(content.devices[0].measurements[0].value, Some(3.5));
     }
 
     #[test]

@@ -132,7 +132,10 @@ impl PgStore {
             let mut client = pg
                 .connect(connector.clone())
                 .map_err(|e| unreachable(&crate::causes::with_causes(&e)))?;
-            migrate(&mut client).map_err(|e| unreachable(&e))?;
+            // Reached, but its schema could not be brought up to date: say so, not "unreachable".
+            migrate(&mut client).map_err(|e| {
+                format!("the PostgreSQL {place}: {}", crate::causes::with_causes(&e))
+            })?;
         }
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size.max(1))
