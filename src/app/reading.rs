@@ -15,7 +15,7 @@ use super::results::{final_results, predecessor, ReportSource};
 use super::state::State;
 use super::{Caller, Error};
 use crate::store::documents::{DeviceAgreement, FindingAgreement, SignedRead, WorkItemContent};
-use crate::store::WorkItemRow;
+use crate::store::{Store, StoreError, WorkItemRow};
 use std::sync::Arc;
 
 /// What the radiologist signs: the text and their agreement per finding and device.
@@ -50,15 +50,15 @@ pub async fn work_item(
     uid: &str,
     action: &str,
 ) -> Result<WorkItemRow, Error> {
-    let row = {
-        let uid = uid.to_string();
-        state.store_call(move |s| s.work_item(&uid)).await?
-    };
+    let row = state.work_item(uid).await?;
     state
         .audit(caller, action, &format!("workItems/{uid}"))
         .await?;
     Ok(row)
 }
+
+/// A claim change: the store's conditional update for (study, radiologist).
+type ClaimChange = fn(&dyn Store, &str, &str) -> Result<WorkItemRow, StoreError>;
 
 /// UNCLAIMED -> CLAIMED by the caller (already theirs: unchanged).
 pub async fn claim(
@@ -67,16 +67,7 @@ pub async fn claim(
     uid: &str,
     action: &str,
 ) -> Result<WorkItemRow, Error> {
-    let row = {
-        let (uid, who) = (uid.to_string(), caller.name.clone());
-        state.store_call(move |s| s.claim(&uid, &who)).await?
-    };
-    // Watchers learn of the change even should the audit fail after it.
-    state.study_changed(uid, false);
-    state
-        .audit(caller, action, &format!("workItems/{uid}"))
-        .await?;
-    Ok(row)
+    change_claim(state, caller, uid, action, |s, uid, who| s.claim(uid, who)).await
 }
 
 /// CLAIMED by the caller -> UNCLAIMED.
@@ -86,10 +77,25 @@ pub async fn release(
     uid: &str,
     action: &str,
 ) -> Result<WorkItemRow, Error> {
+    change_claim(state, caller, uid, action, |s, uid, who| {
+        s.release(uid, who)
+    })
+    .await
+}
+
+/// Claims or releases study `uid` for the caller (`change`), audited as `action`.
+async fn change_claim(
+    state: &State,
+    caller: &Caller,
+    uid: &str,
+    action: &str,
+    change: ClaimChange,
+) -> Result<WorkItemRow, Error> {
     let row = {
         let (uid, who) = (uid.to_string(), caller.name.clone());
-        state.store_call(move |s| s.release(&uid, &who)).await?
+        state.store_call(move |s| change(s, &uid, &who)).await?
     };
+    // Watchers learn of the change even should the audit fail after it.
     state.study_changed(uid, false);
     state
         .audit(caller, action, &format!("workItems/{uid}"))

@@ -120,6 +120,12 @@ impl State {
             .map_err(|e| Error::internal("a store call", e))??)
     }
 
+    /// The work item of study `uid` (unaudited: for a caller that audits what it shows).
+    pub async fn work_item(&self, uid: &str) -> Result<crate::store::WorkItemRow, Error> {
+        let uid = uid.to_string();
+        self.store_call(move |s| s.work_item(&uid)).await
+    }
+
     /// Records that `caller` did `action` on `resource`.
     pub async fn audit(&self, caller: &Caller, action: &str, resource: &str) -> Result<(), Error> {
         let row = AuditRow {

@@ -6,7 +6,8 @@ use crate::app;
 use crate::dicom::uid::check_uid;
 use crate::excerpt::excerpt;
 use crate::store::documents::{
-    DeviceAgreement, EvidenceNote, FindingAgreement, SignedRead, Statement,
+    device_name, verdict_name, DeviceAgreement, EvidenceNote, FindingAgreement, SignedRead,
+    Statement,
 };
 use crate::store::lifecycle::{StudyState, WorkItemStatus};
 use crate::store::{StudyRow, WorkItemRow};
@@ -135,8 +136,8 @@ pub fn work_item_message(row: &WorkItemRow) -> WorkItem {
             .devices
             .iter()
             .map(|d| proto::DeviceCheck {
-                device: api_name(d.device),
-                verdict: api_name(d.verdict),
+                device: device_name(d.device),
+                verdict: verdict_name(d.verdict),
                 critical: d.critical,
                 statement: d.statement.clone(),
                 measurements: d
@@ -274,12 +275,4 @@ pub fn agreement_message(a: &crate::qa::Agreement) -> proto::Agreement {
             .collect(),
         device_agreement: a.device_agreement.value.unwrap_or(f64::NAN),
     }
-}
-
-/// An enum's name as the API writes it (its serde name: `endotracheal_tube`, `not_assessable`).
-pub fn api_name(value: impl serde::Serialize) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

@@ -188,7 +188,12 @@ impl WorklistService for WorklistApi {
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 };
-                let item = api.work_item(&uid).await.map(|row| work_item_message(&row));
+                let item = api
+                    .0
+                    .work_item(&uid)
+                    .await
+                    .map(|row| work_item_message(&row))
+                    .map_err(Status::from);
                 if let Ok(item) = &item {
                     let _ = api.0.audit(&caller, "WatchCriticalItems", &item.name).await;
                 }
@@ -209,7 +214,7 @@ impl WorklistService for WorklistApi {
         let r = request.into_inner();
         let uid = uid_of(&r.name, "workItems")?;
         let analysis = if r.overlay {
-            let row = self.work_item(&uid).await?;
+            let row = self.0.work_item(&uid).await?;
             let analysis: crate::analysis::StudyAnalysis = serde_json::from_str(&row.analysis_json)
                 .map_err(|e| Error::internal("the stored analysis", e))?;
             Some(analysis)
@@ -244,12 +249,7 @@ impl WorklistService for WorklistApi {
     }
 }
 
-impl WorklistApi {
-    async fn work_item(&self, uid: &str) -> Result<crate::store::WorkItemRow, Status> {
-        let uid = uid.to_string();
-        Ok(self.0.store_call(move |s| s.work_item(&uid)).await?)
-    }
-}
+impl WorklistApi {}
 
 /// The stored instance as a display PNG, longer side at most `size`; with `analysis`, the tube
 /// and line overlay drawn on it (the overlay is at most 1024 pixels on its longer side).

@@ -27,10 +27,7 @@ pub async fn stream(
             let event = match events.recv().await {
                 Ok(ServiceEvent::Study(uid)) => Event::default().event("study").data(uid),
                 Ok(ServiceEvent::CriticalItem(uid)) => {
-                    let found = {
-                        let uid = uid.clone();
-                        app.state.store_call(move |s| s.work_item(&uid)).await
-                    };
+                    let found = app.state.work_item(&uid).await;
                     let Ok(item) = found else {
                         continue;
                     };

@@ -52,8 +52,7 @@ pub type App = Arc<WebApp>;
 impl WebApp {
     /// The work item of study `uid` (NotFound says so).
     pub async fn work_item(&self, uid: &str) -> Result<crate::store::WorkItemRow, WebError> {
-        let uid = uid.to_string();
-        Ok(self.state.store_call(move |s| s.work_item(&uid)).await?)
+        Ok(self.state.work_item(uid).await?)
     }
 }
 

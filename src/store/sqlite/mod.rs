@@ -27,22 +27,15 @@ use schema::{migrate, read_only_connection, DATABASE};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// The JSON document in column `index` of a work item row (column 0 its study).
+/// The JSON document `json` of column `index` of a work item row (column 0 its study).
 fn document<T: for<'de> serde::Deserialize<'de>>(
     r: &rusqlite::Row,
     index: usize,
     what: &'static str,
+    json: &str,
 ) -> rusqlite::Result<T> {
-    let json: String = r.get(index)?;
-    from_json(&json, what, &r.get::<_, String>(0)?).map_err(|e| {
+    from_json(json, what, &r.get::<_, String>(0)?).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-/// A work item row's signed read.
-fn read_document(r: &rusqlite::Row, json: &str) -> rusqlite::Result<SignedRead> {
-    from_json(json, "signed read", &r.get::<_, String>(0)?).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
@@ -158,12 +151,12 @@ impl SqliteStore {
             priority: r.get(3)?,
             claimed_by: r.get(4)?,
             created_at: r.get(5)?,
-            content: document(r, 6, "work item")?,
+            content: document(r, 6, "work item", &r.get::<_, String>(6)?)?,
             analysis_json: r.get(7)?,
             model_version: r.get(8)?,
             final_read: r
                 .get::<_, Option<String>>(9)?
-                .map(|json| read_document(r, &json))
+                .map(|json| document(r, 9, "signed read", &json))
                 .transpose()?,
             signed_at: r.get(10)?,
             comparison: r.get(11)?,
