@@ -9,6 +9,7 @@
 //! MiniLM text model. [`text::render`] writes the result as text; [`overlay`] draws it on the
 //! image, and [`overlay::subtraction_png`] renders the temporal subtraction.
 
+pub mod marks;
 pub mod overlay;
 pub mod text;
 
@@ -54,6 +55,9 @@ pub struct ModelUsed {
     pub name: String,
     pub version: String,
     pub test_model: bool,
+    /// The SHA-256 of the pack's files (empty in results stored before packs had one).
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// The image a result is about (no patient identifiers: UIDs, date and geometry only).
@@ -224,6 +228,7 @@ fn used(pack: &ModelPack) -> ModelUsed {
         name: m.name.clone(),
         version: m.version.clone(),
         test_model: m.test_model,
+        digest: pack.digest.clone(),
     }
 }
 

@@ -6,11 +6,13 @@
 //! distance each verdict rests on drawn as a calliper with its value in cm, the reference
 //! levels (carina, left hemidiaphragm, the cavoatrial junction band), a legend with each
 //! device's statement, a 5 cm scale bar when the image is calibrated, and the test-model
-//! warning when one was used. Text is DejaVu Sans Condensed Bold (fonts/LICENSE-DejaVu.txt)
+//! warning when one was used: the marks of [`super::marks`], which the presentation state
+//! draws too. [`summary`] adds the findings and "AI draft, not a diagnosis" for the summary
+//! image. Text is DejaVu Sans Condensed Bold (fonts/LICENSE-DejaVu.txt)
 //! with a dark outline, legible on lung and bone alike.
 
+use super::marks::{self, Colour, Mark, Shape, Side};
 use super::StudyAnalysis;
-use crate::placement::{names, Device, DeviceCheck, LandmarkUsed, Verdict};
 use ab_glyph::{FontRef, PxScale};
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_line_segment_mut, draw_text_mut, text_size};
@@ -21,21 +23,10 @@ const FONT: &[u8] = include_bytes!("fonts/DejaVuSansCondensed-Bold.ttf");
 /// The overlay's longer side at most, in pixels.
 pub const OVERLAY_SIZE: usize = 1024;
 
-const GREEN: Rgb<u8> = Rgb([40, 220, 60]);
-const AMBER: Rgb<u8> = Rgb([255, 176, 0]);
-const RED: Rgb<u8> = Rgb([255, 50, 50]);
-const BLUE: Rgb<u8> = Rgb([90, 170, 255]);
-const CYAN: Rgb<u8> = Rgb([0, 230, 230]);
-const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
 
-fn colour(verdict: Verdict) -> Rgb<u8> {
-    match verdict {
-        Verdict::Appropriate => GREEN,
-        Verdict::Borderline => AMBER,
-        Verdict::Malpositioned => RED,
-        Verdict::NotAssessable | Verdict::Absent => BLUE,
-    }
+fn rgb(colour: Colour) -> Rgb<u8> {
+    Rgb(colour.rgb())
 }
 
 struct Canvas {
@@ -123,39 +114,55 @@ impl Canvas {
     }
 }
 
-fn landmark<'a>(check: &'a DeviceCheck, name: &str) -> Option<&'a LandmarkUsed> {
-    check.landmarks.iter().find(|l| l.name == name)
-}
-
-fn short_name(device: Device) -> &'static str {
-    match device {
-        Device::EndotrachealTube => "ETT",
-        Device::EnteralTube => "NGT",
-        Device::CentralVenousCatheter => "CVC",
-        Device::ChestTube => "Chest tube",
+/// Draws one mark.
+fn draw_mark(canvas: &mut Canvas, mark: &Mark) {
+    let colour = rgb(mark.colour);
+    match &mark.shape {
+        Shape::Level { at, half_width } => {
+            let p = canvas.at(at.x, at.y);
+            canvas.line((p.0 - half_width, p.1), (p.0 + half_width, p.1), colour);
+        }
+        Shape::Calliper { tip, to_row, label } => {
+            let a = canvas.at(tip.x, tip.y);
+            let b = canvas.at(tip.x, *to_row);
+            canvas.line(a, b, colour);
+            for p in [a, b] {
+                canvas.line((p.0 - 7.0, p.1), (p.0 + 7.0, p.1), colour);
+            }
+            canvas.label(a.0 + 10.0, (a.1 + b.1) / 2.0 - 9.0, label, colour);
+        }
+        Shape::Band {
+            x,
+            from_row,
+            to_row,
+            half_width,
+            label,
+        } => {
+            let (a, b) = (canvas.at(*x, *from_row), canvas.at(*x, *to_row));
+            canvas.shade(a.0 - half_width, a.1, a.0 + half_width, b.1, colour, 0.22);
+            canvas.label(
+                a.0 + half_width + 4.0,
+                (a.1 + b.1) / 2.0 - 10.0,
+                label,
+                colour,
+            );
+        }
+        Shape::Cross { at, label, side } => {
+            let p = canvas.at(at.x, at.y);
+            canvas.cross(p, colour);
+            match side {
+                Side::Left => {
+                    let (tw, _) = text_size(canvas.text, &canvas.font, label);
+                    canvas.label(p.0 - tw as f32 - 12.0, p.1 - 10.0, label, colour);
+                }
+                Side::Right => canvas.label(p.0 + 12.0, p.1 + 4.0, label, colour),
+            }
+        }
     }
 }
 
-/// A vertical calliper from `tip` to the level of `reference`, labelled with `mm`.
-fn calliper(
-    canvas: &mut Canvas,
-    tip: &LandmarkUsed,
-    reference: &LandmarkUsed,
-    mm: f64,
-    colour: Rgb<u8>,
-) {
-    let a = canvas.at(tip.x, tip.y);
-    let b = canvas.at(tip.x, reference.y);
-    canvas.line(a, b, colour);
-    for p in [a, b] {
-        canvas.line((p.0 - 7.0, p.1), (p.0 + 7.0, p.1), colour);
-    }
-    let text = format!("{:.1} cm", mm / 10.0);
-    canvas.label(a.0 + 10.0, (a.1 + b.1) / 2.0 - 9.0, &text, colour);
-}
-
-/// Draws the study's current-image analysis on its display image.
-pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
+/// The display image in grey, fitted to [`OVERLAY_SIZE`], on a canvas for drawing.
+fn canvas(display: ArrayView2<f32>) -> Canvas {
     let (rows, cols) = display.dim();
     let (h, w) =
         crate::imaging::resize::fit_longest_side(rows, cols, OVERLAY_SIZE.min(rows.max(cols)));
@@ -165,142 +172,96 @@ pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
         Rgb([v, v, v])
     });
     let text_px = (h.max(w) as f32 / 55.0).clamp(12.0, 22.0);
-    let mut canvas = Canvas {
+    Canvas {
         image,
         scale: w as f64 / cols as f64,
         font: FontRef::try_from_slice(FONT).expect("the bundled font parses"),
         text: PxScale::from(text_px),
-    };
-    let analysis = &study.current;
-    let carina = analysis.landmarks.iter().find(|l| l.name == names::CARINA);
-    // Reference levels first, so devices draw over them.
-    if let Some(c) = carina.filter(|c| c.confidence >= 0.5) {
-        let p = canvas.at(c.x, c.y);
-        canvas.line((p.0 - 60.0, p.1), (p.0 + 60.0, p.1), CYAN);
     }
-    for check in &analysis.placement.devices {
-        if check.verdict == Verdict::Absent {
-            continue;
-        }
-        let colour = colour(check.verdict);
-        let value = |name: &str| {
-            check
-                .measurements
-                .iter()
-                .find(|m| m.name == name)
-                .filter(|m| m.calibrated)
-                .map(|m| m.value)
-        };
-        match check.device {
-            Device::EndotrachealTube => {
-                if let (Some(tip), Some(c), Some(mm)) = (
-                    landmark(check, names::ETT_TIP),
-                    landmark(check, names::CARINA),
-                    value("ett_tip_above_carina"),
-                ) {
-                    calliper(&mut canvas, tip, c, mm, colour);
-                }
-            }
-            Device::EnteralTube => {
-                if let (Some(tip), Some(d), Some(mm)) = (
-                    landmark(check, names::NGT_TIP),
-                    landmark(check, names::LEFT_HEMIDIAPHRAGM),
-                    value("ngt_tip_below_left_hemidiaphragm"),
-                ) {
-                    let p = canvas.at(d.x, d.y);
-                    canvas.line((p.0 - 70.0, p.1), (p.0 + 70.0, p.1), CYAN);
-                    calliper(&mut canvas, tip, d, mm, colour);
-                }
-            }
-            Device::CentralVenousCatheter => {
-                let low = check
-                    .thresholds
-                    .iter()
-                    .find(|t| t.name == "junction_band_low_mm");
-                let high = check
-                    .thresholds
-                    .iter()
-                    .find(|t| t.name == "junction_band_high_mm");
-                if let (Some(tip), Some(c), Some(low), Some(high), Some(spacing)) = (
-                    landmark(check, names::CVC_TIP),
-                    landmark(check, names::CARINA),
-                    low,
-                    high,
-                    analysis.placement.frame.spacing,
-                ) {
-                    // The cavoatrial junction band, drawn in the image's own row direction.
-                    let sign = analysis.placement.frame.feet_sign;
-                    let y0 = c.y + sign * low.value_mm / spacing.row_mm;
-                    let y1 = c.y + sign * high.value_mm / spacing.row_mm;
-                    let (a, b) = (canvas.at(c.x, y0), canvas.at(c.x, y1));
-                    canvas.shade(a.0 - 70.0, a.1, a.0 + 70.0, b.1, AMBER, 0.22);
-                    canvas.label(
-                        a.0 + 74.0,
-                        (a.1 + b.1) / 2.0 - 10.0,
-                        "cavoatrial junction band",
-                        AMBER,
-                    );
-                    if let Some(mm) = value("cvc_tip_below_carina") {
-                        calliper(&mut canvas, tip, c, mm.abs(), colour);
-                    }
-                }
-            }
-            Device::ChestTube => {}
-        }
-        if let Some(tip) = check.landmarks.first() {
-            let p = canvas.at(tip.x, tip.y);
-            canvas.cross(p, colour);
-            let text = format!("{} tip", short_name(check.device));
-            let (tw, _) = text_size(canvas.text, &canvas.font, &text);
-            canvas.label(p.0 - tw as f32 - 12.0, p.1 - 10.0, &text, colour);
-        }
-    }
-    // Every landmark found, including those no device uses.
-    for l in analysis.landmarks.iter().filter(|l| l.confidence >= 0.5) {
-        let used_by_device = analysis.placement.devices.iter().any(|d| {
-            d.verdict != Verdict::Absent && d.landmarks.first().is_some_and(|t| t.name == l.name)
-        });
-        if !used_by_device {
-            let p = canvas.at(l.x, l.y);
-            canvas.cross(p, CYAN);
-            canvas.label(p.0 + 12.0, p.1 + 4.0, &l.name.replace('_', " "), CYAN);
-        }
+}
+
+/// Draws the study's current-image analysis on its display image.
+pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
+    let mut canvas = canvas(display);
+    for mark in marks::marks(study) {
+        draw_mark(&mut canvas, &mark);
     }
     legend(&mut canvas, study);
     canvas.image
 }
 
-fn legend(canvas: &mut Canvas, study: &StudyAnalysis) {
-    let mut lines: Vec<(String, Rgb<u8>)> = Vec::new();
-    if study.warning.is_some() {
-        lines.push(("TEST MODELS - NOT FOR CLINICAL USE".into(), RED));
+/// The summary image: the overlay, and below it a band with the findings the draft states and
+/// the words "AI draft, not a diagnosis: see the report", for viewers that show neither the
+/// measurement report nor the presentation state.
+pub fn summary(display: ArrayView2<f32>, study: &StudyAnalysis, findings: &[String]) -> RgbImage {
+    let film = draw(display, study);
+    let mut canvas = canvas(display);
+    let line_height = canvas.text.y * 1.3;
+    let mut lines: Vec<(String, Rgb<u8>)> = vec![(
+        "AI draft, not a diagnosis: see the report".into(),
+        rgb(Colour::Warning),
+    )];
+    let white = rgb(Colour::White);
+    lines.extend(
+        wrap(
+            &canvas,
+            &findings_line(findings),
+            film.width() as f32 - 24.0,
+        )
+        .into_iter()
+        .map(|l| (l, white)),
+    );
+    let footer = (12.0 + line_height * lines.len() as f32).ceil() as u32;
+    let mut image = RgbImage::from_pixel(film.width(), film.height() + footer, BLACK);
+    image::imageops::replace(&mut image, &film, 0, 0);
+    canvas.image = image;
+    for (i, (text, colour)) in lines.iter().enumerate() {
+        let y = film.height() as f32 + 6.0 + line_height * i as f32;
+        canvas.label(12.0, y, text, *colour);
     }
-    for check in &study.current.placement.devices {
-        let mut text = format!("{}: {}", short_name(check.device), check.verdict.as_str());
-        if let Some(m) = check.measurements.first().filter(|m| m.calibrated) {
-            // Each measurement is signed: positive in the direction its name says.
-            let (positive, negative) = match m.name.as_str() {
-                "ett_tip_above_carina" => ("above carina", "below carina"),
-                "ngt_tip_below_left_hemidiaphragm" => {
-                    ("below L hemidiaphragm", "above L hemidiaphragm")
-                }
-                _ => ("below carina", "above carina"),
-            };
-            let reference = if m.value >= 0.0 { positive } else { negative };
-            text = format!("{text}, tip {:.1} cm {reference}", m.value.abs() / 10.0);
-        }
-        if let Some(side) = check.side {
-            text = format!("{text}, {side:?}")
-                .replace("Left", "left")
-                .replace("Right", "right");
-        }
-        let text = if check.critical {
-            format!("{text} - CRITICAL")
+    canvas.image
+}
+
+fn findings_line(findings: &[String]) -> String {
+    if findings.is_empty() {
+        "Findings: none stated by the models.".into()
+    } else {
+        format!("Findings: {}.", findings.join("; "))
+    }
+}
+
+/// `text` broken into lines no wider than `width` display pixels (a word longer than a line
+/// is cut).
+fn wrap(canvas: &Canvas, text: &str, width: f32) -> Vec<String> {
+    let fits = |t: &str| text_size(canvas.text, &canvas.font, t).0 as f32 <= width;
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let candidate = if line.is_empty() {
+            word.to_string()
         } else {
-            text
+            format!("{line} {word}")
         };
-        lines.push((text, colour(check.verdict)));
+        if fits(&candidate) || line.is_empty() {
+            line = candidate;
+            while !fits(&line) && line.chars().count() > 1 {
+                line.pop();
+            }
+        } else {
+            lines.push(std::mem::replace(&mut line, word.to_string()));
+        }
     }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+fn legend(canvas: &mut Canvas, study: &StudyAnalysis) {
+    let lines: Vec<(String, Rgb<u8>)> = marks::legend(study)
+        .into_iter()
+        .map(|(text, colour)| (text, rgb(colour)))
+        .collect();
     let line_height = canvas.text.y * 1.25;
     let width = lines
         .iter()
@@ -323,9 +284,10 @@ fn legend(canvas: &mut Canvas, study: &StudyAnalysis) {
         let length = (50.0 / spacing.column_mm * canvas.scale) as f32;
         let (w, h) = canvas.image.dimensions();
         let (x1, y) = (w as f32 - 16.0, h as f32 - 20.0);
+        let white = rgb(Colour::White);
         if length < w as f32 / 2.0 {
-            canvas.line((x1 - length, y), (x1, y), WHITE);
-            canvas.label(x1 - length, y - canvas.text.y - 6.0, "5 cm", WHITE);
+            canvas.line((x1 - length, y), (x1, y), white);
+            canvas.label(x1 - length, y - canvas.text.y - 6.0, "5 cm", white);
         }
     }
 }

@@ -33,7 +33,7 @@ pub enum ResultsError {
         source: Box<crate::dicom::DecodeError>,
     },
     #[error(transparent)]
-    Sr(#[from] Box<sr::SrError>),
+    Sr(#[from] Box<crate::draft::dataset::ObjectError>),
     #[error("encoding the SR: {0}")]
     Encode(#[source] Box<dicom_object::WriteError>),
     #[error("storing the SR: {0}")]
@@ -123,22 +123,7 @@ fn sr_results(
         what,
         source: Box::new(source),
     })?;
-    // Verifying Organization is Type 1: the configured one, else the image's institution.
-    let signed = signed.map(|read| {
-        let mut read = read.clone();
-        if read.organization.trim().is_empty() {
-            read.organization = image
-                .element(tags::INSTITUTION_NAME)
-                .ok()
-                .and_then(|e| e.to_str().ok())
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "not recorded".into());
-        }
-        read
-    });
-    let document =
-        sr::build(&source.draft, signed.as_ref(), &image, &source.priors).map_err(Box::new)?;
+    let document = sr::build(&source.draft, signed, &image, &source.priors).map_err(Box::new)?;
     let mut bytes = Vec::new();
     document
         .write_all(&mut bytes)
@@ -150,7 +135,7 @@ fn sr_results(
         .map_err(ResultsError::Store)?;
     let sop_instance_uid = uid_in(&document, tags::SOP_INSTANCE_UID)?;
     let study_instance_uid = uid_in(&document, tags::STUDY_INSTANCE_UID)?;
-    let kind = match &signed {
+    let kind = match signed {
         Some(read) if read.replaces.is_some() => ResultKind::Amended,
         Some(_) => ResultKind::Final,
         None => ResultKind::Draft,

@@ -11,6 +11,9 @@
 //! draft is preliminary until a radiologist signs it ([`FinalRead`]); [`sr`] writes either as
 //! DICOM Structured Reporting (TID 2000) and [`fhir`] as a FHIR R4 DiagnosticReport.
 
+pub mod codes;
+pub mod content;
+pub mod dataset;
 pub mod fhir;
 pub mod sr;
 pub mod sr_text;

@@ -13,195 +13,51 @@
 //! is one too, naming the SR it replaces in its Predecessor Documents Sequence. The models are
 //! recorded as Contributing Equipment, and as the device observer.
 
+use super::codes::{self, Code};
+use super::content::{
+    code_item, container, num_item, person_item, source_of_measurement, text_item, uid_item,
+    with_children, Relationship,
+};
+use super::dataset::{
+    self, evidence_sequence, sequence, text, Created, Item, NewInstance, ObjectError,
+    IMPLEMENTATION_CLASS_UID,
+};
 use super::{split_sections, Draft, Evidence, FinalRead, ImageReference, Statement};
 use crate::dicom::DicomInstance;
 use crate::placement::geometry::LengthUnit;
-use dicom_core::value::DataSetSequence;
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::VR;
 use dicom_dictionary_std::tags;
-use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 use std::path::Path;
 
 pub const COMPREHENSIVE_SR: &str = "1.2.840.10008.5.1.4.1.1.88.33";
-const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
-/// radassist's implementation class UID (under the 2.25 UUID root).
-pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.171493722431906374125476937117196340893";
-
-/// A new UID under the 2.25 root (a random UUID as a decimal integer).
-pub fn new_uid() -> String {
-    format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
-}
-
-type Item = InMemDicomObject;
-
-fn text(tag: Tag, vr: VR, value: &str) -> DataElement<Item> {
-    DataElement::new(tag, vr, PrimitiveValue::from(value))
-}
-
-fn sequence(tag: Tag, items: Vec<Item>) -> DataElement<Item> {
-    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
-}
-
-fn code(value: &str, scheme: &str, meaning: &str) -> Item {
-    InMemDicomObject::from_element_iter([
-        text(tags::CODE_VALUE, VR::SH, value),
-        text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme),
-        text(tags::CODE_MEANING, VR::LO, meaning),
-    ])
-}
-
-/// A content item: relationship (None for the root), value type, concept name.
-fn item(relationship: Option<&str>, value_type: &str, concept: Item) -> Item {
-    let mut item = InMemDicomObject::new_empty();
-    if let Some(r) = relationship {
-        item.put(text(tags::RELATIONSHIP_TYPE, VR::CS, r));
-    }
-    item.put(text(tags::VALUE_TYPE, VR::CS, value_type));
-    item.put(sequence(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![concept]));
-    item
-}
-
-fn text_item(relationship: &str, concept: Item, value: &str) -> Item {
-    let mut i = item(Some(relationship), "TEXT", concept);
-    i.put(text(tags::TEXT_VALUE, VR::UT, value));
-    i
-}
-
-fn code_item(relationship: &str, concept: Item, value: Item) -> Item {
-    let mut i = item(Some(relationship), "CODE", concept);
-    i.put(sequence(tags::CONCEPT_CODE_SEQUENCE, vec![value]));
-    i
-}
-
-fn container(relationship: Option<&str>, concept: Item, children: Vec<Item>) -> Item {
-    let mut c = item(relationship, "CONTAINER", concept);
-    c.put(text(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE"));
-    c.put(sequence(tags::CONTENT_SEQUENCE, children));
-    c
-}
-
-fn num_item(relationship: &str, concept: Item, value: f64, unit: LengthUnit) -> Item {
-    let mut i = item(Some(relationship), "NUM", concept);
-    let units = match unit {
-        LengthUnit::Mm => code("mm", "UCUM", "millimeter"),
-        LengthUnit::Px => code("{pixels}", "UCUM", "pixels"),
-    };
-    let measured = InMemDicomObject::from_element_iter([
-        text(tags::NUMERIC_VALUE, VR::DS, &format!("{value:.1}")),
-        sequence(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![units]),
-    ]);
-    i.put(sequence(tags::MEASURED_VALUE_SEQUENCE, vec![measured]));
-    i
-}
-
-fn referenced_sop(image: &ImageReference) -> Item {
-    InMemDicomObject::from_element_iter([
-        text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &image.sop_class_uid),
-        text(
-            tags::REFERENCED_SOP_INSTANCE_UID,
-            VR::UI,
-            &image.sop_instance_uid,
-        ),
-    ])
-}
-
-fn image_item(relationship: &str, image: &ImageReference) -> Item {
-    let mut i = item(
-        Some(relationship),
-        "IMAGE",
-        code("121112", "DCM", "Source of Measurement"),
-    );
-    i.put(sequence(
-        tags::REFERENCED_SOP_SEQUENCE,
-        vec![referenced_sop(image)],
-    ));
-    i
-}
-
-/// A series' UID and its images.
-type SeriesImages<'a> = (String, Vec<&'a ImageReference>);
-
-/// Hierarchical SOP instance references, grouped by study and series.
-fn evidence_sequence(tag: Tag, images: &[ImageReference]) -> DataElement<Item> {
-    let mut studies: Vec<(String, Vec<SeriesImages>)> = Vec::new();
-    for image in images {
-        let study = match studies
-            .iter_mut()
-            .find(|(uid, _)| *uid == image.study_instance_uid)
-        {
-            Some(s) => s,
-            None => {
-                studies.push((image.study_instance_uid.clone(), vec![]));
-                studies.last_mut().unwrap()
-            }
-        };
-        match study
-            .1
-            .iter_mut()
-            .find(|(uid, _)| *uid == image.series_instance_uid)
-        {
-            Some(series) => series.1.push(image),
-            None => study
-                .1
-                .push((image.series_instance_uid.clone(), vec![image])),
-        }
-    }
-    let items = studies
-        .into_iter()
-        .map(|(study, series)| {
-            let series_items = series
-                .into_iter()
-                .map(|(uid, images)| {
-                    InMemDicomObject::from_element_iter([
-                        text(tags::SERIES_INSTANCE_UID, VR::UI, &uid),
-                        sequence(
-                            tags::REFERENCED_SOP_SEQUENCE,
-                            images.into_iter().map(referenced_sop).collect(),
-                        ),
-                    ])
-                })
-                .collect();
-            InMemDicomObject::from_element_iter([
-                text(tags::STUDY_INSTANCE_UID, VR::UI, &study),
-                sequence(tags::REFERENCED_SERIES_SEQUENCE, series_items),
-            ])
-        })
-        .collect();
-    sequence(tag, items)
-}
 
 /// A finding sentence with what it was inferred from.
-fn finding_item(concept: Item, statement: &Statement, image: Option<&ImageReference>) -> Item {
-    let mut sentence = text_item("CONTAINS", concept, &statement.text);
+fn finding_item(concept: &Code, statement: &Statement, image: Option<&ImageReference>) -> Item {
+    let sentence = text_item(Relationship::Contains, concept, &statement.text);
     let mut children = Vec::new();
     for e in &statement.evidence {
         if let Evidence::Measurement {
             name, value, unit, ..
         } = e
         {
-            let mut num = num_item(
-                "INFERRED FROM",
-                code("121206", "DCM", "Distance"),
-                *value,
-                *unit,
-            );
+            let units = match unit {
+                LengthUnit::Mm => &codes::MILLIMETER,
+                LengthUnit::Px => &codes::PIXELS,
+            };
+            let num = num_item(Relationship::InferredFrom, &codes::DISTANCE, *value, units);
             let what = text_item(
-                "HAS CONCEPT MOD",
-                code("121050", "DCM", "Equivalent Meaning of Concept Name"),
+                Relationship::HasConceptMod,
+                &codes::EQUIVALENT_MEANING,
                 &name.replace('_', " "),
             );
-            num.put(sequence(tags::CONTENT_SEQUENCE, vec![what]));
-            children.push(num);
+            children.push(with_children(num, vec![what]));
         }
     }
     if let (Some(image), false) = (image, children.is_empty()) {
-        children.push(image_item("INFERRED FROM", image));
+        children.push(source_of_measurement(image));
     }
-    if !children.is_empty() {
-        sentence.put(sequence(tags::CONTENT_SEQUENCE, children));
-    }
-    sentence
+    with_children(sentence, children)
 }
 
 fn plain_statements(text: &str) -> Vec<Statement> {
@@ -215,50 +71,6 @@ fn plain_statements(text: &str) -> Vec<Statement> {
         .collect()
 }
 
-/// Patient and study attributes copied from the source image (Type 2: present, maybe empty).
-const COPIED: &[(Tag, VR)] = &[
-    (tags::PATIENT_NAME, VR::PN),
-    (tags::PATIENT_ID, VR::LO),
-    (tags::ISSUER_OF_PATIENT_ID, VR::LO),
-    (tags::PATIENT_BIRTH_DATE, VR::DA),
-    (tags::PATIENT_SEX, VR::CS),
-    (tags::STUDY_INSTANCE_UID, VR::UI),
-    (tags::STUDY_DATE, VR::DA),
-    (tags::STUDY_TIME, VR::TM),
-    (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-    (tags::STUDY_ID, VR::SH),
-    (tags::ACCESSION_NUMBER, VR::SH),
-    (tags::STUDY_DESCRIPTION, VR::LO),
-];
-const TYPE_2: &[Tag] = &[
-    tags::PATIENT_NAME,
-    tags::PATIENT_ID,
-    tags::PATIENT_BIRTH_DATE,
-    tags::PATIENT_SEX,
-    tags::STUDY_DATE,
-    tags::STUDY_TIME,
-    tags::REFERRING_PHYSICIAN_NAME,
-    tags::STUDY_ID,
-    tags::ACCESSION_NUMBER,
-];
-
-/// Why an SR could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum SrError {
-    #[error(
-        "the source image has no Study Instance UID: the report cannot be placed in its study"
-    )]
-    NoStudyInstanceUid,
-    #[error("the SR's file meta group: {0}")]
-    Meta(#[source] Box<dicom_object::WithMetaError>),
-    #[error("writing the SR to {}: {source}", path.display())]
-    Write {
-        path: std::path::PathBuf,
-        #[source]
-        source: Box<dicom_object::WriteError>,
-    },
-}
-
 /// Builds the SR of `draft` (or, with `signed`, of the radiologist's final read) in the study
 /// of `source`, referencing `priors` as pertinent other evidence: one function per module of
 /// the Comprehensive SR IOD (PS3.3 A.35.3), and the content tree (TID 2000).
@@ -267,78 +79,56 @@ pub fn build(
     signed: Option<&FinalRead>,
     source: &DicomInstance,
     priors: &[ImageReference],
-) -> Result<dicom_object::DefaultDicomObject, SrError> {
-    let now = chrono::Utc::now();
-    let (date, time) = (
-        now.format("%Y%m%d").to_string(),
-        now.format("%H%M%S").to_string(),
+) -> Result<dicom_object::DefaultDicomObject, ObjectError> {
+    let created = Created::now();
+    let signed = signed.map(|read| with_organization(read, source));
+    let signed = signed.as_ref();
+    let mut sr = dataset::patient_and_study(source)?;
+    dataset::put_new_instance(
+        &mut sr,
+        &NewInstance {
+            sop_class_uid: COMPREHENSIVE_SR,
+            modality: "SR",
+            series_number: 9001,
+            series_description: "radassist report",
+        },
+        &created,
     );
-    let mut sr = patient_and_study(source)?;
-    series_and_instance(&mut sr, &date, &time);
-    document_general(&mut sr, draft, signed, priors);
-    contributing_equipment(&mut sr, draft, &date, &time);
-    for element in content_tree(draft, signed).into_iter() {
-        sr.put(element);
-    }
-    sr.with_meta(
-        FileMetaTableBuilder::new()
-            .transfer_syntax(EXPLICIT_VR_LITTLE_ENDIAN)
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name("RADASSIST_01"),
-    )
-    .map_err(|e| SrError::Meta(Box::new(e)))
-}
-
-/// Patient, General Study and Patient Study: copied from the source image (Type 2 attributes
-/// it lacks are present and empty), in UTF-8.
-fn patient_and_study(source: &DicomInstance) -> Result<InMemDicomObject, SrError> {
-    let mut sr = InMemDicomObject::new_empty();
-    for &(tag, vr) in COPIED {
-        if let Ok(element) = source.element(tag) {
-            sr.put(DataElement::new(tag, vr, element.value().clone()));
-        } else if TYPE_2.contains(&tag) {
-            sr.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
-        }
-    }
-    // UTF-8 (ISO_IR 192): report text is whatever a radiologist typed or a model wrote, and the
-    // copied patient attributes were decoded from the source's own character set, so one
-    // repertoire that holds every character is the only one that never loses a name or a word.
-    sr.put(DataElement::new(
-        tags::SPECIFIC_CHARACTER_SET,
-        VR::CS,
-        PrimitiveValue::from("ISO_IR 192"),
-    ));
-    if source.element(tags::STUDY_INSTANCE_UID).is_err() {
-        return Err(SrError::NoStudyInstanceUid);
-    }
-    Ok(sr)
-}
-
-/// SR Document Series, General Equipment, SOP Common and the content's date and time: a new
-/// series of its own.
-fn series_and_instance(sr: &mut InMemDicomObject, date: &str, time: &str) {
-    let sop_instance = new_uid();
-    for (tag, vr, value) in [
-        (tags::SOP_CLASS_UID, VR::UI, COMPREHENSIVE_SR.to_string()),
-        (tags::SOP_INSTANCE_UID, VR::UI, sop_instance.clone()),
-        (tags::MODALITY, VR::CS, "SR".into()),
-        (tags::SERIES_INSTANCE_UID, VR::UI, new_uid()),
-        (tags::SERIES_NUMBER, VR::IS, "9001".into()),
-        (tags::SERIES_DESCRIPTION, VR::LO, "radassist report".into()),
-        (tags::INSTANCE_NUMBER, VR::IS, "1".into()),
-        (tags::MANUFACTURER, VR::LO, "radassist".into()),
-        (tags::CONTENT_DATE, VR::DA, date.to_string()),
-        (tags::CONTENT_TIME, VR::TM, time.to_string()),
-        (tags::INSTANCE_CREATION_DATE, VR::DA, date.to_string()),
-        (tags::INSTANCE_CREATION_TIME, VR::TM, time.to_string()),
-    ] {
-        sr.put(text(tag, vr, &value));
-    }
+    sr.put(text(tags::CONTENT_DATE, VR::DA, &created.date));
+    sr.put(text(tags::CONTENT_TIME, VR::TM, &created.time));
     sr.put(sequence(
         tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE,
         vec![],
     ));
     sr.put(sequence(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
+    document_general(&mut sr, draft, signed, priors);
+    dataset::put_contributing_equipment(
+        &mut sr,
+        &draft.models,
+        &format!("report drafted by {}", draft.author),
+        &created,
+    );
+    for element in content_tree(draft, signed).into_iter() {
+        sr.put(element);
+    }
+    dataset::with_meta(sr)
+}
+
+/// The read with its Verifying Organization (Type 1): the one it was signed for (the
+/// configuration's `organization`, or `--organization`), else the image's Institution Name,
+/// else "not recorded".
+fn with_organization(read: &FinalRead, source: &DicomInstance) -> FinalRead {
+    let mut read = read.clone();
+    if read.organization.trim().is_empty() {
+        read.organization = source
+            .element(tags::INSTITUTION_NAME)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches('\0').trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "not recorded".into());
+    }
+    read
 }
 
 /// SR Document General: completion, verification (who signed, for a final read), the SR an
@@ -389,147 +179,67 @@ fn document_general(
     }
 }
 
-/// Contributing Equipment: radassist, with the draft's author and every model that contributed.
-fn contributing_equipment(sr: &mut InMemDicomObject, draft: &Draft, date: &str, time: &str) {
-    let models: Vec<String> = draft
-        .models
-        .iter()
-        .map(|m| {
-            format!(
-                "{} {} {}{}",
-                m.task,
-                m.name,
-                m.version,
-                if m.test_model {
-                    " (test model, not for clinical use)"
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect();
-    sr.put(sequence(
-        tags::CONTRIBUTING_EQUIPMENT_SEQUENCE,
-        vec![InMemDicomObject::from_element_iter([
-            sequence(
-                tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                vec![code("109102", "DCM", "Processing Equipment")],
-            ),
-            text(tags::MANUFACTURER, VR::LO, "radassist"),
-            text(
-                tags::MANUFACTURER_MODEL_NAME,
-                VR::LO,
-                "radassist draft report",
-            ),
-            text(tags::SOFTWARE_VERSIONS, VR::LO, env!("CARGO_PKG_VERSION")),
-            text(
-                tags::CONTRIBUTION_DATE_TIME,
-                VR::DT,
-                &format!("{date}{time}"),
-            ),
-            text(
-                tags::CONTRIBUTION_DESCRIPTION,
-                VR::ST,
-                &format!("draft by {}; models: {}", draft.author, models.join("; ")),
-            ),
-        ])],
-    ));
-}
-
 /// The content tree (TID 2000): language, observer context, FINDINGS and IMPRESSION.
 fn content_tree(draft: &Draft, signed: Option<&FinalRead>) -> InMemDicomObject {
     let mut content = vec![code_item(
-        "HAS CONCEPT MOD",
-        code("121049", "DCM", "Language of Content Item and Descendants"),
-        code("en-US", "RFC5646", "English (United States)"),
+        Relationship::HasConceptMod,
+        &codes::LANGUAGE,
+        &codes::ENGLISH_US,
     )];
     content.extend(observer_context(draft, signed));
     let (findings, impression) = sections(draft, signed);
     let image = draft.source_images.first();
-    if !findings.is_empty() {
-        content.push(container(
-            Some("CONTAINS"),
-            code("121070", "DCM", "Findings"),
-            findings
-                .iter()
-                .map(|s| finding_item(code("121071", "DCM", "Finding"), s, image))
-                .collect(),
-        ));
+    for (section, statements, each) in [
+        (&codes::FINDINGS, &findings, &codes::FINDING),
+        (&codes::IMPRESSION, &impression, &codes::IMPRESSION),
+    ] {
+        if !statements.is_empty() {
+            content.push(container(
+                Some(Relationship::Contains),
+                section,
+                None,
+                statements
+                    .iter()
+                    .map(|s| finding_item(each, s, image))
+                    .collect(),
+            ));
+        }
     }
-    if !impression.is_empty() {
-        content.push(container(
-            Some("CONTAINS"),
-            code("121073", "DCM", "Impression"),
-            impression
-                .iter()
-                .map(|s| finding_item(code("121073", "DCM", "Impression"), s, image))
-                .collect(),
-        ));
-    }
-    let mut root = container(
+    container(
         None,
-        code("18748-4", "LN", "Diagnostic Imaging Report"),
+        &codes::DIAGNOSTIC_IMAGING_REPORT,
+        Some("2000"),
         content,
-    );
-    root.put(sequence(
-        tags::CONTENT_TEMPLATE_SEQUENCE,
-        vec![InMemDicomObject::from_element_iter([
-            text(tags::MAPPING_RESOURCE, VR::CS, "DCMR"),
-            text(tags::TEMPLATE_IDENTIFIER, VR::CS, "2000"),
-        ])],
-    ));
-    root
+    )
 }
 
 /// The observer: the radiologist who signed, or radassist as the device that drafted.
 fn observer_context(draft: &Draft, signed: Option<&FinalRead>) -> Vec<InMemDicomObject> {
-    let mut content = Vec::new();
+    let context = Relationship::HasObsContext;
     match signed {
-        Some(read) => {
-            content.push(code_item(
-                "HAS OBS CONTEXT",
-                code("121005", "DCM", "Observer Type"),
-                code("121006", "DCM", "Person"),
-            ));
-            let mut name = item(
-                Some("HAS OBS CONTEXT"),
-                "PNAME",
-                code("121008", "DCM", "Person Observer Name"),
-            );
-            name.put(text(tags::PERSON_NAME, VR::PN, &read.radiologist));
-            content.push(name);
-        }
-        None => {
-            content.push(code_item(
-                "HAS OBS CONTEXT",
-                code("121005", "DCM", "Observer Type"),
-                code("121007", "DCM", "Device"),
-            ));
-            let mut uid = item(
-                Some("HAS OBS CONTEXT"),
-                "UIDREF",
-                code("121012", "DCM", "Device Observer UID"),
-            );
-            uid.put(text(tags::UID, VR::UI, IMPLEMENTATION_CLASS_UID));
-            content.push(uid);
-            content.push(text_item(
-                "HAS OBS CONTEXT",
-                code("121013", "DCM", "Device Observer Name"),
-                "radassist",
-            ));
-            content.push(text_item(
-                "HAS OBS CONTEXT",
-                code("121014", "DCM", "Device Observer Manufacturer"),
-                "radassist",
-            ));
-            content.push(text_item(
-                "HAS OBS CONTEXT",
-                code("121015", "DCM", "Device Observer Model Name"),
-                &draft.author,
-            ));
-        }
+        Some(read) => vec![
+            code_item(context, &codes::OBSERVER_TYPE, &codes::PERSON),
+            person_item(context, &codes::PERSON_OBSERVER_NAME, &read.radiologist),
+        ],
+        None => device_observer(&draft.author),
     }
-    content
+}
+
+/// radassist as the device observer (TID 1004), `model` its model name (the draft's author, or
+/// the algorithm).
+pub fn device_observer(model: &str) -> Vec<InMemDicomObject> {
+    let context = Relationship::HasObsContext;
+    vec![
+        code_item(context, &codes::OBSERVER_TYPE, &codes::DEVICE),
+        uid_item(
+            context,
+            &codes::DEVICE_OBSERVER_UID,
+            IMPLEMENTATION_CLASS_UID,
+        ),
+        text_item(context, &codes::DEVICE_OBSERVER_NAME, "radassist"),
+        text_item(context, &codes::DEVICE_OBSERVER_MANUFACTURER, "radassist"),
+        text_item(context, &codes::DEVICE_OBSERVER_MODEL_NAME, model),
+    ]
 }
 
 /// The FINDINGS and IMPRESSION sentences: a signed read's text replaces the draft's sentences;
@@ -560,11 +270,6 @@ pub fn write(
     source: &DicomInstance,
     priors: &[ImageReference],
     path: &Path,
-) -> Result<(), SrError> {
-    build(draft, signed, source, priors)?
-        .write_to_file(path)
-        .map_err(|source| SrError::Write {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })
+) -> Result<(), ObjectError> {
+    dataset::write(&build(draft, signed, source, priors)?, path)
 }

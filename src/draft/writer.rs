@@ -68,6 +68,7 @@ impl ReportWriter {
             name: m.name.clone(),
             version: m.version.clone(),
             test_model: m.test_model,
+            digest: model.digest.clone(),
         };
         let provider = model.provider;
         let name = format!("report:{}", used.name);

@@ -7,6 +7,7 @@
 //! `text-embedding` task (MiniLM sentence embeddings for report matching).
 
 pub mod batcher;
+pub mod digest;
 pub mod manifest;
 pub mod preprocess;
 pub mod report;
@@ -52,6 +53,8 @@ pub struct ModelPack {
     pub folder: PathBuf,
     pub session: ort::session::Session,
     pub provider: ProviderUsed,
+    /// The SHA-256 of the pack's files ([`digest::pack_digest`]).
+    pub digest: String,
 }
 
 impl ModelPack {
@@ -75,11 +78,14 @@ impl ModelPack {
             settings,
         )?;
         session::check_graph(&manifest, &session)?;
+        let digest = digest::pack_digest(folder)
+            .map_err(|e| pack_error(format!("reading its files for their digest: {e}")))?;
         Ok(ModelPack {
             manifest,
             folder: folder.to_path_buf(),
             session,
             provider,
+            digest,
         })
     }
 }

@@ -61,6 +61,8 @@ pub struct ReportModel {
     pub manifest: Manifest,
     pub folder: PathBuf,
     pub provider: ProviderUsed,
+    /// The SHA-256 of the pack's files ([`super::digest::pack_digest`]).
+    pub digest: String,
     spec: ReportSpec,
     image: ImageSpec,
     tokenizer: Tokenizer,
@@ -178,10 +180,13 @@ impl ReportModel {
             .inputs()
             .iter()
             .any(|i| i.name() == "token_type_ids");
+        let digest = super::digest::pack_digest(folder)
+            .map_err(|e| pack_error(format!("reading its files for their digest: {e}")))?;
         Ok(ReportModel {
             manifest,
             folder: folder.to_path_buf(),
             provider,
+            digest,
             spec,
             image,
             tokenizer,
