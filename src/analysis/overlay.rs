@@ -190,6 +190,26 @@ pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
     canvas.image
 }
 
+/// The marks alone as a bitmap the size of the film (`rows` x `columns`, true where a mark
+/// is): drawn as the overlay draws them (at its size, labels included, no legend), then
+/// scaled to the film, for the presentation state's overlay plane.
+pub fn marks_mask(rows: usize, columns: usize, study: &StudyAnalysis) -> image::GrayImage {
+    let mut canvas = canvas(Array2::<f32>::zeros((rows, columns)).view());
+    for mark in marks::marks(study) {
+        draw_mark(&mut canvas, &mark);
+    }
+    let mask = image::GrayImage::from_fn(canvas.image.width(), canvas.image.height(), |x, y| {
+        let p = canvas.image.get_pixel(x, y);
+        image::Luma([if p.0.iter().any(|&c| c > 100) { 255 } else { 0 }])
+    });
+    image::imageops::resize(
+        &mask,
+        columns as u32,
+        rows as u32,
+        image::imageops::FilterType::Nearest,
+    )
+}
+
 /// The summary image: the overlay, and below it a band with the findings the draft states and
 /// the words "AI draft, not a diagnosis: see the report", for viewers that show neither the
 /// measurement report nor the presentation state.

@@ -8,8 +8,9 @@ use clap::{Args, ValueEnum};
 use radassist::analysis::{self, overlay, AnalysisPacks, Analyzer, PriorInput, StudyAnalysis};
 use radassist::config::Config;
 use radassist::dicom::{self, DecodeLimits};
+use radassist::draft::objects::{self, ResultObject, StudyResults};
 use radassist::draft::writer::{ReportWriter, WriterRequest};
-use radassist::draft::{fhir, sr, Draft, FinalRead, ImageReference};
+use radassist::draft::{dataset, fhir, Draft, FinalRead, ImageReference};
 use radassist::imaging::Radiograph;
 use radassist::inference::session::{Provider, SessionSettings};
 use radassist::priors;
@@ -62,8 +63,14 @@ pub struct WriterArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
-    /// DICOM Comprehensive SR, TID 2000.
+    /// The report: DICOM Comprehensive SR, TID 2000 (draft, or signed with --final).
     Sr,
+    /// The measurement report: DICOM Comprehensive SR, TID 1500 (IHE AI Results).
+    Measurements,
+    /// The marks on the film: DICOM Grayscale Softcopy Presentation State.
+    PresentationState,
+    /// The film with the marks, verdicts and findings burned in: DICOM Secondary Capture.
+    SummaryImage,
     /// FHIR R4 DiagnosticReport (JSON).
     Fhir,
 }
@@ -317,6 +324,12 @@ pub fn draft(
     Ok(())
 }
 
+/// The current image's file as a DICOM object (its attributes go into what is exported).
+fn read_source(path: &Path) -> Result<dicom::DicomInstance, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    dicom::parse_dicom(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 pub fn export(
     config: &Config,
     format: ExportFormat,
@@ -345,17 +358,32 @@ pub fn export(
     let study = load_study(config, args, settings)?;
     let draft = make_draft(config, &study, writer, settings)?;
     match format {
-        ExportFormat::Sr => {
-            let bytes = std::fs::read(&args.current)
-                .map_err(|e| format!("{}: {e}", args.current.display()))?;
-            let source = dicom::parse_dicom(&bytes)
-                .map_err(|e| format!("{}: {e}", args.current.display()))?;
+        ExportFormat::Sr
+        | ExportFormat::Measurements
+        | ExportFormat::PresentationState
+        | ExportFormat::SummaryImage => {
+            let object = match format {
+                ExportFormat::Sr => ResultObject::Report,
+                ExportFormat::Measurements => ResultObject::Measurements,
+                ExportFormat::PresentationState => ResultObject::PresentationState,
+                _ => ResultObject::SummaryImage,
+            };
+            let source = read_source(&args.current)?;
             let priors = study
                 .priors
                 .iter()
                 .map(|p| reference(p, "prior"))
                 .collect::<Result<Vec<_>, _>>()?;
-            sr::write(&draft, signed.as_ref(), &source, &priors, output).map_err(|e| e.to_string())
+            let results = StudyResults {
+                draft: &draft,
+                signed: signed.as_ref(),
+                analysis: &study.analysis,
+                source: &source,
+                priors: &priors,
+            };
+            let built = objects::build(object, &results, &DecodeLimits::default())
+                .map_err(|e| e.to_string())?;
+            dataset::write(&built, output).map_err(|e| e.to_string())
         }
         ExportFormat::Fhir => {
             let patient = study.current.header.identity.patient_id.as_deref();

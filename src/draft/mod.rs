@@ -15,8 +15,12 @@ pub mod codes;
 pub mod content;
 pub mod dataset;
 pub mod fhir;
+pub mod measurement_report;
+pub mod objects;
+pub mod presentation_state;
 pub mod sr;
 pub mod sr_text;
+pub mod summary_image;
 pub mod writer;
 
 use crate::analysis::{ModelUsed, StudyAnalysis};

@@ -94,14 +94,13 @@ pub fn build(
         },
         &created,
     );
-    sr.put(text(tags::CONTENT_DATE, VR::DA, &created.date));
-    sr.put(text(tags::CONTENT_TIME, VR::TM, &created.time));
-    sr.put(sequence(
-        tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE,
-        vec![],
-    ));
-    sr.put(sequence(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
-    document_general(&mut sr, draft, signed, priors);
+    put_sr_document(&mut sr, &created, signed, &draft.source_images);
+    if !priors.is_empty() {
+        sr.put(evidence_sequence(
+            tags::PERTINENT_OTHER_EVIDENCE_SEQUENCE,
+            priors,
+        ));
+    }
     dataset::put_contributing_equipment(
         &mut sr,
         &draft.models,
@@ -131,14 +130,22 @@ fn with_organization(read: &FinalRead, source: &DicomInstance) -> FinalRead {
     read
 }
 
-/// SR Document General: completion, verification (who signed, for a final read), the SR an
-/// amendment replaces, and the images it rests on.
-fn document_general(
+/// SR Document General and SR Document Content's date and time: completion, verification (who
+/// signed, for a final read; none signed is a preliminary draft), the SR an amendment replaces,
+/// and the images it rests on (`evidence`).
+pub(super) fn put_sr_document(
     sr: &mut InMemDicomObject,
-    draft: &Draft,
+    created: &Created,
     signed: Option<&FinalRead>,
-    priors: &[ImageReference],
+    evidence: &[ImageReference],
 ) {
+    sr.put(text(tags::CONTENT_DATE, VR::DA, &created.date));
+    sr.put(text(tags::CONTENT_TIME, VR::TM, &created.time));
+    sr.put(sequence(
+        tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE,
+        vec![],
+    ));
+    sr.put(sequence(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
     let (completion, verification, preliminary) = match signed {
         Some(_) => ("COMPLETE", "VERIFIED", "FINAL"),
         None => ("PARTIAL", "UNVERIFIED", "PRELIMINARY"),
@@ -169,14 +176,8 @@ fn document_general(
     }
     sr.put(evidence_sequence(
         tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
-        &draft.source_images,
+        evidence,
     ));
-    if !priors.is_empty() {
-        sr.put(evidence_sequence(
-            tags::PERTINENT_OTHER_EVIDENCE_SEQUENCE,
-            priors,
-        ));
-    }
 }
 
 /// The content tree (TID 2000): language, observer context, FINDINGS and IMPRESSION.

@@ -68,6 +68,17 @@ pub enum VoiFunction {
     Sigmoid,
 }
 
+impl VoiFunction {
+    /// The VOI LUT Function's defined term.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoiFunction::Linear => "LINEAR",
+            VoiFunction::LinearExact => "LINEAR_EXACT",
+            VoiFunction::Sigmoid => "SIGMOID",
+        }
+    }
+}
+
 /// One window (Window Center and Width pair).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {

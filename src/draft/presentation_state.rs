@@ -1,0 +1,577 @@
+//! The marks on the film as a Grayscale Softcopy Presentation State (PS3.3 A.33.1): what a PACS
+//! viewer draws over the radiograph when the radiologist opens radassist's marks, the same marks
+//! as the reading room's overlay ([`crate::analysis::marks`]).
+//!
+//! The presentation state references the film and carries its window (the one the overlay is
+//! drawn with: the header's first window, else its first VOI LUT, else the image's range) as the
+//! Softcopy VOI LUT, the film's rescale as its Modality LUT, and MONOCHROME1 films as an INVERSE
+//! presentation LUT. The marks are graphic objects (polylines: levels, callipers, crosses, the
+//! junction band) and text objects (each label, with its value), in PIXEL units, in four named
+//! graphic layers (reference levels, landmarks, measurements, devices) and a fifth for the
+//! legend (display-relative, top left). Each object's colour (a device's verdict, or the
+//! reference colour) is its Line Style's and Text Style's CIELab value; each layer also
+//! recommends a colour and a grey for viewers that colour by layer.
+//!
+//! Coordinates: the marks' image positions have pixel centres at whole numbers; PIXEL units
+//! put the top left corner of the top left pixel at 0,0, so a point is written at +0.5. Sizes
+//! that are display pixels on the overlay (cross arms, ticks, label offsets) are converted with
+//! the overlay's own scale, so the marks keep their proportions.
+
+use super::dataset::{self, sequence, text, Created, Item, NewInstance, ObjectError};
+use crate::analysis::marks::{self, Colour, Layer, Mark, Point, Shape, Side};
+use crate::analysis::overlay::OVERLAY_SIZE;
+use crate::analysis::StudyAnalysis;
+use crate::dicom::DicomInstance;
+use crate::imaging::lut::VoiTransform;
+use crate::imaging::Radiograph;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+
+pub const GRAYSCALE_SOFTCOPY_PRESENTATION_STATE: &str = "1.2.840.10008.5.1.4.1.1.11.1";
+/// The series number of the presentation states radassist makes.
+pub const SERIES_NUMBER: u32 = 9003;
+const LEGEND_LAYER: &str = "LEGEND";
+/// The layer of the overlay plane: the marks as a bitmap, for viewers (and dcmtk's
+/// `dcmp2pgm`) that draw overlays but not graphic annotations.
+const BITMAP_LAYER: &str = "MARKS BITMAP";
+
+/// sRGB to DICOM's CIELab encoding (PS3.3 C.10.7.1.1: L* 0..100 and a*, b* -128..127 scaled to
+/// 0..65535; D50 white, as ICC profiles use).
+pub fn cielab(rgb: [u8; 3]) -> [u16; 3] {
+    let linear = |c: u8| {
+        let c = f64::from(c) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let (r, g, b) = (linear(rgb[0]), linear(rgb[1]), linear(rgb[2]));
+    // sRGB to XYZ, Bradford-adapted to D50.
+    let x = 0.436_074_7 * r + 0.385_064_9 * g + 0.143_080_4 * b;
+    let y = 0.222_504_5 * r + 0.716_878_6 * g + 0.060_616_9 * b;
+    let z = 0.013_932_2 * r + 0.097_104_5 * g + 0.714_173_3 * b;
+    let f = |t: f64| {
+        if t > 216.0 / 24389.0 {
+            t.cbrt()
+        } else {
+            (24389.0 / 27.0 * t + 16.0) / 116.0
+        }
+    };
+    let (fx, fy, fz) = (f(x / 0.9642), f(y), f(z / 0.8249));
+    let (l, a, bb) = (116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz));
+    let scale = |v: f64, low: f64, high: f64| {
+        ((v - low) / (high - low) * 65535.0)
+            .round()
+            .clamp(0.0, 65535.0) as u16
+    };
+    [
+        scale(l, 0.0, 100.0),
+        scale(a, -128.0, 127.0),
+        scale(bb, -128.0, 127.0),
+    ]
+}
+
+fn us(tag: Tag, values: &[u16]) -> DataElement<Item> {
+    DataElement::new(tag, VR::US, PrimitiveValue::U16(values.into()))
+}
+
+fn fl(tag: Tag, values: &[f32]) -> DataElement<Item> {
+    DataElement::new(tag, VR::FL, PrimitiveValue::F32(values.into()))
+}
+
+/// How overlay display pixels map onto the film: the overlay's scale and its text height.
+struct Geometry {
+    /// Overlay pixels per image pixel.
+    scale: f64,
+    /// The overlay's text height, in overlay pixels.
+    text_px: f64,
+}
+
+impl Geometry {
+    fn of(rows: u32, columns: u32) -> Geometry {
+        let (rows, columns) = (rows as usize, columns as usize);
+        let (h, w) = crate::imaging::resize::fit_longest_side(
+            rows,
+            columns,
+            OVERLAY_SIZE.min(rows.max(columns)),
+        );
+        Geometry {
+            scale: w as f64 / columns as f64,
+            text_px: (h.max(w) as f64 / 55.0).clamp(12.0, 22.0),
+        }
+    }
+
+    /// The PIXEL position of image point `p` moved by (dx, dy) overlay pixels.
+    fn at(&self, p: Point, dx: f64, dy: f64) -> [f32; 2] {
+        [
+            (p.x + 0.5 + dx / self.scale) as f32,
+            (p.y + 0.5 + dy / self.scale) as f32,
+        ]
+    }
+
+    /// A label's width in image pixels (DejaVu Sans Condensed Bold: about 0.6 of the height
+    /// per character).
+    fn text_width(&self, label: &str) -> f64 {
+        label.chars().count() as f64 * self.text_px * 0.6
+    }
+}
+
+fn line_style(colour: Colour) -> Item {
+    InMemDicomObject::from_element_iter([
+        us(tags::PATTERN_ON_COLOR_CIE_LAB_VALUE, &cielab(colour.rgb())),
+        fl(tags::PATTERN_ON_OPACITY, &[1.0]),
+        fl(tags::LINE_THICKNESS, &[2.0]),
+        text(tags::LINE_DASHING_STYLE, VR::CS, "SOLID"),
+        text(tags::SHADOW_STYLE, VR::CS, "OUTLINED"),
+        fl(tags::SHADOW_OFFSET_X, &[1.0]),
+        fl(tags::SHADOW_OFFSET_Y, &[1.0]),
+        us(tags::SHADOW_COLOR_CIE_LAB_VALUE, &cielab([0, 0, 0])),
+        fl(tags::SHADOW_OPACITY, &[1.0]),
+    ])
+}
+
+/// A polyline through `points` (closed when its first and last points are the same).
+fn polyline(points: &[[f32; 2]], colour: Colour) -> Item {
+    let data: Vec<f32> = points.iter().flatten().copied().collect();
+    let mut object = InMemDicomObject::from_element_iter([
+        text(tags::GRAPHIC_ANNOTATION_UNITS, VR::CS, "PIXEL"),
+        us(tags::GRAPHIC_DIMENSIONS, &[2]),
+        us(tags::NUMBER_OF_GRAPHIC_POINTS, &[points.len() as u16]),
+        fl(tags::GRAPHIC_DATA, &data),
+        text(tags::GRAPHIC_TYPE, VR::CS, "POLYLINE"),
+        sequence(tags::LINE_STYLE_SEQUENCE, vec![line_style(colour)]),
+    ]);
+    if points.first() == points.last() && points.len() > 2 {
+        object.put(text(tags::GRAPHIC_FILLED, VR::CS, "N"));
+    }
+    object
+}
+
+fn text_style(colour: Colour) -> Item {
+    InMemDicomObject::from_element_iter([
+        text(tags::CSS_FONT_NAME, VR::LO, "sans-serif"),
+        us(tags::TEXT_COLOR_CIE_LAB_VALUE, &cielab(colour.rgb())),
+        text(tags::HORIZONTAL_ALIGNMENT, VR::CS, "LEFT"),
+        text(tags::VERTICAL_ALIGNMENT, VR::CS, "TOP"),
+        text(tags::SHADOW_STYLE, VR::CS, "OUTLINED"),
+        fl(tags::SHADOW_OFFSET_X, &[1.0]),
+        fl(tags::SHADOW_OFFSET_Y, &[1.0]),
+        us(tags::SHADOW_COLOR_CIE_LAB_VALUE, &cielab([0, 0, 0])),
+        fl(tags::SHADOW_OPACITY, &[1.0]),
+        text(tags::UNDERLINED, VR::CS, "N"),
+        text(tags::BOLD, VR::CS, "Y"),
+        text(tags::ITALIC, VR::CS, "N"),
+    ])
+}
+
+/// A text object in the box from `top_left` to `bottom_right`, in `units` (PIXEL or DISPLAY).
+fn text_object(
+    label: &str,
+    top_left: [f32; 2],
+    bottom_right: [f32; 2],
+    units: &str,
+    colour: Colour,
+) -> Item {
+    InMemDicomObject::from_element_iter([
+        text(tags::BOUNDING_BOX_ANNOTATION_UNITS, VR::CS, units),
+        text(tags::UNFORMATTED_TEXT_VALUE, VR::ST, label),
+        fl(tags::BOUNDING_BOX_TOP_LEFT_HAND_CORNER, &top_left),
+        fl(tags::BOUNDING_BOX_BOTTOM_RIGHT_HAND_CORNER, &bottom_right),
+        text(
+            tags::BOUNDING_BOX_TEXT_HORIZONTAL_JUSTIFICATION,
+            VR::CS,
+            "LEFT",
+        ),
+        sequence(tags::TEXT_STYLE_SEQUENCE, vec![text_style(colour)]),
+    ])
+}
+
+/// A label whose top left corner is `dx`, `dy` overlay pixels from `p`, as the overlay puts it.
+fn label(g: &Geometry, p: Point, dx: f64, dy: f64, label: &str, colour: Colour) -> Item {
+    let top_left = g.at(p, dx, dy);
+    let bottom_right = [
+        top_left[0] + (g.text_width(label) / g.scale) as f32,
+        top_left[1] + (g.text_px * 1.2 / g.scale) as f32,
+    ];
+    text_object(label, top_left, bottom_right, "PIXEL", colour)
+}
+
+/// One mark as graphic and text objects.
+fn objects(g: &Geometry, mark: &Mark) -> (Vec<Item>, Vec<Item>) {
+    let c = mark.colour;
+    match &mark.shape {
+        Shape::Level { at, half_width } => {
+            let w = f64::from(*half_width);
+            (
+                vec![polyline(&[g.at(*at, -w, 0.0), g.at(*at, w, 0.0)], c)],
+                vec![],
+            )
+        }
+        Shape::Calliper {
+            tip,
+            to_row,
+            label: text,
+        } => {
+            let end = Point {
+                x: tip.x,
+                y: *to_row,
+            };
+            let mut lines = vec![polyline(&[g.at(*tip, 0.0, 0.0), g.at(end, 0.0, 0.0)], c)];
+            for p in [*tip, end] {
+                lines.push(polyline(&[g.at(p, -7.0, 0.0), g.at(p, 7.0, 0.0)], c));
+            }
+            let middle = Point {
+                x: tip.x,
+                y: (tip.y + to_row) / 2.0,
+            };
+            (lines, vec![label(g, middle, 10.0, -9.0, text, c)])
+        }
+        Shape::Band {
+            x,
+            from_row,
+            to_row,
+            half_width,
+            label: text,
+        } => {
+            let w = f64::from(*half_width);
+            let (a, b) = (
+                Point {
+                    x: *x,
+                    y: *from_row,
+                },
+                Point { x: *x, y: *to_row },
+            );
+            let outline = [
+                g.at(a, -w, 0.0),
+                g.at(a, w, 0.0),
+                g.at(b, w, 0.0),
+                g.at(b, -w, 0.0),
+                g.at(a, -w, 0.0),
+            ];
+            let middle = Point {
+                x: *x,
+                y: (from_row + to_row) / 2.0,
+            };
+            (
+                vec![polyline(&outline, c)],
+                vec![label(g, middle, w + 4.0, -10.0, text, c)],
+            )
+        }
+        Shape::Cross {
+            at,
+            label: text,
+            side,
+        } => {
+            let arms = [
+                (-9.0, 0.0, -3.0, 0.0),
+                (3.0, 0.0, 9.0, 0.0),
+                (0.0, -9.0, 0.0, -3.0),
+                (0.0, 3.0, 0.0, 9.0),
+            ];
+            let lines = arms
+                .iter()
+                .map(|&(x0, y0, x1, y1)| polyline(&[g.at(*at, x0, y0), g.at(*at, x1, y1)], c))
+                .collect();
+            let (dx, dy) = match side {
+                Side::Left => (-(g.text_width(text)) - 12.0, -10.0),
+                Side::Right => (12.0, 4.0),
+            };
+            (lines, vec![label(g, *at, dx, dy, text, c)])
+        }
+    }
+}
+
+fn referenced_image(film: &super::ImageReference) -> DataElement<Item> {
+    sequence(
+        tags::REFERENCED_IMAGE_SEQUENCE,
+        vec![dataset::referenced_sop(film)],
+    )
+}
+
+/// Graphic Annotation and Graphic Layer: one annotation item per layer that has marks.
+fn annotations(
+    study: &StudyAnalysis,
+    film: &super::ImageReference,
+    g: &Geometry,
+) -> (Vec<Item>, Vec<Item>) {
+    let all = marks::marks(study);
+    let mut annotations = Vec::new();
+    let mut layers = Vec::new();
+    for (order, layer) in Layer::ALL.iter().enumerate() {
+        let (mut graphics, mut texts) = (Vec::new(), Vec::new());
+        for mark in all.iter().filter(|m| m.layer == *layer) {
+            let (gs, ts) = objects(g, mark);
+            graphics.extend(gs);
+            texts.extend(ts);
+        }
+        if graphics.is_empty() && texts.is_empty() {
+            continue;
+        }
+        let colour = if *layer == Layer::ReferenceLevels || *layer == Layer::Landmarks {
+            Colour::Reference
+        } else {
+            Colour::White
+        };
+        layers.push(layer_item(
+            layer.name(),
+            order + 1,
+            layer.description(),
+            colour,
+        ));
+        let mut item = InMemDicomObject::from_element_iter([
+            referenced_image(film),
+            text(tags::GRAPHIC_LAYER, VR::CS, layer.name()),
+        ]);
+        if !graphics.is_empty() {
+            item.put(sequence(tags::GRAPHIC_OBJECT_SEQUENCE, graphics));
+        }
+        if !texts.is_empty() {
+            item.put(sequence(tags::TEXT_OBJECT_SEQUENCE, texts));
+        }
+        annotations.push(item);
+    }
+    let legend: Vec<Item> = marks::legend(study)
+        .iter()
+        .enumerate()
+        .map(|(i, (line, colour))| {
+            let top = 0.01 + 0.03 * i as f32;
+            text_object(line, [0.01, top], [0.6, top + 0.028], "DISPLAY", *colour)
+        })
+        .collect();
+    if !legend.is_empty() {
+        layers.push(layer_item(
+            LEGEND_LAYER,
+            Layer::ALL.len() + 1,
+            "each device's verdict",
+            Colour::White,
+        ));
+        annotations.push(InMemDicomObject::from_element_iter([
+            referenced_image(film),
+            text(tags::GRAPHIC_LAYER, VR::CS, LEGEND_LAYER),
+            sequence(tags::TEXT_OBJECT_SEQUENCE, legend),
+        ]));
+    }
+    (annotations, layers)
+}
+
+fn layer_item(name: &str, order: usize, description: &str, colour: Colour) -> Item {
+    InMemDicomObject::from_element_iter([
+        text(tags::GRAPHIC_LAYER, VR::CS, name),
+        text(tags::GRAPHIC_LAYER_ORDER, VR::IS, &order.to_string()),
+        us(
+            tags::GRAPHIC_LAYER_RECOMMENDED_DISPLAY_GRAYSCALE_VALUE,
+            &[0xFFFF],
+        ),
+        us(
+            tags::GRAPHIC_LAYER_RECOMMENDED_DISPLAY_CIE_LAB_VALUE,
+            &cielab(colour.rgb()),
+        ),
+        text(tags::GRAPHIC_LAYER_DESCRIPTION, VR::LO, description),
+    ])
+}
+
+/// Overlay Plane 6000 with the marks as a bitmap the size of the film, activated in its own
+/// layer.
+fn put_marks_overlay(pr: &mut Item, study: &StudyAnalysis, rows: u32, columns: u32) {
+    let mask = crate::analysis::overlay::marks_mask(rows as usize, columns as usize, study);
+    // One bit per pixel, row by row, the first pixel in the lowest bit (PS3.5 8.1.2).
+    let mut words = vec![0u16; (mask.len()).div_ceil(16)];
+    for (i, p) in mask.pixels().enumerate() {
+        if p.0[0] != 0 {
+            words[i / 16] |= 1 << (i % 16);
+        }
+    }
+    let group = |element: u16| Tag(0x6000, element);
+    pr.put(us(group(0x0010), &[rows as u16]));
+    pr.put(us(group(0x0011), &[columns as u16]));
+    pr.put(text(group(0x0022), VR::LO, "radassist tube and line marks"));
+    pr.put(text(group(0x0040), VR::CS, "G"));
+    pr.put(DataElement::new(
+        group(0x0050),
+        VR::SS,
+        PrimitiveValue::I16([1, 1].as_slice().into()),
+    ));
+    pr.put(us(group(0x0100), &[1]));
+    pr.put(us(group(0x0102), &[0]));
+    pr.put(text(group(0x1001), VR::CS, BITMAP_LAYER));
+    pr.put(text(group(0x1500), VR::LO, "RADASSIST MARKS"));
+    pr.put(DataElement::new(
+        group(0x3000),
+        VR::OW,
+        PrimitiveValue::U16(words.into()),
+    ));
+}
+
+/// Modality LUT, Softcopy VOI LUT and Softcopy Presentation LUT: the film's rescale (or
+/// Modality LUT Sequence), the window the overlay uses, and INVERSE for MONOCHROME1.
+fn put_luts(
+    pr: &mut Item,
+    source: &DicomInstance,
+    voi: &VoiTransform,
+    inverted: bool,
+    film: &super::ImageReference,
+) {
+    for tag in [
+        tags::RESCALE_SLOPE,
+        tags::RESCALE_INTERCEPT,
+        tags::MODALITY_LUT_SEQUENCE,
+    ] {
+        if let Ok(element) = source.element(tag) {
+            pr.put(element.clone());
+        }
+    }
+    if source.element(tags::RESCALE_SLOPE).is_ok() {
+        let kind = source
+            .element(tags::RESCALE_TYPE)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "US".into());
+        pr.put(text(tags::RESCALE_TYPE, VR::LO, &kind));
+    }
+    let mut voi_item = InMemDicomObject::from_element_iter([referenced_image(film)]);
+    match voi {
+        VoiTransform::Window(w) => {
+            voi_item.put(text(
+                tags::WINDOW_CENTER,
+                VR::DS,
+                &format!("{:.2}", w.center),
+            ));
+            voi_item.put(text(
+                tags::WINDOW_WIDTH,
+                VR::DS,
+                &format!("{:.2}", w.width.max(1.0)),
+            ));
+            voi_item.put(text(tags::VOILUT_FUNCTION, VR::CS, w.function.as_str()));
+        }
+        VoiTransform::Table(_) => {
+            if let Ok(table) = source.element(tags::VOILUT_SEQUENCE) {
+                voi_item.put(table.clone());
+            }
+        }
+    }
+    pr.put(sequence(tags::SOFTCOPY_VOILUT_SEQUENCE, vec![voi_item]));
+    let shape = if inverted { "INVERSE" } else { "IDENTITY" };
+    pr.put(text(tags::PRESENTATION_LUT_SHAPE, VR::CS, shape));
+}
+
+/// The presentation state of `study`'s marks on `film` (`source`, decoded as `radiograph`),
+/// shown through `voi`.
+pub fn build(
+    study: &StudyAnalysis,
+    source: &DicomInstance,
+    radiograph: &Radiograph,
+    voi: &VoiTransform,
+) -> Result<dicom_object::DefaultDicomObject, ObjectError> {
+    let created = Created::now();
+    let film = dataset::source_reference(source)?;
+    let mut pr = dataset::patient_and_study(source)?;
+    dataset::put_new_instance(
+        &mut pr,
+        &NewInstance {
+            sop_class_uid: GRAYSCALE_SOFTCOPY_PRESENTATION_STATE,
+            modality: "PR",
+            series_number: SERIES_NUMBER,
+            series_description: "radassist marks",
+        },
+        &created,
+    );
+    pr.put(text(tags::CONTENT_LABEL, VR::CS, "RADASSIST"));
+    pr.put(text(
+        tags::CONTENT_DESCRIPTION,
+        VR::LO,
+        "radassist: tubes, lines and landmarks",
+    ));
+    // Type 2: radassist is no person (it is named in Contributing Equipment).
+    pr.put(text(tags::CONTENT_CREATOR_NAME, VR::PN, ""));
+    // General Series' Laterality (Type 2C): a chest film is of no paired structure.
+    pr.put(text(tags::LATERALITY, VR::CS, ""));
+    pr.put(text(
+        tags::PRESENTATION_CREATION_DATE,
+        VR::DA,
+        &created.date,
+    ));
+    pr.put(text(
+        tags::PRESENTATION_CREATION_TIME,
+        VR::TM,
+        &created.time,
+    ));
+    pr.put(sequence(
+        tags::REFERENCED_SERIES_SEQUENCE,
+        vec![InMemDicomObject::from_element_iter([
+            text(tags::SERIES_INSTANCE_UID, VR::UI, &film.series_instance_uid),
+            referenced_image(&film),
+        ])],
+    ));
+    let (rows, columns) = (
+        radiograph.header.pixels.rows,
+        radiograph.header.pixels.columns,
+    );
+    pr.put(sequence(
+        tags::DISPLAYED_AREA_SELECTION_SEQUENCE,
+        vec![InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::DISPLAYED_AREA_TOP_LEFT_HAND_CORNER,
+                VR::SL,
+                PrimitiveValue::I32([1, 1].as_slice().into()),
+            ),
+            DataElement::new(
+                tags::DISPLAYED_AREA_BOTTOM_RIGHT_HAND_CORNER,
+                VR::SL,
+                PrimitiveValue::I32([columns as i32, rows as i32].as_slice().into()),
+            ),
+            text(tags::PRESENTATION_SIZE_MODE, VR::CS, "SCALE TO FIT"),
+            text(tags::PRESENTATION_PIXEL_ASPECT_RATIO, VR::IS, "1\\1"),
+        ])],
+    ));
+    let (annotations, mut layers) = annotations(study, &film, &Geometry::of(rows, columns));
+    if !annotations.is_empty() {
+        pr.put(sequence(tags::GRAPHIC_ANNOTATION_SEQUENCE, annotations));
+    }
+    layers.push(layer_item(
+        BITMAP_LAYER,
+        layers.len() + 1,
+        "the marks as an overlay bitmap, for viewers without graphics",
+        Colour::White,
+    ));
+    pr.put(sequence(tags::GRAPHIC_LAYER_SEQUENCE, layers));
+    put_marks_overlay(&mut pr, study, rows, columns);
+    put_luts(
+        &mut pr,
+        source,
+        voi,
+        radiograph.header.display.inverted,
+        &film,
+    );
+    dataset::put_contributing_equipment(
+        &mut pr,
+        &study.models,
+        "tube and line marks drawn by radassist",
+        &created,
+    );
+    dataset::with_meta(pr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cielab;
+
+    #[test]
+    fn cielab_of_white_black_and_red() {
+        assert_eq!(cielab([255, 255, 255])[0], 65535);
+        assert_eq!(cielab([0, 0, 0]), [0, 32896, 32896]);
+        let red = cielab([255, 0, 0]);
+        // sRGB red is about L* 54, a* 81, b* 70 (D50).
+        assert!(
+            (f64::from(red[0]) / 65535.0 * 100.0 - 54.3).abs() < 1.0,
+            "{red:?}"
+        );
+        assert!(
+            (f64::from(red[1]) / 65535.0 * 255.0 - 128.0 - 80.8).abs() < 1.5,
+            "{red:?}"
+        );
+    }
+}
