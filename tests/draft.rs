@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{marked_film, root, run_radassist};
+use common::{dciodvfy, dsrdump, marked_film, root, run_radassist};
 use radassist::labeler::{Label, Labeler, Observation};
 use std::path::Path;
 use std::process::Command;
@@ -134,41 +134,6 @@ fn a_misplaced_tube_leads_the_impression() {
             .starts_with("Endotracheal tube tip is 1.5 cm above the carina, too low"),
         "{first}"
     );
-}
-
-/// dciodvfy's complaints, split into errors and warnings.
-fn dciodvfy(path: &Path) -> (Vec<String>, Vec<String>) {
-    let out = Command::new("dciodvfy")
-        .arg(path)
-        .output()
-        .expect("dciodvfy (dicom3tools) is installed by scripts/setup");
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let errors = lines
-        .iter()
-        .filter(|l| l.starts_with("Error"))
-        .cloned()
-        .collect();
-    let warnings = lines
-        .iter()
-        .filter(|l| l.starts_with("Warning"))
-        .cloned()
-        .collect();
-    (errors, warnings)
-}
-
-fn dsrdump(path: &Path) -> String {
-    let out = Command::new("dsrdump")
-        .arg(path)
-        .output()
-        .expect("dsrdump (dcmtk) is installed by scripts/setup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

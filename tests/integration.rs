@@ -20,6 +20,7 @@ mod layout;
 mod models;
 mod qa;
 mod report;
+mod results_objects;
 mod scale_out;
 mod security;
 mod service;

@@ -146,7 +146,7 @@ pub fn verdict(verdict: Verdict) -> Option<Code> {
 
 /// A findings pack's observation (CheXpert's names, as the packs use them) as a code. A name
 /// radassist does not know gets a private code: "X-" and the first 14 letters and digits of the
-/// name, upper case, with the name as its meaning.
+/// name, upper case, with the name (its first 64 bytes) as its meaning.
 pub fn finding(observation: &str) -> Code {
     let known = match observation.to_ascii_lowercase().as_str() {
         "pneumothorax" => PNEUMOTHORAX,
@@ -173,7 +173,7 @@ pub fn finding(observation: &str) -> Code {
             return Code {
                 value: Cow::Owned(format!("X-{letters}")),
                 scheme: PRIVATE_SCHEME,
-                meaning: Cow::Owned(observation.chars().take(64).collect()),
+                meaning: Cow::Owned(super::dataset::fit(observation, 64).to_string()),
             };
         }
     };

@@ -47,8 +47,30 @@ pub fn new_uid() -> String {
     format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
 }
 
+/// A text element; a value longer than its VR allows (SH 16, LO 64, ST 1024, LT 10240 bytes:
+/// checkers count UTF-8 bytes) is cut at a character boundary, so a model's or a user's long
+/// text never makes an invalid object.
 pub fn text(tag: Tag, vr: VR, value: &str) -> DataElement<Item> {
-    DataElement::new(tag, vr, PrimitiveValue::from(value))
+    let limit = match vr {
+        VR::SH => 16,
+        VR::LO => 64,
+        VR::ST => 1024,
+        VR::LT => 10240,
+        _ => usize::MAX,
+    };
+    DataElement::new(tag, vr, PrimitiveValue::from(fit(value, limit)))
+}
+
+/// `value` cut to at most `bytes` bytes at a character boundary.
+pub fn fit(value: &str, bytes: usize) -> &str {
+    if value.len() <= bytes {
+        return value;
+    }
+    let mut end = bytes;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }
 
 pub fn sequence(tag: Tag, items: Vec<Item>) -> DataElement<Item> {
@@ -260,7 +282,7 @@ pub fn put_new_instance(object: &mut Item, new: &NewInstance, created: &Created)
 
 /// One model as a Contributing Equipment item: the pack's name, its version and digest.
 fn model_equipment(model: &ModelUsed, when: &str) -> Item {
-    let mut versions = vec![model.version.chars().take(64).collect::<String>()];
+    let mut versions = vec![fit(&model.version, 64).to_string()];
     if !model.digest.is_empty() {
         versions.push(model.digest.clone());
     }
@@ -286,11 +308,7 @@ fn model_equipment(model: &ModelUsed, when: &str) -> Item {
             vec![coded(&super::codes::PROCESSING_EQUIPMENT)],
         ),
         text(tags::MANUFACTURER, VR::LO, "radassist model pack"),
-        text(
-            tags::MANUFACTURER_MODEL_NAME,
-            VR::LO,
-            &model.name.chars().take(64).collect::<String>(),
-        ),
+        text(tags::MANUFACTURER_MODEL_NAME, VR::LO, &model.name),
         DataElement::new(
             tags::SOFTWARE_VERSIONS,
             VR::LO,

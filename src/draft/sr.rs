@@ -174,10 +174,13 @@ pub(super) fn put_sr_document(
             std::slice::from_ref(previous),
         ));
     }
-    sr.put(evidence_sequence(
-        tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
-        evidence,
-    ));
+    // Type 1C: present when there is evidence (a draft made without its film has none).
+    if !evidence.is_empty() {
+        sr.put(evidence_sequence(
+            tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
+            evidence,
+        ));
+    }
 }
 
 /// The content tree (TID 2000): language, observer context, FINDINGS and IMPRESSION.

@@ -1071,3 +1071,39 @@ pub fn web_login(web: &str, name: &str, password: &str) -> Result<String, (u16, 
         _ => Err((status, format!("{head}\n{body}"))),
     }
 }
+
+/// dciodvfy's complaints, split into errors and warnings.
+pub fn dciodvfy(path: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let out = std::process::Command::new("dciodvfy")
+        .arg(path)
+        .output()
+        .expect("dciodvfy (dicom3tools) is installed by scripts/setup");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let errors = lines
+        .iter()
+        .filter(|l| l.starts_with("Error"))
+        .cloned()
+        .collect();
+    let warnings = lines
+        .iter()
+        .filter(|l| l.starts_with("Warning"))
+        .cloned()
+        .collect();
+    (errors, warnings)
+}
+
+/// dcmtk's dump of an SR's tree.
+pub fn dsrdump(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("dsrdump")
+        .arg(path)
+        .output()
+        .expect("dsrdump (dcmtk) is installed by scripts/setup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
