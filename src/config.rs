@@ -78,7 +78,11 @@
 //! ae_title = "ORTHANC"       # the Calling AE Title; accepted only from `host`'s addresses
 //! host = "127.0.0.1"
 //! port = 4242
-//! send_results = false       # radassist C-STOREs its SRs here (draft, then signed)
+//! send_results = false       # radassist C-STOREs its results here (IHE AI Results):
+//! results = ["report", "measurements", "presentation-state", "summary-image"]  # which ones
+//!                            # (the default: all four): the report SR (draft, then signed,
+//!                            # then amended), the TID 1500 measurement report, the
+//!                            # presentation state with the marks, the summary image
 //! query_priors = false       # radassist asks it for priors (C-FIND) and retrieves them (C-MOVE)
 //! tls = false                # radassist reaches it over DICOM TLS (TLS 1.2 or 1.3), showing
 //!                            # service.tls_cert and tls_key when set (for peers that ask)
@@ -137,6 +141,7 @@
 //! ```
 
 use crate::analysis::AnalysisPacks;
+use crate::draft::objects::ResultObject;
 use crate::draft::writer::GenerationSettings;
 use crate::inference::batcher::BatchingConfig;
 use crate::inference::session::{Provider, SessionSettings};
@@ -333,9 +338,12 @@ pub struct DicomPeer {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
-    /// radassist sends its SRs (draft and signed) here by C-STORE.
+    /// radassist sends its results here by C-STORE.
     #[serde(default)]
     pub send_results: bool,
+    /// With `send_results`: which objects it takes (default: all four).
+    #[serde(default = "all_result_objects")]
+    pub results: Vec<ResultObject>,
     /// radassist asks it for a study's priors (C-FIND, Study Root) when the local store holds
     /// none, and retrieves the chosen prior's frontal image and its SR by C-MOVE to itself
     /// (the peer must know radassist's AE title, host and port as a move destination).
@@ -350,6 +358,10 @@ pub struct DicomPeer {
     /// With `tls`: the DNS name or IP address its certificate must carry (default: `host`).
     #[serde(default)]
     pub tls_server_name: Option<String>,
+}
+
+fn all_result_objects() -> Vec<ResultObject> {
+    ResultObject::ALL.to_vec()
 }
 
 /// `radassist serve`.

@@ -470,12 +470,13 @@ fn hostile_text_gives_valid_objects_not_a_panic() {
         signed: None,
         analysis: &analysis,
         source: &source,
+        film: None,
         priors: &[],
     };
     for object in ResultObject::ALL {
         let built = objects::build(object, &study, &radassist::dicom::DecodeLimits::default())
-            .unwrap_or_else(|e| panic!("{}: {e}", object.name()));
-        let path = dir.path().join(format!("{}.dcm", object.name()));
+            .unwrap_or_else(|e| panic!("{}: {e}", object.as_str()));
+        let path = dir.path().join(format!("{}.dcm", object.as_str()));
         built.write_to_file(&path).unwrap();
         assert_valid(&path);
         // The patient's name survives byte for byte (UTF-8).

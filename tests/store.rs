@@ -10,6 +10,7 @@ use crate::common;
 
 use common::backends;
 use radassist::config::{BlobBackend, BlobsConfig, StoreBackend, StoreConfig};
+use radassist::draft::objects::ResultObject;
 use radassist::store::documents::{SignedRead, WorkItemContent};
 use radassist::store::lifecycle::{JobState, StudyState, WorkItemStatus};
 use radassist::store::*;
@@ -118,7 +119,7 @@ fn new_item() -> NewWorkItem {
         analysis_json: "{}".into(),
         model_version: "test".into(),
         report_json: "{}".into(),
-        results: vec![],
+        results: ResultBatch::default(),
     }
 }
 
@@ -203,7 +204,7 @@ fn of_many_claimants_exactly_one_holds_the_item_and_one_signs_it() {
                                 now_ms(),
                                 &read(&format!("read {i}")),
                                 "{}",
-                                &[],
+                                &ResultBatch::default(),
                             )
                             .is_ok()
                     })
@@ -232,7 +233,7 @@ fn a_job_finishes_or_fails_only_while_running() {
             analysis_json: "{}".into(),
             model_version: "test".into(),
             report_json: "{}".into(),
-            results: vec![],
+            results: ResultBatch::default(),
         };
         // Done already: a second finish (a worker that lost its job) is refused.
         assert!(matches!(
@@ -296,9 +297,35 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
                 now_ms(),
                 &read("read"),
                 "{}",
-                &[result("PACS"), result("ARCHIVE")],
+                &ResultBatch {
+                    made: vec![MadeResult {
+                        study_instance_uid: "1.2.5".into(),
+                        sop_instance_uid: "2.25.1".into(),
+                        object: ResultObject::Report,
+                        kind: ResultKind::Final,
+                        sha256: "ab".repeat(32),
+                        created_at: 0,
+                    }],
+                    queued: vec![result("PACS"), result("ARCHIVE")],
+                },
             )
             .unwrap();
+        // Recorded once in the results catalogue, whatever the peers.
+        let made = store.results_of("1.2.5").unwrap();
+        assert_eq!(made.len(), 1, "{kind:?}");
+        assert_eq!(
+            (
+                made[0].object,
+                made[0].kind,
+                made[0].sop_instance_uid.as_str()
+            ),
+            (ResultObject::Report, ResultKind::Final, "2.25.1")
+        );
+        assert!(made[0].created_at > 0);
+        assert_eq!(
+            store.latest_signed_sr("1.2.5").unwrap(),
+            Some(("2.25.1".to_string(), "ab".repeat(32)))
+        );
         let due = store.take_due_results(now_ms(), 10, 60_000).unwrap();
         assert_eq!(due.len(), 2);
         // A failed attempt waits for its next time; the other is sent, once.
@@ -335,7 +362,7 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
                 signed_at,
                 &read("read"),
                 "{\"signed\": 1}",
-                &[],
+                &ResultBatch::default(),
             )
             .unwrap();
         let open = WorkItemFilter {
@@ -361,13 +388,16 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
                 ..Default::default()
             },
             analysis_json: "{\"new\": 1}".into(),
-            results: vec![OutgoingResult {
-                study_instance_uid: uid.into(),
-                sop_instance_uid: "2.25.99".into(),
-                kind: ResultKind::Draft,
-                peer: "PACS".into(),
-                sha256: "ef".repeat(32),
-            }],
+            results: ResultBatch {
+                made: vec![],
+                queued: vec![OutgoingResult {
+                    study_instance_uid: uid.into(),
+                    sop_instance_uid: "2.25.99".into(),
+                    kind: ResultKind::Draft,
+                    peer: "PACS".into(),
+                    sha256: "ef".repeat(32),
+                }],
+            },
             ..new_item()
         };
         store.finish_job(uid, &redraft).unwrap();
@@ -401,7 +431,14 @@ fn a_signed_read_stands_when_images_arrive_after_it_and_the_worklist_shows_them(
 
         // An amendment answers the new images.
         let amended = store
-            .amend(uid, signed_at, signed_at + 1, &read("amended"), "{}", &[])
+            .amend(
+                uid,
+                signed_at,
+                signed_at + 1,
+                &read("amended"),
+                "{}",
+                &ResultBatch::default(),
+            )
             .unwrap();
         assert_eq!(amended.images_after_signing, None, "{kind:?}");
         assert!(store.work_items(&open, 0, 10).unwrap().is_empty());
@@ -416,7 +453,7 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
         let store = store_with_item(kind, dir.path(), "1.2.7");
         assert!(
             matches!(
-                store.amend("1.2.7", 0, 1, &read("x"), "{}", &[]),
+                store.amend("1.2.7", 0, 1, &read("x"), "{}", &ResultBatch::default()),
                 Err(StoreError::Precondition(_))
             ),
             "an unsigned item was amended"
@@ -424,7 +461,14 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
         store.claim("1.2.7", "dr-a").unwrap();
         let signed_at = 1_000;
         store
-            .sign("1.2.7", "dr-a", signed_at, &read("read"), "{}", &[])
+            .sign(
+                "1.2.7",
+                "dr-a",
+                signed_at,
+                &read("read"),
+                "{}",
+                &ResultBatch::default(),
+            )
             .unwrap();
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
         let amendments: Vec<_> = (0..8)
@@ -447,7 +491,10 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
                             signed_at + 1,
                             &read(&text),
                             "{}",
-                            &[result],
+                            &ResultBatch {
+                                made: vec![],
+                                queued: vec![result],
+                            },
                         )
                         .ok()
                         .map(|_| i)
@@ -663,7 +710,7 @@ fn processes_starting_together_migrate_the_schema_once() {
     for start in starts {
         start.join().unwrap();
     }
-    assert_eq!(schema_versions(dir.path()), vec![1, 2, 3, 4]);
+    assert_eq!(schema_versions(dir.path()), vec![1, 2, 3, 4, 5]);
 }
 
 /// The schema versions recorded in `dir`'s database.
@@ -696,14 +743,29 @@ fn a_database_an_earlier_version_made_is_migrated_with_its_reads_kept() {
              INSERT INTO schema_migrations (version, name) VALUES (1, 'catalogue');
              INSERT INTO work_items (study_instance_uid, status, critical, priority, claimed_by,
                  created_at, template, analysis_json, model_version, final_read, signed_at)
-             VALUES ('1.2.9', 'SIGNED', false, 10, 'dr-a', 1, '', '{}', 'test', '\\x0a0472656164', 2);",
+             VALUES ('1.2.9', 'SIGNED', false, 10, 'dr-a', 1, '', '{}', 'test', '\\x0a0472656164', 2);
+             INSERT INTO outbox (study_instance_uid, sop_instance_uid, kind, peer, sha256, state,
+                 created_at, next_attempt_at)
+             VALUES ('1.2.9', '2.25.7', 'final', 'PACS', 'ab', 'sent', 3, 3),
+                    ('1.2.9', '2.25.7', 'final', 'ARCHIVE', 'ab', 'pending', 3, 3);",
         )
         .unwrap();
     let store = open_pg(dir.path(), 60);
     let item = store.work_item("1.2.9").unwrap();
     assert_eq!(item.final_read.map(|r| r.text).as_deref(), Some("read"));
     assert_eq!(item.images_after_signing, None);
-    assert_eq!(schema_versions(dir.path()), vec![1, 2, 3, 4]);
+    // The SRs the outbox held are in the results catalogue, once each.
+    let made = store.results_of("1.2.9").unwrap();
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        (made[0].object, made[0].created_at),
+        (ResultObject::Report, 3)
+    );
+    assert_eq!(
+        store.latest_signed_sr("1.2.9").unwrap(),
+        Some(("2.25.7".to_string(), "ab".to_string()))
+    );
+    assert_eq!(schema_versions(dir.path()), vec![1, 2, 3, 4, 5]);
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! of every sentence either way.
 
 use super::prior_source::RemotePrior;
-use super::results::{draft_results, ReportSource};
+use super::results::{draft_results, DraftInputs, ReportSource};
 use super::state::State;
 use super::work_item::work_item_content;
 use crate::analysis::{Analyzer, PriorInput};
@@ -52,7 +52,7 @@ pub enum JobError {
     Analysis(#[from] crate::analysis::AnalysisError),
     #[error("the report pack: {0}")]
     ReportPack(#[source] crate::inference::InferenceError),
-    #[error("the draft's SR: {0}")]
+    #[error("the draft's results: {0}")]
     Results(#[from] super::results::ResultsError),
     #[error("encoding the work item: {0}")]
     Encode(#[from] serde_json::Error),
@@ -241,7 +241,15 @@ pub fn analyze_study(
         source_sha256,
         priors: prior.iter().map(|(p, _)| image_reference(p)).collect(),
     };
-    let results = draft_results(store, &state.result_peers, &source)?;
+    let results = draft_results(
+        store,
+        &state.result_peers,
+        &DraftInputs {
+            source: &source,
+            analysis: &analysis,
+            film: Some(&current),
+        },
+    )?;
     let mut models_used = analysis.models.clone();
     models_used.extend(models.writer.as_ref().map(|w| w.model().clone()));
     Ok(NewWorkItem {

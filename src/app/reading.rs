@@ -15,6 +15,7 @@ use super::results::{final_results, predecessor, ReportSource};
 use super::state::State;
 use super::{Caller, Error};
 use crate::store::documents::{DeviceAgreement, FindingAgreement, SignedRead, WorkItemContent};
+use crate::store::ResultBatch;
 use crate::store::{Store, StoreError, WorkItemRow};
 use std::sync::Arc;
 
@@ -198,7 +199,7 @@ fn sign_now(
     let comparison = serde_json::to_string(&comparison)
         .map_err(|e| Error::internal("the read's comparison", e))?;
     let results = match &current.report_json {
-        Some(json) if !state.result_peers.is_empty() => {
+        Some(json) => {
             let source: ReportSource = serde_json::from_str(json)
                 .map_err(|e| Error::internal("the work item's report", e))?;
             let amended = match signing {
@@ -216,7 +217,7 @@ fn sign_now(
             final_results(store, &state.result_peers, &source, &final_read)
                 .map_err(|e| Error::internal("the signed SR", e))?
         }
-        _ => vec![],
+        None => ResultBatch::default(),
     };
     Ok(match signing {
         Signing::First => store.sign(uid, who, signed_at, &signed, &comparison, &results),

@@ -75,7 +75,7 @@ pub struct State {
     /// Built once (its patterns compile at start): labels reads when they are signed.
     pub labeler: Labeler,
     /// The AE titles of the DICOM peers that take radassist's SRs (`send_results`).
-    pub result_peers: Vec<String>,
+    pub result_peers: Vec<super::results::ResultPeer>,
     /// Where priors the store lacks are asked for (the peers with `query_priors`), and the
     /// studies being retrieved from it now; None when nowhere.
     pub prior_source: Option<Arc<dyn PriorSource>>,
@@ -84,12 +84,12 @@ pub struct State {
 }
 
 impl State {
-    /// `result_peers`: the AE titles of the peers that take radassist's SRs.
+    /// `result_peers`: the peers that take radassist's results, and which objects.
     pub fn new(
         store: Arc<dyn Store>,
         config: ServiceConfig,
         metrics: Arc<Metrics>,
-        result_peers: Vec<String>,
+        result_peers: Vec<super::results::ResultPeer>,
         prior_source: Option<Arc<dyn PriorSource>>,
     ) -> State {
         let (events, _) = broadcast::channel(1024);

@@ -379,6 +379,7 @@ pub fn export(
                 signed: signed.as_ref(),
                 analysis: &study.analysis,
                 source: &source,
+                film: Some(&study.current),
                 priors: &priors,
             };
             let built = objects::build(object, &results, &DecodeLimits::default())

@@ -90,6 +90,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 104,
             send_results: true,
+            results: crate::draft::objects::ResultObject::ALL.to_vec(),
             query_priors: false,
             tls: true,
             tls_ca: tls_ca.map(Path::to_path_buf),

@@ -16,7 +16,9 @@ use super::{
 use crate::analysis::StudyAnalysis;
 use crate::dicom::{DecodeError, DecodeLimits, DicomInstance};
 use crate::imaging::display::{choose_voi, DisplayError, VoiChoice};
+use crate::imaging::Radiograph;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// One kind of result object; its name is the one configuration and the API use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,7 +38,7 @@ impl ResultObject {
         ResultObject::SummaryImage,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ResultObject::Report => "report",
             ResultObject::Measurements => "measurements",
@@ -45,8 +47,8 @@ impl ResultObject {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<ResultObject> {
-        ResultObject::ALL.into_iter().find(|o| o.name() == name)
+    pub fn parse(name: &str) -> Option<ResultObject> {
+        ResultObject::ALL.into_iter().find(|o| o.as_str() == name)
     }
 
     /// Its SOP class.
@@ -87,6 +89,8 @@ pub struct StudyResults<'a> {
     pub signed: Option<&'a FinalRead>,
     pub analysis: &'a StudyAnalysis,
     pub source: &'a DicomInstance,
+    /// The film already decoded (None: decoded from `source` when an object needs its pixels).
+    pub film: Option<&'a Radiograph>,
     pub priors: &'a [ImageReference],
 }
 
@@ -96,14 +100,17 @@ pub fn build(
     study: &StudyResults,
     limits: &DecodeLimits,
 ) -> Result<dicom_object::DefaultDicomObject, BuildError> {
-    let name = object.name();
+    let name = object.as_str();
     let film = || {
-        let radiograph = crate::dicom::decode_instance(study.source, limits).map_err(|source| {
-            BuildError::Decode {
-                object: name,
-                source: Box::new(source),
-            }
-        })?;
+        let radiograph = match study.film {
+            Some(film) => Cow::Borrowed(film),
+            None => Cow::Owned(crate::dicom::decode_instance(study.source, limits).map_err(
+                |source| BuildError::Decode {
+                    object: name,
+                    source: Box::new(source),
+                },
+            )?),
+        };
         let voi =
             choose_voi(&radiograph, &VoiChoice::Default).map_err(|source| BuildError::Window {
                 object: name,

@@ -22,6 +22,7 @@ pub(crate) mod process_role;
 
 pub use process_role::ProcessRole;
 
+use crate::app::results::ResultPeer;
 use crate::app::worker::{AnalysisHealth, WorkerPool};
 use crate::app::{metrics::Metrics, prior_source::PriorSource, State};
 use crate::config::{Config, StoreBackend};
@@ -87,7 +88,10 @@ impl Server {
             .peers
             .iter()
             .filter(|p| p.send_results)
-            .map(|p| p.ae_title.clone())
+            .map(|p| ResultPeer {
+                ae_title: p.ae_title.clone(),
+                objects: p.results.clone(),
+            })
             .collect();
         let state = Arc::new(State::new(
             store,

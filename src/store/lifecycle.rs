@@ -27,35 +27,12 @@
 //! mapping here ([`StudyState::as_str`] and `parse`, and the proto conversions in
 //! `super::convert`).
 
+use crate::draft::objects::ResultObject;
 use std::fmt;
 
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// Every value, in lifecycle order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The text the store keeps.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// The value of a stored text (None: not one of ours).
-            pub fn parse(text: &str) -> Option<$name> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
+/// The store and PostgreSQL mappings of a type with `as_str` and `parse`: kept as its text.
+macro_rules! text_column {
+    ($name:ident) => {
         impl rusqlite::types::ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
                 Ok(self.as_str().into())
@@ -63,7 +40,9 @@ macro_rules! text_enum {
         }
 
         impl rusqlite::types::FromSql for $name {
-            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
                 let text = value.as_str()?;
                 $name::parse(text).ok_or_else(|| {
                     rusqlite::types::FromSqlError::Other(
@@ -103,6 +82,37 @@ macro_rules! text_enum {
                 <&str as postgres::types::FromSql>::accepts(ty)
             }
         }
+    };
+}
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every value, in lifecycle order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text the store keeps.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// The value of a stored text (None: not one of ours).
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        text_column!($name);
     };
 }
 
@@ -190,3 +200,6 @@ mod tests {
         assert_eq!(StudyState::parse("analyzing"), None);
     }
 }
+
+// Which result object an outbox row or a made result is (`report`, `measurements`, ...).
+text_column!(ResultObject);

@@ -34,6 +34,7 @@ pub use reading_room::ReadingRoomStore;
 pub use s3_blobs::S3BlobStore;
 pub use sqlite::SqliteStore;
 
+use crate::draft::objects::ResultObject;
 use documents::{SignedRead, WorkItemContent};
 use lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -168,7 +169,30 @@ pub struct WorkItemFilter {
     pub signed_with_new_images: bool,
 }
 
-/// An SR to send to one peer, its bytes already a durable blob.
+/// A result object radassist made for a study (a durable blob already), kept in the results
+/// catalogue whether or not a peer takes it: what the reading room and the API offer for
+/// download, and what an amendment names as its predecessor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MadeResult {
+    pub study_instance_uid: String,
+    pub sop_instance_uid: String,
+    pub object: ResultObject,
+    /// Draft (the models' results, and the draft report), final or amended (a signed report).
+    pub kind: ResultKind,
+    pub sha256: String,
+    /// When it was made (ms since the epoch; set by the store).
+    pub created_at: i64,
+}
+
+/// The result objects one step made and their copies queued for the peers that take them,
+/// recorded in the step's own transaction.
+#[derive(Debug, Clone, Default)]
+pub struct ResultBatch {
+    pub made: Vec<MadeResult>,
+    pub queued: Vec<OutgoingResult>,
+}
+
+/// An object to send to one peer, its bytes already a durable blob.
 #[derive(Debug, Clone)]
 pub struct OutgoingResult {
     pub study_instance_uid: String,
@@ -200,10 +224,10 @@ pub struct NewWorkItem {
     pub content: WorkItemContent,
     pub analysis_json: String,
     pub model_version: String,
-    /// What its SRs are built from (JSON), and the draft SR for each peer that takes results,
-    /// queued in the same transaction.
+    /// What its SRs are built from (JSON), and the result objects made from the draft and the
+    /// analysis, recorded (and queued for the peers) in the same transaction.
     pub report_json: String,
-    pub results: Vec<OutgoingResult>,
+    pub results: ResultBatch,
 }
 
 #[derive(Debug, Clone)]
@@ -339,7 +363,7 @@ pub trait Worklist {
         signed_at: i64,
         read: &SignedRead,
         comparison: &str,
-        results: &[OutgoingResult],
+        results: &ResultBatch,
     ) -> Result<WorkItemRow, StoreError>;
     /// SIGNED -> SIGNED with an amended read signed at `signed_at`: the read it replaces
     /// is kept in `superseded_reads`, the QA comparison is the new one's, and the amended SR is
@@ -353,7 +377,7 @@ pub trait Worklist {
         signed_at: i64,
         read: &SignedRead,
         comparison: &str,
-        results: &[OutgoingResult],
+        results: &ResultBatch,
     ) -> Result<WorkItemRow, StoreError>;
     /// Signed items in a period (ms since the epoch; None: no limit), optionally one version.
     fn signed_items(
@@ -364,11 +388,14 @@ pub trait Worklist {
     ) -> Result<Vec<WorkItemRow>, StoreError>;
 }
 
-/// The results outbox: SRs queued for the peers, taken for a send, sent or failed.
+/// The results catalogue and outbox: the objects made for each study, their copies queued for
+/// the peers, taken for a send, sent or failed.
 pub trait Outbox {
-    /// The newest signed SR (final or amended) queued for study `uid`: its SOP Instance UID
-    /// and blob; None when no SR was made (no peer takes results).
+    /// The newest signed report SR (final or amended) made for study `uid`: its SOP Instance
+    /// UID and blob; None when none was made.
     fn latest_signed_sr(&self, uid: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// Every result object made for study `uid`, oldest first.
+    fn results_of(&self, uid: &str) -> Result<Vec<MadeResult>, StoreError>;
     /// Takes pending results whose next attempt is due at `now_ms`, oldest first, for a send:
     /// they are not due again (for this or another process's sender) before `now_ms + hold_ms`,
     /// unless [`Outbox::result_failed`] sets their next attempt. Rows another process is taking

@@ -81,8 +81,18 @@ pub const SIGN: &str =
      WHERE study_instance_uid = $1 AND status = $7 AND claimed_by = $2";
 
 /// The newest signed SR queued for a study.
-pub const LATEST_SIGNED_SR: &str = "SELECT sop_instance_uid, sha256 FROM outbox
-     WHERE study_instance_uid = $1 AND kind IN ($2, $3) ORDER BY id DESC LIMIT 1";
+pub const LATEST_SIGNED_SR: &str = "SELECT sop_instance_uid, sha256 FROM result_objects
+     WHERE study_instance_uid = $1 AND object = $2 AND kind IN ($3, $4) ORDER BY id DESC LIMIT 1";
+
+/// A result object made (once per SOP instance).
+pub const RECORD_RESULT: &str = "INSERT INTO result_objects (study_instance_uid, sop_instance_uid, object, kind, sha256, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (sop_instance_uid) DO NOTHING";
+
+/// A study's result objects, oldest first.
+pub const RESULTS_OF_STUDY: &str =
+    "SELECT study_instance_uid, sop_instance_uid, object, kind, sha256, created_at
+     FROM result_objects WHERE study_instance_uid = $1 ORDER BY id";
 
 /// pending -> sent.
 pub const RESULT_SENT: &str =

@@ -89,7 +89,7 @@ impl JobQueue for PgStore {
                         &item.report_json,
                     ],
                 )?;
-                queue_results(&mut tx, &item.results)?;
+                record_results(&mut tx, &item.results)?;
             }
             let study_state = if signed == 0 {
                 StudyState::DraftReady

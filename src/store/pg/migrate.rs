@@ -39,6 +39,12 @@ const MIGRATIONS: &[(i32, &str, &str, Option<Convert>)] = &[
         include_str!("../migrations/0004_protobuf_columns_dropped.sql"),
         None,
     ),
+    (
+        5,
+        "result objects",
+        include_str!("../migrations/0005_result_objects.sql"),
+        None,
+    ),
 ];
 
 /// The advisory lock that serialises migrations ("radassist" in ASCII, as a number).

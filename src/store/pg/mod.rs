@@ -293,13 +293,27 @@ impl PgStore {
     }
 }
 
-/// Queues results (a result already queued for that peer stays as it is).
-fn queue_results(
+/// Records the results made and queues their copies for the peers (a result already
+/// recorded, or already queued for that peer, stays as it is).
+fn record_results(
     tx: &mut impl GenericClient,
-    results: &[OutgoingResult],
+    results: &ResultBatch,
 ) -> Result<(), postgres::Error> {
     let now = now_ms();
-    for r in results {
+    for r in &results.made {
+        tx.execute(
+            sql::RECORD_RESULT,
+            &[
+                &r.study_instance_uid,
+                &r.sop_instance_uid,
+                &r.object,
+                &r.kind,
+                &r.sha256,
+                &now,
+            ],
+        )?;
+    }
+    for r in &results.queued {
         tx.execute(
             sql::QUEUE_RESULT,
             &[

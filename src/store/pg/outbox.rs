@@ -1,4 +1,5 @@
-//! The results outbox: SRs queued for the peers, taken for a send, sent or failed.
+//! The results catalogue (every object made for a study) and the outbox: their copies queued
+//! for the peers, taken for a send, sent or failed.
 
 use super::*;
 
@@ -8,9 +9,30 @@ impl Outbox for PgStore {
             .client()?
             .query_opt(
                 sql::LATEST_SIGNED_SR,
-                &[&uid, &ResultKind::Final, &ResultKind::Amended],
+                &[
+                    &uid,
+                    &ResultObject::Report,
+                    &ResultKind::Final,
+                    &ResultKind::Amended,
+                ],
             )?
             .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn results_of(&self, uid: &str) -> Result<Vec<MadeResult>, StoreError> {
+        Ok(self
+            .client()?
+            .query(sql::RESULTS_OF_STUDY, &[&uid])?
+            .iter()
+            .map(|r| MadeResult {
+                study_instance_uid: r.get(0),
+                sop_instance_uid: r.get(1),
+                object: r.get(2),
+                kind: r.get(3),
+                sha256: r.get(4),
+                created_at: r.get(5),
+            })
+            .collect())
     }
 
     fn take_due_results(

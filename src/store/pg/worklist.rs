@@ -84,7 +84,7 @@ impl Worklist for PgStore {
         signed_at: i64,
         read: &SignedRead,
         comparison: &str,
-        results: &[OutgoingResult],
+        results: &ResultBatch,
     ) -> Result<WorkItemRow, StoreError> {
         let signed = {
             let mut client = self.client()?;
@@ -103,7 +103,7 @@ impl Worklist for PgStore {
             )?;
             if signed == 1 {
                 tx.execute(sql::STUDY_STATE, &[&uid, &StudyState::Signed])?;
-                queue_results(&mut tx, results)?;
+                record_results(&mut tx, results)?;
             }
             tx.commit()?;
             signed
@@ -119,7 +119,7 @@ impl Worklist for PgStore {
         signed_at: i64,
         read: &SignedRead,
         comparison: &str,
-        results: &[OutgoingResult],
+        results: &ResultBatch,
     ) -> Result<WorkItemRow, StoreError> {
         let amended = {
             let mut client = self.client()?;
@@ -137,7 +137,7 @@ impl Worklist for PgStore {
                      WHERE study_instance_uid = $1 AND signed_at = $5",
                     &[&uid, &to_json(read), &signed_at, &comparison, &replaces],
                 )?;
-                queue_results(&mut tx, results)?;
+                record_results(&mut tx, results)?;
             }
             tx.commit()?;
             kept

@@ -82,7 +82,7 @@ impl JobQueue for SqliteStore {
                     item.report_json
                 ],
             )?;
-            queue_results(&tx, &item.results)?;
+            record_results(&tx, &item.results)?;
         }
         let study_state = if signed == 0 {
             StudyState::DraftReady

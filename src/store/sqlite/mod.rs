@@ -230,10 +230,24 @@ fn queue_job(tx: &rusqlite::Transaction, uid: &str) -> rusqlite::Result<bool> {
     Ok(queued > 0)
 }
 
-/// Queues results in `tx` (a result already queued for that peer stays as it is).
-fn queue_results(tx: &rusqlite::Transaction, results: &[OutgoingResult]) -> rusqlite::Result<()> {
+/// Records the results made in `tx` and queues their copies for the peers (a result already
+/// recorded, or already queued for that peer, stays as it is).
+fn record_results(tx: &rusqlite::Transaction, results: &ResultBatch) -> rusqlite::Result<()> {
     let now = now_ms();
-    for r in results {
+    for r in &results.made {
+        tx.execute(
+            &sql::sqlite(sql::RECORD_RESULT),
+            params![
+                r.study_instance_uid,
+                r.sop_instance_uid,
+                r.object,
+                r.kind,
+                r.sha256,
+                now
+            ],
+        )?;
+    }
+    for r in &results.queued {
         tx.execute(
             &sql::sqlite(sql::QUEUE_RESULT),
             params![

@@ -1,4 +1,5 @@
-//! The results outbox: SRs queued for the peers, taken for a send, sent or failed.
+//! The results catalogue (every object made for a study) and the outbox: their copies queued
+//! for the peers, taken for a send, sent or failed.
 
 use super::*;
 
@@ -8,10 +9,31 @@ impl Outbox for SqliteStore {
             .db()
             .query_row(
                 &sql::sqlite(sql::LATEST_SIGNED_SR),
-                params![uid, ResultKind::Final, ResultKind::Amended],
+                params![
+                    uid,
+                    ResultObject::Report,
+                    ResultKind::Final,
+                    ResultKind::Amended
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
+    }
+
+    fn results_of(&self, uid: &str) -> Result<Vec<MadeResult>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare(&sql::sqlite(sql::RESULTS_OF_STUDY))?;
+        let rows = q.query_map([uid], |r| {
+            Ok(MadeResult {
+                study_instance_uid: r.get(0)?,
+                sop_instance_uid: r.get(1)?,
+                object: r.get(2)?,
+                kind: r.get(3)?,
+                sha256: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn take_due_results(

@@ -131,7 +131,7 @@ type Step = fn(&rusqlite::Transaction) -> Result<(), StepError>;
 
 /// The migrations after version 1, in order: entry `i` brings a store from version `i + 1` to
 /// `i + 2`. Append; never edit one that has shipped.
-const MIGRATIONS: &[Step] = &[work_item_documents];
+const MIGRATIONS: &[Step] = &[work_item_documents, result_objects];
 
 /// The schema version this code writes.
 pub const VERSION: i32 = 1 + MIGRATIONS.len() as i32;
@@ -189,6 +189,29 @@ pub fn migrate(db: &mut Connection) -> Result<i32, MigrationError> {
     }
     Ok(VERSION)
 }
+
+/// Version 3: the results catalogue (every object made for a study: reports, measurement
+/// reports, presentation states, summary images), filled with the SRs already queued.
+fn result_objects(tx: &rusqlite::Transaction) -> Result<(), StepError> {
+    tx.execute_batch(RESULT_OBJECTS)?;
+    Ok(())
+}
+
+/// The results catalogue, and the SRs earlier versions queued (each once, in the order made).
+pub const RESULT_OBJECTS: &str = "
+CREATE TABLE result_objects (
+    id INTEGER PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL UNIQUE,
+    object TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL);
+CREATE INDEX result_objects_by_study ON result_objects (study_instance_uid);
+INSERT INTO result_objects (study_instance_uid, sop_instance_uid, object, kind, sha256, created_at)
+    SELECT study_instance_uid, sop_instance_uid, 'report', kind, sha256, MIN(created_at)
+    FROM outbox GROUP BY study_instance_uid, sop_instance_uid, kind, sha256 ORDER BY MIN(id);
+";
 
 /// Version 2: a work item's draft and signed read as JSON documents ([`crate::store::documents`])
 /// instead of the gRPC messages' bytes, every stored one converted (superseded reads too).
@@ -269,6 +292,38 @@ mod tests {
 
     /// A work_items table as the first versions made it gains every later column, its
     /// protobuf read becomes the document, and its rows keep their values.
+    #[test]
+    fn the_results_catalogue_starts_with_the_srs_the_outbox_held() {
+        let mut db = Connection::open_in_memory().unwrap();
+        db.execute_batch(SCHEMA).unwrap();
+        db.execute_batch(
+            "INSERT INTO outbox (study_instance_uid, sop_instance_uid, kind, peer, sha256, state,
+                 created_at, next_attempt_at)
+             VALUES ('1.2', '2.25.1', 'draft', 'PACS', 'aa', 'sent', 5, 5),
+                    ('1.2', '2.25.1', 'draft', 'ARCHIVE', 'aa', 'sent', 6, 6),
+                    ('1.2', '2.25.2', 'final', 'PACS', 'bb', 'pending', 9, 9);",
+        )
+        .unwrap();
+        db.pragma_update(None, "user_version", 2).unwrap();
+        assert_eq!(migrate(&mut db).unwrap(), VERSION);
+        let rows: Vec<(String, String, String, i64)> = db
+            .prepare(
+                "SELECT sop_instance_uid, object, kind, created_at FROM result_objects ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("2.25.1".into(), "report".into(), "draft".into(), 5),
+                ("2.25.2".into(), "report".into(), "final".into(), 9)
+            ]
+        );
+    }
+
     #[test]
     fn a_store_an_earlier_version_made_gains_the_later_columns() {
         let mut db = Connection::open_in_memory().unwrap();

@@ -77,7 +77,7 @@ impl Worklist for SqliteStore {
         signed_at: i64,
         read: &SignedRead,
         comparison: &str,
-        results: &[OutgoingResult],
+        results: &ResultBatch,
     ) -> Result<WorkItemRow, StoreError> {
         let signed = {
             let mut db = self.db();
@@ -99,7 +99,7 @@ impl Worklist for SqliteStore {
                     &sql::sqlite(sql::STUDY_STATE),
                     params![uid, StudyState::Signed],
                 )?;
-                queue_results(&tx, results)?;
+                record_results(&tx, results)?;
             }
             tx.commit()?;
             signed
@@ -115,7 +115,7 @@ impl Worklist for SqliteStore {
         signed_at: i64,
         read: &SignedRead,
         comparison: &str,
-        results: &[OutgoingResult],
+        results: &ResultBatch,
     ) -> Result<WorkItemRow, StoreError> {
         let amended = {
             let mut db = self.db();
@@ -133,7 +133,7 @@ impl Worklist for SqliteStore {
                      WHERE study_instance_uid = ?1",
                     params![uid, to_json(read), signed_at, comparison],
                 )?;
-                queue_results(&tx, results)?;
+                record_results(&tx, results)?;
             }
             tx.commit()?;
             kept
