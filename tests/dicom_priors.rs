@@ -385,33 +385,68 @@ fn prior_from_orthanc(tls: bool) {
     );
     assert_eq!(retrieved, "1");
 
-    // Orthanc shows the draft SR inside the new study, pointing at the prior it compared with.
+    // Orthanc holds radassist's results inside the new study, each in its own series: the
+    // draft report (pointing at the prior it compared with), the measurement report, the
+    // presentation state and the summary image (IHE AI Results).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let sr = loop {
+    let series = loop {
         let study = orthanc
             .study(&current_uid)
             .expect("the new study is in Orthanc");
-        let sr = study["Series"]
+        let series: Vec<serde_json::Value> = study["Series"]
             .as_array()
             .unwrap()
             .iter()
-            .find_map(|series| {
-                let series = orthanc.get(&format!("/series/{}", series.as_str().unwrap()));
-                (series["MainDicomTags"]["Modality"] == "SR")
-                    .then(|| series["Instances"][0].as_str().unwrap().to_string())
-            });
-        if let Some(sr) = sr {
-            break sr;
+            .map(|s| orthanc.get(&format!("/series/{}", s.as_str().unwrap())))
+            .collect();
+        if series.len() == 5 {
+            break series;
         }
-        assert!(Instant::now() < deadline, "no SR in the study in Orthanc");
+        assert!(
+            Instant::now() < deadline,
+            "the film and four results are not all in the study in Orthanc: {series:#?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let tags = orthanc.get(&format!("/instances/{sr}/simplified-tags"));
-    assert_eq!(tags["StudyInstanceUID"], current_uid.as_str());
-    assert_eq!(tags["PreliminaryFlag"], "PRELIMINARY");
-    assert_eq!(tags["VerificationFlag"], "UNVERIFIED");
-    let evidence = tags["PertinentOtherEvidenceSequence"].to_string();
+    let described = |description: &str| {
+        let found = series
+            .iter()
+            .find(|s| s["MainDicomTags"]["SeriesDescription"] == description)
+            .unwrap_or_else(|| panic!("no series {description:?} in {series:#?}"));
+        assert_eq!(found["Instances"].as_array().unwrap().len(), 1);
+        let instance = found["Instances"][0].as_str().unwrap();
+        orthanc.get(&format!("/instances/{instance}/simplified-tags"))
+    };
+    let report = described("radassist report");
+    assert_eq!(report["StudyInstanceUID"], current_uid.as_str());
+    assert_eq!(report["PreliminaryFlag"], "PRELIMINARY");
+    assert_eq!(report["VerificationFlag"], "UNVERIFIED");
+    let evidence = report["PertinentOtherEvidenceSequence"].to_string();
     assert!(evidence.contains(&prior_uid), "{evidence}");
+    for (description, modality, sop_class) in [
+        (
+            "radassist measurements",
+            "SR",
+            "1.2.840.10008.5.1.4.1.1.88.33",
+        ),
+        ("radassist marks", "PR", "1.2.840.10008.5.1.4.1.1.11.1"),
+        (
+            "radassist summary (AI draft, not a diagnosis)",
+            "OT",
+            "1.2.840.10008.5.1.4.1.1.7",
+        ),
+    ] {
+        let tags = described(description);
+        assert_eq!(
+            tags["StudyInstanceUID"],
+            current_uid.as_str(),
+            "{description}"
+        );
+        assert_eq!(tags["Modality"], modality, "{description}");
+        assert_eq!(tags["SOPClassUID"], sop_class, "{description}");
+        let equipment = tags["ContributingEquipmentSequence"].to_string();
+        assert!(equipment.contains("test-marker-landmarks"), "{equipment}");
+    }
 }
 
 #[test]

@@ -12,7 +12,10 @@ use crate::common;
 
 use common::{root, with_token, Server, ADMIN_TOKEN, RADIOLOGIST_TOKEN};
 use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
-use radassist::grpc::proto::{AmendFinalReadRequest, ClaimWorkItemRequest, SubmitFinalReadRequest};
+use radassist::grpc::proto::{
+    AmendFinalReadRequest, ClaimWorkItemRequest, GetStudyResultRequest, ListStudyResultsRequest,
+    SubmitFinalReadRequest,
+};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -175,7 +178,7 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
         &format!(
             "[dicom]\nlisten = \"127.0.0.1:0\"\n\n\
              [[dicom.peers]]\nae_title = \"STORESCU\"\nhost = \"127.0.0.1\"\nport = 11113\n\n\
-             [[dicom.peers]]\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\n"
+             [[dicom.peers]]\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\nresults = [\"report\"]\n"
         ),
         &[],
     );
@@ -202,7 +205,7 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
         worklist
             .submit_final_read(with_token(
                 SubmitFinalReadRequest {
-                    name,
+                    name: name.clone(),
                     text: "Findings: endotracheal tube 4 cm above the carina. Impression: no acute disease.".into(),
                     ..Default::default()
                 },
@@ -210,6 +213,53 @@ fn drafts_and_signed_reads_reach_the_pacs_once_even_across_an_outage() {
             ))
             .await
             .unwrap();
+        // radassist made every result object, though this PACS takes reports only; each can be
+        // downloaded as it was made.
+        let made = worklist
+            .list_study_results(with_token(
+                ListStudyResultsRequest { name: name.clone() },
+                RADIOLOGIST_TOKEN,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        let objects: Vec<(&str, &str)> = made
+            .iter()
+            .map(|r| (r.object.as_str(), r.kind.as_str()))
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                ("report", "draft"),
+                ("measurements", "draft"),
+                ("presentation-state", "draft"),
+                ("summary-image", "draft"),
+                ("report", "final")
+            ]
+        );
+        let file = worklist
+            .get_study_result(with_token(
+                GetStudyResultRequest {
+                    name,
+                    sop_instance_uid: made[1].sop_instance_uid.clone(),
+                },
+                RADIOLOGIST_TOKEN,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let measurements = radassist::dicom::parse_dicom(&file.dicom).unwrap();
+        assert_eq!(
+            measurements
+                .element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end_matches('\0'),
+            made[1].sop_instance_uid
+        );
+        assert_eq!(file.result.unwrap().sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.33");
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     while metric(&server, "radassist_results_failed_total") < 1.0 {
@@ -354,9 +404,9 @@ fn results_go_over_dicom_tls_only_to_a_pacs_whose_certificate_is_trusted() {
         &format!(
             "[dicom]\nlisten = \"127.0.0.1:0\"\n\n\
              [[dicom.peers]]\nae_title = \"STORESCU\"\nhost = \"127.0.0.1\"\nport = 11113\n\n\
-             [[dicom.peers]]\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\n\
+             [[dicom.peers]]\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\nresults = [\"report\"]\n\
              tls = true\ntls_ca = {pacs_cert:?}\n\n\
-             [[dicom.peers]]\nae_title = \"ELSEWHERE\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\n\
+             [[dicom.peers]]\nae_title = \"ELSEWHERE\"\nhost = \"127.0.0.1\"\nport = {port}\nsend_results = true\nresults = [\"report\"]\n\
              tls = true\ntls_ca = {stranger_cert:?}\n"
         ),
         &[],

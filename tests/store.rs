@@ -492,7 +492,14 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
                             &read(&text),
                             "{}",
                             &ResultBatch {
-                                made: vec![],
+                                made: vec![MadeResult {
+                                    study_instance_uid: "1.2.7".into(),
+                                    sop_instance_uid: format!("2.25.{i}"),
+                                    object: ResultObject::Report,
+                                    kind: ResultKind::Amended,
+                                    sha256: "cd".repeat(32),
+                                    created_at: 0,
+                                }],
                                 queued: vec![result],
                             },
                         )
@@ -515,8 +522,9 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
             (item.status, item.signed_at),
             (WorkItemStatus::Signed, Some(signed_at + 1))
         );
-        // Only the winner's SR is queued, and it is the newest signed SR of the study.
+        // Only the winner's SR is made and queued, and it is the newest signed SR of the study.
         assert_eq!(store.pending_results().unwrap(), 1);
+        assert_eq!(store.results_of("1.2.7").unwrap().len(), 1);
         let latest = store.latest_signed_sr("1.2.7").unwrap().unwrap();
         assert_eq!(latest.0, format!("2.25.{}", winners[0]));
         assert_eq!(

@@ -13,6 +13,7 @@
 //!   between processes with PostgreSQL); [`metrics`]: what `/metrics` shows.
 
 pub(crate) mod completion;
+pub(crate) mod downloads;
 pub(crate) mod expected_priors;
 pub(crate) mod health;
 pub(crate) mod ingest;

@@ -36,6 +36,8 @@ pub const RPC_ROLES: &[(&str, &str, &[Role])] = &[
     ("WorklistService", "AmendFinalRead", &[Radiologist]),
     ("WorklistService", "WatchCriticalItems", &[Radiologist]),
     ("WorklistService", "RenderStudyImage", &[Radiologist, Qa]),
+    ("WorklistService", "ListStudyResults", &[Radiologist, Qa]),
+    ("WorklistService", "GetStudyResult", &[Radiologist, Qa]),
     ("QualityService", "GetStudyComparison", &[Qa]),
     ("QualityService", "GetAgreement", &[Qa]),
     ("ModelService", "ListModels", &[]),

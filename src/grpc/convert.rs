@@ -1,7 +1,7 @@
 //! Between the domain and the wire: the one place where stored rows, drafts, analyses and QA
 //! comparisons become protobuf messages (and resource names become UIDs).
 
-use super::proto::{self, study, work_item, FinalRead, WorkItem};
+use super::proto::{self, study, work_item, FinalRead, StudyResult, WorkItem};
 use crate::app;
 use crate::dicom::uid::check_uid;
 use crate::excerpt::excerpt;
@@ -55,6 +55,17 @@ pub fn uid_of(name: &str, collection: &str) -> Result<String, Status> {
         ))
     })?;
     Ok(uid.to_string())
+}
+
+/// A result object radassist made, as the API lists it.
+pub fn study_result_message(made: &crate::store::MadeResult) -> StudyResult {
+    StudyResult {
+        sop_instance_uid: made.sop_instance_uid.clone(),
+        object: made.object.as_str().into(),
+        kind: made.kind.as_str().into(),
+        sop_class_uid: made.object.sop_class_uid().into(),
+        create_time: Some(timestamp(made.created_at)),
+    }
 }
 
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {

@@ -1,16 +1,18 @@
 //! WorklistService: the radiologist's worklist (critical first, then priority, then age),
 //! claim and release, sign and amend a final read ([`crate::app::reading`]), watch for new
-//! critical items, and render a study's image with its tube and line overlay.
+//! critical items, render a study's image with its tube and line overlay, and list and fetch
+//! the DICOM objects radassist made for it ([`crate::app::downloads`]).
 //!
 //! Claim, release and sign are the core's ([`crate::app::reading`]): of two radiologists
 //! claiming the same item at once, one holds it and the other is told who does. Every call
 //! that returns patient data is audited.
 
 use super::auth::caller;
-use super::convert::{agreements, millis, uid_of, work_item_message};
+use super::convert::{agreements, millis, study_result_message, uid_of, work_item_message};
 use super::proto::worklist_service_server::WorklistService;
 use super::proto::*;
 use super::watch::{async_stream, WatchStream};
+use crate::app::downloads;
 use crate::app::reading::{self, Read, Signing};
 use crate::app::state::{Event, State};
 use crate::app::Error;
@@ -246,6 +248,38 @@ impl WorklistService for WorklistApi {
             .audit(&caller, "RenderStudyImage", &format!("workItems/{uid}"))
             .await?;
         Ok(Response::new(png))
+    }
+
+    async fn list_study_results(
+        &self,
+        request: Request<ListStudyResultsRequest>,
+    ) -> Result<Response<ListStudyResultsResponse>, Status> {
+        let uid = uid_of(&request.get_ref().name, "workItems")?;
+        let results = downloads::list(&self.0, &uid).await?;
+        Ok(Response::new(ListStudyResultsResponse {
+            results: results.iter().map(study_result_message).collect(),
+        }))
+    }
+
+    async fn get_study_result(
+        &self,
+        request: Request<GetStudyResultRequest>,
+    ) -> Result<Response<StudyResultFile>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let uid = uid_of(&r.name, "workItems")?;
+        let (made, dicom) = downloads::fetch(
+            &self.0,
+            &caller,
+            &uid,
+            &r.sop_instance_uid,
+            "GetStudyResult",
+        )
+        .await?;
+        Ok(Response::new(StudyResultFile {
+            result: Some(study_result_message(&made)),
+            dicom: dicom.into(),
+        }))
     }
 }
 
