@@ -235,6 +235,7 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
         "web: view image",
         "web: sign",
         "web: amend",
+        "web: download result",
         "web: QA",
     ] {
         assert!(

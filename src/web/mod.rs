@@ -8,7 +8,7 @@
 //!
 //! The parts: [`session`] (login, cookies, CSRF), [`worklist`], [`reading`] (one study: the
 //! draft, the devices, signing) with [`image`] (pixels for the viewer), [`quality`] (QA, with
-//! [`chart`]), [`admin`], [`events`] (server-sent events), [`page`] (the templates),
+//! [`chart`]), [`results`] (the result objects to download), [`admin`], [`events`] (server-sent events), [`page`] (the templates),
 //! [`assets`] (stylesheet and scripts) and [`passwords`]. Every response carries a strict Content-Security-Policy: no inline script,
 //! nothing from another origin.
 
@@ -23,6 +23,7 @@ pub mod passwords;
 pub(crate) mod paths;
 pub(crate) mod quality;
 pub(crate) mod reading;
+pub(crate) mod results;
 pub(crate) mod serving;
 pub mod session;
 pub(crate) mod worklist;
@@ -207,6 +208,7 @@ pub fn router(app: App) -> Router {
         .route("/studies/{uid}/amend", post(reading::amend))
         .route("/studies/{uid}/pixels", get(image::pixels))
         .route("/studies/{uid}/subtraction.png", get(image::subtraction))
+        .route("/studies/{uid}/results/{sop}", get(results::download))
         .route("/qa", get(quality::page))
         .route("/qa/export.csv", get(quality::export))
         .route("/qa/studies/{uid}", get(quality::study))

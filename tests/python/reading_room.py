@@ -232,6 +232,23 @@ check("addendum after review" in d.find_element(By.ID, "signed-by").text, "the a
 check(not d.find_elements(By.ID, "new-images"), "the amendment did not answer the late images")
 no_script_ran()
 
+# 9d. The result objects radassist made are listed, and each downloads as the DICOM file it
+# sent: the four draft objects, the signed report and the amended one (newest last).
+rows = d.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+kinds = [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows]
+check(kinds[-2:] == ["final", "amended"] and kinds.count("draft") >= 4, f"the results listed: {kinds}")
+for link in d.find_elements(By.CSS_SELECTOR, "#results a[download]"):
+    got = d.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then(async r => {
+          const bytes = new Uint8Array(await r.arrayBuffer());
+          done([r.status, r.headers.get('content-type'),
+                String.fromCharCode(...bytes.slice(128, 132)), bytes.length]);
+        }).catch(e => done([0, String(e), '', 0]));""",
+        link.get_attribute("href"))
+    check(got[0] == 200 and got[1] == "application/dicom" and got[2] == "DICM" and got[3] > 1000,
+          f"{link.get_attribute('href')} downloaded as {got}")
+
 # 10. A radiologist cannot open QA or admin: the server refuses the URLs.
 for path in ["/qa", "/admin", "/qa/export.csv"]:
     d.get(BASE + path)

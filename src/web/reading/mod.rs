@@ -73,6 +73,8 @@ struct ReadingPage {
     findings: Vec<FindingView>,
     prior: String,
     final_read: Option<FinalView>,
+    /// The DICOM objects radassist made for the study (as sent to the PACS), to download.
+    results: Vec<super::results::ResultView>,
     /// What the viewer and editor scripts need (JSON, escaped as an attribute).
     data: String,
 }
@@ -127,6 +129,7 @@ pub async fn page(
     let findings = views::findings(draft, &analysis, &agreements);
     let prior = views::prior_date(&analysis);
     let final_read = views::final_read(&row);
+    let results = super::results::views(&app, &uid).await?;
     let mine = row.status == WorkItemStatus::Claimed
         && row.claimed_by.as_deref() == Some(viewer.name.as_str());
     let data = serde_json::json!({
@@ -173,6 +176,7 @@ pub async fn page(
         findings,
         prior,
         final_read,
+        results,
         data,
         uid,
     }))
