@@ -205,9 +205,10 @@ struct ExportArgs {
     /// The radiologist who signed it ("Family^Given" for DICOM).
     #[arg(long)]
     radiologist: Option<String>,
-    /// The radiologist's organisation.
-    #[arg(long, default_value = "")]
-    organization: String,
+    /// The radiologist's organisation, the signed SR's Verifying Organization (default: the
+    /// configuration's `organization`, else the image's Institution Name).
+    #[arg(long)]
+    organization: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -616,7 +617,7 @@ impl ExportArgs {
         let signer = final_read.map(|text| cli::study::Signer {
             text,
             radiologist: radiologist.unwrap_or_default(),
-            organization,
+            organization: organization.unwrap_or_else(|| config.service.organization.clone()),
         });
         cli::study::export(
             config,

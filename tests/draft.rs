@@ -199,6 +199,35 @@ fn sr_of_a_draft_and_of_a_signed_read_pass_dciodvfy_and_dsrdump_shows_the_tree()
         errors.len()
     );
     assert!(errors.is_empty(), "{errors:#?}");
+    // Without --organization (and none configured) the Verifying Organization (Type 1) is the
+    // image's institution, or "not recorded": never empty.
+    let unnamed = dir.path().join("final-unnamed.dcm");
+    run(with(
+        &["export", "sr"],
+        &[
+            "-o",
+            unnamed.to_str().unwrap(),
+            "--final",
+            text.to_str().unwrap(),
+            "--radiologist",
+            "Smith^Jane",
+        ],
+    ));
+    let (errors, _) = dciodvfy(&unnamed);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let sr = dicom_object::open_file(&unnamed).unwrap();
+    let observer = sr
+        .element(dicom_dictionary_std::tags::VERIFYING_OBSERVER_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0]
+        .element(dicom_dictionary_std::tags::VERIFYING_ORGANIZATION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!observer.is_empty());
     let tree = dsrdump(&signed);
     for expected in [
         "Completion Flag     : COMPLETE",

@@ -15,7 +15,7 @@ use common::{
 use dicom_dictionary_std::tags;
 use radassist::grpc::proto::instance_result;
 use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
-use radassist::grpc::proto::GetWorkItemRequest;
+use radassist::grpc::proto::{GetStudyResultRequest, GetWorkItemRequest, ListStudyResultsRequest};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -222,6 +222,38 @@ async fn a_radiologist_reads_and_signs_in_a_real_browser_and_qa_sees_it() {
         (1, "addendum after review")
     );
     assert!(read.devices.iter().any(|d| d.agrees), "{:?}", read.devices);
+    // The signed and the amended SR the browser's signatures made are valid objects.
+    let mut worklist = WorklistServiceClient::new(server.channel().await);
+    let made = worklist
+        .list_study_results(with_token(
+            ListStudyResultsRequest {
+                name: format!("workItems/{current}"),
+            },
+            RADIOLOGIST_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    for kind in ["final", "amended"] {
+        let result = made.iter().rfind(|r| r.kind == kind).expect(kind);
+        let file = worklist
+            .get_study_result(with_token(
+                GetStudyResultRequest {
+                    name: format!("workItems/{current}"),
+                    sop_instance_uid: result.sop_instance_uid.clone(),
+                },
+                RADIOLOGIST_TOKEN,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let path = dir.path().join(format!("{kind}.dcm"));
+        std::fs::write(&path, &file.dicom).unwrap();
+        let (errors, _) = common::dciodvfy(&path);
+        assert!(errors.is_empty(), "{kind}: {errors:#?}");
+        assert!(common::dsrdump(&path).contains("Verification Flag   : VERIFIED"));
+    }
     let audit = Command::new(env!("CARGO_BIN_EXE_radassist"))
         .args(["audit", "--json", "--config"])
         .arg(&server.config)

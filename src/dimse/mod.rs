@@ -286,3 +286,34 @@ impl Listener {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/dicom-conformance-statement.md, which a PACS administrator reads before connecting.
+    const STATEMENT: &str = include_str!("../../docs/dicom-conformance-statement.md");
+
+    #[test]
+    fn the_conformance_statement_names_every_sop_class_and_transfer_syntax_used() {
+        let sent = crate::draft::objects::ResultObject::ALL.map(|o| (o.sop_class_uid(), "sent"));
+        let named = [
+            (VERIFICATION, "Verification"),
+            (query::STUDY_ROOT_FIND, "Study Root FIND"),
+            (query::STUDY_ROOT_MOVE, "Study Root MOVE"),
+        ];
+        for (uid, what) in STORAGE_SOP_CLASSES
+            .iter()
+            .chain(crate::draft::sr_text::TEXT_SR_SOP_CLASSES)
+            .chain(TRANSFER_SYNTAXES)
+            .chain(&sent)
+            .chain(&named)
+        {
+            // A whole UID, not the start of a longer one.
+            let whole = STATEMENT.match_indices(uid).any(|(at, _)| {
+                !STATEMENT[at + uid.len()..].starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            });
+            assert!(whole, "{what} ({uid}) is not in the conformance statement");
+        }
+    }
+}

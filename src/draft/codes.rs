@@ -191,6 +191,15 @@ mod tests {
             assert!(c.meaning.len() <= 64, "{c:?}: a code meaning is LO (64)");
             assert!(c.scheme.len() <= 16, "{c:?}: a designator is SH (16)");
         }
+        // The conformance statement lists every code.
+        let statement = include_str!("../../docs/dicom-conformance-statement.md");
+        for c in ALL {
+            let row = format!("| {} | {} | {} |", c.value, c.scheme, c.meaning);
+            assert!(
+                statement.contains(&row),
+                "{row} is not in the conformance statement"
+            );
+        }
         let unknown = finding("Hilar prominence (left-sided), a very long observation name");
         assert_eq!(unknown.value, "X-HILARPROMINENC");
         assert_eq!(unknown.scheme, PRIVATE_SCHEME);
