@@ -210,9 +210,12 @@ fn read_pgm(path: &Path) -> (usize, usize, Vec<u8>) {
     (w, h, bytes[at + 1..at + 1 + w * h].to_vec())
 }
 
-/// dcmp2pgm's dump of a presentation state: each layer's graphic objects as point lists.
-fn graphics_by_layer(dump: &str) -> Vec<(String, Vec<Vec<(f64, f64)>>)> {
-    let mut layers: Vec<(String, Vec<Vec<(f64, f64)>>)> = Vec::new();
+/// A graphic object's points, as dcmtk read them.
+type Polyline = Vec<(f64, f64)>;
+
+/// dcmp2pgm's dump of a presentation state: each layer's graphic objects.
+fn graphics_by_layer(dump: &str) -> Vec<(String, Vec<Polyline>)> {
+    let mut layers: Vec<(String, Vec<Polyline>)> = Vec::new();
     for line in dump.lines() {
         let line = line.trim_start_matches("I:").trim();
         if let Some(rest) = line.strip_prefix("Graphic Layer #") {
