@@ -164,19 +164,28 @@ fn draw_mark(canvas: &mut Canvas, mark: &Mark) {
 /// The display image in grey, fitted to [`OVERLAY_SIZE`], on a canvas for drawing.
 fn canvas(display: ArrayView2<f32>) -> Canvas {
     let (rows, cols) = display.dim();
-    let (h, w) =
-        crate::imaging::resize::fit_longest_side(rows, cols, OVERLAY_SIZE.min(rows.max(cols)));
-    let small = crate::imaging::resize::resize(display, h, w);
-    let image = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+    let mut canvas = Canvas::blank(rows, cols);
+    let (w, h) = canvas.image.dimensions();
+    let small = crate::imaging::resize::resize(display, h as usize, w as usize);
+    for (x, y, p) in canvas.image.enumerate_pixels_mut() {
         let v = (small[(y as usize, x as usize)].clamp(0.0, 1.0) * 255.0).round() as u8;
-        Rgb([v, v, v])
-    });
-    let text_px = (h.max(w) as f32 / 55.0).clamp(12.0, 22.0);
-    Canvas {
-        image,
-        scale: w as f64 / cols as f64,
-        font: FontRef::try_from_slice(FONT).expect("the bundled font parses"),
-        text: PxScale::from(text_px),
+        *p = Rgb([v, v, v]);
+    }
+    canvas
+}
+
+impl Canvas {
+    /// A black canvas the overlay's size for a film of `rows` x `cols`.
+    fn blank(rows: usize, cols: usize) -> Canvas {
+        let (h, w) =
+            crate::imaging::resize::fit_longest_side(rows, cols, OVERLAY_SIZE.min(rows.max(cols)));
+        let text_px = (h.max(w) as f32 / 55.0).clamp(12.0, 22.0);
+        Canvas {
+            image: RgbImage::from_pixel(w as u32, h as u32, BLACK),
+            scale: w as f64 / cols as f64,
+            font: FontRef::try_from_slice(FONT).expect("the bundled font parses"),
+            text: PxScale::from(text_px),
+        }
     }
 }
 
@@ -194,7 +203,7 @@ pub fn draw(display: ArrayView2<f32>, study: &StudyAnalysis) -> RgbImage {
 /// is): drawn as the overlay draws them (at its size, labels included, no legend), then
 /// scaled to the film, for the presentation state's overlay plane.
 pub fn marks_mask(rows: usize, columns: usize, study: &StudyAnalysis) -> image::GrayImage {
-    let mut canvas = canvas(Array2::<f32>::zeros((rows, columns)).view());
+    let mut canvas = Canvas::blank(rows, columns);
     for mark in marks::marks(study) {
         draw_mark(&mut canvas, &mark);
     }
@@ -215,7 +224,8 @@ pub fn marks_mask(rows: usize, columns: usize, study: &StudyAnalysis) -> image::
 /// measurement report nor the presentation state.
 pub fn summary(display: ArrayView2<f32>, study: &StudyAnalysis, findings: &[String]) -> RgbImage {
     let film = draw(display, study);
-    let mut canvas = canvas(display);
+    let (rows, cols) = display.dim();
+    let mut canvas = Canvas::blank(rows, cols);
     let line_height = canvas.text.y * 1.3;
     let mut lines: Vec<(String, Rgb<u8>)> = vec![(
         "AI draft, not a diagnosis: see the report".into(),

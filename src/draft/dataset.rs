@@ -280,6 +280,18 @@ pub fn put_new_instance(object: &mut Item, new: &NewInstance, created: &Created)
     sop_instance
 }
 
+/// A new object of `new`'s kind in the study of `source`: the patient and study copied
+/// ([`patient_and_study`]), its series and instance ([`put_new_instance`]).
+pub fn new_object(
+    source: &DicomInstance,
+    new: &NewInstance,
+    created: &Created,
+) -> Result<Item, ObjectError> {
+    let mut object = patient_and_study(source)?;
+    put_new_instance(&mut object, new, created);
+    Ok(object)
+}
+
 /// One model as a Contributing Equipment item: the pack's name, its version and digest.
 fn model_equipment(model: &ModelUsed, when: &str) -> Item {
     let mut versions = vec![fit(&model.version, 64).to_string()];

@@ -292,9 +292,8 @@ pub fn build(
 ) -> Result<dicom_object::DefaultDicomObject, ObjectError> {
     let created = Created::now();
     let film = dataset::source_reference(source)?;
-    let mut sr = dataset::patient_and_study(source)?;
-    dataset::put_new_instance(
-        &mut sr,
+    let mut sr = dataset::new_object(
+        source,
         &NewInstance {
             sop_class_uid: COMPREHENSIVE_SR,
             modality: "SR",
@@ -302,7 +301,7 @@ pub fn build(
             series_description: "radassist measurements",
         },
         &created,
-    );
+    )?;
     super::sr::put_sr_document(&mut sr, &created, None, std::slice::from_ref(&film));
     dataset::put_contributing_equipment(
         &mut sr,

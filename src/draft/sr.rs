@@ -31,6 +31,8 @@ use dicom_object::InMemDicomObject;
 use std::path::Path;
 
 pub const COMPREHENSIVE_SR: &str = "1.2.840.10008.5.1.4.1.1.88.33";
+/// The series number of the report SRs radassist makes.
+pub const SERIES_NUMBER: u32 = 9001;
 
 /// A finding sentence with what it was inferred from.
 fn finding_item(concept: &Code, statement: &Statement, image: Option<&ImageReference>) -> Item {
@@ -83,17 +85,16 @@ pub fn build(
     let created = Created::now();
     let signed = signed.map(|read| with_organization(read, source));
     let signed = signed.as_ref();
-    let mut sr = dataset::patient_and_study(source)?;
-    dataset::put_new_instance(
-        &mut sr,
+    let mut sr = dataset::new_object(
+        source,
         &NewInstance {
             sop_class_uid: COMPREHENSIVE_SR,
             modality: "SR",
-            series_number: 9001,
+            series_number: SERIES_NUMBER,
             series_description: "radassist report",
         },
         &created,
-    );
+    )?;
     put_sr_document(&mut sr, &created, signed, &draft.source_images);
     if !priors.is_empty() {
         sr.put(evidence_sequence(

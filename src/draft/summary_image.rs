@@ -54,9 +54,8 @@ pub fn build(
     let created = Created::now();
     let film = dataset::source_reference(source)?;
     let picture = picture(study, radiograph, voi);
-    let mut sc = dataset::patient_and_study(source)?;
-    dataset::put_new_instance(
-        &mut sc,
+    let mut sc = dataset::new_object(
+        source,
         &NewInstance {
             sop_class_uid: SECONDARY_CAPTURE,
             modality: "OT",
@@ -64,7 +63,7 @@ pub fn build(
             series_description: "radassist summary (AI draft, not a diagnosis)",
         },
         &created,
-    );
+    )?;
     let us = |tag, value: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(value));
     for element in [
         text(tags::CONVERSION_TYPE, VR::CS, "WSD"),

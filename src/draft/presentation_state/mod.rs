@@ -223,9 +223,8 @@ pub fn build(
 ) -> Result<dicom_object::DefaultDicomObject, ObjectError> {
     let created = Created::now();
     let film = dataset::source_reference(source)?;
-    let mut pr = dataset::patient_and_study(source)?;
-    dataset::put_new_instance(
-        &mut pr,
+    let mut pr = dataset::new_object(
+        source,
         &NewInstance {
             sop_class_uid: GRAYSCALE_SOFTCOPY_PRESENTATION_STATE,
             modality: "PR",
@@ -233,7 +232,7 @@ pub fn build(
             series_description: "radassist marks",
         },
         &created,
-    );
+    )?;
     pr.put(text(tags::CONTENT_LABEL, VR::CS, "RADASSIST"));
     pr.put(text(
         tags::CONTENT_DESCRIPTION,
