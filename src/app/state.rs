@@ -74,7 +74,7 @@ pub struct State {
     pub jobs: JobSignal,
     /// Built once (its patterns compile at start): labels reads when they are signed.
     pub labeler: Labeler,
-    /// The AE titles of the DICOM peers that take radassist's SRs (`send_results`).
+    /// The DICOM peers that take radassist's results (`send_results`), and which objects.
     pub result_peers: Vec<super::results::ResultPeer>,
     /// Where priors the store lacks are asked for (the peers with `query_priors`), and the
     /// studies being retrieved from it now; None when nowhere.

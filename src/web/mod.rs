@@ -7,10 +7,11 @@
 //! compiled into the binary; nothing is fetched from anywhere at run time.
 //!
 //! The parts: [`session`] (login, cookies, CSRF), [`worklist`], [`reading`] (one study: the
-//! draft, the devices, signing) with [`image`] (pixels for the viewer), [`quality`] (QA, with
-//! [`chart`]), [`results`] (the result objects to download), [`admin`], [`events`] (server-sent events), [`page`] (the templates),
-//! [`assets`] (stylesheet and scripts) and [`passwords`]. Every response carries a strict Content-Security-Policy: no inline script,
-//! nothing from another origin.
+//! draft, the devices, signing) with [`image`] (pixels for the viewer) and [`results`] (the
+//! DICOM objects made for the study, to download), [`quality`] (QA, with [`chart`]),
+//! [`admin`], [`events`] (server-sent events), [`page`] (the templates), [`assets`] (stylesheet
+//! and scripts) and [`passwords`]. Every response carries a strict Content-Security-Policy: no
+//! inline script, nothing from another origin.
 
 pub(crate) mod admin;
 pub(crate) mod assets;
