@@ -71,10 +71,30 @@ enum Command {
     Audit(AuditArgs),
     /// The people who log in to the web reading room (kept in the service's store).
     Users(UsersArgs),
+    /// Back up the embedded store (SQLite catalogue and blob folder) into a new folder, while
+    /// the server runs: a consistent snapshot of the catalogue and every blob it names, each
+    /// checked against its SHA-256.
+    Backup(BackupArgs),
+    /// Restore a backup into the configuration's data folder, which must hold no catalogue yet:
+    /// the backup is checked first (integrity, every blob's digest), the catalogue put in place
+    /// last. Start the server afterwards.
+    Restore(RestoreArgs),
     /// Quality: the model's drafts against the radiologists' signed reads.
     Qa(QaArgs),
     /// Sentence embeddings from a text-embedding pack, as JSON lines.
     EmbedText(EmbedTextArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// The backup folder (new, or empty).
+    dest: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// A folder `radassist backup` wrote.
+    backup: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -373,6 +393,8 @@ fn main() -> ExitCode {
             .map(|version| println!("the PostgreSQL catalogue's schema is at version {version}")),
         Command::Audit(args) => args.run(&config),
         Command::Users(args) => args.run(&config),
+        Command::Backup(args) => cli::backup::backup(&config, &args.dest),
+        Command::Restore(args) => cli::backup::restore(&config, &args.backup),
         Command::Qa(args) => args.run(&config),
         Command::Label(args) => args.run(),
         Command::Analyze(args) => args.run(&config),

@@ -5,6 +5,7 @@
 mod common;
 
 mod analysis;
+mod backup;
 mod bad_input;
 mod cli;
 mod crash;

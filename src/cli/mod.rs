@@ -9,6 +9,7 @@
 //! - [`users`]: `users add|list|disable|enable` (who logs in to the web reading room).
 
 pub mod audit;
+pub mod backup;
 pub mod image;
 pub mod models;
 pub mod qa;

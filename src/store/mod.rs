@@ -14,6 +14,7 @@
 //! [`StoreError::Precondition`] with the reason. Every call blocks: the async service calls it
 //! from `spawn_blocking`, the worker from its own threads.
 
+pub mod backup;
 mod blobs;
 pub mod documents;
 pub(crate) mod durable_file;
