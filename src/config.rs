@@ -42,6 +42,9 @@
 //! tls_key = "server.key"
 //! data_dir = "radassist-data"   # blobs and the SQLite database (env RADASSIST_DATA_DIR)
 //! max_instance_bytes = 268435456  # larger instances are rejected
+//! min_free_bytes = 268435456  # the data disk's reserve: below it (with the instance) new
+//!                            # instances are refused for now (gRPC RETRY_LATER, C-STORE A700)
+//!                            # and health says why, so signing and the outbox can still write
 //! max_concurrent_streams = 32    # more ingest streams get RESOURCE_EXHAUSTED + retry-after-ms
 //! max_ingest_memory_bytes = 1073741824  # received bytes not yet stored, all streams together;
 //!                            # at the limit a stream waits (HTTP/2 flow control slows its sender)
@@ -371,6 +374,9 @@ pub struct ServiceConfig {
     pub listen: String,
     pub data_dir: PathBuf,
     pub max_instance_bytes: usize,
+    /// The data disk's reserve for signing and the outbox: an instance that would leave less
+    /// free is refused for now (folder blob store only).
+    pub min_free_bytes: u64,
     pub max_concurrent_streams: usize,
     pub max_ingest_memory_bytes: usize,
     pub ingest_memory_wait_ms: u64,
@@ -402,6 +408,7 @@ impl Default for ServiceConfig {
             listen: "127.0.0.1:50051".into(),
             data_dir: "radassist-data".into(),
             max_instance_bytes: 256 << 20,
+            min_free_bytes: 256 << 20,
             max_concurrent_streams: 32,
             max_ingest_memory_bytes: 1 << 30,
             ingest_memory_wait_ms: 10_000,

@@ -14,6 +14,7 @@ mod dicom;
 mod dicom_priors;
 mod dicom_results;
 mod draft;
+mod full_disk;
 mod header;
 mod image_packs;
 mod labeler;

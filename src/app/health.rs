@@ -20,6 +20,24 @@ pub async fn store_health(state: &State) -> Result<(), String> {
     blobs.map_err(|e| format!("the blob store does not answer: {e}"))
 }
 
+/// Whether ingest has room: the data disk is above its reserve (`[service] min_free_bytes`);
+/// why not, when it is not (new instances are then answered "retry later").
+pub async fn ingest_room(state: &State) -> Result<(), String> {
+    let reserve = state.config.min_free_bytes;
+    let store = state.store.clone();
+    let full = tokio::task::spawn_blocking(move || {
+        crate::app::ingest::below_reserve(store.as_ref(), 0, reserve)
+    })
+    .await
+    .unwrap_or(None);
+    match full {
+        Some(reason) => Err(format!(
+            "new instances are refused for now (RETRY_LATER, C-STORE A700): {reason}"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Sets the gauges that are read off other parts (the queue, the outbox, the ingest memory).
 pub async fn refresh_gauges(state: &State) {
     let depth = state.store_call(|s| s.queue_depth()).await.unwrap_or(-1);
@@ -33,4 +51,12 @@ pub async fn refresh_gauges(state: &State) {
         .metrics
         .ingest_memory_bytes
         .set(state.ingest.memory_in_use() as i64);
+    let store = state.store.clone();
+    let free = tokio::task::spawn_blocking(move || store.blobs().free_bytes())
+        .await
+        .unwrap_or(None);
+    state
+        .metrics
+        .store_free_bytes
+        .set(free.map_or(-1, |f| f.min(i64::MAX as u64) as i64));
 }

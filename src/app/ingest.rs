@@ -123,10 +123,11 @@ pub fn store_received(
     metrics: &Metrics,
     chunks: &[bytes::Bytes],
     declared: Option<&Declared>,
+    reserve: u64,
 ) -> Result<Received, Refused> {
     let kept = || ASSEMBLY_BUFFERS.lock().unwrap_or_else(|p| p.into_inner());
     let mut buffer = kept().pop().unwrap_or_default();
-    let result = store_instance(store, metrics, buffer.assemble(chunks), declared);
+    let result = store_instance(store, metrics, buffer.assemble(chunks), declared, reserve);
     let mut kept = kept();
     if kept.iter().map(AlignedBuffer::capacity).sum::<usize>() + buffer.capacity()
         <= KEPT_ASSEMBLY_BYTES
@@ -136,16 +137,37 @@ pub fn store_received(
     result
 }
 
-/// Validates and stores one Part 10 instance: answered only once it is durable.
+/// Why the data disk cannot take `bytes` more now, when it cannot: less than `reserve` would be
+/// left (`[service] min_free_bytes`, kept for signing and the outbox).
+pub fn below_reserve(store: &dyn Store, bytes: u64, reserve: u64) -> Option<String> {
+    let free = store.blobs().free_bytes()?;
+    (free < reserve.saturating_add(bytes)).then(|| {
+        format!(
+            "the server's data disk has {:.1} MB free and keeps {:.1} MB in reserve \
+             ([service] min_free_bytes): send it again later",
+            free as f64 / 1e6,
+            reserve as f64 / 1e6
+        )
+    })
+}
+
+/// Validates and stores one Part 10 instance: answered only once it is durable. An instance
+/// that would take the data disk below `reserve` bytes free is refused for now
+/// ([`Refusal::StoreFailed`]: send it again).
 pub fn store_instance(
     store: &dyn Store,
     metrics: &Metrics,
     bytes: &[u8],
     declared: Option<&Declared>,
+    reserve: u64,
 ) -> Result<Received, Refused> {
     let sha = hex(&Sha256::digest(bytes));
     let fail = |refusal: Refusal, reason: String| {
-        metrics.ingest_rejected.inc();
+        if refusal == Refusal::StoreFailed {
+            metrics.ingest_retry_later.inc();
+        } else {
+            metrics.ingest_rejected.inc();
+        }
         Err(Refused {
             refusal,
             reason,
@@ -186,6 +208,9 @@ pub fn store_instance(
             .and_then(|d| d.expected)
             .is_some_and(|expected| expected.expects(study)),
     };
+    if let Some(reason) = below_reserve(store, bytes.len() as u64, reserve) {
+        return fail(Refusal::StoreFailed, reason);
+    }
     let outcome = match store.put_instance(&incoming) {
         Ok((outcome, _)) => outcome,
         Err(e) => {

@@ -54,6 +54,10 @@ metrics! {
         "ingest_instances", "instances stored";
     ingest_rejected: Counter = Counter::default(),
         "ingest_rejected", "instances rejected or conflicting";
+    ingest_retry_later: Counter = Counter::default(),
+        "ingest_retry_later", "instances refused for now (the store failed, or the data disk is at its reserve): the sender sends them again";
+    store_free_bytes: Gauge = Gauge::default(),
+        "store_free_bytes", "bytes free on the blob folder's disk (-1: not a local disk)";
     ingest_refused_streams: Counter = Counter::default(),
         "ingest_streams_refused", "ingest streams refused (RESOURCE_EXHAUSTED)";
     ingest_memory_waits: Counter = Counter::default(),

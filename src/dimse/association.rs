@@ -374,6 +374,7 @@ async fn store(
     chunks.push(Bytes::from(meta));
     chunks.extend(fragments);
     let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    let reserve = state.config.min_free_bytes;
     let expected = state.prior_source.as_ref().map(|r| r.expected().clone());
     let stored = tokio::task::spawn_blocking(move || {
         let declared = Declared {
@@ -381,7 +382,8 @@ async fn store(
             sop_instance_uid: &request.affected_sop_instance_uid,
             expected: expected.as_ref(),
         };
-        let stored = ingest::store_received(store.as_ref(), &metrics, &chunks, Some(&declared));
+        let stored =
+            ingest::store_received(store.as_ref(), &metrics, &chunks, Some(&declared), reserve);
         // The instance's memory is free again.
         drop((chunks, memory));
         stored

@@ -90,7 +90,13 @@ fn store_task(
     tokio::task::spawn_blocking(move || {
         let result = instance_result(
             index,
-            ingest::store_received(state.store.as_ref(), &state.metrics, &chunks, None),
+            ingest::store_received(
+                state.store.as_ref(),
+                &state.metrics,
+                &chunks,
+                None,
+                state.config.min_free_bytes,
+            ),
         );
         // The instance's memory is free again.
         drop((chunks, memory));
@@ -260,6 +266,14 @@ pub fn instance_result(
                 String::new()
             },
             sha256: a.sha256,
+        },
+        // The store failed, or the disk is at its reserve: nothing of it was kept.
+        Err(r) if r.refusal == ingest::Refusal::StoreFailed => InstanceResult {
+            instance_index: index,
+            outcome: Outcome::RetryLater as i32,
+            reason: r.reason,
+            sha256: r.sha256,
+            ..Default::default()
         },
         Err(r) => InstanceResult {
             sha256: r.sha256,

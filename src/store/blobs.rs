@@ -28,6 +28,11 @@ pub trait BlobStore: Send + Sync {
     fn local_path(&self, sha256: &str) -> Option<PathBuf>;
     /// Whether the store answers now (for health); what is wrong when it does not.
     fn check(&self) -> io::Result<()>;
+    /// The bytes free for new blobs on the store's own disk (None: not a local disk, e.g. a
+    /// bucket), for the ingest reserve (`[service] min_free_bytes`).
+    fn free_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Blobs in a folder of the local file system.
@@ -130,7 +135,11 @@ impl FolderBlobStore {
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
-        crate::store::durable_file::write_new_file(&temporary, bytes)?;
+        if let Err(e) = crate::store::durable_file::write_new_file(&temporary, bytes) {
+            // A full disk, say: what was written of it goes, so it does not hold the space.
+            let _ = std::fs::remove_file(&temporary);
+            return Err(e);
+        }
         std::fs::rename(&temporary, target)?;
         sync_dir(folder)
     }
@@ -164,7 +173,24 @@ impl FolderBlobStore {
     }
 }
 
+/// The bytes an unprivileged process may still write on the filesystem holding `path`.
+fn free_bytes_at(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statvfs the call fills.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
 impl BlobStore for FolderBlobStore {
+    fn free_bytes(&self) -> Option<u64> {
+        free_bytes_at(&self.root).ok()
+    }
+
     fn check(&self) -> io::Result<()> {
         let tmp = self.root.join("blobs/tmp");
         if std::fs::metadata(&tmp)?.permissions().readonly() {

@@ -829,7 +829,7 @@ pub fn certificate(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf)
 }
 
 /// Set in a test's re-run inside its own network namespace (see `in_own_network`).
-const IN_OWN_NETWORK: &str = "RADASSIST_TEST_OWN_NETWORK";
+const IN_OWN_NAMESPACE: &str = "RADASSIST_TEST_OWN_NETWORK";
 
 /// For tests whose peer cannot be bound to loopback (dcmtk 3.6.7's storescp, Orthanc's DICOM
 /// port): runs the test `name` again inside a network namespace whose only interface is
@@ -837,34 +837,51 @@ const IN_OWN_NETWORK: &str = "RADASSIST_TEST_OWN_NETWORK";
 /// re-run has passed and the caller returns). Nothing outside the namespace can reach the peers
 /// or radassist. `name` is the test's path, `concat!(module_path!(), "::test_name")`.
 pub fn in_own_network(name: &str) -> bool {
-    if std::env::var_os(IN_OWN_NETWORK).is_some() {
+    in_own_namespace(
+        name,
+        &[
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ],
+        "network namespace",
+    )
+}
+
+/// For tests that mount a filesystem (a small disk that fills up): runs the test `name` again
+/// in a mount namespace of its own, so its mounts are seen by nothing else and vanish with it;
+/// says whether the caller is that run (as [`in_own_network`]).
+pub fn in_own_mounts(name: &str) -> bool {
+    in_own_namespace(name, &["--mount"], "mount namespace")
+}
+
+/// Runs test `name` again under `unshare` with `arguments` (the namespace, then the command
+/// that execs the test binary given as `$0`), unless this is that run.
+fn in_own_namespace(name: &str, arguments: &[&str], what: &str) -> bool {
+    if std::env::var_os(IN_OWN_NAMESPACE).is_some() {
         return true;
     }
     // `name` from module_path!(): the test harness names tests without the crate.
     let name = name
         .strip_prefix(concat!(env!("CARGO_CRATE_NAME"), "::"))
         .unwrap_or(name);
-    // As root a plain network namespace; otherwise in a user namespace of its own too.
+    // As root a plain namespace; otherwise in a user namespace of its own too.
     let mut unshare = std::process::Command::new("unshare");
     if unsafe { libc::geteuid() } != 0 {
         unshare.arg("--map-root-user");
     }
     let status = unshare
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
+        .args(arguments)
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(IN_OWN_NETWORK, "1")
+        .env(IN_OWN_NAMESPACE, "1")
         .status()
         .expect("unshare (util-linux) and ip (iproute2) are installed by scripts/setup");
     assert!(
         status.success(),
-        "{name} failed in its network namespace (see its output above; if unshare itself \
-         failed, this machine does not allow network namespaces)"
+        "{name} failed in its {what} (see its output above; if unshare itself failed, this \
+         machine does not allow a {what})"
     );
     false
 }
