@@ -4,8 +4,7 @@
 
 use crate::common;
 
-use common::{rewritten, root, uid_for, with_token, Server, RADIOLOGIST_TOKEN};
-use dicom_dictionary_std::tags;
+use common::{root, uid_for, with_token, Server, RADIOLOGIST_TOKEN};
 use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
 use radassist::grpc::proto::{
     instance_result::Outcome, ClaimWorkItemRequest, SubmitFinalReadRequest,
@@ -31,19 +30,8 @@ fn radassist(args: &[&str], config: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// A study of its own (new UIDs from `label`).
 fn study(label: &str) -> Vec<u8> {
-    rewritten(
-        FILM,
-        &[
-            (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}/sop"))),
-            (tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study"))),
-            (
-                tags::SERIES_INSTANCE_UID,
-                uid_for(&format!("{label}/series")),
-            ),
-        ],
-    )
+    common::study_copy(FILM, label)
 }
 
 async fn sign(server: &Server, uid: &str, text: &str) {

@@ -7,8 +7,7 @@
 
 use crate::common;
 
-use common::{rewritten, uid_for, Server};
-use dicom_dictionary_std::tags;
+use common::{uid_for, Server};
 use radassist::grpc::proto::instance_result::Outcome;
 use radassist::store::{BlobStore, FolderBlobStore, SqliteStore, Store, StudyStore};
 use sha2::Digest;
@@ -25,17 +24,7 @@ const DICOM: &str = "[dicom]\nlisten = \"127.0.0.1:0\"\n\n\
     [[dicom.peers]]\nae_title = \"STORESCU\"\nhost = \"127.0.0.1\"\nport = 11113\n";
 
 fn study(label: &str) -> Vec<u8> {
-    rewritten(
-        FILM,
-        &[
-            (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}/sop"))),
-            (tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study"))),
-            (
-                tags::SERIES_INSTANCE_UID,
-                uid_for(&format!("{label}/series")),
-            ),
-        ],
-    )
+    common::study_copy(FILM, label)
 }
 
 fn run(command: &mut Command) {

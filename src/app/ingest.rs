@@ -137,6 +137,25 @@ pub fn store_received(
     result
 }
 
+/// A refusal, counted: "retry later" ones apart from the rejected.
+fn refuse(
+    metrics: &Metrics,
+    sha256: &str,
+    refusal: Refusal,
+    reason: String,
+) -> Result<Received, Refused> {
+    if refusal == Refusal::StoreFailed {
+        metrics.ingest_retry_later.inc();
+    } else {
+        metrics.ingest_rejected.inc();
+    }
+    Err(Refused {
+        refusal,
+        reason,
+        sha256: sha256.to_string(),
+    })
+}
+
 /// Why the data disk cannot take `bytes` more now, when it cannot: less than `reserve` would be
 /// left (`[service] min_free_bytes`, kept for signing and the outbox).
 pub fn below_reserve(store: &dyn Store, bytes: u64, reserve: u64) -> Option<String> {
@@ -162,18 +181,7 @@ pub fn store_instance(
     reserve: u64,
 ) -> Result<Received, Refused> {
     let sha = hex(&Sha256::digest(bytes));
-    let fail = |refusal: Refusal, reason: String| {
-        if refusal == Refusal::StoreFailed {
-            metrics.ingest_retry_later.inc();
-        } else {
-            metrics.ingest_rejected.inc();
-        }
-        Err(Refused {
-            refusal,
-            reason,
-            sha256: sha.clone(),
-        })
-    };
+    let fail = |refusal: Refusal, reason: String| refuse(metrics, &sha, refusal, reason);
     if let Some(declared) = declared.filter(|d| {
         TEXT_SR_SOP_CLASSES
             .iter()

@@ -798,6 +798,23 @@ pub async fn store_and_settle(
     (study, state)
 }
 
+/// A copy of the sample film `path` as a study of its own: new Study, Series and SOP Instance
+/// UIDs made from `label`.
+pub fn study_copy(path: &str, label: &str) -> Vec<u8> {
+    use dicom_dictionary_std::tags;
+    rewritten(
+        path,
+        &[
+            (tags::SOP_INSTANCE_UID, uid_for(&format!("{label}/sop"))),
+            (tags::STUDY_INSTANCE_UID, uid_for(&format!("{label}/study"))),
+            (
+                tags::SERIES_INSTANCE_UID,
+                uid_for(&format!("{label}/series")),
+            ),
+        ],
+    )
+}
+
 /// A loopback port that was free a moment ago (for a peer that must be told its port before
 /// it starts).
 pub fn free_port() -> u16 {
