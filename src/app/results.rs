@@ -86,10 +86,8 @@ pub fn predecessor(store: &dyn Store, uid: &str) -> Result<Option<ImageReference
 
 /// A UID of an object radassist made (its value without the padding NUL).
 fn uid_in(sr: &InMemDicomObject, tag: Tag) -> Result<String, ResultsError> {
-    sr.element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches('\0').trim().to_string())
+    crate::dicom::Attributes(sr)
+        .text(tag)
         .ok_or(ResultsError::MissingUid(tag))
 }
 

@@ -148,7 +148,7 @@ pub fn verdict(verdict: Verdict) -> Option<Code> {
 /// radassist does not know gets a private code: "X-" and the first 14 letters and digits of the
 /// name, upper case, with the name (its first 64 bytes) as its meaning.
 pub fn finding(observation: &str) -> Code {
-    let known = match observation.to_ascii_lowercase().as_str() {
+    match observation.to_ascii_lowercase().as_str() {
         "pneumothorax" => PNEUMOTHORAX,
         "pleural effusion" | "effusion" => PLEURAL_EFFUSION,
         "edema" => PULMONARY_EDEMA,
@@ -170,14 +170,13 @@ pub fn finding(observation: &str) -> Code {
                 .take(14)
                 .collect::<String>()
                 .to_ascii_uppercase();
-            return Code {
+            Code {
                 value: Cow::Owned(format!("X-{letters}")),
                 scheme: PRIVATE_SCHEME,
                 meaning: Cow::Owned(super::dataset::fit(observation, 64).to_string()),
-            };
+            }
         }
-    };
-    known
+    }
 }
 
 #[cfg(test)]

@@ -223,12 +223,8 @@ pub fn source_uid(
     tag: Tag,
     name: &'static str,
 ) -> Result<String, ObjectError> {
-    source
-        .element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches('\0').trim().to_string())
-        .filter(|s| !s.is_empty())
+    crate::dicom::Attributes(source)
+        .text(tag)
         .ok_or(ObjectError::NoReference(name))
 }
 

@@ -120,12 +120,8 @@ pub fn build(
 fn with_organization(read: &FinalRead, source: &DicomInstance) -> FinalRead {
     let mut read = read.clone();
     if read.organization.trim().is_empty() {
-        read.organization = source
-            .element(tags::INSTITUTION_NAME)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches('\0').trim().to_string())
-            .filter(|s| !s.is_empty())
+        read.organization = crate::dicom::Attributes(source)
+            .text(tags::INSTITUTION_NAME)
             .unwrap_or_else(|| "not recorded".into());
     }
     read

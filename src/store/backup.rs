@@ -104,6 +104,18 @@ fn count(db: &Connection, sql: &str) -> Result<u64, BackupError> {
     Ok(db.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
 }
 
+/// Blob `sha256` from `from`, checked against its digest.
+fn verified(from: &dyn BlobStore, sha256: &str) -> Result<Vec<u8>, BackupError> {
+    let content = from.get(sha256).map_err(|source| BackupError::Blob {
+        sha256: sha256.to_string(),
+        source,
+    })?;
+    if hex(&Sha256::digest(&content)) != sha256 {
+        return Err(BackupError::Damaged(sha256.to_string()));
+    }
+    Ok(content)
+}
+
 /// Copies every blob `db` names from `from` to `to`, each checked against its digest; their
 /// number and bytes.
 fn copy_blobs(
@@ -113,15 +125,9 @@ fn copy_blobs(
 ) -> Result<(u64, u64), BackupError> {
     let (mut blobs, mut bytes) = (0, 0);
     for sha256 in named_blobs(db)? {
-        let blob = |source| BackupError::Blob {
-            sha256: sha256.clone(),
-            source,
-        };
-        let content = from.get(&sha256).map_err(blob)?;
-        if hex(&Sha256::digest(&content)) != sha256 {
-            return Err(BackupError::Damaged(sha256));
-        }
-        to.put(&sha256, &content).map_err(blob)?;
+        let content = verified(from, &sha256)?;
+        to.put(&sha256, &content)
+            .map_err(|source| BackupError::Blob { sha256, source })?;
         blobs += 1;
         bytes += content.len() as u64;
     }
@@ -260,13 +266,7 @@ pub fn restore(
     let from = FolderBlobStore::open(backup, false).map_err(io(backup))?;
     // Every blob first checked where it is, so a damaged backup writes nothing.
     for sha256 in named_blobs(&db)? {
-        let content = from.get(&sha256).map_err(|source| BackupError::Blob {
-            sha256: sha256.clone(),
-            source,
-        })?;
-        if hex(&Sha256::digest(&content)) != sha256 {
-            return Err(BackupError::Damaged(sha256));
-        }
+        verified(&from, &sha256)?;
     }
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let to = writable(blobs_root)?;

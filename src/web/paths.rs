@@ -26,17 +26,22 @@ impl<S: Send + Sync> FromRequestParts<S> for StudyUid {
         let Path(uid) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| WebError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-        check_uid(&uid).map_err(|e| {
-            WebError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{} is not a study's UID: {e}; open the study from the worklist",
-                    excerpt(&uid)
-                ),
-            )
-        })?;
-        Ok(StudyUid(uid))
+        checked_study_uid(uid).map(StudyUid)
     }
+}
+
+/// `uid`, from a path, if it is a DICOM UID; else the 400 that says so.
+pub fn checked_study_uid(uid: String) -> Result<String, WebError> {
+    check_uid(&uid).map_err(|e| {
+        WebError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} is not a study's UID: {e}; open the study from the worklist",
+                excerpt(&uid)
+            ),
+        )
+    })?;
+    Ok(uid)
 }
 
 /// `/studies/{uid}`, the study's reading page; None when `uid` is not a DICOM UID.

@@ -59,12 +59,7 @@ pub async fn download(
     Path((uid, sop_instance_uid)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
     viewer.require(&[Role::Radiologist, Role::Qa])?;
-    if !is_uid(&uid) {
-        return Err(WebError::new(
-            StatusCode::BAD_REQUEST,
-            "that is not a study's UID: open the study from the worklist",
-        ));
-    }
+    let uid = super::paths::checked_study_uid(uid)?;
     if !is_uid(&sop_instance_uid) {
         return Err(WebError::new(
             StatusCode::BAD_REQUEST,

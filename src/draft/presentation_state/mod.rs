@@ -178,12 +178,8 @@ fn put_luts(
         }
     }
     if source.element(tags::RESCALE_SLOPE).is_ok() {
-        let kind = source
-            .element(tags::RESCALE_TYPE)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+        let kind = crate::dicom::Attributes(source)
+            .text(tags::RESCALE_TYPE)
             .unwrap_or_else(|| "US".into());
         pr.put(text(tags::RESCALE_TYPE, VR::LO, &kind));
     }
