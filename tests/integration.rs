@@ -20,6 +20,8 @@ mod image_packs;
 mod labeler;
 mod layout;
 mod models;
+mod power_cut;
+mod power_loss_fs;
 mod qa;
 mod report;
 mod results_objects;

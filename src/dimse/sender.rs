@@ -1,7 +1,8 @@
 //! The results outbox's sender: every SR queued for a peer (see [`crate::app::results`])
 //! goes by C-STORE (dicom-ul, async), one association per result, retried with backoff while
 //! the peer is down or refuses it, and marked sent only once the peer answered Success (or a
-//! warning: stored). A crash between the peer's Success and that mark sends it again at the
+//! warning: stored), before the association is released. A crash between the peer's Success
+//! and that mark (the commit's milliseconds) sends it again at the
 //! next start (with PostgreSQL, by any front end once the crashed one's hold on it ends; the
 //! peer then holds the same SOP Instance twice over, which PACS take as a duplicate); nothing
 //! the peer did not acknowledge is ever marked sent. With several front ends, each takes
@@ -119,7 +120,6 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
                         row.result.sop_instance_uid,
                         row.result.peer
                     );
-                    mark_sent(&state, id, &row.result.sop_instance_uid).await;
                 }
                 Err(error) => {
                     state.metrics.results_failed.inc();
@@ -217,7 +217,9 @@ async fn send(
                     .map_err(refused)?;
             // Without it, the data set's last small PDU waits for the peer's delayed ACK.
             let _ = association.inner_stream().set_nodelay(true);
-            store.over(association).await
+            let association = store.over(association).await?;
+            stored(state, row, association).await;
+            Ok(())
         }
         Some(tls) => {
             let options = options
@@ -229,9 +231,22 @@ async fn send(
                     .map_err(timed_out)?
                     .map_err(refused)?;
             let _ = association.inner_stream().get_ref().0.set_nodelay(true);
-            store.over(association).await
+            let association = store.over(association).await?;
+            stored(state, row, association).await;
+            Ok(())
         }
     }
+}
+
+/// The peer stored the result: it is marked sent at once, and only then is the association
+/// released, so that a crash after the peer's answer sends it again only if it comes before
+/// the mark is committed (milliseconds), not during the release's round trip.
+async fn stored<S>(state: &Arc<State>, row: &OutboxRow, association: AsyncClientAssociation<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    mark_sent(state, row.id, &row.result.sop_instance_uid).await;
+    let _ = association.release().await;
 }
 
 /// A C-STORE request: the SR's data set and what its command names.
@@ -244,8 +259,12 @@ struct Store<'a> {
 }
 
 impl Store<'_> {
-    /// Sends the request over an established association (TCP or TLS) and reads the answer.
-    async fn over<S>(&self, mut association: AsyncClientAssociation<S>) -> Result<(), String>
+    /// Sends the request over an established association (TCP or TLS) and reads the answer:
+    /// the association, still open, when the peer stored the result; else the reason.
+    async fn over<S>(
+        &self,
+        mut association: AsyncClientAssociation<S>,
+    ) -> Result<AsyncClientAssociation<S>, String>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
     {
@@ -299,10 +318,10 @@ impl Store<'_> {
         };
         let response = data.first().ok_or("an empty P-DATA answer")?;
         let (status, comment) = dimse::read_status(&response.data)?;
-        let _ = association.release().await;
         if dimse::stored(status) {
-            Ok(())
+            Ok(association)
         } else {
+            let _ = association.release().await;
             Err(format!(
                 "{} answered status {status:04X}: {comment}",
                 self.peer

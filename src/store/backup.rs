@@ -19,7 +19,7 @@
 //!
 //! PostgreSQL and S3 are backed up with their own tools (docs/operations.md).
 
-use super::blobs::{sync_dir, BlobStore, FolderBlobStore};
+use super::blobs::{create_folder_durably, sync_dir, BlobStore, FolderBlobStore};
 use super::hex;
 use super::sqlite::schema::{read_only_connection, DATABASE, VERSION};
 use rusqlite::Connection;
@@ -189,7 +189,7 @@ pub fn backup(data_dir: &Path, blobs_root: &Path, dest: &Path) -> Result<Invento
     if !is_empty_folder(dest)? {
         return Err(BackupError::DestinationNotEmpty(dest.to_path_buf()));
     }
-    std::fs::create_dir_all(dest).map_err(io(dest))?;
+    create_folder_durably(dest).map_err(io(dest))?;
     let taken_at_ms = super::now_ms();
     let snapshot = dest.join(DATABASE);
     read_only_connection(data_dir)?
@@ -268,7 +268,7 @@ pub fn restore(
     for sha256 in named_blobs(&db)? {
         verified(&from, &sha256)?;
     }
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    create_folder_durably(data_dir).map_err(io(data_dir))?;
     let to = writable(blobs_root)?;
     let (blobs, blob_bytes) = copy_blobs(&db, &from, &to)?;
     let conflicts = copy_conflicts(backup, &to)?;

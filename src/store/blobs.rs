@@ -47,6 +47,21 @@ pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
 
+/// Creates `folder` and whichever of its parents are missing, and fsyncs the folder holding
+/// each one it made: a new folder's name survives a power cut only once its parent is synced
+/// (without this, a new data folder, and everything acknowledged in it, could vanish).
+pub(super) fn create_folder_durably(folder: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = folder.ancestors().take_while(|f| !f.exists()).collect();
+    std::fs::create_dir_all(folder)?;
+    for made in missing.iter().rev() {
+        match made.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
 fn valid_sha(sha256: &str) -> io::Result<()> {
     if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())

@@ -29,7 +29,7 @@ pub fn open_blobs(config: &Config, recovery: Recovery) -> Result<Box<dyn BlobSto
             // processes sharing it (PostgreSQL) never remove each other's writes in flight.
             let recover =
                 recovery == Recovery::Owner && config.store.backend == StoreBackend::Sqlite;
-            std::fs::create_dir_all(&path)
+            super::blobs::create_folder_durably(&path)
                 .and_then(|_| FolderBlobStore::open(&path, recover))
                 .and_then(|blobs| {
                     // Every process makes the folders it writes into (a recovering one did

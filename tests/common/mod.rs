@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod durability;
+pub mod power_loss_fs;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -871,6 +873,23 @@ pub fn in_own_network(name: &str) -> bool {
 /// says whether the caller is that run (as [`in_own_network`]).
 pub fn in_own_mounts(name: &str) -> bool {
     in_own_namespace(name, &["--mount"], "mount namespace")
+}
+
+/// For tests that mount a filesystem and talk to a peer that cannot be bound to loopback (the
+/// power-cut tests: their data folder on the power-loss filesystem, storescp as the PACS): both
+/// namespaces of their own, as [`in_own_mounts`] and [`in_own_network`].
+pub fn in_own_mounts_and_network(name: &str) -> bool {
+    in_own_namespace(
+        name,
+        &[
+            "--mount",
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ],
+        "mount and network namespace",
+    )
 }
 
 /// Runs test `name` again under `unshare` with `arguments` (the namespace, then the command

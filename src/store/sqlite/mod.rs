@@ -91,7 +91,7 @@ impl SqliteStore {
     }
 
     fn open_catalogue(root: &Path, blobs: Box<dyn BlobStore>) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(root)?;
+        super::blobs::create_folder_durably(root)?;
         let mut db = Connection::open(root.join(DATABASE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
