@@ -174,10 +174,17 @@ fn main() {
     if !in_own_namespaces() {
         return;
     }
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let count = |what: &str| -> Option<usize> {
         let at = args.iter().position(|a| a == what)?;
-        Some(args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(1000))
+        Some(
+            args.get(at + 1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1000),
+        )
     };
     let seed = args
         .iter()

@@ -301,16 +301,13 @@ fn prior_from_orthanc(tls: bool) {
             format!("tls = true\ntls_ca = {:?}\n", c.orthanc.0),
         ),
     };
-    let server = Server::start_configured(
-        dir.path(),
-        &format!("stable_study_seconds = 1\n{service_tls}"),
-        &format!(
-            "[dicom]\nlisten = \"127.0.0.1:0\"\nprior_retrieval_timeout_seconds = 60\n{listener_tls}\n\
-             [[dicom.peers]]\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = {orthanc_port}\n\
-             send_results = true\nquery_priors = true\n{peer_tls}"
-        ),
-        &[],
+    let service = format!("stable_study_seconds = 1\n{service_tls}");
+    let sections = format!(
+        "[dicom]\nlisten = \"127.0.0.1:0\"\nprior_retrieval_timeout_seconds = 60\n{listener_tls}\n\
+         [[dicom.peers]]\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = {orthanc_port}\n\
+         send_results = true\nquery_priors = true\n{peer_tls}"
     );
+    let server = Server::start_configured(dir.path(), &service, &sections, &[]);
     let server = match &certificates {
         Some(c) => server.trusting(&c.radassist.0),
         None => server,
@@ -447,6 +444,98 @@ fn prior_from_orthanc(tls: bool) {
         let equipment = tags["ContributingEquipmentSequence"].to_string();
         assert!(equipment.contains("test-marker-landmarks"), "{equipment}");
     }
+    if !tls {
+        let report_uid = report["SOPInstanceUID"].as_str().unwrap().to_string();
+        let restart = || Server::start_configured(dir.path(), &service, &sections, &[]);
+        cut_off_sends_are_looked_for_at_the_peer_first(
+            server,
+            restart,
+            &orthanc,
+            &current_uid,
+            &report_uid,
+        );
+    }
+}
+
+/// A crash cut off the sending of the draft report (its outbox row pending, its attempt begun
+/// and never ended, as a kill leaves it): at the next start radassist asks Orthanc by C-FIND
+/// and, finding the report there, marks it sent without sending it again; once Orthanc no
+/// longer holds it, the same cut-off attempt leads to sending it again.
+fn cut_off_sends_are_looked_for_at_the_peer_first(
+    server: Server,
+    restart: impl Fn() -> Server,
+    orthanc: &Orthanc,
+    study_uid: &str,
+    report_uid: &str,
+) {
+    let data = server.data.clone();
+    let cut_off = || {
+        let changed = common::backends::catalogue_execute(
+            &data,
+            "UPDATE outbox SET state = 'pending', sent_at = NULL, next_attempt_at = 0, \
+             attempt_started_at = 1 WHERE sop_instance_uid = $1",
+            report_uid,
+        );
+        assert_eq!(changed, 1);
+    };
+    let metric_reaches = |server: &Server, name: &str, value: f64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while common::metric(&server.metrics, name) < value {
+            assert!(Instant::now() < deadline, "{name} did not reach {value}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let state = || {
+        common::backends::catalogue_value(
+            &data,
+            "SELECT state FROM outbox WHERE sop_instance_uid = $1",
+            report_uid,
+        )
+    };
+    server.terminate();
+    cut_off();
+    let server = restart();
+    metric_reaches(&server, "radassist_results_found_at_peer_total", 1.0);
+    assert_eq!(
+        common::metric(&server.metrics, "radassist_results_sent_total"),
+        0.0
+    );
+    assert_eq!(state().as_deref(), Some("sent"));
+    server.terminate();
+
+    // Orthanc loses the report; the cut-off attempt is found not to have delivered it.
+    let found = orthanc.get("/instances?expand");
+    let id = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["MainDicomTags"]["SOPInstanceUID"] == report_uid)
+        .expect("the report is in Orthanc")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = common::web_request(
+        &orthanc.http,
+        "DELETE",
+        &format!("/instances/{id}"),
+        &[],
+        "",
+    );
+    assert_eq!(status, 200);
+    cut_off();
+    let server = restart();
+    metric_reaches(&server, "radassist_results_sent_total", 1.0);
+    assert_eq!(
+        common::metric(&server.metrics, "radassist_results_found_at_peer_total"),
+        0.0
+    );
+    assert_eq!(state().as_deref(), Some("sent"));
+    let study = orthanc.study(study_uid).unwrap();
+    assert_eq!(
+        study["Series"].as_array().unwrap().len(),
+        5,
+        "the report is back in Orthanc"
+    );
 }
 
 #[test]

@@ -48,7 +48,11 @@ fn bytes_written_after_the_last_fsync_are_lost() {
     file.sync_data().unwrap();
     file.write_all(b" and not").unwrap();
     drop(file);
-    assert_eq!(read(&path).unwrap(), b"synced and not", "live, before the cut");
+    assert_eq!(
+        read(&path).unwrap(),
+        b"synced and not",
+        "live, before the cut"
+    );
     fs.power_cut().unwrap();
     assert_eq!(read(&path).unwrap(), b"synced");
     // A truncation not synced is undone too.
@@ -136,7 +140,10 @@ fn renames_and_unlinks_count_once_their_folders_are_synced() {
     assert_eq!(read(&root.join("b/late")).unwrap(), b"late");
     let counts = fs.counts();
     assert_eq!(counts.power_cuts, 4);
-    assert!(counts.file_syncs >= 1 && counts.directory_syncs >= 4, "{counts:?}");
+    assert!(
+        counts.file_syncs >= 1 && counts.directory_syncs >= 4,
+        "{counts:?}"
+    );
 }
 
 #[test]

@@ -112,6 +112,10 @@ metrics! {
         "results_sent", "SRs a DICOM peer acknowledged";
     results_failed: Counter = Counter::default(),
         "results_failed", "attempts to send an SR that failed (retried)";
+    results_found_at_peer: Counter = Counter::default(),
+        "results_found_at_peer", "results an attempt cut off by a crash had delivered: found at the peer by C-FIND and not sent again";
+    results_resent_after_cut_off: Counter = Counter::default(),
+        "results_resent_after_cut_off", "results sent again after a crash cut off an attempt, to a peer radassist does not query (it may hold them twice)";
     results_sender_restarts: Counter = Counter::default(),
         "results_sender_restarts", "restarts of the results sender after a panic";
     /// Results waiting for a peer.

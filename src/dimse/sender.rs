@@ -12,17 +12,19 @@
 //! and the loop starts again.
 
 use super::message as dimse;
+use super::query::{identifier, QueryAssociation};
 use super::tls::ClientTls;
 use crate::app::State;
 use crate::config::DicomPeer;
 use crate::store::{now_ms, OutboxRow};
+use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTable;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::Pdu;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the outbox is looked at when nothing is due.
 const POLL: Duration = Duration::from_secs(1);
@@ -104,7 +106,7 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
         }
         for row in due {
             let outcome = match peers.get(&row.result.peer) {
-                Some(peer) => send(&state, peer, &ae_title, &row).await,
+                Some(peer) => deliver(&state, peer, &ae_title, &row).await,
                 None => Err(format!(
                     "peer {} is no longer configured with send_results",
                     row.result.peer
@@ -112,7 +114,7 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
             };
             let id = row.id;
             match outcome {
-                Ok(()) => {
+                Ok(Delivered::Sent) => {
                     state.metrics.results_sent.inc();
                     tracing::info!(
                         "results: {} SR {} sent to {}",
@@ -121,6 +123,7 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
                         row.result.peer
                     );
                 }
+                Ok(Delivered::AlreadyAtPeer) => {}
                 Err(error) => {
                     state.metrics.results_failed.inc();
                     tracing::warn!(
@@ -137,6 +140,94 @@ async fn run(state: Arc<State>, peers: Arc<HashMap<String, Peer>>, ae_title: Str
             }
         }
     }
+}
+
+/// What became of a result that was due.
+enum Delivered {
+    /// The peer stored it now.
+    Sent,
+    /// An attempt a crash cut off had delivered it: found at the peer, marked sent.
+    AlreadyAtPeer,
+}
+
+/// Sends a result that is due, unless an attempt a crash cut off had delivered it already: a
+/// peer radassist queries (`query_priors`) is asked first, by C-FIND at IMAGE level for the
+/// result's SOP Instance UID; to any other peer it goes again (counted: it may then hold it
+/// twice), as it does when the peer cannot be asked.
+async fn deliver(
+    state: &Arc<State>,
+    peer: &Peer,
+    ae_title: &str,
+    row: &OutboxRow,
+) -> Result<Delivered, String> {
+    let (uid, to) = (&row.result.sop_instance_uid, &peer.config.ae_title);
+    if row.cut_off_attempt_at.is_some() && !peer.config.query_priors {
+        state.metrics.results_resent_after_cut_off.inc();
+        tracing::warn!(
+            "results: a crash cut off sending {uid} to {to}, which radassist does not query: sending it again"
+        );
+    } else if row.cut_off_attempt_at.is_some() {
+        match at_peer(state, peer, ae_title, row).await {
+            Ok(true) => {
+                mark_sent(state, row.id, uid).await;
+                state.metrics.results_found_at_peer.inc();
+                tracing::info!(
+                    "results: {uid}, whose sending a crash cut off, is at {to} already: not sent again"
+                );
+                return Ok(Delivered::AlreadyAtPeer);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                "results: asking {to} whether it has {uid}, whose sending a crash cut off: {e}; sending it again"
+            ),
+        }
+    }
+    send(state, peer, ae_title, row)
+        .await
+        .map(|()| Delivered::Sent)
+}
+
+/// Whether the peer holds the result: C-FIND (Study Root, IMAGE level, with the study and
+/// series of the result's own data set) on a blocking thread, within [`ANSWER_TIMEOUT`].
+async fn at_peer(
+    state: &Arc<State>,
+    peer: &Peer,
+    ae_title: &str,
+    row: &OutboxRow,
+) -> Result<bool, String> {
+    let sha = row.result.sha256.clone();
+    let bytes = state
+        .store_call(move |s| s.blobs().get(&sha).map_err(Into::into))
+        .await
+        .map_err(|e| format!("reading the result: {e}"))?;
+    let object =
+        crate::dicom::parse_dicom(&bytes).map_err(|e| format!("reading the result: {e}"))?;
+    let series = crate::dicom::Attributes(&object)
+        .text(tags::SERIES_INSTANCE_UID)
+        .ok_or("the result has no Series Instance UID")?;
+    let (config, tls, ae_title) = (peer.config.clone(), peer.tls.clone(), ae_title.to_string());
+    let (study, sop) = (
+        row.result.study_instance_uid.clone(),
+        row.result.sop_instance_uid.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        let mut association = QueryAssociation::open(&config, tls.as_ref(), &ae_title, deadline)?;
+        let matches = association.find(&identifier(
+            "IMAGE",
+            &[
+                (tags::STUDY_INSTANCE_UID, study.as_str()),
+                (tags::SERIES_INSTANCE_UID, series.as_str()),
+                (tags::SOP_INSTANCE_UID, sop.as_str()),
+            ],
+        ));
+        association.release();
+        Ok(matches?.iter().any(|found| {
+            crate::dicom::Attributes(found).text(tags::SOP_INSTANCE_UID) == Some(sop.clone())
+        }))
+    })
+    .await
+    .map_err(|e| format!("the query's thread: {e}"))?
 }
 
 /// Marks a result the peer acknowledged as sent. The store may fail for a moment (a full

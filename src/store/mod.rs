@@ -215,6 +215,10 @@ pub struct OutboxRow {
     pub created_at: i64,
     pub next_attempt_at: i64,
     pub sent_at: Option<i64>,
+    /// When an attempt to send it began that ended neither sent nor failed: a crash cut it
+    /// off, perhaps after the peer had stored it (as taken by `take_due_results`: the attempt
+    /// before this one).
+    pub cut_off_attempt_at: Option<i64>,
 }
 
 /// What a finished job makes: the study's new current work item.

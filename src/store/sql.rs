@@ -33,7 +33,7 @@ pub const STUDY_SELECT: &str = "SELECT s.study_instance_uid, s.state,
 pub const WORK_ITEM_SELECT: &str = "SELECT study_instance_uid, status, critical, priority, claimed_by, created_at, content, analysis_json, model_version, signed_read, signed_at, comparison, report_json, images_after_signing FROM work_items";
 
 /// An outbox row.
-pub const OUTBOX_SELECT: &str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at FROM outbox";
+pub const OUTBOX_SELECT: &str = "SELECT id, study_instance_uid, sop_instance_uid, kind, peer, sha256, state, attempts, last_error, created_at, next_attempt_at, sent_at, attempt_started_at FROM outbox";
 
 /// A study's new state, its failure reason cleared.
 pub const STUDY_STATE_CLEARED: &str =
@@ -96,12 +96,14 @@ pub const RESULTS_OF_STUDY: &str =
 
 /// pending -> sent.
 pub const RESULT_SENT: &str =
-    "UPDATE outbox SET state = $2, sent_at = $3, attempts = attempts + 1, last_error = ''
+    "UPDATE outbox SET state = $2, sent_at = $3, attempts = attempts + 1, last_error = '',
+         attempt_started_at = NULL
      WHERE id = $1 AND state = $4";
 
 /// A failed send: the error and the next attempt.
 pub const RESULT_FAILED: &str =
-    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
+         attempt_started_at = NULL
      WHERE id = $1 AND state = $4";
 
 /// How many results are in a state.

@@ -463,6 +463,27 @@ pub fn catalogue_value(data: &Path, sql: &str, parameter: &str) -> Option<String
     }
 }
 
+/// Runs `sql` (one parameter, `$1`) on the catalogue of the test server whose data folder is
+/// `data`, with the server stopped; the rows it changed.
+pub fn catalogue_execute(data: &Path, sql: &str, parameter: &str) -> u64 {
+    match selected() {
+        Backend::SqliteFolder => {
+            let db = rusqlite::Connection::open(data.join("radassist.sqlite")).unwrap();
+            db.execute(&sql.replace('$', "?"), [parameter]).unwrap() as u64
+        }
+        Backend::PostgresS3 => {
+            let (url, sql, parameter) =
+                (database_for(data), sql.to_string(), parameter.to_string());
+            off_runtime(move || {
+                postgres::Client::connect(&url, postgres::NoTls)
+                    .unwrap()
+                    .execute(&sql, &[&parameter])
+                    .unwrap()
+            })
+        }
+    }
+}
+
 /// Every catalogued instance's blob exists and hashes to its row, and (in a folder) no
 /// half-written blob is left; returns the rows.
 pub fn check_blobs(data: &Path) -> Vec<(String, String)> {

@@ -52,7 +52,13 @@ fn receipts_in(lines: impl Iterator<Item = String>, stored: &Mutex<Vec<(String, 
         };
         if let Some(path) = line.strip_prefix("I: storing DICOM file: ") {
             ended(&mut open, false);
-            open = Some(path.trim().rsplit('/').next().unwrap_or_default().to_string());
+            open = Some(
+                path.trim()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         } else if line.contains("Association Release") {
             ended(&mut open, true);
         } else if line.contains("Association Aborted") || line.contains("Association Received") {
@@ -144,13 +150,19 @@ pub struct Ledger {
 
 /// A new study of one instance, different for every `label`.
 pub fn instance(label: &str) -> (String, String, Vec<u8>) {
-    let (sop, study) = (uid_for(&format!("{label}/sop")), uid_for(&format!("{label}/study")));
+    let (sop, study) = (
+        uid_for(&format!("{label}/sop")),
+        uid_for(&format!("{label}/study")),
+    );
     let bytes = rewritten(
         FILM,
         &[
             (tags::SOP_INSTANCE_UID, sop.clone()),
             (tags::STUDY_INSTANCE_UID, study.clone()),
-            (tags::SERIES_INSTANCE_UID, uid_for(&format!("{label}/series"))),
+            (
+                tags::SERIES_INSTANCE_UID,
+                uid_for(&format!("{label}/series")),
+            ),
             (tags::PATIENT_ID, format!("DUR-{label}")),
         ],
     );
@@ -176,7 +188,10 @@ async fn push_grpc(server: String, label: String, ledger: Arc<Ledger>, limit: us
         tick.tick().await;
         let (sop, _, bytes) = instance(&format!("{label}-g{n}"));
         let stored = ingest
-            .store_instances(with_token(tokio_stream::iter(chunks(0, &bytes)), PACS_TOKEN))
+            .store_instances(with_token(
+                tokio_stream::iter(chunks(0, &bytes)),
+                PACS_TOKEN,
+            ))
             .await;
         let Ok(response) = stored else {
             *ledger.unanswered.lock().unwrap() += 1;
@@ -407,7 +422,12 @@ pub fn check(data: &Path, ledger: &Ledger) -> Losses {
 pub fn uncatalogued_blobs(data: &Path) -> usize {
     let db = catalogue(data);
     let mut named: BTreeSet<String> = BTreeSet::new();
-    for table in ["SELECT sha256 FROM instances", "SELECT sha256 FROM outbox", "SELECT sha256 FROM result_objects", "SELECT sha256 FROM prior_reports"] {
+    for table in [
+        "SELECT sha256 FROM instances",
+        "SELECT sha256 FROM outbox",
+        "SELECT sha256 FROM result_objects",
+        "SELECT sha256 FROM prior_reports",
+    ] {
         let mut q = db.prepare(table).unwrap();
         let rows = q.query_map([], |r| r.get::<_, String>(0)).unwrap();
         named.extend(rows.map_while(Result::ok));
@@ -473,8 +493,7 @@ pub fn settle_and_count(server: &Server, peer: &ResultsPeer, within: Duration) -
     // response: give the last receipt a moment to be logged.
     let receipts_deadline = Instant::now() + Duration::from_secs(10);
     let mut receipts = peer.receipts();
-    while made.iter().any(|uid| !receipts.contains_key(uid)) && Instant::now() < receipts_deadline
-    {
+    while made.iter().any(|uid| !receipts.contains_key(uid)) && Instant::now() < receipts_deadline {
         std::thread::sleep(Duration::from_millis(100));
         receipts = peer.receipts();
     }

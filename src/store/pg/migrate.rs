@@ -45,6 +45,12 @@ const MIGRATIONS: &[(i32, &str, &str, Option<Convert>)] = &[
         include_str!("../migrations/0005_result_objects.sql"),
         None,
     ),
+    (
+        6,
+        "outbox attempt started",
+        include_str!("../migrations/0006_outbox_attempt_started.sql"),
+        None,
+    ),
 ];
 
 /// The advisory lock that serialises migrations ("radassist" in ASCII, as a number).

@@ -41,18 +41,21 @@ impl Outbox for PgStore {
         limit: i64,
         hold_ms: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        // RETURNING gives the rows as they were taken (the next attempt moved on), in no
-        // particular order: oldest first is by id.
+        // RETURNING gives the rows as they were taken (the next attempt moved on, the earlier
+        // attempt's start as it was), in no particular order: oldest first is by id.
         let mut rows: Vec<OutboxRow> = self
             .client()?
             .query(
                 "WITH due AS (
-                     SELECT id FROM outbox WHERE state = $1 AND next_attempt_at <= $2
+                     SELECT id, attempt_started_at FROM outbox
+                     WHERE state = $1 AND next_attempt_at <= $2
                      ORDER BY next_attempt_at, id LIMIT $3
                      FOR UPDATE SKIP LOCKED)
-                 UPDATE outbox o SET next_attempt_at = $4 FROM due WHERE o.id = due.id
+                 UPDATE outbox o SET next_attempt_at = $4, attempt_started_at = $2
+                 FROM due WHERE o.id = due.id
                  RETURNING o.id, o.study_instance_uid, o.sop_instance_uid, o.kind, o.peer, o.sha256,
-                     o.state, o.attempts, o.last_error, o.created_at, o.next_attempt_at, o.sent_at",
+                     o.state, o.attempts, o.last_error, o.created_at, o.next_attempt_at, o.sent_at,
+                     due.attempt_started_at",
                 &[&OutboxState::Pending, &now_ms, &limit, &(now_ms + hold_ms)],
             )?
             .iter()

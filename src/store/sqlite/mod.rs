@@ -181,6 +181,7 @@ impl SqliteStore {
             created_at: r.get(9)?,
             next_attempt_at: r.get(10)?,
             sent_at: r.get(11)?,
+            cut_off_attempt_at: r.get(12)?,
         })
     }
 }

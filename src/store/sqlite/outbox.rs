@@ -57,8 +57,8 @@ impl Outbox for SqliteStore {
         };
         for row in &rows {
             tx.execute(
-                "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
-                params![row.id, now_ms + hold_ms],
+                "UPDATE outbox SET next_attempt_at = ?2, attempt_started_at = ?3 WHERE id = ?1",
+                params![row.id, now_ms + hold_ms, now_ms],
             )?;
         }
         tx.commit()?;

@@ -131,7 +131,7 @@ type Step = fn(&rusqlite::Transaction) -> Result<(), StepError>;
 
 /// The migrations after version 1, in order: entry `i` brings a store from version `i + 1` to
 /// `i + 2`. Append; never edit one that has shipped.
-const MIGRATIONS: &[Step] = &[work_item_documents, result_objects];
+const MIGRATIONS: &[Step] = &[work_item_documents, result_objects, outbox_attempts];
 
 /// The schema version this code writes.
 pub const VERSION: i32 = 1 + MIGRATIONS.len() as i32;
@@ -192,6 +192,15 @@ pub fn migrate(db: &mut Connection) -> Result<i32, MigrationError> {
 
 /// Version 3: the results catalogue (every object made for a study: reports, measurement
 /// reports, presentation states, summary images), filled with the SRs already queued.
+fn outbox_attempts(tx: &rusqlite::Transaction) -> Result<(), StepError> {
+    tx.execute_batch(OUTBOX_ATTEMPTS)?;
+    Ok(())
+}
+
+/// When the attempt to send a result that is under way began (NULL between attempts): one a
+/// crash cut off is still set at the next start.
+pub const OUTBOX_ATTEMPTS: &str = "ALTER TABLE outbox ADD COLUMN attempt_started_at INTEGER;";
+
 fn result_objects(tx: &rusqlite::Transaction) -> Result<(), StepError> {
     tx.execute_batch(RESULT_OBJECTS)?;
     Ok(())

@@ -350,6 +350,8 @@ impl Filesystem for PowerLossFilesystem {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        reply.statfs(BLOCKS, BLOCKS, BLOCKS, BLOCKS, BLOCKS, BLOCK_SIZE, 255, BLOCK_SIZE);
+        reply.statfs(
+            BLOCKS, BLOCKS, BLOCKS, BLOCKS, BLOCKS, BLOCK_SIZE, 255, BLOCK_SIZE,
+        );
     }
 }

@@ -33,11 +33,7 @@ fn mount(tree: &Arc<Mutex<Tree>>, at: &Path) -> std::io::Result<fuser::Backgroun
         fuser::MountOption::Subtype("power-loss".into()),
         fuser::MountOption::RW,
     ];
-    fuser::spawn_mount(
-        PowerLossFilesystem { tree: tree.clone() },
-        at,
-        &config,
-    )
+    fuser::spawn_mount(PowerLossFilesystem { tree: tree.clone() }, at, &config)
 }
 
 impl PowerLossFs {
