@@ -84,20 +84,9 @@ fn one_store(
         let server = durability::start_server(&site, &peer);
         let losses = durability::check(&server.data, &ledger);
         totals.losses.add(losses);
-        let pid = server.child.id() as i32;
         let after = Duration::from_millis(100 + random.below(1500) as u64);
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(after);
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        });
-        runtime.block_on(durability::keep_busy(
-            &server,
-            &format!("{crash:?}{round}"),
-            &ledger,
-            &scratch,
-        ));
-        killer.join().unwrap();
-        server.kill();
+        let label = format!("{crash:?}{round}");
+        durability::busy_until_killed(&runtime, server, &label, &ledger, &scratch, after);
         if let Some(fs) = &mut fs {
             fs.power_cut().expect("the power cut");
         }

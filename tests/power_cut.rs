@@ -45,20 +45,9 @@ fn power_cuts_under_load_lose_nothing_acknowledged_and_send_each_result_once() {
         let server = durability::start_server(&site, &peer);
         losses.add(durability::check(&server.data, &ledger));
         // The cut comes at a random moment, whatever is in flight.
-        let pid = server.child.id() as i32;
         let after = Duration::from_millis(500 + random.below(2500) as u64);
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(after);
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        });
-        runtime.block_on(durability::keep_busy(
-            &server,
-            &format!("cut{cut}"),
-            &ledger,
-            &scratch,
-        ));
-        killer.join().unwrap();
-        server.kill();
+        let label = format!("cut{cut}");
+        durability::busy_until_killed(&runtime, server, &label, &ledger, &scratch, after);
         fs.power_cut().expect("the power cut");
         eprintln!(
             "cut {cut} after {after:?}: {} acknowledged, {} signed so far",

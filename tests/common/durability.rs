@@ -169,17 +169,19 @@ pub fn instance(label: &str) -> (String, String, Vec<u8>) {
     (sop, study, bytes)
 }
 
+/// A channel to the server, unless it is dead already (the kill may come first).
+async fn connect(server: String) -> Option<tonic::transport::Channel> {
+    let endpoint = tonic::transport::Channel::from_shared(server).unwrap();
+    endpoint.connect().await.ok()
+}
+
 /// How often each pusher sends a new study: about what the workers can draft.
 const PACE: Duration = Duration::from_millis(600);
 
 /// gRPC: a new study every [`PACE`], each completed once stored, until the server stops
 /// answering (or `limit` studies).
 async fn push_grpc(server: String, label: String, ledger: Arc<Ledger>, limit: usize) {
-    let Ok(channel) = tonic::transport::Channel::from_shared(server)
-        .unwrap()
-        .connect()
-        .await
-    else {
+    let Some(channel) = connect(server).await else {
         return;
     };
     let mut ingest = IngestServiceClient::new(channel);
@@ -259,11 +261,7 @@ fn push_dimse(dicom: &str, label: &str, scratch: &Path, ledger: &Ledger, limit: 
 
 /// The radiologist: claims and signs every drafted study, until the server stops answering.
 async fn sign(server: String, ledger: Arc<Ledger>, until: Instant) {
-    let Ok(channel) = tonic::transport::Channel::from_shared(server)
-        .unwrap()
-        .connect()
-        .await
-    else {
+    let Some(channel) = connect(server).await else {
         return;
     };
     let mut worklist = WorklistServiceClient::new(channel);
@@ -321,7 +319,7 @@ async fn sign(server: String, ledger: Arc<Ledger>, until: Instant) {
 
 /// Keeps every way in and out busy until the server dies (the caller kills it) or `within`
 /// passes; each loop is bounded in count too.
-pub async fn keep_busy(server: &Server, label: &str, ledger: &Arc<Ledger>, scratch: &Path) {
+async fn keep_busy(server: &Server, label: &str, ledger: &Arc<Ledger>, scratch: &Path) {
     const LIMIT: usize = 100;
     let until = Instant::now() + Duration::from_secs(120);
     let grpc = tokio::spawn(push_grpc(
@@ -340,6 +338,26 @@ pub async fn keep_busy(server: &Server, label: &str, ledger: &Arc<Ledger>, scrat
     let dimse =
         tokio::task::spawn_blocking(move || push_dimse(&dicom, &label, &scratch, &kept, LIMIT));
     let _ = tokio::join!(grpc, signer, dimse);
+}
+
+/// One round: everything busy until, `after` from now, the server is killed (kill -9); then
+/// waits for it to be gone.
+pub fn busy_until_killed(
+    runtime: &tokio::runtime::Runtime,
+    server: Server,
+    label: &str,
+    ledger: &Arc<Ledger>,
+    scratch: &Path,
+    after: Duration,
+) {
+    let pid = server.child.id() as i32;
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(after);
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    runtime.block_on(keep_busy(&server, label, ledger, scratch));
+    killer.join().unwrap();
+    server.kill();
 }
 
 /// What one check found lost or wrong (all must be zero).

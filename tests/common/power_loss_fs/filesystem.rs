@@ -54,6 +54,22 @@ fn attributes(ino: Ino, node: &Node) -> FileAttr {
     }
 }
 
+/// The answer to a request that names an inode (lookup, mknod, mkdir).
+fn entry(reply: ReplyEntry, result: Result<FileAttr, Errno>) {
+    match result {
+        Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+/// The answer to a request that returns nothing.
+fn done(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
 impl PowerLossFilesystem {
     fn tree(&self) -> MutexGuard<'_, Tree> {
         self.tree.lock().unwrap_or_else(|p| p.into_inner())
@@ -82,13 +98,8 @@ impl PowerLossFilesystem {
 impl Filesystem for PowerLossFilesystem {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let tree = self.tree();
-        match tree
-            .lookup(parent.0, name)
-            .and_then(|ino| Self::attr_of(&tree, ino))
-        {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        let found = tree.lookup(parent.0, name);
+        entry(reply, found.and_then(|ino| Self::attr_of(&tree, ino)))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -154,10 +165,7 @@ impl Filesystem for PowerLossFilesystem {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(fuser::Errno::EPERM);
         }
-        match self.make(req, parent, name, false, mode, umask) {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        entry(reply, self.make(req, parent, name, false, mode, umask))
     }
 
     fn mkdir(
@@ -169,24 +177,15 @@ impl Filesystem for PowerLossFilesystem {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.make(req, parent, name, true, mode, umask) {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        entry(reply, self.make(req, parent, name, true, mode, umask))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.tree().remove(parent.0, name, false) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        done(reply, self.tree().remove(parent.0, name, false))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.tree().remove(parent.0, name, true) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        done(reply, self.tree().remove(parent.0, name, true))
     }
 
     fn rename(
@@ -203,13 +202,10 @@ impl Filesystem for PowerLossFilesystem {
             return reply.error(fuser::Errno::EINVAL);
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self
+        let renamed = self
             .tree()
-            .rename(parent.0, name, new_parent.0, new_name, no_replace)
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+            .rename(parent.0, name, new_parent.0, new_name, no_replace);
+        done(reply, renamed)
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -304,10 +300,7 @@ impl Filesystem for PowerLossFilesystem {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _data: bool, reply: ReplyEmpty) {
-        match self.tree().sync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        done(reply, self.tree().sync(ino.0))
     }
 
     fn readdir(
@@ -343,10 +336,7 @@ impl Filesystem for PowerLossFilesystem {
         _data: bool,
         reply: ReplyEmpty,
     ) {
-        match self.tree().sync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        done(reply, self.tree().sync(ino.0))
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
