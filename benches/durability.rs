@@ -5,8 +5,11 @@
 //! read is there and the catalogue is sound and agrees with the blob folder, keeps everything
 //! busy, and at a random moment (0.1 to 1.6 s in) kills the server; in `cuts` rounds the
 //! power-loss filesystem then drops everything not fsynced. Every 50 rounds (and at the end) the
-//! queue and the outbox are left to drain and the PACS's receipts are counted: results sent
-//! twice or never, studies drafted twice. Then a new, empty store (which bounds memory: the
+//! queue and the outbox are left to drain and the PACS's receipts are counted: results stored
+//! again after radassist had the PACS's answer to an earlier copy (the outbox forgot; must be
+//! zero), results stored again after an attempt the crash cut off (storescp, a store-only PACS,
+//! cannot be asked whether it has them), results never stored, studies drafted twice. Then a
+//! new, empty store (which bounds memory: the
 //! power-loss filesystem lives in this process). Run (after scripts/setup, as root, with
 //! /dev/fuse):
 //!
@@ -42,6 +45,7 @@ enum Crash {
 struct Totals {
     rounds: usize,
     acknowledged: usize,
+    unanswered: u64,
     signed: usize,
     losses: Losses,
     delivery: Delivery,
@@ -106,6 +110,7 @@ fn one_store(
     add_delivery(&mut totals.delivery, delivery);
     totals.uncatalogued_blobs += durability::uncatalogued_blobs(&server.data);
     totals.acknowledged += ledger.acknowledged.lock().unwrap().len();
+    totals.unanswered += *ledger.unanswered.lock().unwrap();
     totals.signed += ledger.signed.lock().unwrap().len();
     server.terminate();
 }
@@ -121,13 +126,15 @@ fn run(crash: Crash, rounds: usize, random: &mut Random, work: &Path) -> Totals 
     let l = totals.losses;
     let d = totals.delivery;
     println!(
-        "\n{crash:?}: {} rounds; {} instances acknowledged, {} reads signed, {} results made for the PACS\n\
+        "\n{crash:?}: {} rounds; {} instances acknowledged ({} sent and not answered: the kill came first), \
+         {} reads signed, {} results made for the PACS\n\
          acknowledged and lost: {}\nsigned reads lost: {}\ncatalogue unsound: {}\n\
          catalogued blobs missing or wrong: {}\nresults sent twice: {}\n\
          results sent again after an attempt the crash cut off: {}\nresults never sent: {}\n\
          studies drafted more than once: {}\nblobs left uncatalogued (never acknowledged): {}\n",
         totals.rounds,
         totals.acknowledged,
+        totals.unanswered,
         totals.signed,
         d.results,
         l.acknowledged_lost,

@@ -1,12 +1,15 @@
-//! The results outbox's sender: every SR queued for a peer (see [`crate::app::results`])
-//! goes by C-STORE (dicom-ul, async), one association per result, retried with backoff while
-//! the peer is down or refuses it, and marked sent only once the peer answered Success (or a
-//! warning: stored), before the association is released. A crash between the peer's Success
-//! and that mark (the commit's milliseconds) sends it again at the
-//! next start (with PostgreSQL, by any front end once the crashed one's hold on it ends; the
-//! peer then holds the same SOP Instance twice over, which PACS take as a duplicate); nothing
-//! the peer did not acknowledge is ever marked sent. With several front ends, each takes
-//! results for a while before sending them, so that no two send the same one.
+//! The results outbox's sender: every result object queued for a peer (see
+//! [`crate::app::results`]) goes by C-STORE (dicom-ul, async), one association per result,
+//! retried with backoff while the peer is down or refuses it, and marked sent only once the
+//! peer answered Success (or a warning: stored), before the association is released; nothing
+//! the peer did not acknowledge is ever marked sent. Taking a result records that an attempt
+//! began; a crash that cuts the attempt off (before the answer, or before the mark's commit)
+//! leaves that record, and at the next start (with PostgreSQL, by any front end once the
+//! crashed one's hold on it ends) a peer radassist queries (`query_priors`) is asked by
+//! C-FIND whether it holds the result, which is then not sent again; any other peer gets it
+//! again and may hold the same SOP Instance twice (PACS take it as a duplicate). With several
+//! front ends, each takes a result for a while before sending it, so that no two send the
+//! same one.
 //!
 //! The loop is supervised: a panic is logged, counted in `radassist_results_sender_restarts`
 //! and the loop starts again.
@@ -28,9 +31,11 @@ use std::time::{Duration, Instant};
 
 /// How often the outbox is looked at when nothing is due.
 const POLL: Duration = Duration::from_secs(1);
-/// Results taken at once, and how long they are this sender's (other front ends' senders skip
-/// them meanwhile): more than four sends at their longest (connect, then answer timeouts).
-const BATCH: i64 = 4;
+/// Results taken at once (one: taking a result records that an attempt to send it began, so
+/// a result taken and not yet tried must not look like one whose attempt a crash cut off),
+/// and how long it is this sender's (other front ends' senders skip it meanwhile): more than
+/// a send at its longest (connect, then answer timeouts).
+const BATCH: i64 = 1;
 const HOLD_MS: i64 = 10 * 60 * 1000;
 /// How long a peer gets to connect, and to answer each PDU.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
