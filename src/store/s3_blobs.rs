@@ -20,10 +20,22 @@ use std::path::PathBuf;
 
 pub struct S3BlobStore {
     bucket: AmazonS3,
-    /// Where the calls run (the `BlobStore` interface is blocking).
-    runtime: tokio::runtime::Runtime,
+    /// Where the calls run (the `BlobStore` interface is blocking); taken only when the store
+    /// is dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     /// For messages: the bucket and endpoint (no credentials).
     place: String,
+}
+
+impl Drop for S3BlobStore {
+    /// The store may go with the service's last reference to it, on one of the service's own
+    /// async threads at shutdown, where dropping a runtime (which waits for its threads)
+    /// panics: its threads are left to end by themselves instead.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn blob_key(sha256: &str) -> io::Result<ObjectPath> {
@@ -41,6 +53,12 @@ fn blob_key(sha256: &str) -> io::Result<ObjectPath> {
 }
 
 impl S3BlobStore {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime is taken only when the store is dropped")
+    }
+
     /// Connects to the bucket. With `check` (a server's start), also checks that it can be
     /// listed, written and read (a small object named `radassist-check`), so that a wrong
     /// endpoint, bucket or credential stops the start with what to fix; an administrator's
@@ -79,7 +97,7 @@ impl S3BlobStore {
             .map_err(|e| format!("blobs: cannot start the S3 client's runtime: {e}"))?;
         let store = S3BlobStore {
             bucket,
-            runtime,
+            runtime: Some(runtime),
             place,
         };
         if !check {
@@ -98,7 +116,7 @@ impl S3BlobStore {
     /// it on a PUT), then writes and reads back a small object: what start-up and health check.
     fn check_bucket(&self) -> io::Result<()> {
         let key = ObjectPath::from("radassist-check");
-        self.runtime
+        self.runtime()
             .block_on(async {
                 self.bucket.list_with_delimiter(Some(&key)).await?;
                 self.bucket
@@ -112,7 +130,7 @@ impl S3BlobStore {
 
     fn put_key(&self, key: ObjectPath, bytes: &[u8]) -> io::Result<()> {
         let payload = PutPayload::from(bytes::Bytes::copy_from_slice(bytes));
-        self.runtime
+        self.runtime()
             .block_on(self.bucket.put(&key, payload))
             .map(|_| ())
             .map_err(|e| io::Error::other(format!("{}: PUT {key}: {e}", self.place)))
@@ -142,7 +160,7 @@ impl BlobStore for S3BlobStore {
 
     fn exists(&self, sha256: &str) -> io::Result<bool> {
         let key = blob_key(sha256)?;
-        match self.runtime.block_on(self.bucket.head(&key)) {
+        match self.runtime().block_on(self.bucket.head(&key)) {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(io::Error::other(format!("{}: HEAD {key}: {e}", self.place))),
@@ -151,7 +169,7 @@ impl BlobStore for S3BlobStore {
 
     fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
         let key = blob_key(sha256)?;
-        self.runtime
+        self.runtime()
             .block_on(async { self.bucket.get(&key).await?.bytes().await })
             .map(|b| b.to_vec())
             .map_err(|e| match e {
@@ -169,5 +187,27 @@ impl BlobStore for S3BlobStore {
 
     fn check(&self) -> io::Result<()> {
         self.check_bucket()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At shutdown the service's last reference to the store can go on one of its own async
+    /// threads; dropping the store there must not panic (it did: a runtime dropped in an
+    /// asynchronous context).
+    #[test]
+    fn the_store_can_be_dropped_on_an_async_thread() {
+        let config = BlobsConfig {
+            backend: crate::config::BlobBackend::S3,
+            bucket: "radassist".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            allow_http: true,
+            ..BlobsConfig::default()
+        };
+        let store = S3BlobStore::open(&config, false).unwrap();
+        let service = tokio::runtime::Runtime::new().unwrap();
+        service.block_on(async move { drop(store) });
     }
 }
