@@ -166,13 +166,18 @@ async fn deliver(
     row: &OutboxRow,
 ) -> Result<Delivered, String> {
     let (uid, to) = (&row.result.sop_instance_uid, &peer.config.ae_title);
+    let sha = row.result.sha256.clone();
+    let bytes = state
+        .store_call(move |s| s.blobs().get(&sha).map_err(Into::into))
+        .await
+        .map_err(|e| format!("reading the result: {e}"))?;
     if row.cut_off_attempt_at.is_some() && !peer.config.query_priors {
         state.metrics.results_resent_after_cut_off.inc();
         tracing::warn!(
             "results: a crash cut off sending {uid} to {to}, which radassist does not query: sending it again"
         );
     } else if row.cut_off_attempt_at.is_some() {
-        match at_peer(state, peer, ae_title, row).await {
+        match at_peer(peer, ae_title, row, &bytes).await {
             Ok(true) => {
                 mark_sent(state, row.id, uid).await;
                 state.metrics.results_found_at_peer.inc();
@@ -187,7 +192,7 @@ async fn deliver(
             ),
         }
     }
-    send(state, peer, ae_title, row)
+    send(state, peer, ae_title, row, &bytes)
         .await
         .map(|()| Delivered::Sent)
 }
@@ -195,18 +200,13 @@ async fn deliver(
 /// Whether the peer holds the result: C-FIND (Study Root, IMAGE level, with the study and
 /// series of the result's own data set) on a blocking thread, within [`ANSWER_TIMEOUT`].
 async fn at_peer(
-    state: &Arc<State>,
     peer: &Peer,
     ae_title: &str,
     row: &OutboxRow,
+    bytes: &[u8],
 ) -> Result<bool, String> {
-    let sha = row.result.sha256.clone();
-    let bytes = state
-        .store_call(move |s| s.blobs().get(&sha).map_err(Into::into))
-        .await
-        .map_err(|e| format!("reading the result: {e}"))?;
     let object =
-        crate::dicom::parse_dicom(&bytes).map_err(|e| format!("reading the result: {e}"))?;
+        crate::dicom::parse_dicom(bytes).map_err(|e| format!("reading the result: {e}"))?;
     let series = crate::dicom::Attributes(&object)
         .text(tags::SERIES_INSTANCE_UID)
         .ok_or("the result has no Series Instance UID")?;
@@ -258,19 +258,16 @@ async fn mark_sent(state: &Arc<State>, id: i64, sop_instance_uid: &str) {
     }
 }
 
-/// One C-STORE of one result to one peer, over DICOM TLS when the peer has `tls`.
+/// One C-STORE of one result (its Part 10 `bytes`) to one peer, over DICOM TLS when the peer
+/// has `tls`.
 async fn send(
     state: &Arc<State>,
     peer: &Peer,
     ae_title: &str,
     row: &OutboxRow,
+    bytes: &[u8],
 ) -> Result<(), String> {
-    let sha = row.result.sha256.clone();
-    let bytes = state
-        .store_call(move |s| s.blobs().get(&sha).map_err(Into::into))
-        .await
-        .map_err(|e| format!("reading the SR: {e}"))?;
-    let (meta, data_set) = split_part10(&bytes)?;
+    let (meta, data_set) = split_part10(bytes)?;
     let sop_class = meta.media_storage_sop_class_uid().to_string();
     let transfer_syntax = meta.transfer_syntax().to_string();
     let config = &peer.config;
