@@ -52,14 +52,6 @@ struct Totals {
     uncatalogued_blobs: usize,
 }
 
-fn add_delivery(total: &mut Delivery, d: Delivery) {
-    total.results += d.results;
-    total.sent_twice += d.sent_twice;
-    total.again_after_cut_off_attempt += d.again_after_cut_off_attempt;
-    total.never_sent += d.never_sent;
-    total.drafted_twice += d.drafted_twice;
-}
-
 /// One store's life: `rounds` crashes of kind `crash`, then the drain and the counts.
 fn one_store(
     crash: Crash,
@@ -107,10 +99,10 @@ fn one_store(
     totals.losses.add(durability::check(&server.data, &ledger));
     let delivery = durability::settle_and_count(&server, &peer, Duration::from_secs(600));
     println!("{crash:?} store done: {delivery:?}");
-    add_delivery(&mut totals.delivery, delivery);
+    totals.delivery.add(delivery);
     totals.uncatalogued_blobs += durability::uncatalogued_blobs(&server.data);
     totals.acknowledged += ledger.acknowledged.lock().unwrap().len();
-    totals.unanswered += *ledger.unanswered.lock().unwrap();
+    totals.unanswered += ledger.unanswered.load(std::sync::atomic::Ordering::Relaxed);
     totals.signed += ledger.signed.lock().unwrap().len();
     server.terminate();
 }

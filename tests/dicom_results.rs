@@ -16,9 +16,8 @@ use radassist::grpc::proto::{
     AmendFinalReadRequest, ClaimWorkItemRequest, GetStudyResultRequest, ListStudyResultsRequest,
     SubmitFinalReadRequest,
 };
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
@@ -37,34 +36,13 @@ impl Pacs {
 
     /// With more storescp options (its TLS ones).
     fn start_with(port: u16, out: &Path, options: &[&Path]) -> Pacs {
-        let mut child = Command::new("storescp")
-            .args(["-v", "-aet", "PACS"])
-            .args(options)
-            .arg("-od")
-            .arg(out)
-            .arg(port.to_string())
-            // Its log goes to stderr; stdout carries only a progress bar.
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("storescp (dcmtk) is installed by scripts/setup");
         let (tx, lines) = channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
+        let child = common::storescp(port, out, options, move |log| {
+            for line in log {
                 eprintln!("[pacs] {line}");
                 let _ = tx.send(line);
             }
         });
-        // Ready once it accepts a connection (storescp logs nothing on start).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the PACS did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
         Pacs { child, lines }
     }
 

@@ -16,9 +16,9 @@ use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
 use radassist::grpc::proto::*;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,28 +74,9 @@ pub type Copies = Vec<bool>;
 impl ResultsPeer {
     pub fn start(out: &Path) -> ResultsPeer {
         let port = super::free_port();
-        let mut child = Command::new("storescp")
-            .args(["-v", "-aet", "PACS", "-od"])
-            .arg(out)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("storescp (dcmtk) is installed by scripts/setup");
         let stored = Arc::new(Mutex::new(Vec::new()));
         let kept = stored.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let lines = std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok);
-            receipts_in(lines, &kept);
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "storescp did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = super::storescp(port, out, &[], move |log| receipts_in(log, &kept));
         ResultsPeer {
             child,
             port,
@@ -145,7 +126,19 @@ pub struct Ledger {
     /// Study Instance UIDs whose final read the server accepted.
     pub signed: Mutex<BTreeSet<String>>,
     /// Instances refused or not answered (the kill came first): never counted as lost.
-    pub unanswered: Mutex<u64>,
+    pub unanswered: AtomicU64,
+}
+
+impl Ledger {
+    /// The server acknowledged `bytes` as `sop`.
+    fn acknowledged(&self, sop: String, bytes: &[u8]) {
+        let sha = hex(&Sha256::digest(bytes));
+        self.acknowledged.lock().unwrap().insert(sop, sha);
+    }
+
+    fn not_answered(&self) {
+        self.unanswered.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A new study of one instance, different for every `label`.
@@ -196,7 +189,7 @@ async fn push_grpc(server: String, label: String, ledger: Arc<Ledger>, limit: us
             ))
             .await;
         let Ok(response) = stored else {
-            *ledger.unanswered.lock().unwrap() += 1;
+            ledger.not_answered();
             return;
         };
         let result = &response.into_inner().results[0];
@@ -205,13 +198,9 @@ async fn push_grpc(server: String, label: String, ledger: Arc<Ledger>, limit: us
             outcome,
             Ok(instance_result::Outcome::Stored | instance_result::Outcome::Duplicate)
         ) {
-            ledger
-                .acknowledged
-                .lock()
-                .unwrap()
-                .insert(sop, hex(&Sha256::digest(&bytes)));
+            ledger.acknowledged(sop, &bytes);
         } else {
-            *ledger.unanswered.lock().unwrap() += 1;
+            ledger.not_answered();
         }
         let completed = ingest
             .complete_study(with_token(
@@ -247,13 +236,9 @@ fn push_dimse(dicom: &str, label: &str, scratch: &Path, ledger: &Ledger, limit: 
         let _ = std::fs::remove_file(&file);
         let log = String::from_utf8_lossy(&out.stderr);
         if log.contains("Received Store Response (Success)") {
-            ledger
-                .acknowledged
-                .lock()
-                .unwrap()
-                .insert(sop, hex(&Sha256::digest(&bytes)));
+            ledger.acknowledged(sop, &bytes);
         } else {
-            *ledger.unanswered.lock().unwrap() += 1;
+            ledger.not_answered();
             return;
         }
     }
@@ -397,13 +382,12 @@ pub fn check(data: &Path, ledger: &Ledger) -> Losses {
         eprintln!("LOST: integrity_check says {integrity}");
         losses.catalogue_unsound += 1;
     }
-    let catalogued: BTreeMap<String, String> = db
-        .prepare("SELECT sop_instance_uid, sha256 FROM instances")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    // The workload's store is SQLite and a folder, whatever backend the other tests use.
+    let folder = super::backends::Backend::SqliteFolder;
+    let catalogued: BTreeMap<String, String> =
+        super::backends::catalogued_instances_of(folder, data)
+            .into_iter()
+            .collect();
     for (sop, sha) in ledger.acknowledged.lock().unwrap().iter() {
         if catalogued.get(sop) != Some(sha) {
             eprintln!("LOST: acknowledged instance {sop} is not catalogued as {sha}");
@@ -412,10 +396,9 @@ pub fn check(data: &Path, ledger: &Ledger) -> Losses {
     }
     // The catalogue and the blob folder agree: every catalogued blob is there, whole.
     for (sop, sha) in &catalogued {
-        let path = data.join("blobs").join(&sha[..2]).join(sha);
-        let found = std::fs::read(&path).map(|b| hex(&Sha256::digest(&b)));
-        if found.as_ref().ok() != Some(sha) {
-            eprintln!("LOST: {sop}'s blob {} is {found:?}", path.display());
+        let found = super::backends::blob_of(folder, data, sha).map(|b| hex(&Sha256::digest(&b)));
+        if found.as_ref() != Some(sha) {
+            eprintln!("LOST: {sop}'s blob {sha} is {found:?}");
             losses.blobs_missing_or_wrong += 1;
         }
     }
@@ -480,6 +463,16 @@ pub struct Delivery {
     pub never_sent: usize,
     /// Studies whose job completed more than once.
     pub drafted_twice: usize,
+}
+
+impl Delivery {
+    pub fn add(&mut self, other: Delivery) {
+        self.results += other.results;
+        self.sent_twice += other.sent_twice;
+        self.again_after_cut_off_attempt += other.again_after_cut_off_attempt;
+        self.never_sent += other.never_sent;
+        self.drafted_twice += other.drafted_twice;
+    }
 }
 
 /// Waits (at most `within`) for the queue to empty and the outbox to drain, then compares what

@@ -957,6 +957,46 @@ pub fn dimse_status(text: &str) -> String {
         .join("\n")
 }
 
+/// dcmtk's storescp as the PACS (AE title PACS) on `port`, storing into `out`, with more
+/// `options` (its TLS ones); its log (stderr; stdout carries only a progress bar) goes line by
+/// line to `read_log` on a thread of its own. Returns once it accepts connections (storescp
+/// logs nothing on start). Run it in a network namespace of the test's own: it binds every
+/// address.
+pub fn storescp(
+    port: u16,
+    out: &Path,
+    options: &[&Path],
+    read_log: impl FnOnce(&mut dyn Iterator<Item = String>) + Send + 'static,
+) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("storescp")
+        .args(["-v", "-aet", "PACS"])
+        .args(options)
+        .arg("-od")
+        .arg(out)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("storescp (dcmtk) is installed by scripts/setup");
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok);
+        read_log(&mut lines);
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "storescp did not start on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
 /// Sends `file` to the server's DICOM listener with dcmtk's storescu, calling as STORESCU
 /// (the tests' configured peer).
 pub fn storescu_to(server: &Server, file: &Path) {

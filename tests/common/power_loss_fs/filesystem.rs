@@ -62,6 +62,14 @@ fn entry(reply: ReplyEntry, result: Result<FileAttr, Errno>) {
     }
 }
 
+/// The answer to a request for an inode's attributes (getattr, setattr).
+fn attributes_of(reply: ReplyAttr, result: Result<FileAttr, Errno>) {
+    match result {
+        Ok(attr) => reply.attr(&TTL, &attr),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
 /// The answer to a request that returns nothing.
 fn done(reply: ReplyEmpty, result: Result<(), Errno>) {
     match result {
@@ -103,10 +111,7 @@ impl Filesystem for PowerLossFilesystem {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match Self::attr_of(&self.tree(), ino.0) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(errno(e)),
-        }
+        attributes_of(reply, Self::attr_of(&self.tree(), ino.0))
     }
 
     fn setattr(
@@ -146,10 +151,7 @@ impl Filesystem for PowerLossFilesystem {
             })?;
             Self::attr_of(&tree, ino.0)
         })();
-        match result {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(errno(e)),
-        }
+        attributes_of(reply, result)
     }
 
     fn mknod(

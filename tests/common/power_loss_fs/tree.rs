@@ -105,16 +105,14 @@ impl Tree {
             links: 1,
             open: 0,
         };
-        let mut tree = Tree {
+        Tree {
             live: HashMap::from([(ROOT, root.clone())]),
-            parents: HashMap::new(),
+            parents: HashMap::from([(ROOT, ROOT)]),
             durable: HashMap::from([(ROOT, root.content)]),
             metas: HashMap::from([(ROOT, meta)]),
             next: ROOT + 1,
             counts: Counts::default(),
-        };
-        tree.parents.insert(ROOT, ROOT);
-        tree
+        }
     }
 
     pub fn node(&self, ino: Ino) -> Result<&Node, Errno> {
