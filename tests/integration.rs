@@ -13,6 +13,7 @@ mod decode_reference;
 mod dicom;
 mod dicom_priors;
 mod dicom_results;
+mod dicomweb;
 mod draft;
 mod full_disk;
 mod header;

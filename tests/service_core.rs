@@ -504,6 +504,7 @@ fn audit_beside_a_live_store_changes_nothing() {
         patient_id: "P1",
         accession_number: "A1",
         study_date: "20260101",
+        attributes: "",
         prior: false,
     })
     .unwrap();

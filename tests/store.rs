@@ -96,6 +96,7 @@ fn put_instance_of(store: &dyn Store, uid: &str, sop: &str) -> StoreOutcome {
             patient_id: "P",
             accession_number: "A",
             study_date: "20260101",
+            attributes: "",
             prior: false,
         })
         .unwrap()
@@ -305,6 +306,7 @@ fn a_result_is_queued_with_its_draft_and_sent_once() {
                         kind: ResultKind::Final,
                         sha256: "ab".repeat(32),
                         created_at: 0,
+                        attributes: String::new(),
                     }],
                     queued: vec![result("PACS"), result("ARCHIVE")],
                 },
@@ -499,6 +501,7 @@ fn of_two_amendments_of_the_same_read_one_wins_and_the_replaced_read_is_kept() {
                                     kind: ResultKind::Amended,
                                     sha256: "cd".repeat(32),
                                     created_at: 0,
+                                    attributes: String::new(),
                                 }],
                                 queued: vec![result],
                             },
@@ -809,6 +812,7 @@ fn an_acknowledged_instance_is_in_the_bucket_byte_for_byte_and_a_conflict_is_kep
             patient_id: "P",
             accession_number: "A",
             study_date: "20260101",
+            attributes: "",
             prior: false,
         })
         .unwrap();

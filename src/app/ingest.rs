@@ -9,6 +9,7 @@
 //! [`super::expected_priors`]), its images are kept as that prior's and a text SR of it is
 //! taken as the prior's report.
 
+use super::archive::attributes::searchable;
 use super::expected_priors::ExpectedPriors;
 use super::metrics::Metrics;
 use crate::dicom::uid::check_uid;
@@ -24,8 +25,10 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone)]
 pub struct Received {
     pub outcome: StoreOutcome,
+    pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub study_instance_uid: String,
+    pub series_instance_uid: String,
     pub sha256: String,
 }
 
@@ -193,9 +196,11 @@ pub fn store_instance(
             Err(e) => fail(Refusal::Unreadable, e.to_string()),
         };
     }
-    let header = match parse_dicom(bytes).and_then(|instance| ImageHeader::from_instance(&instance))
-    {
-        Ok(header) => header,
+    let (header, attributes) = match parse_dicom(bytes).and_then(|instance| {
+        let header = ImageHeader::from_instance(&instance)?;
+        Ok((header, searchable(&instance)))
+    }) {
+        Ok(read) => read,
         Err(e) => return fail(Refusal::Unreadable, e.to_string()),
     };
     let (sop, study, series) = match admissible(&header, declared) {
@@ -212,6 +217,7 @@ pub fn store_instance(
         patient_id: id.patient_id.as_deref().unwrap_or(""),
         accession_number: id.accession_number.as_deref().unwrap_or(""),
         study_date: id.study_date.as_deref().unwrap_or(""),
+        attributes: &attributes,
         prior: declared
             .and_then(|d| d.expected)
             .is_some_and(|expected| expected.expects(study)),
@@ -241,8 +247,10 @@ pub fn store_instance(
     }
     Ok(Received {
         outcome,
+        sop_class_uid: id.sop_class_uid.clone().unwrap_or_default(),
         sop_instance_uid: sop.to_string(),
         study_instance_uid: study.to_string(),
+        series_instance_uid: series.to_string(),
         sha256: sha,
     })
 }
@@ -366,8 +374,10 @@ fn store_prior_report(
         } else {
             StoreOutcome::Duplicate
         },
+        sop_class_uid: declared.sop_class_uid.to_string(),
         sop_instance_uid: sop,
         study_instance_uid: study,
+        series_instance_uid: uid(dicom_dictionary_std::tags::SERIES_INSTANCE_UID),
         sha256: sha.to_string(),
     })
 }

@@ -9,9 +9,11 @@
 //!   (analysis, prior comparison, draft), asking a [`prior_source::PriorSource`] for priors
 //!   the store lacks;
 //! - [`reading`]: claim, release, sign and amend a read; [`results`]: the SRs sent back;
+//! - [`archive`]: the studies held, searched and retrieved as DICOM's query model sees them;
 //! - [`state`]: what the parts share, and the events watchers follow ([`relay`] carries them
 //!   between processes with PostgreSQL); [`metrics`]: what `/metrics` shows.
 
+pub mod archive;
 pub(crate) mod completion;
 pub(crate) mod downloads;
 pub(crate) mod expected_priors;

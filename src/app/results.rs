@@ -11,6 +11,7 @@
 //! image's blob and the priors it was compared with), so the final SR is built at signing from
 //! the same draft the radiologist read.
 
+use super::archive::attributes::searchable;
 use crate::analysis::StudyAnalysis;
 use crate::dicom::{DecodeLimits, DicomInstance};
 use crate::draft::objects::{self, BuildError, ResultObject, StudyResults};
@@ -158,6 +159,7 @@ fn add(
         kind,
         sha256,
         created_at: 0,
+        attributes: searchable(document),
     });
     Ok(())
 }

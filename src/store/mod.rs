@@ -2,7 +2,7 @@
 //! audit) and the blobs (the DICOM instances themselves).
 //!
 //! [`Store`] is the interface the service uses, in parts by what they keep ([`StudyStore`],
-//! [`JobQueue`], [`Worklist`], [`Outbox`], [`AuditLog`], [`ReadingRoomStore`]), each backend
+//! [`JobQueue`], [`Worklist`], [`Outbox`], [`AuditLog`], [`ReadingRoomStore`], [`Archive`]), each backend
 //! implementing a part in a file of its own. [`SqliteStore`] is the embedded default (SQLite
 //! in WAL mode with `synchronous = FULL`, and a [`BlobStore`] for the blobs, a folder by
 //! default); [`PgStore`] keeps the catalogue in PostgreSQL for several processes, with the
@@ -14,6 +14,7 @@
 //! [`StoreError::Precondition`] with the reason. Every call blocks: the async service calls it
 //! from `spawn_blocking`, the worker from its own threads.
 
+pub mod archive;
 pub mod backup;
 mod blobs;
 pub mod documents;
@@ -36,6 +37,7 @@ pub use s3_blobs::S3BlobStore;
 pub use sqlite::SqliteStore;
 
 use crate::draft::objects::ResultObject;
+pub use archive::Archive;
 use documents::{SignedRead, WorkItemContent};
 use lifecycle::{JobState, OutboxState, ResultKind, StudyState, WorkItemStatus};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -92,6 +94,8 @@ pub struct IncomingInstance<'a> {
     pub patient_id: &'a str,
     pub accession_number: &'a str,
     pub study_date: &'a str,
+    /// Its searchable attributes, DICOM JSON (see [`archive`]).
+    pub attributes: &'a str,
     /// Retrieved from a PACS as another study's prior: its study is kept (PRIOR), not
     /// analysed.
     pub prior: bool,
@@ -183,6 +187,8 @@ pub struct MadeResult {
     pub sha256: String,
     /// When it was made (ms since the epoch; set by the store).
     pub created_at: i64,
+    /// Its searchable attributes, DICOM JSON (see [`archive`]).
+    pub attributes: String,
 }
 
 /// The result objects one step made and their copies queued for the peers that take them,
@@ -268,7 +274,7 @@ pub struct AuditRow {
 /// implements the same calls on PostgreSQL (jobs taken with `FOR UPDATE SKIP LOCKED` under a
 /// lease, so several workers share one queue).
 pub trait Store:
-    StudyStore + JobQueue + Worklist + Outbox + AuditLog + ReadingRoomStore + Send + Sync
+    StudyStore + JobQueue + Worklist + Outbox + AuditLog + ReadingRoomStore + Archive + Send + Sync
 {
     fn blobs(&self) -> &dyn BlobStore;
 }

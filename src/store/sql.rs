@@ -85,13 +85,13 @@ pub const LATEST_SIGNED_SR: &str = "SELECT sop_instance_uid, sha256 FROM result_
      WHERE study_instance_uid = $1 AND object = $2 AND kind IN ($3, $4) ORDER BY id DESC LIMIT 1";
 
 /// A result object made (once per SOP instance).
-pub const RECORD_RESULT: &str = "INSERT INTO result_objects (study_instance_uid, sop_instance_uid, object, kind, sha256, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6)
+pub const RECORD_RESULT: &str = "INSERT INTO result_objects (study_instance_uid, sop_instance_uid, object, kind, sha256, created_at, attributes)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (sop_instance_uid) DO NOTHING";
 
 /// A study's result objects, oldest first.
 pub const RESULTS_OF_STUDY: &str =
-    "SELECT study_instance_uid, sop_instance_uid, object, kind, sha256, created_at
+    "SELECT study_instance_uid, sop_instance_uid, object, kind, sha256, created_at, attributes
      FROM result_objects WHERE study_instance_uid = $1 ORDER BY id";
 
 /// pending -> sent.
@@ -161,6 +161,65 @@ pub const END_WEB_SESSION: &str = "DELETE FROM web_sessions WHERE token_sha256 =
 
 /// A study's edit in progress.
 pub const DRAFT_EDIT: &str = "SELECT study_instance_uid, radiologist, text, agreements, saved_at FROM draft_edits WHERE study_instance_uid = $1";
+
+/// The archive's entries of the studies `filter` matches, and the texts its placeholders
+/// bind, in order: instances received, then result objects made, by study and arrival.
+pub fn archive_entries(filter: &super::archive::ArchiveFilter) -> (String, Vec<String>) {
+    let mut binds: Vec<String> = Vec::new();
+    let mut conditions: Vec<String> = Vec::new();
+    let bind = |binds: &mut Vec<String>, value: &str| {
+        binds.push(value.to_string());
+        format!("${}", binds.len())
+    };
+    if !filter.study_uids.is_empty() {
+        let list: Vec<String> = filter
+            .study_uids
+            .iter()
+            .map(|uid| bind(&mut binds, uid))
+            .collect();
+        conditions.push(format!("s.study_instance_uid IN ({})", list.join(", ")));
+    }
+    let exact = [
+        ("s.patient_id =", &filter.patient_id),
+        ("s.accession_number =", &filter.accession_number),
+        ("s.study_date >=", &filter.study_date_from),
+        ("s.study_date <=", &filter.study_date_to),
+    ];
+    for (condition, value) in exact {
+        if let Some(value) = value {
+            conditions.push(format!("{condition} {}", bind(&mut binds, value)));
+        }
+    }
+    if filter.study_date_from.is_some() || filter.study_date_to.is_some() {
+        // A study without a date matches no range.
+        conditions.push("s.study_date <> ''".into());
+    }
+    let condition = if conditions.is_empty() {
+        "TRUE".to_string()
+    } else {
+        conditions.join(" AND ")
+    };
+    let sql = format!(
+        "SELECT study_instance_uid, sop_instance_uid, sha256, attributes, object FROM (
+             SELECT i.study_instance_uid, i.sop_instance_uid, i.sha256, i.attributes,
+                 CAST(NULL AS TEXT) AS object, 0 AS made, i.received_at AS at
+             FROM instances i JOIN studies s ON s.study_instance_uid = i.study_instance_uid
+             WHERE {condition}
+             UNION ALL
+             SELECT r.study_instance_uid, r.sop_instance_uid, r.sha256, r.attributes,
+                 r.object, 1 AS made, r.created_at AS at
+             FROM result_objects r JOIN studies s ON s.study_instance_uid = r.study_instance_uid
+             WHERE {condition}) entries
+         ORDER BY study_instance_uid, made, at, sop_instance_uid"
+    );
+    (sql, binds)
+}
+
+/// Attributes read from an entry's blob, kept where it had none (instances, then results).
+pub const FILL_INSTANCE_ATTRIBUTES: &str =
+    "UPDATE instances SET attributes = $2 WHERE sop_instance_uid = $1 AND attributes = ''";
+pub const FILL_RESULT_ATTRIBUTES: &str =
+    "UPDATE result_objects SET attributes = $2 WHERE sop_instance_uid = $1 AND attributes = ''";
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ fn put(store: &SqliteStore, uid: &str) {
             patient_id: "P",
             accession_number: "A",
             study_date: "20260101",
+            attributes: "",
             prior: false,
         })
         .unwrap();

@@ -9,13 +9,15 @@
 //! The parts: [`session`] (login, cookies, CSRF), [`worklist`], [`reading`] (one study: the
 //! draft, the devices, signing) with [`image`] (pixels for the viewer) and [`results`] (the
 //! DICOM objects made for the study, to download), [`quality`] (QA, with [`chart`]),
-//! [`admin`], [`events`] (server-sent events), [`page`] (the templates), [`assets`] (stylesheet
+//! [`admin`], [`dicomweb`] (PS3.18's search, retrieve and store, for PACS and viewers),
+//! [`events`] (server-sent events), [`page`] (the templates), [`assets`] (stylesheet
 //! and scripts) and [`passwords`]. Every response carries a strict Content-Security-Policy: no
 //! inline script, nothing from another origin.
 
 pub(crate) mod admin;
 pub(crate) mod assets;
 pub(crate) mod chart;
+pub(crate) mod dicomweb;
 pub(crate) mod events;
 pub(crate) mod image;
 pub(crate) mod origins;
@@ -58,6 +60,9 @@ impl WebApp {
     }
 }
 
+/// How long a client told "not now" (503) waits before sending the same request again.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
 /// An error a page shows: its status and a sentence saying what was wrong and what to do.
 #[derive(Debug)]
 pub struct WebError {
@@ -65,6 +70,8 @@ pub struct WebError {
     pub message: String,
     /// Where to send a browser that must log in first.
     login: Option<String>,
+    /// Seconds after which the same request may succeed (a Retry-After header).
+    retry_after: Option<u32>,
 }
 
 impl WebError {
@@ -73,6 +80,15 @@ impl WebError {
             status,
             message: message.into(),
             login: None,
+            retry_after: None,
+        }
+    }
+
+    /// Not now (503): the same request may succeed after `seconds`.
+    pub fn retry_later(message: impl Into<String>, seconds: u32) -> WebError {
+        WebError {
+            retry_after: Some(seconds),
+            ..WebError::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 
@@ -90,6 +106,7 @@ impl WebError {
             status: StatusCode::UNAUTHORIZED,
             message: "you are not logged in (or your session has expired): log in again".into(),
             login: Some(path.to_string()),
+            retry_after: None,
         }
     }
 }
@@ -101,7 +118,9 @@ impl From<crate::app::Error> for WebError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Precondition(_) => StatusCode::CONFLICT,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) => {
+                return WebError::retry_later(e.to_string(), RETRY_AFTER_SECONDS)
+            }
             Error::Internal { .. } => {
                 tracing::error!("web: {}", e.with_causes());
                 return WebError::internal(crate::app::INTERNAL);
@@ -139,6 +158,11 @@ impl IntoResponse for WebError {
             .collect();
         if let Ok(value) = HeaderValue::from_str(&reason) {
             response.headers_mut().insert("x-error-message", value);
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -217,12 +241,17 @@ pub fn router(app: App) -> Router {
         .route("/admin/jobs/{uid}/retry", post(admin::retry_job))
         .route("/admin/users/{name}/disabled", post(admin::set_disabled))
         .route_layer(middleware::from_fn_with_state(app.clone(), session::guard));
-    Router::new()
+    // The reading room's requests are read whole before their handler runs; DICOMweb's stores
+    // read theirs as they arrive, a part at a time.
+    let reading_room = Router::new()
         .route("/login", get(session::login_page).post(session::login))
         .route("/assets/{name}", get(assets::serve))
         .merge(pages)
         .fallback(|| async { WebError::not_found("there is no such page in radassist") })
-        .layer(middleware::from_fn(serving::read_body))
+        .layer(middleware::from_fn(serving::read_body));
+    Router::new()
+        .nest("/dicomweb", dicomweb::router())
+        .merge(reading_room)
         .layer(middleware::from_fn_with_state(
             app.clone(),
             security_headers,

@@ -117,7 +117,7 @@ fn session_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -125,12 +125,35 @@ fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn peer(request: &Request<Body>) -> String {
-    request
-        .extensions()
+pub(crate) fn peer(extensions: &axum::http::Extensions) -> String {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string())
         .unwrap_or_default()
+}
+
+/// The viewer whose session cookie `request` carries, if it carries a live one.
+pub(crate) async fn viewer_of(
+    app: &App,
+    headers: &HeaderMap,
+    peer: String,
+) -> Result<Option<Viewer>, WebError> {
+    let Some(token) = session_token(headers) else {
+        return Ok(None);
+    };
+    let hash = token_sha256(token);
+    let limits = app.limits;
+    Ok(app
+        .state
+        .store_call(move |s| s.session(&hash, now_ms(), limits))
+        .await?
+        .map(|(session, user)| Viewer {
+            name: user.name,
+            role: user.role,
+            csrf: session.csrf_token,
+            peer,
+            token_sha256: session.token_sha256,
+        }))
 }
 
 /// Runs before every route but the login page and the assets: the session's [`Viewer`] into
@@ -144,24 +167,7 @@ pub async fn guard(State(app): State<App>, request: Request<Body>, next: Next) -
 
 async fn guarded(app: App, mut request: Request<Body>, next: Next) -> Result<Response, WebError> {
     let path = request.uri().path().to_string();
-    let viewer = match session_token(request.headers()) {
-        Some(token) => {
-            let hash = token_sha256(token);
-            let limits = app.limits;
-            let peer = peer(&request);
-            app.state
-                .store_call(move |s| s.session(&hash, now_ms(), limits))
-                .await?
-                .map(|(session, user)| Viewer {
-                    name: user.name,
-                    role: user.role,
-                    csrf: session.csrf_token,
-                    peer,
-                    token_sha256: session.token_sha256,
-                })
-        }
-        None => None,
-    };
+    let viewer = viewer_of(&app, request.headers(), peer(request.extensions())).await?;
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
     if changes_state {
         let Some(viewer) = &viewer else {

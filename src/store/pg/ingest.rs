@@ -38,9 +38,9 @@ impl PgStore {
             let mut tx = client.transaction()?;
             let now = now_ms();
             let new = tx.execute(
-                "INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sop_instance_uid) DO NOTHING",
-                &[&instance.sop_instance_uid, &instance.study_instance_uid, &instance.series_instance_uid, &sha, &(instance.bytes.len() as i64), &now],
+                "INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at, attributes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sop_instance_uid) DO NOTHING",
+                &[&instance.sop_instance_uid, &instance.study_instance_uid, &instance.series_instance_uid, &sha, &(instance.bytes.len() as i64), &now, &instance.attributes],
             )? == 1;
             if new && instance.prior {
                 // A retrieved prior: a new study is kept as PRIOR; a known one keeps its state

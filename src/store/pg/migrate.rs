@@ -51,6 +51,12 @@ const MIGRATIONS: &[(i32, &str, &str, Option<Convert>)] = &[
         include_str!("../migrations/0006_outbox_attempt_started.sql"),
         None,
     ),
+    (
+        7,
+        "archive attributes",
+        include_str!("../migrations/0007_archive_attributes.sql"),
+        None,
+    ),
 ];
 
 /// The advisory lock that serialises migrations ("radassist" in ASCII, as a number).

@@ -12,6 +12,7 @@
 //! Every call blocks (the `postgres` crate runs its own small runtime per connection); the
 //! service makes them on blocking threads, as for SQLite.
 
+mod archive;
 mod audit;
 mod migrate;
 
@@ -311,6 +312,7 @@ fn record_results(
                 &r.kind,
                 &r.sha256,
                 &now,
+                &r.attributes,
             ],
         )?;
     }

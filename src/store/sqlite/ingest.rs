@@ -20,6 +20,7 @@ pub(super) struct CatalogRow {
     patient_id: String,
     accession_number: String,
     study_date: String,
+    attributes: String,
     prior: bool,
 }
 
@@ -56,9 +57,9 @@ impl SqliteStore {
                 let mut inserted = Vec::with_capacity(batch.len());
                 for (r, _) in &batch {
                     let new = tx.execute(
-                        "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.sha256, r.size, now],
+                        "INSERT OR IGNORE INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sha256, size, received_at, attributes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.sha256, r.size, now, r.attributes],
                     )? > 0;
                     if new && r.prior {
                         // A retrieved prior: a new study is kept as PRIOR; a known one keeps
@@ -148,6 +149,7 @@ impl SqliteStore {
             patient_id: instance.patient_id.to_string(),
             accession_number: instance.accession_number.to_string(),
             study_date: instance.study_date.to_string(),
+            attributes: instance.attributes.to_string(),
             prior: instance.prior,
         })?;
         if !inserted {

@@ -6,6 +6,7 @@
 //! (readers see the last commit without waiting for the writer). State changes are single
 //! conditional `UPDATE`s whose row count says whether this caller won.
 
+mod archive;
 mod audit;
 mod ingest;
 mod jobs;
@@ -244,7 +245,8 @@ fn record_results(tx: &rusqlite::Transaction, results: &ResultBatch) -> rusqlite
                 r.object,
                 r.kind,
                 r.sha256,
-                now
+                now,
+                r.attributes
             ],
         )?;
     }

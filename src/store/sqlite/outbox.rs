@@ -31,6 +31,7 @@ impl Outbox for SqliteStore {
                 kind: r.get(3)?,
                 sha256: r.get(4)?,
                 created_at: r.get(5)?,
+                attributes: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -131,7 +131,12 @@ type Step = fn(&rusqlite::Transaction) -> Result<(), StepError>;
 
 /// The migrations after version 1, in order: entry `i` brings a store from version `i + 1` to
 /// `i + 2`. Append; never edit one that has shipped.
-const MIGRATIONS: &[Step] = &[work_item_documents, result_objects, outbox_attempts];
+const MIGRATIONS: &[Step] = &[
+    work_item_documents,
+    result_objects,
+    outbox_attempts,
+    archive_attributes,
+];
 
 /// The schema version this code writes.
 pub const VERSION: i32 = 1 + MIGRATIONS.len() as i32;
@@ -190,8 +195,15 @@ pub fn migrate(db: &mut Connection) -> Result<i32, MigrationError> {
     Ok(VERSION)
 }
 
-/// Version 3: the results catalogue (every object made for a study: reports, measurement
-/// reports, presentation states, summary images), filled with the SRs already queued.
+/// Version 5: the archive's searchable attributes of each instance and result object (filled
+/// from the blobs, for rows catalogued before, when first searched), and the study columns a
+/// search narrows by indexed.
+fn archive_attributes(tx: &rusqlite::Transaction) -> Result<(), StepError> {
+    tx.execute_batch(include_str!("../migrations/0007_archive_attributes.sql"))?;
+    Ok(())
+}
+
+/// Version 4: when an attempt to send a result began.
 fn outbox_attempts(tx: &rusqlite::Transaction) -> Result<(), StepError> {
     tx.execute_batch(OUTBOX_ATTEMPTS)?;
     Ok(())
@@ -201,6 +213,8 @@ fn outbox_attempts(tx: &rusqlite::Transaction) -> Result<(), StepError> {
 /// crash cut off is still set at the next start.
 pub const OUTBOX_ATTEMPTS: &str = "ALTER TABLE outbox ADD COLUMN attempt_started_at INTEGER;";
 
+/// Version 3: the results catalogue (every object made for a study: reports, measurement
+/// reports, presentation states, summary images), filled with the SRs already queued.
 fn result_objects(tx: &rusqlite::Transaction) -> Result<(), StepError> {
     tx.execute_batch(RESULT_OBJECTS)?;
     Ok(())

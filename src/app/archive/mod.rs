@@ -1,0 +1,458 @@
+//! The studies radassist holds, as DICOM's query/retrieve model sees them: searched by study,
+//! series or instance, and retrieved as stored. DICOMweb ([`crate::web::dicomweb`]) is the way in.
+//!
+//! A study's instances are those received (by any way in, priors retrieved from a PACS
+//! included) and the result objects radassist made for it (reports, measurement reports,
+//! presentation states, summary images), each in the series it was made in. The store narrows
+//! a search by its own columns ([`crate::store::archive`]); every key is then matched here
+//! ([`matching`]) on the searchable attributes kept with each instance ([`attributes`]). A
+//! study or series matches when one of its instances matches every key, each instance seen
+//! with its study's and series' attributes (those radassist computes, such as Modalities in
+//! Study, included). Searches and retrievals hand out patient data: each is audited.
+
+pub mod attributes;
+pub mod matching;
+
+use super::state::State;
+use super::{Caller, Error};
+use crate::dicom::parse_dicom;
+use crate::store::archive::{ArchiveEntry, ArchiveFilter};
+use crate::store::{Store, StoreError};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use matching::{Key, Matching};
+use std::collections::BTreeSet;
+
+/// The level of DICOM's query model a search returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Study,
+    Series,
+    Instance,
+}
+
+/// The attributes a search returns besides its level's own and its keys'.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Include {
+    Default,
+    /// Every attribute kept, of this level and those above it.
+    All,
+    Also(Vec<Tag>),
+}
+
+/// A search: what it returns, within which study (and series), and the keys each answer
+/// matches.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub level: Level,
+    pub study: Option<String>,
+    pub series: Option<String>,
+    pub keys: Vec<Key>,
+    pub include: Include,
+    pub offset: usize,
+    /// At most this many answers (after `offset`).
+    pub limit: usize,
+}
+
+/// A search's answers, and how many matched before the offset and limit.
+#[derive(Debug)]
+pub struct Found {
+    pub answers: Vec<InMemDicomObject>,
+    pub matched: usize,
+}
+
+/// What a retrieval asks for: a study, one of its series, or one instance.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub study: String,
+    pub series: Option<String>,
+    pub instance: Option<String>,
+}
+
+impl Scope {
+    /// The scope as a path (`studies/1.2/series/3.4`), for the audit log and messages.
+    pub fn path(&self) -> String {
+        let mut path = format!("studies/{}", self.study);
+        if let Some(series) = &self.series {
+            path.push_str(&format!("/series/{series}"));
+        }
+        if let Some(instance) = &self.instance {
+            path.push_str(&format!("/instances/{instance}"));
+        }
+        path
+    }
+}
+
+/// An instance of the archive: its entry and its searchable attributes, read.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub entry: ArchiveEntry,
+    pub attributes: InMemDicomObject,
+}
+
+impl Held {
+    fn text(&self, tag: Tag) -> String {
+        text(&self.attributes, tag)
+    }
+}
+
+fn text(data_set: &InMemDicomObject, tag: Tag) -> String {
+    data_set
+        .element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Searches the archive (audited as `caller`'s, with `query` as its resource).
+pub async fn search(
+    state: &State,
+    caller: &Caller,
+    search: Search,
+    query: &str,
+) -> Result<Found, Error> {
+    let filter = narrowing(&search);
+    let held = state.store_call(move |s| held(s, &filter)).await?;
+    state
+        .audit(caller, "dicomweb-search", &excerpt_query(query))
+        .await?;
+    Ok(answers(&search, &held))
+}
+
+/// The instances of `scope`, in study, series and arrival order; NotFound when there are none.
+pub async fn instances(state: &State, scope: &Scope) -> Result<Vec<Held>, Error> {
+    let filter = ArchiveFilter {
+        study_uids: vec![scope.study.clone()],
+        ..ArchiveFilter::default()
+    };
+    let mut held = state.store_call(move |s| held(s, &filter)).await?;
+    held.retain(|h| {
+        scope
+            .series
+            .as_ref()
+            .is_none_or(|s| *s == h.text(tags::SERIES_INSTANCE_UID))
+            && scope
+                .instance
+                .as_ref()
+                .is_none_or(|i| *i == h.entry.sop_instance_uid)
+    });
+    held.sort_by_key(|h| h.text(tags::SERIES_INSTANCE_UID));
+    if held.is_empty() {
+        return Err(Error::NotFound(format!(
+            "radassist holds no {}: search for the UIDs it holds",
+            scope.path()
+        )));
+    }
+    Ok(held)
+}
+
+/// The instances of `scope` and their bytes as stored (audited as `caller`'s retrieval).
+pub async fn retrieve(
+    state: &State,
+    caller: &Caller,
+    scope: &Scope,
+) -> Result<Vec<(Held, Vec<u8>)>, Error> {
+    let held = instances(state, scope).await?;
+    let store = state.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        held.into_iter()
+            .map(|h| {
+                let bytes = store.blobs().get(&h.entry.sha256)?;
+                Ok((h, bytes))
+            })
+            .collect::<Result<Vec<_>, std::io::Error>>()
+    })
+    .await
+    .map_err(|e| Error::internal("reading instances", e))?
+    .map_err(|e| Error::internal("reading instances", e))?;
+    state
+        .audit(caller, "dicomweb-retrieve", &scope.path())
+        .await?;
+    Ok(read)
+}
+
+/// A search's query as the audit log keeps it (at most 512 characters).
+fn excerpt_query(query: &str) -> String {
+    query.chars().take(512).collect()
+}
+
+/// What the store can narrow the search by: the scope's study, and the study keys its columns
+/// hold (each key is still matched on the attributes afterwards).
+fn narrowing(search: &Search) -> ArchiveFilter {
+    let mut filter = ArchiveFilter::default();
+    if let Some(study) = &search.study {
+        filter.study_uids = vec![study.clone()];
+    }
+    for key in &search.keys {
+        match (&key.matching, key.tag) {
+            (Matching::Uids(uids), tags::STUDY_INSTANCE_UID) if search.study.is_none() => {
+                filter.study_uids = uids.clone();
+            }
+            (Matching::Single(v), tags::PATIENT_ID) => filter.patient_id = Some(v.clone()),
+            (Matching::Single(v), tags::ACCESSION_NUMBER) => {
+                filter.accession_number = Some(v.clone())
+            }
+            (Matching::Single(v), tags::STUDY_DATE) => {
+                filter.study_date_from = Some(v.clone());
+                filter.study_date_to = Some(v.clone());
+            }
+            (Matching::Range(from, to), tags::STUDY_DATE) => {
+                filter.study_date_from = from.clone();
+                filter.study_date_to = to.clone();
+            }
+            _ => {}
+        }
+    }
+    filter
+}
+
+/// The entries `filter` selects, with their attributes (read from the blob, and kept, for
+/// entries an earlier version catalogued without).
+fn held(store: &dyn Store, filter: &ArchiveFilter) -> Result<Vec<Held>, StoreError> {
+    let entries = store.archive_entries(filter)?;
+    let mut filled = Vec::new();
+    let mut held = Vec::with_capacity(entries.len());
+    for mut entry in entries {
+        if entry.attributes.is_empty() {
+            let bytes = store.blobs().get(&entry.sha256)?;
+            match parse_dicom(&bytes) {
+                Ok(data_set) => {
+                    entry.attributes = attributes::searchable(&data_set);
+                    filled.push((entry.sop_instance_uid.clone(), entry.attributes.clone()));
+                }
+                Err(e) => tracing::warn!(
+                    sop = %entry.sop_instance_uid,
+                    "archive: a stored instance does not parse ({e}); it is searched without its attributes"
+                ),
+            }
+        }
+        let attributes = dicom_json::from_str(&entry.attributes).unwrap_or_else(|e| {
+            tracing::warn!(sop = %entry.sop_instance_uid, "archive: the kept attributes do not read ({e})");
+            InMemDicomObject::new_empty()
+        });
+        held.push(Held { entry, attributes });
+    }
+    if !filled.is_empty() {
+        store.fill_archive_attributes(&filled)?;
+    }
+    Ok(held)
+}
+
+/// One study of the archive: its attributes (those of its first instance received, with what
+/// radassist computes), and its instances by series.
+struct Study<'a> {
+    attributes: InMemDicomObject,
+    series: Vec<Series<'a>>,
+}
+
+struct Series<'a> {
+    attributes: InMemDicomObject,
+    instances: Vec<&'a Held>,
+}
+
+/// The elements `tags` of `from` (those it has) put into `into`.
+fn copy(into: &mut InMemDicomObject, from: &InMemDicomObject, tags: &[Tag]) {
+    for &tag in tags {
+        if let Ok(element) = from.element(tag) {
+            into.put(element.clone());
+        }
+    }
+}
+
+fn put_text(into: &mut InMemDicomObject, tag: Tag, vr: VR, values: Vec<String>) {
+    into.put(DataElement::new(
+        tag,
+        vr,
+        PrimitiveValue::Strs(values.into_iter().collect()),
+    ));
+}
+
+fn put_count(into: &mut InMemDicomObject, tag: Tag, count: usize) {
+    put_text(into, tag, VR::IS, vec![count.to_string()]);
+}
+
+/// The studies of `held` (in the order met), their series and instances.
+fn studies(held: &[Held]) -> Vec<Study<'_>> {
+    let mut studies: Vec<Study> = Vec::new();
+    let mut current: Option<&str> = None;
+    for h in held {
+        if current != Some(h.entry.study_instance_uid.as_str()) {
+            current = Some(&h.entry.study_instance_uid);
+            // The study's attributes are those of its first entry: an instance received when
+            // it has one (the store lists them before the results made from them).
+            let mut attributes = InMemDicomObject::new_empty();
+            copy(&mut attributes, &h.attributes, attributes::STUDY);
+            studies.push(Study {
+                attributes,
+                series: Vec::new(),
+            });
+        }
+        let study = studies.last_mut().expect("pushed above");
+        let series_uid = h.text(tags::SERIES_INSTANCE_UID);
+        match study
+            .series
+            .iter_mut()
+            .find(|s| text(&s.attributes, tags::SERIES_INSTANCE_UID) == series_uid)
+        {
+            Some(series) => series.instances.push(h),
+            None => {
+                let mut attributes = InMemDicomObject::new_empty();
+                copy(&mut attributes, &h.attributes, attributes::SERIES);
+                study.series.push(Series {
+                    attributes,
+                    instances: vec![h],
+                });
+            }
+        }
+    }
+    for study in &mut studies {
+        computed(study);
+    }
+    studies
+}
+
+/// The attributes radassist computes for a study and its series.
+fn computed(study: &mut Study) {
+    let mut modalities = BTreeSet::new();
+    let mut classes = BTreeSet::new();
+    let mut instances = 0;
+    for series in &mut study.series {
+        let modality = text(&series.attributes, tags::MODALITY);
+        if !modality.is_empty() {
+            modalities.insert(modality);
+        }
+        for i in &series.instances {
+            classes.insert(i.text(tags::SOP_CLASS_UID));
+        }
+        instances += series.instances.len();
+        put_count(
+            &mut series.attributes,
+            tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+            series.instances.len(),
+        );
+    }
+    let a = &mut study.attributes;
+    put_text(
+        a,
+        tags::MODALITIES_IN_STUDY,
+        VR::CS,
+        modalities.into_iter().collect(),
+    );
+    classes.remove("");
+    put_text(
+        a,
+        tags::SOP_CLASSES_IN_STUDY,
+        VR::UI,
+        classes.into_iter().collect(),
+    );
+    put_count(a, tags::NUMBER_OF_STUDY_RELATED_SERIES, study.series.len());
+    put_count(a, tags::NUMBER_OF_STUDY_RELATED_INSTANCES, instances);
+    put_text(
+        a,
+        tags::INSTANCE_AVAILABILITY,
+        VR::CS,
+        vec!["ONLINE".into()],
+    );
+}
+
+/// An instance as a search matches it: its own attributes with its series' and study's.
+fn whole(study: &Study, series: &Series, instance: &Held) -> InMemDicomObject {
+    let mut whole = instance.attributes.clone();
+    for element in series.attributes.iter().chain(study.attributes.iter()) {
+        whole.put(element.clone());
+    }
+    whole
+}
+
+/// The answers of `search` among `held`.
+fn answers(search: &Search, held: &[Held]) -> Found {
+    let studies = studies(held);
+    let keys = &search.keys;
+    let matching = |record: &InMemDicomObject| keys.iter().all(|k| k.matches(record));
+    let mut matched = Vec::new();
+    for study in &studies {
+        let mut study_matched = false;
+        for series in &study.series {
+            if search
+                .series
+                .as_ref()
+                .is_some_and(|s| *s != text(&series.attributes, tags::SERIES_INSTANCE_UID))
+            {
+                continue;
+            }
+            let mut series_matched = false;
+            for instance in &series.instances {
+                let record = whole(study, series, instance);
+                if !matching(&record) {
+                    continue;
+                }
+                match search.level {
+                    Level::Instance => matched.push(answer(search, &record, Level::Instance)),
+                    Level::Series if !series_matched => {
+                        series_matched = true;
+                        matched.push(answer(search, &record, Level::Series));
+                    }
+                    Level::Study if !study_matched => {
+                        study_matched = true;
+                        matched.push(answer(search, &record, Level::Study));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let count = matched.len();
+    Found {
+        answers: matched
+            .into_iter()
+            .skip(search.offset)
+            .take(search.limit)
+            .collect(),
+        matched: count,
+    }
+}
+
+/// The study attributes radassist computes.
+const STUDY_COMPUTED: [Tag; 5] = [
+    tags::MODALITIES_IN_STUDY,
+    tags::SOP_CLASSES_IN_STUDY,
+    tags::NUMBER_OF_STUDY_RELATED_SERIES,
+    tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+    tags::INSTANCE_AVAILABILITY,
+];
+
+/// The attributes an answer at `level` returns, taken from `record` (an instance seen whole):
+/// its level's, the levels' above it when the search is not within them, the keys', and those
+/// the search includes (of its level and above).
+fn answer(search: &Search, record: &InMemDicomObject, level: Level) -> InMemDicomObject {
+    let all = search.include == Include::All;
+    let mut returned: Vec<Tag> = vec![tags::STUDY_INSTANCE_UID];
+    if level == Level::Study || search.study.is_none() || all {
+        returned.extend(attributes::STUDY);
+        returned.extend(STUDY_COMPUTED);
+    }
+    if level == Level::Series || (level == Level::Instance && (search.series.is_none() || all)) {
+        returned.extend(attributes::SERIES);
+        returned.push(tags::NUMBER_OF_SERIES_RELATED_INSTANCES);
+    }
+    if level == Level::Instance {
+        returned.extend(attributes::INSTANCE);
+    }
+    if level != Level::Study {
+        // The scope's UIDs are always returned: a viewer builds its links from them.
+        returned.push(tags::SERIES_INSTANCE_UID);
+    }
+    if let Include::Also(also) = &search.include {
+        returned.extend(also);
+    }
+    returned.extend(search.keys.iter().map(|k| k.tag));
+    let mut out = InMemDicomObject::new_empty();
+    for tag in returned {
+        if let Ok(element) = record.element(tag) {
+            out.put(element.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,98 @@
+//! DICOM JSON (PS3.18 F.2) as this server writes it: a search's answers with the URL each is
+//! retrieved at (Retrieve URL), and an instance's metadata with its pixel data replaced by
+//! the URL of its frames (a Bulk Data URI), as viewers expect.
+
+use crate::app::archive::Level;
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use serde_json::{json, Map, Value};
+
+/// The key of `tag` in a DICOM JSON object.
+fn key(tag: Tag) -> String {
+    format!("{:04X}{:04X}", tag.group(), tag.element())
+}
+
+fn text(data_set: &InMemDicomObject, tag: Tag) -> String {
+    data_set
+        .element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The URL an answer at `level` is retrieved at.
+pub fn retrieve_url(base: &str, answer: &InMemDicomObject, level: Level) -> String {
+    let mut url = format!("{base}/studies/{}", text(answer, tags::STUDY_INSTANCE_UID));
+    if level != Level::Study {
+        url.push_str(&format!(
+            "/series/{}",
+            text(answer, tags::SERIES_INSTANCE_UID)
+        ));
+    }
+    if level == Level::Instance {
+        url.push_str(&format!(
+            "/instances/{}",
+            text(answer, tags::SOP_INSTANCE_UID)
+        ));
+    }
+    url
+}
+
+/// A data set as DICOM JSON (serialising a parsed data set does not fail: an element that
+/// would is left out, with a log line).
+pub fn data_set(data_set: &InMemDicomObject) -> Map<String, Value> {
+    match dicom_json::to_value(data_set) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => Map::new(),
+        Err(e) => {
+            tracing::warn!("DICOMweb: a data set does not serialise as DICOM JSON ({e})");
+            let mut map = Map::new();
+            for element in data_set.iter() {
+                if let Ok(Value::Object(one)) =
+                    dicom_json::to_value(&InMemDicomObject::from_element_iter([element.clone()]))
+                {
+                    map.extend(one);
+                }
+            }
+            map
+        }
+    }
+}
+
+/// A search's answers, each with its Retrieve URL.
+pub fn answers(answers: &[InMemDicomObject], base: &str, level: Level) -> Value {
+    Value::Array(
+        answers
+            .iter()
+            .map(|answer| {
+                let mut map = data_set(answer);
+                map.insert(
+                    key(tags::RETRIEVE_URL),
+                    json!({"vr": "UR", "Value": [retrieve_url(base, answer, level)]}),
+                );
+                Value::Object(map)
+            })
+            .collect(),
+    )
+}
+
+/// An instance's metadata: its data set without its pixel data, which is named by the URL of
+/// its frames (`frames` of them).
+pub fn metadata(data_set: &InMemDicomObject, instance_url: &str, frames: u32) -> Value {
+    let mut without = data_set.clone();
+    let pixel_vr = without
+        .take_element(tags::PIXEL_DATA)
+        .ok()
+        .map(|e| e.vr().to_string());
+    let mut map = self::data_set(&without);
+    if let Some(vr) = pixel_vr {
+        let list: Vec<String> = (1..=frames.max(1)).map(|f| f.to_string()).collect();
+        map.insert(
+            key(tags::PIXEL_DATA),
+            json!({"vr": vr, "BulkDataURI": format!("{instance_url}/frames/{}", list.join(","))}),
+        );
+    }
+    Value::Object(map)
+}

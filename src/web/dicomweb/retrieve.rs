@@ -1,0 +1,278 @@
+//! WADO-RS (PS3.18 10.4): a study, a series or an instance retrieved as stored
+//! (`multipart/related; type="application/dicom"`, each instance's bytes exactly as received
+//! or made, in the transfer syntax it is held in), and their metadata as DICOM JSON, with the
+//! pixel data named by the URL of its frames.
+//!
+//! An Accept header that asks for another transfer syntax than an instance is held in gets
+//! 406 with the syntax it is held in: radassist does not transcode (`transfer-syntax=*`, or
+//! none, takes it as held).
+
+use super::{authorize, base_url, json, multipart, Operation};
+use crate::app::archive::{self, Held, Scope};
+use crate::dicom::parse_dicom;
+use crate::web::{App, WebError};
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use dicom_dictionary_std::tags;
+
+/// What an Accept header asks of a multipart answer: whether it takes `part_type` at all,
+/// and the transfer syntax it asks for (None: any).
+fn accepts(accept: Option<&str>, part_type: &str) -> Result<Option<String>, WebError> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let mut wanted: Option<Option<String>> = None;
+    for option in accept.split(',') {
+        let mut params = option.split(';').map(str::trim);
+        let media = params.next().unwrap_or("").to_ascii_lowercase();
+        let mut kind = None;
+        let mut syntax = None;
+        for param in params {
+            if let Some((name, value)) = param.split_once('=') {
+                let value = value.trim().trim_matches('"').to_string();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "type" => kind = Some(value.to_ascii_lowercase()),
+                    "transfer-syntax" => syntax = Some(value),
+                    _ => {}
+                }
+            }
+        }
+        let takes = match media.as_str() {
+            "*/*" | "multipart/*" => true,
+            "multipart/related" => kind.as_deref().is_none_or(|k| k == part_type),
+            _ => false,
+        };
+        if takes {
+            let syntax = syntax.filter(|s| s != "*");
+            // Any syntax wins over a named one.
+            wanted = Some(match wanted {
+                Some(None) => None,
+                _ => syntax,
+            });
+        }
+    }
+    wanted.ok_or_else(|| {
+        WebError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!(
+                "this resource is served as multipart/related; type=\"{part_type}\", which the Accept header does not take"
+            ),
+        )
+    })
+}
+
+fn accept_header(request: &Parts) -> Option<String> {
+    request
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The transfer syntax `held` is stored in.
+fn transfer_syntax(held: &Held) -> String {
+    held.attributes
+        .element(tags::AVAILABLE_TRANSFER_SYNTAX_UID)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The instances of `scope`, as stored, in one multipart answer.
+async fn instances(app: App, request: Parts, scope: Scope) -> Result<Response, WebError> {
+    let caller = authorize(&app, &request, Operation::Retrieve).await?;
+    check_scope(&scope)?;
+    let wanted = accepts(accept_header(&request).as_deref(), "application/dicom")?;
+    if let Some(wanted) = &wanted {
+        // Checked before any bytes are read.
+        for held in archive::instances(&app.state, &scope).await? {
+            let held_in = transfer_syntax(&held);
+            if held_in != *wanted {
+                return Err(WebError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    format!(
+                        "instance {} is held in transfer syntax {held_in}, and radassist does not transcode: ask for transfer-syntax=* or {held_in}",
+                        held.entry.sop_instance_uid
+                    ),
+                ));
+            }
+        }
+    }
+    let read = archive::retrieve(&app.state, &caller, &scope).await?;
+    let parts = read
+        .into_iter()
+        .map(|(held, bytes)| {
+            let syntax = transfer_syntax(&held);
+            let media = if syntax.is_empty() {
+                "application/dicom".to_string()
+            } else {
+                format!("application/dicom; transfer-syntax={syntax}")
+            };
+            (media, Bytes::from(bytes))
+        })
+        .collect();
+    let (content_type, body) = multipart::response("application/dicom", parts);
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// The scope's UIDs must be DICOM UIDs.
+fn check_scope(scope: &Scope) -> Result<(), WebError> {
+    for uid in std::iter::once(&scope.study)
+        .chain(&scope.series)
+        .chain(&scope.instance)
+    {
+        crate::dicom::uid::check_uid(uid).map_err(|e| {
+            WebError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the path's UID is not a DICOM UID ({e})"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The metadata of the instances of `scope`, as a DICOM JSON array.
+async fn metadata(app: App, request: Parts, scope: Scope) -> Result<Response, WebError> {
+    let caller = authorize(&app, &request, Operation::Retrieve).await?;
+    check_scope(&scope)?;
+    let base = base_url(&app, &request);
+    let read = archive::retrieve(&app.state, &caller, &scope).await?;
+    let json = tokio::task::spawn_blocking(move || {
+        let mut answers = Vec::with_capacity(read.len());
+        for (held, bytes) in read {
+            let data_set = parse_dicom(&bytes).map_err(|e| {
+                WebError::internal(format!(
+                    "instance {} does not parse as it is stored ({e})",
+                    held.entry.sop_instance_uid
+                ))
+            })?;
+            let url = json::retrieve_url(
+                &base,
+                &whole_uids(&held),
+                crate::app::archive::Level::Instance,
+            );
+            let frames = data_set
+                .element(tags::NUMBER_OF_FRAMES)
+                .ok()
+                .and_then(|e| e.to_int::<u32>().ok())
+                .unwrap_or(1);
+            answers.push(json::metadata(&data_set, &url, frames));
+        }
+        Ok::<_, WebError>(serde_json::Value::Array(answers).to_string())
+    })
+    .await
+    .map_err(|e| WebError::internal(format!("writing metadata: {e}")))??;
+    Ok(([(header::CONTENT_TYPE, "application/dicom+json")], json).into_response())
+}
+
+/// `held`'s study, series and instance UIDs (for its URL).
+fn whole_uids(held: &Held) -> dicom_object::InMemDicomObject {
+    let mut uids = dicom_object::InMemDicomObject::new_empty();
+    for tag in [
+        tags::STUDY_INSTANCE_UID,
+        tags::SERIES_INSTANCE_UID,
+        tags::SOP_INSTANCE_UID,
+    ] {
+        if let Ok(e) = held.attributes.element(tag) {
+            uids.put(e.clone());
+        }
+    }
+    uids
+}
+
+fn scope(study: String, series: Option<String>, instance: Option<String>) -> Scope {
+    Scope {
+        study,
+        series,
+        instance,
+    }
+}
+
+pub async fn study(
+    State(app): State<App>,
+    Path(study): Path<String>,
+    request: Parts,
+) -> Result<Response, WebError> {
+    instances(app, request, scope(study, None, None)).await
+}
+
+pub async fn series(
+    State(app): State<App>,
+    Path((study, series)): Path<(String, String)>,
+    request: Parts,
+) -> Result<Response, WebError> {
+    instances(app, request, scope(study, Some(series), None)).await
+}
+
+pub async fn instance(
+    State(app): State<App>,
+    Path((study, series, instance)): Path<(String, String, String)>,
+    request: Parts,
+) -> Result<Response, WebError> {
+    instances(app, request, scope(study, Some(series), Some(instance))).await
+}
+
+pub async fn study_metadata(
+    State(app): State<App>,
+    Path(study): Path<String>,
+    request: Parts,
+) -> Result<Response, WebError> {
+    metadata(app, request, scope(study, None, None)).await
+}
+
+pub async fn series_metadata(
+    State(app): State<App>,
+    Path((study, series)): Path<(String, String)>,
+    request: Parts,
+) -> Result<Response, WebError> {
+    metadata(app, request, scope(study, Some(series), None)).await
+}
+
+pub async fn instance_metadata(
+    State(app): State<App>,
+    Path((study, series, instance)): Path<(String, String, String)>,
+    request: Parts,
+) -> Result<Response, WebError> {
+    metadata(app, request, scope(study, Some(series), Some(instance))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers_are_read_as_ps3_18_writes_them() {
+        let dicom = "application/dicom";
+        assert_eq!(accepts(None, dicom).unwrap(), None);
+        assert_eq!(accepts(Some("*/*"), dicom).unwrap(), None);
+        assert_eq!(
+            accepts(
+                Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+                dicom
+            )
+            .unwrap(),
+            None
+        );
+        assert_eq!(
+            accepts(Some("multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2.1"), dicom).unwrap(),
+            Some("1.2.840.10008.1.2.1".to_string())
+        );
+        assert_eq!(
+            accepts(
+                Some("multipart/related; type=\"application/octet-stream\""),
+                dicom
+            )
+            .unwrap_err()
+            .status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+        assert_eq!(
+            accepts(Some("application/json"), dicom).unwrap_err().status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+    }
+}

@@ -1,0 +1,649 @@
+//! DICOMweb (QIDO-RS, WADO-RS, STOW-RS) against dicomweb-client (PyPI), with instances stored by
+//! every way in (gRPC, C-STORE with dcmtk's storescu, STOW-RS), and raw HTTP for the bodies no
+//! well-behaved client sends. Every server is started here on loopback.
+
+use crate::common::{self, root, Server, PACS_TOKEN, QA_TOKEN, RADIOLOGIST_TOKEN};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn start(dir: &Path) -> Server {
+    Server::start_configured(
+        dir,
+        "",
+        "[dicom]\nlisten = \"127.0.0.1:0\"\nae_title = \"RADASSIST\"\nidle_timeout_seconds = 5\n\n\
+         [[dicom.peers]]\nae_title = \"STORESCU\"\nhost = \"127.0.0.1\"\nport = 11113\n",
+        &[],
+    )
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An attribute of a Part 10 file as text (empty when absent).
+fn attribute(bytes: &[u8], tag: dicom_core::Tag) -> String {
+    let object = dicom_object::from_reader(&bytes[128..]).unwrap();
+    object
+        .element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The first value of `tag` (ggggeeee) in a DICOM JSON object, as text.
+fn first(object: &Value, tag: &str) -> String {
+    match &object[tag]["Value"][0] {
+        Value::String(s) => s.clone(),
+        Value::Object(pn) => pn["Alphabetic"].as_str().unwrap_or("").to_string(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The Study Instance UIDs of a search's answers.
+fn studies_of(answers: &Value) -> BTreeSet<String> {
+    answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| first(a, "0020000D"))
+        .collect()
+}
+
+/// One HTTP/1.1 exchange with a binary body: (status, head, body).
+fn exchange(
+    web: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let address = web.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // A server may answer (and close) before the whole body is sent.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, response[split + 4..].to_vec())
+}
+
+/// A multipart/related body of `parts` (each its part headers and bytes) around `boundary`.
+fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (headers, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+const STOW_TYPE: &str = "multipart/related; type=\"application/dicom\"; boundary=radassist-test";
+
+fn stow(web: &str, token: &str, body: &[u8]) -> (u16, String, Value) {
+    let bearer = format!("Bearer {token}");
+    let (status, head, body) = exchange(
+        web,
+        "POST",
+        "/dicomweb/studies",
+        &[
+            ("Content-Type", STOW_TYPE),
+            ("Authorization", &bearer),
+            ("Accept", "application/dicom+json"),
+        ],
+        body,
+    );
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, head, json)
+}
+
+/// The SOP Instance UIDs a QIDO-RS instance search finds, everywhere.
+fn instances_held(web: &str) -> BTreeSet<String> {
+    let bearer = format!("Bearer {RADIOLOGIST_TOKEN}");
+    let (status, head, body) = exchange(
+        web,
+        "GET",
+        "/dicomweb/instances",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(status, 200, "{head}");
+    let answers: Value = serde_json::from_slice(&body).unwrap();
+    answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| first(a, "00080018"))
+        .collect()
+}
+
+#[test]
+fn dicomweb_client_searches_and_retrieves_what_every_way_in_stored() {
+    let python = root().join(".radassist/test-venv/bin/python");
+    assert!(
+        python.exists(),
+        "run scripts/setup: the Python test environment is missing"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    use dicom_dictionary_std::tags;
+
+    // One study by each way in, each a sample film as a study of its own.
+    let by_grpc = common::study_copy("sample-dicom/nih_dx_implicit_le.dcm", "dicomweb/grpc");
+    let by_cstore = common::study_copy("sample-dicom/RG1_J2KI.dcm", "dicomweb/c-store");
+    let by_stow = [
+        common::study_copy(
+            "sample-dicom/siim_chest_pa_jpeg_baseline.dcm",
+            "dicomweb/stow-1",
+        ),
+        common::study_copy(
+            "sample-dicom/orthanc_Issue44_Monochrome1-Jpeg.dcm",
+            "dicomweb/stow-2",
+        ),
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let results = runtime.block_on(async {
+        common::store_instances(&server.channel().await, std::slice::from_ref(&by_grpc)).await
+    });
+    assert_eq!(
+        results[0].outcome,
+        radassist::grpc::proto::instance_result::Outcome::Stored as i32
+    );
+    let cstore_file = dir.path().join("c-store.dcm");
+    std::fs::write(&cstore_file, &by_cstore).unwrap();
+    // Proposed in the JPEG 2000 it is held in (storescu proposes uncompressed syntaxes only,
+    // by default).
+    let (host, port) = server.dicom.rsplit_once(':').unwrap();
+    let sent = Command::new("storescu")
+        .args(["-xw", "-aet", "STORESCU", "-aec", "RADASSIST", host, port])
+        .arg(&cstore_file)
+        .status()
+        .unwrap();
+    assert!(sent.success(), "storescu");
+    let mut stow_files = Vec::new();
+    for (i, bytes) in by_stow.iter().enumerate() {
+        let file = dir.path().join(format!("stow-{i}.dcm"));
+        std::fs::write(&file, bytes).unwrap();
+        stow_files.push(file);
+    }
+    let all = [&by_grpc, &by_cstore, &by_stow[0], &by_stow[1]];
+    let study = |bytes: &Vec<u8>| attribute(bytes, tags::STUDY_INSTANCE_UID);
+    let sop = |bytes: &Vec<u8>| attribute(bytes, tags::SOP_INSTANCE_UID);
+
+    // Each search's expected studies, from the files themselves.
+    let matching = |keep: &dyn Fn(&Vec<u8>) -> bool| -> BTreeSet<String> {
+        all.iter().filter(|b| keep(b)).map(|b| study(b)).collect()
+    };
+    let text = |b: &Vec<u8>, tag| attribute(b, tag);
+    let expected: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
+        ("all", matching(&|_| true)),
+        (
+            "by_patient_id",
+            matching(&|b| text(b, tags::PATIENT_ID) == "Covid0000"),
+        ),
+        (
+            "by_name_wildcard",
+            matching(&|b| {
+                text(b, tags::PATIENT_NAME)
+                    .to_lowercase()
+                    .starts_with("comp")
+            }),
+        ),
+        (
+            "by_date_range",
+            matching(&|b| {
+                let d = text(b, tags::STUDY_DATE);
+                !d.is_empty() && ("20000101"..="20201231").contains(&d.as_str())
+            }),
+        ),
+        (
+            "by_modality",
+            matching(&|b| text(b, tags::MODALITY) == "DX"),
+        ),
+        (
+            "by_study_uids",
+            BTreeSet::from([study(&by_grpc), study(&by_cstore)]),
+        ),
+    ]);
+    let job = json!({
+        "url": format!("{}/dicomweb", server.web),
+        "pacs_token": PACS_TOKEN,
+        "reader_token": RADIOLOGIST_TOKEN,
+        "stow_files": stow_files,
+        "searches": {
+            "all": {"level": "studies"},
+            "by_patient_id": {"level": "studies", "params": {"filters": {"PatientID": "Covid0000"}}},
+            "by_name_wildcard": {"level": "studies", "params": {"filters": {"PatientName": "comp*"}}},
+            "by_date_range": {"level": "studies", "params": {"filters": {"StudyDate": "20000101-20201231"}}},
+            "by_modality": {"level": "studies", "params": {"filters": {"ModalitiesInStudy": "DX"}}},
+            "by_study_uids": {"level": "studies", "params": {"filters": {"StudyInstanceUID": format!("{},{}", study(&by_grpc), study(&by_cstore))}}},
+            "paged": {"level": "studies", "params": {"limit": 2, "offset": 1}},
+            "series_of_c_store": {"level": "series", "study": study(&by_cstore)},
+            "instances_all_fields": {"level": "instances", "study": study(&by_cstore), "params": {"fields": ["all"]}},
+            "with_field": {"level": "studies", "params": {"filters": {"PatientID": "Covid0000"}, "fields": ["PatientAge", "00080060"]}},
+        },
+    });
+    let mut child = Command::new(&python)
+        .arg(root().join("tests/python/dicomweb_client_flow.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dicomweb-client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // STOW-RS: both stored, then both again as duplicates; no failure either time.
+    for response in ["stow_response", "stow_again_response"] {
+        let r = &out[response];
+        assert!(r.get("00081198").is_none(), "{response}: {r}");
+        let referenced: BTreeSet<String> = r["00081199"]["Value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| first(i, "00081155"))
+            .collect();
+        assert_eq!(referenced, by_stow.iter().map(sop).collect(), "{response}");
+    }
+
+    // Every search finds what the files say it should.
+    for (name, wanted) in &expected {
+        assert_eq!(
+            &studies_of(&out["searches"][name]),
+            wanted,
+            "search {name}: {}",
+            out["searches"][name]
+        );
+    }
+    assert_eq!(out["searches"]["paged"].as_array().unwrap().len(), 2);
+    let series = &out["searches"]["series_of_c_store"][0];
+    assert_eq!(first(series, "00080060"), "CR");
+    assert_eq!(
+        first(series, "00201209"),
+        "1",
+        "Number of Series Related Instances"
+    );
+    let every = &out["searches"]["instances_all_fields"][0];
+    assert_eq!(
+        first(every, "00100010"),
+        "CompressedSamples^RG1",
+        "includefield=all returns the patient's name"
+    );
+    let held_in = dicom_object::from_reader(&by_cstore[128..])
+        .unwrap()
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    assert_eq!(first(every, "00083002"), held_in, "held as sent");
+    let with_field = &out["searches"]["with_field"][0];
+    assert_eq!(
+        first(with_field, "00080060"),
+        "DX",
+        "includefield=Modality at study level"
+    );
+    let all_studies = &out["searches"]["all"];
+    for study in all_studies.as_array().unwrap() {
+        assert_eq!(first(study, "00201208"), "1", "one instance each: {study}");
+        assert!(first(study, "00081190")
+            .ends_with(&format!("/dicomweb/studies/{}", first(study, "0020000D"))));
+    }
+
+    // WADO-RS: every instance comes back as the bytes that way in stored.
+    let stored_by_cstore = common::backends::catalogued_instances(&server.data)
+        .into_iter()
+        .find(|(uid, _)| *uid == sop(&by_cstore))
+        .map(|(_, sha)| sha)
+        .expect("the C-STORE instance is catalogued");
+    let mut wanted: BTreeMap<String, String> = BTreeMap::from([
+        (sop(&by_grpc), sha256(&by_grpc)),
+        (sop(&by_cstore), stored_by_cstore),
+    ]);
+    for (uid, sha) in out["stow_sent"].as_object().unwrap() {
+        wanted.insert(uid.clone(), sha.as_str().unwrap().to_string());
+    }
+    let retrieved: BTreeMap<String, String> = out["retrieved"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(uid, parts)| {
+            assert_eq!(parts.as_array().unwrap().len(), 1, "one part per instance");
+            (uid.clone(), parts[0].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(retrieved, wanted, "retrieved bytes equal those stored");
+    for (uid, parsed) in out["parsed"].as_object().unwrap() {
+        assert_eq!(parsed["SOPInstanceUID"], *uid);
+        assert_eq!(parsed["has_pixels"], true);
+    }
+    // Metadata: every instance, its pixel data by the URL of its frames.
+    assert_eq!(out["metadata"].as_object().unwrap().len(), 4);
+    for (uid, metadata) in out["metadata"].as_object().unwrap() {
+        assert_eq!(metadata["as_pydicom"], *uid);
+        let uri = metadata["pixel_data"]["BulkDataURI"].as_str().unwrap();
+        assert!(
+            uri.ends_with(&format!("/instances/{uid}/frames/1")),
+            "{uri}"
+        );
+        assert!(metadata["rows"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(
+        instances_held(&server.web).len(),
+        4,
+        "duplicates are not second copies"
+    );
+}
+
+#[test]
+fn hostile_store_bodies_get_the_right_status_and_nothing_acknowledged_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let web = server.web.clone();
+    let good = common::study_copy(
+        "sample-dicom/siim_chest_pa_jpeg_baseline.dcm",
+        "hostile/good",
+    );
+    let second = common::study_copy("sample-dicom/nih_dx_implicit_le.dcm", "hostile/second");
+    let part = "Content-Type: application/dicom";
+    let uid = |bytes: &Vec<u8>| attribute(bytes, dicom_dictionary_std::tags::SOP_INSTANCE_UID);
+
+    // Who may store: a PACS token; not a QA token, not nobody.
+    let body = multipart("radassist-test", &[(part, &good)]);
+    assert_eq!(stow(&web, QA_TOKEN, &body).0, 403);
+    let (status, head, _) = exchange(
+        &web,
+        "POST",
+        "/dicomweb/studies",
+        &[("Content-Type", STOW_TYPE)],
+        &body,
+    );
+    assert_eq!(status, 401, "{head}");
+
+    // A boundary the body does not use: nothing in it is read as a part.
+    let other = multipart("another-boundary", &[(part, &good)]);
+    let (status, head, _) = stow(&web, PACS_TOKEN, &other);
+    assert_eq!(status, 400, "{head}");
+    assert!(head.contains("boundary"), "{head}");
+
+    // Not DICOM, as a DICOM part and as text: each part refused with Cannot Understand (C000).
+    let junk = multipart(
+        "radassist-test",
+        &[
+            (part, b"this is not DICOM"),
+            ("Content-Type: text/plain", b"hello"),
+        ],
+    );
+    let (status, head, json) = stow(&web, PACS_TOKEN, &junk);
+    assert_eq!(status, 409, "{head}");
+    let failed = json["00081198"]["Value"].as_array().unwrap();
+    assert_eq!(failed.len(), 2);
+    for item in failed {
+        assert_eq!(item["00081197"]["Value"][0], 0xC000, "{item}");
+    }
+
+    // A good instance, then one cut off mid-part: the first is stored, the request refused.
+    let mut truncated = multipart("radassist-test", &[(part, &good), (part, &second)]);
+    truncated.truncate(truncated.len() - second.len() / 2);
+    let (status, head, _) = stow(&web, PACS_TOKEN, &truncated);
+    assert_eq!(status, 400, "{head}");
+    assert!(head.contains("part 2"), "{head}");
+    assert!(
+        instances_held(&web).contains(&uid(&good)),
+        "the part before the cut is stored"
+    );
+    assert!(!instances_held(&web).contains(&uid(&second)));
+
+    // A part declaring 2 GB: refused at once (413), before its bytes are read.
+    let huge_part = "Content-Type: application/dicom\r\nContent-Length: 2000000000";
+    let mut huge = format!("--radassist-test\r\n{huge_part}\r\n\r\n").into_bytes();
+    huge.extend_from_slice(&second[..4096]);
+    let started = std::time::Instant::now();
+    let (status, head, _) = exchange(
+        &web,
+        "POST",
+        "/dicomweb/studies",
+        &[
+            ("Content-Type", STOW_TYPE),
+            ("Authorization", &format!("Bearer {PACS_TOKEN}")),
+            ("Content-Length", "2000000200"),
+        ],
+        &huge,
+    );
+    assert_eq!(status, 413, "{head}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "answered without waiting for the body"
+    );
+
+    // Not multipart at all, and a metadata-and-bulk-data store: 415.
+    let bearer = format!("Bearer {PACS_TOKEN}");
+    for content_type in [
+        "application/dicom",
+        "multipart/related; type=\"application/dicom+json\"; boundary=x",
+    ] {
+        let (status, head, _) = exchange(
+            &web,
+            "POST",
+            "/dicomweb/studies",
+            &[("Content-Type", content_type), ("Authorization", &bearer)],
+            &good,
+        );
+        assert_eq!(status, 415, "{content_type}: {head}");
+    }
+
+    // Stored into another study's URL: refused (A900), not stored.
+    let into = format!("/dicomweb/studies/{}", common::uid_for("hostile/elsewhere"));
+    let (status, head, body) = exchange(
+        &web,
+        "POST",
+        &into,
+        &[("Content-Type", STOW_TYPE), ("Authorization", &bearer)],
+        &multipart("radassist-test", &[(part, &second)]),
+    );
+    assert_eq!(status, 409, "{head}");
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["00081198"]["Value"][0]["00081197"]["Value"][0], 0xA900);
+
+    // The good instance and the second, whole, in one request: the first a duplicate, both
+    // answered as stored.
+    let both = multipart("radassist-test", &[(part, &good), (part, &second)]);
+    let (status, head, json) = stow(&web, PACS_TOKEN, &both);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(json["00081199"]["Value"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        instances_held(&web),
+        BTreeSet::from([uid(&good), uid(&second)])
+    );
+
+    // The same UID with other bytes: a conflict (0111), the stored instance unchanged.
+    let good_file = dir.path().join("good.dcm");
+    std::fs::write(&good_file, &good).unwrap();
+    let changed = common::rewritten(
+        good_file.to_str().unwrap(),
+        &[(dicom_dictionary_std::tags::PATIENT_AGE, "042Y".into())],
+    );
+    let (status, head, json) = stow(
+        &web,
+        PACS_TOKEN,
+        &multipart("radassist-test", &[(part, &changed)]),
+    );
+    assert_eq!(status, 409, "{head}");
+    assert_eq!(json["00081198"]["Value"][0]["00081197"]["Value"][0], 0x0111);
+    let (status, _, retrieved) = exchange(
+        &web,
+        "GET",
+        &format!(
+            "/dicomweb/studies/{}/series/{}/instances/{}",
+            attribute(&good, dicom_dictionary_std::tags::STUDY_INSTANCE_UID),
+            attribute(&good, dicom_dictionary_std::tags::SERIES_INSTANCE_UID),
+            uid(&good)
+        ),
+        &[("Authorization", &format!("Bearer {RADIOLOGIST_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        retrieved.windows(good.len()).any(|w| w == good.as_slice()),
+        "the stored bytes are unchanged"
+    );
+}
+
+#[test]
+fn searches_and_retrievals_need_a_reader_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let web = server.web.clone();
+    let good = common::study_copy("sample-dicom/siim_chest_pa_jpeg_baseline.dcm", "audit/good");
+    let part = "Content-Type: application/dicom";
+    assert_eq!(
+        stow(
+            &web,
+            PACS_TOKEN,
+            &multipart("radassist-test", &[(part, &good)])
+        )
+        .0,
+        200
+    );
+    let study = attribute(&good, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+
+    let get = |path: &str, headers: &[(&str, &str)]| exchange(&web, "GET", path, headers, b"");
+    // Nobody, and a PACS token: refused.
+    assert_eq!(get("/dicomweb/studies", &[]).0, 401);
+    let pacs = format!("Bearer {PACS_TOKEN}");
+    assert_eq!(get("/dicomweb/studies", &[("Authorization", &pacs)]).0, 403);
+    assert_eq!(
+        get(
+            "/dicomweb/studies",
+            &[("Authorization", "Bearer wrong-token")]
+        )
+        .0,
+        401
+    );
+    // A radiologist's reading-room session may search and retrieve.
+    common::add_web_user(
+        &server.config,
+        "dr-web",
+        "radiologist",
+        "a long enough password",
+    );
+    let cookie = common::web_login(&web, "dr-web", "a long enough password").unwrap();
+    let (status, head, body) = get(
+        "/dicomweb/studies?PatientName=16d7*",
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(head
+        .to_lowercase()
+        .contains("content-type: application/dicom+json"));
+    let answers: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(studies_of(&answers), BTreeSet::from([study.clone()]));
+    let (status, head, _) = get(
+        &format!("/dicomweb/studies/{study}"),
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("multipart/related; type=\"application/dicom\""),
+        "{head}"
+    );
+    // ... but a session never stores.
+    let (status, _, _) = exchange(
+        &web,
+        "POST",
+        "/dicomweb/studies",
+        &[("Content-Type", STOW_TYPE), ("Cookie", &cookie)],
+        &multipart("radassist-test", &[(part, &good)]),
+    );
+    assert_eq!(status, 401);
+    // A transfer syntax radassist does not hold it in: 406, naming the one it does.
+    let (status, head, _) = get(
+        &format!("/dicomweb/studies/{study}"),
+        &[("Cookie", &cookie), ("Accept", "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1")],
+    );
+    assert_eq!(status, 406, "{head}");
+    assert!(head.contains("1.2.840.10008.1.2.4.50"), "{head}");
+    // Bad keys and paths: 400 with the reason; an unknown study: 404.
+    let (status, head, _) = get(
+        "/dicomweb/studies?StudyDate=2024-01-01",
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(status, 400, "{head}");
+    assert_eq!(
+        get("/dicomweb/studies/not..a.uid", &[("Cookie", &cookie)]).0,
+        400
+    );
+    assert_eq!(
+        get(
+            &format!("/dicomweb/studies/{}", common::uid_for("nowhere")),
+            &[("Cookie", &cookie)]
+        )
+        .0,
+        404
+    );
+
+    // Every search and retrieval is in the audit log, as its caller's.
+    let audit = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["audit", "--config"])
+        .arg(&server.config)
+        .envs(common::backends::environment())
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        log.contains("dicomweb-search") && log.contains("dr-web"),
+        "{log}"
+    );
+    assert!(
+        log.contains("dicomweb-retrieve") && log.contains(&format!("studies/{study}")),
+        "{log}"
+    );
+    assert!(
+        log.contains("dicomweb-store") && log.contains("pacs-router"),
+        "{log}"
+    );
+}
