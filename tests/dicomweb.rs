@@ -3,11 +3,12 @@
 //! well-behaved client sends. Every server is started here on loopback.
 
 use crate::common::{self, root, Server, PACS_TOKEN, QA_TOKEN, RADIOLOGIST_TOKEN};
+use common::dicomweb::{exchange, multipart, stow, STOW_TYPE};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -57,76 +58,6 @@ fn studies_of(answers: &Value) -> BTreeSet<String> {
         .iter()
         .map(|a| first(a, "0020000D"))
         .collect()
-}
-
-/// One HTTP/1.1 exchange with a binary body: (status, head, body).
-fn exchange(
-    web: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let address = web.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    // A server may answer (and close) before the whole body is sent.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, response[split + 4..].to_vec())
-}
-
-/// A multipart/related body of `parts` (each its part headers and bytes) around `boundary`.
-fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (headers, bytes) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    body
-}
-
-const STOW_TYPE: &str = "multipart/related; type=\"application/dicom\"; boundary=radassist-test";
-
-fn stow(web: &str, token: &str, body: &[u8]) -> (u16, String, Value) {
-    let bearer = format!("Bearer {token}");
-    let (status, head, body) = exchange(
-        web,
-        "POST",
-        "/dicomweb/studies",
-        &[
-            ("Content-Type", STOW_TYPE),
-            ("Authorization", &bearer),
-            ("Accept", "application/dicom+json"),
-        ],
-        body,
-    );
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, head, json)
 }
 
 /// The SOP Instance UIDs a QIDO-RS instance search finds, everywhere.
@@ -646,4 +577,128 @@ fn searches_and_retrievals_need_a_reader_and_are_audited() {
         log.contains("dicomweb-store") && log.contains("pacs-router"),
         "{log}"
     );
+}
+
+/// A QIDO-RS search as a radiologist: its answers.
+fn search(web: &str, path: &str) -> Vec<Value> {
+    let bearer = format!("Bearer {RADIOLOGIST_TOKEN}");
+    let (status, head, body) = exchange(web, "GET", path, &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 200, "{path}: {head}");
+    serde_json::from_slice::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_drafted_study_s_results_are_searched_and_retrieved_with_it() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let film = common::new_patient_study("dicomweb-results", 0);
+    let film_modality = attribute(&film, dicom_dictionary_std::tags::MODALITY);
+    let (name, state) =
+        runtime.block_on(async { common::store_and_settle(&server.channel().await, film).await });
+    assert_eq!(state, radassist::grpc::proto::study::State::DraftReady);
+    let study = name.trim_start_matches("studies/").to_string();
+
+    // The film's series and the results' (report and measurement report: SR; marks: PR; the
+    // summary image), each instance once.
+    let wanted_modalities = |answers: &[Value]| -> BTreeSet<String> {
+        answers.iter().map(|a| first(a, "00080060")).collect()
+    };
+    let series = search(&server.web, &format!("/dicomweb/studies/{study}/series"));
+    let modalities = wanted_modalities(&series);
+    assert!(
+        modalities.is_superset(&BTreeSet::from(["SR".to_string(), "PR".to_string()])),
+        "{modalities:?}"
+    );
+    let instances = search(&server.web, &format!("/dicomweb/studies/{study}/instances"));
+    assert_eq!(instances.len(), 5, "the film and four results");
+    let studies = search(
+        &server.web,
+        &format!("/dicomweb/studies?StudyInstanceUID={study}"),
+    );
+    assert_eq!(first(&studies[0], "00201208"), "5");
+    let listed: Vec<String> = studies[0]["00080061"]["Value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        listed.contains(&"SR".to_string()) && listed.contains(&film_modality),
+        "{listed:?}"
+    );
+    // A key on an instance's series: the SRs only.
+    let reports = search(
+        &server.web,
+        &format!("/dicomweb/studies/{study}/instances?Modality=SR"),
+    );
+    assert_eq!(reports.len(), 2, "the report and the measurement report");
+
+    // Each result retrieved is its blob as made.
+    let bearer = format!("Bearer {RADIOLOGIST_TOKEN}");
+    for report in &reports {
+        let sop = first(report, "00080018");
+        let (status, head, body) = exchange(
+            &server.web,
+            "GET",
+            &format!(
+                "/dicomweb/studies/{study}/series/{}/instances/{sop}",
+                first(report, "0020000E")
+            ),
+            &[("Authorization", &bearer)],
+            b"",
+        );
+        assert_eq!(status, 200, "{head}");
+        let sha = common::backends::catalogue_value(
+            &server.data,
+            "SELECT sha256 FROM result_objects WHERE sop_instance_uid = $1",
+            &sop,
+        )
+        .unwrap();
+        let blob = common::backends::blob(&server.data, &sha).unwrap();
+        assert!(
+            body.windows(blob.len()).any(|w| w == blob.as_slice()),
+            "{sop} comes back as made"
+        );
+    }
+
+    // A store catalogued before the archive kept attributes: they are read from the blobs at
+    // the first search, kept, and the answers are the same.
+    let data = server.data.clone();
+    server.kill();
+    for table in ["instances", "result_objects"] {
+        let cleared = common::backends::catalogue_execute(
+            &data,
+            &format!("UPDATE {table} SET attributes = '' WHERE study_instance_uid = $1"),
+            &study,
+        );
+        assert!(cleared > 0, "{table}");
+    }
+    let server = start(dir.path());
+    let again = search(&server.web, &format!("/dicomweb/studies/{study}/instances"));
+    // The same answers (but for the Retrieve URL: the new server's port).
+    let without_url = |answers: &[Value]| -> Vec<Value> {
+        answers
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                a.as_object_mut().unwrap().remove("00081190");
+                a
+            })
+            .collect()
+    };
+    assert_eq!(without_url(&again), without_url(&instances));
+    let empty = common::backends::catalogue_value(
+        &server.data,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM result_objects WHERE study_instance_uid = $1 AND attributes = ''",
+        &study,
+    );
+    assert_eq!(empty.as_deref(), Some("0"), "the attributes read are kept");
 }

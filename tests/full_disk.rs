@@ -1,7 +1,7 @@
 //! A full data disk, as a site meets it: the data folder on a small ext4 (a loop-mounted image
 //! the test makes, in a mount namespace of its own) that fills up during ingest. Every instance
 //! is either acknowledged and stored, or refused with "retry later" (gRPC RETRY_LATER, C-STORE
-//! A700), never REJECTED; nothing half-written is catalogued; once space is freed ingest
+//! A700, STOW-RS 503 with Failure Reason A700), never REJECTED; nothing half-written is catalogued; once space is freed ingest
 //! resumes by itself; and the reserve (`min_free_bytes`) refuses new instances before the disk
 //! is full, with health saying why.
 
@@ -147,6 +147,25 @@ fn a_full_disk_answers_retry_later_loses_nothing_and_ingest_resumes() {
     );
     let status = common::dimse_status(&text);
     assert!(status.contains("0xa700"), "{status}");
+
+    // STOW-RS while it is full: 503 with Retry-After, the instance failed with A700 (out of
+    // resources: send it again), not refused for good.
+    let stowed = study("full-disk/stow");
+    let (status, head, answer) = common::dicomweb::stow(
+        &server.web,
+        common::PACS_TOKEN,
+        &common::dicomweb::multipart(
+            "radassist-test",
+            &[("Content-Type: application/dicom", &stowed)],
+        ),
+    );
+    assert_eq!(status, 503, "{head}");
+    assert!(head.to_lowercase().contains("retry-after: "), "{head}");
+    assert_eq!(
+        answer["00081198"]["Value"][0]["00081197"]["Value"][0], 0xA700,
+        "{answer}"
+    );
+    refused.push(("full-disk/stow".to_string(), stowed));
 
     // Space freed: the refused instances go in when sent again.
     std::fs::remove_file(&filler).unwrap();

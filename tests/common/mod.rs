@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod dicomweb;
 pub mod durability;
 pub mod power_loss_fs;
 
