@@ -14,12 +14,12 @@
 
 use crate::common;
 
+use common::orthanc::Orthanc;
 use common::{root, with_token, Server, RADIOLOGIST_TOKEN};
 use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
 use radassist::grpc::proto::{GetWorkItemRequest, WorkItem};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CURRENT: &str = "sample-dicom/derived/siim_chest_pa_devices.dcm";
@@ -83,132 +83,44 @@ impl Certificates {
     }
 }
 
-struct Orthanc {
-    child: Child,
-    http: String,
+/// Orthanc on `dicom_port`, knowing radassist as a modality at `radassist_port`; with `tls`,
+/// its DICOM port and its associations with radassist speak DICOM TLS only.
+fn start_orthanc(
+    dir: &Path,
     dicom_port: u16,
-    /// storescu's TLS options, when Orthanc speaks DICOM TLS.
-    storescu_tls: Vec<PathBuf>,
-}
-
-impl Orthanc {
-    /// Orthanc on `dicom_port`, knowing radassist as a modality at `radassist_port`; with
-    /// `tls`, its DICOM port and its associations with radassist speak DICOM TLS only.
-    fn start(
-        dir: &Path,
-        dicom_port: u16,
-        radassist_port: u16,
-        tls: Option<&Certificates>,
-    ) -> Orthanc {
-        let http_port = common::free_port();
-        let storage = dir.join("orthanc-storage");
-        std::fs::create_dir_all(&storage).unwrap();
-        let lua = dir.join("forward.lua");
-        std::fs::write(&lua, LUA).unwrap();
-        let mut config = serde_json::json!({
-            "Name": "radassist-test-pacs",
-            "StorageDirectory": storage,
-            "IndexDirectory": storage,
-            "DicomAet": "ORTHANC",
-            "DicomPort": dicom_port,
-            "HttpPort": http_port,
-            "RemoteAccessAllowed": false,
-            "AuthenticationEnabled": false,
-            "DicomCheckCalledAet": true,
-            "StableAge": 2,
-            "LuaScripts": [lua],
-            "Plugins": [],
-            "DicomModalities": {
-                "radassist": ["RADASSIST", "127.0.0.1", radassist_port]
-            }
-        });
-        let mut storescu_tls = vec![];
-        if let Some(tls) = tls {
-            config["DicomTlsEnabled"] = true.into();
-            config["DicomTlsCertificate"] = serde_json::json!(tls.orthanc.0);
-            config["DicomTlsPrivateKey"] = serde_json::json!(tls.orthanc.1);
-            config["DicomTlsTrustedCertificates"] = serde_json::json!(tls.trusted_by_orthanc);
-            config["DicomTlsRemoteCertificateRequired"] = true.into();
-            config["DicomModalities"]["radassist"] = serde_json::json!({
-                "AET": "RADASSIST", "Host": "127.0.0.1", "Port": radassist_port, "UseDicomTls": true
-            });
-            storescu_tls = vec![
-                "+tls".into(),
-                tls.storescu.1.clone(),
-                tls.storescu.0.clone(),
-                "+cf".into(),
-                tls.orthanc.0.clone(),
-            ];
+    radassist_port: u16,
+    tls: Option<&Certificates>,
+) -> Orthanc {
+    let lua = dir.join("forward.lua");
+    std::fs::write(&lua, LUA).unwrap();
+    let mut config = serde_json::json!({
+        "DicomPort": dicom_port,
+        "DicomCheckCalledAet": true,
+        "StableAge": 2,
+        "LuaScripts": [lua],
+        "DicomModalities": {
+            "radassist": ["RADASSIST", "127.0.0.1", radassist_port]
         }
-        let config_path = dir.join("orthanc.json");
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let mut child = Command::new("Orthanc")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("Orthanc is installed by scripts/setup");
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                eprintln!("[orthanc] {line}");
-            }
+    });
+    let mut storescu_tls = vec![];
+    if let Some(tls) = tls {
+        config["DicomTlsEnabled"] = true.into();
+        config["DicomTlsCertificate"] = serde_json::json!(tls.orthanc.0);
+        config["DicomTlsPrivateKey"] = serde_json::json!(tls.orthanc.1);
+        config["DicomTlsTrustedCertificates"] = serde_json::json!(tls.trusted_by_orthanc);
+        config["DicomTlsRemoteCertificateRequired"] = true.into();
+        config["DicomModalities"]["radassist"] = serde_json::json!({
+            "AET": "RADASSIST", "Host": "127.0.0.1", "Port": radassist_port, "UseDicomTls": true
         });
-        let orthanc = Orthanc {
-            child,
-            http: format!("127.0.0.1:{http_port}"),
-            dicom_port,
-            storescu_tls,
-        };
-        // Ready once its REST API answers (it opens the DICOM port before).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(&orthanc.http).is_err()
-            || !common::http_get(&orthanc.http, "/system").contains("\"DicomAet\"")
-        {
-            assert!(Instant::now() < deadline, "Orthanc did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        orthanc
+        storescu_tls = vec![
+            "+tls".into(),
+            tls.storescu.1.clone(),
+            tls.storescu.0.clone(),
+            "+cf".into(),
+            tls.orthanc.0.clone(),
+        ];
     }
-
-    /// A REST GET's JSON body.
-    fn get(&self, path: &str) -> serde_json::Value {
-        let response = common::http_get(&self.http, path);
-        let (_, body) = response.split_once("\r\n\r\n").unwrap();
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-    }
-
-    /// Sends `files` with storescu as `calling` (the modality, or the archive).
-    fn store(&self, calling: &str, files: &[&Path]) {
-        let status = Command::new("storescu")
-            .args(&self.storescu_tls)
-            .args(["-aet", calling, "-aec", "ORTHANC", "127.0.0.1"])
-            .arg(self.dicom_port.to_string())
-            .args(files)
-            .status()
-            .unwrap();
-        assert!(status.success(), "storescu to Orthanc");
-    }
-
-    /// The Orthanc study whose Study Instance UID is `uid`, expanded.
-    fn study(&self, uid: &str) -> Option<serde_json::Value> {
-        self.get("/studies?expand")
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["MainDicomTags"]["StudyInstanceUID"] == uid)
-            .cloned()
-    }
-}
-
-impl Drop for Orthanc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Orthanc::start(dir, config, storescu_tls)
 }
 
 /// The work item of `study_uid`, once its draft is ready.
@@ -314,7 +226,7 @@ fn prior_from_orthanc(tls: bool) {
     };
     let radassist_port: u16 = server.dicom.rsplit_once(':').unwrap().1.parse().unwrap();
     // Orthanc on the port radassist was told (free a moment ago).
-    let orthanc = Orthanc::start(
+    let orthanc = start_orthanc(
         dir.path(),
         orthanc_port,
         radassist_port,

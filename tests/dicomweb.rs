@@ -702,3 +702,218 @@ fn a_drafted_study_s_results_are_searched_and_retrieved_with_it() {
     );
     assert_eq!(empty.as_deref(), Some("0"), "the attributes read are kept");
 }
+
+/// Every attribute of `answer` (DICOM JSON) by tag, as its JSON value.
+fn by_tag(answer: &Value) -> BTreeMap<String, Value> {
+    answer
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(tag, element)| (tag.clone(), element.clone()))
+        .collect()
+}
+
+/// The attributes both answers return whose values differ, and those only one returns:
+/// (differing, only radassist's, only Orthanc's), URLs left out (each server its own).
+fn differences(ours: &Value, theirs: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (ours, theirs) = (by_tag(ours), by_tag(theirs));
+    let mut differing = Vec::new();
+    for (tag, value) in &ours {
+        if let Some(other) = theirs.get(tag) {
+            // URLs differ by server: Retrieve URL, and the pixel data's Bulk Data URI.
+            if value != other && tag != "00081190" && tag != "7FE00010" {
+                differing.push(format!("{tag}: radassist {value}, Orthanc {other}"));
+            }
+        }
+    }
+    let only = |a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>| {
+        a.keys().filter(|t| !b.contains_key(*t)).cloned().collect()
+    };
+    (differing, only(&ours, &theirs), only(&theirs, &ours))
+}
+
+/// What radassist returns and Orthanc 1.10's DICOMweb plugin (1.7) does not, and why.
+const ONLY_RADASSIST: &[(&str, &str)] = &[
+    (
+        "00080056",
+        "Instance Availability: PS3.18's required study attribute",
+    ),
+    (
+        "00080062",
+        "SOP Classes in Study: PS3.18's optional study attribute, computed",
+    ),
+    (
+        "00081030",
+        "Study Description: a viewer's study list shows it",
+    ),
+    (
+        "00101010",
+        "Patient's Age: kept with the study, as the reading room shows it",
+    ),
+    ("00080021", "Series Date: kept with the series"),
+    ("00080031", "Series Time: kept with the series"),
+    (
+        "00080070",
+        "Manufacturer: kept with the series (a site validates by it)",
+    ),
+    ("00080080", "Institution Name: kept with the series"),
+    (
+        "00180015",
+        "Body Part Examined: kept with the series (radassist takes chests)",
+    ),
+    ("00080023", "Content Date: kept with the instance"),
+    ("00080033", "Content Time: kept with the instance"),
+    (
+        "00083002",
+        "Available Transfer Syntax UID: the syntax the instance is held in",
+    ),
+    (
+        "00185101",
+        "View Position: kept with the instance (PA, AP, LL)",
+    ),
+    (
+        "00280004",
+        "Photometric Interpretation: kept with the instance (MONOCHROME1 or 2)",
+    ),
+    (
+        "7FE00010",
+        "Pixel Data by its frames' URL, for compressed pixel data too",
+    ),
+];
+
+/// What Orthanc returns and radassist does not, and why.
+const ONLY_ORTHANC: &[(&str, &str)] = &[
+    ("00080005", "Specific Character Set: radassist's JSON is UTF-8, values decoded"),
+    ("00080020", "Study Date: Orthanc repeats study attributes within a study's series and instances; PS3.18 returns them only outside one"),
+    ("00080030", "Study Time: likewise"),
+    ("00080050", "Accession Number: likewise"),
+    ("00080090", "Referring Physician's Name: likewise"),
+    ("00080201", "Timezone Offset From UTC: likewise"),
+    ("00100010", "Patient's Name: likewise"),
+    ("00100020", "Patient ID: likewise"),
+    ("00100030", "Patient's Birth Date: likewise"),
+    ("00100040", "Patient's Sex: likewise"),
+    ("00200010", "Study ID: likewise"),
+    ("00080060", "Modality: Orthanc repeats series attributes within a series' instances; radassist returns them only outside one"),
+    ("0008103E", "Series Description: likewise"),
+    ("00200011", "Series Number: likewise"),
+];
+
+#[test]
+fn orthanc_s_dicomweb_and_radassist_answer_alike_for_the_same_instances() {
+    if !common::in_own_network(concat!(
+        module_path!(),
+        "::orthanc_s_dicomweb_and_radassist_answer_alike_for_the_same_instances"
+    )) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let orthanc = common::orthanc::Orthanc::start(
+        dir.path(),
+        json!({
+            "DicomPort": common::free_port(),
+            "Plugins": [common::orthanc::DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": true, "Root": "/dicom-web/"},
+        }),
+        vec![],
+    );
+    let files = [
+        ("sample-dicom/nih_dx_implicit_le.dcm", "alike/nih"),
+        ("sample-dicom/RG1_J2KI.dcm", "alike/rg1"),
+        ("sample-dicom/siim_chest_pa_jpeg_baseline.dcm", "alike/siim"),
+        (
+            "sample-dicom/orthanc_Issue44_Monochrome1-Jpeg.dcm",
+            "alike/orthanc44",
+        ),
+    ];
+    let instances: Vec<Vec<u8>> = files
+        .iter()
+        .map(|(f, l)| common::study_copy(f, l))
+        .collect();
+    let parts: Vec<(&str, &[u8])> = instances
+        .iter()
+        .map(|b| ("Content-Type: application/dicom", b.as_slice()))
+        .collect();
+    let body = multipart("radassist-test", &parts);
+    assert_eq!(stow(&server.web, PACS_TOKEN, &body).0, 200);
+    let orthanc_web = format!("http://{}", orthanc.http);
+    let (status, head, _) = exchange(
+        &orthanc_web,
+        "POST",
+        "/dicom-web/studies",
+        &[("Content-Type", STOW_TYPE)],
+        &body,
+    );
+    assert_eq!(status, 200, "Orthanc's STOW-RS: {head}");
+
+    let bearer = format!("Bearer {RADIOLOGIST_TOKEN}");
+    let ask = |path: &str| -> (Vec<Value>, Vec<Value>) {
+        let get = |web: &str, prefix: &str, auth: &[(&str, &str)]| -> Vec<Value> {
+            let (status, head, body) = exchange(web, "GET", &format!("{prefix}{path}"), auth, b"");
+            assert_eq!(status, 200, "{web}{prefix}{path}: {head}");
+            serde_json::from_slice::<Value>(&body)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .clone()
+        };
+        (
+            get(&server.web, "/dicomweb", &[("Authorization", &bearer)]),
+            get(&orthanc_web, "/dicom-web", &[]),
+        )
+    };
+    // Each level's answers, paired by their UID; every difference printed.
+    let mut differing = Vec::new();
+    let mut compare = |what: &str, uid_tag: &str, path: &str| {
+        let (ours, theirs) = ask(path);
+        assert_eq!(ours.len(), theirs.len(), "{what}: as many answers");
+        for answer in &ours {
+            let uid = first(answer, uid_tag);
+            let other = theirs
+                .iter()
+                .find(|t| first(t, uid_tag) == uid)
+                .unwrap_or_else(|| panic!("{what}: Orthanc lacks {uid}"));
+            let (differ, only_ours, only_theirs) = differences(answer, other);
+            eprintln!("{what} {uid}: only radassist returns {only_ours:?}; only Orthanc returns {only_theirs:?}");
+            for tag in &only_ours {
+                assert!(
+                    ONLY_RADASSIST.iter().any(|(t, _)| t == tag),
+                    "{what}: only radassist returns {tag}, unexplained"
+                );
+            }
+            for tag in &only_theirs {
+                assert!(
+                    ONLY_ORTHANC.iter().any(|(t, _)| t == tag),
+                    "{what}: only Orthanc returns {tag}, unexplained"
+                );
+            }
+            for d in differ {
+                eprintln!("{what} {uid}: DIFFERS {d}");
+                differing.push(format!("{what}: {d}"));
+            }
+        }
+    };
+    compare("study", "0020000D", "/studies");
+    for instance in &instances {
+        let study = attribute(instance, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+        let series = attribute(instance, dicom_dictionary_std::tags::SERIES_INSTANCE_UID);
+        let sop = attribute(instance, dicom_dictionary_std::tags::SOP_INSTANCE_UID);
+        compare("series", "0020000E", &format!("/studies/{study}/series"));
+        compare(
+            "instance",
+            "00080018",
+            &format!("/studies/{study}/series/{series}/instances"),
+        );
+        compare(
+            "metadata",
+            "00080018",
+            &format!("/studies/{study}/series/{series}/instances/{sop}/metadata"),
+        );
+    }
+    assert!(
+        differing.is_empty(),
+        "radassist and Orthanc differ on:\n{}",
+        differing.join("\n")
+    );
+}

@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod dicomweb;
 pub mod durability;
+pub mod orthanc;
 pub mod power_loss_fs;
 
 use std::collections::BTreeMap;

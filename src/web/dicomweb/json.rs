@@ -41,8 +41,47 @@ pub fn retrieve_url(base: &str, answer: &InMemDicomObject, level: Level) -> Stri
 }
 
 /// A data set as DICOM JSON (serialising a parsed data set does not fail: an element that
-/// would is left out, with a log line).
+/// would is left out, with a log line), its IS and DS values as JSON numbers.
 pub fn data_set(data_set: &InMemDicomObject) -> Map<String, Value> {
+    let mut map = written(data_set);
+    numbers(&mut map);
+    map
+}
+
+/// IS and DS values (decimal text in DICOM) as JSON numbers, as PS3.18 F.2.3 lists them (and
+/// Orthanc and the viewers write and read them), in sequences too. A value that is not a
+/// finite number stays text.
+fn numbers(map: &mut Map<String, Value>) {
+    for element in map.values_mut() {
+        let vr = element["vr"].as_str().unwrap_or("").to_string();
+        let Some(values) = element.get_mut("Value").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for value in values.iter_mut() {
+            match (vr.as_str(), &mut *value) {
+                ("IS", Value::String(text)) => {
+                    if let Ok(n) = text.trim().parse::<i64>() {
+                        *value = json!(n);
+                    }
+                }
+                ("DS", Value::String(text)) => {
+                    if let Some(n) = text.trim().parse::<f64>().ok().filter(|n| n.is_finite()) {
+                        // A whole number as one ("150", not "150.0").
+                        *value = if n.fract() == 0.0 && n.abs() < 9e15 {
+                            json!(n as i64)
+                        } else {
+                            json!(n)
+                        };
+                    }
+                }
+                ("SQ", Value::Object(item)) => numbers(item),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn written(data_set: &InMemDicomObject) -> Map<String, Value> {
     match dicom_json::to_value(data_set) {
         Ok(Value::Object(map)) => map,
         Ok(_) => Map::new(),
@@ -95,4 +134,45 @@ pub fn metadata(data_set: &InMemDicomObject, instance_url: &str, frames: u32) ->
         );
     }
     Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, VR};
+
+    #[test]
+    fn integer_and_decimal_strings_are_written_as_numbers() {
+        let item = InMemDicomObject::from_element_iter([DataElement::new(
+            tags::SLICE_THICKNESS,
+            VR::DS,
+            "1.200",
+        )]);
+        let data_set = InMemDicomObject::from_element_iter([
+            DataElement::new(tags::SERIES_NUMBER, VR::IS, " 12"),
+            DataElement::new(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                dicom_core::PrimitiveValue::Strs(
+                    ["0.168".into(), "0.170".into()].into_iter().collect(),
+                ),
+            ),
+            DataElement::new(tags::WINDOW_CENTER, VR::DS, "not a number"),
+            DataElement::new(tags::WINDOW_WIDTH, VR::DS, "400.0"),
+            DataElement::new(
+                tags::REFERENCED_IMAGE_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![item]),
+            ),
+        ]);
+        let json = Value::Object(self::data_set(&data_set));
+        assert_eq!(json["00200011"]["Value"], json!([12]));
+        assert_eq!(json["00280030"]["Value"], json!([0.168, 0.17]));
+        assert_eq!(json["00281050"]["Value"], json!(["not a number"]));
+        assert_eq!(json["00281051"]["Value"], json!([400]));
+        assert_eq!(
+            json["00081140"]["Value"][0]["00180050"]["Value"],
+            json!([1.2])
+        );
+    }
 }
