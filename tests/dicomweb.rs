@@ -290,6 +290,12 @@ fn dicomweb_client_searches_and_retrieves_what_every_way_in_stored() {
         assert_eq!(parsed["SOPInstanceUID"], *uid);
         assert_eq!(parsed["has_pixels"], true);
     }
+    // Frames: each instance's frame 1 as held, equal to pydicom's reading of its Pixel Data.
+    assert_eq!(out["frames"].as_object().unwrap().len(), 4);
+    for (uid, frame) in out["frames"].as_object().unwrap() {
+        assert_eq!(frame["equal"], true, "{uid}: {frame}");
+        assert!(frame["bytes"].as_u64().unwrap() > 1000, "{uid}: {frame}");
+    }
     // Metadata: every instance, its pixel data by the URL of its frames.
     assert_eq!(out["metadata"].as_object().unwrap().len(), 4);
     for (uid, metadata) in out["metadata"].as_object().unwrap() {

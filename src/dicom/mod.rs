@@ -13,6 +13,7 @@ pub(crate) use attributes::Attributes;
 mod codestream;
 mod error;
 mod file;
+pub mod frames;
 mod header;
 mod jpeg;
 mod pixels;

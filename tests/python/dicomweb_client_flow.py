@@ -5,8 +5,9 @@ Reads a JSON job on stdin:
    "searches": {"name": {"level": "studies"|"series"|"instances", "study": uid?, "params": {...}}}}
 and writes JSON on stdout: the SHA-256 of each instance as dicomweb-client sent it by STOW-RS,
 the two store responses, each search's answers (as DICOM JSON), and for every instance found the
-SHA-256 of its bytes as retrieved (the multipart part, unparsed) and what dicomweb-client's own
-retrieve_instance and retrieve_study_metadata read.
+SHA-256 of its bytes as retrieved (the multipart part, unparsed), what dicomweb-client's own
+retrieve_instance and retrieve_study_metadata read, and whether its frame 1 retrieved equals
+pydicom's reading of the Pixel Data (native, or the first frame's fragments).
 """
 import hashlib
 import io
@@ -14,6 +15,7 @@ import json
 import sys
 
 import pydicom
+import pydicom.encaps
 from dicomweb_client.api import DICOMwebClient
 
 
@@ -70,6 +72,7 @@ def main():
     out["retrieved"] = {}
     out["parsed"] = {}
     out["metadata"] = {}
+    out["frames"] = {}
     for study in reader.search_for_studies():
         study_uid = value(study, "0020000D")
         for series in reader.search_for_series(study_uid):
@@ -86,6 +89,20 @@ def main():
                 response.raise_for_status()
                 parts = list(reader._decode_multipart_message(response, stream=False))
                 out["retrieved"][sop_uid] = [hashlib.sha256(p).hexdigest() for p in parts]
+                # Frame 1 as held, against pydicom's reading of the instance retrieved.
+                held = pydicom.dcmread(io.BytesIO(parts[0]))
+                if held.file_meta.TransferSyntaxUID.is_compressed:
+                    expected = next(pydicom.encaps.generate_frames(held.PixelData,
+                                                                   number_of_frames=1))
+                else:
+                    expected = held.PixelData
+                frames = reader.retrieve_instance_frames(
+                    study_uid, series_uid, sop_uid, frame_numbers=[1],
+                    media_types=(("application/octet-stream", "*"),))
+                out["frames"][sop_uid] = {
+                    "equal": len(frames) == 1 and frames[0] == expected,
+                    "bytes": len(frames[0]) if frames else 0,
+                }
                 parsed = reader.retrieve_instance(study_uid, series_uid, sop_uid)
                 out["parsed"][sop_uid] = {
                     "SOPInstanceUID": str(parsed.SOPInstanceUID),

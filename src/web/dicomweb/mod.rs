@@ -159,6 +159,10 @@ pub fn router() -> Router<App> {
             "/studies/{study}/series/{series}/instances/{instance}/metadata",
             get(retrieve::instance_metadata),
         )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(retrieve::frames),
+        )
         .route("/series", get(search::all_series))
         .route("/instances", get(search::all_instances))
         .fallback(|| async {
