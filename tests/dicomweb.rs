@@ -923,3 +923,120 @@ fn orthanc_s_dicomweb_and_radassist_answer_alike_for_the_same_instances() {
         differing.join("\n")
     );
 }
+
+#[test]
+fn rendered_pictures_show_the_film_as_a_radiologist_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let web = server.web.clone();
+    let normal = common::study_copy(
+        "sample-dicom/siim_chest_pa_jpeg_baseline.dcm",
+        "rendered/normal",
+    );
+    // The same pixels labelled MONOCHROME1: they must show inverted.
+    let inverted = common::study_copy(
+        "sample-dicom/siim_fake_monochrome1.dcm",
+        "rendered/inverted",
+    );
+    let part = "Content-Type: application/dicom";
+    let body = multipart("radassist-test", &[(part, &normal), (part, &inverted)]);
+    assert_eq!(stow(&web, PACS_TOKEN, &body).0, 200);
+    let bearer = format!("Bearer {RADIOLOGIST_TOKEN}");
+    use dicom_dictionary_std::tags;
+    let path = |bytes: &Vec<u8>, what: &str| {
+        format!(
+            "/dicomweb/studies/{}/series/{}/instances/{}/{what}",
+            attribute(bytes, tags::STUDY_INSTANCE_UID),
+            attribute(bytes, tags::SERIES_INSTANCE_UID),
+            attribute(bytes, tags::SOP_INSTANCE_UID)
+        )
+    };
+    let get = |path: &str, accept: &str| {
+        let (status, head, body) = exchange(
+            &web,
+            "GET",
+            path,
+            &[("Authorization", &bearer), ("Accept", accept)],
+            b"",
+        );
+        assert_eq!(status, 200, "{path}: {head}");
+        (head.to_lowercase(), body)
+    };
+    let grey = |body: &[u8]| image::load_from_memory(body).unwrap().to_luma8();
+
+    let (head, png) = get(&path(&normal, "rendered?viewport=512,512"), "image/png");
+    assert!(head.contains("content-type: image/png"), "{head}");
+    std::fs::write(dir.path().join("rendered.png"), &png).unwrap();
+    let a = grey(&png);
+    assert_eq!(a.width().max(a.height()), 512, "fitted within the viewport");
+    let b = grey(&get(&path(&inverted, "rendered?viewport=512,512"), "image/png").1);
+    assert_eq!(a.dimensions(), b.dimensions());
+    let values = |i: &image::GrayImage| i.pixels().map(|p| f64::from(p.0[0])).collect::<Vec<_>>();
+    let (va, vb) = (values(&a), values(&b));
+    let mean = va.iter().sum::<f64>() / va.len() as f64;
+    let spread = (va.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / va.len() as f64).sqrt();
+    assert!(
+        spread > 20.0,
+        "the film is drawn, not uniform (spread {spread:.1})"
+    );
+    let off: f64 = va
+        .iter()
+        .zip(&vb)
+        .map(|(x, y)| (x + y - 255.0).abs())
+        .sum::<f64>()
+        / va.len() as f64;
+    assert!(
+        off < 2.0,
+        "MONOCHROME1 shows inverted (mean |a + b - 255| = {off:.2})"
+    );
+
+    // JPEG by default; a narrow window shows another picture; a thumbnail is small.
+    let (head, jpeg) = get(&path(&normal, "rendered"), "");
+    assert!(
+        head.contains("content-type: image/jpeg") && jpeg.starts_with(&[0xFF, 0xD8]),
+        "{head}"
+    );
+    let windowed = grey(
+        &get(
+            &path(&normal, "rendered?viewport=512,512&window=60,20"),
+            "image/png",
+        )
+        .1,
+    );
+    assert_ne!(values(&windowed), va, "the window given is applied");
+    let thumbnail = grey(
+        &get(
+            &format!(
+                "/dicomweb/studies/{}/thumbnail",
+                attribute(&normal, tags::STUDY_INSTANCE_UID)
+            ),
+            "image/png",
+        )
+        .1,
+    );
+    assert!(thumbnail.width().max(thumbnail.height()) <= 256);
+    let frame = grey(
+        &get(
+            &path(&normal, "frames/1/rendered?viewport=512,512"),
+            "image/png",
+        )
+        .1,
+    );
+    assert_eq!(values(&frame), va);
+
+    // Bad parameters and formats: a reason, not a picture.
+    for (query, accept, status) in [
+        ("rendered?window=1", "image/png", 400),
+        ("rendered", "image/gif", 406),
+        ("frames/2/rendered", "image/png", 404),
+    ] {
+        let (got, head, _) = exchange(
+            &web,
+            "GET",
+            &path(&normal, query),
+            &[("Authorization", &bearer), ("Accept", accept)],
+            b"",
+        );
+        assert_eq!(got, status, "{query} {accept}: {head}");
+    }
+}

@@ -12,6 +12,7 @@
 
 pub mod attributes;
 pub mod matching;
+pub mod rendering;
 
 use super::state::State;
 use super::{Caller, Error};

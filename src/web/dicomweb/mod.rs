@@ -2,7 +2,8 @@
 //! retrieve (WADO-RS, [`retrieve`]) and store (STOW-RS, [`store`]), for PACS, routers and
 //! viewers that speak HTTP rather than DIMSE.
 //!
-//! Searches and retrievals are the archive's ([`crate::app::archive`]); a store is the same
+//! Rendered pictures and thumbnails ([`rendered`]) are the archive's radiographs decoded as the
+//! analysis decodes them. Searches and retrievals are the archive's ([`crate::app::archive`]); a store is the same
 //! durable ingest as gRPC's and C-STORE's ([`crate::app::ingest`]). Who may do what is
 //! [`ROLES`]: a bearer token of `[service] tokens` (`Authorization: Bearer ...`), or the
 //! reading room's session cookie for searches and retrievals from a browser (a store needs
@@ -14,6 +15,7 @@
 
 pub(crate) mod json;
 pub(crate) mod multipart;
+pub(crate) mod rendered;
 pub(crate) mod retrieve;
 pub(crate) mod search;
 pub(crate) mod store;
@@ -163,6 +165,23 @@ pub fn router() -> Router<App> {
             "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
             get(retrieve::frames),
         )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            get(rendered::frame),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(rendered::instance),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            get(rendered::instance_thumbnail),
+        )
+        .route(
+            "/studies/{study}/series/{series}/thumbnail",
+            get(rendered::series_thumbnail),
+        )
+        .route("/studies/{study}/thumbnail", get(rendered::study_thumbnail))
         .route("/series", get(search::all_series))
         .route("/instances", get(search::all_instances))
         .fallback(|| async {

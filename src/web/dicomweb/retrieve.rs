@@ -1,7 +1,8 @@
 //! WADO-RS (PS3.18 10.4): a study, a series or an instance retrieved as stored
 //! (`multipart/related; type="application/dicom"`, each instance's bytes exactly as received
-//! or made, in the transfer syntax it is held in), and their metadata as DICOM JSON, with the
-//! pixel data named by the URL of its frames.
+//! or made, in the transfer syntax it is held in), their metadata as DICOM JSON, with the
+//! pixel data named by the URL of its frames, and an instance's frames as held (native frames
+//! as `application/octet-stream`, compressed ones as their codec's media type).
 //!
 //! An Accept header that asks for another transfer syntax than an instance is held in gets
 //! 406 with the syntax it is held in: radassist does not transcode (`transfer-syntax=*`, or
@@ -184,7 +185,7 @@ async fn instances(app: App, request: Parts, scope: Scope) -> Result<Response, W
 }
 
 /// The scope's UIDs must be DICOM UIDs.
-fn check_scope(scope: &Scope) -> Result<(), WebError> {
+pub(super) fn check_scope(scope: &Scope) -> Result<(), WebError> {
     for uid in std::iter::once(&scope.study)
         .chain(&scope.series)
         .chain(&scope.instance)
