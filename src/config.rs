@@ -91,6 +91,9 @@
 //!                            # service.tls_cert and tls_key when set (for peers that ask)
 //! tls_ca = "pacs-ca.pem"     # with tls: the PEM CA certificate(s) its certificate must chain to
 //! tls_server_name = "pacs.example.org"  # the name its certificate must carry (default: host)
+//! dicomweb = "https://pacs.example.org/dicom-web"  # its DICOMweb service: results by STOW-RS,
+//!                            # priors by QIDO-RS and WADO-RS (no listener needed), not DIMSE
+//! dicomweb_token = "..."     # with dicomweb: the bearer token its requests carry
 //!
 //! [web]                      # the reading room (people log in: `radassist users add`)
 //! listen = "127.0.0.1:8080"  # "" disables it; HTTPS with service.tls_cert and tls_key, and
@@ -361,6 +364,13 @@ pub struct DicomPeer {
     /// With `tls`: the DNS name or IP address its certificate must carry (default: `host`).
     #[serde(default)]
     pub tls_server_name: Option<String>,
+    /// Its DICOMweb service (`https://pacs.example.org/dicom-web`): results then go by STOW-RS,
+    /// priors are found by QIDO-RS and retrieved by WADO-RS, instead of by DIMSE.
+    #[serde(default)]
+    pub dicomweb: Option<String>,
+    /// With `dicomweb`: the bearer token its requests carry (`Authorization: Bearer ...`).
+    #[serde(default)]
+    pub dicomweb_token: Option<String>,
 }
 
 fn all_result_objects() -> Vec<ResultObject> {

@@ -23,6 +23,7 @@ pub mod app;
 pub mod causes;
 pub mod config;
 pub mod dicom;
+pub mod dicomweb_client;
 pub mod dimse;
 pub mod draft;
 pub mod excerpt;

@@ -502,3 +502,128 @@ fn a_pacs_that_never_answers_delays_the_draft_by_the_timeout_and_the_draft_says_
     // The silent peer was connected to (and is let go now).
     drop(held.join().unwrap());
 }
+
+#[test]
+fn orthanc_s_dicomweb_plays_the_pacs_study_in_priors_from_it_and_results_back() {
+    if common::onnx_runtime_available()
+        && common::in_own_network(concat!(
+            module_path!(),
+            "::orthanc_s_dicomweb_plays_the_pacs_study_in_priors_from_it_and_results_back"
+        ))
+    {
+        pacs_by_dicomweb();
+    }
+}
+
+/// Orthanc with its DICOMweb plugin as the PACS, radassist reaching it only by DICOMweb: the
+/// study comes by STOW-RS from Orthanc, the prior is found by QIDO-RS and retrieved by WADO-RS,
+/// and the four results go back into the study by STOW-RS.
+fn pacs_by_dicomweb() {
+    let python = root().join(".radassist/test-venv/bin/python");
+    let dir = tempfile::tempdir().unwrap();
+    let prior_sr = dir.path().join("prior_sr.dcm");
+    let made = Command::new(&python)
+        .arg(root().join("tests/python/prior_sr.py"))
+        .args([
+            root().join(PRIOR),
+            root().join(PRIOR_REPORT),
+            prior_sr.clone(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success(), "the prior's SR was not written");
+    let (orthanc_http, orthanc_dicom) = (common::free_port(), common::free_port());
+    // No DICOM listener: nothing arrives by DIMSE.
+    let sections = format!(
+        "[dicom]\nlisten = \"\"\nprior_retrieval_timeout_seconds = 60\n\n\
+         [[dicom.peers]]\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = {orthanc_dicom}\n\
+         send_results = true\nquery_priors = true\n\
+         dicomweb = \"http://127.0.0.1:{orthanc_http}/dicom-web\"\n"
+    );
+    let server = Server::start_configured(dir.path(), "stable_study_seconds = 1", &sections, &[]);
+    let orthanc = Orthanc::start(
+        dir.path(),
+        serde_json::json!({
+            "HttpPort": orthanc_http,
+            "DicomPort": orthanc_dicom,
+            "Plugins": [common::orthanc::DICOMWEB_PLUGIN],
+            "DicomWeb": {
+                "Enable": true,
+                "Root": "/dicom-web/",
+                "Servers": {
+                    "radassist": {
+                        "Url": format!("{}/dicomweb/", server.web),
+                        "HttpHeaders": {"Authorization": format!("Bearer {}", common::PACS_TOKEN)}
+                    }
+                }
+            }
+        }),
+        vec![],
+    );
+    orthanc.store("ARCHIVE", &[&root().join(PRIOR), &prior_sr]);
+    orthanc.store("MODALITY", &[&root().join(CURRENT)]);
+    let current_uid = uid_of(CURRENT, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+    let orthanc_study = orthanc
+        .study(&current_uid)
+        .expect("Orthanc has the new study")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Orthanc sends the new study to radassist by STOW-RS.
+    let (status, head, _) = common::dicomweb::exchange(
+        &format!("http://{}", orthanc.http),
+        "POST",
+        "/dicom-web/servers/radassist/stow",
+        &[("Content-Type", "application/json")],
+        serde_json::json!({"Resources": [orthanc_study]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "Orthanc's STOW-RS to radassist: {head}");
+
+    // The draft compares with the prior found by QIDO-RS and retrieved by WADO-RS.
+    let item = draft_of(&server, &current_uid, Duration::from_secs(180));
+    let comparisons = evidence(&item, "comparison");
+    assert!(!comparisons.is_empty(), "no comparison with the prior");
+    assert!(
+        comparisons.iter().all(|c| c.contains("since 2024-03-01")),
+        "{comparisons:?}"
+    );
+    assert_eq!(
+        common::metric(
+            &server.metrics,
+            "radassist_dicom_prior_searches_total{outcome=\"retrieved\"}"
+        ),
+        1.0
+    );
+    let prior_uid = uid_of(PRIOR, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+    let report_kept = common::backends::catalogue_value(
+        &server.data,
+        "SELECT study_instance_uid FROM prior_reports WHERE study_instance_uid = $1",
+        &prior_uid,
+    );
+    assert_eq!(
+        report_kept.as_deref(),
+        Some(prior_uid.as_str()),
+        "the prior's report came with it"
+    );
+
+    // The four results land in the study in Orthanc, by STOW-RS.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let study = orthanc.study(&current_uid).unwrap();
+        let series = study["Series"].as_array().unwrap().len();
+        if series == 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} series in the study in Orthanc, not 5"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        common::metric(&server.metrics, "radassist_results_sent_total"),
+        4.0
+    );
+}

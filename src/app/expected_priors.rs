@@ -1,6 +1,7 @@
 //! The studies radassist is retrieving from a PACS as priors right now, shared by the job that
-//! asks for them (C-MOVE, [`crate::dimse::priors`]) and the listener that receives them (the
-//! C-MOVE's C-STORE sub-operations, on associations of their own). They are kept in the store,
+//! asks for them ([`crate::app::prior_search`]: by C-MOVE or WADO-RS) and whatever receives
+//! them (the listener, for a C-MOVE's C-STORE sub-operations on associations of their own; the
+//! job itself, for WADO-RS). They are kept in the store,
 //! because with several processes the job runs in a worker and the instances arrive at
 //! whichever front end the PACS reaches.
 //!

@@ -20,6 +20,23 @@ use crate::store::durable_file::AlignedBuffer;
 use crate::store::{hex, IncomingInstance, PriorReport, Store, StoreOutcome};
 use sha2::{Digest, Sha256};
 
+/// The storage SOP classes radassist takes: the radiographs it analyses.
+pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
+    ("1.2.840.10008.5.1.4.1.1.1", "CR Image Storage"),
+    (
+        "1.2.840.10008.5.1.4.1.1.1.1",
+        "Digital X-Ray Image Storage - For Presentation",
+    ),
+    (
+        "1.2.840.10008.5.1.4.1.1.1.1.1",
+        "Digital X-Ray Image Storage - For Processing",
+    ),
+    (
+        "1.2.840.10008.5.1.4.1.1.7",
+        "Secondary Capture Image Storage",
+    ),
+];
+
 /// An instance the store answered for: stored now, already held with the same bytes, or a
 /// conflict (held before with other bytes; the new bytes are kept for review).
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //! - [`completion`]: studies completed when they go quiet;
 //! - [`worker`] and [`job`]: the analysis workers turn each queued study into its work item
 //!   (analysis, prior comparison, draft), asking a [`prior_source::PriorSource`] for priors
-//!   the store lacks;
+//!   the store lacks ([`prior_search`]: the search every PACS is asked with);
 //! - [`reading`]: claim, release, sign and amend a read; [`results`]: the SRs sent back;
 //! - [`archive`]: the studies held, searched and retrieved as DICOM's query model sees them;
 //! - [`state`]: what the parts share, and the events watchers follow ([`relay`] carries them
@@ -22,6 +22,7 @@ pub(crate) mod ingest;
 pub(crate) mod ingest_limits;
 pub(crate) mod job;
 pub(crate) mod metrics;
+pub mod prior_search;
 pub(crate) mod prior_source;
 pub(crate) mod quality;
 pub(crate) mod reading;

@@ -15,6 +15,7 @@ mod error;
 mod file;
 pub mod frames;
 mod header;
+pub mod identifier;
 mod jpeg;
 mod pixels;
 mod rle;

@@ -40,22 +40,7 @@ use tokio::sync::Semaphore;
 /// The Verification SOP Class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 
-/// The storage SOP classes radassist takes: the radiographs it analyses.
-pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
-    ("1.2.840.10008.5.1.4.1.1.1", "CR Image Storage"),
-    (
-        "1.2.840.10008.5.1.4.1.1.1.1",
-        "Digital X-Ray Image Storage - For Presentation",
-    ),
-    (
-        "1.2.840.10008.5.1.4.1.1.1.1.1",
-        "Digital X-Ray Image Storage - For Processing",
-    ),
-    (
-        "1.2.840.10008.5.1.4.1.1.7",
-        "Secondary Capture Image Storage",
-    ),
-];
+pub use crate::app::ingest::STORAGE_SOP_CLASSES;
 
 /// The transfer syntaxes radassist decodes (docs/command-line.md, "Decoding: what is supported").
 pub const TRANSFER_SYNTAXES: &[(&str, &str)] = &[

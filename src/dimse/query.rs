@@ -10,7 +10,6 @@
 use super::message::{self as dimse, Response};
 use super::tls::ClientTls;
 use crate::config::DicomPeer;
-use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use dicom_ul::association::client::{ClientAssociation, ClientAssociationOptions, TlsStream};
@@ -44,12 +43,7 @@ struct Context {
 
 /// A C-MOVE's outcome: how many instances the peer sent, failed to send, or sent with
 /// warnings.
-#[derive(Debug, Clone, Copy)]
-pub struct Moved {
-    pub completed: u16,
-    pub failed: u16,
-    pub warning: u16,
-}
+pub use crate::app::prior_search::Fetched as Moved;
 
 /// An association over TCP, or over DICOM TLS when the peer has `tls`.
 enum Link {
@@ -366,29 +360,4 @@ impl QueryAssociation {
     pub fn release(self) {
         self.association.release();
     }
-}
-
-/// An identifier of `level` ("STUDY", "SERIES", "IMAGE") with its matching keys (a value)
-/// and return keys (empty).
-pub fn identifier(level: &str, keys: &[(dicom_core::Tag, &str)]) -> InMemDicomObject {
-    use dicom_core::{DataElement, PrimitiveValue};
-    let dictionary = dicom_dictionary_std::StandardDataDictionary;
-    let mut object = InMemDicomObject::new_empty();
-    object.put(DataElement::new(
-        tags::QUERY_RETRIEVE_LEVEL,
-        dicom_core::VR::CS,
-        PrimitiveValue::from(level),
-    ));
-    for &(tag, value) in keys {
-        let vr = dicom_core::dictionary::DataDictionary::by_tag(&dictionary, tag)
-            .map(|entry| entry.vr.relaxed())
-            .unwrap_or(dicom_core::VR::LO);
-        let value = if value.is_empty() {
-            PrimitiveValue::Empty
-        } else {
-            PrimitiveValue::from(value)
-        };
-        object.put(DataElement::new(tag, vr, value));
-    }
-    object
 }

@@ -1,6 +1,6 @@
 //! The results outbox's sender: every result object queued for a peer (see
-//! [`crate::app::results`]) goes by C-STORE (dicom-ul, async), one association per result,
-//! retried with backoff while the peer is down or refuses it, and marked sent only once the
+//! [`crate::app::results`]) goes by C-STORE (dicom-ul, async), one association per result, or
+//! by STOW-RS to a peer with `dicomweb` ([`crate::dicomweb_client::store`]), retried with backoff while the peer is down or refuses it, and marked sent only once the
 //! peer answered Success (or a warning: stored), before the association is released; nothing
 //! the peer did not acknowledge is ever marked sent. Taking a result records that an attempt
 //! began; a crash that cuts the attempt off (before the answer, or before the mark's commit)
@@ -15,10 +15,12 @@
 //! and the loop starts again.
 
 use super::message as dimse;
-use super::query::{identifier, QueryAssociation};
+use super::query::QueryAssociation;
 use super::tls::ClientTls;
 use crate::app::State;
 use crate::config::DicomPeer;
+use crate::dicom::identifier::identifier;
+use crate::dicomweb_client::DicomWebPeer;
 use crate::store::{now_ms, OutboxRow};
 use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTable;
@@ -53,6 +55,8 @@ struct Peer {
     config: DicomPeer,
     /// DICOM TLS, when the peer has `tls`.
     tls: Option<ClientTls>,
+    /// Its DICOMweb service, when it has `dicomweb`: results go there by STOW-RS.
+    web: Option<DicomWebPeer>,
 }
 
 /// Runs the sender, restarting it if it panics. `tls` holds the client TLS of the peers with
@@ -68,8 +72,14 @@ pub async fn supervise(
             .into_iter()
             .filter(|p| p.send_results)
             .map(|config| {
+                // The URL was checked at start: an error here cannot happen, and is logged.
+                let web = DicomWebPeer::of(&config).unwrap_or_else(|e| {
+                    tracing::error!("results: {e}");
+                    None
+                });
                 let peer = Peer {
                     tls: tls.get(&config.ae_title).cloned(),
+                    web,
                     config,
                 };
                 (peer.config.ae_title.clone(), peer)
@@ -177,7 +187,18 @@ async fn deliver(
             "results: a crash cut off sending {uid} to {to}, which radassist does not query: sending it again"
         );
     } else if row.cut_off_attempt_at.is_some() {
-        match at_peer(peer, ae_title, row, &bytes).await {
+        let held = match &peer.web {
+            Some(web) => match series_of(&bytes) {
+                Ok(series) => {
+                    let r = &row.result;
+                    web.holds(&r.study_instance_uid, &series, &r.sop_instance_uid)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            None => at_peer(peer, ae_title, row, &bytes).await,
+        };
+        match held {
             Ok(true) => {
                 mark_sent(state, row.id, uid).await;
                 state.metrics.results_found_at_peer.inc();
@@ -192,9 +213,25 @@ async fn deliver(
             ),
         }
     }
-    send(state, peer, ae_title, row, &bytes)
-        .await
-        .map(|()| Delivered::Sent)
+    match &peer.web {
+        Some(web) => {
+            let r = &row.result;
+            web.stow(&r.study_instance_uid, &r.sop_instance_uid, &bytes)
+                .await?;
+            mark_sent(state, row.id, uid).await;
+        }
+        None => send(state, peer, ae_title, row, &bytes).await?,
+    }
+    Ok(Delivered::Sent)
+}
+
+/// The Series Instance UID of a result's Part 10 `bytes`.
+fn series_of(bytes: &[u8]) -> Result<String, String> {
+    let object =
+        crate::dicom::parse_dicom(bytes).map_err(|e| format!("reading the result: {e}"))?;
+    crate::dicom::Attributes(&object)
+        .text(tags::SERIES_INSTANCE_UID)
+        .ok_or_else(|| "the result has no Series Instance UID".to_string())
 }
 
 /// Whether the peer holds the result: C-FIND (Study Root, IMAGE level, with the study and
@@ -205,11 +242,7 @@ async fn at_peer(
     row: &OutboxRow,
     bytes: &[u8],
 ) -> Result<bool, String> {
-    let object =
-        crate::dicom::parse_dicom(bytes).map_err(|e| format!("reading the result: {e}"))?;
-    let series = crate::dicom::Attributes(&object)
-        .text(tags::SERIES_INSTANCE_UID)
-        .ok_or("the result has no Series Instance UID")?;
+    let series = series_of(bytes)?;
     let (config, tls, ae_title) = (peer.config.clone(), peer.tls.clone(), ae_title.to_string());
     let (study, sop) = (
         row.result.study_instance_uid.clone(),

@@ -95,6 +95,8 @@ mod tests {
             tls: true,
             tls_ca: tls_ca.map(Path::to_path_buf),
             tls_server_name: None,
+            dicomweb: None,
+            dicomweb_token: None,
         }
     }
 

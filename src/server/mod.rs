@@ -80,9 +80,8 @@ impl Server {
         };
         // Every TLS peer's certificates are read now: a wrong path stops the start, not a send.
         let client_tls = crate::dimse::tls::client_configs(&config.dicom, &sc)?;
-        let prior_source =
-            crate::dimse::priors::PriorRetrieval::from_config(&config.dicom, &client_tls, &store)
-                .map(|p| Arc::new(p) as Arc<dyn PriorSource>);
+        let prior_source = prior_search(&config, &client_tls, &store)?
+            .map(|p| Arc::new(p) as Arc<dyn PriorSource>);
         let result_peers = config
             .dicom
             .peers
@@ -187,6 +186,42 @@ impl Server {
     }
 }
 
+/// The prior search over the peers with `query_priors` (None when there are none): by
+/// DICOMweb for a peer with `dicomweb`, by DIMSE for the others (when the listener, which
+/// receives what a C-MOVE sends, is on).
+fn prior_search(
+    config: &Config,
+    client_tls: &std::collections::HashMap<String, crate::dimse::tls::ClientTls>,
+    store: &Arc<dyn store::Store>,
+) -> Result<Option<crate::app::prior_search::PriorRetrieval>, String> {
+    use crate::app::prior_search::{PriorPeer, PriorRetrieval};
+    let dicom = &config.dicom;
+    let timeout = std::time::Duration::from_secs(dicom.prior_retrieval_timeout_seconds);
+    let expected = crate::app::expected_priors::ExpectedPriors::new(store.clone(), timeout);
+    let mut peers: Vec<Box<dyn PriorPeer>> = Vec::new();
+    for peer in dicom.peers.iter().filter(|p| p.query_priors) {
+        if let Some(web) = crate::dicomweb_client::DicomWebPeer::of(peer)? {
+            peers.push(Box::new(crate::dicomweb_client::priors::DicomWebPriors {
+                peer: web,
+                store: store.clone(),
+                expected: expected.clone(),
+                reserve: config.service.min_free_bytes,
+            }));
+        } else if !dicom.listen.is_empty() {
+            peers.push(Box::new(crate::dimse::priors::DimsePeer {
+                config: peer.clone(),
+                tls: client_tls.get(&peer.ae_title).cloned(),
+                ae_title: dicom.ae_title.clone(),
+            }));
+        }
+    }
+    Ok((!peers.is_empty()).then_some(PriorRetrieval {
+        peers,
+        timeout,
+        expected,
+    }))
+}
+
 /// What the role needs of the configuration, checked before anything is opened.
 fn check_configuration(config: &Config, role: ProcessRole) -> Result<(), String> {
     role.check(config)?;
@@ -195,8 +230,19 @@ fn check_configuration(config: &Config, role: ProcessRole) -> Result<(), String>
             "no [[service.tokens]] in the configuration: nobody could call the service".into(),
         );
     }
+    for peer in &config.dicom.peers {
+        if let Some(url) = &peer.dicomweb {
+            crate::dicomweb_client::check_url(url)
+                .map_err(|e| format!("dicom.peers {:?} dicomweb: {e}", peer.ae_title))?;
+        }
+    }
     if role == ProcessRole::All {
-        if let Some(peer) = config.dicom.peers.iter().find(|p| p.query_priors) {
+        if let Some(peer) = config
+            .dicom
+            .peers
+            .iter()
+            .find(|p| p.query_priors && p.dicomweb.is_none())
+        {
             if config.dicom.listen.is_empty() {
                 return Err(format!(
                     "dicom.peers {:?} has query_priors, but dicom.listen is empty: priors arrive by C-MOVE to radassist's own listener, so set dicom.listen",

@@ -22,7 +22,7 @@ pub struct Orthanc {
 
 impl Orthanc {
     /// Orthanc with the test's `config` keys over the defaults here (AE title ORTHANC, no
-    /// authentication, no remote access, no plugins), its storage in `dir`; ready once its REST
+    /// authentication, no remote access, no plugins, a free HTTP port), its storage in `dir`; ready once its REST
     /// API answers. `storescu_tls`: the options [`Orthanc::store`] sends with.
     pub fn start(dir: &Path, config: serde_json::Value, storescu_tls: Vec<PathBuf>) -> Orthanc {
         let http_port = super::free_port();
@@ -42,6 +42,7 @@ impl Orthanc {
             full[key] = value.clone();
         }
         let dicom_port = full["DicomPort"].as_u64().unwrap_or(4242) as u16;
+        let http_port = full["HttpPort"].as_u64().unwrap_or(u64::from(http_port)) as u16;
         let config_path = dir.join("orthanc.json");
         std::fs::write(&config_path, full.to_string()).unwrap();
         let mut child = Command::new("Orthanc")

@@ -35,11 +35,11 @@ pub struct Key {
 /// Why a key cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KeyError {
-    #[error("{0:?} is neither a DICOM keyword nor a tag (ggggeeee): name the attribute as PS3.6 does (PatientName, 00100010)")]
+    #[error("{0} is neither a DICOM keyword nor a tag (ggggeeee): name the attribute as PS3.6 does (PatientName, 00100010)")]
     UnknownAttribute(String),
     #[error("{0}: matching into sequences is not supported: match on a top-level attribute")]
     Sequence(String),
-    #[error("{name}: {value:?} is not a date or time range (use YYYYMMDD-YYYYMMDD, with either end left open)")]
+    #[error("{name}: {value} is not a date or time range (use YYYYMMDD-YYYYMMDD, with either end left open)")]
     BadRange { name: String, value: String },
 }
 

@@ -9,6 +9,9 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use bytes::Bytes;
 
+/// The longest boundary taken.
+const MAX_BOUNDARY: usize = 200;
+
 /// A `multipart/related` Content-Type header read: its boundary and its `type` parameter
 /// (the media type of the parts, lower case).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +32,7 @@ pub fn related(content_type: Option<&str>) -> Result<Related, WebError> {
     })?;
     let mime: mime::Mime = value.parse().map_err(|e| {
         unsupported(format!(
-            "the Content-Type {:?} does not parse ({e}): send multipart/related; type=\"application/dicom\"; boundary=...",
+            "the Content-Type {} does not parse ({e}): send multipart/related; type=\"application/dicom\"; boundary=...",
             crate::excerpt::excerpt(value)
         ))
     })?;
@@ -43,11 +46,12 @@ pub fn related(content_type: Option<&str>) -> Result<Related, WebError> {
     let boundary = mime
         .get_param(mime::BOUNDARY)
         .map(|b| b.as_str().to_string())
-        .filter(|b| !b.is_empty() && b.len() <= 70)
+        // RFC 2046 says at most 70 characters; Orthanc's are 73.
+        .filter(|b| !b.is_empty() && b.len() <= MAX_BOUNDARY)
         .ok_or_else(|| {
             WebError::new(
                 StatusCode::BAD_REQUEST,
-                "the multipart/related Content-Type has no boundary (or one longer than RFC 2046's 70 characters)",
+                format!("the multipart/related Content-Type has no boundary (or one longer than {MAX_BOUNDARY} characters)"),
             )
         })?;
     Ok(Related {

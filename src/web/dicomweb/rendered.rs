@@ -45,7 +45,7 @@ fn query(raw: &str) -> Result<(Rendering, u8), WebError> {
                     .filter(|n| n.is_finite())
                     .ok_or_else(|| {
                         bad(format!(
-                            "{name}={:?}: each part must be a number",
+                            "{name}={}: each part must be a number",
                             crate::excerpt::excerpt(value)
                         ))
                     })
@@ -65,7 +65,7 @@ fn query(raw: &str) -> Result<(Rendering, u8), WebError> {
                     Some("sigmoid") => VoiFunction::Sigmoid,
                     Some(other) => {
                         return Err(bad(format!(
-                            "window function {:?}: use linear, linear-exact or sigmoid",
+                            "window function {}: use linear, linear-exact or sigmoid",
                             crate::excerpt::excerpt(other)
                         )))
                     }

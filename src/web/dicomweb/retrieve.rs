@@ -311,7 +311,7 @@ fn frame_list(text: &str) -> Result<Vec<u32>, WebError> {
         WebError::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "{:?} is not a list of frame numbers (1, or 1,2,3: they count from 1)",
+                "{} is not a list of frame numbers (1, or 1,2,3: they count from 1)",
                 crate::excerpt::excerpt(text)
             ),
         )

@@ -46,7 +46,7 @@ fn query(raw: &str) -> Result<Query, WebError> {
     let number = |name: &str, value: &str| {
         value.trim().parse::<usize>().map_err(|_| {
             bad(format!(
-                "{name}={:?} is not a whole number",
+                "{name}={} is not a whole number",
                 crate::excerpt::excerpt(value)
             ))
         })

@@ -213,7 +213,7 @@ async fn receive(
         return Err(WebError::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "the body holds no part delimited by the boundary {:?} its Content-Type names",
+                "the body holds no part delimited by the boundary {} its Content-Type names",
                 crate::excerpt::excerpt(&related.boundary)
             ),
         ));
