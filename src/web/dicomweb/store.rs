@@ -24,6 +24,7 @@ use crate::web::serving::RequestTimeout;
 use crate::web::{App, WebError, RETRY_AFTER_SECONDS};
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -127,6 +128,52 @@ async fn receive(
             )
         })?;
     }
+    let boundary = dicom_boundary(&request)?;
+    let state = app.state.clone();
+    let Ok(_slot) = state.ingest.slots.clone().try_acquire_owned() else {
+        state.metrics.ingest_refused_streams.inc();
+        return Err(WebError::retry_later(
+            format!(
+                "{} ingest streams are open, the most this server takes: send it again after Retry-After",
+                state.config.max_concurrent_streams
+            ),
+            RETRY_AFTER_SECONDS,
+        ));
+    };
+    let timeout = request
+        .extensions
+        .get::<RequestTimeout>()
+        .map_or(Duration::from_secs(20), |t| t.0);
+    let limit = state.config.max_instance_bytes;
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().per_field(limit as u64));
+    let mut parts = multer::Multipart::with_constraints(
+        timed_chunks(body, timeout),
+        boundary.clone(),
+        constraints,
+    );
+    let outcomes = store_parts(&state, &mut parts, study.as_deref()).await?;
+    if outcomes.is_empty() {
+        return Err(WebError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body holds no part delimited by the boundary {} its Content-Type names",
+                crate::excerpt::excerpt(&boundary)
+            ),
+        ));
+    }
+    state
+        .audit(
+            &caller,
+            "dicomweb-store",
+            &format!("{} instances", outcomes.len()),
+        )
+        .await?;
+    Ok(answer(&outcomes, &base_url(&app, &request)))
+}
+
+/// The boundary of a store's body, which must be `multipart/related` of DICOM parts.
+fn dicom_boundary(request: &Parts) -> Result<String, WebError> {
     let content_type = request
         .headers
         .get(header::CONTENT_TYPE)
@@ -142,36 +189,22 @@ async fn receive(
             "radassist stores application/dicom parts only (not the metadata and bulk data form): send type=\"application/dicom\"",
         ));
     }
-    let state = app.state.clone();
-    let Ok(_slot) = state.ingest.slots.clone().try_acquire_owned() else {
-        state.metrics.ingest_refused_streams.inc();
-        return Err(WebError::retry_later(
-            format!(
-                "{} ingest streams are open, the most this server takes: send it again after Retry-After",
-                state.config.max_concurrent_streams
-            ),
-            RETRY_AFTER_SECONDS,
-        ));
-    };
-    let base = base_url(&app, &request);
-    let timeout = request
-        .extensions
-        .get::<RequestTimeout>()
-        .map_or(Duration::from_secs(20), |t| t.0);
+    Ok(related.boundary)
+}
+
+/// Reads and stores the body's parts, one at a time; their outcomes, in order.
+async fn store_parts<'r>(
+    state: &Arc<Service>,
+    parts: &mut multer::Multipart<'r>,
+    study: Option<&str>,
+) -> Result<Vec<Outcome>, WebError> {
     let limit = state.config.max_instance_bytes;
-    let constraints =
-        multer::Constraints::new().size_limit(multer::SizeLimit::new().per_field(limit as u64));
-    let mut parts = multer::Multipart::with_constraints(
-        timed_chunks(body, timeout),
-        related.boundary.clone(),
-        constraints,
-    );
     let mut outcomes = Vec::new();
     loop {
         let part = outcomes.len() + 1;
         let mut field = match parts.next_field().await {
             Ok(Some(field)) => field,
-            Ok(None) => break,
+            Ok(None) => return Ok(outcomes),
             Err(e) => return Err(broken(e, part, limit)),
         };
         if let Some(refused) = refused_part(&field, limit) {
@@ -206,26 +239,9 @@ async fn receive(
             }
             chunks.push(chunk);
         }
-        outcomes.push(store_part(&state, chunks, study.as_deref()).await?);
+        outcomes.push(store_part(state, chunks, study).await?);
         drop(memory);
     }
-    if outcomes.is_empty() {
-        return Err(WebError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the body holds no part delimited by the boundary {} its Content-Type names",
-                crate::excerpt::excerpt(&related.boundary)
-            ),
-        ));
-    }
-    state
-        .audit(
-            &caller,
-            "dicomweb-store",
-            &format!("{} instances", outcomes.len()),
-        )
-        .await?;
-    Ok(answer(&outcomes, &base))
 }
 
 /// A part refused before its bytes are read: one declared larger than the limit (413), or of
@@ -355,8 +371,12 @@ fn ui(tag: dicom_core::Tag, value: &str) -> DataElement<InMemDicomObject> {
     DataElement::new(tag, VR::UI, value)
 }
 
-/// The Store Instances Response (PS3.18 10.5.3), with its status.
-fn answer(outcomes: &[Outcome], base: &str) -> Response {
+/// The Referenced and Failed SOP Sequences' items of `outcomes`, and whether a failure was one
+/// to try again later (A700).
+fn sequences(
+    outcomes: &[Outcome],
+    base: &str,
+) -> (Vec<InMemDicomObject>, Vec<InMemDicomObject>, bool) {
     let mut referenced = Vec::new();
     let mut failed = Vec::new();
     let mut retry = false;
@@ -390,13 +410,12 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
             }
         }
     }
-    let status = match (referenced.is_empty(), failed.is_empty()) {
-        (false, true) => StatusCode::OK,
-        (false, false) => StatusCode::ACCEPTED,
-        (true, _) if retry => StatusCode::SERVICE_UNAVAILABLE,
-        (true, _) => StatusCode::CONFLICT,
-    };
-    let reasons: Vec<String> = outcomes
+    (referenced, failed, retry)
+}
+
+/// Each failure's instance and reason, on one line of printable ASCII (for a header).
+fn reasons(outcomes: &[Outcome]) -> String {
+    outcomes
         .iter()
         .filter_map(|o| match o {
             Outcome::Failed {
@@ -406,21 +425,41 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
             } => Some(format!("{sop_instance_uid}: {why}")),
             Outcome::Stored(_) => None,
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .join("; ")
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .take(2000)
+        .collect()
+}
+
+/// The Store Instances Response (PS3.18 10.5.3), with its status.
+fn answer(outcomes: &[Outcome], base: &str) -> Response {
+    let (referenced, failed, retry) = sequences(outcomes, base);
+    let status = match (referenced.is_empty(), failed.is_empty()) {
+        (false, true) => StatusCode::OK,
+        (false, false) => StatusCode::ACCEPTED,
+        (true, _) if retry => StatusCode::SERVICE_UNAVAILABLE,
+        (true, _) => StatusCode::CONFLICT,
+    };
     let mut data_set = InMemDicomObject::new_empty();
-    if !failed.is_empty() {
-        data_set.put(DataElement::new(
-            tags::FAILED_SOP_SEQUENCE,
-            VR::SQ,
-            dicom_core::value::DataSetSequence::from(failed),
-        ));
-    }
-    if !referenced.is_empty() {
-        data_set.put(DataElement::new(
-            tags::REFERENCED_SOP_SEQUENCE,
-            VR::SQ,
-            dicom_core::value::DataSetSequence::from(referenced),
-        ));
+    for (tag, items) in [
+        (tags::FAILED_SOP_SEQUENCE, failed),
+        (tags::REFERENCED_SOP_SEQUENCE, referenced),
+    ] {
+        if !items.is_empty() {
+            data_set.put(DataElement::new(
+                tag,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(items),
+            ));
+        }
     }
     let body = serde_json::Value::Object(super::json::data_set(&data_set)).to_string();
     let mut response = (
@@ -429,25 +468,14 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
         body,
     )
         .into_response();
-    if retry && status == StatusCode::SERVICE_UNAVAILABLE {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
     }
-    if !reasons.is_empty() {
-        let reason: String = reasons
-            .join("; ")
-            .chars()
-            .map(|c| {
-                if c.is_ascii() && !c.is_ascii_control() {
-                    c
-                } else {
-                    ' '
-                }
-            })
-            .take(2000)
-            .collect();
-        if let Ok(value) = HeaderValue::from_str(&reason) {
+    let reason = reasons(outcomes);
+    if let Ok(value) = HeaderValue::from_str(&reason) {
+        if !reason.is_empty() {
             response.headers_mut().insert("x-error-message", value);
         }
     }
