@@ -27,6 +27,16 @@ impl Role {
         })
     }
 
+    /// The roles that may do something, admin included, as a reason lists them ("pacs, admin").
+    pub fn allowed(roles: &[Role]) -> String {
+        roles
+            .iter()
+            .map(|r| r.as_str())
+            .chain(["admin"])
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Pacs => "pacs",

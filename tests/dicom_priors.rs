@@ -123,6 +123,27 @@ fn start_orthanc(
     Orthanc::start(dir, config, storescu_tls)
 }
 
+/// The prior's report as a Basic Text SR (written by pydicom) in `dir`.
+fn write_prior_sr(dir: &Path) -> PathBuf {
+    let python = root().join(".radassist/test-venv/bin/python");
+    assert!(
+        python.exists(),
+        "run scripts/setup: the Python test environment is missing"
+    );
+    let prior_sr = dir.join("prior_sr.dcm");
+    let made = Command::new(&python)
+        .arg(root().join("tests/python/prior_sr.py"))
+        .args([
+            root().join(PRIOR),
+            root().join(PRIOR_REPORT),
+            prior_sr.clone(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success(), "the prior's SR was not written");
+    prior_sr
+}
+
 /// The work item of `study_uid`, once its draft is ready.
 fn draft_of(server: &Server, study_uid: &str, within: Duration) -> WorkItem {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -182,24 +203,8 @@ fn a_prior_held_by_orthanc_comes_and_the_draft_goes_over_dicom_tls() {
 }
 
 fn prior_from_orthanc(tls: bool) {
-    let python = root().join(".radassist/test-venv/bin/python");
-    assert!(
-        python.exists(),
-        "run scripts/setup: the Python test environment is missing"
-    );
     let dir = tempfile::tempdir().unwrap();
-    let prior_sr = dir.path().join("prior_sr.dcm");
-    let made = Command::new(&python)
-        .arg(root().join("tests/python/prior_sr.py"))
-        .args([
-            root().join(PRIOR),
-            root().join(PRIOR_REPORT),
-            prior_sr.clone(),
-        ])
-        .status()
-        .unwrap();
-    assert!(made.success(), "the prior's SR was not written");
-
+    let prior_sr = write_prior_sr(dir.path());
     let orthanc_port = common::free_port();
     let certificates = tls.then(|| Certificates::write(dir.path()));
     let (service_tls, listener_tls, peer_tls) = match &certificates {
@@ -519,19 +524,8 @@ fn orthanc_s_dicomweb_plays_the_pacs_study_in_priors_from_it_and_results_back() 
 /// study comes by STOW-RS from Orthanc, the prior is found by QIDO-RS and retrieved by WADO-RS,
 /// and the four results go back into the study by STOW-RS.
 fn pacs_by_dicomweb() {
-    let python = root().join(".radassist/test-venv/bin/python");
     let dir = tempfile::tempdir().unwrap();
-    let prior_sr = dir.path().join("prior_sr.dcm");
-    let made = Command::new(&python)
-        .arg(root().join("tests/python/prior_sr.py"))
-        .args([
-            root().join(PRIOR),
-            root().join(PRIOR_REPORT),
-            prior_sr.clone(),
-        ])
-        .status()
-        .unwrap();
-    assert!(made.success(), "the prior's SR was not written");
+    let prior_sr = write_prior_sr(dir.path());
     let (orthanc_http, orthanc_dicom) = (common::free_port(), common::free_port());
     // No DICOM listener: nothing arrives by DIMSE.
     let sections = format!(

@@ -110,12 +110,7 @@ impl AuthLayer {
             return Err(Status::permission_denied(format!(
                 "role {} may not call {call} (allowed: {})",
                 role.as_str(),
-                allowed
-                    .iter()
-                    .map(|r| r.as_str())
-                    .chain(["admin"])
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                Role::allowed(allowed)
             )));
         }
         Ok(Some(Caller { name, role, peer }))

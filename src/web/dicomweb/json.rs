@@ -14,11 +14,8 @@ fn key(tag: Tag) -> String {
 }
 
 fn text(data_set: &InMemDicomObject, tag: Tag) -> String {
-    data_set
-        .element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|v| v.trim().to_string())
+    crate::dicom::Attributes(data_set)
+        .text(tag)
         .unwrap_or_default()
 }
 

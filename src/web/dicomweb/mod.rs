@@ -108,12 +108,7 @@ pub async fn authorize(
                     Operation::Retrieve => "retrieve",
                     Operation::Store => "store",
                 },
-                allowed
-                    .iter()
-                    .map(|r| r.as_str())
-                    .chain(["admin"])
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                Role::allowed(allowed)
             ),
         ));
     }

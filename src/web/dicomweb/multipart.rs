@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(
             status(Some(&format!(
                 "multipart/related; boundary={}",
-                "x".repeat(71)
+                "x".repeat(201)
             ))),
             StatusCode::BAD_REQUEST
         );

@@ -314,7 +314,7 @@ async fn store_part(
             Err(Refused {
                 refusal, reason, ..
             }) => {
-                let (sop_class_uid, sop_instance_uid) = uids(&bytes);
+                let [sop_class_uid, sop_instance_uid, _] = uids_of(&bytes).unwrap_or_default();
                 Outcome::Failed {
                     sop_class_uid,
                     sop_instance_uid,
@@ -328,43 +328,33 @@ async fn store_part(
     .map_err(|e| WebError::internal(format!("storing an instance: {e}")))
 }
 
-/// A failure when the instance in `bytes` is not of `study` (a store into one study).
-fn outside_study(bytes: &[u8], study: &str) -> Option<Outcome> {
+/// The SOP Class, SOP Instance and Study Instance UIDs of `bytes`, where it parses.
+fn uids_of(bytes: &[u8]) -> Option<[String; 3]> {
     let instance = crate::dicom::parse_dicom(bytes).ok()?;
     let text = |tag| {
-        instance
-            .element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|v| v.trim().to_string())
+        crate::dicom::Attributes(&instance)
+            .text(tag)
             .unwrap_or_default()
     };
-    let its_study = text(tags::STUDY_INSTANCE_UID);
+    Some([
+        text(tags::SOP_CLASS_UID),
+        text(tags::SOP_INSTANCE_UID),
+        text(tags::STUDY_INSTANCE_UID),
+    ])
+}
+
+/// A failure when the instance in `bytes` is not of `study` (a store into one study).
+fn outside_study(bytes: &[u8], study: &str) -> Option<Outcome> {
+    let [sop_class_uid, sop_instance_uid, its_study] = uids_of(bytes)?;
     (its_study != study).then(|| Outcome::Failed {
-        sop_class_uid: text(tags::SOP_CLASS_UID),
-        sop_instance_uid: text(tags::SOP_INSTANCE_UID),
+        sop_class_uid,
+        sop_instance_uid,
         reason: 0xA900,
         why: format!(
             "its Study Instance UID is {}, not the study it was stored into",
             crate::excerpt::excerpt(&its_study)
         ),
     })
-}
-
-/// The SOP Class and Instance UIDs of a refused instance, where it parses far enough.
-fn uids(bytes: &[u8]) -> (String, String) {
-    let Ok(instance) = crate::dicom::parse_dicom(bytes) else {
-        return (String::new(), String::new());
-    };
-    let text = |tag| {
-        instance
-            .element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    (text(tags::SOP_CLASS_UID), text(tags::SOP_INSTANCE_UID))
 }
 
 fn ui(tag: dicom_core::Tag, value: &str) -> DataElement<InMemDicomObject> {
