@@ -1,17 +1,17 @@
 //! DICOMweb (PS3.18) on the web listener, under `/dicomweb`: search (QIDO-RS, [`search`]),
-//! retrieve (WADO-RS, [`retrieve`]) and store (STOW-RS, [`store`]), for PACS, routers and
-//! viewers that speak HTTP rather than DIMSE.
+//! retrieve (WADO-RS, [`retrieve`], and pictures, [`rendered`]) and store (STOW-RS, [`store`]),
+//! for PACS, routers and viewers that speak HTTP rather than DIMSE.
 //!
-//! Rendered pictures and thumbnails ([`rendered`]) are the archive's radiographs decoded as the
-//! analysis decodes them. Searches and retrievals are the archive's ([`crate::app::archive`]); a store is the same
-//! durable ingest as gRPC's and C-STORE's ([`crate::app::ingest`]). Who may do what is
-//! [`ROLES`]: a bearer token of `[service] tokens` (`Authorization: Bearer ...`), or the
-//! reading room's session cookie for searches and retrievals from a browser (a store needs
-//! a token: a cookie alone never changes anything here). Every search and retrieval is
-//! audited. Errors answer with their status, a plain-text reason in the body and in the
-//! `x-error-message` header, as the reading room's do. No CORS headers are sent: a page of
-//! another origin cannot read these answers. [`multipart`] reads and writes PS3.18's
-//! `multipart/related` bodies; [`json`] writes DICOM JSON with this server's URLs in it.
+//! Searches, retrievals and pictures are the archive's ([`crate::app::archive`]; pictures are
+//! its radiographs decoded as the analysis decodes them); a store is the same durable ingest as
+//! gRPC's and C-STORE's ([`crate::app::ingest`]). Who may do what is [`ROLES`]: a bearer token
+//! of `[service] tokens` (`Authorization: Bearer ...`), or the reading room's session cookie
+//! for searches and retrievals from a browser (a store needs a token: a cookie alone never
+//! changes anything here). Every search, retrieval and store is audited. Errors answer with
+//! their status, a plain-text reason in the body and in the `x-error-message` header, as the
+//! reading room's do. No CORS headers are sent: a page of another origin cannot read these
+//! answers. [`multipart`] reads and writes PS3.18's `multipart/related` bodies; [`json`] writes
+//! DICOM JSON with this server's URLs in it.
 
 pub(crate) mod json;
 pub(crate) mod multipart;
