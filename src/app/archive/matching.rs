@@ -157,7 +157,8 @@ fn folded(vr: VR, value: &str) -> String {
     }
 }
 
-/// Whether `text` matches `pattern` (`*` any run, `?` one character), without recursion.
+/// Whether `text` matches `pattern` (`*` any run, `?` one character), without recursion and
+/// in at most pattern x text steps (only the last `*` is ever gone back to).
 fn wildcard(pattern: &[char], text: &[char]) -> bool {
     let (mut p, mut t) = (0, 0);
     // Where the last `*` was, and the text position it was tried against.
