@@ -191,10 +191,9 @@ fn main() {
         .and_then(|at| args.get(at + 1)?.parse().ok())
         .unwrap_or(10_000_usize);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        &dir.path().join("radassist"),
-        "stable_study_seconds = 36000",
-    );
+    let radassist_dir = dir.path().join("radassist");
+    std::fs::create_dir_all(&radassist_dir).unwrap();
+    let server = Server::start_with(&radassist_dir, "stable_study_seconds = 36000");
     let orthanc_dir = dir.path().join("orthanc");
     std::fs::create_dir_all(&orthanc_dir).unwrap();
     let orthanc = Orthanc::start(
