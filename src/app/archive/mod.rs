@@ -72,6 +72,15 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// A study, one of its series, or one instance of that series.
+    pub fn new(study: String, series: Option<String>, instance: Option<String>) -> Scope {
+        Scope {
+            study,
+            series,
+            instance,
+        }
+    }
+
     /// The scope as a path (`studies/1.2/series/3.4`), for the audit log and messages.
     pub fn path(&self) -> String {
         let mut path = format!("studies/{}", self.study);

@@ -172,14 +172,6 @@ async fn rendered(
     Ok(([(header::CONTENT_TYPE, media)], encoded).into_response())
 }
 
-fn scope(study: String, series: Option<String>, instance: Option<String>) -> Scope {
-    Scope {
-        study,
-        series,
-        instance,
-    }
-}
-
 pub async fn instance(
     State(app): State<App>,
     Path((study, series, instance)): Path<(String, String, String)>,
@@ -188,7 +180,7 @@ pub async fn instance(
     rendered(
         app,
         request,
-        scope(study, Some(series), Some(instance)),
+        Scope::new(study, Some(series), Some(instance)),
         false,
     )
     .await
@@ -207,7 +199,7 @@ pub async fn frame(
     rendered(
         app,
         request,
-        scope(study, Some(series), Some(instance)),
+        Scope::new(study, Some(series), Some(instance)),
         false,
     )
     .await
@@ -221,7 +213,7 @@ pub async fn instance_thumbnail(
     rendered(
         app,
         request,
-        scope(study, Some(series), Some(instance)),
+        Scope::new(study, Some(series), Some(instance)),
         true,
     )
     .await
@@ -232,7 +224,7 @@ pub async fn series_thumbnail(
     Path((study, series)): Path<(String, String)>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    rendered(app, request, scope(study, Some(series), None), true).await
+    rendered(app, request, Scope::new(study, Some(series), None), true).await
 }
 
 pub async fn study_thumbnail(
@@ -240,7 +232,7 @@ pub async fn study_thumbnail(
     Path(study): Path<String>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    rendered(app, request, scope(study, None, None), true).await
+    rendered(app, request, Scope::new(study, None, None), true).await
 }
 
 #[cfg(test)]

@@ -249,20 +249,12 @@ fn whole_uids(held: &Held) -> dicom_object::InMemDicomObject {
     uids
 }
 
-fn scope(study: String, series: Option<String>, instance: Option<String>) -> Scope {
-    Scope {
-        study,
-        series,
-        instance,
-    }
-}
-
 pub async fn study(
     State(app): State<App>,
     Path(study): Path<String>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    instances(app, request, scope(study, None, None)).await
+    instances(app, request, Scope::new(study, None, None)).await
 }
 
 pub async fn series(
@@ -270,7 +262,7 @@ pub async fn series(
     Path((study, series)): Path<(String, String)>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    instances(app, request, scope(study, Some(series), None)).await
+    instances(app, request, Scope::new(study, Some(series), None)).await
 }
 
 pub async fn instance(
@@ -278,7 +270,12 @@ pub async fn instance(
     Path((study, series, instance)): Path<(String, String, String)>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    instances(app, request, scope(study, Some(series), Some(instance))).await
+    instances(
+        app,
+        request,
+        Scope::new(study, Some(series), Some(instance)),
+    )
+    .await
 }
 
 pub async fn study_metadata(
@@ -286,7 +283,7 @@ pub async fn study_metadata(
     Path(study): Path<String>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    metadata(app, request, scope(study, None, None)).await
+    metadata(app, request, Scope::new(study, None, None)).await
 }
 
 pub async fn series_metadata(
@@ -294,7 +291,7 @@ pub async fn series_metadata(
     Path((study, series)): Path<(String, String)>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    metadata(app, request, scope(study, Some(series), None)).await
+    metadata(app, request, Scope::new(study, Some(series), None)).await
 }
 
 pub async fn instance_metadata(
@@ -302,7 +299,12 @@ pub async fn instance_metadata(
     Path((study, series, instance)): Path<(String, String, String)>,
     request: Parts,
 ) -> Result<Response, WebError> {
-    metadata(app, request, scope(study, Some(series), Some(instance))).await
+    metadata(
+        app,
+        request,
+        Scope::new(study, Some(series), Some(instance)),
+    )
+    .await
 }
 
 /// The frame numbers of a path (`1`, `1,3,5`), each counting from 1.
@@ -333,7 +335,7 @@ pub async fn frames(
     request: Parts,
 ) -> Result<Response, WebError> {
     let caller = authorize(&app, &request, Operation::Retrieve).await?;
-    let scope = scope(study, Some(series), Some(instance));
+    let scope = Scope::new(study, Some(series), Some(instance));
     check_scope(&scope)?;
     let wanted = frame_list(&list)?;
     let accept = accept_header(&request);
