@@ -283,6 +283,12 @@ pub struct WebConfig {
     pub origins: Vec<String>,
     /// A request's headers, and then its body, must arrive within this.
     pub request_timeout_seconds: u64,
+    /// The OHIF viewer's built app (the folder `scripts/setup` unpacks into `.radassist/ohif`),
+    /// served at `/viewer/` to radiologists, reading this service's `/dicomweb`; "" serves none.
+    pub viewer: String,
+    /// Origins whose pages may call `/dicomweb` from a browser with a bearer token (CORS), as
+    /// `https://host[:port]`; none by default, so no other origin can read its answers.
+    pub dicomweb_cors_origins: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -293,6 +299,8 @@ impl Default for WebConfig {
             session_hours: 12,
             origins: Vec::new(),
             request_timeout_seconds: 20,
+            viewer: String::new(),
+            dicomweb_cors_origins: Vec::new(),
         }
     }
 }

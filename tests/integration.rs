@@ -31,4 +31,5 @@ mod security;
 mod service;
 mod service_core;
 mod store;
+mod viewer;
 mod web;

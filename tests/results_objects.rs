@@ -77,6 +77,8 @@ fn the_measurement_report_reads_in_highdicom_as_analyze_found_it() {
         "<contains SCOORD:(,,\"Image Region\")=(POINT,",
         "<contains NUM:(,,\"Distance\")=\"45.0\" (mm,UCUM,\"millimeter\")>",
         "<has concept mod CODE:(,,\"Finding Site\")=(28700002,SCT,\"Carina\")>",
+        // The line the distance was measured along: from the tip straight to the carina's level.
+        "<inferred from SCOORD:(,,\"Image Region\")=(POLYLINE,",
         "<contains CODE:(,,\"Device placement\")=(APPROPRIATE,99RADASSIST,",
         "<contains CODE:(,,\"Finding\")=(36118008,SCT,\"Pneumothorax\")>",
     ] {
@@ -121,9 +123,14 @@ fn the_measurement_report_reads_in_highdicom_as_analyze_found_it() {
             "central_venous_catheter" => "Central venous catheter tip",
             _ => "Chest tube tip",
         };
+        // A group with a distance carries its tip after Cornerstone3D's length tag (what
+        // OHIF tracks as a length); one without, the tip alone.
         let group = groups
             .iter()
-            .find(|g| g["tracking_identifier"] == title)
+            .find(|g| {
+                let id = g["tracking_identifier"].as_str().unwrap();
+                id == title || id == format!("Cornerstone3DTools@^0.1.0:Length:{title}")
+            })
             .unwrap_or_else(|| panic!("no group {title} in {parsed:#}"));
         assert_eq!(group["kind"], "planar-roi");
         assert_eq!(group["referenced_sop_instance_uid"], film_uid.as_str());

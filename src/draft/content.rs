@@ -157,12 +157,36 @@ pub fn point_item(
     row: f64,
     image: &ImageReference,
 ) -> Item {
+    scoord_item(relationship, concept, "POINT", &[(column, row)], image)
+}
+
+/// A line on `image` through `points` (column, row), as a SCOORD POLYLINE selected from it.
+pub fn polyline_item(
+    relationship: Relationship,
+    concept: &Code,
+    points: &[(f64, f64)],
+    image: &ImageReference,
+) -> Item {
+    scoord_item(relationship, concept, "POLYLINE", points, image)
+}
+
+fn scoord_item(
+    relationship: Relationship,
+    concept: &Code,
+    graphic_type: &str,
+    points: &[(f64, f64)],
+    image: &ImageReference,
+) -> Item {
     let mut i = item(Some(relationship), "SCOORD", Some(concept));
-    i.put(text(tags::GRAPHIC_TYPE, VR::CS, "POINT"));
+    i.put(text(tags::GRAPHIC_TYPE, VR::CS, graphic_type));
+    let data: Vec<f32> = points
+        .iter()
+        .flat_map(|&(column, row)| [column as f32, row as f32])
+        .collect();
     i.put(DataElement::new(
         tags::GRAPHIC_DATA,
         VR::FL,
-        PrimitiveValue::F32([column as f32, row as f32].as_slice().into()),
+        PrimitiveValue::F32(data.as_slice().into()),
     ));
     with_children(i, vec![image_item(Relationship::SelectedFrom, None, image)])
 }

@@ -22,8 +22,8 @@
 
 use super::codes::{self, Code};
 use super::content::{
-    code_item, container, image_item, item, num_item, point_item, text_item, uid_item,
-    with_children, Relationship,
+    code_item, container, image_item, item, num_item, point_item, polyline_item, text_item,
+    uid_item, with_children, Relationship,
 };
 use super::dataset::{self, new_uid, sequence, Created, Item, NewInstance, ObjectError};
 use super::{ImageReference, ABSENT, PRESENT};
@@ -31,7 +31,7 @@ use crate::analysis::{ModelUsed, StudyAnalysis};
 use crate::dicom::DicomInstance;
 use crate::inference::vision::Finding;
 use crate::placement::geometry::LengthUnit;
-use crate::placement::{names, DeviceCheck, Measurement, Verdict};
+use crate::placement::{names, Axis, DeviceCheck, Measurement, Verdict};
 use crate::priors::{FindingChange, FindingChangeKind};
 use dicom_dictionary_std::tags;
 
@@ -81,7 +81,7 @@ fn reference_site(measurement: &Measurement) -> Option<Code> {
     }
 }
 
-fn distance(measurement: &Measurement) -> Item {
+fn distance(measurement: &Measurement, check: &DeviceCheck, film: &ImageReference) -> Item {
     let units = match measurement.unit {
         LengthUnit::Mm => &codes::MILLIMETER,
         LengthUnit::Px => &codes::PIXELS,
@@ -92,26 +92,63 @@ fn distance(measurement: &Measurement) -> Item {
         measurement.value,
         units,
     );
-    let mut modifiers = vec![text_item(
+    let mut children = vec![text_item(
         Relationship::HasConceptMod,
         &codes::EQUIVALENT_MEANING,
         &measurement.name.replace('_', " "),
     )];
     if let Some(site) = reference_site(measurement) {
-        modifiers.push(code_item(
+        children.push(code_item(
             Relationship::HasConceptMod,
             &codes::FINDING_SITE,
             &site,
         ));
     }
-    with_children(num, modifiers)
+    if let Some(line) = measured_line(measurement, check) {
+        children.push(polyline_item(
+            Relationship::InferredFrom,
+            &codes::IMAGE_REGION,
+            &line,
+            film,
+        ));
+    }
+    with_children(num, children)
 }
+
+/// The line a distance was measured along, as SCOORD points (pixel centres at +0.5): from its
+/// first landmark straight along its axis to the second's level, so that the line's length is
+/// the distance (an ETT's height above the carina is vertical, not the slant from tip to
+/// carina). None when either landmark is not among those the check recorded.
+fn measured_line(measurement: &Measurement, check: &DeviceCheck) -> Option<[(f64, f64); 2]> {
+    let find = |name: &str| check.landmarks.iter().find(|l| l.name == name);
+    let (from, to) = (find(&measurement.from)?, find(&measurement.to)?);
+    let end = match measurement.axis {
+        Axis::Craniocaudal => (from.x, to.y),
+        Axis::Lateral => (to.x, from.y),
+    };
+    Some([(from.x + 0.5, from.y + 0.5), (end.0 + 0.5, end.1 + 0.5)])
+}
+
+/// The tracking identifier of a device's group: the tip as a person names it; a group with a
+/// distance carries it after Cornerstone3D's tag for a length, the form in which OHIF (its
+/// measurement tracking) recognises a measurement it can list and draw as a length.
+fn device_tracking_identifier(check: &DeviceCheck) -> String {
+    let tip = format!("{} tip", check.device.title());
+    if check.measurements.is_empty() {
+        tip
+    } else {
+        format!("{OHIF_LENGTH}:{tip}")
+    }
+}
+
+/// The tracking identifier prefix of a length in Cornerstone3D's (OHIF's) SR adapters.
+pub const OHIF_LENGTH: &str = "Cornerstone3DTools@^0.1.0:Length";
 
 /// One device's group (TID 1410).
 fn device_group(check: &DeviceCheck, models: &[ModelUsed], film: &ImageReference) -> Option<Item> {
     let verdict = codes::verdict(check.verdict)?;
     let device = codes::device(check.device);
-    let mut children = tracking(&format!("{} tip", check.device.title()));
+    let mut children = tracking(&device_tracking_identifier(check));
     children.push(code_item(Relationship::Contains, &codes::FINDING, &device));
     children.extend(algorithm(models, "landmarks"));
     let tip = check.landmarks.first();
@@ -124,7 +161,7 @@ fn device_group(check: &DeviceCheck, models: &[ModelUsed], film: &ImageReference
             film,
         ));
     }
-    children.extend(check.measurements.iter().map(distance));
+    children.extend(check.measurements.iter().map(|m| distance(m, check, film)));
     if let Some(tip) = tip {
         children.push(num_item(
             Relationship::Contains,

@@ -93,6 +93,23 @@ pub struct Measurement {
     /// The two landmarks measured between.
     pub from: String,
     pub to: String,
+    /// The direction on the film the distance is taken along. An analysis stored before this
+    /// was recorded reads as craniocaudal, which every distance but `cvc_tip_from_midline` is.
+    #[serde(default)]
+    pub axis: Axis,
+}
+
+/// The direction on the film a distance is measured along: the tube rules measure heights
+/// (how far a tip lies above the carina or below the hemidiaphragm) and sideways offsets from
+/// the midline, not straight lines between the landmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Axis {
+    /// Head to feet: the difference in rows.
+    #[default]
+    Craniocaudal,
+    /// Right to left: the difference in columns.
+    Lateral,
 }
 
 /// One threshold a verdict compared against.
@@ -196,7 +213,13 @@ impl Found<'_> {
         self.frame.calibrated() && self.frame.distance_to_edge(point(l)) < self.table.edge_margin_mm
     }
 
-    fn measurement(&self, name: &str, value: f64, from: &Landmark, to: &Landmark) -> Measurement {
+    fn measurement(
+        &self,
+        name: &str,
+        value: f64,
+        (from, to): (&Landmark, &Landmark),
+        axis: Axis,
+    ) -> Measurement {
         Measurement {
             name: name.into(),
             value,
@@ -204,6 +227,7 @@ impl Found<'_> {
             calibrated: self.frame.calibrated(),
             from: from.name.clone(),
             to: to.name.clone(),
+            axis,
         }
     }
 
@@ -421,7 +445,12 @@ fn endotracheal_tube(found: &Found, rules: &PlacementRules) -> DeviceCheck {
         verdict,
         critical,
         statement,
-        measurements: vec![found.measurement("ett_tip_above_carina", above, tip, carina)],
+        measurements: vec![found.measurement(
+            "ett_tip_above_carina",
+            above,
+            (tip, carina),
+            Axis::Craniocaudal,
+        )],
         thresholds: vec![
             threshold("min_safe_mm", rule.min_safe_mm, &rule.source),
             threshold("ideal_low_mm", rule.ideal_low_mm, &rule.source),
@@ -494,8 +523,8 @@ fn enteral_tube(found: &Found, rules: &PlacementRules) -> DeviceCheck {
         measurements: vec![found.measurement(
             "ngt_tip_below_left_hemidiaphragm",
             below,
-            tip,
-            diaphragm,
+            (tip, diaphragm),
+            Axis::Craniocaudal,
         )],
         thresholds: vec![
             threshold("diaphragm_mm", 0.0, &rule.source),
@@ -589,16 +618,26 @@ fn central_venous_catheter(found: &Found, rules: &PlacementRules) -> DeviceCheck
         )
     };
     let mut measurements = vec![
-        found.measurement("cvc_tip_below_carina", below, tip, carina),
-        found.measurement("cvc_tip_from_midline", from_midline, tip, carina),
+        found.measurement(
+            "cvc_tip_below_carina",
+            below,
+            (tip, carina),
+            Axis::Craniocaudal,
+        ),
+        found.measurement(
+            "cvc_tip_from_midline",
+            from_midline,
+            (tip, carina),
+            Axis::Lateral,
+        ),
     ];
     let mut landmarks = vec![tip, carina];
     if let Some(j) = junction {
         measurements.push(found.measurement(
             "cavoatrial_junction_below_carina",
             junction_below,
-            j,
-            carina,
+            (j, carina),
+            Axis::Craniocaudal,
         ));
         landmarks.push(j);
     }

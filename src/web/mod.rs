@@ -20,6 +20,7 @@ pub(crate) mod chart;
 pub(crate) mod dicomweb;
 pub(crate) mod events;
 pub(crate) mod image;
+pub(crate) mod ohif;
 pub(crate) mod origins;
 pub(crate) mod page;
 pub mod passwords;
@@ -49,6 +50,10 @@ pub struct WebApp {
     pub secure: bool,
     /// Where the pages are served from: a login form from anywhere else is refused.
     pub origins: origins::Origins,
+    /// The OHIF viewer, when `[web] viewer` names it.
+    pub viewer: Option<Arc<ohif::ViewerApp>>,
+    /// The origins whose pages may call DICOMweb (CORS).
+    pub dicomweb_cors: Vec<String>,
 }
 
 pub type App = Arc<WebApp>;
@@ -193,13 +198,16 @@ async fn security_headers(
     if let Ok(value) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
         h.insert("server-timing", value);
     }
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    // The OHIF viewer's routes set their own (ohif.rs).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -250,7 +258,9 @@ pub fn router(app: App) -> Router {
         .fallback(|| async { WebError::not_found("there is no such page in radassist") })
         .layer(middleware::from_fn(serving::read_body));
     Router::new()
-        .nest("/dicomweb", dicomweb::router())
+        .nest(dicomweb::PREFIX, dicomweb::router(&app.dicomweb_cors))
+        .nest(ohif::PREFIX, ohif::router(app.viewer.clone(), app.clone()))
+        .route(&format!("{}/", ohif::PREFIX), get(ohif::to_app))
         .merge(reading_room)
         .layer(middleware::from_fn_with_state(
             app.clone(),
@@ -299,6 +309,11 @@ pub async fn bind(
         },
         secure: tls,
         origins,
+        viewer: match web.viewer.as_str() {
+            "" => None,
+            folder => Some(Arc::new(ohif::ViewerApp::open(std::path::Path::new(folder))?)),
+        },
+        dicomweb_cors: origins::parse_all(&web.dicomweb_cors_origins, "web.dicomweb_cors_origins")?,
     });
     let metrics = app.state.metrics.clone();
     let url = format!("{}://{local}", if tls { "https" } else { "http" });

@@ -63,6 +63,24 @@ impl Origins {
     }
 }
 
+/// Each of `texts` as a browser sends it in `Origin` (lower case, the port only when it is not
+/// the scheme's default), for matching it exactly; `key` names the setting in the error.
+pub fn parse_all(texts: &[String], key: &str) -> Result<Vec<String>, String> {
+    texts
+        .iter()
+        .map(|text| {
+            let (scheme, host, port) = parse(text).ok_or_else(|| {
+                format!("{key}: {text:?} is not an origin: write scheme://host or scheme://host:port (http or https, no path)")
+            })?;
+            let host = host.to_ascii_lowercase();
+            Ok(match (scheme, port) {
+                ("http", 80) | ("https", 443) => format!("{scheme}://{host}"),
+                _ => format!("{scheme}://{host}:{port}"),
+            })
+        })
+        .collect()
+}
+
 /// `scheme://host[:port]` -> (scheme, host, port); None for anything else.
 fn parse(text: &str) -> Option<(&'static str, String, u16)> {
     let (scheme, rest) = text.split_once("://")?;

@@ -9,8 +9,8 @@
 //! for searches and retrievals from a browser (a store needs a token: a cookie alone never
 //! changes anything here). Every search, retrieval and store is audited. Errors answer with
 //! their status, a plain-text reason in the body and in the `x-error-message` header, as the
-//! reading room's do. No CORS headers are sent: a page of another origin cannot read these
-//! answers. [`multipart`] reads and writes PS3.18's `multipart/related` bodies; [`json`] writes
+//! reading room's do. No CORS headers are sent unless `[web] dicomweb_cors_origins` names
+//! origins: a page of another origin cannot read these answers. [`multipart`] reads and writes PS3.18's `multipart/related` bodies; [`json`] writes
 //! DICOM JSON with this server's URLs in it.
 
 pub(crate) mod json;
@@ -24,9 +24,10 @@ use super::{App, WebError};
 use crate::app::Caller;
 use crate::roles::Role;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::routing::get;
 use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// What a request does, for the roles table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +129,40 @@ pub fn base_url(app: &App, request: &Parts) -> String {
         })
         .unwrap_or("localhost");
     let scheme = if app.secure { "https" } else { "http" };
-    format!("{scheme}://{host}/dicomweb")
+    format!("{scheme}://{host}{PREFIX}")
 }
 
-/// Every DICOMweb route (nested under `/dicomweb`).
-pub fn router() -> Router<App> {
+/// Where DICOMweb is served on the web listener.
+pub const PREFIX: &str = "/dicomweb";
+
+/// Every DICOMweb route (nested under [`PREFIX`]); with `cors_origins`, pages of those origins
+/// may call them with a bearer token (never with the session cookie: credentials are not
+/// allowed across origins).
+pub fn router(cors_origins: &[String]) -> Router<App> {
+    let routes = routes();
+    if cors_origins.is_empty() {
+        return routes;
+    }
+    let origins: Vec<HeaderValue> = cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    routes.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::CONTENT_TYPE])
+            .expose_headers([
+                header::CONTENT_TYPE,
+                header::WARNING,
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-error-message"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+fn routes() -> Router<App> {
     Router::new()
         .route("/studies", get(search::studies).post(store::stow))
         .route("/studies/{study}", get(retrieve::study).post(store::stow_into))

@@ -61,6 +61,8 @@ struct ReadingPage {
     status: &'static str,
     claimed_by: String,
     mine: bool,
+    /// The study in the OHIF viewer ("" when none is set up).
+    viewer_link: String,
     critical: bool,
     warning: String,
     text: String,
@@ -154,6 +156,11 @@ pub async fn page(
         status: page::status_word(row.status),
         claimed_by: row.claimed_by.clone().unwrap_or_default(),
         mine,
+        viewer_link: app
+            .viewer
+            .as_ref()
+            .map(|_| super::ohif::study_link(&uid))
+            .unwrap_or_default(),
         critical: row.critical,
         warning: content.draft.warning.clone().unwrap_or_default(),
         text: edit
