@@ -223,11 +223,17 @@ fn the_viewer_needs_a_session_and_dicomweb_answers_only_the_named_origins_across
     }
     assert_eq!(get("/viewer/sw.js", &session).0, 404, "no service worker");
     let (status, head, _) = get("/viewer/", &session);
-    assert_eq!((status, header(&head, "location").as_deref()), (308, Some("/viewer")));
+    assert_eq!(
+        (status, header(&head, "location").as_deref()),
+        (308, Some("/viewer"))
+    );
     let qa_cookie = common::web_login(&server.web, "qa-files", PASSWORD).unwrap();
     let (status, _, body) = get("/viewer/app-config.js", &[("Cookie", qa_cookie.as_str())]);
     assert_eq!(status, 403);
-    assert!(body.contains("this page is for radiologist or admin"), "{body}");
+    assert!(
+        body.contains("this page is for radiologist or admin"),
+        "{body}"
+    );
 
     // A named origin's preflight is answered for it, without credentials; another's is not.
     let named = preflight(&server.web, OTHER_ORIGIN);

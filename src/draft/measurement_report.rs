@@ -9,8 +9,11 @@
 //!   coded as the finding, the algorithm (TID 4019: the landmarks pack's name, version and
 //!   digest), the tip as an Image Region (SCOORD POINT on the film), the distance its verdict
 //!   rests on (UCUM mm, or pixels when the film is uncalibrated) with the landmark it is taken
-//!   to as its finding site, the tip's landmark confidence, and the verdict as a qualitative
-//!   evaluation;
+//!   to as its finding site and the line it was measured along (INFERRED FROM a SCOORD
+//!   POLYLINE), the tip's landmark confidence, and the verdict as a qualitative evaluation. A
+//!   group with a distance names its tip after Cornerstone3D's length tag
+//!   (`Cornerstone3DTools@^0.1.0:Length:Endotracheal tube tip`): OHIF then tracks the distance
+//!   as a length, listed in its measurement panel and drawn along that line;
 //! - one group per observation of the findings pack (TID 1501): the finding coded, its
 //!   probability, its presence at the draft's thresholds (present at 0.5 and above, absent
 //!   below 0.2, indeterminate between), and, when a prior was compared, its change since then.

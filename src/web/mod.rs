@@ -311,7 +311,9 @@ pub async fn bind(
         origins,
         viewer: match web.viewer.as_str() {
             "" => None,
-            folder => Some(Arc::new(ohif::ViewerApp::open(std::path::Path::new(folder))?)),
+            folder => Some(Arc::new(ohif::ViewerApp::open(std::path::Path::new(
+                folder,
+            ))?)),
         },
         dicomweb_cors: origins::parse_all(&web.dicomweb_cors_origins, "web.dicomweb_cors_origins")?,
     });

@@ -91,7 +91,12 @@ impl ViewerApp {
         if !simple || !(name.ends_with(".js") || name.ends_with(".css")) {
             return Ok(None);
         }
-        if let Some(known) = self.moved.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(known) = self
+            .moved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(known.clone());
         }
         let path = self.root.join(name);
@@ -404,7 +409,8 @@ mod tests {
 
     #[test]
     fn scripts_load_their_chunks_and_stylesheets_their_fonts_from_the_prefix() {
-        let script = b"__webpack_require__.p = \"/\";\nnew Worker(__webpack_require__.p + \"x.js\")";
+        let script =
+            b"__webpack_require__.p = \"/\";\nnew Worker(__webpack_require__.p + \"x.js\")";
         let moved = String::from_utf8(relocate_file("app.bundle.1.js", script).unwrap()).unwrap();
         assert!(moved.starts_with("__webpack_require__.p = \"/viewer/\";"));
         let css = b"@font-face{src:url(/a.woff2)}";
@@ -423,6 +429,9 @@ mod tests {
         assert_eq!(hashes[0], format!("'sha256-{expected}'"));
         let policy = content_security_policy(&page);
         assert!(policy.contains(&hashes[1]));
-        assert!(!policy.contains("'unsafe-inline' 'sha") && !policy.contains("script-src 'unsafe-inline'"));
+        assert!(
+            !policy.contains("'unsafe-inline' 'sha")
+                && !policy.contains("script-src 'unsafe-inline'")
+        );
     }
 }
