@@ -11,8 +11,9 @@
 //! - [`store`]: the catalogue (SQLite or PostgreSQL) and the blobs (a folder or S3);
 //! - the domain: [`dicom`] (decoding into the canonical [`imaging::Radiograph`]), [`imaging`],
 //!   [`runtime`] and [`inference`] (ONNX models), [`analysis`], [`placement`], [`priors`],
-//!   [`draft`] (reports, SR, FHIR), [`labeler`], [`qa`], [`sentences`];
-//! - beside them: [`config`], [`roles`], [`pem`], [`excerpt`], [`causes`].
+//!   [`draft`] (reports, SR, FHIR), [`labeler`], [`qa`], [`sentences`], [`validation`] (a
+//!   pack's acceptance test on a site's studies);
+//! - beside them: [`config`], [`roles`], [`pem`], [`excerpt`], [`causes`], [`markup`].
 //!
 //! Everything after decoding sees only [`imaging::Radiograph`], so no analysis needs to know DICOM.
 
@@ -31,6 +32,7 @@ pub mod grpc;
 pub mod imaging;
 pub mod inference;
 pub mod labeler;
+pub mod markup;
 pub mod pem;
 pub mod placement;
 pub mod priors;
@@ -40,4 +42,5 @@ pub mod runtime;
 pub mod sentences;
 pub mod server;
 pub mod store;
+pub mod validation;
 pub mod web;

@@ -299,6 +299,40 @@ enum ModelsAction {
     /// Load every pack, check its manifest against its graph, run a warm-up, and print the
     /// execution provider each session really got. Exit 1 if any pack fails.
     Check,
+    /// A findings pack's acceptance test on the site's own studies: every film under --studies
+    /// through the service's decode and inference, compared with --truth (CSV: study, then a
+    /// 0/1 column per finding); per finding AUROC with DeLong's 95 % interval, sensitivity,
+    /// specificity and PPV at --threshold, the threshold reaching --target-sensitivity,
+    /// calibration, prevalence, each also by manufacturer, view, age band and sex. Writes
+    /// OUT/predictions.jsonl (a stopped run resumes from it), OUT/report.html and
+    /// OUT/report.json. With --criteria (TOML), exit 1 when a criterion fails.
+    Validate(ValidateArgs),
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// The pack folder.
+    pack: PathBuf,
+    /// The folder of the site's DICOM films (searched at every level).
+    #[arg(long)]
+    studies: PathBuf,
+    /// The truth CSV: a "study" column (Study Instance UID or Accession Number), then one
+    /// column per finding, 1 present, 0 absent, empty not labelled.
+    #[arg(long)]
+    truth: PathBuf,
+    /// Where the predictions and the report go.
+    #[arg(long, default_value = "validation")]
+    out: PathBuf,
+    /// The site's acceptance criteria (TOML: [default] and [findings."NAME"] with min_auroc,
+    /// min_auroc_lower_95, min_sensitivity, min_specificity, min_ppv, max_ece).
+    #[arg(long)]
+    criteria: Option<PathBuf>,
+    /// A finding is called present at this probability and above (the draft's threshold).
+    #[arg(long, default_value_t = f64::from(radassist::draft::PRESENT))]
+    threshold: f64,
+    /// The sensitivity a threshold is looked for on the ROC curve.
+    #[arg(long, default_value_t = 0.9)]
+    target_sensitivity: f64,
 }
 
 #[derive(Subcommand)]
@@ -488,6 +522,18 @@ impl ModelsArgs {
         match action {
             ModelsAction::List => models_list(&models),
             ModelsAction::Check => models_check(&models, &settings(config, provider)),
+            ModelsAction::Validate(args) => cli::validate::validate(
+                &cli::validate::Request {
+                    pack: args.pack,
+                    studies: args.studies,
+                    truth: args.truth,
+                    out: args.out,
+                    criteria: args.criteria,
+                    threshold: args.threshold,
+                    target_sensitivity: args.target_sensitivity,
+                },
+                &settings(config, provider),
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`image`]: `inspect`, `decode`, `render` (DICOM in, header, pixels, display PNG);
 //! - [`models`]: `runtime`, `models list|check`, `embed-text`, `predict`, `report`;
+//!   [`validate`]: `models validate` (a findings pack's acceptance test);
 //! - [`study`]: `analyze`, `draft`, `export sr|fhir` (a study's analysis and its draft);
 //! - [`text`]: `label`; [`qa`]: `qa compare`; [`audit`]: `audit`;
 //! - [`users`]: `users add|list|disable|enable` (who logs in to the web reading room).
@@ -16,3 +17,4 @@ pub mod qa;
 pub mod study;
 pub mod text;
 pub mod users;
+pub mod validate;

@@ -23,6 +23,7 @@ mod structure;
 pub mod uid;
 
 pub use error::DecodeError;
+pub(crate) use file::read_limited;
 pub use file::{parse_dicom, read_data_set, DicomInstance};
 pub use header::{
     Acquisition, Age, Geometry, Identity, ImageHeader, PixelEncoding, ProjectionView, Spacing,

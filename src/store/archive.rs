@@ -45,6 +45,15 @@ pub trait Archive {
     /// Every instance received and every result object made of the studies `filter` matches,
     /// ordered by study, then by when it arrived or was made.
     fn archive_entries(&self, filter: &ArchiveFilter) -> Result<Vec<ArchiveEntry>, StoreError>;
+    /// The studies holding an instance that `filter` matches, in UID order: the UIDs of those
+    /// from `offset` (at most `limit`), and how many match in all. A search by study whose
+    /// keys the filter decides alone pages here rather than reading every study's entries.
+    fn archive_studies(
+        &self,
+        filter: &ArchiveFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<String>, usize), StoreError>;
     /// Keeps attributes read from the blobs of entries that had none: (SOP Instance UID,
     /// DICOM JSON). An entry that has attributes keeps its own.
     fn fill_archive_attributes(&self, filled: &[(String, String)]) -> Result<(), StoreError>;

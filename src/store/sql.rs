@@ -165,6 +165,45 @@ pub const DRAFT_EDIT: &str = "SELECT study_instance_uid, radiologist, text, agre
 /// The archive's entries of the studies `filter` matches, and the texts its placeholders
 /// bind, in order: instances received, then result objects made, by study and arrival.
 pub fn archive_entries(filter: &super::archive::ArchiveFilter) -> (String, Vec<String>) {
+    let (condition, binds) = archive_condition(filter);
+    let sql = format!(
+        "SELECT study_instance_uid, sop_instance_uid, sha256, attributes, object FROM (
+             SELECT i.study_instance_uid, i.sop_instance_uid, i.sha256, i.attributes,
+                 CAST(NULL AS TEXT) AS object, 0 AS made, i.received_at AS at
+             FROM instances i JOIN studies s ON s.study_instance_uid = i.study_instance_uid
+             WHERE {condition}
+             UNION ALL
+             SELECT r.study_instance_uid, r.sop_instance_uid, r.sha256, r.attributes,
+                 r.object, 1 AS made, r.created_at AS at
+             FROM result_objects r JOIN studies s ON s.study_instance_uid = r.study_instance_uid
+             WHERE {condition}) entries
+         ORDER BY study_instance_uid, made, at, sop_instance_uid"
+    );
+    (sql, binds)
+}
+
+/// The studies (holding an instance) `filter` selects, in UID order: how many (the first
+/// statement) and the UIDs of those from `offset`, at most `limit` (the second); both take the
+/// same binds.
+pub fn archive_studies(
+    filter: &super::archive::ArchiveFilter,
+    offset: usize,
+    limit: usize,
+) -> (String, String, Vec<String>) {
+    let (condition, binds) = archive_condition(filter);
+    let from = format!(
+        "FROM studies s WHERE {condition} AND EXISTS
+             (SELECT 1 FROM instances i WHERE i.study_instance_uid = s.study_instance_uid)"
+    );
+    (
+        format!("SELECT COUNT(*) {from}"),
+        format!("SELECT s.study_instance_uid {from} ORDER BY s.study_instance_uid LIMIT {limit} OFFSET {offset}"),
+        binds,
+    )
+}
+
+/// The condition on `studies s` that `filter` makes, and its binds.
+fn archive_condition(filter: &super::archive::ArchiveFilter) -> (String, Vec<String>) {
     let mut binds: Vec<String> = Vec::new();
     let mut conditions: Vec<String> = Vec::new();
     let bind = |binds: &mut Vec<String>, value: &str| {
@@ -199,20 +238,7 @@ pub fn archive_entries(filter: &super::archive::ArchiveFilter) -> (String, Vec<S
     } else {
         conditions.join(" AND ")
     };
-    let sql = format!(
-        "SELECT study_instance_uid, sop_instance_uid, sha256, attributes, object FROM (
-             SELECT i.study_instance_uid, i.sop_instance_uid, i.sha256, i.attributes,
-                 CAST(NULL AS TEXT) AS object, 0 AS made, i.received_at AS at
-             FROM instances i JOIN studies s ON s.study_instance_uid = i.study_instance_uid
-             WHERE {condition}
-             UNION ALL
-             SELECT r.study_instance_uid, r.sop_instance_uid, r.sha256, r.attributes,
-                 r.object, 1 AS made, r.created_at AS at
-             FROM result_objects r JOIN studies s ON s.study_instance_uid = r.study_instance_uid
-             WHERE {condition}) entries
-         ORDER BY study_instance_uid, made, at, sop_instance_uid"
-    );
-    (sql, binds)
+    (condition, binds)
 }
 
 /// Attributes read from an entry's blob, kept where it had none (instances, then results).

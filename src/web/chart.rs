@@ -3,6 +3,7 @@
 //! as lines with their 95 % intervals as whiskers. Every text in the SVG is escaped here,
 //! since the page includes the SVG as it is.
 
+use crate::markup::escape;
 use std::fmt::Write;
 
 /// A value (0 to 1) with its 95 % interval when it has one.
@@ -15,22 +16,6 @@ pub struct Series {
     pub class: &'static str,
     /// One value per group (None: no data there), with its interval when it has one.
     pub points: Vec<Option<Point>>,
-}
-
-/// Text fit for SVG (XML) content and attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const WIDTH: f64 = 640.0;

@@ -121,11 +121,61 @@ pub async fn search(
     query: &str,
 ) -> Result<Found, Error> {
     let filter = narrowing(&search);
-    let held = state.store_call(move |s| held(s, &filter)).await?;
+    let found = if decided_by_store(&search) {
+        // Paged in the store: only the page's studies are read.
+        let (offset, limit) = (search.offset, search.limit);
+        let (page, total, held) = state
+            .store_call(move |s| {
+                let (page, total) = s.archive_studies(&filter, offset, limit)?;
+                let held = match page.is_empty() {
+                    true => Vec::new(),
+                    false => held(
+                        s,
+                        &ArchiveFilter {
+                            study_uids: page.clone(),
+                            ..ArchiveFilter::default()
+                        },
+                    )?,
+                };
+                Ok::<_, StoreError>((page, total, held))
+            })
+            .await?;
+        let mut found = answers(
+            &Search {
+                offset: 0,
+                ..search.clone()
+            },
+            &held,
+        );
+        found.matched = total.max(page.len());
+        found
+    } else {
+        let held = state.store_call(move |s| held(s, &filter)).await?;
+        answers(&search, &held)
+    };
     state
         .audit(caller, "dicomweb-search", &excerpt_query(query))
         .await?;
-    Ok(answers(&search, &held))
+    Ok(found)
+}
+
+/// Whether a search can be paged by the store: one for studies, anywhere, whose every key is
+/// one the store's columns decide exactly (a list of Study Instance UIDs, a Patient ID or
+/// Accession Number without wildcards, a Study Date or range) or asks only for a value back.
+fn decided_by_store(search: &Search) -> bool {
+    search.level == Level::Study
+        && search.study.is_none()
+        && search.keys.iter().all(|key| {
+            matches!(
+                (&key.matching, key.tag),
+                (Matching::Universal, _)
+                    | (Matching::Uids(_), tags::STUDY_INSTANCE_UID)
+                    | (Matching::Single(_), tags::PATIENT_ID)
+                    | (Matching::Single(_), tags::ACCESSION_NUMBER)
+                    | (Matching::Single(_), tags::STUDY_DATE)
+                    | (Matching::Range(_, _), tags::STUDY_DATE)
+            )
+        })
 }
 
 /// The instances of `scope`, in study, series and arrival order; NotFound when there are none.

@@ -23,6 +23,27 @@ impl Archive for PgStore {
             .collect())
     }
 
+    fn archive_studies(
+        &self,
+        filter: &ArchiveFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<String>, usize), StoreError> {
+        let (count, page, binds) = sql::archive_studies(filter, offset, limit);
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = binds
+            .iter()
+            .map(|b| b as &(dyn postgres::types::ToSql + Sync))
+            .collect();
+        let mut client = self.client()?;
+        let total: i64 = client.query_one(count.as_str(), &params)?.get(0);
+        let uids = client
+            .query(page.as_str(), &params)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok((uids, total.max(0) as usize))
+    }
+
     fn fill_archive_attributes(&self, filled: &[(String, String)]) -> Result<(), StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;

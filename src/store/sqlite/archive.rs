@@ -20,6 +20,26 @@ impl Archive for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn archive_studies(
+        &self,
+        filter: &ArchiveFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<String>, usize), StoreError> {
+        let (count, page, binds) = sql::archive_studies(filter, offset, limit);
+        let db = self.db();
+        let total: i64 = db.query_row(
+            &sql::sqlite(&count),
+            rusqlite::params_from_iter(binds.iter()),
+            |r| r.get(0),
+        )?;
+        let mut q = db.prepare(&sql::sqlite(&page))?;
+        let uids = q
+            .query_map(rusqlite::params_from_iter(binds.iter()), |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok((uids, total.max(0) as usize))
+    }
+
     fn fill_archive_attributes(&self, filled: &[(String, String)]) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;

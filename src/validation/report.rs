@@ -1,0 +1,238 @@
+//! An evaluation as people and machines read it: a summary for the terminal, a standalone HTML
+//! page (tables, the ROC curve and the reliability diagram of each finding as SVG, every text
+//! from the site's files escaped), and JSON.
+
+use super::criteria::Check;
+use super::{Evaluation, Figures};
+use crate::markup::escape;
+use std::fmt::Write;
+
+fn number(value: Option<f64>, digits: usize) -> String {
+    value.map_or("–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0))
+}
+
+fn interval(figures: &Figures) -> String {
+    match (figures.auroc, figures.auroc_95) {
+        (Some(a), Some((lo, hi))) => format!("{a:.3} ({lo:.3}–{hi:.3})"),
+        _ => figures.note.clone().unwrap_or_else(|| "–".into()),
+    }
+}
+
+/// The summary printed at the end of a run.
+pub fn summary(evaluation: &Evaluation, checks: &[Check]) -> String {
+    let mut out = String::new();
+    let s = &evaluation.settings;
+    let _ = writeln!(
+        out,
+        "{}: {} films, {} studies with truth, {} refused; threshold {}, target sensitivity {}",
+        s.pack,
+        evaluation.films,
+        evaluation.studies,
+        evaluation.refused.len(),
+        s.threshold,
+        s.target_sensitivity
+    );
+    let _ = writeln!(
+        out,
+        "{:<28} {:>7} {:>8} {:>22} {:>8} {:>8} {:>8} {:>7}",
+        "finding", "studies", "prev.", "AUROC (95 % CI)", "sens.", "spec.", "PPV", "ECE"
+    );
+    for f in &evaluation.findings {
+        let o = &f.overall;
+        let _ = writeln!(
+            out,
+            "{:<28} {:>7} {:>8} {:>22} {:>8} {:>8} {:>8} {:>7}",
+            f.finding,
+            o.studies,
+            percent(o.prevalence),
+            interval(o),
+            percent(o.at_threshold.sensitivity),
+            percent(o.at_threshold.specificity),
+            percent(o.at_threshold.ppv),
+            number(o.ece, 3)
+        );
+    }
+    for check in checks {
+        let _ = writeln!(
+            out,
+            "{} {}: {} {} (measured {})",
+            if check.holds { "holds " } else { "FAILS " },
+            check.finding,
+            check.criterion,
+            check.required,
+            number(check.measured, 3)
+        );
+    }
+    out
+}
+
+const SIZE: f64 = 240.0;
+const MARGIN: f64 = 36.0;
+
+fn to_plot(x: f64, y: f64) -> (f64, f64) {
+    let side = SIZE - 2.0 * MARGIN;
+    (
+        MARGIN + side * x.clamp(0.0, 1.0),
+        SIZE - MARGIN - side * y.clamp(0.0, 1.0),
+    )
+}
+
+/// A unit-square plot with its axes' names, the diagonal, and `points` as a line (and dots).
+fn plot(title: &str, x_name: &str, y_name: &str, points: &[(f64, f64)], dots: bool) -> String {
+    let (x0, y0) = to_plot(0.0, 0.0);
+    let (x1, y1) = to_plot(1.0, 1.0);
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {SIZE} {SIZE}\" width=\"{SIZE}\" height=\"{SIZE}\" role=\"img\" aria-label=\"{}\">\
+         <rect x=\"{x0}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>\
+         <line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y1}\" stroke=\"#ccc\" stroke-dasharray=\"4 3\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\">{}</text>\
+         <text x=\"12\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {})\">{}</text>\
+         <text x=\"{}\" y=\"16\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
+        escape(title),
+        x1 - x0,
+        y0 - y1,
+        SIZE / 2.0,
+        SIZE - 8.0,
+        escape(x_name),
+        SIZE / 2.0,
+        SIZE / 2.0,
+        escape(y_name),
+        SIZE / 2.0,
+        escape(title)
+    );
+    let line: Vec<String> = points
+        .iter()
+        .map(|&(x, y)| {
+            let (px, py) = to_plot(x, y);
+            format!("{px:.1},{py:.1}")
+        })
+        .collect();
+    let _ = write!(
+        svg,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#1f5fa8\" stroke-width=\"2\"/>",
+        line.join(" ")
+    );
+    if dots {
+        for &(x, y) in points {
+            let (px, py) = to_plot(x, y);
+            let _ = write!(
+                svg,
+                "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"#1f5fa8\"/>"
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn figures_row(label: &str, f: &Figures) -> String {
+    let target = f.at_target.as_ref();
+    format!(
+        "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({} / {})</td><td>{}</td></tr>",
+        escape(label),
+        f.studies,
+        percent(f.prevalence),
+        escape(&interval(f)),
+        percent(f.at_threshold.sensitivity),
+        percent(f.at_threshold.specificity),
+        percent(f.at_threshold.ppv),
+        number(f.threshold_for_target, 3),
+        percent(target.and_then(|t| t.sensitivity)),
+        percent(target.and_then(|t| t.specificity)),
+        number(f.ece, 3),
+    )
+}
+
+const HEAD_ROW: &str = "<tr><th></th><th>studies</th><th>prevalence</th><th>AUROC (95 % CI, DeLong)</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>threshold for the target (sens. / spec.)</th><th>ECE</th></tr>";
+
+fn list(title: &str, items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.map(|i| format!("<li>{}</li>", escape(&i))).collect();
+    if items.is_empty() {
+        return String::new();
+    }
+    format!("<h2>{}</h2><ul>{}</ul>", escape(title), items.join(""))
+}
+
+/// The evaluation as a standalone HTML page.
+pub fn html(evaluation: &Evaluation, checks: &[Check]) -> String {
+    let s = &evaluation.settings;
+    let mut body = format!(
+        "<h1>Acceptance test of {}</h1><p>{} films, {} studies with truth, {} films refused. Operating point: present at {} and above; the threshold for a sensitivity of {} is found on the ROC curve.</p>",
+        escape(&s.pack),
+        evaluation.films,
+        evaluation.studies,
+        evaluation.refused.len(),
+        s.threshold,
+        s.target_sensitivity
+    );
+    if !checks.is_empty() {
+        body.push_str("<h2>Acceptance criteria</h2><table><tr><th>finding</th><th>criterion</th><th>required</th><th>measured</th><th></th></tr>");
+        for c in checks {
+            let _ = write!(
+                body,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if c.holds { "holds" } else { "fails" },
+                escape(&c.finding),
+                escape(&c.criterion),
+                c.required,
+                number(c.measured, 3),
+                if c.holds { "holds" } else { "FAILS" }
+            );
+        }
+        body.push_str("</table>");
+    }
+    for f in &evaluation.findings {
+        let o = &f.overall;
+        let _ = write!(body, "<h2>{}</h2><table>{HEAD_ROW}", escape(&f.finding));
+        body.push_str(&figures_row("all", o));
+        for g in &f.subgroups {
+            body.push_str(&figures_row(
+                &format!("{}: {}", g.attribute, g.value),
+                &g.figures,
+            ));
+        }
+        body.push_str("</table><div class=\"plots\">");
+        let roc: Vec<(f64, f64)> = o.roc.iter().map(|p| (p.fpr, p.tpr)).collect();
+        let reliability: Vec<(f64, f64)> = o
+            .calibration
+            .iter()
+            .map(|b| (b.mean_predicted, b.observed))
+            .collect();
+        body.push_str(&plot(
+            "ROC curve",
+            "1 - specificity",
+            "sensitivity",
+            &roc,
+            false,
+        ));
+        body.push_str(&plot(
+            "Reliability",
+            "mean predicted probability",
+            "observed frequency",
+            &reliability,
+            true,
+        ));
+        body.push_str("</div>");
+    }
+    body.push_str(&list(
+        "Films refused",
+        evaluation.refused.iter().map(|(f, r)| format!("{f}: {r}")),
+    ));
+    body.push_str(&list(
+        "Truth file",
+        evaluation.truth_problems.iter().cloned(),
+    ));
+    body.push_str(&list("Not matched", evaluation.unmatched.iter().cloned()));
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Acceptance test of {}</title>\
+         <style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;margin:8px 0}}\
+         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
+         tr.fails td{{background:#fde2e2}}tr.holds td{{background:#e5f6e5}}.plots{{display:flex;gap:24px}}</style></head>\
+         <body>{body}</body></html>\n",
+        escape(&s.pack)
+    )
+}
