@@ -31,5 +31,6 @@ mod security;
 mod service;
 mod service_core;
 mod store;
+mod validate;
 mod viewer;
 mod web;

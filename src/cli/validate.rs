@@ -59,6 +59,13 @@ fn predict(
         .append(true)
         .open(predictions)
         .map_err(|e| format!("{}: {e}", predictions.display()))?;
+    // A line a cut-off run left half written ends here, not in the next film's line.
+    let ends_a_line = std::fs::read(predictions)
+        .map(|b| b.last().is_none_or(|&c| c == b'\n'))
+        .unwrap_or(true);
+    if !ends_a_line {
+        writeln!(out).map_err(|e| format!("{}: {e}", predictions.display()))?;
+    }
     let seen: BTreeSet<String> = records.iter().map(|r| r.file.clone()).collect();
     let todo: Vec<&PathBuf> = films
         .iter()
@@ -71,7 +78,7 @@ fn predict(
         for film in batch {
             match validation::read_film(film, &limits) {
                 Ok(pair) => read.push(pair),
-                Err(refused) => records.push(refused),
+                Err(refused) => records.push(*refused),
             }
         }
         let radiographs: Vec<_> = read.iter().map(|(r, _)| r).collect();

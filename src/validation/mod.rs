@@ -68,14 +68,17 @@ pub fn films(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// A film read as the service reads it, and its record (without probabilities yet); Err with
 /// the film's refusal when it cannot be.
-pub fn read_film(path: &Path, limits: &DecodeLimits) -> Result<(Radiograph, Record), Record> {
+pub fn read_film(
+    path: &Path,
+    limits: &DecodeLimits,
+) -> Result<(Radiograph, Record), Box<Record>> {
     let mut record = Record {
         file: path.display().to_string(),
         ..Record::default()
     };
     let refuse = |mut record: Record, reason: String| {
         record.refused = Some(reason);
-        record
+        Box::new(record)
     };
     let bytes = match dicom::read_limited(path, limits.max_file_bytes) {
         Ok(bytes) => bytes,

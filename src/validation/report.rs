@@ -104,6 +104,17 @@ fn plot(title: &str, x_name: &str, y_name: &str, points: &[(f64, f64)], dots: bo
         SIZE / 2.0,
         escape(title)
     );
+    for tick in [0.0, 0.5, 1.0] {
+        let (tx, ty) = to_plot(tick, tick);
+        let _ = write!(
+            svg,
+            "<text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{tick}</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{tick}</text>",
+            y0 + 12.0,
+            x0 - 4.0,
+            ty + 3.0
+        );
+    }
     let line: Vec<String> = points
         .iter()
         .map(|&(x, y)| {
