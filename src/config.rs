@@ -453,6 +453,9 @@ pub struct AnalysisConfig {
     pub report: String,
     pub generation: GenerationSettings,
     pub change: ChangeThresholds,
+    /// The site's present threshold per finding of the findings pack (its label as the key):
+    /// the draft states a finding present at or above it (default 0.5).
+    pub thresholds: std::collections::BTreeMap<String, f32>,
 }
 
 impl Default for AnalysisConfig {
@@ -464,6 +467,7 @@ impl Default for AnalysisConfig {
             report: String::new(),
             generation: GenerationSettings::default(),
             change: ChangeThresholds::default(),
+            thresholds: std::collections::BTreeMap::new(),
         }
     }
 }

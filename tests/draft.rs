@@ -367,3 +367,91 @@ fn a_report_pack_writes_the_text_and_the_structured_results_stay_as_evidence() {
     assert!(errors.is_empty(), "{errors:#?}");
     assert!(dsrdump(&sr).contains("Device Observer Model Name\")=\"report pack test-report 1\""));
 }
+
+/// The draft's evidence of the findings model for `observation`, in every sentence: the
+/// thresholds it was stated at.
+fn thresholds_of(draft: &serde_json::Value, observation: &str) -> Vec<f64> {
+    ["findings", "impression"]
+        .iter()
+        .flat_map(|section| draft[section].as_array().unwrap())
+        .flat_map(|s| s["evidence"].as_array().unwrap())
+        .filter(|e| e["observation"] == observation)
+        .map(|e| e["threshold"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_site_s_thresholds_decide_what_the_draft_states_and_are_recorded() {
+    if !common::onnx_runtime_available() {
+        return;
+    }
+    let analysis: serde_json::Value =
+        serde_json::from_slice(&run(with(&["analyze", "--json"], &[])).stdout).unwrap();
+    let pneumothorax = analysis["current"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["label"] == "Pneumothorax")
+        .unwrap()["probability"]
+        .as_f64()
+        .unwrap();
+    let draft: serde_json::Value =
+        serde_json::from_slice(&run(with(&["draft", "--json"], &[])).stdout).unwrap();
+    assert!(
+        pneumothorax >= 0.5,
+        "the test pack calls it: {pneumothorax}"
+    );
+    assert!(thresholds_of(&draft, "Pneumothorax").contains(&0.5));
+    assert!(draft["critical"].as_bool().unwrap());
+
+    // The site's operating point above the film's probability: no longer stated present.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("site.toml");
+    let site = ((pneumothorax + 1.0) / 2.0) as f32;
+    std::fs::write(
+        &config,
+        format!("[analysis.thresholds]\nPneumothorax = {site}\n"),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let draft: serde_json::Value = serde_json::from_slice(
+        &run(with(&["--config", config_arg, "draft", "--json"], &[])).stdout,
+    )
+    .unwrap();
+    assert!(
+        !draft["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["text"].as_str().unwrap().contains("pneumothorax")),
+        "{draft:#}"
+    );
+    for threshold in thresholds_of(&draft, "Pneumothorax") {
+        assert!((threshold - f64::from(site)).abs() < 1e-6, "{threshold}");
+    }
+    let analysis: serde_json::Value = serde_json::from_slice(
+        &run(with(&["--config", config_arg, "analyze", "--json"], &[])).stdout,
+    )
+    .unwrap();
+    let recorded = analysis["thresholds"]["present"]["Pneumothorax"]
+        .as_f64()
+        .unwrap();
+    assert!((recorded - f64::from(site)).abs() < 1e-6);
+
+    // A threshold for a finding the pack does not have is refused, saying so.
+    std::fs::write(&config, "[analysis.thresholds]\nNodule = 0.4\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["--config", config_arg, "draft"])
+        .args(STUDY)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "analysis.thresholds names \"Nodule\", which the findings pack does not have"
+        ),
+        "{stderr}"
+    );
+}

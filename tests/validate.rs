@@ -357,6 +357,40 @@ fn validate_s_figures_equal_scikit_learn_s_and_a_cut_off_run_resumes() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(html.contains("<svg") && html.contains("ROC curve"));
 
+    // The operating points found, as the service's configuration: the analysis then records
+    // them (round trip through the file, exactly).
+    let thresholds = out.join("thresholds.toml");
+    let analysis = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args([
+            "--config",
+            thresholds.to_str().unwrap(),
+            "analyze",
+            "--json",
+            "--provider",
+            "cpu",
+            FILM,
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        analysis.status.success(),
+        "{}",
+        String::from_utf8_lossy(&analysis.stderr)
+    );
+    let analysis: Value = serde_json::from_slice(&analysis.stdout).unwrap();
+    for finding in &findings[..2] {
+        let name = finding["finding"].as_str().unwrap();
+        let found = finding["overall"]["threshold_for_target"].as_f64().unwrap();
+        let recorded = analysis["thresholds"]["present"][name].as_f64().unwrap();
+        assert_eq!(recorded as f32, found as f32, "{name}");
+    }
+    let written = std::fs::read_to_string(&thresholds).unwrap();
+    assert!(
+        written.contains("# \"Fracture\": no threshold (no negative study: AUROC undefined)"),
+        "{written}"
+    );
+
     // Cut off: the last films' lines lost (one half-written), then the run again.
     let predictions = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
     let lines: Vec<&str> = predictions.lines().collect();

@@ -12,6 +12,7 @@
 pub mod marks;
 pub mod overlay;
 pub mod text;
+pub mod thresholds;
 
 use crate::dicom::{ProjectionView, Spacing, SpacingSource};
 use crate::imaging::display::{choose_voi, display_values, VoiChoice};
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use thresholds::FindingThresholds;
 
 /// Longer side, in pixels, of the finest level that priors are aligned at.
 pub const REGISTRATION_SIZE: usize = 512;
@@ -130,12 +132,16 @@ pub struct StudyAnalysis {
     pub models: Vec<ModelUsed>,
     /// Set when any model is a test model: the results show the flow, not a diagnosis.
     pub warning: Option<String>,
+    /// The thresholds the findings were stated at (an analysis stored before they were
+    /// recorded was made at the defaults).
+    #[serde(default)]
+    pub thresholds: FindingThresholds,
 }
 
 impl StudyAnalysis {
     /// The sentences the results state (devices present, findings present), for matching.
     pub fn statements(&self) -> Vec<String> {
-        text::statements(&self.current)
+        text::statements(&self.current, &self.thresholds)
     }
 }
 
@@ -157,6 +163,9 @@ pub enum AnalysisError {
     },
     #[error("a prior report was given but no text-embedding pack is configured to match it")]
     NoTextModel,
+    /// `[analysis.thresholds]` that do not fit the findings pack.
+    #[error("{0}")]
+    Thresholds(String),
 }
 
 pub use crate::inference::batcher::BatchObserver;
@@ -209,10 +218,13 @@ impl<R: Send + 'static> BatchedImageModel<R> {
 #[derive(Clone)]
 pub struct Analyzer {
     findings: Option<BatchedImageModel<Vec<Finding>>>,
+    /// The findings pack's labels, which the site's thresholds must name.
+    findings_labels: Vec<String>,
     landmarks: Option<BatchedImageModel<Vec<Landmark>>>,
     text: Option<Arc<Mutex<TextEmbedder>>>,
     rules: RuleTable,
     change: ChangeThresholds,
+    thresholds: FindingThresholds,
     models: Vec<ModelUsed>,
     providers: Vec<ProviderUsed>,
     observer: BatchObserver,
@@ -252,9 +264,19 @@ impl Analyzer {
             providers.push(pack.provider);
             Ok(pack)
         };
+        let mut findings_labels = Vec::new();
         let findings = match &packs.findings {
             Some(folder) => Some(BatchedImageModel::spawn(
-                ImageModel::new(load(folder)?)?,
+                ImageModel::new({
+                    let pack = load(folder)?;
+                    findings_labels = pack
+                        .manifest
+                        .findings
+                        .as_ref()
+                        .map(|f| f.names.clone())
+                        .unwrap_or_default();
+                    pack
+                })?,
                 "findings",
                 batching,
                 observer.clone(),
@@ -278,14 +300,27 @@ impl Analyzer {
         };
         Ok(Analyzer {
             findings,
+            findings_labels,
             landmarks,
             text,
             rules,
             change,
+            thresholds: FindingThresholds::default(),
             models,
             providers,
             observer,
         })
+    }
+
+    /// The site's present thresholds per finding (`[analysis.thresholds]`), checked against the
+    /// findings pack's labels.
+    pub fn with_thresholds(
+        mut self,
+        present: &std::collections::BTreeMap<String, f32>,
+    ) -> Result<Analyzer, AnalysisError> {
+        self.thresholds = FindingThresholds::new(present, &self.findings_labels)
+            .map_err(AnalysisError::Thresholds)?;
+        Ok(self)
     }
 
     /// The models this analyzer runs.
@@ -366,7 +401,7 @@ impl Analyzer {
             }
         }
         let analysis = self.analyze_image(current)?;
-        let statements = text::statements(&analysis);
+        let statements = text::statements(&analysis, &self.thresholds);
         let current_display = display(current);
         let mut comparisons = Vec::new();
         for prior in priors {
@@ -420,6 +455,7 @@ impl Analyzer {
             comparisons,
             models: self.models.clone(),
             warning,
+            thresholds: self.thresholds.clone(),
         })
     }
 }

@@ -4,16 +4,15 @@
 //! or above the presence threshold, and each prior comparison (alignment, changes, prior report
 //! sentences). This is the analysis laid out for reading, not the draft report.
 
+use super::thresholds::FindingThresholds;
 use super::{ImageAnalysis, PriorComparison, StudyAnalysis};
 use crate::placement::Verdict;
 use crate::priors::{DeviceChangeKind, FindingChangeKind};
 use std::fmt::Write;
 
-/// Findings at or above this probability are stated as present.
-pub const PRESENT: f32 = 0.5;
-
-/// The sentences the results state: each device seen, and each finding present.
-pub fn statements(analysis: &ImageAnalysis) -> Vec<String> {
+/// The sentences the results state: each device seen, and each finding present at
+/// `thresholds`.
+pub fn statements(analysis: &ImageAnalysis, thresholds: &FindingThresholds) -> Vec<String> {
     let devices = analysis
         .placement
         .devices
@@ -23,7 +22,7 @@ pub fn statements(analysis: &ImageAnalysis) -> Vec<String> {
     let findings = analysis
         .findings
         .iter()
-        .filter(|f| f.probability >= PRESENT && f.label != "No Finding")
+        .filter(|f| f.probability >= thresholds.present(&f.label) && f.label != "No Finding")
         .map(|f| format!("{} is present.", f.label));
     devices.chain(findings).collect()
 }
@@ -101,14 +100,29 @@ pub fn render(study: &StudyAnalysis) -> String {
             ""
         }
     );
-    let _ = writeln!(out, "\nFINDINGS (probability >= {PRESENT:.2})");
+    let _ = writeln!(
+        out,
+        "\nFINDINGS (probability >= {:.2}{})",
+        super::thresholds::PRESENT,
+        if study.thresholds.present.is_empty() {
+            String::new()
+        } else {
+            let site: Vec<String> = study
+                .thresholds
+                .present
+                .iter()
+                .map(|(label, t)| format!("{label} {t:.2}"))
+                .collect();
+            format!("; the site's: {}", site.join(", "))
+        }
+    );
     if current.findings.is_empty() {
         let _ = writeln!(out, "  (no findings model configured)");
     }
     let mut present: Vec<_> = current
         .findings
         .iter()
-        .filter(|f| f.probability >= PRESENT)
+        .filter(|f| f.probability >= study.thresholds.present(&f.label))
         .collect();
     present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     for f in &present {

@@ -137,6 +137,7 @@ fn load_models(state: &Arc<State>, config: &Config) -> Result<JobModels, String>
             config.inference.batching(),
             Some(observer.clone()),
         )
+        .and_then(|a| a.with_thresholds(&config.analysis.thresholds))
         .map_err(|e| e.to_string())?;
         let writer = match config.report_pack() {
             Some(folder) => Some(

@@ -193,6 +193,7 @@ pub fn load_study(
         config.inference.batching(),
         None,
     )
+    .and_then(|a| a.with_thresholds(&config.analysis.thresholds))
     .map_err(|e| e.to_string())?;
     let analysis = analyzer
         .analyze(&current, &inputs)

@@ -4,8 +4,10 @@
 //! Films run in batches through the same decode and inference as the service; each film's
 //! line goes to `OUT/predictions.jsonl` as soon as it is made, so a run stopped part way (or
 //! over thousands of studies, a day at a time) resumes with the films not yet there. Progress
-//! goes to stderr. At the end `OUT/report.html` and `OUT/report.json` hold the figures, the
-//! summary is printed, and with `--criteria` the exit status says whether they hold.
+//! goes to stderr. At the end `OUT/report.html` and `OUT/report.json` hold the figures,
+//! `OUT/thresholds.toml` the operating points that reach the target sensitivity (an
+//! `[analysis.thresholds]` section for the service's configuration), the summary is printed,
+//! and with `--criteria` the exit status says whether they hold.
 
 use radassist::dicom::DecodeLimits;
 use radassist::inference::manifest::Task;
@@ -156,6 +158,7 @@ pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), Str
             serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
         ),
         ("report.html", report::html(&evaluation, &checks)),
+        ("thresholds.toml", report::thresholds(&evaluation)),
     ] {
         let path = request.out.join(file);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -78,9 +78,9 @@ pub fn diagnostic_report(
         if f.label == "No Finding" || f.label == "Support Devices" {
             continue;
         }
-        let (value, code) = if f.probability >= super::PRESENT {
+        let (value, code) = if f.probability >= study.thresholds.present(&f.label) {
             ("Present", "52101004")
-        } else if f.probability < super::ABSENT {
+        } else if f.probability < study.thresholds.absent(&f.label) {
             ("Absent", "2667000")
         } else {
             ("Indeterminate", "82334004")

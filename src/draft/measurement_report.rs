@@ -15,8 +15,9 @@
 //!   (`Cornerstone3DTools@^0.1.0:Length:Endotracheal tube tip`): OHIF then tracks the distance
 //!   as a length, listed in its measurement panel and drawn along that line;
 //! - one group per observation of the findings pack (TID 1501): the finding coded, its
-//!   probability, its presence at the draft's thresholds (present at 0.5 and above, absent
-//!   below 0.2, indeterminate between), and, when a prior was compared, its change since then.
+//!   probability, its presence at the analysis' thresholds (by default present at 0.5 and
+//!   above, absent below 0.2, indeterminate between; a site's `[analysis.thresholds]` move a
+//!   finding's), and, when a prior was compared, its change since then.
 //!
 //! Points are in the film's pixel coordinates with the top left corner of the top left pixel
 //! at 0,0 (PS3.3 C.18.6.1.2): a landmark at pixel centre (x, y) is written as (x + 0.5, y + 0.5).
@@ -29,7 +30,8 @@ use super::content::{
     uid_item, with_children, Relationship,
 };
 use super::dataset::{self, new_uid, sequence, Created, Item, NewInstance, ObjectError};
-use super::{ImageReference, ABSENT, PRESENT};
+use super::ImageReference;
+use crate::analysis::thresholds::FindingThresholds;
 use crate::analysis::{ModelUsed, StudyAnalysis};
 use crate::dicom::DicomInstance;
 use crate::inference::vision::Finding;
@@ -186,10 +188,11 @@ fn device_group(check: &DeviceCheck, models: &[ModelUsed], film: &ImageReference
     ))
 }
 
-fn presence(probability: f32) -> Code {
-    if probability >= PRESENT {
+/// A finding's presence at the analysis' thresholds for it.
+fn presence(finding: &Finding, thresholds: &FindingThresholds) -> Code {
+    if finding.probability >= thresholds.present(&finding.label) {
         codes::PRESENT
-    } else if probability < ABSENT {
+    } else if finding.probability < thresholds.absent(&finding.label) {
         codes::ABSENT
     } else {
         codes::INDETERMINATE
@@ -211,7 +214,7 @@ fn change(kind: FindingChangeKind) -> Option<Code> {
 fn finding_group(
     finding: &Finding,
     since_prior: Option<&FindingChange>,
-    models: &[ModelUsed],
+    (models, thresholds): (&[ModelUsed], &FindingThresholds),
     film: &ImageReference,
 ) -> Item {
     let mut children = tracking(&finding.label);
@@ -235,7 +238,7 @@ fn finding_group(
     children.push(code_item(
         Relationship::Contains,
         &codes::PRESENCE,
-        &presence(finding.probability),
+        &presence(finding, thresholds),
     ));
     if let Some(value) = since_prior.and_then(|c| change(c.change)) {
         children.push(code_item(
@@ -308,7 +311,7 @@ fn content_tree(study: &StudyAnalysis, film: &ImageReference) -> Item {
     let changes = study.comparisons.first().map(|c| &c.findings);
     groups.extend(study.current.findings.iter().map(|f| {
         let since = changes.and_then(|c| c.iter().find(|c| c.label == f.label));
-        finding_group(f, since, models, film)
+        finding_group(f, since, (models, &study.thresholds), film)
     }));
     content.push(container(
         Some(Relationship::Contains),

@@ -29,10 +29,7 @@ use crate::placement::{Device, Threshold, Verdict};
 use crate::priors::{DeviceChangeKind, FindingChangeKind};
 use serde::Serialize;
 
-/// A finding is stated as present at or above this probability...
-pub const PRESENT: f32 = 0.5;
-/// ...and a pertinent negative is stated below this one (between the two, nothing is said).
-pub const ABSENT: f32 = 0.2;
+pub use crate::analysis::thresholds::{ABSENT, PRESENT};
 
 /// Findings whose absence a chest radiograph report states (pertinent negatives).
 const PERTINENT_NEGATIVES: &[&str] =
@@ -251,33 +248,44 @@ fn finding_statements(
     impression: &mut Vec<Statement>,
 ) -> usize {
     let current = &study.current;
+    let thresholds = &study.thresholds;
     let output = |observation: &str, probability: f32, threshold: f32| {
         model_output(findings_model, observation, probability, threshold)
     };
     let mut present: Vec<_> = current
         .findings
         .iter()
-        .filter(|f| f.probability >= PRESENT && sentence_for(&f.label).is_some())
+        .filter(|f| {
+            f.probability >= thresholds.present(&f.label) && sentence_for(&f.label).is_some()
+        })
         .collect();
     present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     for f in &present {
         let critical = f.label == "Pneumothorax";
         let statement = Statement {
             text: sentence_for(&f.label).unwrap().to_string(),
-            evidence: vec![output(&f.label, f.probability, PRESENT)],
+            evidence: vec![output(
+                &f.label,
+                f.probability,
+                thresholds.present(&f.label),
+            )],
             critical,
         };
         impression.push(statement.clone());
         findings.push(statement);
     }
-    for f in current.findings.iter().filter(|f| f.probability < ABSENT) {
+    for f in current
+        .findings
+        .iter()
+        .filter(|f| f.probability < thresholds.absent(&f.label))
+    {
         if let (true, Some(text)) = (
             PERTINENT_NEGATIVES.contains(&f.label.as_str()),
             negative_for(&f.label),
         ) {
             findings.push(Statement {
                 text: text.to_string(),
-                evidence: vec![output(&f.label, f.probability, ABSENT)],
+                evidence: vec![output(&f.label, f.probability, thresholds.absent(&f.label))],
                 critical: false,
             });
         }
@@ -383,7 +391,10 @@ impl Draft {
             let evidence = current
                 .findings
                 .iter()
-                .map(|f| model_output(&findings_model, &f.label, f.probability, PRESENT))
+                .map(|f| {
+                    let threshold = study.thresholds.present(&f.label);
+                    model_output(&findings_model, &f.label, f.probability, threshold)
+                })
                 .collect();
             impression.push(Statement {
                 text: "No acute cardiopulmonary abnormality.".into(),

@@ -5,7 +5,6 @@
 //! [`crate::analysis::overlay::OVERLAY_SIZE`] pixels wide, marked Burned In Annotation YES.
 
 use super::dataset::{self, sequence, text, Created, NewInstance, ObjectError};
-use super::PRESENT;
 use crate::analysis::{overlay, StudyAnalysis};
 use crate::dicom::DicomInstance;
 use crate::imaging::display::display_values;
@@ -25,7 +24,10 @@ pub fn stated_findings(study: &StudyAnalysis) -> Vec<String> {
         .current
         .findings
         .iter()
-        .filter(|f| f.probability >= PRESENT && !f.label.eq_ignore_ascii_case("no finding"))
+        .filter(|f| {
+            f.probability >= study.thresholds.present(&f.label)
+                && !f.label.eq_ignore_ascii_case("no finding")
+        })
         .collect();
     present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     present

@@ -68,10 +68,7 @@ pub fn films(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// A film read as the service reads it, and its record (without probabilities yet); Err with
 /// the film's refusal when it cannot be.
-pub fn read_film(
-    path: &Path,
-    limits: &DecodeLimits,
-) -> Result<(Radiograph, Record), Box<Record>> {
+pub fn read_film(path: &Path, limits: &DecodeLimits) -> Result<(Radiograph, Record), Box<Record>> {
     let mut record = Record {
         file: path.display().to_string(),
         ..Record::default()

@@ -70,6 +70,42 @@ pub fn summary(evaluation: &Evaluation, checks: &[Check]) -> String {
     out
 }
 
+/// The thresholds that reach the target sensitivity, as the service's `[analysis.thresholds]`
+/// (each with what it gave on these studies); a finding without one is left at the default.
+pub fn thresholds(evaluation: &Evaluation) -> String {
+    let s = &evaluation.settings;
+    let mut out = format!(
+        "# The thresholds at which {:?} reached a sensitivity of {} on {} studies\n\
+         # (radassist models validate); copy into the service's configuration to use them.\n\
+         [analysis.thresholds]\n",
+        s.pack, s.target_sensitivity, evaluation.studies
+    );
+    for f in &evaluation.findings {
+        let o = &f.overall;
+        match (o.threshold_for_target, o.at_target.as_ref()) {
+            (Some(threshold), Some(at)) => {
+                let _ = writeln!(
+                    out,
+                    "# sensitivity {}, specificity {}, PPV {}\n{:?} = {threshold}",
+                    percent(at.sensitivity),
+                    percent(at.specificity),
+                    percent(at.ppv),
+                    f.finding
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "# {:?}: no threshold ({}); left at the default",
+                    f.finding,
+                    o.note.as_deref().unwrap_or("not measured")
+                );
+            }
+        }
+    }
+    out
+}
+
 const SIZE: f64 = 240.0;
 const MARGIN: f64 = 36.0;
 
