@@ -6,22 +6,13 @@
 //!
 //! Screenshots go to target/web-screenshots (RADASSIST_SCREENSHOTS to choose another folder).
 
-use crate::common::{self, add_web_user, root, Server, RADIOLOGIST_TOKEN};
+use crate::common::{self, add_web_user, root, screenshots, Server, RADIOLOGIST_TOKEN};
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 const PASSWORD: &str = "a long test password";
 const OTHER_ORIGIN: &str = "https://viewer.example.org";
-
-fn screenshots() -> PathBuf {
-    let dir = std::env::var_os("RADASSIST_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/web-screenshots"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn start(dir: &std::path::Path) -> Server {
     let viewer = root().join(".radassist/ohif");

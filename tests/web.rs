@@ -9,15 +9,14 @@
 use crate::common;
 
 use common::{
-    add_web_user, rewritten, root, uid_for, web_login as login, web_request as http, with_token,
-    Server, RADIOLOGIST_TOKEN,
+    add_web_user, rewritten, root, screenshots, uid_for, web_login as login, web_request as http,
+    with_token, Server, RADIOLOGIST_TOKEN,
 };
 use dicom_dictionary_std::tags;
 use radassist::grpc::proto::instance_result;
 use radassist::grpc::proto::worklist_service_client::WorklistServiceClient;
 use radassist::grpc::proto::{GetStudyResultRequest, GetWorkItemRequest, ListStudyResultsRequest};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -69,14 +68,6 @@ fn another_study(path: &str, label: &str, values: &[(dicom_core::Tag, &str)]) ->
     ];
     all.extend(values.iter().map(|(t, v)| (*t, v.to_string())));
     rewritten(path, &all)
-}
-
-fn screenshots() -> PathBuf {
-    let dir = std::env::var_os("RADASSIST_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/web-screenshots"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Starts a server whose only findings come from the devices (no findings pack), so that

@@ -36,24 +36,39 @@ pub fn summary(evaluation: &Evaluation, checks: &[Check]) -> String {
         s.threshold,
         s.target_sensitivity
     );
-    let _ = writeln!(
-        out,
-        "{:<28} {:>7} {:>8} {:>22} {:>8} {:>8} {:>8} {:>7}",
-        "finding", "studies", "prev.", "AUROC (95 % CI)", "sens.", "spec.", "PPV", "ECE"
-    );
-    for f in &evaluation.findings {
-        let o = &f.overall;
+    let row = |out: &mut String, cells: [String; 8]| {
+        let [a, b, c, d, e, f, g, h] = cells;
         let _ = writeln!(
             out,
-            "{:<28} {:>7} {:>8} {:>22} {:>8} {:>8} {:>8} {:>7}",
-            f.finding,
-            o.studies,
-            percent(o.prevalence),
-            interval(o),
-            percent(o.at_threshold.sensitivity),
-            percent(o.at_threshold.specificity),
-            percent(o.at_threshold.ppv),
-            number(o.ece, 3)
+            "{a:<28} {b:>7} {c:>8} {d:>22} {e:>8} {f:>8} {g:>8} {h:>7}"
+        );
+    };
+    let head = [
+        "finding",
+        "studies",
+        "prev.",
+        "AUROC (95 % CI)",
+        "sens.",
+        "spec.",
+        "PPV",
+        "ECE",
+    ];
+    row(&mut out, head.map(String::from));
+    for f in &evaluation.findings {
+        let o = &f.overall;
+        let at = &o.at_threshold;
+        row(
+            &mut out,
+            [
+                f.finding.clone(),
+                o.studies.to_string(),
+                percent(o.prevalence),
+                interval(o),
+                percent(at.sensitivity),
+                percent(at.specificity),
+                percent(at.ppv),
+                number(o.ece, 3),
+            ],
         );
     }
     for check in checks {

@@ -1147,6 +1147,16 @@ pub fn web_request(
 
 /// Logs in to the web app; the session cookie ("radassist_session=..."), or the status and
 /// response when the login is refused.
+/// Where the browser tests put their screenshots: target/web-screenshots, or
+/// RADASSIST_SCREENSHOTS.
+pub fn screenshots() -> std::path::PathBuf {
+    let dir = std::env::var_os("RADASSIST_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target/web-screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn web_login(web: &str, name: &str, password: &str) -> Result<String, (u16, String)> {
     let form = format!("username={name}&password={}", password.replace(' ', "+"));
     let (status, head, body) = web_request(
