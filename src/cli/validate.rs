@@ -139,7 +139,9 @@ pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), Str
     std::fs::create_dir_all(&request.out).map_err(|e| format!("{}: {e}", request.out.display()))?;
     let predictions = request.out.join("predictions.jsonl");
     let mut records = done(&predictions)?;
-    records.retain(|r| films.iter().any(|f| f.display().to_string() == r.file));
+    // Lines of films no longer in the folder are not counted.
+    let present: BTreeSet<String> = films.iter().map(|f| f.display().to_string()).collect();
+    records.retain(|r| present.contains(&r.file));
     let mut model = ImageModel::new(pack).map_err(|e| e.to_string())?;
     predict(&mut model, &films, &predictions, &mut records)?;
     let settings = Settings {

@@ -7,10 +7,14 @@
 //! reading room's own origin, with a configuration of our own whose only data source is this
 //! service's [`super::dicomweb`]: the reading room's session cookie covers every request the
 //! viewer makes, and no study leaves the origin. The app is built to live at `/`: its page is
-//! rewritten once at start to live at `/viewer/` (its links, its `PUBLIC_URL`), its service
-//! worker is left out, and its inline scripts are allowed by their SHA-256 hashes in this
-//! route's Content-Security-Policy, which otherwise permits what the app needs and no more
-//! (WebAssembly codecs, workers from its own files, its inline styles).
+//! rewritten once at start to live at `/viewer/` (its links, its `PUBLIC_URL`), and the
+//! scripts and stylesheet that name the root (webpack's public path, where chunks, codecs and
+//! workers load from; the font's URL) are moved when first asked for and kept in memory. Its
+//! service worker and install manifest are left out, and its inline scripts are allowed by
+//! their SHA-256 hashes in this route's Content-Security-Policy, which otherwise permits what
+//! the app needs and no more (WebAssembly codecs, workers from its own files, its inline
+//! styles). Its configuration turns the guided tour off and passes over a measurement report's
+//! groups without an image region, which OHIF 3.13 cannot load.
 //!
 //! Who may open it: [`ROLES`], as the reading room's study page (the viewer shows the same
 //! films). Everything under `/viewer/` needs a session of one of them: without one the browser

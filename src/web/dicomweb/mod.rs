@@ -10,8 +10,9 @@
 //! changes anything here). Every search, retrieval and store is audited. Errors answer with
 //! their status, a plain-text reason in the body and in the `x-error-message` header, as the
 //! reading room's do. No CORS headers are sent unless `[web] dicomweb_cors_origins` names
-//! origins: a page of another origin cannot read these answers. [`multipart`] reads and writes PS3.18's `multipart/related` bodies; [`json`] writes
-//! DICOM JSON with this server's URLs in it.
+//! origins (then for a bearer token only): a page of any other origin cannot read these
+//! answers. [`multipart`] reads and writes PS3.18's `multipart/related` bodies; [`json`]
+//! writes DICOM JSON with this server's URLs in it.
 
 pub(crate) mod json;
 pub(crate) mod multipart;
