@@ -289,6 +289,10 @@ pub struct WebConfig {
     /// Origins whose pages may call `/dicomweb` from a browser with a bearer token (CORS), as
     /// `https://host[:port]`; none by default, so no other origin can read its answers.
     pub dicomweb_cors_origins: Vec<String>,
+    /// The address clients reach this listener at (`https://radassist.example.org`, with a
+    /// path when a proxy serves it under one): the URLs DICOMweb answers carry start with it.
+    /// "" builds them from each request's Host header.
+    pub public_url: String,
 }
 
 impl Default for WebConfig {
@@ -301,6 +305,7 @@ impl Default for WebConfig {
             request_timeout_seconds: 20,
             viewer: String::new(),
             dicomweb_cors_origins: Vec::new(),
+            public_url: String::new(),
         }
     }
 }

@@ -1040,3 +1040,28 @@ fn rendered_pictures_show_the_film_as_a_radiologist_sees_it() {
         assert_eq!(got, status, "{query} {accept}: {head}");
     }
 }
+
+#[test]
+fn answers_carry_the_public_url_when_the_site_sets_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_configured(
+        dir.path(),
+        "",
+        "[web]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://ra.example.org:8443/radassist/\"\n",
+        &[],
+    );
+    let film = common::study_copy("sample-dicom/nih_dx_implicit_le.dcm", "public-url/film");
+    let body = multipart(
+        "radassist-test",
+        &[("Content-Type: application/dicom", &film)],
+    );
+    let (status, head, answer) = stow(&server.web, PACS_TOKEN, &body);
+    assert_eq!(status, 200, "{head}");
+    let public = "https://ra.example.org:8443/radassist/dicomweb/studies/";
+    let stored = first(&answer["00081199"]["Value"][0], "00081190");
+    assert!(stored.starts_with(public), "{stored}");
+    // Whatever Host the client sent.
+    let studies = search(&server.web, "/dicomweb/studies");
+    let url = first(&studies[0], "00081190");
+    assert!(url.starts_with(public), "{url}");
+}

@@ -54,6 +54,8 @@ pub struct WebApp {
     pub viewer: Option<Arc<ohif::ViewerApp>>,
     /// The origins whose pages may call DICOMweb (CORS).
     pub dicomweb_cors: Vec<String>,
+    /// Where clients reach the listener (`[web] public_url`), without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 pub type App = Arc<WebApp>;
@@ -316,6 +318,7 @@ pub async fn bind(
             ))?)),
         },
         dicomweb_cors: origins::parse_all(&web.dicomweb_cors_origins, "web.dicomweb_cors_origins")?,
+        public_url: origins::public_url(&web.public_url)?,
     });
     let metrics = app.state.metrics.clone();
     let url = format!("{}://{local}", if tls { "https" } else { "http" });

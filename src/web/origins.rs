@@ -81,6 +81,30 @@ pub fn parse_all(texts: &[String], key: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// `[web] public_url` checked: None when empty; else an http(s) origin, with a path when a
+/// proxy serves radassist under one, without its trailing slash.
+pub fn public_url(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim().trim_end_matches('/');
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let refuse = || {
+        format!(
+            "web.public_url: {text:?} is not an address clients reach radassist at: write scheme://host[:port][/path] (http or https, no query)"
+        )
+    };
+    let (scheme, rest) = text.split_once("://").ok_or_else(refuse)?;
+    let (origin, path) = rest.split_once('/').map_or((rest, ""), |(o, p)| (o, p));
+    parse(&format!("{scheme}://{origin}")).ok_or_else(refuse)?;
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+    if !path_ok {
+        return Err(refuse());
+    }
+    Ok(Some(text.to_string()))
+}
+
 /// `scheme://host[:port]` -> (scheme, host, port); None for anything else.
 fn parse(text: &str) -> Option<(&'static str, String, u16)> {
     let (scheme, rest) = text.split_once("://")?;
@@ -132,6 +156,25 @@ mod tests {
             assert!(!origins.allow(Some(refused)), "{refused}");
         }
         assert!(origins.allow(None));
+    }
+
+    #[test]
+    fn the_public_url_is_an_origin_with_perhaps_a_path() {
+        assert_eq!(public_url("").unwrap(), None);
+        assert_eq!(
+            public_url("https://ra.example.org:8443/radassist/")
+                .unwrap()
+                .as_deref(),
+            Some("https://ra.example.org:8443/radassist")
+        );
+        for bad in [
+            "ra.example.org",
+            "ftp://ra.example.org",
+            "https://ra.example.org/?x=1",
+            "https://<b>/",
+        ] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

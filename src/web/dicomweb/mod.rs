@@ -117,9 +117,12 @@ pub async fn authorize(
     Ok(caller)
 }
 
-/// The address of this DICOMweb service as the client named it (`http://host:port/dicomweb`),
-/// for the URLs its answers carry.
+/// The address of this DICOMweb service for the URLs its answers carry: `[web] public_url`'s,
+/// else as the client named it (`http://host:port/dicomweb`).
 pub fn base_url(app: &App, request: &Parts) -> String {
+    if let Some(public) = &app.public_url {
+        return format!("{public}{PREFIX}");
+    }
     let host = request
         .headers
         .get(header::HOST)
