@@ -4,7 +4,7 @@
 //! or above the presence threshold, and each prior comparison (alignment, changes, prior report
 //! sentences). This is the analysis laid out for reading, not the draft report.
 
-use super::thresholds::FindingThresholds;
+use super::thresholds::{FindingThresholds, Presence};
 use super::{ImageAnalysis, PriorComparison, StudyAnalysis};
 use crate::placement::Verdict;
 use crate::priors::{DeviceChangeKind, FindingChangeKind};
@@ -22,7 +22,7 @@ pub fn statements(analysis: &ImageAnalysis, thresholds: &FindingThresholds) -> V
     let findings = analysis
         .findings
         .iter()
-        .filter(|f| f.probability >= thresholds.present(&f.label) && f.label != "No Finding")
+        .filter(|f| thresholds.presence(f) == Presence::Present && f.label != "No Finding")
         .map(|f| format!("{} is present.", f.label));
     devices.chain(findings).collect()
 }
@@ -122,7 +122,7 @@ pub fn render(study: &StudyAnalysis) -> String {
     let mut present: Vec<_> = current
         .findings
         .iter()
-        .filter(|f| f.probability >= study.thresholds.present(&f.label))
+        .filter(|f| study.thresholds.presence(f) == Presence::Present)
         .collect();
     present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     for f in &present {

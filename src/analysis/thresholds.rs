@@ -4,6 +4,7 @@
 //! threshold `radassist models validate` found on its own studies). Every analysis records the
 //! thresholds it was made with, so each draft, SR and FHIR resource says what it used.
 
+use crate::inference::vision::Finding;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -12,6 +13,17 @@ pub const PRESENT: f32 = 0.5;
 /// ...and a pertinent negative is stated below this one (or below the finding's own present
 /// threshold when a site sets that lower).
 pub const ABSENT: f32 = 0.2;
+
+/// What the draft says of a finding at its probability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// At or above its present threshold: stated present.
+    Present,
+    /// Between the two: nothing is said.
+    Indeterminate,
+    /// Below its absent threshold: a pertinent negative may be stated.
+    Absent,
+}
 
 /// The site's present thresholds, by finding label; a finding not named has [`PRESENT`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +41,17 @@ impl FindingThresholds {
     /// The probability below which `label` is stated absent.
     pub fn absent(&self, label: &str) -> f32 {
         ABSENT.min(self.present(label))
+    }
+
+    /// Where `finding`'s probability lies against its thresholds.
+    pub fn presence(&self, finding: &Finding) -> Presence {
+        if finding.probability >= self.present(&finding.label) {
+            Presence::Present
+        } else if finding.probability < self.absent(&finding.label) {
+            Presence::Absent
+        } else {
+            Presence::Indeterminate
+        }
     }
 
     /// The site's thresholds, checked against the findings pack's `labels`: each names one of
@@ -74,6 +97,16 @@ mod tests {
             (0.8, ABSENT)
         );
         assert_eq!(site.present("Fracture"), PRESENT);
+        let at = |label: &str, probability| {
+            site.presence(&Finding {
+                label: label.into(),
+                probability,
+            })
+        };
+        assert_eq!(at("Edema", 0.15), Presence::Present);
+        assert_eq!(at("Edema", 0.149), Presence::Absent);
+        assert_eq!(at("Pneumothorax", 0.5), Presence::Indeterminate);
+        assert_eq!(at("Pneumothorax", 0.19), Presence::Absent);
         let unknown =
             FindingThresholds::new(&BTreeMap::from([("Nodule".to_string(), 0.5)]), &labels);
         assert!(unknown.unwrap_err().contains("does not have"));

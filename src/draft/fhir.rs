@@ -12,6 +12,7 @@
 //! known. Patient identity is carried as an identifier reference only.
 
 use super::{split_sections, Draft, FinalRead};
+use crate::analysis::thresholds::Presence;
 use crate::analysis::StudyAnalysis;
 use crate::placement::geometry::LengthUnit;
 use crate::placement::{Device, Verdict};
@@ -78,12 +79,10 @@ pub fn diagnostic_report(
         if f.label == "No Finding" || f.label == "Support Devices" {
             continue;
         }
-        let (value, code) = if f.probability >= study.thresholds.present(&f.label) {
-            ("Present", "52101004")
-        } else if f.probability < study.thresholds.absent(&f.label) {
-            ("Absent", "2667000")
-        } else {
-            ("Indeterminate", "82334004")
+        let (value, code) = match study.thresholds.presence(f) {
+            Presence::Present => ("Present", "52101004"),
+            Presence::Absent => ("Absent", "2667000"),
+            Presence::Indeterminate => ("Indeterminate", "82334004"),
         };
         // Only what the draft states: present, or a pertinent negative.
         let stated = draft.findings.iter().any(|s| s.evidence.iter().any(|e| matches!(e, super::Evidence::ModelOutput { observation, .. } if *observation == f.label)));

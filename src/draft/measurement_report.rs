@@ -31,7 +31,7 @@ use super::content::{
 };
 use super::dataset::{self, new_uid, sequence, Created, Item, NewInstance, ObjectError};
 use super::ImageReference;
-use crate::analysis::thresholds::FindingThresholds;
+use crate::analysis::thresholds::{FindingThresholds, Presence};
 use crate::analysis::{ModelUsed, StudyAnalysis};
 use crate::dicom::DicomInstance;
 use crate::inference::vision::Finding;
@@ -188,14 +188,12 @@ fn device_group(check: &DeviceCheck, models: &[ModelUsed], film: &ImageReference
     ))
 }
 
-/// A finding's presence at the analysis' thresholds for it.
+/// A finding's presence at the analysis' thresholds for it, coded.
 fn presence(finding: &Finding, thresholds: &FindingThresholds) -> Code {
-    if finding.probability >= thresholds.present(&finding.label) {
-        codes::PRESENT
-    } else if finding.probability < thresholds.absent(&finding.label) {
-        codes::ABSENT
-    } else {
-        codes::INDETERMINATE
+    match thresholds.presence(finding) {
+        Presence::Present => codes::PRESENT,
+        Presence::Absent => codes::ABSENT,
+        Presence::Indeterminate => codes::INDETERMINATE,
     }
 }
 

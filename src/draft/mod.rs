@@ -29,6 +29,7 @@ use crate::placement::{Device, Threshold, Verdict};
 use crate::priors::{DeviceChangeKind, FindingChangeKind};
 use serde::Serialize;
 
+use crate::analysis::thresholds::Presence;
 pub use crate::analysis::thresholds::{ABSENT, PRESENT};
 
 /// Findings whose absence a chest radiograph report states (pertinent negatives).
@@ -255,9 +256,7 @@ fn finding_statements(
     let mut present: Vec<_> = current
         .findings
         .iter()
-        .filter(|f| {
-            f.probability >= thresholds.present(&f.label) && sentence_for(&f.label).is_some()
-        })
+        .filter(|f| thresholds.presence(f) == Presence::Present && sentence_for(&f.label).is_some())
         .collect();
     present.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     for f in &present {
@@ -277,7 +276,7 @@ fn finding_statements(
     for f in current
         .findings
         .iter()
-        .filter(|f| f.probability < thresholds.absent(&f.label))
+        .filter(|f| thresholds.presence(f) == Presence::Absent)
     {
         if let (true, Some(text)) = (
             PERTINENT_NEGATIVES.contains(&f.label.as_str()),

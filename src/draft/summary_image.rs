@@ -5,6 +5,7 @@
 //! [`crate::analysis::overlay::OVERLAY_SIZE`] pixels wide, marked Burned In Annotation YES.
 
 use super::dataset::{self, sequence, text, Created, NewInstance, ObjectError};
+use crate::analysis::thresholds::Presence;
 use crate::analysis::{overlay, StudyAnalysis};
 use crate::dicom::DicomInstance;
 use crate::imaging::display::display_values;
@@ -25,7 +26,7 @@ pub fn stated_findings(study: &StudyAnalysis) -> Vec<String> {
         .findings
         .iter()
         .filter(|f| {
-            f.probability >= study.thresholds.present(&f.label)
+            study.thresholds.presence(f) == Presence::Present
                 && !f.label.eq_ignore_ascii_case("no finding")
         })
         .collect();
