@@ -16,7 +16,7 @@ use radassist::inference::vision::ImageModel;
 use radassist::inference::ModelPack;
 use radassist::validation::{self, criteria, report, truth, Record, Settings};
 use std::collections::BTreeSet;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Films run through the pack at once.
@@ -34,26 +34,26 @@ pub struct Request {
 }
 
 /// The films already in the predictions file (a line that does not read, from a run cut off
-/// mid-write, is dropped and its film run again).
-fn done(predictions: &Path) -> Result<Vec<Record>, String> {
-    let Ok(file) = std::fs::File::open(predictions) else {
-        return Ok(Vec::new());
+/// mid-write, is dropped and its film run again), and whether the file ends a line (a cut-off
+/// run's last line may not).
+fn done(predictions: &Path) -> Result<(Vec<Record>, bool), String> {
+    let text = match std::fs::read_to_string(predictions) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), true)),
+        Err(e) => return Err(format!("{}: {e}", predictions.display())),
     };
-    let mut records = Vec::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(|e| format!("{}: {e}", predictions.display()))?;
-        if let Ok(record) = serde_json::from_str::<Record>(&line) {
-            records.push(record);
-        }
-    }
-    Ok(records)
+    let records = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Record>(line).ok())
+        .collect();
+    Ok((records, text.is_empty() || text.ends_with('\n')))
 }
 
 /// Runs the pack on `films` not yet done, appending each film's line to `predictions`.
 fn predict(
     model: &mut ImageModel,
     films: &[PathBuf],
-    predictions: &Path,
+    (predictions, ends_a_line): (&Path, bool),
     records: &mut Vec<Record>,
 ) -> Result<(), String> {
     let mut out = std::fs::OpenOptions::new()
@@ -62,9 +62,6 @@ fn predict(
         .open(predictions)
         .map_err(|e| format!("{}: {e}", predictions.display()))?;
     // A line a cut-off run left half written ends here, not in the next film's line.
-    let ends_a_line = std::fs::read(predictions)
-        .map(|b| b.last().is_none_or(|&c| c == b'\n'))
-        .unwrap_or(true);
     if !ends_a_line {
         writeln!(out).map_err(|e| format!("{}: {e}", predictions.display()))?;
     }
@@ -138,12 +135,17 @@ pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), Str
         .map_err(|e| format!("{}: {e}", request.studies.display()))?;
     std::fs::create_dir_all(&request.out).map_err(|e| format!("{}: {e}", request.out.display()))?;
     let predictions = request.out.join("predictions.jsonl");
-    let mut records = done(&predictions)?;
+    let (mut records, ends_a_line) = done(&predictions)?;
     // Lines of films no longer in the folder are not counted.
     let present: BTreeSet<String> = films.iter().map(|f| f.display().to_string()).collect();
     records.retain(|r| present.contains(&r.file));
     let mut model = ImageModel::new(pack).map_err(|e| e.to_string())?;
-    predict(&mut model, &films, &predictions, &mut records)?;
+    predict(
+        &mut model,
+        &films,
+        (&predictions, ends_a_line),
+        &mut records,
+    )?;
     let settings = Settings {
         pack: name,
         threshold: request.threshold,
