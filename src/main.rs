@@ -299,12 +299,14 @@ enum ModelsAction {
     /// Load every pack, check its manifest against its graph, run a warm-up, and print the
     /// execution provider each session really got. Exit 1 if any pack fails.
     Check,
-    /// A findings pack's acceptance test on the site's own studies: every film under --studies
-    /// through the service's decode and inference, compared with --truth (CSV: study, then a
-    /// 0/1 column per finding); per finding AUROC with DeLong's 95 % interval, sensitivity,
-    /// specificity and PPV at --threshold, the threshold reaching --target-sensitivity,
-    /// calibration, prevalence, each also by manufacturer, view, age band and sex. Writes
-    /// OUT/predictions.jsonl (a stopped run resumes from it), OUT/report.html and
+    /// A findings or landmarks pack's acceptance test on the site's own studies: every film
+    /// under --studies through the service's decode and inference, compared with --truth.
+    /// Findings (CSV: study, then a 0/1 column per finding): per finding AUROC with DeLong's
+    /// 95 % interval, sensitivity, specificity and PPV at --threshold, the threshold reaching
+    /// --target-sensitivity, calibration, prevalence. Landmarks (CSV: image,landmark,x,y in
+    /// pixels): per landmark detection rate and position error in mm, the ETT tip-to-carina
+    /// error, each device's verdict agreement. Each also by manufacturer, view, age band and
+    /// sex. Writes OUT/predictions.jsonl (a stopped run resumes from it), OUT/report.html and
     /// OUT/report.json. With --criteria (TOML), exit 1 when a criterion fails.
     Validate(ValidateArgs),
 }
@@ -316,15 +318,19 @@ struct ValidateArgs {
     /// The folder of the site's DICOM films (searched at every level).
     #[arg(long)]
     studies: PathBuf,
-    /// The truth CSV: a "study" column (Study Instance UID or Accession Number), then one
-    /// column per finding, 1 present, 0 absent, empty not labelled.
+    /// The truth CSV. Findings packs: a "study" column (Study Instance UID or Accession
+    /// Number), then one column per finding, 1 present, 0 absent, empty not labelled.
+    /// Landmarks packs: image,landmark,x,y (SOP Instance UID; column and row in pixels from 0;
+    /// x and y empty: not on the film).
     #[arg(long)]
     truth: PathBuf,
     /// Where the predictions and the report go.
     #[arg(long, default_value = "validation")]
     out: PathBuf,
     /// The site's acceptance criteria (TOML: [default] and [findings."NAME"] with min_auroc,
-    /// min_auroc_lower_95, min_sensitivity, min_specificity, min_ppv, max_ece).
+    /// min_auroc_lower_95, min_sensitivity, min_specificity, min_ppv, max_ece;
+    /// [landmark_default] and [landmarks."NAME"] with min_detection_rate, max_median_error_mm,
+    /// max_p95_error_mm, ...; [ett_distance]; [verdicts] min_agreement).
     #[arg(long)]
     criteria: Option<PathBuf>,
     /// A finding is called present at this probability and above (the draft's threshold).
@@ -531,6 +537,7 @@ impl ModelsArgs {
                     criteria: args.criteria,
                     threshold: args.threshold,
                     target_sensitivity: args.target_sensitivity,
+                    rules: config.placement.clone(),
                 },
                 &settings(config, provider),
             ),

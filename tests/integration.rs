@@ -32,5 +32,6 @@ mod service;
 mod service_core;
 mod store;
 mod validate;
+mod validate_landmarks;
 mod viewer;
 mod web;

@@ -1,20 +1,23 @@
-//! `radassist models validate PACK --studies DIR --truth FILE`: a findings pack's acceptance
-//! test on the site's own studies (the work is in [`radassist::validation`]).
+//! `radassist models validate PACK --studies DIR --truth FILE`: a findings or landmarks pack's
+//! acceptance test on the site's own studies (the work is in [`radassist::validation`]).
 //!
 //! Films run in batches through the same decode and inference as the service; each film's
 //! line goes to `OUT/predictions.jsonl` as soon as it is made, so a run stopped part way (or
 //! over thousands of studies, a day at a time) resumes with the films not yet there. Progress
-//! goes to stderr. At the end `OUT/report.html` and `OUT/report.json` hold the figures,
-//! `OUT/thresholds.toml` the operating points that reach the target sensitivity (an
-//! `[analysis.thresholds]` section for the service's configuration), the summary is printed,
-//! and with `--criteria` the exit status says whether they hold.
+//! goes to stderr. At the end `OUT/report.html` and `OUT/report.json` hold the figures (and,
+//! for a findings pack, `OUT/thresholds.toml` the operating points that reach the target
+//! sensitivity: an `[analysis.thresholds]` section for the service's configuration), the
+//! summary is printed, and with `--criteria` the exit status says whether they hold.
 
 use radassist::dicom::DecodeLimits;
 use radassist::inference::manifest::Task;
 use radassist::inference::session::SessionSettings;
 use radassist::inference::vision::ImageModel;
 use radassist::inference::ModelPack;
-use radassist::validation::{self, criteria, report, truth, Record, Settings};
+use radassist::placement::rules::RuleTable;
+use radassist::validation::landmarks::{self, LandmarkSettings};
+use radassist::validation::{self, criteria, landmark_report, points, report, truth};
+use radassist::validation::{Record, Settings};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,8 @@ pub struct Request {
     pub criteria: Option<PathBuf>,
     pub threshold: f64,
     pub target_sensitivity: f64,
+    /// The placement rules (and minimum confidence) landmark verdicts are judged by.
+    pub rules: RuleTable,
 }
 
 /// The films already in the predictions file (a line that does not read, from a run cut off
@@ -47,6 +52,35 @@ fn done(predictions: &Path) -> Result<(Vec<Record>, bool), String> {
         .filter_map(|line| serde_json::from_str::<Record>(line).ok())
         .collect();
     Ok((records, text.is_empty() || text.ends_with('\n')))
+}
+
+/// Runs the pack on one batch of films read, adding their records with what it found.
+fn run_batch(
+    model: &mut ImageModel,
+    read: Vec<(radassist::imaging::Radiograph, Record)>,
+    records: &mut Vec<Record>,
+) -> Result<(), String> {
+    if read.is_empty() {
+        return Ok(());
+    }
+    let radiographs: Vec<_> = read.iter().map(|(r, _)| r).collect();
+    if model.pack().manifest.task == Task::Findings {
+        let findings = model.findings(&radiographs).map_err(|e| e.to_string())?;
+        for ((_, mut record), found) in read.into_iter().zip(findings) {
+            record.probabilities = found
+                .into_iter()
+                .map(|f| (f.label, f64::from(f.probability)))
+                .collect();
+            records.push(record);
+        }
+    } else {
+        let found = model.landmarks(&radiographs).map_err(|e| e.to_string())?;
+        for ((_, mut record), landmarks) in read.into_iter().zip(found) {
+            record.landmarks = landmarks;
+            records.push(record);
+        }
+    }
+    Ok(())
 }
 
 /// Runs the pack on `films` not yet done, appending each film's line to `predictions`.
@@ -80,18 +114,7 @@ fn predict(
                 Err(refused) => records.push(*refused),
             }
         }
-        let radiographs: Vec<_> = read.iter().map(|(r, _)| r).collect();
-        let findings = match radiographs.is_empty() {
-            true => Vec::new(),
-            false => model.findings(&radiographs).map_err(|e| e.to_string())?,
-        };
-        for ((_, mut record), found) in read.into_iter().zip(findings) {
-            record.probabilities = found
-                .into_iter()
-                .map(|f| (f.label, f64::from(f.probability)))
-                .collect();
-            records.push(record);
-        }
+        run_batch(model, read, records)?;
         let at = records.len().saturating_sub(batch.len());
         for record in &records[at..] {
             let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
@@ -108,29 +131,26 @@ fn predict(
     Ok(())
 }
 
-/// The acceptance test of `request.pack`; Err when it cannot be made, or when a criterion
-/// fails (after the report is written).
-pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), String> {
-    let pack = ModelPack::load(&request.pack, settings).map_err(|e| e.to_string())?;
-    if pack.manifest.task != Task::Findings {
-        return Err(format!(
-            "{}: validate measures findings packs; this is a {:?} pack",
-            request.pack.display(),
-            pack.manifest.task
-        ));
-    }
-    let name = pack.manifest.name.clone();
-    let labels = pack
-        .manifest
-        .findings
-        .as_ref()
-        .map(|f| f.names.clone())
-        .unwrap_or_default();
-    let truth = truth::read(&request.truth).map_err(|e| e.to_string())?;
-    let criteria = match &request.criteria {
-        Some(path) => Some(criteria::read(path).map_err(|e| e.to_string())?),
-        None => None,
-    };
+/// What the site's truth file says, read as the pack's task needs it.
+enum Truth {
+    /// A findings pack: per-study labels.
+    Labels(truth::Truth),
+    /// A landmarks pack: annotated points.
+    Points(points::Annotations),
+}
+
+/// What a run produced: the files' contents, the summary, and the criteria checked.
+struct Outcome {
+    json: serde_json::Value,
+    html: String,
+    thresholds: Option<String>,
+    summary: String,
+    checks: Vec<criteria::Check>,
+    problems: Vec<String>,
+}
+
+/// The films run (or resumed from `OUT/predictions.jsonl`), one record each.
+fn records(pack: ModelPack, request: &Request) -> Result<Vec<Record>, String> {
     let films = validation::films(&request.studies)
         .map_err(|e| format!("{}: {e}", request.studies.display()))?;
     std::fs::create_dir_all(&request.out).map_err(|e| format!("{}: {e}", request.out.display()))?;
@@ -146,35 +166,97 @@ pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), Str
         (&predictions, ends_a_line),
         &mut records,
     )?;
-    let settings = Settings {
-        pack: name,
-        threshold: request.threshold,
-        target_sensitivity: request.target_sensitivity,
-    };
-    let evaluation = validation::evaluate(&records, &truth, &labels, settings);
-    let checks = criteria
-        .map(|c| criteria::check(&c, &evaluation))
-        .unwrap_or_default();
-    let json = serde_json::json!({ "evaluation": evaluation, "criteria": checks });
-    for (file, text) in [
-        (
-            "report.json",
-            serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+    Ok(records)
+}
+
+fn evaluated(
+    truth: Truth,
+    (records, names, pack): (&[Record], &[String], String),
+    criteria: Option<&criteria::Criteria>,
+    request: &Request,
+) -> Result<Outcome, String> {
+    Ok(match truth {
+        Truth::Labels(truth) => {
+            let settings = Settings {
+                pack,
+                threshold: request.threshold,
+                target_sensitivity: request.target_sensitivity,
+            };
+            let evaluation = validation::evaluate(records, &truth, names, settings);
+            let checks = criteria
+                .map(|c| criteria::check(c, &evaluation))
+                .unwrap_or_default();
+            Outcome {
+                json: (serde_json::json!({ "evaluation": evaluation, "criteria": checks })),
+                html: report::html(&evaluation, &checks),
+                thresholds: Some(report::thresholds(&evaluation)),
+                summary: report::summary(&evaluation, &checks),
+                problems: [evaluation.truth_problems, evaluation.unmatched].concat(),
+                checks,
+            }
+        }
+        Truth::Points(annotations) => {
+            let settings = LandmarkSettings {
+                pack,
+                min_confidence: request.rules.min_confidence,
+            };
+            let evaluation =
+                landmarks::evaluate(records, &annotations, names, settings, &request.rules);
+            let checks = criteria
+                .map(|c| criteria::check_landmarks(c, &evaluation))
+                .unwrap_or_default();
+            Outcome {
+                json: (serde_json::json!({ "evaluation": evaluation, "criteria": checks })),
+                html: landmark_report::html(&evaluation, &checks),
+                thresholds: None,
+                summary: landmark_report::summary(&evaluation, &checks),
+                problems: [evaluation.truth_problems, evaluation.unmatched].concat(),
+                checks,
+            }
+        }
+    })
+}
+
+/// The acceptance test of `request.pack`; Err when it cannot be made, or when a criterion
+/// fails (after the report is written).
+pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), String> {
+    let pack = ModelPack::load(&request.pack, settings).map_err(|e| e.to_string())?;
+    let manifest = &pack.manifest;
+    let (truth, names) = match (manifest.task, &manifest.findings, &manifest.landmarks) {
+        (Task::Findings, Some(findings), _) => (
+            Truth::Labels(truth::read(&request.truth).map_err(|e| e.to_string())?),
+            findings.names.clone(),
         ),
-        ("report.html", report::html(&evaluation, &checks)),
-        ("thresholds.toml", report::thresholds(&evaluation)),
-    ] {
+        (Task::Landmarks, _, Some(landmarks)) => (
+            Truth::Points(points::read(&request.truth).map_err(|e| e.to_string())?),
+            landmarks.names.clone(),
+        ),
+        (task, _, _) => {
+            return Err(format!(
+                "{}: validate measures findings and landmarks packs; this is a {task:?} pack",
+                request.pack.display()
+            ))
+        }
+    };
+    let criteria = match &request.criteria {
+        Some(path) => Some(criteria::read(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let name = manifest.name.clone();
+    let records = records(pack, request)?;
+    let outcome = evaluated(truth, (&records, &names, name), criteria.as_ref(), request)?;
+    let json = serde_json::to_string_pretty(&outcome.json).map_err(|e| e.to_string())?;
+    let mut files = vec![("report.json", json), ("report.html", outcome.html)];
+    files.extend(outcome.thresholds.map(|t| ("thresholds.toml", t)));
+    for (file, text) in files {
         let path = request.out.join(file);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    print!("{}", report::summary(&evaluation, &checks));
-    for problem in evaluation
-        .truth_problems
-        .iter()
-        .chain(&evaluation.unmatched)
-    {
+    print!("{}", outcome.summary);
+    for problem in &outcome.problems {
         eprintln!("validate: {problem}");
     }
+    let checks = &outcome.checks;
     let failed = checks.iter().filter(|c| !c.holds).count();
     if failed > 0 {
         return Err(format!(

@@ -38,7 +38,7 @@ impl LengthUnit {
 }
 
 /// How image directions relate to the patient, with the spacing measurements use.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatientFrame {
     pub spacing: Option<Spacing>,
     pub spacing_source: SpacingSource,

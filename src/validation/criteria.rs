@@ -1,6 +1,8 @@
 //! A site's acceptance criteria (a TOML file), checked against an evaluation: what each
-//! finding must reach before the pack is switched on. `[default]` applies to every finding;
-//! `[findings."NAME"]` adds to or overrides it for one.
+//! finding (of a findings pack) or landmark (of a landmarks pack) must reach before the pack is
+//! switched on. `[default]` applies to every finding and `[findings."NAME"]` adds to or
+//! overrides it for one; `[landmark_default]` and `[landmarks."NAME"]` do the same for
+//! landmarks.
 //!
 //! ```toml
 //! [default]
@@ -9,10 +11,22 @@
 //! min_auroc = 0.90
 //! min_sensitivity = 0.90      # at the pack's threshold
 //! max_ece = 0.10
+//!
+//! [landmark_default]
+//! min_detection_rate = 0.95
+//! max_median_error_mm = 5.0
+//! [landmarks."ett_tip"]
+//! max_p95_error_mm = 10.0
+//! [ett_distance]              # the tip's height above the carina, against the annotated one
+//! max_median_error_mm = 5.0
+//! [verdicts]                  # every device's verdict against the annotated points'
+//! min_agreement = 0.90
 //! ```
 //!
-//! A figure that cannot be measured (AUROC with one class in the truth) does not hold.
+//! A figure that cannot be measured (AUROC with one class in the truth, an error with no
+//! detection) does not hold.
 
+use super::landmarks::{LandmarkEvaluation, PointFigures};
 use super::{Evaluation, Figures};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +44,33 @@ pub struct Bounds {
     pub max_ece: Option<f64>,
 }
 
+/// What one landmark must reach; each unset bound is not checked.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PointBounds {
+    pub min_detection_rate: Option<f64>,
+    pub max_false_detection_rate: Option<f64>,
+    pub max_median_error_mm: Option<f64>,
+    pub max_p95_error_mm: Option<f64>,
+    pub min_within_5_mm: Option<f64>,
+    pub min_within_10_mm: Option<f64>,
+}
+
+/// What the endotracheal tube tip's height above the carina must reach.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DistanceBounds {
+    pub max_median_error_mm: Option<f64>,
+    pub max_p95_error_mm: Option<f64>,
+}
+
+/// What every device's verdict agreement must reach.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictBounds {
+    pub min_agreement: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Criteria {
@@ -37,11 +78,20 @@ pub struct Criteria {
     pub default: Bounds,
     #[serde(default)]
     pub findings: BTreeMap<String, Bounds>,
+    #[serde(default)]
+    pub landmark_default: PointBounds,
+    #[serde(default)]
+    pub landmarks: BTreeMap<String, PointBounds>,
+    #[serde(default)]
+    pub ett_distance: DistanceBounds,
+    #[serde(default)]
+    pub verdicts: VerdictBounds,
 }
 
 /// One criterion checked.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Check {
+    /// What it is about: a finding, a landmark, "ett_distance" or a device.
     pub finding: String,
     pub criterion: String,
     pub required: f64,
@@ -57,7 +107,7 @@ pub enum CriteriaError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the criteria file {path} is not valid: {source} (keys: min_auroc, min_auroc_lower_95, min_sensitivity, min_specificity, min_ppv, max_ece, under [default] or [findings.\"NAME\"])")]
+    #[error("the criteria file {path} is not valid: {source} (keys: min_auroc, min_auroc_lower_95, min_sensitivity, min_specificity, min_ppv, max_ece under [default] or [findings.\"NAME\"]; min_detection_rate, max_false_detection_rate, max_median_error_mm, max_p95_error_mm, min_within_5_mm, min_within_10_mm under [landmark_default] or [landmarks.\"NAME\"]; max_median_error_mm, max_p95_error_mm under [ett_distance]; min_agreement under [verdicts])")]
     Parse {
         path: String,
         #[source]
@@ -118,7 +168,7 @@ fn merged(default: Bounds, own: Option<&Bounds>) -> Bounds {
 
 fn check_one(name: &str, bounds: &Bounds, figures: Option<&Figures>) -> Vec<Check> {
     let at = figures.map(|f| &f.at_threshold);
-    let rows: [(&str, Option<f64>, Option<f64>, bool); 6] = [
+    let rows: [Row; 6] = [
         (
             "AUROC",
             bounds.min_auroc,
@@ -151,8 +201,16 @@ fn check_one(name: &str, bounds: &Bounds, figures: Option<&Figures>) -> Vec<Chec
             false,
         ),
     ];
-    rows.into_iter()
-        .filter_map(|(criterion, required, measured, at_least)| {
+    checked(name, &rows)
+}
+
+/// A criterion: its name, the bound (None: not set), the figure measured, and whether the
+/// figure must be at least (else at most) the bound.
+type Row<'a> = (&'a str, Option<f64>, Option<f64>, bool);
+
+fn checked(name: &str, rows: &[Row]) -> Vec<Check> {
+    rows.iter()
+        .filter_map(|&(criterion, required, measured, at_least)| {
             let required = required?;
             let holds = measured.is_some_and(|m| {
                 if at_least {
@@ -173,6 +231,120 @@ fn check_one(name: &str, bounds: &Bounds, figures: Option<&Figures>) -> Vec<Chec
             })
         })
         .collect()
+}
+
+fn merged_points(default: PointBounds, own: Option<&PointBounds>) -> PointBounds {
+    let Some(own) = own else { return default };
+    PointBounds {
+        min_detection_rate: own.min_detection_rate.or(default.min_detection_rate),
+        max_false_detection_rate: own
+            .max_false_detection_rate
+            .or(default.max_false_detection_rate),
+        max_median_error_mm: own.max_median_error_mm.or(default.max_median_error_mm),
+        max_p95_error_mm: own.max_p95_error_mm.or(default.max_p95_error_mm),
+        min_within_5_mm: own.min_within_5_mm.or(default.min_within_5_mm),
+        min_within_10_mm: own.min_within_10_mm.or(default.min_within_10_mm),
+    }
+}
+
+fn point_rows(bounds: &PointBounds, f: Option<&PointFigures>) -> [Row<'static>; 6] {
+    [
+        (
+            "detection rate",
+            bounds.min_detection_rate,
+            f.and_then(|f| f.detection_rate),
+            true,
+        ),
+        (
+            "false detection rate",
+            bounds.max_false_detection_rate,
+            f.and_then(|f| f.false_detection_rate),
+            false,
+        ),
+        (
+            "median position error (mm)",
+            bounds.max_median_error_mm,
+            f.and_then(|f| f.median_error_mm),
+            false,
+        ),
+        (
+            "95th percentile position error (mm)",
+            bounds.max_p95_error_mm,
+            f.and_then(|f| f.p95_error_mm),
+            false,
+        ),
+        (
+            "share within 5 mm",
+            bounds.min_within_5_mm,
+            f.and_then(|f| f.within_5_mm),
+            true,
+        ),
+        (
+            "share within 10 mm",
+            bounds.min_within_10_mm,
+            f.and_then(|f| f.within_10_mm),
+            true,
+        ),
+    ]
+}
+
+/// Each landmark criterion of `criteria` checked on `evaluation`: `[landmark_default]` for
+/// every landmark annotated on some film, `[landmarks."NAME"]` for its own (a landmark named
+/// that the pack does not find, or that no film annotates, fails with nothing measured).
+pub fn check_landmarks(criteria: &Criteria, evaluation: &LandmarkEvaluation) -> Vec<Check> {
+    let overall = &evaluation.overall;
+    // The default holds for the landmarks the site annotated; a landmark named holds always.
+    let mut names: Vec<&str> = overall
+        .landmarks
+        .iter()
+        .filter(|l| l.figures.annotated + l.figures.annotated_absent > 0)
+        .map(|l| l.landmark.as_str())
+        .collect();
+    for named in criteria.landmarks.keys() {
+        if !names.contains(&named.as_str()) {
+            names.push(named);
+        }
+    }
+    let mut checks = Vec::new();
+    for name in names {
+        let bounds = merged_points(criteria.landmark_default, criteria.landmarks.get(name));
+        let figures = overall
+            .landmarks
+            .iter()
+            .find(|l| l.landmark == name)
+            .map(|l| &l.figures);
+        checks.extend(checked(name, &point_rows(&bounds, figures)));
+    }
+    let ett = &overall.ett_distance;
+    checks.extend(checked(
+        "ett_distance",
+        &[
+            (
+                "median tip-to-carina error (mm)",
+                criteria.ett_distance.max_median_error_mm,
+                ett.median_abs_error_mm,
+                false,
+            ),
+            (
+                "95th percentile tip-to-carina error (mm)",
+                criteria.ett_distance.max_p95_error_mm,
+                ett.p95_abs_error_mm,
+                false,
+            ),
+        ],
+    ));
+    for verdicts in &overall.verdicts {
+        checks.extend(checked(
+            verdicts.device.title(),
+            &[(
+                "verdict agreement",
+                criteria.verdicts.min_agreement,
+                verdicts.agreement,
+                true,
+            )],
+        ));
+    }
+    checks
 }
 
 #[cfg(test)]

@@ -1,23 +1,30 @@
-//! Acceptance testing of a findings pack on a site's own studies (`radassist models validate`):
-//! the site's films go through the same decode, preprocessing and inference as the service,
-//! each film's probabilities are kept in a predictions file (so a long run resumes where it
-//! stopped), and the study-level predictions are compared with the site's truth ([`truth`]):
-//! per finding, its discrimination, operating points and calibration ([`metrics`]), overall and
-//! by subgroup (manufacturer, view, age band, sex); then the site's acceptance criteria
-//! ([`criteria`]) decide, and [`report`] writes the figures as HTML and JSON.
+//! Acceptance testing of a pack on a site's own studies (`radassist models validate`): the
+//! site's films go through the same decode, preprocessing and inference as the service, each
+//! film's outputs are kept in a predictions file (so a long run resumes where it stopped), and
+//! compared with the site's truth. A findings pack: study-level probabilities against per-study
+//! labels ([`truth`]), per finding its discrimination, operating points and calibration
+//! ([`metrics`]). A landmarks pack: the landmarks found against annotated points ([`points`]),
+//! in mm, with the verdicts they lead to ([`landmarks`]). Every figure overall and by subgroup
+//! (manufacturer, view, age band, sex); then the site's acceptance criteria ([`criteria`])
+//! decide, and [`report`] and [`landmark_report`] write the figures as HTML and JSON.
 //!
 //! A study is the films of one Study Instance UID; its probability for a finding is the highest
 //! of its films' (a finding seen on one view is seen in the study). A study is matched to the
 //! truth by its Study Instance UID, else by its Accession Number.
 
 pub mod criteria;
+pub mod landmark_report;
+pub mod landmarks;
 pub mod metrics;
+pub mod points;
 pub mod report;
 pub mod truth;
 
 use crate::dicom::{self, Attributes, DecodeLimits};
 use crate::imaging::header::ProjectionView;
 use crate::imaging::Radiograph;
+use crate::inference::vision::Landmark;
+use crate::placement::geometry::PatientFrame;
 use metrics::{CalibrationBin, Case, OperatingPoint, RocPoint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,12 +44,23 @@ pub struct Record {
     pub study_instance_uid: String,
     #[serde(default)]
     pub accession_number: String,
+    #[serde(default)]
+    pub sop_instance_uid: String,
     /// Each of [`SUBGROUPS`]: the film's value ("unknown" when its header has none).
     #[serde(default)]
     pub subgroups: BTreeMap<String, String>,
     /// The pack's probability per finding label.
     #[serde(default)]
     pub probabilities: BTreeMap<String, f64>,
+    /// A landmarks pack: the landmarks it found, in image pixels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landmarks: Vec<Landmark>,
+    /// A landmarks pack: the film's size, pixel spacing and orientation (what mm are measured
+    /// with) and the patient's age (which rules apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<PatientFrame>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_years: Option<f64>,
     /// Why the film was refused (it did not decode, or is not a radiograph the service takes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
@@ -96,6 +114,9 @@ pub fn read_film(path: &Path, limits: &DecodeLimits) -> Result<(Radiograph, Reco
     let acquisition = &radiograph.header.acquisition;
     record.study_instance_uid = identity.study_instance_uid.clone().unwrap_or_default();
     record.accession_number = identity.accession_number.clone().unwrap_or_default();
+    record.sop_instance_uid = identity.sop_instance_uid.clone().unwrap_or_default();
+    record.frame = Some(PatientFrame::from_header(&radiograph.header));
+    record.age_years = acquisition.patient_age.as_ref().map(|a| a.years);
     let unknown = || "unknown".to_string();
     let values = [
         manufacturer.map(|m| m.trim().to_string()),

@@ -7,11 +7,11 @@ use super::{Evaluation, Figures};
 use crate::markup::escape;
 use std::fmt::Write;
 
-fn number(value: Option<f64>, digits: usize) -> String {
+pub(super) fn number(value: Option<f64>, digits: usize) -> String {
     value.map_or("–".to_string(), |v| format!("{v:.digits$}"))
 }
 
-fn percent(value: Option<f64>) -> String {
+pub(super) fn percent(value: Option<f64>) -> String {
     value.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0))
 }
 
@@ -71,6 +71,13 @@ pub fn summary(evaluation: &Evaluation, checks: &[Check]) -> String {
             ],
         );
     }
+    out.push_str(&checks_text(checks));
+    out
+}
+
+/// Each criterion on a line: whether it holds, what it required and what was measured.
+pub(super) fn checks_text(checks: &[Check]) -> String {
+    let mut out = String::new();
     for check in checks {
         let _ = writeln!(
             out,
@@ -132,14 +139,25 @@ fn to_plot(x: f64, y: f64) -> (f64, f64) {
     )
 }
 
-/// A unit-square plot with its axes' names, the diagonal, and `points` as a line (and dots).
-fn plot(title: &str, x_name: &str, y_name: &str, points: &[(f64, f64)], dots: bool) -> String {
+/// A plot of `points` as a line (and dots) with its axes' names: y from 0 to 1, x from 0 to
+/// `x_max` (with the diagonal when that is 1 too).
+pub(super) fn plot(
+    title: &str,
+    (x_name, x_max): (&str, f64),
+    y_name: &str,
+    points: &[(f64, f64)],
+    dots: bool,
+) -> String {
     let (x0, y0) = to_plot(0.0, 0.0);
     let (x1, y1) = to_plot(1.0, 1.0);
+    let diagonal = if x_max == 1.0 {
+        format!("<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y1}\" stroke=\"#ccc\" stroke-dasharray=\"4 3\"/>")
+    } else {
+        String::new()
+    };
     let mut svg = format!(
         "<svg viewBox=\"0 0 {SIZE} {SIZE}\" width=\"{SIZE}\" height=\"{SIZE}\" role=\"img\" aria-label=\"{}\">\
-         <rect x=\"{x0}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>\
-         <line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y1}\" stroke=\"#ccc\" stroke-dasharray=\"4 3\"/>\
+         <rect x=\"{x0}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>{diagonal}\
          <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\">{}</text>\
          <text x=\"12\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {})\">{}</text>\
          <text x=\"{}\" y=\"16\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
@@ -159,9 +177,10 @@ fn plot(title: &str, x_name: &str, y_name: &str, points: &[(f64, f64)], dots: bo
         let (tx, ty) = to_plot(tick, tick);
         let _ = write!(
             svg,
-            "<text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{tick}</text>\
+            "<text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{}</text>\
              <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{tick}</text>",
             y0 + 12.0,
+            tick * x_max,
             x0 - 4.0,
             ty + 3.0
         );
@@ -169,7 +188,7 @@ fn plot(title: &str, x_name: &str, y_name: &str, points: &[(f64, f64)], dots: bo
     let line: Vec<String> = points
         .iter()
         .map(|&(x, y)| {
-            let (px, py) = to_plot(x, y);
+            let (px, py) = to_plot(x / x_max, y);
             format!("{px:.1},{py:.1}")
         })
         .collect();
@@ -180,7 +199,7 @@ fn plot(title: &str, x_name: &str, y_name: &str, points: &[(f64, f64)], dots: bo
     );
     if dots {
         for &(x, y) in points {
-            let (px, py) = to_plot(x, y);
+            let (px, py) = to_plot(x / x_max, y);
             let _ = write!(
                 svg,
                 "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"#1f5fa8\"/>"
@@ -211,7 +230,7 @@ fn figures_row(label: &str, f: &Figures) -> String {
 
 const HEAD_ROW: &str = "<tr><th></th><th>studies</th><th>prevalence</th><th>AUROC (95 % CI, DeLong)</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>threshold for the target (sens. / spec.)</th><th>ECE</th></tr>";
 
-fn list(title: &str, items: impl Iterator<Item = String>) -> String {
+pub(super) fn list(title: &str, items: impl Iterator<Item = String>) -> String {
     let items: Vec<String> = items.map(|i| format!("<li>{}</li>", escape(&i))).collect();
     if items.is_empty() {
         return String::new();
@@ -231,22 +250,7 @@ pub fn html(evaluation: &Evaluation, checks: &[Check]) -> String {
         s.threshold,
         s.target_sensitivity
     );
-    if !checks.is_empty() {
-        body.push_str("<h2>Acceptance criteria</h2><table><tr><th>finding</th><th>criterion</th><th>required</th><th>measured</th><th></th></tr>");
-        for c in checks {
-            let _ = write!(
-                body,
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                if c.holds { "holds" } else { "fails" },
-                escape(&c.finding),
-                escape(&c.criterion),
-                c.required,
-                number(c.measured, 3),
-                if c.holds { "holds" } else { "FAILS" }
-            );
-        }
-        body.push_str("</table>");
-    }
+    body.push_str(&checks_table(checks));
     for f in &evaluation.findings {
         let o = &f.overall;
         let _ = write!(body, "<h2>{}</h2><table>{HEAD_ROW}", escape(&f.finding));
@@ -266,35 +270,75 @@ pub fn html(evaluation: &Evaluation, checks: &[Check]) -> String {
             .collect();
         body.push_str(&plot(
             "ROC curve",
-            "1 - specificity",
+            ("1 - specificity", 1.0),
             "sensitivity",
             &roc,
             false,
         ));
         body.push_str(&plot(
             "Reliability",
-            "mean predicted probability",
+            ("mean predicted probability", 1.0),
             "observed frequency",
             &reliability,
             true,
         ));
         body.push_str("</div>");
     }
-    body.push_str(&list(
-        "Films refused",
-        evaluation.refused.iter().map(|(f, r)| format!("{f}: {r}")),
+    body.push_str(&left_out(
+        &evaluation.refused,
+        &evaluation.truth_problems,
+        &evaluation.unmatched,
     ));
-    body.push_str(&list(
-        "Truth file",
-        evaluation.truth_problems.iter().cloned(),
-    ));
-    body.push_str(&list("Not matched", evaluation.unmatched.iter().cloned()));
+    page(&s.pack, &body)
+}
+
+/// The acceptance criteria as a table (nothing when there are none).
+pub(super) fn checks_table(checks: &[Check]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut table = String::from("<h2>Acceptance criteria</h2><table><tr><th>of</th><th>criterion</th><th>required</th><th>measured</th><th></th></tr>");
+    for c in checks {
+        let _ = write!(
+            table,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if c.holds { "holds" } else { "fails" },
+            escape(&c.finding),
+            escape(&c.criterion),
+            c.required,
+            number(c.measured, 3),
+            if c.holds { "holds" } else { "FAILS" }
+        );
+    }
+    table.push_str("</table>");
+    table
+}
+
+/// What a run left out: films refused, truth rows, and what was not matched.
+pub(super) fn left_out(
+    refused: &[(String, String)],
+    truth_problems: &[String],
+    unmatched: &[String],
+) -> String {
+    [
+        list(
+            "Films refused",
+            refused.iter().map(|(f, r)| format!("{f}: {r}")),
+        ),
+        list("Truth file", truth_problems.iter().cloned()),
+        list("Not matched", unmatched.iter().cloned()),
+    ]
+    .concat()
+}
+
+/// A standalone page for the acceptance test of `pack` around `body`.
+pub(super) fn page(pack: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Acceptance test of {}</title>\
          <style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;margin:8px 0}}\
-         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
-         tr.fails td{{background:#fde2e2}}tr.holds td{{background:#e5f6e5}}.plots{{display:flex;gap:24px}}</style></head>\
+         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td{{white-space:nowrap}}th:first-child,td:first-child{{text-align:left}}\
+         tr.fails td{{background:#fde2e2}}tr.holds td{{background:#e5f6e5}}.plots{{display:flex;flex-wrap:wrap;gap:24px}}</style></head>\
          <body>{body}</body></html>\n",
-        escape(&s.pack)
+        escape(pack)
     )
 }
