@@ -448,12 +448,29 @@ impl Default for ServiceConfig {
     }
 }
 
+/// A pack name or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(name) => vec![name],
+        OneOrMany::Many(names) => names,
+    })
+}
+
 /// Which packs (folder names under `inference.models`) a study's analysis uses; "" skips one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalysisConfig {
     pub findings: String,
-    pub landmarks: String,
+    /// One landmarks or segmentation pack, or a list of them (e.g. a detector of tube tips and
+    /// an anatomy segmentation): each landmark is taken from the pack most confident in it.
+    #[serde(deserialize_with = "one_or_many")]
+    pub landmarks: Vec<String>,
     pub text: String,
     pub report: String,
     pub generation: GenerationSettings,
@@ -467,7 +484,7 @@ impl Default for AnalysisConfig {
     fn default() -> Self {
         AnalysisConfig {
             findings: "test-findings".into(),
-            landmarks: "test-marker-landmarks".into(),
+            landmarks: vec!["test-marker-landmarks".into()],
             text: "minilm".into(),
             report: String::new(),
             generation: GenerationSettings::default(),
@@ -483,7 +500,12 @@ impl Config {
         let folder = |name: &str| (!name.is_empty()).then(|| self.inference.models.join(name));
         AnalysisPacks {
             findings: folder(&self.analysis.findings),
-            landmarks: folder(&self.analysis.landmarks),
+            landmarks: self
+                .analysis
+                .landmarks
+                .iter()
+                .filter_map(|name| folder(name))
+                .collect(),
             text: folder(&self.analysis.text),
         }
     }

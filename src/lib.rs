@@ -39,6 +39,7 @@ pub mod priors;
 pub mod qa;
 pub mod roles;
 pub mod runtime;
+pub mod segmentation;
 pub mod sentences;
 pub mod server;
 pub mod store;

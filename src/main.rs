@@ -44,7 +44,8 @@ enum Command {
     Runtime,
     /// Model packs: list them, or load and warm up each one.
     Models(ModelsArgs),
-    /// Run an image pack (findings, embedding or landmarks) on radiographs, as JSON lines.
+    /// Run an image pack (findings, embedding, landmarks, or segmentation: the landmarks derived
+    /// from its masks) on radiographs, as JSON lines.
     Predict(PredictArgs),
     /// Write a draft with a vision-language (report) pack, as JSON.
     Report(ReportArgs),

@@ -28,6 +28,7 @@ mod report;
 mod results_objects;
 mod scale_out;
 mod security;
+mod segmentation;
 mod service;
 mod service_core;
 mod store;

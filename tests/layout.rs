@@ -92,6 +92,8 @@ fn the_domain_names_no_transport_and_nothing_above_it() {
         "src/imaging",
         "src/inference",
         "src/placement",
+        "src/segmentation",
+        "src/validation",
         "src/priors",
         "src/analysis",
         "src/draft",

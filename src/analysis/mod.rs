@@ -45,7 +45,8 @@ pub const REGISTRATION_SIZE: usize = 512;
 #[derive(Debug, Clone, Default)]
 pub struct AnalysisPacks {
     pub findings: Option<PathBuf>,
-    pub landmarks: Option<PathBuf>,
+    /// Landmarks and segmentation packs; each landmark is taken from the most confident.
+    pub landmarks: Vec<PathBuf>,
     /// The MiniLM `text-embedding` pack, for matching a prior report's sentences.
     pub text: Option<PathBuf>,
 }
@@ -220,7 +221,7 @@ pub struct Analyzer {
     findings: Option<BatchedImageModel<Vec<Finding>>>,
     /// The findings pack's labels, which the site's thresholds must name.
     findings_labels: Vec<String>,
-    landmarks: Option<BatchedImageModel<Vec<Landmark>>>,
+    landmarks: Vec<BatchedImageModel<Vec<Landmark>>>,
     text: Option<Arc<Mutex<TextEmbedder>>>,
     rules: RuleTable,
     change: ChangeThresholds,
@@ -284,16 +285,16 @@ impl Analyzer {
             )),
             None => None,
         };
-        let landmarks = match &packs.landmarks {
-            Some(folder) => Some(BatchedImageModel::spawn(
+        let mut landmarks = Vec::new();
+        for folder in &packs.landmarks {
+            landmarks.push(BatchedImageModel::spawn(
                 ImageModel::new(load(folder)?)?,
                 "landmarks",
                 batching,
                 observer.clone(),
-                |model, prepared| model.landmarks_of(prepared),
-            )),
-            None => None,
-        };
+                crate::segmentation::landmarks_of,
+            ));
+        }
         let text = match &packs.text {
             Some(folder) => Some(Arc::new(Mutex::new(TextEmbedder::new(load(folder)?)?))),
             None => None,
@@ -339,10 +340,10 @@ impl Analyzer {
             Some(model) => model.run(radiograph)?,
             None => vec![],
         };
-        let landmarks = match &self.landmarks {
-            Some(model) => model.run(radiograph)?,
-            None => vec![],
-        };
+        let mut landmarks = Vec::new();
+        for model in &self.landmarks {
+            landmarks.extend(model.run(radiograph)?);
+        }
         let frame = PatientFrame::from_header(&radiograph.header);
         let age = radiograph
             .header

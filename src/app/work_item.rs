@@ -42,9 +42,17 @@ pub fn evidence_note(e: &Evidence) -> EvidenceNote {
             x,
             y,
             confidence,
+            derivation,
         } => (
             EvidenceKind::Landmark,
-            format!("{model}: {name} at ({x:.1}, {y:.1}) px, confidence {confidence:.2}"),
+            match derivation {
+                Some(how) => format!(
+                    "{model}: {name} at ({x:.1}, {y:.1}) px, confidence {confidence:.2}: {how}"
+                ),
+                None => {
+                    format!("{model}: {name} at ({x:.1}, {y:.1}) px, confidence {confidence:.2}")
+                }
+            },
             finite(f64::from(*confidence)),
             "confidence".to_string(),
         ),

@@ -134,7 +134,11 @@ pub fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Re
                 .map(|f| serde_json::json!({ "findings": f }))
                 .collect()
         }),
-        Task::Landmarks => model.landmarks(&batch).map(|r| {
+        Task::Landmarks | Task::Segmentation => {
+            let prepared = model.prepare(&batch);
+            radassist::segmentation::landmarks_of(&mut model, &prepared)
+        }
+        .map(|r| {
             r.iter()
                 .map(|l| serde_json::json!({ "landmarks": l }))
                 .collect()

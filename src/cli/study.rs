@@ -38,9 +38,10 @@ pub struct StudyArgs {
     /// Findings pack folder (overrides the configuration).
     #[arg(long)]
     pub findings_pack: Option<PathBuf>,
-    /// Landmarks pack folder (overrides the configuration).
+    /// Landmarks or segmentation pack folder (overrides the configuration; give it again for
+    /// several, e.g. a tube-tip detector and an anatomy segmentation).
     #[arg(long)]
-    pub landmarks_pack: Option<PathBuf>,
+    pub landmarks_pack: Vec<PathBuf>,
     /// Text-embedding pack folder (overrides the configuration).
     #[arg(long)]
     pub text_pack: Option<PathBuf>,
@@ -183,7 +184,9 @@ pub fn load_study(
         .collect();
     let mut packs: AnalysisPacks = config.analysis_packs();
     packs.findings = args.findings_pack.clone().or(packs.findings);
-    packs.landmarks = args.landmarks_pack.clone().or(packs.landmarks);
+    if !args.landmarks_pack.is_empty() {
+        packs.landmarks = args.landmarks_pack.clone();
+    }
     packs.text = args.text_pack.clone().or(packs.text);
     let analyzer = Analyzer::new(
         &packs,

@@ -74,7 +74,9 @@ fn run_batch(
             records.push(record);
         }
     } else {
-        let found = model.landmarks(&radiographs).map_err(|e| e.to_string())?;
+        let prepared = model.prepare(&radiographs);
+        let found =
+            radassist::segmentation::landmarks_of(model, &prepared).map_err(|e| e.to_string())?;
         for ((_, mut record), landmarks) in read.into_iter().zip(found) {
             record.landmarks = landmarks;
             records.push(record);
@@ -227,13 +229,13 @@ pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), Str
             Truth::Labels(truth::read(&request.truth).map_err(|e| e.to_string())?),
             findings.names.clone(),
         ),
-        (Task::Landmarks, _, Some(landmarks)) => (
+        (Task::Landmarks, _, Some(_)) | (Task::Segmentation, _, _) => (
             Truth::Points(points::read(&request.truth).map_err(|e| e.to_string())?),
-            landmarks.names.clone(),
+            radassist::segmentation::landmark_names(manifest),
         ),
         (task, _, _) => {
             return Err(format!(
-                "{}: validate measures findings and landmarks packs; this is a {task:?} pack",
+                "{}: validate measures findings, landmarks and segmentation packs; this is a {task:?} pack",
                 request.pack.display()
             ))
         }

@@ -56,13 +56,16 @@ pub enum Evidence {
         verdict: Verdict,
         thresholds: Vec<Threshold>,
     },
-    /// A landmark the landmarks model found.
+    /// A landmark a landmarks model found (or derived from a segmentation pack's mask).
     Landmark {
         model: String,
         name: String,
         x: f64,
         y: f64,
         confidence: f32,
+        /// How it was derived from a mask.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        derivation: Option<String>,
     },
     /// A change since a prior study.
     Comparison {
@@ -221,11 +224,15 @@ fn device_statements(
             })
             .collect();
         evidence.extend(d.landmarks.iter().map(|l| Evidence::Landmark {
-            model: landmarks_model.to_string(),
+            model: match l.model.is_empty() {
+                true => landmarks_model.to_string(),
+                false => l.model.clone(),
+            },
             name: l.name.clone(),
             x: l.x,
             y: l.y,
             confidence: l.confidence,
+            derivation: l.derivation.clone(),
         }));
         let statement = Statement {
             text: d.statement.clone(),

@@ -77,6 +77,30 @@ pub struct Acquisition {
     pub indication: Option<String>,
 }
 
+impl Acquisition {
+    /// From Patient Orientation: +1 when the column index grows towards the patient's left,
+    /// -1 towards the right; None when missing or unreadable.
+    pub fn left_sign(&self) -> Option<f64> {
+        orientation_sign(self.patient_orientation.first(), 'L', 'R')
+    }
+
+    /// From Patient Orientation: +1 when the row index grows towards the feet, -1 towards the
+    /// head; None when missing or unreadable.
+    pub fn feet_sign(&self) -> Option<f64> {
+        orientation_sign(self.patient_orientation.get(1), 'F', 'H')
+    }
+}
+
+/// The first letter of a Patient Orientation value is its main direction ("LF": left, tilted
+/// to the feet).
+fn orientation_sign(value: Option<&String>, plus: char, minus: char) -> Option<f64> {
+    match value?.trim().chars().next()? {
+        c if c == plus => Some(1.0),
+        c if c == minus => Some(-1.0),
+        _ => None,
+    }
+}
+
 /// Distance between pixel centres in mm: between rows (vertical) and between columns.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Spacing {

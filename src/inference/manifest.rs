@@ -14,6 +14,8 @@ use std::path::Path;
 pub enum Task {
     Findings,
     Landmarks,
+    /// Masks of named structures, from which radassist derives landmarks.
+    Segmentation,
     Embedding,
     TextEmbedding,
     Report,
@@ -87,6 +89,7 @@ pub struct Manifest {
     pub image: Option<ImageSpec>,
     pub findings: Option<NamedOutputSpec>,
     pub landmarks: Option<NamedOutputSpec>,
+    pub segmentation: Option<SegmentationSpec>,
     pub embedding: Option<EmbeddingSpec>,
     pub report: Option<ReportSpec>,
 }
@@ -138,6 +141,93 @@ pub struct NamedOutputSpec {
     /// model-input pixels, and a confidence).
     #[serde(default)]
     pub form: Option<String>,
+}
+
+/// `segmentation` packs: masks [N, C, h, w], one channel per named structure (over the model's
+/// input, at any resolution), and which channels are the structures radassist derives the
+/// placement landmarks from (`crate::segmentation`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationSpec {
+    pub output: String,
+    /// Every channel's name, in output order.
+    pub channels: Vec<String>,
+    /// "sigmoid" when the graph gives logits per channel, "none" when it gives probabilities.
+    #[serde(default = "no_activation")]
+    pub activation: String,
+    /// A pixel belongs to a structure at this probability and above.
+    #[serde(default = "half")]
+    pub threshold: f32,
+    /// Which channel (by name) is each structure landmarks are derived from; structures not
+    /// named are not derived.
+    pub structures: std::collections::BTreeMap<Structure, String>,
+}
+
+/// The structures radassist derives placement landmarks from, and what it derives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Structure {
+    /// The region of the tracheal bifurcation: the carina at its centre.
+    TrachealBifurcation,
+    /// The trachea (with or without the main bronchi): the carina where it splits, else at its
+    /// lower end (when no bifurcation channel is given).
+    Trachea,
+    /// The left hemidiaphragm: its dome, the highest point.
+    LeftHemidiaphragm,
+    /// The right atrium: the cavoatrial junction at its upper border (where the superior vena
+    /// cava enters).
+    RightAtrium,
+    /// Device masks: each tip at the end of the device's skeleton farthest along its course.
+    EndotrachealTube,
+    EnteralTube,
+    CentralVenousCatheter,
+    ChestTube,
+}
+
+fn half() -> f32 {
+    0.5
+}
+
+impl SegmentationSpec {
+    /// Whether the section is coherent: an activation known, a threshold in (0, 1], channel
+    /// names unique, and every structure naming a channel.
+    fn check(&self) -> Result<(), String> {
+        if !matches!(self.activation.as_str(), "none" | "sigmoid") {
+            return Err(format!(
+                "segmentation.activation {:?} must be \"none\" or \"sigmoid\"",
+                self.activation
+            ));
+        }
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(format!(
+                "segmentation.threshold {} must be above 0 and at most 1",
+                self.threshold
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = self.channels.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(format!("segmentation.channels names {twice:?} twice"));
+        }
+        if self.structures.is_empty() {
+            return Err(
+                "segmentation.structures names no structure to derive landmarks from".into(),
+            );
+        }
+        for (structure, channel) in &self.structures {
+            if !seen.contains(channel.as_str()) {
+                return Err(format!(
+                    "segmentation.structures: {structure:?} names channel {channel:?}, which is not in segmentation.channels"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The channel index of each structure named.
+    pub fn channel_of(&self, structure: Structure) -> Option<usize> {
+        let name = self.structures.get(&structure)?;
+        self.channels.iter().position(|c| c == name)
+    }
 }
 
 /// `embedding` packs: one vector [N, D] per image.
@@ -302,6 +392,32 @@ impl Manifest {
                     Some(Dimension::Fixed(n)) if *n as usize != spec.names.len() => Err(format!(
                         "{section}.names lists {} names, but output {:?} has {n} along dimension 1",
                         spec.names.len(),
+                        spec.output
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            Task::Segmentation => {
+                needs_image()?;
+                let spec = self
+                    .segmentation
+                    .as_ref()
+                    .ok_or("a segmentation pack needs a [segmentation] section")?;
+                spec.check()?;
+                output_exists("segmentation", &spec.output)?;
+                let declared = graph
+                    .outputs
+                    .iter()
+                    .find(|o| o.name == spec.output)
+                    .expect("exists");
+                match declared.shape.get(1) {
+                    Some(Dimension::Fixed(n)) if *n as usize != spec.channels.len() => Err(format!(
+                        "segmentation.channels lists {} names, but output {:?} has {n} along dimension 1",
+                        spec.channels.len(),
+                        spec.output
+                    )),
+                    _ if declared.shape.len() != 4 => Err(format!(
+                        "segmentation output {:?} must be [batch, channels, rows, columns]",
                         spec.output
                     )),
                     _ => Ok(()),

@@ -91,6 +91,11 @@ impl ModelPack {
 }
 
 impl ModelPack {
+    /// The pack as results name it: "name version".
+    pub fn model_name(&self) -> String {
+        format!("{} {}", self.manifest.name, self.manifest.version)
+    }
+
     /// Runs the graph once on zeros shaped as the manifest says (named dimensions as 1), so that
     /// the first real request does not pay for ONNX Runtime's lazy initialisation; returns the
     /// time it took.

@@ -88,13 +88,19 @@ impl Placement {
 pub struct Prepared {
     pub tensor: Array3<f32>,
     pub placement: Placement,
+    /// +1 when the image's rows run towards the patient's feet (the usual hanging, and when
+    /// Patient Orientation does not say), -1 towards the head: which end of a mask is up.
+    pub feet_sign: f64,
 }
 
 /// Prepares a radiograph for a model (the default VOI of its header).
 pub fn prepare(radiograph: &Radiograph, spec: &ImageSpec) -> Prepared {
     let voi = choose_voi(radiograph, &VoiChoice::Default).expect("the default VOI always exists");
     let display = display_values(radiograph, &voi);
-    fit_display(&display, spec)
+    Prepared {
+        feet_sign: radiograph.header.acquisition.feet_sign().unwrap_or(1.0),
+        ..fit_display(&display, spec)
+    }
 }
 
 /// Fits display values in [0, 1] to the model's input and normalises them.
@@ -159,7 +165,11 @@ pub fn fit_display(display: &Array2<f32>, spec: &ImageSpec) -> Prepared {
         let std = spec.std[c.min(spec.std.len() - 1)];
         plane.assign(&canvas.mapv(|v| (v - mean) / std));
     }
-    Prepared { tensor, placement }
+    Prepared {
+        tensor,
+        placement,
+        feet_sign: 1.0,
+    }
 }
 
 #[cfg(test)]

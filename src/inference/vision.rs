@@ -1,16 +1,45 @@
 //! The image tasks: `findings` (probabilities per observation), `embedding` (one vector per
-//! image) and `landmarks` (heatmaps to sub-pixel points with confidence, in image pixels).
+//! image), `landmarks` (heatmaps or points to sub-pixel points with confidence, in image
+//! pixels) and `segmentation` (masks of named structures, from which `crate::segmentation`
+//! derives landmarks).
 //!
 //! Radiographs are prepared as the pack's `[image]` section says ([`super::preprocess`]),
 //! stacked into one batch [N, C, H, W], and run in one call.
 
-use super::manifest::Task;
+use super::manifest::{Structure, Task};
 use super::preprocess::{prepare, ImageSpec, Placement, Prepared};
 use super::{InferenceError, ModelPack};
 use crate::imaging::Radiograph;
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, Axis, Ix2, Ix4};
 use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
+
+/// A segmentation pack's masks of one image: each named structure's probabilities over the
+/// mask's grid (which spans the model's input), and how to map that grid back to the image.
+#[derive(Debug, Clone)]
+pub struct Masks {
+    pub structures: Vec<(Structure, Array2<f32>)>,
+    /// A pixel belongs to a structure at this probability and above.
+    pub threshold: f32,
+    pub placement: Placement,
+    /// The model input's (rows, columns).
+    pub input: (usize, usize),
+    /// +1 when the image's rows run towards the feet ([`Prepared::feet_sign`]).
+    pub feet_sign: f64,
+    /// The pack, "name version".
+    pub model: String,
+}
+
+impl Masks {
+    /// A point on a mask of `dim` (column, row; pixel centres at whole numbers) in image pixels.
+    pub fn to_image(&self, dim: (usize, usize), (x, y): (f64, f64)) -> (f64, f64) {
+        let (h, w) = dim;
+        let (input_h, input_w) = (self.input.0 as f64, self.input.1 as f64);
+        let x = (x + 0.5) * input_w / w as f64 - 0.5;
+        let y = (y + 0.5) * input_h / h as f64 - 0.5;
+        self.placement.to_image(x, y)
+    }
+}
 
 /// A pack for one of the image tasks.
 pub struct ImageModel {
@@ -26,13 +55,22 @@ pub struct Finding {
 }
 
 /// A landmark found on the image: pixel coordinates (column x, row y, sub-pixel) and the
-/// heatmap's confidence at its peak.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// model's confidence in it (a heatmap's peak, a detector's score, or for one derived from a
+/// mask the structure's mean probability).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Landmark {
     pub name: String,
     pub x: f64,
     pub y: f64,
     pub confidence: f32,
+    /// The pack that found it ("name version"; empty in analyses stored before packs were
+    /// named per landmark).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// How it was derived from a segmentation pack's masks (or why it could not be: then its
+    /// confidence is 0); None for a landmark the model gives directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation: Option<String>,
 }
 
 fn run_error(e: impl std::fmt::Display) -> InferenceError {
@@ -52,7 +90,7 @@ impl ImageModel {
         };
         if !matches!(
             manifest.task,
-            Task::Findings | Task::Embedding | Task::Landmarks
+            Task::Findings | Task::Embedding | Task::Landmarks | Task::Segmentation
         ) {
             return Err(pack_error(format!(
                 "task {:?} is not an image task",
@@ -82,6 +120,17 @@ impl ImageModel {
 
     /// Runs prepared images as one batch; returns the named output.
     fn run(&mut self, prepared: &[Prepared], output: &str) -> Result<ArrayD<f32>, InferenceError> {
+        self.run_with(prepared, output, |values| values.to_owned())
+    }
+
+    /// Runs prepared images as one batch; gives `take` a view of the named output (so a large
+    /// output is not copied whole).
+    fn run_with<T>(
+        &mut self,
+        prepared: &[Prepared],
+        output: &str,
+        take: impl FnOnce(ndarray::ArrayViewD<f32>) -> T,
+    ) -> Result<T, InferenceError> {
         let (c, h, w) = (self.spec.channels, self.spec.rows, self.spec.columns);
         let mut batch = Array4::<f32>::zeros((prepared.len(), c, h, w));
         for (mut slot, p) in batch.outer_iter_mut().zip(prepared) {
@@ -102,9 +151,58 @@ impl ImageModel {
             .map_err(run_error)?;
         let values = outputs[output]
             .try_extract_array::<f32>()
-            .map_err(run_error)?
-            .to_owned();
-        Ok(values)
+            .map_err(run_error)?;
+        Ok(take(values))
+    }
+
+    /// The masks of the structures a segmentation pack's manifest names, per prepared image:
+    /// probabilities (after the manifest's activation) over the mask's own grid.
+    pub fn masks_of(&mut self, prepared: &[Prepared]) -> Result<Vec<Masks>, InferenceError> {
+        let spec = self
+            .pack
+            .manifest
+            .segmentation
+            .clone()
+            .ok_or_else(|| run_error("not a segmentation pack"))?;
+        let channels: Vec<(Structure, usize)> = spec
+            .structures
+            .keys()
+            .filter_map(|&s| Some((s, spec.channel_of(s)?)))
+            .collect();
+        let sigmoid_on = spec.activation == "sigmoid";
+        let picked = self.run_with(prepared, &spec.output, |values| {
+            let values = values.into_dimensionality::<Ix4>().map_err(run_error)?;
+            Ok::<_, InferenceError>(
+                values
+                    .outer_iter()
+                    .map(|image| {
+                        channels
+                            .iter()
+                            .map(|&(structure, c)| {
+                                let plane = image.index_axis(Axis(0), c);
+                                let plane = match sigmoid_on {
+                                    true => plane.mapv(sigmoid),
+                                    false => plane.to_owned(),
+                                };
+                                (structure, plane)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })??;
+        Ok(picked
+            .into_iter()
+            .zip(prepared)
+            .map(|(structures, p)| Masks {
+                structures,
+                threshold: spec.threshold,
+                placement: p.placement,
+                input: (self.spec.rows, self.spec.columns),
+                feet_sign: p.feet_sign,
+                model: self.pack.model_name(),
+            })
+            .collect())
     }
 
     /// Probabilities per observation, per image.
@@ -191,6 +289,7 @@ impl ImageModel {
             .ok_or_else(|| run_error("not a landmarks pack"))?;
         let values = self.run(prepared, &spec.output)?;
         let placements: Vec<Placement> = prepared.iter().map(|p| p.placement).collect();
+        let model = self.pack.model_name();
         let activate = |v: f32| {
             if spec.activation == "sigmoid" {
                 sigmoid(v)
@@ -223,6 +322,8 @@ impl ImageModel {
                                 x,
                                 y,
                                 confidence: activate(p[2]),
+                                model: model.clone(),
+                                derivation: None,
                             }
                         })
                         .collect()
@@ -250,6 +351,8 @@ impl ImageModel {
                             x,
                             y,
                             confidence: activate(peak),
+                            model: model.clone(),
+                            derivation: None,
                         }
                     })
                     .collect()

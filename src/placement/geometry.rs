@@ -55,17 +55,8 @@ pub struct PatientFrame {
 
 impl PatientFrame {
     pub fn from_header(header: &ImageHeader) -> PatientFrame {
-        let orientation = &header.acquisition.patient_orientation;
-        let direction = |value: Option<&String>, plus: char, minus: char| -> Option<f64> {
-            // The first letter is the main direction ("LF" = left, tilted to the feet).
-            match value?.trim().chars().next()? {
-                c if c == plus => Some(1.0),
-                c if c == minus => Some(-1.0),
-                _ => None,
-            }
-        };
-        let left = direction(orientation.first(), 'L', 'R');
-        let feet = direction(orientation.get(1), 'F', 'H');
+        let left = header.acquisition.left_sign();
+        let feet = header.acquisition.feet_sign();
         PatientFrame {
             spacing: header.geometry.patient_spacing,
             spacing_source: header.geometry.spacing_source,

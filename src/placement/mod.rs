@@ -127,6 +127,11 @@ pub struct LandmarkUsed {
     pub x: f64,
     pub y: f64,
     pub confidence: f32,
+    /// The pack that found it, and how it was derived from a mask ([`Landmark`]'s).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation: Option<String>,
 }
 
 /// The placement check of one device.
@@ -209,6 +214,15 @@ impl Found<'_> {
             .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
     }
 
+    /// Why `name` was not found, when a segmentation pack's derivation says (a landmark with a
+    /// derivation and too little confidence).
+    fn why_not_found(&self, name: &str) -> Option<&str> {
+        self.landmarks
+            .iter()
+            .filter(|l| l.name == name && l.confidence < self.table.min_confidence)
+            .find_map(|l| l.derivation.as_deref())
+    }
+
     fn near_edge(&self, l: &Landmark) -> bool {
         self.frame.calibrated() && self.frame.distance_to_edge(point(l)) < self.table.edge_margin_mm
     }
@@ -257,6 +271,8 @@ fn used(landmarks: &[&Landmark]) -> Vec<LandmarkUsed> {
             x: l.x,
             y: l.y,
             confidence: l.confidence,
+            model: l.model.clone(),
+            derivation: l.derivation.clone(),
         })
         .collect()
 }
@@ -303,6 +319,16 @@ fn tip_or_check<'a>(
     rules: &PlacementRules,
 ) -> Result<&'a Landmark, DeviceCheck> {
     let Some(tip) = found.get(tip_name) else {
+        // A device mask with pixels that are not a device is not "no device".
+        if let Some(why) = found.why_not_found(tip_name) {
+            return Err(unmeasured(
+                device,
+                Verdict::NotAssessable,
+                format!("{}: cannot be assessed: {why}.", device.title()),
+                &[],
+                rules,
+            ));
+        }
         return Err(unmeasured(
             device,
             Verdict::Absent,
@@ -337,12 +363,16 @@ fn reference_or_check<'a>(
     rules: &PlacementRules,
 ) -> Result<&'a Landmark, DeviceCheck> {
     let Some(reference) = found.get(reference_name) else {
+        let why = found
+            .why_not_found(reference_name)
+            .map(|why| format!(" ({why})"))
+            .unwrap_or_default();
         return Err(unmeasured(
             device,
             Verdict::NotAssessable,
             format!(
                 "{} is present; its position cannot be assessed because the {} is not \
-                 identified.",
+                 identified{why}.",
                 device.title(),
                 reference_name.replace('_', " ")
             ),
@@ -675,13 +705,22 @@ fn central_venous_catheter(found: &Found, rules: &PlacementRules) -> DeviceCheck
 fn chest_tube(found: &Found, rules: &PlacementRules) -> DeviceCheck {
     let device = Device::ChestTube;
     let Some(tip) = found.get(names::CHEST_TUBE_TIP) else {
-        return unmeasured(
-            device,
-            Verdict::Absent,
-            "No chest tube is seen.".into(),
-            &[],
-            rules,
-        );
+        return match found.why_not_found(names::CHEST_TUBE_TIP) {
+            Some(why) => unmeasured(
+                device,
+                Verdict::NotAssessable,
+                format!("Chest tube: cannot be assessed: {why}."),
+                &[],
+                rules,
+            ),
+            None => unmeasured(
+                device,
+                Verdict::Absent,
+                "No chest tube is seen.".into(),
+                &[],
+                rules,
+            ),
+        };
     };
     let carina = found.get(names::CARINA);
     let side = found.side(tip, carina);

@@ -36,6 +36,7 @@ fn landmark(name: &str, x: f64, y: f64) -> Landmark {
         x,
         y,
         confidence: 0.9,
+        ..Landmark::default()
     }
 }
 
@@ -358,4 +359,35 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_structure_a_mask_could_not_identify_makes_the_check_not_assessable_with_its_reason() {
+    let unidentified = |name: &str, why: &str| Landmark {
+        name: name.into(),
+        confidence: 0.0,
+        derivation: Some(why.into()),
+        ..Landmark::default()
+    };
+    let tip = from_carina(names::ETT_TIP, -45.0, 0.0);
+    let no_carina = unidentified(
+        names::CARINA,
+        "the tracheal bifurcation is not identified: its mask is scattered",
+    );
+    let c = check(Device::EndotrachealTube, &[tip, no_carina], None);
+    assert_eq!(c.verdict, Verdict::NotAssessable);
+    assert!(
+        c.statement
+            .contains("carina is not identified (the tracheal bifurcation is not identified: its mask is scattered)"),
+        "{}",
+        c.statement
+    );
+    // A device mask that is noise is not "no device".
+    let noisy = unidentified(names::ETT_TIP, "the endotracheal tube is not identified");
+    let c = check(Device::EndotrachealTube, &[noisy], None);
+    assert_eq!(c.verdict, Verdict::NotAssessable, "{c:?}");
+    assert!(!c.critical);
+    // Nothing at all: absent.
+    let c = check(Device::EndotrachealTube, &[], None);
+    assert_eq!(c.verdict, Verdict::Absent);
 }

@@ -155,6 +155,7 @@ impl Film<'_> {
                     x,
                     y,
                     confidence: 1.0,
+                    ..Landmark::default()
                 })
             })
             .collect()
