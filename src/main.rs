@@ -160,6 +160,10 @@ struct PredictArgs {
     pack: PathBuf,
     #[arg(long, value_enum)]
     provider: Option<Provider>,
+    /// A segmentation pack: also write each structure's probability mask here, as a 16-bit
+    /// grey PNG on the mask's grid (FILE-STEM.STRUCTURE.png; 65535 is probability 1).
+    #[arg(long)]
+    masks: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -713,8 +717,9 @@ impl PredictArgs {
             files,
             pack,
             provider,
+            masks,
         } = self;
-        predict(&pack, &settings(config, provider), &files)
+        predict(&pack, &settings(config, provider), &files, masks.as_deref())
     }
 }
 

@@ -15,6 +15,7 @@ mod dicom_priors;
 mod dicom_results;
 mod dicomweb;
 mod draft;
+mod export_recipes;
 mod full_disk;
 mod header;
 mod image_packs;

@@ -290,6 +290,34 @@ fn landmark_errors_equal_an_independent_computation_and_verdicts_are_compared() 
             );
         }
     }
+    // The same annotations against the segmentation pack's derived landmarks.
+    let segmented = dir.path().join("segmented");
+    let run = Command::new(env!("CARGO_BIN_EXE_radassist"))
+        .args(["models", "validate", "--provider", "cpu", "--studies"])
+        .arg(&folder)
+        .arg("--truth")
+        .arg(&truth)
+        .arg("--out")
+        .arg(&segmented)
+        .arg(root().join("models/test-marker-segmentation"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(segmented.join("report.json")).unwrap()).unwrap();
+    let derived = figure(&report["evaluation"]["overall"], "carina");
+    assert_eq!(
+        (derived["annotated"].as_u64(), derived["detected"].as_u64()),
+        (Some(7), Some(6))
+    );
+    assert!(
+        derived["median_error_mm"].as_f64().unwrap() < 1.0,
+        "{derived}"
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(!html.contains("<img src=x"));

@@ -117,9 +117,46 @@ pub fn embed_text(
     Ok(())
 }
 
-pub fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Result<(), String> {
+/// Each structure's probabilities of each film as a 16-bit grey PNG in `dir`.
+fn write_masks(
+    model: &mut radassist::inference::vision::ImageModel,
+    batch: &[&radassist::imaging::Radiograph],
+    files: &[PathBuf],
+    dir: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let prepared = model.prepare(batch);
+    let masks = model.masks_of(&prepared).map_err(|e| e.to_string())?;
+    for (file, masks) in files.iter().zip(masks) {
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        for (structure, probabilities) in &masks.structures {
+            let name = serde_json::to_value(structure).map_err(|e| e.to_string())?;
+            let (h, w) = probabilities.dim();
+            let png = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(
+                w as u32,
+                h as u32,
+                |x, y| {
+                    let p = probabilities[(y as usize, x as usize)].clamp(0.0, 1.0);
+                    image::Luma([(p * 65535.0).round() as u16])
+                },
+            );
+            let path = dir.join(format!("{stem}.{}.png", name.as_str().unwrap_or("mask")));
+            png.save(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn predict(
+    pack: &Path,
+    settings: &SessionSettings,
+    files: &[PathBuf],
+    masks: Option<&Path>,
+) -> Result<(), String> {
     use radassist::inference::vision::ImageModel;
-    let pack = ModelPack::load(pack, settings).map_err(|e| e.to_string())?;
+    let folder = pack;
+    let pack = ModelPack::load(folder, settings).map_err(|e| e.to_string())?;
     let (task, test_model) = (pack.manifest.task, pack.manifest.test_model);
     let mut model = ImageModel::new(pack).map_err(|e| e.to_string())?;
     let limits = DecodeLimits::default();
@@ -128,6 +165,15 @@ pub fn predict(pack: &Path, settings: &SessionSettings, files: &[PathBuf]) -> Re
         .map(|f| dicom::read_file(f, &limits).map_err(|e| format!("{}: {e}", f.display())))
         .collect::<Result<Vec<_>, _>>()?;
     let batch: Vec<_> = radiographs.iter().collect();
+    if let Some(dir) = masks {
+        if task != Task::Segmentation {
+            return Err(format!(
+                "--masks is for segmentation packs; {} is a {task:?} pack",
+                folder.display()
+            ));
+        }
+        write_masks(&mut model, &batch, files, dir)?;
+    }
     let results: Vec<serde_json::Value> = match task {
         Task::Findings => model.findings(&batch).map(|r| {
             r.iter()

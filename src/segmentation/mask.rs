@@ -3,11 +3,11 @@
 //! part; noise is many small ones), the rows' runs (where an airway splits into its bronchi),
 //! and a one-pixel skeleton with the point farthest along it (where a tube ends).
 //!
-//! Written here rather than taken from a crate: the image crates radassist uses have no
-//! thinning or geodesic distance, and each operation is a short pass over a boolean grid.
+//! The parts are imageproc's connected components; the thinning and the distance along the
+//! skeleton are written here: neither image crate radassist uses has them, and each is a short
+//! pass over a boolean grid.
 
 use ndarray::{Array2, ArrayView2};
-use std::collections::VecDeque;
 
 /// A pixel: (row, column).
 pub type Pixel = (usize, usize);
@@ -36,26 +36,27 @@ pub fn threshold(probabilities: ArrayView2<f32>, threshold: f32) -> Array2<bool>
     probabilities.mapv(|p| p >= threshold)
 }
 
-/// The 8-connected parts of `mask`, largest first (ties: the one met first in row order).
+/// The 8-connected parts of `mask`, largest first (ties: the one met first in row order),
+/// labelled by imageproc.
 pub fn parts(mask: &Array2<bool>) -> Vec<Vec<Pixel>> {
-    let mut seen = Array2::from_elem(mask.dim(), false);
-    let mut found = Vec::new();
-    for ((r, c), &on) in mask.indexed_iter() {
-        if !on || seen[(r, c)] {
+    use imageproc::region_labelling::{connected_components, Connectivity};
+    let (h, w) = mask.dim();
+    let grey = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+        image::Luma([u8::from(mask[(y as usize, x as usize)])])
+    });
+    let labels = connected_components(&grey, Connectivity::Eight, image::Luma([0u8]));
+    let mut found: Vec<Vec<Pixel>> = Vec::new();
+    let mut index: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for (x, y, label) in labels.enumerate_pixels() {
+        let label = label[0];
+        if label == 0 {
             continue;
         }
-        seen[(r, c)] = true;
-        let (mut part, mut queue) = (Vec::new(), VecDeque::from([(r, c)]));
-        while let Some(p) = queue.pop_front() {
-            part.push(p);
-            for n in neighbours(mask, p) {
-                if !seen[n] {
-                    seen[n] = true;
-                    queue.push_back(n);
-                }
-            }
-        }
-        found.push(part);
+        let at = *index.entry(label).or_insert_with(|| {
+            found.push(Vec::new());
+            found.len() - 1
+        });
+        found[at].push((y as usize, x as usize));
     }
     found.sort_by_key(|p| std::cmp::Reverse(p.len()));
     found
