@@ -48,7 +48,9 @@ IMAGE = {"input": "image", "rows": SIZE, "columns": SIZE, "fit": "stretch", "cha
 
 def retinanet():
     """The package's RetinaNet module, also under the names its pickled models were saved with."""
-    model = module("carinanet", "carinanet.models.retinanet.model")
+    # The focal loss (training) imports COCO annotation tools; the network does not need them.
+    model = module("carinanet", "carinanet.models.retinanet.model",
+                   training_only=["carinanet.core_utils.coco_utils"])
     for suffix in ["", ".model", ".utils", ".anchors", ".losses"]:
         sys.modules.setdefault("retinanet" + suffix, sys.modules["carinanet.models.retinanet" + suffix])
     return model
