@@ -106,7 +106,7 @@ fn a_manifest_that_disagrees_with_its_graph_is_refused_naming_the_field() {
         ),
         (
             r#"task = "text-embedding""#,
-            r#"task = "segmentation""#,
+            r#"task = "detection""#,
             "unknown variant",
         ),
     ];
@@ -253,4 +253,58 @@ fn minilm_embeddings_match_the_python_reference() {
         ])
         .unwrap();
     assert!(e.row(0).dot(&e.row(1)) > e.row(0).dot(&e.row(2)) + 0.2);
+}
+
+#[test]
+fn segmentation_manifests_are_checked_naming_the_field() {
+    if !onnx_runtime_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("pack");
+    std::fs::create_dir_all(&pack).unwrap();
+    let from = root().join("models/test-marker-segmentation");
+    std::fs::copy(from.join("model.onnx"), pack.join("model.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(from.join("model.toml")).unwrap();
+    let cases = [
+        (
+            r#""heart atrium right", "endotracheal tube"]"#,
+            r#""heart atrium right", "endotracheal tube", "stomach"]"#,
+            "segmentation.channels lists 5 names, but output \"masks\" has 4",
+        ),
+        (
+            r#""heart atrium right", "endotracheal tube"]"#,
+            r#""heart atrium right", "heart atrium right"]"#,
+            "segmentation.channels names \"heart atrium right\" twice",
+        ),
+        (
+            r#"right_atrium = "heart atrium right""#,
+            r#"right_atrium = "right atrium""#,
+            "names channel \"right atrium\", which is not in segmentation.channels",
+        ),
+        (
+            r#"right_atrium = "heart atrium right""#,
+            r#"superior_vena_cava = "heart atrium right""#,
+            "unknown variant `superior_vena_cava`",
+        ),
+        (
+            "threshold = 0.5",
+            "threshold = 1.5",
+            "segmentation.threshold 1.5",
+        ),
+        (
+            r#"activation = "none""#,
+            r#"activation = "softmax""#,
+            "segmentation.activation \"softmax\"",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(manifest.contains(from), "{from}");
+        std::fs::write(pack.join("model.toml"), manifest.replacen(from, to, 1)).unwrap();
+        let err = ModelPack::load(&pack, &cpu())
+            .err()
+            .unwrap_or_else(|| panic!("{expected}: loaded"))
+            .to_string();
+        assert!(err.contains(expected), "expected {expected} in: {err}");
+    }
 }

@@ -215,8 +215,10 @@ impl SegmentationSpec {
         }
         for (structure, channel) in &self.structures {
             if !seen.contains(channel.as_str()) {
+                let key = serde_json::to_value(structure).unwrap_or_default();
                 return Err(format!(
-                    "segmentation.structures: {structure:?} names channel {channel:?}, which is not in segmentation.channels"
+                    "segmentation.structures: {} names channel {channel:?}, which is not in segmentation.channels",
+                    key.as_str().unwrap_or_default()
                 ));
             }
         }
@@ -331,6 +333,16 @@ impl Manifest {
                 ))
             }
         };
+        // One name per entry along dimension 1 of the output (which exists).
+        let one_name_per_entry = |names: &str, output: &str, count: usize| {
+            let declared = graph.outputs.iter().find(|o| o.name == output);
+            match declared.and_then(|o| o.shape.get(1)) {
+                Some(Dimension::Fixed(n)) if *n as usize != count => Err(format!(
+                    "{names} lists {count} names, but output {output:?} has {n} along dimension 1"
+                )),
+                _ => Ok(()),
+            }
+        };
         let activation = |section: &str, a: &str| match a {
             "none" | "sigmoid" => Ok(()),
             other => Err(format!(
@@ -382,20 +394,7 @@ impl Manifest {
                     (_, None) | (Task::Landmarks, Some("heatmaps" | "points")) => {}
                     (_, Some(other)) => return Err(format!("{section}.form {other:?} must be \"heatmaps\" or \"points\" (landmarks only)")),
                 }
-                // One name per entry along dimension 1 of the output.
-                let declared = graph
-                    .outputs
-                    .iter()
-                    .find(|o| o.name == spec.output)
-                    .expect("exists");
-                match declared.shape.get(1) {
-                    Some(Dimension::Fixed(n)) if *n as usize != spec.names.len() => Err(format!(
-                        "{section}.names lists {} names, but output {:?} has {n} along dimension 1",
-                        spec.names.len(),
-                        spec.output
-                    )),
-                    _ => Ok(()),
-                }
+                one_name_per_entry(&format!("{section}.names"), &spec.output, spec.names.len())
             }
             Task::Segmentation => {
                 needs_image()?;
@@ -405,22 +404,14 @@ impl Manifest {
                     .ok_or("a segmentation pack needs a [segmentation] section")?;
                 spec.check()?;
                 output_exists("segmentation", &spec.output)?;
-                let declared = graph
-                    .outputs
-                    .iter()
-                    .find(|o| o.name == spec.output)
-                    .expect("exists");
-                match declared.shape.get(1) {
-                    Some(Dimension::Fixed(n)) if *n as usize != spec.channels.len() => Err(format!(
-                        "segmentation.channels lists {} names, but output {:?} has {n} along dimension 1",
-                        spec.channels.len(),
-                        spec.output
-                    )),
-                    _ if declared.shape.len() != 4 => Err(format!(
+                one_name_per_entry("segmentation.channels", &spec.output, spec.channels.len())?;
+                let declared = graph.outputs.iter().find(|o| o.name == spec.output);
+                match declared.map(|o| o.shape.len()) {
+                    Some(4) => Ok(()),
+                    _ => Err(format!(
                         "segmentation output {:?} must be [batch, channels, rows, columns]",
                         spec.output
                     )),
-                    _ => Ok(()),
                 }
             }
             Task::Embedding => {

@@ -446,10 +446,7 @@ pub fn evaluate(
         films: records.len(),
         overall: set_figures(&films, landmarks, (&settings, rules), true),
         subgroups,
-        refused: records
-            .iter()
-            .filter_map(|r| Some((r.file.clone(), r.refused.clone()?)))
-            .collect(),
+        refused: super::refused(records),
         truth_problems,
         unmatched,
         settings,

@@ -66,6 +66,14 @@ pub struct Record {
     pub refused: Option<String>,
 }
 
+/// (file, reason) of each film refused.
+pub fn refused(records: &[Record]) -> Vec<(String, String)> {
+    records
+        .iter()
+        .filter_map(|r| Some((r.file.clone(), r.refused.clone()?)))
+        .collect()
+}
+
 /// The files under `dir` (every level), in name order: the films to run.
 pub fn films(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
@@ -355,10 +363,7 @@ pub fn evaluate(
     Evaluation {
         films: records.len(),
         studies: studies.len(),
-        refused: records
-            .iter()
-            .filter_map(|r| Some((r.file.clone(), r.refused.clone()?)))
-            .collect(),
+        refused: refused(records),
         findings,
         truth_problems,
         unmatched,
