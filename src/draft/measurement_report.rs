@@ -46,12 +46,12 @@ use super::sr::COMPREHENSIVE_SR;
 pub const SERIES_NUMBER: u32 = 9002;
 
 /// Algorithm Identification (TID 4019) for the pack `task`, when the analysis used one.
-fn algorithm(models: &[ModelUsed], task: &str) -> Vec<Item> {
-    let Some(model) = models.iter().find(|m| m.task == task) else {
+fn algorithm(model: Option<&ModelUsed>) -> Vec<Item> {
+    let Some(model) = model else {
         return vec![];
     };
     let modifier = Relationship::HasConceptMod;
-    let mut parameters = format!("{task} pack");
+    let mut parameters = format!("{} pack", model.task);
     if !model.digest.is_empty() {
         parameters.push_str(&format!(", sha256 {}", model.digest));
     }
@@ -155,8 +155,16 @@ fn device_group(check: &DeviceCheck, models: &[ModelUsed], film: &ImageReference
     let device = codes::device(check.device);
     let mut children = tracking(&device_tracking_identifier(check));
     children.push(code_item(Relationship::Contains, &codes::FINDING, &device));
-    children.extend(algorithm(models, "landmarks"));
+    // The pack that found the tip ("name version"), else the first landmarks pack.
     let tip = check.landmarks.first();
+    let by_tip = tip.and_then(|t| {
+        models
+            .iter()
+            .find(|m| format!("{} {}", m.name, m.version) == t.model)
+    });
+    children.extend(algorithm(
+        by_tip.or_else(|| models.iter().find(|m| m.task == "landmarks")),
+    ));
     if let Some(tip) = tip {
         children.push(point_item(
             Relationship::Contains,
@@ -221,7 +229,7 @@ fn finding_group(
         &codes::FINDING,
         &codes::finding(&finding.label),
     ));
-    children.extend(algorithm(models, "findings"));
+    children.extend(algorithm(models.iter().find(|m| m.task == "findings")));
     children.push(image_item(
         Relationship::Contains,
         Some(&codes::SOURCE),

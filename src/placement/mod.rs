@@ -214,13 +214,22 @@ impl Found<'_> {
             .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
     }
 
-    /// Why `name` was not found, when a segmentation pack's derivation says (a landmark with a
-    /// derivation and too little confidence).
-    fn why_not_found(&self, name: &str) -> Option<&str> {
-        self.landmarks
+    /// Why `name` was not found, when a segmentation pack's derivation says: the structure was
+    /// not identified (confidence 0), or was with too little confidence.
+    fn why_not_found(&self, name: &str) -> Option<String> {
+        let l = self
+            .landmarks
             .iter()
-            .filter(|l| l.name == name && l.confidence < self.table.min_confidence)
-            .find_map(|l| l.derivation.as_deref())
+            .filter(|l| l.name == name && l.derivation.is_some())
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))?;
+        let how = l.derivation.as_deref()?;
+        Some(match l.confidence {
+            c if c <= 0.0 => how.to_string(),
+            c => format!(
+                "found with confidence {c:.2}, under the minimum {:.2} ({how})",
+                self.table.min_confidence
+            ),
+        })
     }
 
     fn near_edge(&self, l: &Landmark) -> bool {
