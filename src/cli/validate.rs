@@ -1,5 +1,6 @@
-//! `radassist models validate PACK --studies DIR --truth FILE`: a findings or landmarks pack's
-//! acceptance test on the site's own studies (the work is in [`radassist::validation`]).
+//! `radassist models validate PACK --studies DIR --truth FILE`: a findings, landmarks or
+//! segmentation pack's acceptance test on the site's own studies (the work is in
+//! [`radassist::validation`]).
 //!
 //! Films run in batches through the same decode and inference as the service; each film's
 //! line goes to `OUT/predictions.jsonl` as soon as it is made, so a run stopped part way (or
@@ -137,7 +138,7 @@ fn predict(
 enum Truth {
     /// A findings pack: per-study labels.
     Labels(truth::Truth),
-    /// A landmarks pack: annotated points.
+    /// A landmarks or segmentation pack: annotated points.
     Points(points::Annotations),
 }
 
@@ -171,13 +172,14 @@ fn records(pack: ModelPack, request: &Request) -> Result<Vec<Record>, String> {
     Ok(records)
 }
 
+/// The records evaluated against the truth, the criteria checked, the report made.
 fn evaluated(
     truth: Truth,
     (records, names, pack): (&[Record], &[String], String),
     criteria: Option<&criteria::Criteria>,
     request: &Request,
-) -> Result<Outcome, String> {
-    Ok(match truth {
+) -> Outcome {
+    match truth {
         Truth::Labels(truth) => {
             let settings = Settings {
                 pack,
@@ -189,7 +191,7 @@ fn evaluated(
                 .map(|c| criteria::check(c, &evaluation))
                 .unwrap_or_default();
             Outcome {
-                json: (serde_json::json!({ "evaluation": evaluation, "criteria": checks })),
+                json: serde_json::json!({ "evaluation": evaluation, "criteria": checks }),
                 html: report::html(&evaluation, &checks),
                 thresholds: Some(report::thresholds(&evaluation)),
                 summary: report::summary(&evaluation, &checks),
@@ -208,7 +210,7 @@ fn evaluated(
                 .map(|c| criteria::check_landmarks(c, &evaluation))
                 .unwrap_or_default();
             Outcome {
-                json: (serde_json::json!({ "evaluation": evaluation, "criteria": checks })),
+                json: serde_json::json!({ "evaluation": evaluation, "criteria": checks }),
                 html: landmark_report::html(&evaluation, &checks),
                 thresholds: None,
                 summary: landmark_report::summary(&evaluation, &checks),
@@ -216,7 +218,7 @@ fn evaluated(
                 checks,
             }
         }
-    })
+    }
 }
 
 /// The acceptance test of `request.pack`; Err when it cannot be made, or when a criterion
@@ -246,7 +248,7 @@ pub fn validate(request: &Request, settings: &SessionSettings) -> Result<(), Str
     };
     let name = manifest.name.clone();
     let records = records(pack, request)?;
-    let outcome = evaluated(truth, (&records, &names, name), criteria.as_ref(), request)?;
+    let outcome = evaluated(truth, (&records, &names, name), criteria.as_ref(), request);
     let json = serde_json::to_string_pretty(&outcome.json).map_err(|e| e.to_string())?;
     let mut files = vec![("report.json", json), ("report.html", outcome.html)];
     files.extend(outcome.thresholds.map(|t| ("thresholds.toml", t)));

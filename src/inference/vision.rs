@@ -172,6 +172,13 @@ impl ImageModel {
         let sigmoid_on = spec.activation == "sigmoid";
         let picked = self.run_with(prepared, &spec.output, |values| {
             let values = values.into_dimensionality::<Ix4>().map_err(run_error)?;
+            if values.dim().1 != spec.channels.len() {
+                return Err(run_error(format!(
+                    "the masks have {} channels, the manifest names {}",
+                    values.dim().1,
+                    spec.channels.len()
+                )));
+            }
             Ok::<_, InferenceError>(
                 values
                     .outer_iter()
