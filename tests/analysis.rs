@@ -5,21 +5,12 @@
 use crate::common;
 
 use common::{
-    analyze_json, marked_film, sample, sample_values, stored, write_derived, Derived, SAMPLE,
-    SPACING, STORED_SCALE,
+    analyze_json, device, marked_film, sample, sample_values, stored, write_derived, Derived,
+    SAMPLE, SPACING, STORED_SCALE,
 };
 use ndarray::Array2;
 use radassist::priors::registration::{warp, Similarity};
 use std::process::Command;
-
-fn device<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    result["current"]["placement"]["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["device"] == name)
-        .unwrap()
-}
 
 fn measurement(device: &serde_json::Value, name: &str) -> f64 {
     device["measurements"]

@@ -9,7 +9,7 @@
 //! Needs .radassist/export-venv (scripts/setup); skipped without it unless
 //! RADASSIST_REQUIRE_EXPORT is set (scripts/test sets it).
 
-use crate::common::{self, analyze_json, marked_film, root, sample, SAMPLE};
+use crate::common::{self, analyze_json, device, marked_film, root, sample, SAMPLE};
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -49,15 +49,6 @@ fn export(python: &Path, recipe: &str, out: &Path) -> String {
         String::from_utf8_lossy(&run.stderr)
     );
     stdout
-}
-
-fn device<'a>(result: &'a Value, name: &str) -> &'a Value {
-    result["current"]["placement"]["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["device"] == name)
-        .unwrap()
 }
 
 #[test]

@@ -135,20 +135,31 @@ fn a_manifest_that_disagrees_with_its_graph_is_refused_naming_the_field() {
     }
 }
 
+/// The pack in `from` with each (from, to) edit of its manifest in turn must fail to load with
+/// an error containing the expected text.
+fn each_edit_is_refused(from: &Path, cases: &[(&str, &str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("pack");
+    std::fs::create_dir_all(&pack).unwrap();
+    std::fs::copy(from.join("model.onnx"), pack.join("model.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(from.join("model.toml")).unwrap();
+    for &(edit, to, expected) in cases {
+        assert!(manifest.contains(edit), "{edit}");
+        std::fs::write(pack.join("model.toml"), manifest.replacen(edit, to, 1)).unwrap();
+        let err = ModelPack::load(&pack, &cpu())
+            .err()
+            .unwrap_or_else(|| panic!("{expected}: loaded"))
+            .to_string();
+        assert!(err.contains(expected), "expected {expected} in: {err}");
+    }
+}
+
 #[test]
 fn image_pack_manifests_are_checked_too() {
     if !onnx_runtime_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pack = dir.path().join("pack");
-    std::fs::create_dir_all(&pack).unwrap();
-    std::fs::copy(
-        root().join("models/test-findings/model.onnx"),
-        pack.join("model.onnx"),
-    )
-    .unwrap();
-    let manifest = std::fs::read_to_string(root().join("models/test-findings/model.toml")).unwrap();
+    let from = root().join("models/test-findings");
     let cases = [
         (
             r#""Support Devices"]"#,
@@ -172,15 +183,7 @@ fn image_pack_manifests_are_checked_too() {
             "unknown variant",
         ),
     ];
-    for (from, to, expected) in cases {
-        assert!(manifest.contains(from), "{from}");
-        std::fs::write(pack.join("model.toml"), manifest.replacen(from, to, 1)).unwrap();
-        let err = ModelPack::load(&pack, &cpu())
-            .err()
-            .unwrap_or_else(|| panic!("{expected}: loaded"))
-            .to_string();
-        assert!(err.contains(expected), "expected {expected} in: {err}");
-    }
+    each_edit_is_refused(&from, &cases);
 }
 
 #[test]
@@ -260,12 +263,7 @@ fn segmentation_manifests_are_checked_naming_the_field() {
     if !onnx_runtime_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pack = dir.path().join("pack");
-    std::fs::create_dir_all(&pack).unwrap();
     let from = root().join("models/test-marker-segmentation");
-    std::fs::copy(from.join("model.onnx"), pack.join("model.onnx")).unwrap();
-    let manifest = std::fs::read_to_string(from.join("model.toml")).unwrap();
     let cases = [
         (
             r#""heart atrium right", "endotracheal tube"]"#,
@@ -298,13 +296,5 @@ fn segmentation_manifests_are_checked_naming_the_field() {
             "segmentation.activation \"softmax\"",
         ),
     ];
-    for (from, to, expected) in cases {
-        assert!(manifest.contains(from), "{from}");
-        std::fs::write(pack.join("model.toml"), manifest.replacen(from, to, 1)).unwrap();
-        let err = ModelPack::load(&pack, &cpu())
-            .err()
-            .unwrap_or_else(|| panic!("{expected}: loaded"))
-            .to_string();
-        assert!(err.contains(expected), "expected {expected} in: {err}");
-    }
+    each_edit_is_refused(&from, &cases);
 }

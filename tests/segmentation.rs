@@ -5,7 +5,7 @@
 //! equal an independent computation (tests/python/derive_landmarks.py: scipy's labelling and
 //! numpy) on the same masks.
 
-use crate::common::{self, analyze_json, marked_film, root, SPACING};
+use crate::common::{self, analyze_json, device, marked_film, root, SPACING};
 
 use radassist::dicom::{read_file, DecodeLimits};
 use radassist::inference::session::{Provider, SessionSettings};
@@ -16,15 +16,6 @@ use serde_json::{json, Value};
 use std::process::Command;
 
 const CARINA: (f64, f64) = (544.0, 396.0);
-
-fn device<'a>(result: &'a Value, name: &str) -> &'a Value {
-    result["current"]["placement"]["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["device"] == name)
-        .unwrap()
-}
 
 fn pack(name: &str) -> String {
     root().join("models").join(name).display().to_string()

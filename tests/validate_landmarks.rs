@@ -117,6 +117,30 @@ fn studies(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (folder, truth)
 }
 
+/// `radassist models validate` of the shipped pack `pack` on the films against the points.
+fn validate(
+    pack: &str,
+    (films, truth): (&Path, &Path),
+    out: &Path,
+    criteria: Option<&Path>,
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_radassist"));
+    command
+        .args(["models", "validate", "--provider", "cpu", "--studies"])
+        .arg(films)
+        .arg("--truth")
+        .arg(truth)
+        .arg("--out")
+        .arg(out);
+    if let Some(criteria) = criteria {
+        command.arg("--criteria").arg(criteria);
+    }
+    command
+        .arg(root().join("models").join(pack))
+        .output()
+        .unwrap()
+}
+
 fn figure<'a>(set: &'a Value, landmark: &str) -> &'a Value {
     set["landmarks"]
         .as_array()
@@ -148,18 +172,12 @@ fn landmark_errors_equal_an_independent_computation_and_verdicts_are_compared() 
     )
     .unwrap();
     let out = dir.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(["models", "validate", "--provider", "cpu", "--studies"])
-        .arg(&folder)
-        .arg("--truth")
-        .arg(&truth)
-        .arg("--out")
-        .arg(&out)
-        .arg("--criteria")
-        .arg(&criteria)
-        .arg(root().join("models/test-marker-landmarks"))
-        .output()
-        .unwrap();
+    let run = validate(
+        "test-marker-landmarks",
+        (&folder, &truth),
+        &out,
+        Some(&criteria),
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     let stdout = String::from_utf8_lossy(&run.stdout);
     eprintln!("{stdout}");
@@ -292,16 +310,12 @@ fn landmark_errors_equal_an_independent_computation_and_verdicts_are_compared() 
     }
     // The same annotations against the segmentation pack's derived landmarks.
     let segmented = dir.path().join("segmented");
-    let run = Command::new(env!("CARGO_BIN_EXE_radassist"))
-        .args(["models", "validate", "--provider", "cpu", "--studies"])
-        .arg(&folder)
-        .arg("--truth")
-        .arg(&truth)
-        .arg("--out")
-        .arg(&segmented)
-        .arg(root().join("models/test-marker-segmentation"))
-        .output()
-        .unwrap();
+    let run = validate(
+        "test-marker-segmentation",
+        (&folder, &truth),
+        &segmented,
+        None,
+    );
     assert!(
         run.status.success(),
         "{}",

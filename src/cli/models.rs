@@ -119,14 +119,11 @@ pub fn embed_text(
 
 /// Each structure's probabilities of each film as a 16-bit grey PNG in `dir`.
 fn write_masks(
-    model: &mut radassist::inference::vision::ImageModel,
-    batch: &[&radassist::imaging::Radiograph],
+    masks: &[radassist::inference::vision::Masks],
     files: &[PathBuf],
     dir: &Path,
 ) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let prepared = model.prepare(batch);
-    let masks = model.masks_of(&prepared).map_err(|e| e.to_string())?;
     for (file, masks) in files.iter().zip(masks) {
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
         for (structure, probabilities) in &masks.structures {
@@ -165,38 +162,44 @@ pub fn predict(
         .map(|f| dicom::read_file(f, &limits).map_err(|e| format!("{}: {e}", f.display())))
         .collect::<Result<Vec<_>, _>>()?;
     let batch: Vec<_> = radiographs.iter().collect();
-    if let Some(dir) = masks {
-        if task != Task::Segmentation {
-            return Err(format!(
-                "--masks is for segmentation packs; {} is a {task:?} pack",
-                folder.display()
-            ));
-        }
-        write_masks(&mut model, &batch, files, dir)?;
+    if masks.is_some() && task != Task::Segmentation {
+        return Err(format!(
+            "--masks is for segmentation packs; {} is a {task:?} pack",
+            folder.display()
+        ));
     }
+    let landmark_lines = |found: Vec<Vec<radassist::inference::vision::Landmark>>| {
+        found
+            .iter()
+            .map(|l| serde_json::json!({ "landmarks": l }))
+            .collect::<Vec<_>>()
+    };
+    let failed = |e: radassist::inference::InferenceError| e.to_string();
     let results: Vec<serde_json::Value> = match task {
-        Task::Findings => model.findings(&batch).map(|r| {
-            r.iter()
-                .map(|f| serde_json::json!({ "findings": f }))
-                .collect()
-        }),
-        Task::Landmarks | Task::Segmentation => {
+        Task::Findings => model
+            .findings(&batch)
+            .map_err(failed)?
+            .iter()
+            .map(|f| serde_json::json!({ "findings": f }))
+            .collect(),
+        Task::Landmarks => landmark_lines(model.landmarks(&batch).map_err(failed)?),
+        Task::Segmentation => {
+            // The masks once: written when asked for, and the landmarks derived from them.
             let prepared = model.prepare(&batch);
-            radassist::segmentation::landmarks_of(&mut model, &prepared)
+            let found = model.masks_of(&prepared).map_err(failed)?;
+            if let Some(dir) = masks {
+                write_masks(&found, files, dir)?;
+            }
+            landmark_lines(found.iter().map(radassist::segmentation::derive).collect())
         }
-        .map(|r| {
-            r.iter()
-                .map(|l| serde_json::json!({ "landmarks": l }))
-                .collect()
-        }),
-        _ => model.embeddings(&batch).map(|e| {
-            e.rows()
-                .into_iter()
-                .map(|row| serde_json::json!({ "embedding": row.to_vec() }))
-                .collect()
-        }),
-    }
-    .map_err(|e| e.to_string())?;
+        _ => model
+            .embeddings(&batch)
+            .map_err(failed)?
+            .rows()
+            .into_iter()
+            .map(|row| serde_json::json!({ "embedding": row.to_vec() }))
+            .collect(),
+    };
     for (file, mut result) in files.iter().zip(results) {
         result["file"] = file.display().to_string().into();
         if test_model {

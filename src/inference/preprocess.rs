@@ -81,6 +81,20 @@ impl Placement {
             (y + 0.5 - self.offset_y) / self.scale_y - 0.5,
         )
     }
+
+    /// A point on a model output's grid of `grid` (rows, columns) spanning the model input of
+    /// `input` (rows, columns), back to image pixel coordinates: grid pixels to model-input
+    /// pixels with pixel centres aligned, then to the image. Heatmaps and masks use it.
+    pub fn grid_to_image(
+        &self,
+        input: (usize, usize),
+        grid: (usize, usize),
+        (x, y): (f64, f64),
+    ) -> (f64, f64) {
+        let x = (x + 0.5) * input.1 as f64 / grid.1 as f64 - 0.5;
+        let y = (y + 0.5) * input.0 as f64 / grid.0 as f64 - 0.5;
+        self.to_image(x, y)
+    }
 }
 
 /// One image ready for the model: [channels, rows, columns], and its placement.

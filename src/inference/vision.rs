@@ -32,12 +32,8 @@ pub struct Masks {
 
 impl Masks {
     /// A point on a mask of `dim` (column, row; pixel centres at whole numbers) in image pixels.
-    pub fn to_image(&self, dim: (usize, usize), (x, y): (f64, f64)) -> (f64, f64) {
-        let (h, w) = dim;
-        let (input_h, input_w) = (self.input.0 as f64, self.input.1 as f64);
-        let x = (x + 0.5) * input_w / w as f64 - 0.5;
-        let y = (y + 0.5) * input_h / h as f64 - 0.5;
-        self.placement.to_image(x, y)
+    pub fn to_image(&self, dim: (usize, usize), point: (f64, f64)) -> (f64, f64) {
+        self.placement.grid_to_image(self.input, dim, point)
     }
 }
 
@@ -338,7 +334,7 @@ impl ImageModel {
                 .collect());
         }
         let heatmaps = values.into_dimensionality::<Ix4>().map_err(run_error)?;
-        let (input_h, input_w) = (self.spec.rows as f64, self.spec.columns as f64);
+        let input = (self.spec.rows, self.spec.columns);
         Ok(heatmaps
             .outer_iter()
             .zip(&placements)
@@ -348,11 +344,7 @@ impl ImageModel {
                     .zip(maps.axis_iter(Axis(0)))
                     .map(|(name, map)| {
                         let (hx, hy, peak) = subpixel_peak(map);
-                        // Heatmap pixels to model-input pixels (centres aligned), then to the image.
-                        let (h, w) = map.dim();
-                        let x = (hx + 0.5) * input_w / w as f64 - 0.5;
-                        let y = (hy + 0.5) * input_h / h as f64 - 0.5;
-                        let (x, y) = placement.to_image(x, y);
+                        let (x, y) = placement.grid_to_image(input, map.dim(), (hx, hy));
                         Landmark {
                             name: name.clone(),
                             x,

@@ -12,7 +12,7 @@
 //! pixel spacing are counted for detection and left out of the mm figures.
 
 use super::points::{Annotations, FilmKey, Point};
-use super::{Record, SUBGROUPS};
+use super::Record;
 use crate::inference::vision::Landmark;
 use crate::placement::geometry::{ImagePoint, PatientFrame};
 use crate::placement::rules::RuleTable;
@@ -423,25 +423,14 @@ pub fn evaluate(
         ));
     }
     let (films, unmatched) = films(records, annotations, landmarks, &mut truth_problems);
-    let mut subgroups = Vec::new();
-    for attribute in SUBGROUPS {
-        let mut values: BTreeMap<&str, Vec<&Film>> = BTreeMap::new();
-        for film in &films {
-            let value = film.record.subgroups.get(attribute);
-            values
-                .entry(value.map_or("unknown", String::as_str))
-                .or_default()
-                .push(film);
-        }
-        for (value, group) in values {
-            let group: Vec<Film> = group.into_iter().cloned().collect();
-            subgroups.push(SubgroupSet {
-                attribute: attribute.to_string(),
-                value: value.to_string(),
-                figures: set_figures(&group, landmarks, (&settings, rules), false),
-            });
-        }
-    }
+    let subgroups = super::by_subgroup(&films, |f| &f.record.subgroups)
+        .into_iter()
+        .map(|(attribute, value, group)| SubgroupSet {
+            attribute: attribute.to_string(),
+            value,
+            figures: set_figures(&group, landmarks, (&settings, rules), false),
+        })
+        .collect();
     LandmarkEvaluation {
         films: records.len(),
         overall: set_figures(&films, landmarks, (&settings, rules), true),

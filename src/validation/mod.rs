@@ -66,6 +66,28 @@ pub struct Record {
     pub refused: Option<String>,
 }
 
+/// `items` grouped by the value of each of [`SUBGROUPS`] (the attribute, its value, the items
+/// with it; "unknown" where a film's header has none), in that order and by value.
+pub fn by_subgroup<'a, T: Clone>(
+    items: &[T],
+    groups_of: impl Fn(&T) -> &'a BTreeMap<String, String>,
+) -> Vec<(&'static str, String, Vec<T>)> {
+    let mut grouped = Vec::new();
+    for attribute in SUBGROUPS {
+        let mut values: BTreeMap<&str, Vec<T>> = BTreeMap::new();
+        for item in items {
+            let value = groups_of(item)
+                .get(attribute)
+                .map_or("unknown", String::as_str);
+            values.entry(value).or_default().push(item.clone());
+        }
+        for (value, group) in values {
+            grouped.push((attribute, value.to_string(), group));
+        }
+    }
+    grouped
+}
+
 /// (file, reason) of each film refused.
 pub fn refused(records: &[Record]) -> Vec<(String, String)> {
     records
@@ -339,21 +361,17 @@ pub fn evaluate(
             })
             .collect();
         let all: Vec<Case> = cases.iter().map(|c| c.0).collect();
-        let mut subgroups = Vec::new();
-        for attribute in SUBGROUPS {
-            let mut values: BTreeMap<&str, Vec<Case>> = BTreeMap::new();
-            for (case, groups) in &cases {
-                let value = groups.get(attribute).map_or("unknown", String::as_str);
-                values.entry(value).or_default().push(*case);
-            }
-            for (value, group) in values {
-                subgroups.push(SubgroupFigures {
+        let subgroups = by_subgroup(&cases, |c| c.1)
+            .into_iter()
+            .map(|(attribute, value, group)| {
+                let group: Vec<Case> = group.iter().map(|c| c.0).collect();
+                SubgroupFigures {
                     attribute: attribute.to_string(),
-                    value: value.to_string(),
+                    value,
                     figures: figures(&group, &settings, false),
-                });
-            }
-        }
+                }
+            })
+            .collect();
         findings.push(FindingFigures {
             finding: finding.clone(),
             overall: figures(&all, &settings, true),

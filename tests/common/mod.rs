@@ -344,6 +344,16 @@ pub fn run_radassist(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// One device's check in `radassist analyze --json`'s result.
+pub fn device<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    result["current"]["placement"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == name)
+        .unwrap()
+}
+
 pub fn analyze_json(args: &[&str]) -> serde_json::Value {
     let args: Vec<&str> = ["analyze"]
         .iter()
